@@ -1,0 +1,167 @@
+//! Gossip tuning: memberlist-like profiles (`lan`, `wan`, `local`) whose fields can each be overridden.
+
+use std::time::Duration;
+
+/// Tuning knobs of the SWIM/Lifeguard core.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GossipConfig {
+    /// Time between failure-detection probes (scaled by local health).
+    pub probe_interval: Duration,
+    /// Wait for a direct ack before asking others to probe indirectly.
+    pub probe_timeout: Duration,
+    /// Number of peers asked to probe indirectly.
+    pub indirect_checks: usize,
+    /// Time between gossip rounds.
+    pub gossip_interval: Duration,
+    /// Peers each gossip round sends to (fanout).
+    pub gossip_nodes: usize,
+    /// Retransmit limit is `retransmit_mult * ceil(log10(N + 1))`.
+    pub retransmit_mult: u32,
+    /// Minimum suspicion timeout is `suspicion_mult * log10(N) * probe_interval`.
+    pub suspicion_mult: u32,
+    /// Suspicion starts at this multiple of its minimum and shrinks with confirmations.
+    pub suspicion_max_timeout_mult: u32,
+    /// Highest local health (awareness) multiplier.
+    pub awareness_max_multiplier: u32,
+    /// Base interval of full-state exchanges (scaled with cluster size).
+    pub push_pull_interval: Duration,
+    /// How long failed members keep receiving gossip, so they can refute.
+    pub gossip_to_the_dead_time: Duration,
+    /// How often a failed member is contacted to re-merge healed partitions.
+    pub reconnect_interval: Duration,
+    /// Failed members are forgotten after this long.
+    pub reconnect_timeout: Duration,
+    /// Left members are forgotten after this long.
+    pub tombstone_timeout: Duration,
+    /// Byte budget of one datagram.
+    pub mtu: usize,
+    /// Concurrent indirect probes relayed for others; beyond it requests are dropped and counted.
+    pub max_relays: usize,
+    /// Concurrent full-state replies being sent; beyond it requests are dropped and counted.
+    pub max_sync_replies: usize,
+}
+
+impl GossipConfig {
+    /// Local-network defaults (memberlist `DefaultLANConfig`).
+    pub fn lan() -> Self {
+        GossipConfig {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
+            gossip_interval: Duration::from_millis(200),
+            gossip_nodes: 3,
+            retransmit_mult: 4,
+            suspicion_mult: 4,
+            suspicion_max_timeout_mult: 6,
+            awareness_max_multiplier: 8,
+            push_pull_interval: Duration::from_secs(30),
+            gossip_to_the_dead_time: Duration::from_secs(30),
+            reconnect_interval: Duration::from_secs(30),
+            reconnect_timeout: Duration::from_secs(72 * 3600),
+            tombstone_timeout: Duration::from_secs(24 * 3600),
+            mtu: 1400,
+            max_relays: 1024,
+            max_sync_replies: 16,
+        }
+    }
+
+    /// Wide-area defaults (memberlist `DefaultWANConfig`).
+    pub fn wan() -> Self {
+        GossipConfig {
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            gossip_interval: Duration::from_millis(500),
+            gossip_nodes: 4,
+            suspicion_mult: 6,
+            push_pull_interval: Duration::from_secs(60),
+            gossip_to_the_dead_time: Duration::from_secs(60),
+            ..Self::lan()
+        }
+    }
+
+    /// Loopback / single-host defaults (memberlist `DefaultLocalConfig`).
+    pub fn local() -> Self {
+        GossipConfig {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(200),
+            gossip_interval: Duration::from_millis(100),
+            retransmit_mult: 2,
+            suspicion_mult: 3,
+            push_pull_interval: Duration::from_secs(15),
+            gossip_to_the_dead_time: Duration::from_secs(15),
+            reconnect_interval: Duration::from_secs(10),
+            ..Self::lan()
+        }
+    }
+
+    /// Profile by name.
+    pub fn profile(name: &str) -> Option<Self> {
+        match name {
+            "lan" => Some(Self::lan()),
+            "wan" => Some(Self::wan()),
+            "local" => Some(Self::local()),
+            _ => None,
+        }
+    }
+
+    /// Rejects settings the core cannot work with.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.probe_interval.is_zero() || self.gossip_interval.is_zero() {
+            return Err("probe_interval and gossip_interval must be positive".into());
+        }
+        if self.probe_timeout >= self.probe_interval {
+            return Err("probe_timeout must be shorter than probe_interval".into());
+        }
+        if !(576..=crate::gossip::wire::MAX_DATAGRAM).contains(&self.mtu) {
+            return Err(format!(
+                "mtu must be between 576 and {}",
+                crate::gossip::wire::MAX_DATAGRAM
+            ));
+        }
+        if self.suspicion_mult == 0 || self.retransmit_mult == 0 || self.gossip_nodes == 0 {
+            return Err("suspicion_mult, retransmit_mult and gossip_nodes must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Retransmit limit for a cluster of `n` members.
+    pub fn retransmit_limit(&self, n: usize) -> u32 {
+        self.retransmit_mult * ceil_log10(n + 1)
+    }
+
+    /// Push/pull interval scaled to cluster size (memberlist `pushPullScale`: doubles past 32 members).
+    pub fn push_pull_interval_for(&self, n: usize) -> Duration {
+        if n <= 32 {
+            return self.push_pull_interval;
+        }
+        let mult = ((n as f64).log2() - 5.0).ceil() as u32 + 1;
+        self.push_pull_interval * mult
+    }
+}
+
+fn ceil_log10(n: usize) -> u32 {
+    (n as f64).log10().ceil().max(1.0) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_follow_memberlist_formulas() {
+        let c = GossipConfig::lan();
+        assert_eq!(c.retransmit_limit(5000), 16);
+        assert_eq!(c.retransmit_limit(3), 4);
+        assert_eq!(c.push_pull_interval_for(10), Duration::from_secs(30));
+        assert_eq!(c.push_pull_interval_for(5000), Duration::from_secs(270));
+        assert!(c.validate().is_ok());
+        assert!(GossipConfig::profile("wan").unwrap().validate().is_ok());
+        assert!(GossipConfig::profile("local").unwrap().validate().is_ok());
+        assert!(GossipConfig::profile("moon").is_none());
+        let bad = GossipConfig {
+            probe_timeout: Duration::from_secs(2),
+            ..GossipConfig::lan()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

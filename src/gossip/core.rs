@@ -1,0 +1,1115 @@
+//! The SWIM + Lifeguard state machine. Inputs: `handle_packet`, `handle_timeout` and commands; outputs are
+//! polled: `poll_transmit`, `poll_timeout`, `poll_event`. Time is whatever `Instant` the driver passes in.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::awareness::Awareness;
+use super::broadcast::BroadcastQueue;
+use super::config::GossipConfig;
+use super::member::{Member, State};
+use super::rng::Rng;
+use super::suspicion::Suspicion;
+use super::tags;
+use super::timers::TimerHeap;
+use super::wire::{self, DecodeError, Delta, Message};
+
+/// Who the local node is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Unique node name (1-255 bytes).
+    pub name: String,
+    /// Address others reach our gossip socket at.
+    pub addr: SocketAddr,
+    /// Encoded tags (see [`tags::encode`]).
+    pub tags: Vec<u8>,
+    /// Starting incarnation; refutation raises it past anything the cluster remembers.
+    pub incarnation: u32,
+}
+
+/// A datagram written into the caller's buffer by [`Core::poll_transmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub dst: SocketAddr,
+    /// Bytes written.
+    pub len: usize,
+}
+
+/// Something the driver or the application should know about.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A member appeared or its state, address, incarnation or tags changed.
+    Member(Member),
+    /// A failed or left member was forgotten.
+    Reaped(Arc<str>),
+    /// A full-state reply to our request `seq` arrived from `from` (a join succeeded).
+    SyncReply {
+        /// Sequence number returned by [`Core::join`].
+        seq: u32,
+        /// Who answered.
+        from: SocketAddr,
+    },
+}
+
+/// `force_leave` was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForceLeaveError {
+    /// No member by that name.
+    NotFound,
+    /// The local node cannot force-leave itself.
+    IsLocal,
+}
+
+impl std::fmt::Display for ForceLeaveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForceLeaveError::NotFound => f.write_str("no member by that name"),
+            ForceLeaveError::IsLocal => f.write_str("cannot force-leave the local node"),
+        }
+    }
+}
+impl std::error::Error for ForceLeaveError {}
+
+/// Counters for operators and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to `handle_packet`.
+    pub packets_in: u64,
+    /// Datagrams produced by `poll_transmit`.
+    pub packets_out: u64,
+    /// Bytes in.
+    pub bytes_in: u64,
+    /// Bytes out.
+    pub bytes_out: u64,
+    /// Dropped: malformed or truncated.
+    pub dropped_malformed: u64,
+    /// Dropped: unknown protocol version.
+    pub dropped_version: u64,
+    /// Dropped: larger than the codec accepts.
+    pub dropped_oversize: u64,
+    /// Dropped: too many indirect probes in flight.
+    pub dropped_relay_full: u64,
+    /// Dropped: too many full-state replies in flight.
+    pub dropped_sync_busy: u64,
+    /// Pings addressed to another node name (stale address).
+    pub ping_name_mismatch: u64,
+    /// Times we refuted a suspicion of ourselves.
+    pub refutes: u64,
+    /// Probes that ended in suspicion.
+    pub probes_failed: u64,
+    /// Members we declared failed.
+    pub declared_failed: u64,
+}
+
+#[derive(Debug)]
+enum Out {
+    Ping {
+        dst: SocketAddr,
+        seq: u32,
+        target: Arc<str>,
+    },
+    PingReq {
+        dst: SocketAddr,
+        seq: u32,
+        target: Arc<str>,
+        addr: SocketAddr,
+    },
+    Ack {
+        dst: SocketAddr,
+        seq: u32,
+    },
+    Nack {
+        dst: SocketAddr,
+        seq: u32,
+    },
+    Gossip {
+        dst: SocketAddr,
+    },
+    Sync {
+        dst: SocketAddr,
+        seq: u32,
+        want_reply: bool,
+        is_reply: bool,
+        cursor: usize,
+    },
+}
+
+#[derive(Debug)]
+enum Timer {
+    Probe,
+    Gossip,
+    ProbeDirect(u32),
+    RelayNack(u32),
+    RelayExpire(u32),
+    Suspicion(Arc<str>, u64),
+    Reap(Arc<str>, u64),
+    PushPull,
+    Reconnect,
+}
+
+struct Probe {
+    seq: u32,
+    target: Arc<str>,
+    expected_nacks: u32,
+    nacks: u32,
+}
+
+struct Relay {
+    origin: SocketAddr,
+    origin_seq: u32,
+    nack: bool,
+}
+
+struct Entry {
+    m: Member,
+    /// Bumped on every state change so stale timers can be recognised.
+    token: u64,
+    suspicion: Option<Suspicion>,
+}
+
+/// The gossip state machine of one node.
+pub struct Core {
+    cfg: GossipConfig,
+    rng: Rng,
+    awareness: Awareness,
+    me: Arc<str>,
+    /// `entries[0]` is the local node.
+    entries: Vec<Entry>,
+    index: HashMap<Arc<str>, usize>,
+    live: usize,
+    probe_list: Vec<Arc<str>>,
+    probe_idx: usize,
+    probe: Option<Probe>,
+    relays: HashMap<u32, Relay>,
+    seq: u32,
+    broadcasts: BroadcastQueue,
+    out: VecDeque<Out>,
+    events: VecDeque<Event>,
+    timers: TimerHeap<Timer>,
+    leaving: bool,
+    sync_replies: usize,
+    token: u64,
+    stats: Stats,
+    picks: Vec<usize>,
+}
+
+impl Core {
+    /// Creates a core for `id`, starting its timers at `now`; `seed` makes it deterministic.
+    pub fn new(cfg: GossipConfig, id: Identity, now: Instant, seed: u64) -> Result<Self, String> {
+        cfg.validate()?;
+        if !wire::valid_name(&id.name) {
+            return Err("node name must be 1-255 bytes".into());
+        }
+        tags::validate(&id.tags).map_err(|e| e.to_string())?;
+        let me: Arc<str> = Arc::from(id.name.as_str());
+        let mut rng = Rng::new(seed);
+        let seq = rng.next_u64() as u32;
+        let mut core = Core {
+            awareness: Awareness::new(cfg.awareness_max_multiplier),
+            rng,
+            me: me.clone(),
+            entries: vec![Entry {
+                m: Member {
+                    name: me.clone(),
+                    addr: id.addr,
+                    incarnation: id.incarnation,
+                    state: State::Alive,
+                    tags: Arc::from(id.tags),
+                    since: now,
+                },
+                token: 0,
+                suspicion: None,
+            }],
+            index: HashMap::from([(me, 0)]),
+            live: 1,
+            probe_list: Vec::new(),
+            probe_idx: 0,
+            probe: None,
+            relays: HashMap::new(),
+            seq,
+            broadcasts: BroadcastQueue::default(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: TimerHeap::default(),
+            leaving: false,
+            sync_replies: 0,
+            token: 0,
+            stats: Stats::default(),
+            picks: Vec::new(),
+            cfg,
+        };
+        // Random phases keep thousands of nodes started together from probing in lockstep.
+        let jitter = |rng: &mut Rng, d: Duration| d.mul_f64(rng.below(1000) as f64 / 1000.0);
+        let p = jitter(&mut core.rng, core.cfg.probe_interval);
+        core.timers.push(now + p, Timer::Probe);
+        let g = jitter(&mut core.rng, core.cfg.gossip_interval);
+        core.timers.push(now + g, Timer::Gossip);
+        let pp = core.cfg.push_pull_interval + jitter(&mut core.rng, core.cfg.push_pull_interval);
+        core.timers.push(now + pp, Timer::PushPull);
+        core.timers.push(now + core.cfg.reconnect_interval, Timer::Reconnect);
+        core.events.push_back(Event::Member(core.entries[0].m.clone()));
+        Ok(core)
+    }
+
+    /// The local member.
+    pub fn local(&self) -> &Member {
+        &self.entries[0].m
+    }
+
+    /// Every known member, the local one first.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.entries.iter().map(|e| &e.m)
+    }
+
+    /// A member by name.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.index.get(name).map(|&i| &self.entries[i].m)
+    }
+
+    /// Members currently alive or suspect (including the local node unless it left).
+    pub fn num_live(&self) -> usize {
+        self.live
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Lifeguard local health score (0 = healthy).
+    pub fn health_score(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    /// Deltas waiting to be piggybacked.
+    pub fn pending_broadcasts(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &GossipConfig {
+        &self.cfg
+    }
+
+    /// Starts a join: sends our full state to `addr` and asks for theirs. Returns the sequence number
+    /// that [`Event::SyncReply`] will carry when they answer.
+    pub fn join(&mut self, addr: SocketAddr) -> u32 {
+        let seq = self.next_seq();
+        self.out.push_back(Out::Sync {
+            dst: addr,
+            seq,
+            want_reply: true,
+            is_reply: false,
+            cursor: 0,
+        });
+        seq
+    }
+
+    /// Leaves gracefully: announces `left` at a higher incarnation and stops probing.
+    pub fn leave(&mut self, now: Instant) {
+        if self.leaving {
+            return;
+        }
+        self.leaving = true;
+        self.probe = None;
+        let inc = self.entries[0].m.incarnation.saturating_add(1);
+        self.set_state(now, 0, State::Left, inc);
+        let me = self.me.clone();
+        self.enqueue(
+            0,
+            Delta::Left {
+                name: &me,
+                incarnation: inc,
+            },
+        );
+    }
+
+    /// True once our `left` announcement went to enough peers (or there is nobody to tell).
+    pub fn leave_propagated(&self) -> bool {
+        if !self.leaving {
+            return false;
+        }
+        let peers = self.live;
+        match self.broadcasts.transmits(&self.me) {
+            None => true,
+            Some(t) => t as usize >= self.cfg.gossip_nodes.min(peers),
+        }
+    }
+
+    /// Replaces the local tags and announces them.
+    pub fn set_tags(&mut self, encoded: Vec<u8>) -> Result<(), tags::TagsError> {
+        tags::validate(&encoded)?;
+        let me = &mut self.entries[0].m;
+        me.tags = Arc::from(encoded);
+        me.incarnation = me.incarnation.saturating_add(1);
+        self.announce_self();
+        Ok(())
+    }
+
+    /// Marks a member `left` cluster-wide. A live member refutes it and stays.
+    pub fn force_leave(&mut self, now: Instant, name: &str) -> Result<(), ForceLeaveError> {
+        let &i = self.index.get(name).ok_or(ForceLeaveError::NotFound)?;
+        if i == 0 {
+            return Err(ForceLeaveError::IsLocal);
+        }
+        let inc = self.entries[i].m.incarnation;
+        self.on_left(now, i, inc);
+        Ok(())
+    }
+
+    /// Feeds one received datagram.
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
+        let p = match wire::decode(bytes) {
+            Ok(p) => p,
+            Err(DecodeError::Version(_)) => {
+                self.stats.dropped_version += 1;
+                return;
+            }
+            Err(DecodeError::Oversize) => {
+                self.stats.dropped_oversize += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                return;
+            }
+        };
+        let is_sync = matches!(p.msg, Message::Sync { .. });
+        for d in p.deltas() {
+            self.apply(now, d, is_sync);
+        }
+        match p.msg {
+            Message::Ping { seq, target } => {
+                if target == &*self.me {
+                    self.out.push_back(Out::Ack { dst: from, seq });
+                } else {
+                    self.stats.ping_name_mismatch += 1;
+                }
+            }
+            Message::PingReq {
+                seq,
+                target,
+                addr,
+                nack,
+            } => self.relay(now, from, seq, target, addr, nack),
+            Message::Ack { seq } => self.on_ack(seq),
+            Message::Nack { seq } => {
+                if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
+                    p.nacks += 1;
+                }
+            }
+            Message::Gossip => {}
+            Message::Sync {
+                seq,
+                want_reply,
+                is_reply,
+            } => {
+                if is_reply {
+                    self.events.push_back(Event::SyncReply { seq, from });
+                }
+                if want_reply {
+                    if self.sync_replies >= self.cfg.max_sync_replies {
+                        self.stats.dropped_sync_busy += 1;
+                    } else {
+                        self.sync_replies += 1;
+                        self.out.push_back(Out::Sync {
+                            dst: from,
+                            seq,
+                            want_reply: false,
+                            is_reply: true,
+                            cursor: 0,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(t) = self.timers.pop_expired(now) {
+            match t {
+                Timer::Probe => self.on_probe_tick(now),
+                Timer::Gossip => self.on_gossip_tick(now),
+                Timer::ProbeDirect(seq) => self.on_probe_direct_timeout(seq),
+                Timer::RelayNack(seq) => {
+                    if let Some(r) = self.relays.get(&seq).filter(|r| r.nack) {
+                        let (dst, seq) = (r.origin, r.origin_seq);
+                        self.out.push_back(Out::Nack { dst, seq });
+                    }
+                }
+                Timer::RelayExpire(seq) => {
+                    self.relays.remove(&seq);
+                }
+                Timer::Suspicion(name, token) => self.on_suspicion_timer(now, &name, token),
+                Timer::Reap(name, token) => self.reap(&name, token),
+                Timer::PushPull => {
+                    let every = self.cfg.push_pull_interval_for(self.live);
+                    self.timers.push(now + every, Timer::PushPull);
+                    self.sync_with_random(|m| m.state.is_live());
+                }
+                Timer::Reconnect => {
+                    self.timers
+                        .push(now + self.cfg.reconnect_interval, Timer::Reconnect);
+                    // Talking to a failed member is how halves of a healed partition find each other again.
+                    self.sync_with_random(|m| m.state == State::Dead);
+                }
+            }
+        }
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Writes the next datagram into `buf` (cleared first) and says where it goes.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+        loop {
+            let out = self.out.pop_front()?;
+            buf.clear();
+            let limit = self.cfg.retransmit_limit(self.live);
+            let mtu = self.cfg.mtu;
+            let (dst, at, mut count, piggyback) = match out {
+                Out::Ping { dst, seq, ref target } => {
+                    let at = wire::encode_header(buf, &Message::Ping { seq, target });
+                    // Buddy system: tell a suspect it is suspected so it can refute at once.
+                    let mut n = 0;
+                    if let Some(&i) = self.index.get(target) {
+                        let m = &self.entries[i].m;
+                        if m.state == State::Suspect {
+                            wire::encode_delta(
+                                buf,
+                                &Delta::Suspect {
+                                    name: &m.name,
+                                    incarnation: m.incarnation,
+                                    from: &self.me,
+                                },
+                            );
+                            n = 1;
+                        }
+                    }
+                    (dst, at, n, true)
+                }
+                Out::PingReq {
+                    dst,
+                    seq,
+                    ref target,
+                    addr,
+                } => {
+                    let msg = Message::PingReq {
+                        seq,
+                        target,
+                        addr,
+                        nack: true,
+                    };
+                    (dst, wire::encode_header(buf, &msg), 0, true)
+                }
+                Out::Ack { dst, seq } => (dst, wire::encode_header(buf, &Message::Ack { seq }), 0, true),
+                Out::Nack { dst, seq } => {
+                    (dst, wire::encode_header(buf, &Message::Nack { seq }), 0, true)
+                }
+                Out::Gossip { dst } => (dst, wire::encode_header(buf, &Message::Gossip), 0, true),
+                Out::Sync {
+                    dst,
+                    seq,
+                    want_reply,
+                    is_reply,
+                    cursor,
+                } => {
+                    let msg = Message::Sync {
+                        seq,
+                        want_reply,
+                        is_reply,
+                    };
+                    let at = wire::encode_header(buf, &msg);
+                    let (n, next) = self.fill_states(buf, cursor, mtu);
+                    if next < self.entries.len() {
+                        self.out.push_front(Out::Sync {
+                            dst,
+                            seq,
+                            want_reply: false,
+                            is_reply,
+                            cursor: next,
+                        });
+                    } else if is_reply {
+                        self.sync_replies = self.sync_replies.saturating_sub(1);
+                    }
+                    (dst, at, n, false)
+                }
+            };
+            if piggyback {
+                let room = mtu.saturating_sub(buf.len());
+                count += self
+                    .broadcasts
+                    .fill(buf, room, limit, u16::MAX as usize - count);
+            }
+            if matches!(out, Out::Gossip { .. }) && count == 0 {
+                continue;
+            }
+            wire::set_count(buf, at, count as u16);
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += buf.len() as u64;
+            return Some(Transmit { dst, len: buf.len() });
+        }
+    }
+
+    fn fill_states(&self, buf: &mut Vec<u8>, cursor: usize, mtu: usize) -> (usize, usize) {
+        let mut i = cursor;
+        let mut n = 0;
+        while i < self.entries.len() {
+            let mark = buf.len();
+            let m = &self.entries[i].m;
+            let tags = &m.tags;
+            let d = match m.state {
+                State::Alive => Delta::Alive {
+                    name: &m.name,
+                    incarnation: m.incarnation,
+                    addr: m.addr,
+                    tags,
+                },
+                State::Suspect => Delta::Suspect {
+                    name: &m.name,
+                    incarnation: m.incarnation,
+                    from: &self.me,
+                },
+                State::Dead => Delta::Dead {
+                    name: &m.name,
+                    incarnation: m.incarnation,
+                    from: &self.me,
+                },
+                State::Left => Delta::Left {
+                    name: &m.name,
+                    incarnation: m.incarnation,
+                },
+            };
+            wire::encode_delta(buf, &d);
+            if buf.len() > mtu && n > 0 {
+                buf.truncate(mark);
+                break;
+            }
+            n += 1;
+            i += 1;
+        }
+        (n, i)
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn next_token(&mut self) -> u64 {
+        self.token += 1;
+        self.token
+    }
+
+    fn enqueue(&mut self, i: usize, d: Delta<'_>) {
+        let name = self.entries[i].m.name.clone();
+        self.broadcasts.push(&name, |b| wire::encode_delta(b, &d));
+    }
+
+    fn announce_self(&mut self) {
+        let m = &self.entries[0].m;
+        let (name, inc, addr, tags) = (m.name.clone(), m.incarnation, m.addr, m.tags.clone());
+        self.enqueue(
+            0,
+            Delta::Alive {
+                name: &name,
+                incarnation: inc,
+                addr,
+                tags: &tags,
+            },
+        );
+        self.events.push_back(Event::Member(self.entries[0].m.clone()));
+    }
+
+    fn set_state(&mut self, now: Instant, i: usize, state: State, incarnation: u32) {
+        let token = self.next_token();
+        let e = &mut self.entries[i];
+        let was_live = e.m.state.is_live();
+        if e.m.state != state {
+            e.m.since = now;
+        }
+        e.m.state = state;
+        e.m.incarnation = incarnation;
+        e.token = token;
+        if state != State::Suspect {
+            e.suspicion = None;
+        }
+        match (was_live, state.is_live()) {
+            (true, false) => self.live -= 1,
+            (false, true) => self.live += 1,
+            _ => {}
+        }
+        self.events.push_back(Event::Member(self.entries[i].m.clone()));
+    }
+
+    fn refute(&mut self, inc: u32) {
+        self.stats.refutes += 1;
+        self.awareness.apply(1);
+        let me = &mut self.entries[0].m;
+        me.incarnation = me.incarnation.max(inc).saturating_add(1);
+        self.announce_self();
+    }
+
+    fn apply(&mut self, now: Instant, d: Delta<'_>, from_sync: bool) {
+        match d {
+            Delta::Alive {
+                name,
+                incarnation,
+                addr,
+                tags,
+            } => self.on_alive(now, name, incarnation, addr, tags),
+            Delta::Suspect {
+                name,
+                incarnation,
+                from,
+            } => self.on_suspect(now, name, incarnation, from),
+            // A full-state exchange only hints at a failure: verify it ourselves (memberlist mergeState).
+            Delta::Dead {
+                name,
+                incarnation,
+                from,
+            } if from_sync => self.on_suspect(now, name, incarnation, from),
+            Delta::Dead {
+                name,
+                incarnation,
+                from,
+            } => {
+                if let Some(&i) = self.index.get(name) {
+                    self.on_dead(now, i, incarnation, from);
+                }
+            }
+            Delta::Left { name, incarnation } => {
+                if let Some(&i) = self.index.get(name) {
+                    self.on_left(now, i, incarnation);
+                }
+            }
+        }
+    }
+
+    fn on_alive(&mut self, now: Instant, name: &str, inc: u32, addr: SocketAddr, tags: &[u8]) {
+        let Some(&i) = self.index.get(name) else {
+            let name: Arc<str> = Arc::from(name);
+            self.entries.push(Entry {
+                m: Member {
+                    name: name.clone(),
+                    addr,
+                    incarnation: inc,
+                    state: State::Alive,
+                    tags: Arc::from(tags),
+                    since: now,
+                },
+                token: 0,
+                suspicion: None,
+            });
+            let i = self.entries.len() - 1;
+            self.index.insert(name.clone(), i);
+            self.live += 1;
+            // New members get probed within this round, at a random place in what is left of it.
+            let lo = self.probe_idx.min(self.probe_list.len());
+            let at = lo + self.rng.below(self.probe_list.len() - lo + 1);
+            self.probe_list.insert(at, name);
+            self.enqueue(
+                i,
+                Delta::Alive {
+                    name: &self.entries[i].m.name.clone(),
+                    incarnation: inc,
+                    addr,
+                    tags,
+                },
+            );
+            self.events.push_back(Event::Member(self.entries[i].m.clone()));
+            return;
+        };
+        if i == 0 {
+            let me = &self.entries[0].m;
+            let conflicting = inc == me.incarnation && (addr != me.addr || *tags != *me.tags);
+            if !self.leaving && (inc > me.incarnation || conflicting) {
+                self.refute(inc);
+            }
+            return;
+        }
+        let m = &self.entries[i].m;
+        let restarted = !m.state.is_live() && inc == m.incarnation && addr != m.addr;
+        if inc <= m.incarnation && !restarted {
+            return;
+        }
+        let e = &mut self.entries[i];
+        e.m.addr = addr;
+        if *e.m.tags != *tags {
+            e.m.tags = Arc::from(tags);
+        }
+        self.set_state(now, i, State::Alive, inc);
+        let name = self.entries[i].m.name.clone();
+        self.enqueue(
+            i,
+            Delta::Alive {
+                name: &name,
+                incarnation: inc,
+                addr,
+                tags,
+            },
+        );
+    }
+
+    fn on_suspect(&mut self, now: Instant, name: &str, inc: u32, from: &str) {
+        let Some(&i) = self.index.get(name) else {
+            return;
+        };
+        if i == 0 {
+            if !self.leaving && inc >= self.entries[0].m.incarnation {
+                self.refute(inc);
+            }
+            return;
+        }
+        let e = &mut self.entries[i];
+        if inc < e.m.incarnation || !e.m.state.is_live() {
+            return;
+        }
+        if e.m.state == State::Suspect && inc == e.m.incarnation {
+            let Some(s) = e.suspicion.as_mut() else {
+                return;
+            };
+            if s.confirm(from) {
+                let at = s.deadline();
+                let token = e.token;
+                let name = e.m.name.clone();
+                self.timers.push(at, Timer::Suspicion(name.clone(), token));
+                self.enqueue(
+                    i,
+                    Delta::Suspect {
+                        name: &name,
+                        incarnation: inc,
+                        from,
+                    },
+                );
+            }
+            return;
+        }
+        // memberlist: k confirmations expected, none when the cluster is too small to supply them.
+        let n = self.live.max(1);
+        let mut k = self.cfg.suspicion_mult.saturating_sub(2);
+        if (n as u32).saturating_sub(2) < k {
+            k = 0;
+        }
+        let min = self
+            .cfg
+            .probe_interval
+            .mul_f64(self.cfg.suspicion_mult as f64 * (n as f64).log10().max(1.0));
+        let max = min * self.cfg.suspicion_max_timeout_mult;
+        self.set_state(now, i, State::Suspect, inc);
+        let e = &mut self.entries[i];
+        let s = Suspicion::new(now, min, max, k, Arc::from(from));
+        let at = s.deadline();
+        e.suspicion = Some(s);
+        let (name, token) = (e.m.name.clone(), e.token);
+        self.timers.push(at, Timer::Suspicion(name.clone(), token));
+        self.enqueue(
+            i,
+            Delta::Suspect {
+                name: &name,
+                incarnation: inc,
+                from,
+            },
+        );
+    }
+
+    fn on_dead(&mut self, now: Instant, i: usize, inc: u32, from: &str) {
+        if i == 0 {
+            if !self.leaving && inc >= self.entries[0].m.incarnation {
+                self.refute(inc);
+            }
+            return;
+        }
+        let m = &self.entries[i].m;
+        if inc < m.incarnation || !m.state.is_live() {
+            return;
+        }
+        self.set_state(now, i, State::Dead, inc);
+        let e = &self.entries[i];
+        let (name, token) = (e.m.name.clone(), e.token);
+        self.timers.push(
+            now + self.cfg.reconnect_timeout,
+            Timer::Reap(name.clone(), token),
+        );
+        self.enqueue(
+            i,
+            Delta::Dead {
+                name: &name,
+                incarnation: inc,
+                from,
+            },
+        );
+    }
+
+    fn on_left(&mut self, now: Instant, i: usize, inc: u32) {
+        if i == 0 {
+            if !self.leaving && inc >= self.entries[0].m.incarnation {
+                self.refute(inc);
+            }
+            return;
+        }
+        let m = &self.entries[i].m;
+        if inc < m.incarnation || m.state == State::Left {
+            return;
+        }
+        self.set_state(now, i, State::Left, inc);
+        let e = &self.entries[i];
+        let (name, token) = (e.m.name.clone(), e.token);
+        self.timers.push(
+            now + self.cfg.tombstone_timeout,
+            Timer::Reap(name.clone(), token),
+        );
+        self.enqueue(
+            i,
+            Delta::Left {
+                name: &name,
+                incarnation: inc,
+            },
+        );
+    }
+
+    fn on_suspicion_timer(&mut self, now: Instant, name: &str, token: u64) {
+        let Some(&i) = self.index.get(name) else {
+            return;
+        };
+        let e = &self.entries[i];
+        if e.token != token || e.m.state != State::Suspect {
+            return;
+        }
+        let Some(deadline) = e.suspicion.as_ref().map(Suspicion::deadline) else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        self.stats.declared_failed += 1;
+        let me = self.me.clone();
+        self.on_dead(now, i, e.m.incarnation, &me);
+    }
+
+    fn reap(&mut self, name: &str, token: u64) {
+        let Some(&i) = self.index.get(name) else {
+            return;
+        };
+        let e = &self.entries[i];
+        if i == 0 || e.token != token || e.m.state.is_live() {
+            return;
+        }
+        let gone = self.entries.swap_remove(i);
+        self.index.remove(name);
+        if i < self.entries.len() {
+            let moved = self.entries[i].m.name.clone();
+            self.index.insert(moved, i);
+        }
+        self.events.push_back(Event::Reaped(gone.m.name));
+    }
+
+    fn relay(
+        &mut self,
+        now: Instant,
+        origin: SocketAddr,
+        origin_seq: u32,
+        target: &str,
+        addr: SocketAddr,
+        nack: bool,
+    ) {
+        if self.relays.len() >= self.cfg.max_relays {
+            self.stats.dropped_relay_full += 1;
+            return;
+        }
+        let seq = self.next_seq();
+        self.relays.insert(
+            seq,
+            Relay {
+                origin,
+                origin_seq,
+                nack,
+            },
+        );
+        let target = match self.index.get(target) {
+            Some(&i) => self.entries[i].m.name.clone(),
+            None => Arc::from(target),
+        };
+        self.out.push_back(Out::Ping {
+            dst: addr,
+            seq,
+            target,
+        });
+        if nack {
+            // Leave the origin time to count our nack before its probe interval ends.
+            let wait = self.cfg.probe_timeout.mul_f64(0.8);
+            self.timers.push(now + wait, Timer::RelayNack(seq));
+        }
+        self.timers
+            .push(now + self.cfg.probe_interval, Timer::RelayExpire(seq));
+    }
+
+    fn on_ack(&mut self, seq: u32) {
+        if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
+            self.probe = None;
+            self.awareness.apply(-1);
+            return;
+        }
+        if let Some(r) = self.relays.remove(&seq) {
+            self.out.push_back(Out::Ack {
+                dst: r.origin,
+                seq: r.origin_seq,
+            });
+        }
+    }
+
+    fn on_probe_tick(&mut self, now: Instant) {
+        let interval = self.awareness.scale(self.cfg.probe_interval);
+        self.timers.push(now + interval, Timer::Probe);
+        // The previous probe's deadline is this tick.
+        if let Some(p) = self.probe.take() {
+            self.stats.probes_failed += 1;
+            let delta = if p.expected_nacks > 0 {
+                (p.expected_nacks - p.nacks.min(p.expected_nacks)) as i32
+            } else {
+                1
+            };
+            self.awareness.apply(delta);
+            if let Some(&i) = self.index.get(&p.target) {
+                let m = &self.entries[i].m;
+                if m.state.is_live() {
+                    let (inc, me) = (m.incarnation, self.me.clone());
+                    self.on_suspect(now, &p.target, inc, &me);
+                }
+            }
+        }
+        if self.leaving {
+            return;
+        }
+        let Some(i) = self.next_probe_target() else {
+            return;
+        };
+        let seq = self.next_seq();
+        let m = &self.entries[i].m;
+        self.probe = Some(Probe {
+            seq,
+            target: m.name.clone(),
+            expected_nacks: 0,
+            nacks: 0,
+        });
+        self.out.push_back(Out::Ping {
+            dst: m.addr,
+            seq,
+            target: m.name.clone(),
+        });
+        let direct = self.awareness.scale(self.cfg.probe_timeout);
+        self.timers.push(now + direct, Timer::ProbeDirect(seq));
+    }
+
+    fn next_probe_target(&mut self) -> Option<usize> {
+        for _ in 0..=self.probe_list.len() + 1 {
+            if self.probe_idx >= self.probe_list.len() {
+                self.probe_list.clear();
+                self.probe_list
+                    .extend(self.entries[1..].iter().map(|e| e.m.name.clone()));
+                self.rng.shuffle(&mut self.probe_list);
+                self.probe_idx = 0;
+                if self.probe_list.is_empty() {
+                    return None;
+                }
+            }
+            let name = &self.probe_list[self.probe_idx];
+            self.probe_idx += 1;
+            if let Some(&i) = self.index.get(name) {
+                if i != 0 && self.entries[i].m.state.is_live() {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    fn on_probe_direct_timeout(&mut self, seq: u32) {
+        let Some(p) = self.probe.as_ref().filter(|p| p.seq == seq) else {
+            return;
+        };
+        let Some(&ti) = self.index.get(&p.target) else {
+            return;
+        };
+        let (target, addr) = (p.target.clone(), self.entries[ti].m.addr);
+        self.pick_random(self.cfg.indirect_checks, |j, m| {
+            j != ti && m.state == State::Alive
+        });
+        for k in 0..self.picks.len() {
+            let dst = self.entries[self.picks[k]].m.addr;
+            self.out.push_back(Out::PingReq {
+                dst,
+                seq,
+                target: target.clone(),
+                addr,
+            });
+        }
+        let sent = self.picks.len() as u32;
+        if let Some(p) = self.probe.as_mut() {
+            p.expected_nacks = sent;
+        }
+    }
+
+    fn on_gossip_tick(&mut self, now: Instant) {
+        self.timers
+            .push(now + self.cfg.gossip_interval, Timer::Gossip);
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let dead_window = self.cfg.gossip_to_the_dead_time;
+        self.pick_random(self.cfg.gossip_nodes, |_, m| {
+            m.state.is_live() || (m.state == State::Dead && now.duration_since(m.since) < dead_window)
+        });
+        for k in 0..self.picks.len() {
+            let dst = self.entries[self.picks[k]].m.addr;
+            self.out.push_back(Out::Gossip { dst });
+        }
+    }
+
+    fn sync_with_random(&mut self, eligible: impl Fn(&Member) -> bool) {
+        self.pick_random(1, |_, m| eligible(m));
+        if let Some(&i) = self.picks.first() {
+            let addr = self.entries[i].m.addr;
+            self.join(addr);
+        }
+    }
+
+    /// Fills `self.picks` with up to `k` distinct random non-local members accepted by `ok`.
+    fn pick_random(&mut self, k: usize, ok: impl Fn(usize, &Member) -> bool) {
+        self.picks.clear();
+        let n = self.entries.len();
+        if n <= 1 || k == 0 {
+            return;
+        }
+        if n <= 64 {
+            self.picks
+                .extend((1..n).filter(|&j| ok(j, &self.entries[j].m)));
+            self.rng.shuffle(&mut self.picks);
+            self.picks.truncate(k);
+            return;
+        }
+        // Large clusters: bounded rejection sampling, no full scan.
+        for _ in 0..k * 8 {
+            let j = 1 + self.rng.below(n - 1);
+            if !self.picks.contains(&j) && ok(j, &self.entries[j].m) {
+                self.picks.push(j);
+                if self.picks.len() == k {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Sans-IO SWIM + Lifeguard gossip core: no sockets, no clock, no runtime; drivers feed it time and packets.
+
+pub mod awareness;
+pub mod broadcast;
+pub mod config;
+pub mod core;
+pub mod member;
+pub mod rng;
+pub mod suspicion;
+pub mod tags;
+pub mod timers;
+pub mod wire;
+
+pub use self::config::GossipConfig;
+pub use self::core::{Core, Event, ForceLeaveError, Identity, Stats, Transmit};
+pub use self::member::{Member, State};

@@ -1,0 +1,593 @@
+//! Versioned binary codec for gossip datagrams: one message header plus a list of membership deltas.
+//!
+//! Layout (all integers big-endian or LEB128 varints):
+//! ```text
+//! packet  := version:u8 kind:u8 body count:u16 delta*
+//! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -)
+//! addr    := 4 ip[4] port:u16 | 6 ip[16] port:u16
+//! str8    := len:u8 (1..=255) utf8[len]
+//! ```
+//! Decoding borrows from the datagram and never allocates; every length is checked.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Wire protocol version carried in the first byte of every packet.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Largest datagram the decoder accepts; anything bigger is dropped as oversize.
+pub const MAX_DATAGRAM: usize = 9216;
+/// Longest node name the wire can carry.
+pub const MAX_NAME: usize = 255;
+
+/// Why a datagram was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Fewer bytes than a field needs.
+    Truncated,
+    /// Unknown protocol version byte.
+    Version(u8),
+    /// Unknown message or delta kind.
+    Kind(u8),
+    /// A string field is not UTF-8 or is empty.
+    BadString,
+    /// Unknown address family.
+    BadAddr,
+    /// A varint is longer than 5 bytes or overflows u32.
+    BadVarint,
+    /// Bytes left over after the last delta.
+    Trailing,
+    /// Datagram above [`MAX_DATAGRAM`].
+    Oversize,
+    /// Encoded tags are malformed.
+    BadTags,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Truncated => write!(f, "truncated packet"),
+            DecodeError::Version(v) => write!(f, "unsupported protocol version {v}"),
+            DecodeError::Kind(k) => write!(f, "unknown kind {k}"),
+            DecodeError::BadString => write!(f, "invalid string field"),
+            DecodeError::BadAddr => write!(f, "invalid address"),
+            DecodeError::BadVarint => write!(f, "invalid varint"),
+            DecodeError::Trailing => write!(f, "trailing bytes"),
+            DecodeError::Oversize => write!(f, "oversize packet"),
+            DecodeError::BadTags => write!(f, "invalid tags"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// The header message of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Direct probe of `target`.
+    Ping { seq: u32, target: &'a str },
+    /// Ask the receiver to probe `target` at `addr` on our behalf.
+    PingReq {
+        seq: u32,
+        target: &'a str,
+        addr: SocketAddr,
+        nack: bool,
+    },
+    /// Probe answered.
+    Ack { seq: u32 },
+    /// Relay could not reach the target in time (Lifeguard).
+    Nack { seq: u32 },
+    /// Deltas only.
+    Gossip,
+    /// Full-state chunk; the deltas are member states, not news.
+    Sync {
+        seq: u32,
+        want_reply: bool,
+        is_reply: bool,
+    },
+}
+
+const K_PING: u8 = 1;
+const K_PING_REQ: u8 = 2;
+const K_ACK: u8 = 3;
+const K_NACK: u8 = 4;
+const K_GOSSIP: u8 = 5;
+const K_SYNC: u8 = 6;
+
+/// A membership delta (or, inside a `Sync`, a member's full state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delta<'a> {
+    /// Member is alive at this incarnation, reachable at `addr`, with these encoded tags.
+    Alive {
+        name: &'a str,
+        incarnation: u32,
+        addr: SocketAddr,
+        tags: &'a [u8],
+    },
+    /// `from` suspects the member.
+    Suspect {
+        name: &'a str,
+        incarnation: u32,
+        from: &'a str,
+    },
+    /// `from` declared the member failed.
+    Dead {
+        name: &'a str,
+        incarnation: u32,
+        from: &'a str,
+    },
+    /// Member left gracefully (or was force-left).
+    Left { name: &'a str, incarnation: u32 },
+}
+
+impl<'a> Delta<'a> {
+    /// The member the delta is about.
+    pub fn name(&self) -> &'a str {
+        match self {
+            Delta::Alive { name, .. }
+            | Delta::Suspect { name, .. }
+            | Delta::Dead { name, .. }
+            | Delta::Left { name, .. } => name,
+        }
+    }
+}
+
+const D_ALIVE: u8 = 1;
+const D_SUSPECT: u8 = 2;
+const D_DEAD: u8 = 3;
+const D_LEFT: u8 = 4;
+
+/// A validated packet: the header message and its deltas, borrowed from the datagram.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// Header message.
+    pub msg: Message<'a>,
+    count: u16,
+    deltas: &'a [u8],
+}
+
+impl<'a> Packet<'a> {
+    /// Number of deltas.
+    pub fn delta_count(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Iterates the (already validated) deltas.
+    pub fn deltas(&self) -> DeltaIter<'a> {
+        DeltaIter {
+            r: Reader { b: self.deltas },
+            left: self.count,
+        }
+    }
+}
+
+/// Iterator over the deltas of a validated packet.
+pub struct DeltaIter<'a> {
+    r: Reader<'a>,
+    left: u16,
+}
+
+impl<'a> Iterator for DeltaIter<'a> {
+    type Item = Delta<'a>;
+    fn next(&mut self) -> Option<Delta<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // Validated in `decode`, so this cannot fail; stop quietly if it somehow does.
+        self.r.delta().ok()
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.b.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (h, t) = self.b.split_at(n);
+        self.b = t;
+        Ok(h)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn varint(&mut self) -> Result<u32, DecodeError> {
+        let mut v: u64 = 0;
+        for i in 0..5 {
+            let byte = self.u8()?;
+            v |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return u32::try_from(v).map_err(|_| DecodeError::BadVarint);
+            }
+        }
+        Err(DecodeError::BadVarint)
+    }
+    fn str8(&mut self) -> Result<&'a str, DecodeError> {
+        let n = self.u8()? as usize;
+        if n == 0 {
+            return Err(DecodeError::BadString);
+        }
+        std::str::from_utf8(self.take(n)?).map_err(|_| DecodeError::BadString)
+    }
+    fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
+        let ip = match self.u8()? {
+            4 => {
+                let b = self.take(4)?;
+                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            }
+            6 => {
+                let b: [u8; 16] = self.take(16)?.try_into().expect("16 bytes");
+                IpAddr::V6(Ipv6Addr::from(b))
+            }
+            _ => return Err(DecodeError::BadAddr),
+        };
+        Ok(SocketAddr::new(ip, self.u16()?))
+    }
+    fn delta(&mut self) -> Result<Delta<'a>, DecodeError> {
+        let kind = self.u8()?;
+        let name = self.str8()?;
+        let incarnation = self.varint()?;
+        Ok(match kind {
+            D_ALIVE => {
+                let addr = self.addr()?;
+                let n = self.u16()? as usize;
+                let tags = self.take(n)?;
+                crate::gossip::tags::validate(tags).map_err(|_| DecodeError::BadTags)?;
+                Delta::Alive {
+                    name,
+                    incarnation,
+                    addr,
+                    tags,
+                }
+            }
+            D_SUSPECT => Delta::Suspect {
+                name,
+                incarnation,
+                from: self.str8()?,
+            },
+            D_DEAD => Delta::Dead {
+                name,
+                incarnation,
+                from: self.str8()?,
+            },
+            D_LEFT => Delta::Left { name, incarnation },
+            k => return Err(DecodeError::Kind(k)),
+        })
+    }
+}
+
+/// Validates a whole datagram and returns a borrowed view of it.
+pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    if buf.len() > MAX_DATAGRAM {
+        return Err(DecodeError::Oversize);
+    }
+    let mut r = Reader { b: buf };
+    let version = r.u8()?;
+    if version != PROTOCOL_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    let msg = match r.u8()? {
+        K_PING => Message::Ping {
+            seq: r.u32()?,
+            target: r.str8()?,
+        },
+        K_PING_REQ => Message::PingReq {
+            seq: r.u32()?,
+            target: r.str8()?,
+            addr: r.addr()?,
+            nack: r.u8()? & 1 == 1,
+        },
+        K_ACK => Message::Ack { seq: r.u32()? },
+        K_NACK => Message::Nack { seq: r.u32()? },
+        K_GOSSIP => Message::Gossip,
+        K_SYNC => {
+            let seq = r.u32()?;
+            let flags = r.u8()?;
+            Message::Sync {
+                seq,
+                want_reply: flags & 1 != 0,
+                is_reply: flags & 2 != 0,
+            }
+        }
+        k => return Err(DecodeError::Kind(k)),
+    };
+    let count = r.u16()?;
+    let deltas = r.b;
+    for _ in 0..count {
+        r.delta()?;
+    }
+    if !r.b.is_empty() {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(Packet { msg, count, deltas })
+}
+
+/// Appends a packet header and a zero delta count; returns the offset of the count for [`set_count`].
+pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
+    buf.push(PROTOCOL_VERSION);
+    match *msg {
+        Message::Ping { seq, target } => {
+            buf.push(K_PING);
+            buf.extend_from_slice(&seq.to_be_bytes());
+            put_str8(buf, target);
+        }
+        Message::PingReq {
+            seq,
+            target,
+            addr,
+            nack,
+        } => {
+            buf.push(K_PING_REQ);
+            buf.extend_from_slice(&seq.to_be_bytes());
+            put_str8(buf, target);
+            put_addr(buf, addr);
+            buf.push(u8::from(nack));
+        }
+        Message::Ack { seq } => {
+            buf.push(K_ACK);
+            buf.extend_from_slice(&seq.to_be_bytes());
+        }
+        Message::Nack { seq } => {
+            buf.push(K_NACK);
+            buf.extend_from_slice(&seq.to_be_bytes());
+        }
+        Message::Gossip => buf.push(K_GOSSIP),
+        Message::Sync {
+            seq,
+            want_reply,
+            is_reply,
+        } => {
+            buf.push(K_SYNC);
+            buf.extend_from_slice(&seq.to_be_bytes());
+            buf.push(u8::from(want_reply) | (u8::from(is_reply) << 1));
+        }
+    }
+    let at = buf.len();
+    buf.extend_from_slice(&0u16.to_be_bytes());
+    at
+}
+
+/// Writes the final delta count at the offset returned by [`encode_header`].
+pub fn set_count(buf: &mut [u8], at: usize, count: u16) {
+    buf[at..at + 2].copy_from_slice(&count.to_be_bytes());
+}
+
+/// Appends one encoded delta.
+pub fn encode_delta(buf: &mut Vec<u8>, d: &Delta<'_>) {
+    match *d {
+        Delta::Alive {
+            name,
+            incarnation,
+            addr,
+            tags,
+        } => {
+            buf.push(D_ALIVE);
+            put_str8(buf, name);
+            put_varint(buf, incarnation);
+            put_addr(buf, addr);
+            let n = u16::try_from(tags.len()).expect("tags checked at construction");
+            buf.extend_from_slice(&n.to_be_bytes());
+            buf.extend_from_slice(tags);
+        }
+        Delta::Suspect {
+            name,
+            incarnation,
+            from,
+        } => {
+            buf.push(D_SUSPECT);
+            put_str8(buf, name);
+            put_varint(buf, incarnation);
+            put_str8(buf, from);
+        }
+        Delta::Dead {
+            name,
+            incarnation,
+            from,
+        } => {
+            buf.push(D_DEAD);
+            put_str8(buf, name);
+            put_varint(buf, incarnation);
+            put_str8(buf, from);
+        }
+        Delta::Left { name, incarnation } => {
+            buf.push(D_LEFT);
+            put_str8(buf, name);
+            put_varint(buf, incarnation);
+        }
+    }
+}
+
+fn put_str8(buf: &mut Vec<u8>, s: &str) {
+    // Names are validated to 1..=255 bytes where they enter the system.
+    debug_assert!(!s.is_empty() && s.len() <= MAX_NAME);
+    buf.push(s.len().min(MAX_NAME) as u8);
+    buf.extend_from_slice(&s.as_bytes()[..s.len().min(MAX_NAME)]);
+}
+
+fn put_varint(buf: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn put_addr(buf: &mut Vec<u8>, a: SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(ip) => {
+            buf.push(4);
+            buf.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            buf.push(6);
+            buf.extend_from_slice(&ip.octets());
+        }
+    }
+    buf.extend_from_slice(&a.port().to_be_bytes());
+}
+
+/// Checks that a node name can travel on the wire.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_packet() -> Vec<u8> {
+        let mut buf = Vec::new();
+        let at = encode_header(
+            &mut buf,
+            &Message::PingReq {
+                seq: 77,
+                target: "node-b",
+                addr: "127.0.0.2:8301".parse().unwrap(),
+                nack: true,
+            },
+        );
+        let tags = crate::gossip::tags::encode(&[("role", "node"), ("dc", "dc1")]).unwrap();
+        encode_delta(
+            &mut buf,
+            &Delta::Alive {
+                name: "node-a",
+                incarnation: 300,
+                addr: "[::1]:9000".parse().unwrap(),
+                tags: &tags,
+            },
+        );
+        encode_delta(
+            &mut buf,
+            &Delta::Suspect {
+                name: "node-c",
+                incarnation: 2,
+                from: "node-a",
+            },
+        );
+        encode_delta(
+            &mut buf,
+            &Delta::Left {
+                name: "node-d",
+                incarnation: u32::MAX,
+            },
+        );
+        set_count(&mut buf, at, 3);
+        buf
+    }
+
+    #[test]
+    fn roundtrip_header_and_deltas() {
+        let buf = sample_packet();
+        let p = decode(&buf).unwrap();
+        assert_eq!(
+            p.msg,
+            Message::PingReq {
+                seq: 77,
+                target: "node-b",
+                addr: "127.0.0.2:8301".parse().unwrap(),
+                nack: true
+            }
+        );
+        let ds: Vec<_> = p.deltas().collect();
+        assert_eq!(ds.len(), 3);
+        match ds[0] {
+            Delta::Alive {
+                name,
+                incarnation,
+                addr,
+                tags,
+            } => {
+                assert_eq!((name, incarnation), ("node-a", 300));
+                assert_eq!(addr, "[::1]:9000".parse::<SocketAddr>().unwrap());
+                let t = crate::gossip::tags::decode(tags).unwrap();
+                assert_eq!(t.get("role").map(String::as_str), Some("node"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            ds[2],
+            Delta::Left {
+                name: "node-d",
+                incarnation: u32::MAX
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_version_kind_and_trailing() {
+        let mut buf = sample_packet();
+        buf[0] = 9;
+        assert_eq!(decode(&buf).unwrap_err(), DecodeError::Version(9));
+        let mut buf = sample_packet();
+        buf[1] = 99;
+        assert_eq!(decode(&buf).unwrap_err(), DecodeError::Kind(99));
+        let mut buf = sample_packet();
+        buf.push(0);
+        assert_eq!(decode(&buf).unwrap_err(), DecodeError::Trailing);
+        assert_eq!(
+            decode(&vec![1u8; MAX_DATAGRAM + 1]).unwrap_err(),
+            DecodeError::Oversize
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        let buf = sample_packet();
+        for n in 0..buf.len() {
+            assert!(decode(&buf[..n]).is_err(), "prefix of {n} bytes accepted");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(p) = decode(&bytes) {
+                prop_assert_eq!(p.deltas().count(), p.delta_count());
+            }
+        }
+
+        #[test]
+        fn garbled_packets_never_panic(flips in proptest::collection::vec((0usize..200, any::<u8>()), 1..8)) {
+            let mut buf = sample_packet();
+            for (i, b) in flips {
+                let i = i % buf.len();
+                buf[i] = b;
+            }
+            if let Ok(p) = decode(&buf) {
+                prop_assert_eq!(p.deltas().count(), p.delta_count());
+            }
+        }
+
+        #[test]
+        fn varints_roundtrip(v in any::<u32>()) {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, v);
+            let mut r = Reader { b: &buf };
+            prop_assert_eq!(r.varint().unwrap(), v);
+            prop_assert!(r.b.is_empty());
+        }
+
+        #[test]
+        fn suspect_roundtrip(name in "[a-z0-9-]{1,40}", from in "[a-z0-9-]{1,40}", inc in any::<u32>(), seq in any::<u32>()) {
+            let mut buf = Vec::new();
+            let at = encode_header(&mut buf, &Message::Ping { seq, target: &name });
+            encode_delta(&mut buf, &Delta::Dead { name: &name, incarnation: inc, from: &from });
+            set_count(&mut buf, at, 1);
+            let p = decode(&buf).unwrap();
+            prop_assert_eq!(p.msg, Message::Ping { seq, target: &name });
+            let d: Vec<_> = p.deltas().collect();
+            prop_assert_eq!(d, vec![Delta::Dead { name: &name, incarnation: inc, from: &from }]);
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Drives several gossip cores on the simulated network with virtual time: the SWIM/Lifeguard behaviours.
+
+use std::time::Duration;
+
+use murmur::gossip::{Event, GossipConfig, State, tags};
+use murmur::sim::{NetModel, Sim};
+
+const STEP: Duration = Duration::from_millis(100);
+
+fn cluster(n: usize, seed: u64) -> Sim {
+    let mut sim = Sim::new(seed, NetModel::default());
+    for i in 0..n {
+        let t = tags::encode(&[("role", "node")]).unwrap();
+        sim.add_node(&format!("node-{i}"), GossipConfig::lan(), t);
+    }
+    for i in 1..n {
+        sim.join(i, 0);
+    }
+    sim
+}
+
+/// State of member `name` as seen by node `observer`.
+fn seen(sim: &Sim, observer: usize, name: &str) -> Option<State> {
+    sim.node(observer).core.member(name).map(|m| m.state)
+}
+
+fn all_see(sim: &Sim, observers: &[usize], name: &str, state: State) -> bool {
+    observers.iter().all(|&o| seen(sim, o, name) == Some(state))
+}
+
+fn converged(sim: &Sim) -> bool {
+    (0..sim.len()).all(|i| sim.node(i).core.num_live() == sim.len())
+}
+
+#[test]
+fn join_through_one_member_spreads_to_all() {
+    let mut sim = cluster(5, 1);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    // Node 4 joined through node 0 only, yet knows node 3 alive with its tags.
+    let m = sim.node(4).core.member("node-3").unwrap();
+    assert_eq!(m.state, State::Alive);
+    assert_eq!(tags::decode(&m.tags).unwrap()["role"], "node");
+}
+
+#[test]
+fn join_reports_sync_reply() {
+    let mut sim = cluster(2, 2);
+    let seq = sim.join(1, 0);
+    let mut replied = false;
+    let until = sim.now + Duration::from_secs(1);
+    sim.run_until(until, |_, i, ev| {
+        if let Event::SyncReply { seq: s, .. } = ev {
+            replied |= i == 1 && s == seq;
+        }
+    });
+    assert!(replied);
+}
+
+#[test]
+fn crash_is_suspected_then_declared_failed_everywhere() {
+    let mut sim = cluster(6, 3);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    sim.crash(5);
+    let others: Vec<usize> = (0..5).collect();
+    let mut suspected = false;
+    let mut failed_at = None;
+    let end = sim.now + Duration::from_secs(60);
+    while sim.now < end && failed_at.is_none() {
+        let next = sim.now + STEP;
+        sim.run_until(next, |_, _, ev| {
+            if let Event::Member(m) = ev {
+                suspected |= &*m.name == "node-5" && m.state == State::Suspect;
+            }
+        });
+        if all_see(&sim, &others, "node-5", State::Dead) {
+            failed_at = Some(sim.now);
+        }
+    }
+    assert!(suspected, "a crash goes through suspicion first");
+    assert!(failed_at.is_some(), "every live node marks the crashed one failed");
+    assert!(others.iter().all(|&o| sim.node(o).core.num_live() == 5));
+}
+
+#[test]
+fn stalled_node_refutes_suspicion_and_stays_alive() {
+    let mut sim = cluster(6, 4);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    let before = sim.node(0).core.member("node-2").unwrap().incarnation;
+    // Frozen for 2.5 s: long enough to miss probes, far shorter than the suspicion timeout.
+    let until = sim.now + Duration::from_millis(2500);
+    sim.node_mut(2).stalled_until = Some(until);
+    let mut suspected = false;
+    let end = sim.now + Duration::from_secs(20);
+    while sim.now < end {
+        let next = sim.now + STEP;
+        sim.run_until(next, |_, _, ev| {
+            if let Event::Member(m) = ev {
+                suspected |= &*m.name == "node-2" && m.state == State::Suspect;
+                assert!(
+                    !(&*m.name == "node-2" && m.state == State::Dead),
+                    "refutable suspicion turned into a death"
+                );
+            }
+        });
+    }
+    assert!(suspected, "the stall was noticed");
+    assert!(sim.node(2).core.stats().refutes >= 1);
+    for o in [0, 1, 3, 4, 5] {
+        let m = sim.node(o).core.member("node-2").unwrap();
+        assert_eq!(m.state, State::Alive);
+        assert!(m.incarnation > before, "refutation raises the incarnation");
+    }
+}
+
+#[test]
+fn graceful_leave_is_seen_as_left() {
+    let mut sim = cluster(4, 5);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    sim.leave(3);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(5), |s| s
+        .node(3)
+        .core
+        .leave_propagated()));
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(5), |s| all_see(
+        s,
+        &[0, 1, 2],
+        "node-3",
+        State::Left
+    )));
+    // Left is final: nobody later turns it into failed.
+    sim.crash(3);
+    sim.run_for(Duration::from_secs(40));
+    assert!(all_see(&sim, &[0, 1, 2], "node-3", State::Left));
+}
+
+#[test]
+fn restarted_node_rejoins_alive_with_higher_incarnation() {
+    let mut sim = cluster(4, 6);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    sim.crash(2);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
+        s,
+        &[0, 1, 3],
+        "node-2",
+        State::Dead
+    )));
+    let dead_inc = sim.node(0).core.member("node-2").unwrap().incarnation;
+    sim.restart_node(2, GossipConfig::lan(), Vec::new());
+    sim.join(2, 0);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), |s| all_see(
+        s,
+        &[0, 1, 3],
+        "node-2",
+        State::Alive
+    )));
+    assert!(sim.node(1).core.member("node-2").unwrap().incarnation > dead_inc);
+    assert!(converged(&sim));
+}
+
+#[test]
+fn force_leave_moves_failed_node_to_left() {
+    let mut sim = cluster(4, 7);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    sim.crash(1);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
+        s,
+        &[0, 2, 3],
+        "node-1",
+        State::Dead
+    )));
+    let now = sim.now;
+    sim.node_mut(0).core.force_leave(now, "node-1").unwrap();
+    sim.touch(0);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(5), |s| all_see(
+        s,
+        &[0, 2, 3],
+        "node-1",
+        State::Left
+    )));
+    assert!(sim.node_mut(0).core.force_leave(now, "nope").is_err());
+}
+
+#[test]
+fn force_leave_of_live_node_is_refuted() {
+    let mut sim = cluster(3, 8);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    let now = sim.now;
+    sim.node_mut(0).core.force_leave(now, "node-2").unwrap();
+    sim.touch(0);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), |s| all_see(
+        s,
+        &[0, 1],
+        "node-2",
+        State::Alive
+    )));
+    assert!(sim.node(2).core.stats().refutes >= 1);
+}
+
+#[test]
+fn isolated_node_lowers_its_own_health() {
+    let mut sim = cluster(5, 9);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    assert_eq!(sim.node(4).core.health_score(), 0);
+    sim.node_mut(4).group = 1;
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), |s| s
+        .node(4)
+        .core
+        .health_score()
+        > 0));
+}
+
+#[test]
+fn partition_heals_by_reconnecting_to_failed_members() {
+    let mut sim = cluster(6, 10);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    for i in 3..6 {
+        sim.node_mut(i).group = 1;
+    }
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(90), |s| all_see(
+        s,
+        &[0, 1, 2],
+        "node-4",
+        State::Dead
+    ) && all_see(s, &[3, 4, 5], "node-0", State::Dead)));
+    for i in 3..6 {
+        sim.node_mut(i).group = 0;
+    }
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(120), converged));
+}
+
+#[test]
+fn two_hundred_nodes_converge_through_three_seeds() {
+    let mut sim = Sim::new(11, NetModel::default());
+    let n = 200;
+    for i in 0..n {
+        sim.add_node(&format!("n{i}"), GossipConfig::lan(), Vec::new());
+    }
+    for i in 1..3 {
+        sim.join(i, 0);
+    }
+    sim.run_for(Duration::from_secs(2));
+    for i in 3..n {
+        sim.join(i, i % 3);
+    }
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(60), converged));
+    let deaths: u64 = (0..n).map(|i| sim.node(i).core.stats().declared_failed).sum();
+    assert_eq!(deaths, 0, "no false positives in a fault-free run");
+}
+
+#[test]
+fn malformed_and_foreign_packets_are_counted_not_fatal() {
+    let mut sim = cluster(2, 12);
+    let now = sim.now;
+    let from = murmur::sim::sim_addr(1);
+    let core = &mut sim.node_mut(0).core;
+    core.handle_packet(now, from, &[]);
+    core.handle_packet(now, from, &[1, 200, 0, 0]);
+    core.handle_packet(now, from, &[7, 1, 0, 0, 0, 1]);
+    core.handle_packet(now, from, &vec![1u8; 20_000]);
+    let s = core.stats();
+    assert_eq!(s.dropped_malformed, 2);
+    assert_eq!(s.dropped_version, 1);
+    assert_eq!(s.dropped_oversize, 1);
+}
