@@ -1,6 +1,14 @@
 //! murmur: a cluster membership agent in the spirit of Consul.
 //!
-//! Layers, dependencies pointing down only: `cli` → `agent` (+ `http`) → `table`, `net`, `sim` → `gossip`.
+//! Layers, dependencies pointing down only:
+//! `cli` → `agent` → `http` → `table`, `net`, `sim` → `gossip` (sans-IO core).
 
+pub mod agent;
+pub mod cli;
+pub mod duration;
 pub mod gossip;
+pub mod http;
+pub mod net;
 pub mod sim;
+pub mod table;
+pub mod version;

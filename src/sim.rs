@@ -212,8 +212,10 @@ impl Sim {
             } else {
                 Duration::ZERO
             };
-            self.work
-                .push(self.now + self.net.latency + extra, Work::Deliver { dst, from, bytes });
+            self.work.push(
+                self.now + self.net.latency + extra,
+                Work::Deliver { dst, from, bytes },
+            );
         }
         self.schedule(i);
     }

@@ -77,7 +77,10 @@ fn crash_is_suspected_then_declared_failed_everywhere() {
         }
     }
     assert!(suspected, "a crash goes through suspicion first");
-    assert!(failed_at.is_some(), "every live node marks the crashed one failed");
+    assert!(
+        failed_at.is_some(),
+        "every live node marks the crashed one failed"
+    );
     assert!(others.iter().all(|&o| sim.node(o).core.num_live() == 5));
 }
 
@@ -117,16 +120,17 @@ fn graceful_leave_is_seen_as_left() {
     let mut sim = cluster(4, 5);
     assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
     sim.leave(3);
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(5), |s| s
-        .node(3)
-        .core
-        .leave_propagated()));
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(5), |s| all_see(
-        s,
-        &[0, 1, 2],
-        "node-3",
-        State::Left
-    )));
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(5), |s| {
+        s.node(3).core.leave_propagated()
+    }));
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(5), |s| all_see(
+            s,
+            &[0, 1, 2],
+            "node-3",
+            State::Left
+        ))
+    );
     // Left is final: nobody later turns it into failed.
     sim.crash(3);
     sim.run_for(Duration::from_secs(40));
@@ -138,21 +142,25 @@ fn restarted_node_rejoins_alive_with_higher_incarnation() {
     let mut sim = cluster(4, 6);
     assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
     sim.crash(2);
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
-        s,
-        &[0, 1, 3],
-        "node-2",
-        State::Dead
-    )));
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
+            s,
+            &[0, 1, 3],
+            "node-2",
+            State::Dead
+        ))
+    );
     let dead_inc = sim.node(0).core.member("node-2").unwrap().incarnation;
     sim.restart_node(2, GossipConfig::lan(), Vec::new());
     sim.join(2, 0);
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), |s| all_see(
-        s,
-        &[0, 1, 3],
-        "node-2",
-        State::Alive
-    )));
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(10), |s| all_see(
+            s,
+            &[0, 1, 3],
+            "node-2",
+            State::Alive
+        ))
+    );
     assert!(sim.node(1).core.member("node-2").unwrap().incarnation > dead_inc);
     assert!(converged(&sim));
 }
@@ -162,21 +170,25 @@ fn force_leave_moves_failed_node_to_left() {
     let mut sim = cluster(4, 7);
     assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
     sim.crash(1);
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
-        s,
-        &[0, 2, 3],
-        "node-1",
-        State::Dead
-    )));
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
+            s,
+            &[0, 2, 3],
+            "node-1",
+            State::Dead
+        ))
+    );
     let now = sim.now;
     sim.node_mut(0).core.force_leave(now, "node-1").unwrap();
     sim.touch(0);
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(5), |s| all_see(
-        s,
-        &[0, 2, 3],
-        "node-1",
-        State::Left
-    )));
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(5), |s| all_see(
+            s,
+            &[0, 2, 3],
+            "node-1",
+            State::Left
+        ))
+    );
     assert!(sim.node_mut(0).core.force_leave(now, "nope").is_err());
 }
 
@@ -187,12 +199,14 @@ fn force_leave_of_live_node_is_refuted() {
     let now = sim.now;
     sim.node_mut(0).core.force_leave(now, "node-2").unwrap();
     sim.touch(0);
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), |s| all_see(
-        s,
-        &[0, 1],
-        "node-2",
-        State::Alive
-    )));
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(10), |s| all_see(
+            s,
+            &[0, 1],
+            "node-2",
+            State::Alive
+        ))
+    );
     assert!(sim.node(2).core.stats().refutes >= 1);
 }
 
@@ -202,11 +216,11 @@ fn isolated_node_lowers_its_own_health() {
     assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
     assert_eq!(sim.node(4).core.health_score(), 0);
     sim.node_mut(4).group = 1;
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), |s| s
-        .node(4)
-        .core
-        .health_score()
-        > 0));
+    assert!(sim.run_until_cond(
+        STEP,
+        Duration::from_secs(10),
+        |s| s.node(4).core.health_score() > 0
+    ));
 }
 
 #[test]
@@ -216,12 +230,19 @@ fn partition_heals_by_reconnecting_to_failed_members() {
     for i in 3..6 {
         sim.node_mut(i).group = 1;
     }
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(90), |s| all_see(
-        s,
-        &[0, 1, 2],
-        "node-4",
-        State::Dead
-    ) && all_see(s, &[3, 4, 5], "node-0", State::Dead)));
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(90), |s| all_see(
+            s,
+            &[0, 1, 2],
+            "node-4",
+            State::Dead
+        ) && all_see(
+            s,
+            &[3, 4, 5],
+            "node-0",
+            State::Dead
+        ))
+    );
     for i in 3..6 {
         sim.node_mut(i).group = 0;
     }
@@ -243,7 +264,9 @@ fn two_hundred_nodes_converge_through_three_seeds() {
         sim.join(i, i % 3);
     }
     assert!(sim.run_until_cond(STEP, Duration::from_secs(60), converged));
-    let deaths: u64 = (0..n).map(|i| sim.node(i).core.stats().declared_failed).sum();
+    let deaths: u64 = (0..n)
+        .map(|i| sim.node(i).core.stats().declared_failed)
+        .sum();
     assert_eq!(deaths, 0, "no false positives in a fault-free run");
 }
 

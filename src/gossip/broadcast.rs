@@ -93,7 +93,13 @@ impl BroadcastQueue {
 
     /// Appends as many deltas as fit in `budget` bytes to `out` (least-sent and newest first), counts a
     /// transmission for each, retires those that reached `limit`. Returns how many were appended.
-    pub fn fill(&mut self, out: &mut Vec<u8>, budget: usize, limit: u32, max_count: usize) -> usize {
+    pub fn fill(
+        &mut self,
+        out: &mut Vec<u8>,
+        budget: usize,
+        limit: u32,
+        max_count: usize,
+    ) -> usize {
         let mut room = budget;
         let mut count = 0;
         let limit = limit.max(1);
@@ -166,7 +172,9 @@ mod tests {
     use super::*;
 
     fn push(q: &mut BroadcastQueue, name: &str, len: usize, byte: u8) {
-        q.push(&Arc::from(name), |b| b.extend(std::iter::repeat_n(byte, len)));
+        q.push(&Arc::from(name), |b| {
+            b.extend(std::iter::repeat_n(byte, len))
+        });
     }
 
     #[test]

@@ -119,7 +119,9 @@ impl GossipConfig {
             ));
         }
         if self.suspicion_mult == 0 || self.retransmit_mult == 0 || self.gossip_nodes == 0 {
-            return Err("suspicion_mult, retransmit_mult and gossip_nodes must be at least 1".into());
+            return Err(
+                "suspicion_mult, retransmit_mult and gossip_nodes must be at least 1".into(),
+            );
         }
         Ok(())
     }

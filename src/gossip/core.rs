@@ -249,8 +249,10 @@ impl Core {
         core.timers.push(now + g, Timer::Gossip);
         let pp = core.cfg.push_pull_interval + jitter(&mut core.rng, core.cfg.push_pull_interval);
         core.timers.push(now + pp, Timer::PushPull);
-        core.timers.push(now + core.cfg.reconnect_interval, Timer::Reconnect);
-        core.events.push_back(Event::Member(core.entries[0].m.clone()));
+        core.timers
+            .push(now + core.cfg.reconnect_interval, Timer::Reconnect);
+        core.events
+            .push_back(Event::Member(core.entries[0].m.clone()));
         Ok(core)
     }
 
@@ -481,7 +483,11 @@ impl Core {
             let limit = self.cfg.retransmit_limit(self.live);
             let mtu = self.cfg.mtu;
             let (dst, at, mut count, piggyback) = match out {
-                Out::Ping { dst, seq, ref target } => {
+                Out::Ping {
+                    dst,
+                    seq,
+                    ref target,
+                } => {
                     let at = wire::encode_header(buf, &Message::Ping { seq, target });
                     // Buddy system: tell a suspect it is suspected so it can refute at once.
                     let mut n = 0;
@@ -515,10 +521,18 @@ impl Core {
                     };
                     (dst, wire::encode_header(buf, &msg), 0, true)
                 }
-                Out::Ack { dst, seq } => (dst, wire::encode_header(buf, &Message::Ack { seq }), 0, true),
-                Out::Nack { dst, seq } => {
-                    (dst, wire::encode_header(buf, &Message::Nack { seq }), 0, true)
-                }
+                Out::Ack { dst, seq } => (
+                    dst,
+                    wire::encode_header(buf, &Message::Ack { seq }),
+                    0,
+                    true,
+                ),
+                Out::Nack { dst, seq } => (
+                    dst,
+                    wire::encode_header(buf, &Message::Nack { seq }),
+                    0,
+                    true,
+                ),
                 Out::Gossip { dst } => (dst, wire::encode_header(buf, &Message::Gossip), 0, true),
                 Out::Sync {
                     dst,
@@ -560,7 +574,10 @@ impl Core {
             wire::set_count(buf, at, count as u16);
             self.stats.packets_out += 1;
             self.stats.bytes_out += buf.len() as u64;
-            return Some(Transmit { dst, len: buf.len() });
+            return Some(Transmit {
+                dst,
+                len: buf.len(),
+            });
         }
     }
 
@@ -631,7 +648,8 @@ impl Core {
                 tags: &tags,
             },
         );
-        self.events.push_back(Event::Member(self.entries[0].m.clone()));
+        self.events
+            .push_back(Event::Member(self.entries[0].m.clone()));
     }
 
     fn set_state(&mut self, now: Instant, i: usize, state: State, incarnation: u32) {
@@ -652,7 +670,8 @@ impl Core {
             (false, true) => self.live += 1,
             _ => {}
         }
-        self.events.push_back(Event::Member(self.entries[i].m.clone()));
+        self.events
+            .push_back(Event::Member(self.entries[i].m.clone()));
     }
 
     fn refute(&mut self, inc: u32) {
@@ -730,7 +749,8 @@ impl Core {
                     tags,
                 },
             );
-            self.events.push_back(Event::Member(self.entries[i].m.clone()));
+            self.events
+                .push_back(Event::Member(self.entries[i].m.clone()));
             return;
         };
         if i == 0 {
@@ -1028,10 +1048,11 @@ impl Core {
             }
             let name = &self.probe_list[self.probe_idx];
             self.probe_idx += 1;
-            if let Some(&i) = self.index.get(name) {
-                if i != 0 && self.entries[i].m.state.is_live() {
-                    return Some(i);
-                }
+            if let Some(&i) = self.index.get(name)
+                && i != 0
+                && self.entries[i].m.state.is_live()
+            {
+                return Some(i);
             }
         }
         None
@@ -1071,7 +1092,8 @@ impl Core {
         }
         let dead_window = self.cfg.gossip_to_the_dead_time;
         self.pick_random(self.cfg.gossip_nodes, |_, m| {
-            m.state.is_live() || (m.state == State::Dead && now.duration_since(m.since) < dead_window)
+            m.state.is_live()
+                || (m.state == State::Dead && now.duration_since(m.since) < dead_window)
         });
         for k in 0..self.picks.len() {
             let dst = self.entries[self.picks[k]].m.addr;

@@ -72,7 +72,10 @@ mod tests {
 
         let t0 = Instant::now();
         let mut s = Suspicion::new(t0, min, max, 2, Arc::from("a"));
-        assert!(!s.confirm("a"), "the original suspector is not a confirmation");
+        assert!(
+            !s.confirm("a"),
+            "the original suspector is not a confirmation"
+        );
         assert!(s.confirm("b"));
         assert!(!s.confirm("b"));
         assert!(s.confirm("c"));

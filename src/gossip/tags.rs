@@ -25,7 +25,9 @@ pub fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Result<Vec<u8>,
     for (k, v) in pairs {
         let (k, v) = (k.as_ref(), v.as_ref());
         if k.is_empty() || k.len() > 255 || v.len() > 255 {
-            return Err(TagsError("tag key must be 1-255 bytes and value at most 255 bytes"));
+            return Err(TagsError(
+                "tag key must be 1-255 bytes and value at most 255 bytes",
+            ));
         }
         out.push(k.len() as u8);
         out.extend_from_slice(k.as_bytes());

@@ -1,0 +1,317 @@
+//! Runtime wiring of one agent: data dir, gossip socket and driver, HTTP API, joins, signals, leave.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use super::config::{self, Config};
+use super::datadir::DataDir;
+use super::{entropy, flags};
+use crate::gossip::{Core, Identity, tags};
+use crate::http::api::{self, AgentInfo, ApiState};
+use crate::net::udp::{GossipHandle, UdpDriver};
+use crate::table::MemberTable;
+use crate::version;
+
+/// `murmur agent ARGS`: returns the process exit code.
+pub fn main(args: &[String]) -> i32 {
+    let parsed = match flags::parse(args, &config::agent_flags()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let cfg = match config::load(&parsed) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("==> {e}");
+            return 1;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("==> cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("==> {e}");
+            1
+        }
+    }
+}
+
+enum Stop {
+    Interrupt,
+    Terminate,
+    LeftViaApi,
+    Fatal(String),
+}
+
+/// Runs the agent until it leaves, is signalled, or fails.
+pub async fn run(cfg: Config) -> Result<(), String> {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(cfg.log_level)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .try_init();
+    let data_dir = cfg.data_dir.as_deref().map(DataDir::open).transpose()?;
+    let node_id = match &data_dir {
+        Some(d) => d.node_id()?,
+        None => entropy::uuid()?,
+    };
+    let bind = SocketAddr::new(cfg.bind_addr, cfg.ports.serf_lan);
+    let socket = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("Failed to bind the gossip socket on {bind}: {e}"))?;
+    let advertise_ip = match cfg.advertise_addr {
+        Some(ip) => ip,
+        None if !cfg.bind_addr.is_unspecified() => cfg.bind_addr,
+        None => private_ipv4()?,
+    };
+    let advertise = SocketAddr::new(advertise_ip, cfg.ports.serf_lan);
+    let encoded = tags::encode(&member_tags(&cfg, &node_id)).map_err(|e| e.to_string())?;
+    let identity = Identity {
+        name: cfg.node_name.clone(),
+        addr: advertise,
+        tags: encoded,
+        incarnation: 0,
+    };
+    let core = Core::new(
+        cfg.gossip.clone(),
+        identity,
+        Instant::now(),
+        entropy::u64()?,
+    )?;
+    let table = Arc::new(MemberTable::new());
+    let (driver, gossip) = UdpDriver::new(core, socket, table.clone());
+    let mut driver_task = tokio::spawn(driver.run());
+
+    let http_addr = SocketAddr::new(cfg.client_addr, cfg.ports.http);
+    let listener = TcpListener::bind(http_addr)
+        .await
+        .map_err(|e| format!("Failed to bind the HTTP API on {http_addr}: {e}"))?;
+    let (shutdown_tx, mut shutdown_rx) = mpsc::channel(1);
+    let state = ApiState {
+        table: table.clone(),
+        gossip: gossip.clone(),
+        info: Arc::new(AgentInfo {
+            node_name: cfg.node_name.clone(),
+            node_id: node_id.clone(),
+            datacenter: cfg.datacenter.clone(),
+            server: cfg.server,
+            bootstrap_expect: cfg.bootstrap_expect,
+            advertise,
+            server_port: cfg.ports.server,
+        }),
+        shutdown: shutdown_tx,
+    };
+    let (stop_http, stop_http_rx) = oneshot::channel::<()>();
+    let http_task = tokio::spawn(
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async {
+                let _ = stop_http_rx.await;
+            })
+            .into_future(),
+    );
+
+    info!("murmur agent running!");
+    info!(
+        "node name: '{}', datacenter: '{}', server: {}, node id: '{}'",
+        cfg.node_name, cfg.datacenter, cfg.server, node_id
+    );
+    info!("gossip: {bind} (advertised as {advertise}), HTTP: {http_addr}");
+    if cfg.bootstrap_expect > 0 {
+        info!("bootstrap_expect = {}", cfg.bootstrap_expect);
+    }
+    if cfg.encrypt.is_some() {
+        warn!(
+            "an encryption key was given but gossip encryption is not implemented yet: traffic is NOT encrypted"
+        );
+    } else if !cfg.dev {
+        warn!("no gossip encryption key configured: gossip traffic is not encrypted");
+    }
+
+    if !cfg.start_join.is_empty() {
+        let n = join_all(&gossip, &cfg.start_join).await;
+        if n == 0 {
+            return Err(format!(
+                "Error joining the cluster: no address of {:?} answered",
+                cfg.start_join
+            ));
+        }
+        info!("Join completed. Synced with {n} initial agents");
+    }
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
+    if !cfg.retry_join.is_empty() {
+        tokio::spawn(retry_join(
+            gossip.clone(),
+            cfg.retry_join.clone(),
+            cfg.retry_interval,
+            cfg.retry_max,
+            fatal_tx,
+        ));
+    }
+
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let stop = tokio::select! {
+        _ = sigint.recv() => Stop::Interrupt,
+        _ = sigterm.recv() => Stop::Terminate,
+        _ = shutdown_rx.recv() => Stop::LeftViaApi,
+        Some(e) = fatal_rx.recv() => Stop::Fatal(e),
+        _ = &mut driver_task => Stop::Fatal("gossip driver stopped unexpectedly".into()),
+    };
+    let leave = match &stop {
+        Stop::Interrupt => {
+            info!("Caught signal: interrupt");
+            !cfg.skip_leave_on_interrupt
+        }
+        Stop::Terminate => {
+            info!("Caught signal: terminated");
+            cfg.leave_on_terminate
+        }
+        Stop::LeftViaApi => {
+            info!("Graceful leave complete (requested over HTTP)");
+            false
+        }
+        Stop::Fatal(_) => false,
+    };
+    if leave {
+        info!("Gracefully shutting down agent...");
+        tokio::select! {
+            _ = gossip.leave() => info!("Graceful leave complete"),
+            _ = sigint.recv() => warn!("Second interrupt: leaving without waiting"),
+        }
+    } else if !matches!(stop, Stop::LeftViaApi) {
+        info!("Shutting down without leaving; others will mark this node failed");
+    }
+    let _ = stop_http.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    match stop {
+        Stop::Fatal(e) => {
+            error!("{e}");
+            Err(e)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Serf tags as Consul sets them (role, dc, id, vsn, build, and for servers port/expect).
+fn member_tags(cfg: &Config, node_id: &str) -> Vec<(String, String)> {
+    let mut t = vec![
+        (
+            "role",
+            if cfg.server { "consul" } else { "node" }.to_string(),
+        ),
+        ("dc", cfg.datacenter.clone()),
+        ("segment", String::new()),
+        ("id", node_id.to_string()),
+        ("vsn", version::PROTOCOL.to_string()),
+        ("vsn_min", version::PROTOCOL_MIN.to_string()),
+        ("vsn_max", version::PROTOCOL_MAX.to_string()),
+        ("build", version::build_tag()),
+    ];
+    if cfg.server {
+        t.push(("port", cfg.ports.server.to_string()));
+        t.push(("raft_vsn", "3".to_string()));
+        if cfg.bootstrap_expect > 0 {
+            t.push(("expect", cfg.bootstrap_expect.to_string()));
+        }
+    }
+    t.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Joins every address concurrently; returns how many answered.
+async fn join_all(gossip: &GossipHandle, addrs: &[String]) -> usize {
+    let mut set = JoinSet::new();
+    for a in addrs {
+        let (g, a) = (gossip.clone(), a.clone());
+        set.spawn(async move {
+            let r = match api::resolve_join_addr(&a).await {
+                Ok(sa) => g.join(sa).await,
+                Err(e) => Err(e),
+            };
+            (a, r)
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((_, Ok(()))) => ok += 1,
+            Ok((a, Err(e))) => warn!("Error joining address '{a}': {e}"),
+            Err(e) => warn!("join task failed: {e}"),
+        }
+    }
+    ok
+}
+
+/// Retries joins with exponential backoff (1 s doubling up to `ceiling`), `max` attempts (0 = forever).
+async fn retry_join(
+    gossip: GossipHandle,
+    addrs: Vec<String>,
+    ceiling: Duration,
+    max: u32,
+    fatal: mpsc::Sender<String>,
+) {
+    let mut backoff = Duration::from_secs(1).min(ceiling.max(Duration::from_millis(100)));
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let n = join_all(&gossip, &addrs).await;
+        if n > 0 {
+            info!("Join completed. Synced with {n} initial agents");
+            return;
+        }
+        if max > 0 && attempt >= max {
+            let _ = fatal.send("max join retry exhausted, exiting".into()).await;
+            return;
+        }
+        warn!("Join failed, retrying in {backoff:?} (attempt {attempt})");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(ceiling.max(Duration::from_secs(1)));
+    }
+}
+
+/// First private IPv4 address of this host (Consul's default advertise address when bound to 0.0.0.0).
+fn private_ipv4() -> Result<IpAddr, String> {
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
+        return Err("cannot list network interfaces; set -bind or -advertise".into());
+    }
+    let mut found = None;
+    let mut cur = ifap;
+    while !cur.is_null() {
+        // SAFETY: cur walks the list returned by getifaddrs, valid until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() && unsafe { (*ifa.ifa_addr).sa_family } as i32 == libc::AF_INET {
+            // SAFETY: family AF_INET means the address is a sockaddr_in.
+            let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            let shared = ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64;
+            if ip.is_private() || shared {
+                found = Some(IpAddr::V4(ip));
+                break;
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: ifap came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(ifap) };
+    found.ok_or_else(|| "No private IPv4 address found; set -bind or -advertise".into())
+}

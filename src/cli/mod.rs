@@ -1,0 +1,71 @@
+//! The `murmur` command line: `agent`, `members`, `join`, `leave`, `force-leave`, `version`.
+
+pub mod members;
+pub mod ops;
+
+use crate::agent::flags::{Arity, Flag};
+use crate::http::client::Target;
+
+/// `-http-addr`, accepted by every command that talks to an agent.
+pub const HTTP_ADDR: Flag = Flag {
+    name: "http-addr",
+    arity: Arity::One,
+    help: "Agent HTTP address (default: $MURMUR_HTTP_ADDR, $CONSUL_HTTP_ADDR or 127.0.0.1:8500).",
+};
+
+const USAGE: &str = "Usage: murmur <command> [args]
+
+Commands:
+    agent          Runs a murmur agent
+    members        Lists the members of the cluster
+    join           Tells a running agent to join the cluster
+    leave          Gracefully leaves the cluster and shuts the agent down
+    force-leave    Forces a failed member into the left state
+    version        Prints the murmur version
+";
+
+/// Runs the CLI; returns the exit code.
+pub fn main(args: &[String]) -> i32 {
+    let Some(cmd) = args.first() else {
+        eprint!("{USAGE}");
+        return 1;
+    };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "agent" => crate::agent::run::main(rest),
+        "members" => members::main(rest),
+        "join" => ops::join(rest),
+        "leave" => ops::leave(rest),
+        "force-leave" => ops::force_leave(rest),
+        "version" | "-v" | "-version" | "--version" => {
+            println!("murmur v{}", crate::version::VERSION);
+            println!("Revision {}", crate::version::REVISION);
+            println!(
+                "Protocol {} spoken by default, understands {} to {}",
+                crate::version::PROTOCOL,
+                crate::version::PROTOCOL_MIN,
+                crate::version::PROTOCOL_MAX
+            );
+            0
+        }
+        "-h" | "-help" | "--help" | "help" => {
+            print!("{USAGE}");
+            0
+        }
+        other => {
+            eprintln!("Unknown command: {other:?}\n\n{USAGE}");
+            1
+        }
+    }
+}
+
+/// Resolves the agent address from `-http-addr` and the environment, printing an error on failure.
+pub fn target(flag: Option<&str>) -> Option<Target> {
+    match Target::resolve(flag) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
