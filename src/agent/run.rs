@@ -174,7 +174,11 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         _ = sigterm.recv() => Stop::Terminate,
         _ = shutdown_rx.recv() => Stop::LeftViaApi,
         Some(e) = fatal_rx.recv() => Stop::Fatal(e),
-        _ = &mut driver_task => Stop::Fatal("gossip driver stopped unexpectedly".into()),
+        r = &mut driver_task => match r {
+            // The driver ends by itself only after a leave requested over HTTP.
+            Ok(true) => Stop::LeftViaApi,
+            _ => Stop::Fatal("gossip driver stopped unexpectedly".into()),
+        },
     };
     let leave = match &stop {
         Stop::Interrupt => {

@@ -16,11 +16,21 @@ pub struct Target {
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
 }
 
 impl Reply {
+    /// First value of a header (name in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Body as text (lossy).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).trim().to_string()
@@ -89,6 +99,7 @@ fn parse_reply(raw: &[u8]) -> Option<Reply> {
     let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
     let mut chunked = false;
     let mut length = None;
+    let mut headers = Vec::new();
     for l in lines {
         let (k, v) = l.split_once(':')?;
         let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
@@ -97,6 +108,7 @@ fn parse_reply(raw: &[u8]) -> Option<Reply> {
         } else if k == "content-length" {
             length = v.parse::<usize>().ok();
         }
+        headers.push((k, v.to_string()));
     }
     let rest = &raw[end + 4..];
     let body = if chunked {
@@ -105,7 +117,11 @@ fn parse_reply(raw: &[u8]) -> Option<Reply> {
         let n = length.unwrap_or(rest.len()).min(rest.len());
         rest[..n].to_vec()
     };
-    Some(Reply { status, body })
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
@@ -140,6 +156,7 @@ mod tests {
         assert!(Target::parse("https://x:1").is_err());
         let r = parse_reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]").unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"[]"[..]));
+        assert_eq!(r.header("content-length"), Some("2"));
         let r = parse_reply(
             b"HTTP/1.1 500 X\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
         )

@@ -165,13 +165,13 @@ impl UdpDriver {
         )
     }
 
-    /// Runs until a graceful leave completes or every handle is dropped.
-    pub async fn run(mut self) {
+    /// Runs until a graceful leave completes (returns true) or every handle is dropped (false).
+    pub async fn run(mut self) -> bool {
         loop {
             self.flush().await;
             if self.leave_done(Instant::now()) {
                 self.flush().await;
-                return;
+                return true;
             }
             let wake = self.next_wake();
             tokio::select! {
@@ -187,7 +187,7 @@ impl UdpDriver {
                 }
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
-                    None => return,
+                    None => return false,
                 },
             }
         }

@@ -1,0 +1,173 @@
+//! Test harness: real `murmur` agent processes on loopback addresses, killed when dropped.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_murmur");
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A fresh temporary directory for one test.
+pub fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("murmur-it-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// One agent process bound to `ip` with Consul's default ports.
+pub struct Agent {
+    pub name: String,
+    pub ip: String,
+    pub args: Vec<String>,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Starts `murmur agent -node NAME -bind IP -client IP ARGS...`, logging to a file in `dir`.
+    pub fn start(name: &str, ip: &str, dir: &std::path::Path, extra: &[&str]) -> Agent {
+        let mut args: Vec<String> = vec![
+            "agent".into(),
+            format!("-node={name}"),
+            format!("-bind={ip}"),
+            format!("-client={ip}"),
+            format!("-data-dir={}", dir.join(name).display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut a = Agent {
+            name: name.into(),
+            ip: ip.into(),
+            args,
+            child: None,
+            log: dir.join(format!("{name}.log")),
+        };
+        a.spawn();
+        a
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(&self.args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn murmur agent");
+        self.child = Some(child);
+        assert!(
+            wait_for(Duration::from_secs(10), || self
+                .http("GET", "/v1/agent/self")
+                .is_some()),
+            "agent {} did not come up; log:\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+
+    /// Starts the same agent again after it stopped.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
+    }
+
+    pub fn http_addr(&self) -> String {
+        format!("{}:8500", self.ip)
+    }
+
+    /// Runs a CLI command against this agent.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("MURMUR_HTTP_ADDR", self.http_addr())
+            .env_remove("CONSUL_HTTP_ADDR")
+            .output()
+            .unwrap()
+    }
+
+    /// Raw HTTP call: (status, body), or None if the agent is unreachable.
+    pub fn http(&self, method: &str, path: &str) -> Option<(u16, String)> {
+        let t = murmur::http::client::Target::parse(&self.http_addr()).unwrap();
+        t.call(method, path).ok().map(|r| (r.status, r.text()))
+    }
+
+    /// `murmur members` parsed into (name -> (status, type)).
+    pub fn members(&self) -> Vec<(String, String, String)> {
+        let out = self.cli(&["members"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                (c[0].to_string(), c[2].to_string(), c[3].to_string())
+            })
+            .collect()
+    }
+
+    /// Status of `node` as this agent's `members` shows it.
+    pub fn status_of(&self, node: &str) -> Option<String> {
+        self.members()
+            .into_iter()
+            .find(|(n, _, _)| n == node)
+            .map(|(_, s, _)| s)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(pid, sig) };
+    }
+
+    /// kill -9, reaped.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let end = Instant::now() + limit;
+        let c = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.child = None;
+                return st.code();
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}

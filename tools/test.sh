@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need, then runs lint and every test in release mode
+# (one profile and feature set for build, test and bench, so nothing compiles twice).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
+if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo test --release --workspace "$@"
