@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod dns;
 pub mod duration;
 pub mod gossip;
 pub mod http;

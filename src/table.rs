@@ -57,8 +57,10 @@ pub struct MemberRecord {
     pub status: MemberStatus,
     /// Incarnation number.
     pub incarnation: u32,
-    /// Decoded tags.
+    /// Decoded tags (role, dc, build, ...).
     pub tags: BTreeMap<String, String>,
+    /// Node metadata (`node_meta`), gossiped as tags prefixed with [`META_PREFIX`].
+    pub meta: BTreeMap<String, String>,
     /// Table index when the member first appeared (catalog `CreateIndex`).
     pub create_index: u64,
     /// Table index of its last change (catalog `ModifyIndex`).
@@ -75,6 +77,22 @@ impl MemberRecord {
     pub fn is_server(&self) -> bool {
         self.tag("role") == "consul"
     }
+}
+
+/// Tag-key prefix that marks node metadata inside the gossiped tags.
+pub const META_PREFIX: &str = "m:";
+
+fn split_meta(
+    all: BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let (meta, tags): (BTreeMap<_, _>, BTreeMap<_, _>) = all
+        .into_iter()
+        .partition(|(k, _)| k.starts_with(META_PREFIX));
+    let meta = meta
+        .into_iter()
+        .map(|(k, v)| (k[META_PREFIX.len()..].to_string(), v))
+        .collect();
+    (tags, meta)
 }
 
 /// A consistent, name-sorted listing of the table.
@@ -120,9 +138,9 @@ impl MemberTable {
         match ev {
             Event::Member(m) => {
                 let old = map.get(&*m.name).cloned();
-                let tags = match &old {
-                    Some(o) if o.incarnation == m.incarnation => o.tags.clone(),
-                    _ => gossip::tags::decode(&m.tags).unwrap_or_default(),
+                let (tags, meta) = match &old {
+                    Some(o) if o.incarnation == m.incarnation => (o.tags.clone(), o.meta.clone()),
+                    _ => split_meta(gossip::tags::decode(&m.tags).unwrap_or_default()),
                 };
                 let index = self.index.fetch_add(1, Ordering::AcqRel) + 1;
                 let rec = MemberRecord {
@@ -131,6 +149,7 @@ impl MemberTable {
                     status: MemberStatus::from_state(m.state),
                     incarnation: m.incarnation,
                     tags,
+                    meta,
                     create_index: old.as_ref().map_or(index, |o| o.create_index),
                     modify_index: index,
                 };
@@ -193,7 +212,7 @@ mod tests {
             addr: "127.0.0.2:8301".parse().unwrap(),
             incarnation: inc,
             state,
-            tags: Arc::from(gossip::tags::encode(&[("role", "consul")]).unwrap()),
+            tags: Arc::from(gossip::tags::encode(&[("role", "consul"), ("m:rack", "r1")]).unwrap()),
             since: Instant::now(),
         })
     }
@@ -214,6 +233,11 @@ mod tests {
         let names: Vec<&str> = s.members.iter().map(|m| &*m.name).collect();
         assert_eq!(names, ["a", "b"]);
         assert!(s.members[0].is_server());
+        assert_eq!(s.members[0].meta["rack"], "r1");
+        assert!(
+            !s.members[0].tags.contains_key("m:rack"),
+            "metadata is not a tag"
+        );
 
         let created = t.get("b").unwrap().create_index;
         t.apply(&member("b", 2, State::Dead));

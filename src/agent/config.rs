@@ -20,6 +20,7 @@ enum Kind {
     Count,
     Dur,
     List,
+    StrMap,
     Obj(&'static [(&'static str, Kind)]),
 }
 
@@ -43,6 +44,19 @@ const GOSSIP: &[(&str, Kind)] = &[
     ("reconnect_interval", Kind::Dur),
 ];
 
+const DNS: &[(&str, Kind)] = &[
+    ("node_ttl", Kind::Dur),
+    ("service_ttl", Kind::Dur),
+    ("udp_answer_limit", Kind::Count),
+    ("a_record_limit", Kind::Count),
+    ("enable_truncate", Kind::Bool),
+    ("only_passing", Kind::Bool),
+    ("enable_additional_node_meta_txt", Kind::Bool),
+    // Reads are always served from the local table, i.e. stale-allowed; accepted for compatibility.
+    ("allow_stale", Kind::Bool),
+    ("max_stale", Kind::Dur),
+];
+
 const SCHEMA: &[(&str, Kind)] = &[
     ("node_name", Kind::Str),
     ("datacenter", Kind::Str),
@@ -61,6 +75,10 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("leave_on_terminate", Kind::Bool),
     ("skip_leave_on_interrupt", Kind::Bool),
     ("reconnect_timeout", Kind::Dur),
+    ("node_meta", Kind::StrMap),
+    ("domain", Kind::Str),
+    ("recursors", Kind::List),
+    ("dns_config", Kind::Obj(DNS)),
     ("ports", Kind::Obj(PORTS)),
     ("gossip_lan", Kind::Obj(GOSSIP)),
 ];
@@ -168,6 +186,26 @@ const AGENT_FLAGS: &[(Flag, Option<&str>)] = &[
         Some("ports.server"),
     ),
     (
+        flag("domain", Arity::One, "DNS domain (default consul.)."),
+        Some("domain"),
+    ),
+    (
+        flag(
+            "recursor",
+            Arity::Many,
+            "Upstream DNS server for other names (repeatable).",
+        ),
+        Some("recursors"),
+    ),
+    (
+        flag(
+            "node-meta",
+            Arity::Many,
+            "Node metadata as key:value (repeatable).",
+        ),
+        None,
+    ),
+    (
         flag("encrypt", Arity::One, "Base64 gossip encryption key."),
         Some("encrypt"),
     ),
@@ -268,6 +306,33 @@ pub struct Config {
     pub ports: Ports,
     /// Gossip tuning.
     pub gossip: GossipConfig,
+    /// Node metadata, served in the catalog and as DNS TXT records.
+    pub node_meta: Vec<(String, String)>,
+    /// DNS domain, fully qualified (`consul.`).
+    pub domain: String,
+    /// Upstream DNS servers for other names.
+    pub recursors: Vec<String>,
+    /// `dns_config` block.
+    pub dns: DnsSettings,
+}
+
+/// The `dns_config` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// TTL of node answers.
+    pub node_ttl: Duration,
+    /// TTL of service answers.
+    pub service_ttl: Duration,
+    /// Answers in a UDP reply without EDNS.
+    pub udp_answer_limit: u32,
+    /// Cap on A/AAAA answers on any transport (0 = none).
+    pub a_record_limit: u32,
+    /// Set TC when a UDP answer was trimmed.
+    pub enable_truncate: bool,
+    /// Drop warning instances too.
+    pub only_passing: bool,
+    /// Node metadata TXT records in the additional section of A answers.
+    pub enable_additional_node_meta_txt: bool,
 }
 
 /// Builds the configuration from `murmur agent` flags.
@@ -296,6 +361,16 @@ pub fn load(p: &Parsed) -> Result<Config, String> {
         let kind = kind_of(key).expect("flag keys are in the schema");
         let v = coerce(kind, value).map_err(|e| format!("invalid value for -{name}: {e}"))?;
         set_path(&mut from_flags, key, v);
+    }
+    for kv in p.all("node-meta") {
+        let (k, v) = kv
+            .split_once(':')
+            .ok_or_else(|| format!("invalid value for -node-meta: {kv:?} (want key:value)"))?;
+        set_path(
+            &mut from_flags,
+            &format!("node_meta.{k}"),
+            Value::String(v.to_owned()),
+        );
     }
     merge(&mut merged, from_flags);
     build(&merged, dev)
@@ -386,6 +461,9 @@ fn check_value(kind: Kind, v: &Value) -> Result<(), String> {
             None => false,
         },
         Kind::List => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        Kind::StrMap => v
+            .as_object()
+            .is_some_and(|o| o.values().all(Value::is_string)),
         Kind::Obj(_) => v.is_object(),
     };
     if ok {
@@ -403,6 +481,7 @@ fn describe(kind: Kind) -> &'static str {
         Kind::Count => "a non-negative integer",
         Kind::Dur => "a duration string such as \"30s\"",
         Kind::List => "a list of strings",
+        Kind::StrMap => "an object of string values",
         Kind::Obj(_) => "an object",
     }
 }
@@ -416,7 +495,7 @@ fn coerce(kind: Kind, s: &str) -> Result<Value, String> {
                 .map_err(|_| format!("expected {}, got {s:?}", describe(kind)))?,
         ),
         Kind::List => Value::Array(vec![Value::String(s.to_owned())]),
-        Kind::Obj(_) => return Err("not settable from a flag".into()),
+        Kind::Obj(_) | Kind::StrMap => return Err("not settable from a flag".into()),
     };
     check_value(kind, &v)?;
     Ok(v)
@@ -568,6 +647,44 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
         server: port("ports.server", 8300),
     };
     let gossip = gossip_config(v)?;
+    let node_meta: Vec<(String, String)> = get(v, "node_meta")
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if node_meta.len() > 64
+        || node_meta
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 128 || v.len() > 253)
+    {
+        return Err("node_meta: at most 64 keys, keys 1-128 bytes, values up to 253 bytes".into());
+    }
+    let mut domain = get_str(v, "domain")
+        .unwrap_or_else(|| "consul.".into())
+        .to_ascii_lowercase();
+    if !domain.ends_with('.') {
+        domain.push('.');
+    }
+    if domain.len() < 2 || domain.starts_with('.') || domain.contains("..") {
+        return Err(format!("domain {domain:?} is not a valid DNS domain"));
+    }
+    let flag_of = |k: &str, d: bool| {
+        get(v, &format!("dns_config.{k}"))
+            .and_then(Value::as_bool)
+            .unwrap_or(d)
+    };
+    let dns = DnsSettings {
+        node_ttl: get_dur(v, "dns_config.node_ttl").unwrap_or(Duration::ZERO),
+        service_ttl: get_dur(v, "dns_config.service_ttl").unwrap_or(Duration::ZERO),
+        udp_answer_limit: get_u32(v, "dns_config.udp_answer_limit").unwrap_or(3),
+        a_record_limit: get_u32(v, "dns_config.a_record_limit").unwrap_or(0),
+        enable_truncate: flag_of("enable_truncate", false),
+        only_passing: flag_of("only_passing", false),
+        enable_additional_node_meta_txt: flag_of("enable_additional_node_meta_txt", true),
+    };
     Ok(Config {
         node_name,
         datacenter,
@@ -592,6 +709,10 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
             .unwrap_or(server),
         ports,
         gossip,
+        node_meta,
+        domain,
+        recursors: list(v, "recursors"),
+        dns,
     })
 }
 
@@ -733,6 +854,18 @@ mod tests {
         assert_eq!(c.ports.http, 9000);
         assert_eq!(c.ports.dns, 8601);
         assert_eq!(c.gossip, GossipConfig::local());
+        assert_eq!(c.domain, "consul.");
+        assert_eq!(c.dns.udp_answer_limit, 3);
+        let c = load_args(&[
+            "-dev",
+            "-node-meta=rack:r1",
+            "-domain=Example",
+            "-recursor=127.0.0.53",
+        ])
+        .unwrap();
+        assert_eq!(c.node_meta, [("rack".to_string(), "r1".to_string())]);
+        assert_eq!(c.domain, "example.");
+        assert_eq!(c.recursors, ["127.0.0.53"]);
     }
 
     #[test]

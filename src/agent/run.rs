@@ -13,6 +13,9 @@ use tracing::{error, info, warn};
 use super::config::{self, Config};
 use super::datadir::DataDir;
 use super::{entropy, flags};
+use crate::dns::DnsConfig;
+use crate::dns::server::{DnsServer, DnsStats};
+use crate::dns::services::ServersCatalog;
 use crate::gossip::{Core, Identity, tags};
 use crate::http::api::{self, AgentInfo, ApiState};
 use crate::net::udp::{GossipHandle, UdpDriver};
@@ -120,6 +123,22 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         }),
         shutdown: shutdown_tx,
     };
+    let dns_addr = SocketAddr::new(cfg.client_addr, cfg.ports.dns);
+    let dns = DnsServer {
+        cfg: Arc::new(dns_config(&cfg)?),
+        table: table.clone(),
+        services: Arc::new(ServersCatalog::new(table.clone())),
+        stats: Arc::new(DnsStats::default()),
+    };
+    let dns_udp = UdpSocket::bind(dns_addr)
+        .await
+        .map_err(|e| format!("Failed to bind DNS (UDP) on {dns_addr}: {e}"))?;
+    let dns_tcp = TcpListener::bind(dns_addr)
+        .await
+        .map_err(|e| format!("Failed to bind DNS (TCP) on {dns_addr}: {e}"))?;
+    tokio::spawn(dns.clone().serve_udp(Arc::new(dns_udp)));
+    tokio::spawn(dns.serve_tcp(dns_tcp));
+
     let (stop_http, stop_http_rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(
         axum::serve(listener, api::router(state))
@@ -134,7 +153,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         "node name: '{}', datacenter: '{}', server: {}, node id: '{}'",
         cfg.node_name, cfg.datacenter, cfg.server, node_id
     );
-    info!("gossip: {bind} (advertised as {advertise}), HTTP: {http_addr}");
+    info!("gossip: {bind} (advertised as {advertise}), HTTP: {http_addr}, DNS: {dns_addr}");
     if cfg.bootstrap_expect > 0 {
         info!("bootstrap_expect = {}", cfg.bootstrap_expect);
     }
@@ -215,6 +234,30 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     }
 }
 
+fn dns_config(cfg: &Config) -> Result<DnsConfig, String> {
+    let recursors = cfg
+        .recursors
+        .iter()
+        .map(|r| {
+            r.parse::<SocketAddr>()
+                .or_else(|_| r.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| format!("recursors: {r:?} is not an IP address or IP:port"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(DnsConfig {
+        domain: cfg.domain.clone(),
+        datacenter: cfg.datacenter.clone(),
+        node_ttl: cfg.dns.node_ttl,
+        service_ttl: cfg.dns.service_ttl,
+        udp_answer_limit: cfg.dns.udp_answer_limit,
+        a_record_limit: cfg.dns.a_record_limit,
+        enable_truncate: cfg.dns.enable_truncate,
+        only_passing: cfg.dns.only_passing,
+        additional_node_meta_txt: cfg.dns.enable_additional_node_meta_txt,
+        recursors,
+    })
+}
+
 /// Serf tags as Consul sets them (role, dc, id, vsn, build, and for servers port/expect).
 fn member_tags(cfg: &Config, node_id: &str) -> Vec<(String, String)> {
     let mut t = vec![
@@ -237,7 +280,11 @@ fn member_tags(cfg: &Config, node_id: &str) -> Vec<(String, String)> {
             t.push(("expect", cfg.bootstrap_expect.to_string()));
         }
     }
-    t.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    let mut t: Vec<(String, String)> = t.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    for (k, v) in &cfg.node_meta {
+        t.push((format!("{}{k}", crate::table::META_PREFIX), v.clone()));
+    }
+    t
 }
 
 /// Joins every address concurrently; returns how many answered.

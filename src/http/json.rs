@@ -29,13 +29,15 @@ pub fn catalog_node(m: &MemberRecord) -> Value {
     let family = if m.addr.is_ipv4() { "ipv4" } else { "ipv6" };
     tagged[format!("lan_{family}")] = json!(ip);
     tagged[format!("wan_{family}")] = json!(ip);
+    let mut meta = json!(m.meta);
+    meta["consul-network-segment"] = json!("");
     json!({
         "ID": m.tag("id"),
         "Node": &*m.name,
         "Address": ip,
         "Datacenter": m.tag("dc"),
         "TaggedAddresses": tagged,
-        "Meta": { "consul-network-segment": "" },
+        "Meta": meta,
         "CreateIndex": m.create_index,
         "ModifyIndex": m.modify_index,
     })

@@ -1,0 +1,644 @@
+//! Builds DNS responses for one query from the member table and the service catalog, and trims them to
+//! the transport's size limits the way Consul does.
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, SRV, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use super::DnsConfig;
+use super::names::{Lookup, classify};
+use super::services::{Health, Instance, ServiceCatalog};
+use crate::gossip::rng::Rng;
+use crate::table::{MemberRecord, MemberStatus, MemberTable};
+
+/// Largest UDP answer sent, whatever the client advertises.
+pub const MAX_UDP_PAYLOAD: usize = 4096;
+
+/// Transport the query came over (decides the size limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: 512 bytes without EDNS, else the client's advertised size.
+    Udp,
+    /// TCP: up to 64 KiB.
+    Tcp,
+}
+
+/// What to do with a query.
+#[derive(Debug)]
+pub enum Reply {
+    /// Send these bytes; the flag says whether the same query may be answered with them again until the
+    /// table changes (false for shuffled multi-instance service answers).
+    Bytes(Vec<u8>, bool),
+    /// Outside our domain: forward to the recursors.
+    Forward,
+}
+
+/// Answers queries from a consistent view of the cluster.
+pub struct Answerer<'a> {
+    /// DNS settings.
+    pub cfg: &'a DnsConfig,
+    /// Member table.
+    pub table: &'a MemberTable,
+    /// Services.
+    pub services: &'a dyn ServiceCatalog,
+}
+
+impl Answerer<'_> {
+    /// Answers `req`; `rng` shuffles service instances.
+    pub fn respond(&self, req: &Message, transport: Transport, rng: &mut Rng) -> Reply {
+        let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
+        resp.metadata.recursion_desired = req.metadata.recursion_desired;
+        resp.metadata.recursion_available = !self.cfg.recursors.is_empty();
+        resp.metadata.authoritative = true;
+        if req.edns.is_some() {
+            let mut e = Edns::new();
+            e.set_max_payload(4096);
+            resp.set_edns(e);
+        }
+        if req.metadata.message_type != MessageType::Query || req.metadata.op_code != OpCode::Query
+        {
+            resp.metadata.response_code = ResponseCode::NotImp;
+            return Reply::Bytes(self.finish(resp, req, transport), true);
+        }
+        let [q] = req.queries.as_slice() else {
+            resp.metadata.response_code = ResponseCode::FormErr;
+            return Reply::Bytes(self.finish(resp, req, transport), true);
+        };
+        resp.add_query(q.clone());
+        let lookup = classify(&q.name().to_ascii(), &self.cfg.domain);
+        if lookup == Lookup::Outside {
+            if !self.cfg.recursors.is_empty() {
+                return Reply::Forward;
+            }
+            resp.metadata.authoritative = false;
+            resp.metadata.response_code = ResponseCode::Refused;
+            return Reply::Bytes(self.finish(resp, req, transport), true);
+        }
+        if q.query_type() == RecordType::AXFR || q.query_type() == RecordType::IXFR {
+            resp.metadata.response_code = ResponseCode::NotImp;
+            return Reply::Bytes(self.finish(resp, req, transport), true);
+        }
+        let found = match (&lookup, q.query_class()) {
+            (_, c) if c != DNSClass::IN && c != DNSClass::ANY => Some(()),
+            (Lookup::Apex, _) => self.apex(q, &mut resp),
+            (Lookup::Node { name, dc }, _) => self.node(q, name, dc.as_deref(), &mut resp),
+            (Lookup::Service { name, tag, dc }, _) => {
+                self.service(q, name, tag.as_deref(), dc.as_deref(), &mut resp, rng)
+            }
+            _ => None,
+        };
+        if found.is_none() {
+            resp.metadata.response_code = ResponseCode::NXDomain;
+        }
+        if resp.answers.is_empty() {
+            resp.add_authority(self.soa());
+        }
+        let shuffled = matches!(lookup, Lookup::Service { .. }) && resp.answers.len() > 1;
+        Reply::Bytes(self.finish(resp, req, transport), !shuffled)
+    }
+
+    fn domain_name(&self) -> Name {
+        Name::from_ascii(&self.cfg.domain).unwrap_or_else(|_| Name::root())
+    }
+
+    fn soa(&self) -> Record {
+        let d = self.domain_name();
+        let mname = Name::from_ascii("ns").and_then(|n| n.append_name(&d));
+        let rname = Name::from_ascii("hostmaster").and_then(|n| n.append_name(&d));
+        let serial = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(1);
+        let soa = SOA::new(
+            mname.unwrap_or_else(|_| d.clone()),
+            rname.unwrap_or_else(|_| d.clone()),
+            serial,
+            3600,
+            600,
+            86400,
+            0,
+        );
+        Record::from_rdata(d, 0, RData::SOA(soa))
+    }
+
+    fn local_dc(&self, dc: Option<&str>) -> bool {
+        dc.is_none_or(|dc| dc.eq_ignore_ascii_case(&self.cfg.datacenter))
+    }
+
+    fn node_fqdn(&self, node: &str) -> Option<Name> {
+        Name::from_ascii(format!(
+            "{node}.node.{}.{}",
+            self.cfg.datacenter, self.cfg.domain
+        ))
+        .ok()
+    }
+
+    fn apex(&self, q: &Query, resp: &mut Message) -> Option<()> {
+        let t = q.query_type();
+        if matches!(t, RecordType::SOA | RecordType::ANY) {
+            resp.add_answer(self.soa());
+        }
+        if matches!(t, RecordType::NS | RecordType::ANY) {
+            let snap = self.table.snapshot();
+            let servers = snap
+                .members
+                .iter()
+                .filter(|m| m.is_server() && m.status == MemberStatus::Alive)
+                .take(3);
+            for m in servers {
+                if let Some(target) = self.node_fqdn(&m.name) {
+                    resp.add_answer(Record::from_rdata(
+                        self.domain_name(),
+                        0,
+                        RData::NS(NS(target.clone())),
+                    ));
+                    resp.add_additional(addr_record(target, m.addr.ip(), 0));
+                }
+            }
+        }
+        Some(())
+    }
+
+    fn find_node(&self, name: &str) -> Option<std::sync::Arc<MemberRecord>> {
+        if let Some(m) = self.table.get(name) {
+            return Some(m);
+        }
+        // DNS names are case-insensitive; node names keep their case in the table.
+        self.table
+            .snapshot()
+            .members
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(name))
+            .cloned()
+    }
+
+    fn node(&self, q: &Query, name: &str, dc: Option<&str>, resp: &mut Message) -> Option<()> {
+        if !self.local_dc(dc) {
+            return None;
+        }
+        let m = self.find_node(name)?;
+        if m.status != MemberStatus::Alive
+            || !m.tag("dc").eq_ignore_ascii_case(&self.cfg.datacenter)
+        {
+            return None;
+        }
+        let ttl = self.cfg.node_ttl.as_secs() as u32;
+        let owner = q.name().clone();
+        let ip = m.addr.ip();
+        let t = q.query_type();
+        let wants_addr = matches!(
+            (t, ip),
+            (RecordType::A, IpAddr::V4(_))
+                | (RecordType::AAAA, IpAddr::V6(_))
+                | (RecordType::ANY, _)
+        );
+        if wants_addr {
+            resp.add_answer(addr_record(owner.clone(), ip, ttl));
+        }
+        let txt = meta_txt(&m);
+        match t {
+            RecordType::TXT | RecordType::ANY => {
+                for r in txt {
+                    resp.add_answer(Record::from_rdata(owner.clone(), ttl, RData::TXT(r)));
+                }
+            }
+            RecordType::A | RecordType::AAAA if self.cfg.additional_node_meta_txt => {
+                for r in txt {
+                    resp.add_additional(Record::from_rdata(owner.clone(), ttl, RData::TXT(r)));
+                }
+            }
+            _ => {}
+        }
+        Some(())
+    }
+
+    fn service(
+        &self,
+        q: &Query,
+        name: &str,
+        tag: Option<&str>,
+        dc: Option<&str>,
+        resp: &mut Message,
+        rng: &mut Rng,
+    ) -> Option<()> {
+        if !self.local_dc(dc) {
+            return None;
+        }
+        let mut inst: Vec<Instance> = self
+            .services
+            .instances(name)
+            .into_iter()
+            .filter(|i| i.node.tag("dc").eq_ignore_ascii_case(&self.cfg.datacenter))
+            .filter(|i| tag.is_none_or(|t| i.tags.iter().any(|x| x.eq_ignore_ascii_case(t))))
+            .filter(|i| match i.health {
+                Health::Passing => true,
+                Health::Warning => !self.cfg.only_passing,
+                Health::Critical => false,
+            })
+            .collect();
+        if inst.is_empty() {
+            return None;
+        }
+        rng.shuffle(&mut inst);
+        let ttl = self.cfg.service_ttl.as_secs() as u32;
+        let owner = q.name().clone();
+        let t = q.query_type();
+        match t {
+            RecordType::A | RecordType::AAAA | RecordType::ANY => {
+                let mut seen: Vec<IpAddr> = Vec::new();
+                for i in &inst {
+                    let ip = i.address.unwrap_or(i.node.addr.ip());
+                    let fits = matches!(
+                        (t, ip),
+                        (RecordType::A, IpAddr::V4(_))
+                            | (RecordType::AAAA, IpAddr::V6(_))
+                            | (RecordType::ANY, _)
+                    );
+                    if fits && !seen.contains(&ip) {
+                        seen.push(ip);
+                        resp.add_answer(addr_record(owner.clone(), ip, ttl));
+                    }
+                }
+            }
+            RecordType::SRV => {
+                for i in &inst {
+                    let target = match i.address {
+                        None => self.node_fqdn(&i.node.name),
+                        Some(ip) => Name::from_ascii(format!(
+                            "{}.addr.{}.{}",
+                            hex_ip(ip),
+                            self.cfg.datacenter,
+                            self.cfg.domain
+                        ))
+                        .ok(),
+                    };
+                    let Some(target) = target else { continue };
+                    let weight = match i.health {
+                        Health::Warning => i.weight_warning,
+                        _ => i.weight_passing,
+                    };
+                    let srv = SRV::new(1, weight, i.port, target.clone());
+                    resp.add_answer(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)));
+                    let ip = i.address.unwrap_or(i.node.addr.ip());
+                    resp.add_additional(addr_record(target, ip, ttl));
+                }
+            }
+            _ => {}
+        }
+        Some(())
+    }
+
+    /// Applies record limits and size trimming, then encodes.
+    fn finish(&self, mut resp: Message, req: &Message, transport: Transport) -> Vec<u8> {
+        let max = match (transport, &req.edns) {
+            (Transport::Tcp, _) => 65_535,
+            // Large EDNS buffers invite fragmentation; like most servers, stay within 4 KiB.
+            (Transport::Udp, Some(e)) => (e.max_payload() as usize).clamp(512, MAX_UDP_PAYLOAD),
+            (Transport::Udp, None) => 512,
+        };
+        let is_addr = |r: &Record| matches!(r.record_type(), RecordType::A | RecordType::AAAA);
+        let mut trimmed = false;
+        if self.cfg.a_record_limit > 0 {
+            let limit = self.cfg.a_record_limit as usize;
+            let mut kept = 0;
+            let before = resp.answers.len();
+            resp.answers.retain(|r| {
+                if is_addr(r) {
+                    kept += 1;
+                    kept <= limit
+                } else {
+                    true
+                }
+            });
+            trimmed |= resp.answers.len() != before;
+        }
+        if transport == Transport::Udp && req.edns.is_none() {
+            let limit = self.cfg.udp_answer_limit.clamp(1, 8) as usize;
+            if resp.answers.len() > limit {
+                resp.answers.truncate(limit);
+                trimmed = true;
+            }
+        }
+        let mut bytes = encode(&resp);
+        while bytes.len() > max {
+            if resp.additionals.pop().is_none() {
+                if resp.answers.pop().is_none() {
+                    break;
+                }
+                trimmed = true;
+            }
+            bytes = encode(&resp);
+        }
+        if trimmed && transport == Transport::Udp && self.cfg.enable_truncate {
+            resp.metadata.truncation = true;
+            bytes = encode(&resp);
+        }
+        bytes
+    }
+}
+
+fn encode(m: &Message) -> Vec<u8> {
+    m.to_vec().unwrap_or_else(|_| {
+        let mut e = Message::error_msg(m.metadata.id, m.metadata.op_code, ResponseCode::ServFail);
+        e.queries = m.queries.clone();
+        e.to_vec().unwrap_or_default()
+    })
+}
+
+fn addr_record(owner: Name, ip: IpAddr, ttl: u32) -> Record {
+    let rdata = match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    };
+    Record::from_rdata(owner, ttl, rdata)
+}
+
+fn meta_txt(m: &MemberRecord) -> Vec<TXT> {
+    m.meta
+        .iter()
+        .map(|(k, v)| TXT::new(vec![format!("{k}={v}")]))
+        .collect()
+}
+
+fn hex_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().iter().map(|b| format!("{b:02x}")).collect(),
+        IpAddr::V6(v6) => v6.octets().iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+/// A FORMERR reply for a datagram that has a DNS header but does not parse; `None` if too short to answer.
+pub fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() < 12 || raw[2] & 0x80 != 0 {
+        return None;
+    }
+    let id = u16::from_be_bytes([raw[0], raw[1]]);
+    Message::error_msg(id, OpCode::Query, ResponseCode::FormErr)
+        .to_vec()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::services::ServersCatalog;
+    use crate::gossip::{Event, Member, State, tags};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    fn table() -> Arc<MemberTable> {
+        let t = Arc::new(MemberTable::new());
+        let add = |name: &str, ip: &str, role: &str, state: State| {
+            let tg = tags::encode(&[
+                ("role", role),
+                ("dc", "dc1"),
+                ("port", "8300"),
+                ("m:rack", "r1"),
+            ])
+            .unwrap();
+            t.apply(&Event::Member(Member {
+                name: Arc::from(name),
+                addr: format!("{ip}:8301").parse().unwrap(),
+                incarnation: 1,
+                state,
+                tags: Arc::from(tg),
+                since: Instant::now(),
+            }));
+        };
+        add("agent-one", "127.0.0.10", "consul", State::Alive);
+        add("agent-two", "127.0.0.11", "node", State::Alive);
+        add("gone", "127.0.0.12", "node", State::Dead);
+        t.publish();
+        t
+    }
+
+    fn ask(
+        t: &Arc<MemberTable>,
+        cfg: &DnsConfig,
+        name: &str,
+        qt: RecordType,
+        edns: bool,
+        tr: Transport,
+    ) -> Message {
+        let services = ServersCatalog::new(t.clone());
+        let a = Answerer {
+            cfg,
+            table: t,
+            services: &services,
+        };
+        let mut req = Message::query();
+        req.metadata.id = 4242;
+        req.add_query(Query::query(Name::from_ascii(name).unwrap(), qt));
+        if edns {
+            let mut e = Edns::new();
+            e.set_max_payload(1232);
+            req.set_edns(e);
+        }
+        let Reply::Bytes(b, _) = a.respond(&req, tr, &mut Rng::new(1)) else {
+            panic!("forwarded")
+        };
+        Message::from_vec(&b).unwrap()
+    }
+
+    #[test]
+    fn node_lookups() {
+        let t = table();
+        let cfg = DnsConfig::default();
+        let m = ask(
+            &t,
+            &cfg,
+            "agent-two.node.consul.",
+            RecordType::A,
+            false,
+            Transport::Udp,
+        );
+        assert_eq!(m.metadata.id, 4242);
+        assert!(m.metadata.authoritative);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(
+            m.answers[0].data.ip_addr(),
+            Some("127.0.0.11".parse().unwrap())
+        );
+        assert_eq!(m.answers[0].ttl, 0);
+        assert_eq!(m.additionals.len(), 1, "node meta TXT in additional");
+
+        let m = ask(
+            &t,
+            &cfg,
+            "AGENT-TWO.node.DC1.consul.",
+            RecordType::A,
+            false,
+            Transport::Udp,
+        );
+        assert_eq!(m.answers.len(), 1);
+
+        for (name, qt) in [
+            ("nobody.node.consul.", RecordType::A),
+            ("agent-two.node.dc9.consul.", RecordType::A),
+            ("gone.node.consul.", RecordType::A),
+            ("nonsense.consul.", RecordType::A),
+        ] {
+            let m = ask(&t, &cfg, name, qt, false, Transport::Udp);
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+            assert_eq!(m.authorities[0].record_type(), RecordType::SOA, "{name}");
+        }
+        let m = ask(
+            &t,
+            &cfg,
+            "agent-two.node.consul.",
+            RecordType::AAAA,
+            false,
+            Transport::Udp,
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty());
+        assert_eq!(m.authorities.len(), 1);
+        let m = ask(
+            &t,
+            &cfg,
+            "agent-two.node.consul.",
+            RecordType::TXT,
+            false,
+            Transport::Udp,
+        );
+        assert_eq!(m.answers.len(), 1);
+        let m = ask(
+            &t,
+            &cfg,
+            "example.com.",
+            RecordType::A,
+            false,
+            Transport::Udp,
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    }
+
+    #[test]
+    fn consul_service_and_apex() {
+        let t = table();
+        let cfg = DnsConfig::default();
+        let m = ask(
+            &t,
+            &cfg,
+            "consul.service.consul.",
+            RecordType::SRV,
+            true,
+            Transport::Udp,
+        );
+        assert_eq!(m.answers.len(), 1);
+        let RData::SRV(srv) = &m.answers[0].data else {
+            panic!()
+        };
+        assert_eq!(srv.port, 8300);
+        assert_eq!(srv.target.to_ascii(), "agent-one.node.dc1.consul.");
+        assert!(
+            m.additionals
+                .iter()
+                .any(|r| r.record_type() == RecordType::A)
+        );
+        let m = ask(
+            &t,
+            &cfg,
+            "web.service.consul.",
+            RecordType::A,
+            false,
+            Transport::Udp,
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        let m = ask(&t, &cfg, "consul.", RecordType::SOA, false, Transport::Udp);
+        assert_eq!(m.answers[0].record_type(), RecordType::SOA);
+        let m = ask(&t, &cfg, "consul.", RecordType::NS, false, Transport::Udp);
+        assert_eq!(m.answers.len(), 1);
+    }
+
+    #[test]
+    fn udp_trimming_and_truncation() {
+        let t = Arc::new(MemberTable::new());
+        let mut pairs = Vec::new();
+        for i in 0..40 {
+            pairs.push((format!("m:key{i:02}"), "v".repeat(40)));
+        }
+        let mut tg: Vec<(String, String)> =
+            vec![("role".into(), "node".into()), ("dc".into(), "dc1".into())];
+        tg.extend(pairs.into_iter().take(8));
+        t.apply(&Event::Member(Member {
+            name: Arc::from("big"),
+            addr: "127.0.0.9:8301".parse().unwrap(),
+            incarnation: 1,
+            state: State::Alive,
+            tags: Arc::from(tags::encode(&tg).unwrap()),
+            since: Instant::now(),
+        }));
+        t.publish();
+        let mut cfg = DnsConfig::default();
+        let m = ask(
+            &t,
+            &cfg,
+            "big.node.consul.",
+            RecordType::TXT,
+            false,
+            Transport::Udp,
+        );
+        assert!(m.answers.len() <= 3, "udp_answer_limit without EDNS");
+        assert!(!m.metadata.truncation, "Consul trims silently by default");
+        cfg.enable_truncate = true;
+        let m = ask(
+            &t,
+            &cfg,
+            "big.node.consul.",
+            RecordType::TXT,
+            false,
+            Transport::Udp,
+        );
+        assert!(m.metadata.truncation);
+        let m = ask(
+            &t,
+            &cfg,
+            "big.node.consul.",
+            RecordType::TXT,
+            false,
+            Transport::Tcp,
+        );
+        assert_eq!(m.answers.len(), 8);
+        assert!(!m.metadata.truncation);
+        let m = ask(
+            &t,
+            &cfg,
+            "big.node.consul.",
+            RecordType::TXT,
+            true,
+            Transport::Udp,
+        );
+        assert_eq!(m.answers.len(), 8, "EDNS raises the limit");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_queries_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let t = table();
+            let cfg = DnsConfig::default();
+            let services = ServersCatalog::new(t.clone());
+            let a = Answerer { cfg: &cfg, table: &t, services: &services };
+            if let Ok(req) = Message::from_vec(&bytes) {
+                let _ = a.respond(&req, Transport::Udp, &mut Rng::new(3));
+            } else {
+                let _ = formerr(&bytes);
+            }
+            let _ = crate::dns::cache::shape(&bytes, &mut Vec::new());
+        }
+    }
+
+    #[test]
+    fn formerr_needs_a_header() {
+        assert!(formerr(&[0; 5]).is_none());
+        let r =
+            Message::from_vec(&formerr(&[0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]).unwrap())
+                .unwrap();
+        assert_eq!(r.metadata.id, 0x1234);
+        assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+    }
+}

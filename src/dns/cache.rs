@@ -1,0 +1,186 @@
+//! Pre-encoded answers for the UDP fast path. A query is recognised from its raw bytes (one question,
+//! optional plain OPT), its encoded answer is reused with the ID, RD bit and question case patched in,
+//! and the whole cache is dropped whenever the member table or the service catalog changes.
+
+use std::collections::HashMap;
+
+/// Entries kept at most; beyond it the cache starts over (bounds memory under random-name floods).
+pub const MAX_ENTRIES: usize = 65_536;
+
+/// Where the question ends and whether recursion was desired, read off a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// End of the question section (it starts at byte 12).
+    pub question_end: usize,
+}
+
+/// Parses just enough of `raw` to key the cache: `Some` only for the plain shape the fast path serves
+/// (standard query, one question, no answer/authority records, at most one version-0 OPT record).
+/// The key (lower-cased question, EDNS presence and payload size) is written into `key`.
+pub fn shape(raw: &[u8], key: &mut Vec<u8>) -> Option<Shape> {
+    key.clear();
+    if raw.len() < 17 {
+        return None;
+    }
+    let flags = raw[2];
+    // QR must be 0 and opcode QUERY.
+    if flags & 0x80 != 0 || flags & 0x78 != 0 {
+        return None;
+    }
+    let count = |i: usize| u16::from_be_bytes([raw[i], raw[i + 1]]);
+    if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
+        return None;
+    }
+    let mut i = 12;
+    loop {
+        let len = *raw.get(i)? as usize;
+        if len == 0 {
+            key.push(0);
+            i += 1;
+            break;
+        }
+        if len > 63 || i + 1 + len > raw.len() || i - 12 + len > 250 {
+            return None;
+        }
+        key.push(len as u8);
+        key.extend(raw[i + 1..i + 1 + len].iter().map(u8::to_ascii_lowercase));
+        i += 1 + len;
+    }
+    let qtc = raw.get(i..i + 4)?;
+    key.extend_from_slice(qtc);
+    i += 4;
+    let question_end = i;
+    if count(10) == 1 {
+        // OPT: root name, type 41, class = payload size, ttl = ext-rcode/version/flags, rdata.
+        let opt = raw.get(i..i + 11)?;
+        if opt[0] != 0 || opt[1..3] != [0, 41] || opt[6] != 0 {
+            return None;
+        }
+        let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
+        if i + 11 + rdlen != raw.len() {
+            return None;
+        }
+        key.push(1);
+        key.extend_from_slice(&opt[3..5]);
+    } else if i != raw.len() {
+        return None;
+    } else {
+        key.push(0);
+    }
+    Some(Shape { question_end })
+}
+
+/// The answer cache.
+#[derive(Default)]
+pub struct AnswerCache {
+    map: HashMap<Vec<u8>, Vec<u8>>,
+    generation: (u64, u64),
+}
+
+impl AnswerCache {
+    /// Drops everything if the data behind the answers changed.
+    pub fn sync(&mut self, generation: (u64, u64)) {
+        if generation != self.generation {
+            self.map.clear();
+            self.generation = generation;
+        }
+    }
+
+    /// Writes the cached answer for `key` into `out`, patched for the query `raw`; false on a miss.
+    pub fn serve(&self, key: &[u8], raw: &[u8], shape: Shape, out: &mut Vec<u8>) -> bool {
+        let Some(resp) = self.map.get(key) else {
+            return false;
+        };
+        out.clear();
+        out.extend_from_slice(resp);
+        out[0] = raw[0];
+        out[1] = raw[1];
+        out[2] = (out[2] & !0x01) | (raw[2] & 0x01);
+        // Echo the question exactly as asked (0x20 case randomisation).
+        out[12..shape.question_end].copy_from_slice(&raw[12..shape.question_end]);
+        true
+    }
+
+    /// Remembers `resp` as the answer for `key`.
+    pub fn insert(&mut self, key: &[u8], resp: &[u8]) {
+        if resp.len() < 12 || u16::from_be_bytes([resp[4], resp[5]]) != 1 {
+            return;
+        }
+        if self.map.len() >= MAX_ENTRIES {
+            self.map.clear();
+        }
+        self.map.insert(key.to_vec(), resp.to_vec());
+    }
+
+    /// Cached answers.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Edns, Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+
+    fn query(name: &str, id: u16, edns: bool) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.id = id;
+        m.metadata.recursion_desired = id.is_multiple_of(2);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        if edns {
+            let mut e = Edns::new();
+            e.set_max_payload(1232);
+            m.set_edns(e);
+        }
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn keys_ignore_case_and_id_but_not_edns() {
+        let (mut k1, mut k2, mut k3) = (Vec::new(), Vec::new(), Vec::new());
+        let a = query("Agent-Two.node.consul.", 1, false);
+        let s = shape(&a, &mut k1).unwrap();
+        shape(&query("agent-two.NODE.consul.", 2, false), &mut k2).unwrap();
+        shape(&query("agent-two.node.consul.", 3, true), &mut k3).unwrap();
+        assert_eq!(k1, k2);
+        assert_ne!(k1, k3);
+        assert_eq!(s.question_end, a.len());
+        assert!(shape(&a[..a.len() - 1], &mut k1).is_none());
+        let mut resp = a.clone();
+        resp[2] |= 0x80;
+        assert!(shape(&resp, &mut k1).is_none(), "responses are not queries");
+    }
+
+    #[test]
+    fn serve_patches_id_rd_and_case() {
+        let mut key = Vec::new();
+        let q1 = query("agent-two.node.consul.", 1, false);
+        shape(&q1, &mut key).unwrap();
+        let mut resp = Message::from_vec(&q1).unwrap();
+        resp.metadata.message_type = hickory_proto::op::MessageType::Response;
+        let resp = resp.to_vec().unwrap();
+        let mut c = AnswerCache::default();
+        c.sync((1, 1));
+        c.insert(&key, &resp);
+        let q2 = query("AGENT-two.node.consul.", 0xbeef, false);
+        let s2 = shape(&q2, &mut key).unwrap();
+        let mut out = Vec::new();
+        assert!(c.serve(&key, &q2, s2, &mut out));
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.metadata.id, 0xbeef);
+        assert!(!m.metadata.recursion_desired);
+        assert_eq!(m.queries[0].name().to_ascii(), "AGENT-two.node.consul.");
+        c.sync((2, 1));
+        assert!(
+            !c.serve(&key, &q2, s2, &mut out),
+            "a table change empties the cache"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! DNS transports: a batched UDP loop (recvmmsg → cache or answer builder → sendmmsg) and a TCP listener,
+//! plus forwarding of names outside the domain to the configured recursors.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, ResponseCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+
+use super::DnsConfig;
+use super::answer::{Answerer, Reply, Transport, formerr};
+use super::cache::{AnswerCache, shape};
+use super::services::ServiceCatalog;
+use crate::gossip::rng::Rng;
+use crate::net::batch::{RecvBatch, SendBatch};
+use crate::table::MemberTable;
+
+/// Largest query accepted over UDP.
+pub const MAX_QUERY: usize = 4096;
+const RECURSOR_TIMEOUT: Duration = Duration::from_secs(2);
+const TCP_IDLE: Duration = Duration::from_secs(10);
+const MAX_TCP_CONNECTIONS: usize = 256;
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct DnsStats {
+    /// Queries received (UDP and TCP).
+    pub queries: AtomicU64,
+    /// Answered from the pre-encoded cache.
+    pub cache_hits: AtomicU64,
+    /// Malformed queries answered with FORMERR.
+    pub formerr: AtomicU64,
+    /// Datagrams dropped (too short to answer, oversize, or send failures).
+    pub dropped: AtomicU64,
+    /// Queries forwarded to a recursor.
+    pub forwarded: AtomicU64,
+}
+
+/// Everything a DNS transport needs.
+#[derive(Clone)]
+pub struct DnsServer {
+    /// Settings.
+    pub cfg: Arc<DnsConfig>,
+    /// Member table.
+    pub table: Arc<MemberTable>,
+    /// Services.
+    pub services: Arc<dyn ServiceCatalog>,
+    /// Counters.
+    pub stats: Arc<DnsStats>,
+}
+
+impl DnsServer {
+    fn generation(&self) -> (u64, u64) {
+        (self.table.snapshot().index, self.services.version())
+    }
+
+    fn answer(&self, raw: &[u8], transport: Transport, rng: &mut Rng) -> Option<Reply> {
+        match Message::from_vec(raw) {
+            Ok(req) => {
+                let a = Answerer {
+                    cfg: &self.cfg,
+                    table: &self.table,
+                    services: self.services.as_ref(),
+                };
+                Some(a.respond(&req, transport, rng))
+            }
+            Err(_) => {
+                self.stats.formerr.fetch_add(1, Ordering::Relaxed);
+                formerr(raw).map(|b| Reply::Bytes(b, false))
+            }
+        }
+    }
+
+    /// Serves UDP until the socket fails.
+    pub async fn serve_udp(self, socket: Arc<UdpSocket>) {
+        let fd = socket.as_raw_fd();
+        let mut recv = RecvBatch::new(MAX_QUERY);
+        let mut send = SendBatch::default();
+        let mut cache = AnswerCache::default();
+        let mut key = Vec::with_capacity(300);
+        let mut rng = Rng::new(crate::agent::entropy::u64().unwrap_or(7));
+        loop {
+            if socket.readable().await.is_err() {
+                return;
+            }
+            let n = match socket.try_io(tokio::io::Interest::READABLE, || recv.recv(fd)) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => continue,
+            };
+            cache.sync(self.generation());
+            for i in 0..n {
+                let Some((from, raw, truncated)) = recv.get(i) else {
+                    continue;
+                };
+                self.stats.queries.fetch_add(1, Ordering::Relaxed);
+                if truncated {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if let Some(sh) = shape(raw, &mut key) {
+                    let out = send.next_buf(from);
+                    if cache.serve(&key, raw, sh, out) {
+                        self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    send.clear_last();
+                }
+                match self.answer(raw, Transport::Udp, &mut rng) {
+                    Some(Reply::Bytes(bytes, cacheable)) => {
+                        if cacheable && shape(raw, &mut key).is_some() {
+                            cache.insert(&key, &bytes);
+                        }
+                        send.next_buf(from).extend_from_slice(&bytes);
+                    }
+                    Some(Reply::Forward) => {
+                        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                        let (s, q, sock) = (self.clone(), raw.to_vec(), socket.clone());
+                        tokio::spawn(async move {
+                            let r = s.forward(&q).await;
+                            let _ = sock.send_to(&r, from).await;
+                        });
+                    }
+                    None => {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if send.is_full() {
+                    self.flush(&socket, &mut send).await;
+                }
+            }
+            self.flush(&socket, &mut send).await;
+        }
+    }
+
+    async fn flush(&self, socket: &UdpSocket, send: &mut SendBatch) {
+        let fd = socket.as_raw_fd();
+        // Bounded: a socket that stays unwritable loses the rest of the batch (counted) instead of stalling.
+        for _ in 0..8 {
+            if send.is_empty() {
+                return;
+            }
+            match socket.try_io(tokio::io::Interest::WRITABLE, || send.send(fd)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if socket.writable().await.is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        self.stats
+            .dropped
+            .fetch_add(send.len() as u64, Ordering::Relaxed);
+        send.clear();
+    }
+
+    /// Serves TCP (2-byte length framing) until the listener fails.
+    pub async fn serve_tcp(self, listener: TcpListener) {
+        let limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+        loop {
+            let Ok((conn, _)) = listener.accept().await else {
+                continue;
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                // Over the limit: close at once rather than queue.
+                continue;
+            };
+            let s = self.clone();
+            tokio::spawn(async move {
+                let _ = s.tcp_conn(conn).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn tcp_conn(&self, mut conn: TcpStream) -> std::io::Result<()> {
+        let mut rng = Rng::new(crate::agent::entropy::u64().unwrap_or(11));
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let mut len = [0u8; 2];
+            match tokio::time::timeout(TCP_IDLE, conn.read_exact(&mut len)).await {
+                Ok(Ok(_)) => {}
+                _ => return Ok(()),
+            }
+            let n = u16::from_be_bytes(len) as usize;
+            let q = &mut buf[..n];
+            tokio::time::timeout(TCP_IDLE, conn.read_exact(q))
+                .await
+                .map_err(|_| std::io::ErrorKind::TimedOut)??;
+            self.stats.queries.fetch_add(1, Ordering::Relaxed);
+            let bytes = match self.answer(q, Transport::Tcp, &mut rng) {
+                Some(Reply::Bytes(b, _)) => b,
+                Some(Reply::Forward) => {
+                    self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                    self.forward(q).await
+                }
+                None => return Ok(()),
+            };
+            let mut out = Vec::with_capacity(bytes.len() + 2);
+            out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+            out.extend_from_slice(&bytes);
+            conn.write_all(&out).await?;
+        }
+    }
+
+    /// Asks each recursor in turn; SERVFAIL if none answers in time.
+    async fn forward(&self, query: &[u8]) -> Vec<u8> {
+        for r in &self.cfg.recursors {
+            let bind: SocketAddr = if r.is_ipv4() {
+                "0.0.0.0:0".parse().expect("literal")
+            } else {
+                "[::]:0".parse().expect("literal")
+            };
+            let Ok(sock) = UdpSocket::bind(bind).await else {
+                continue;
+            };
+            if sock.send_to(query, r).await.is_err() {
+                continue;
+            }
+            let mut buf = vec![0u8; 65_535];
+            if let Ok(Ok((n, from))) =
+                tokio::time::timeout(RECURSOR_TIMEOUT, sock.recv_from(&mut buf)).await
+                && from == *r
+                && n >= 2
+                && buf[..2] == query[..2]
+            {
+                buf.truncate(n);
+                return buf;
+            }
+        }
+        let id = if query.len() >= 2 {
+            u16::from_be_bytes([query[0], query[1]])
+        } else {
+            0
+        };
+        let mut m =
+            Message::error_msg(id, hickory_proto::op::OpCode::Query, ResponseCode::ServFail);
+        if let Ok(req) = Message::from_vec(query) {
+            m.queries = req.queries;
+            m.metadata.recursion_desired = req.metadata.recursion_desired;
+        }
+        m.metadata.recursion_available = true;
+        m.to_vec().unwrap_or_default()
+    }
+}
