@@ -166,7 +166,8 @@ impl Sim {
 
     /// Makes node `i` join through node `seed`.
     pub fn join(&mut self, i: usize, seed: usize) -> u32 {
-        let seq = self.nodes[i].core.join(sim_addr(seed));
+        let now = self.now;
+        let seq = self.nodes[i].core.join(now, sim_addr(seed));
         self.flush(i);
         seq
     }

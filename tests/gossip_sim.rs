@@ -285,3 +285,46 @@ fn malformed_and_foreign_packets_are_counted_not_fatal() {
     assert_eq!(s.dropped_version, 1);
     assert_eq!(s.dropped_oversize, 1);
 }
+
+#[test]
+fn join_retries_then_times_out_against_a_silent_address() {
+    let mut sim = cluster(3, 13);
+    sim.crash(2);
+    let seq = sim.join(1, 2);
+    let mut timed_out = false;
+    let mut replied = false;
+    let until = sim.now + Duration::from_secs(10);
+    sim.run_until(until, |_, i, ev| match ev {
+        Event::JoinTimeout { seq: s, .. } if i == 1 && s == seq => timed_out = true,
+        Event::SyncReply { seq: s, .. } if i == 1 && s == seq => replied = true,
+        _ => {}
+    });
+    assert!(timed_out && !replied);
+    // Five attempts went out before giving up.
+    assert!(sim.node(1).core.stats().packets_out >= 5);
+}
+
+#[test]
+fn join_survives_heavy_loss_by_retrying() {
+    let mut sim = Sim::new(
+        14,
+        NetModel {
+            loss: 0.5,
+            ..NetModel::default()
+        },
+    );
+    sim.add_node("a", GossipConfig::lan(), Vec::new());
+    sim.add_node("b", GossipConfig::lan(), Vec::new());
+    let seq = sim.join(1, 0);
+    let mut replied = false;
+    let until = sim.now + Duration::from_secs(6);
+    sim.run_until(until, |_, i, ev| {
+        if let Event::SyncReply { seq: s, .. } = ev {
+            replied |= i == 1 && s == seq;
+        }
+    });
+    assert!(
+        replied,
+        "a join at 50% loss gets through within its five attempts"
+    );
+}

@@ -4,7 +4,9 @@
 //! so references to it left in the buckets are skipped when met). Entries sit in buckets indexed by how often
 //! they were sent; packing takes the least-sent, newest entries first and retires an entry at the limit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 struct Slot {
@@ -15,15 +17,18 @@ struct Slot {
     live: bool,
 }
 
+/// (slot index, slot generation): 8 bytes, as every core keeps up to one per member in flight.
+type Ref = (u32, u32);
+
 /// Per-member broadcast queue with retransmit accounting.
 #[derive(Default)]
 pub struct BroadcastQueue {
     slots: Vec<Slot>,
     free: Vec<usize>,
     by_name: HashMap<Arc<str>, usize>,
-    buckets: Vec<VecDeque<(usize, u32)>>,
-    skipped: Vec<(usize, u32)>,
-    moved: Vec<(usize, u32)>,
+    buckets: Vec<VecDeque<Ref>>,
+    skipped: Vec<Ref>,
+    moved: Vec<Ref>,
 }
 
 impl BroadcastQueue {
@@ -58,7 +63,7 @@ impl BroadcastQueue {
         if self.buckets.is_empty() {
             self.buckets.push(VecDeque::new());
         }
-        self.buckets[0].push_back((idx, self.slots[idx].generation));
+        self.buckets[0].push_back((idx as u32, self.slots[idx].generation));
     }
 
     fn retire(&mut self, idx: usize) {
@@ -67,12 +72,19 @@ impl BroadcastQueue {
             s.live = false;
             s.generation = s.generation.wrapping_add(1);
             self.by_name.remove(&s.name);
+            // A few warm buffers are kept for reuse; beyond that, give the memory back.
+            if self.free.len() >= 64 {
+                s.bytes = Vec::new();
+            }
             self.free.push(idx);
+        }
+        if self.by_name.capacity() > 64 && self.by_name.len() * 4 < self.by_name.capacity() {
+            self.by_name.shrink_to(self.by_name.len() * 2);
         }
     }
 
-    fn valid(&self, (idx, generation): (usize, u32)) -> bool {
-        let s = &self.slots[idx];
+    fn valid(&self, (idx, generation): Ref) -> bool {
+        let s = &self.slots[idx as usize];
         s.live && s.generation == generation
     }
 
@@ -110,7 +122,7 @@ impl BroadcastQueue {
                 if !self.valid(r) {
                     continue;
                 }
-                let s = &self.slots[r.0];
+                let s = &self.slots[r.0 as usize];
                 if s.bytes.len() > room {
                     self.skipped.push(r);
                     // Smaller deltas further down may still fit; stop once the packet is nearly full.
@@ -123,10 +135,10 @@ impl BroadcastQueue {
                 out.extend_from_slice(&s.bytes);
                 room -= s.bytes.len();
                 count += 1;
-                let s = &mut self.slots[r.0];
+                let s = &mut self.slots[r.0 as usize];
                 s.transmits += 1;
                 if s.transmits >= limit {
-                    self.retire(r.0);
+                    self.retire(r.0 as usize);
                 } else {
                     self.moved.push(r);
                 }
@@ -139,7 +151,7 @@ impl BroadcastQueue {
         }
         for i in 0..self.moved.len() {
             let r = self.moved[i];
-            let t = self.slots[r.0].transmits as usize;
+            let t = self.slots[r.0 as usize].transmits as usize;
             if self.buckets.len() <= t {
                 self.buckets.resize_with(t + 1, VecDeque::new);
             }
@@ -153,11 +165,17 @@ impl BroadcastQueue {
         while let Some(r) = self.skipped.pop() {
             self.buckets[b].push_back(r);
         }
+        let q = &mut self.buckets[b];
+        if q.capacity() > 64 && q.len() * 4 < q.capacity() {
+            // Every bucket sees the whole join burst pass through; keep only what it holds now.
+            q.shrink_to(q.len() * 2);
+        }
     }
 
     /// Drops every queued delta.
     pub fn clear(&mut self) {
         let live: Vec<usize> = self.by_name.values().copied().collect();
+
         for i in live {
             self.retire(i);
         }

@@ -39,6 +39,9 @@ pub struct GossipConfig {
     pub max_relays: usize,
     /// Concurrent full-state replies being sent; beyond it requests are dropped and counted.
     pub max_sync_replies: usize,
+    /// Lifeguard extensions (local health, dynamic suspicion, buddy system, nacks); off = plain SWIM,
+    /// kept for comparison runs.
+    pub lifeguard: bool,
 }
 
 impl GossipConfig {
@@ -62,6 +65,7 @@ impl GossipConfig {
             mtu: 1400,
             max_relays: 1024,
             max_sync_replies: 16,
+            lifeguard: true,
         }
     }
 

@@ -1,7 +1,10 @@
 //! The SWIM + Lifeguard state machine. Inputs: `handle_packet`, `handle_timeout` and commands; outputs are
 //! polled: `poll_transmit`, `poll_timeout`, `poll_event`. Time is whatever `Instant` the driver passes in.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// foldhash: several times faster than SipHash on short names, still seeded per process.
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +55,19 @@ pub enum Event {
         /// Who answered.
         from: SocketAddr,
     },
+    /// The join `seq` got no reply after every attempt.
+    JoinTimeout {
+        /// Sequence number returned by [`Core::join`].
+        seq: u32,
+        /// The address that never answered.
+        addr: SocketAddr,
+    },
 }
+
+/// Time between join attempts.
+pub const JOIN_RETRY: Duration = Duration::from_secs(1);
+/// Join attempts before [`Event::JoinTimeout`].
+pub const JOIN_ATTEMPTS: u32 = 5;
 
 /// `force_leave` was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +163,13 @@ enum Timer {
     Reap(Arc<str>, u64),
     PushPull,
     Reconnect,
+    JoinRetry(u32),
+}
+
+struct PendingJoin {
+    seq: u32,
+    addr: SocketAddr,
+    attempts: u32,
 }
 
 struct Probe {
@@ -167,7 +189,8 @@ struct Entry {
     m: Member,
     /// Bumped on every state change so stale timers can be recognised.
     token: u64,
-    suspicion: Option<Suspicion>,
+    // Boxed: only suspects carry one, and every member of every core pays for the inline size.
+    suspicion: Option<Box<Suspicion>>,
 }
 
 /// The gossip state machine of one node.
@@ -180,7 +203,10 @@ pub struct Core {
     entries: Vec<Entry>,
     index: HashMap<Arc<str>, usize>,
     live: usize,
-    probe_list: Vec<Arc<str>>,
+    /// Entry indices in probe order (rebuilt and reshuffled each round, and whenever a reap moves indices).
+    probe_list: Vec<u32>,
+    /// Shared allocation for members without tags.
+    empty_tags: Arc<[u8]>,
     probe_idx: usize,
     probe: Option<Probe>,
     relays: HashMap<u32, Relay>,
@@ -190,6 +216,7 @@ pub struct Core {
     events: VecDeque<Event>,
     timers: TimerHeap<Timer>,
     leaving: bool,
+    joins: Vec<PendingJoin>,
     sync_replies: usize,
     token: u64,
     stats: Stats,
@@ -208,7 +235,11 @@ impl Core {
         let mut rng = Rng::new(seed);
         let seq = rng.next_u64() as u32;
         let mut core = Core {
-            awareness: Awareness::new(cfg.awareness_max_multiplier),
+            awareness: Awareness::new(if cfg.lifeguard {
+                cfg.awareness_max_multiplier
+            } else {
+                1
+            }),
             rng,
             me: me.clone(),
             entries: vec![Entry {
@@ -223,18 +254,20 @@ impl Core {
                 token: 0,
                 suspicion: None,
             }],
-            index: HashMap::from([(me, 0)]),
+            index: HashMap::from_iter([(me, 0)]),
             live: 1,
             probe_list: Vec::new(),
+            empty_tags: Arc::from(&[][..]),
             probe_idx: 0,
             probe: None,
-            relays: HashMap::new(),
+            relays: HashMap::default(),
             seq,
             broadcasts: BroadcastQueue::default(),
             out: VecDeque::new(),
             events: VecDeque::new(),
             timers: TimerHeap::default(),
             leaving: false,
+            joins: Vec::new(),
             sync_replies: 0,
             token: 0,
             stats: Stats::default(),
@@ -296,10 +329,26 @@ impl Core {
         &self.cfg
     }
 
-    /// Starts a join: sends our full state to `addr` and asks for theirs. Returns the sequence number
-    /// that [`Event::SyncReply`] will carry when they answer.
-    pub fn join(&mut self, addr: SocketAddr) -> u32 {
+    /// Starts a join: sends our full state to `addr` and asks for theirs, retrying every [`JOIN_RETRY`].
+    /// Returns the sequence number that [`Event::SyncReply`] (or [`Event::JoinTimeout`]) will carry.
+    pub fn join(&mut self, now: Instant, addr: SocketAddr) -> u32 {
+        let seq = self.send_sync(addr);
+        self.joins.push(PendingJoin {
+            seq,
+            addr,
+            attempts: 1,
+        });
+        self.timers.push(now + JOIN_RETRY, Timer::JoinRetry(seq));
+        seq
+    }
+
+    fn send_sync(&mut self, addr: SocketAddr) -> u32 {
         let seq = self.next_seq();
+        self.resend_sync(addr, seq);
+        seq
+    }
+
+    fn resend_sync(&mut self, addr: SocketAddr, seq: u32) {
         self.out.push_back(Out::Sync {
             dst: addr,
             seq,
@@ -307,7 +356,6 @@ impl Core {
             is_reply: false,
             cursor: 0,
         });
-        seq
     }
 
     /// Leaves gracefully: announces `left` at a higher incarnation and stops probing.
@@ -411,7 +459,8 @@ impl Core {
                 want_reply,
                 is_reply,
             } => {
-                if is_reply {
+                if is_reply && let Some(k) = self.joins.iter().position(|j| j.seq == seq) {
+                    self.joins.swap_remove(k);
                     self.events.push_back(Event::SyncReply { seq, from });
                 }
                 if want_reply {
@@ -455,6 +504,22 @@ impl Core {
                     self.timers.push(now + every, Timer::PushPull);
                     self.sync_with_random(|m| m.state.is_live());
                 }
+                Timer::JoinRetry(seq) => {
+                    let Some(k) = self.joins.iter().position(|j| j.seq == seq) else {
+                        continue;
+                    };
+                    if self.joins[k].attempts >= JOIN_ATTEMPTS {
+                        let j = self.joins.swap_remove(k);
+                        self.events
+                            .push_back(Event::JoinTimeout { seq, addr: j.addr });
+                    } else {
+                        // UDP may lose the request or the reply: ask again under the same number.
+                        self.joins[k].attempts += 1;
+                        let addr = self.joins[k].addr;
+                        self.resend_sync(addr, seq);
+                        self.timers.push(now + JOIN_RETRY, Timer::JoinRetry(seq));
+                    }
+                }
                 Timer::Reconnect => {
                     self.timers
                         .push(now + self.cfg.reconnect_interval, Timer::Reconnect);
@@ -472,13 +537,23 @@ impl Core {
 
     /// Next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let ev = self.events.pop_front();
+        if ev.is_none() && self.events.capacity() > 256 {
+            // A join burst can queue thousands of events; do not keep that capacity per core forever.
+            self.events.shrink_to(16);
+        }
+        ev
     }
 
     /// Writes the next datagram into `buf` (cleared first) and says where it goes.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
         loop {
-            let out = self.out.pop_front()?;
+            let Some(out) = self.out.pop_front() else {
+                if self.out.capacity() > 256 {
+                    self.out.shrink_to(16);
+                }
+                return None;
+            };
             buf.clear();
             let limit = self.cfg.retransmit_limit(self.live);
             let mtu = self.cfg.mtu;
@@ -491,7 +566,9 @@ impl Core {
                     let at = wire::encode_header(buf, &Message::Ping { seq, target });
                     // Buddy system: tell a suspect it is suspected so it can refute at once.
                     let mut n = 0;
-                    if let Some(&i) = self.index.get(target) {
+                    if self.cfg.lifeguard
+                        && let Some(&i) = self.index.get(target)
+                    {
                         let m = &self.entries[i].m;
                         if m.state == State::Suspect {
                             wire::encode_delta(
@@ -517,7 +594,7 @@ impl Core {
                         seq,
                         target,
                         addr,
-                        nack: true,
+                        nack: self.cfg.lifeguard,
                     };
                     (dst, wire::encode_header(buf, &msg), 0, true)
                 }
@@ -727,19 +804,25 @@ impl Core {
                     addr,
                     incarnation: inc,
                     state: State::Alive,
-                    tags: Arc::from(tags),
+                    tags: if tags.is_empty() {
+                        self.empty_tags.clone()
+                    } else {
+                        Arc::from(tags)
+                    },
                     since: now,
                 },
                 token: 0,
                 suspicion: None,
             });
             let i = self.entries.len() - 1;
-            self.index.insert(name.clone(), i);
+            self.index.insert(name, i);
             self.live += 1;
-            // New members get probed within this round, at a random place in what is left of it.
+            // Probed within this round, at a random place in what is left of it (O(1): append and swap).
             let lo = self.probe_idx.min(self.probe_list.len());
-            let at = lo + self.rng.below(self.probe_list.len() - lo + 1);
-            self.probe_list.insert(at, name);
+            self.probe_list.push(i as u32);
+            let at = lo + self.rng.below(self.probe_list.len() - lo);
+            let last = self.probe_list.len() - 1;
+            self.probe_list.swap(at, last);
             self.enqueue(
                 i,
                 Delta::Alive {
@@ -821,19 +904,23 @@ impl Core {
         // memberlist: k confirmations expected, none when the cluster is too small to supply them.
         let n = self.live.max(1);
         let mut k = self.cfg.suspicion_mult.saturating_sub(2);
-        if (n as u32).saturating_sub(2) < k {
+        if (n as u32).saturating_sub(2) < k || !self.cfg.lifeguard {
             k = 0;
         }
         let min = self
             .cfg
             .probe_interval
             .mul_f64(self.cfg.suspicion_mult as f64 * (n as f64).log10().max(1.0));
-        let max = min * self.cfg.suspicion_max_timeout_mult;
+        let max = if self.cfg.lifeguard {
+            min * self.cfg.suspicion_max_timeout_mult
+        } else {
+            min
+        };
         self.set_state(now, i, State::Suspect, inc);
         let e = &mut self.entries[i];
         let s = Suspicion::new(now, min, max, k, Arc::from(from));
         let at = s.deadline();
-        e.suspicion = Some(s);
+        e.suspicion = Some(Box::new(s));
         let (name, token) = (e.m.name.clone(), e.token);
         self.timers.push(at, Timer::Suspicion(name.clone(), token));
         self.enqueue(
@@ -909,7 +996,7 @@ impl Core {
         if e.token != token || e.m.state != State::Suspect {
             return;
         }
-        let Some(deadline) = e.suspicion.as_ref().map(Suspicion::deadline) else {
+        let Some(deadline) = e.suspicion.as_ref().map(|s| s.deadline()) else {
             return;
         };
         if now < deadline {
@@ -930,6 +1017,9 @@ impl Core {
         }
         let gone = self.entries.swap_remove(i);
         self.index.remove(name);
+        // swap_remove moved the last entry; start a fresh probe round rather than chase stale indices.
+        self.probe_list.clear();
+        self.probe_idx = 0;
         if i < self.entries.len() {
             let moved = self.entries[i].m.name.clone();
             self.index.insert(moved, i);
@@ -1038,20 +1128,16 @@ impl Core {
         for _ in 0..=self.probe_list.len() + 1 {
             if self.probe_idx >= self.probe_list.len() {
                 self.probe_list.clear();
-                self.probe_list
-                    .extend(self.entries[1..].iter().map(|e| e.m.name.clone()));
+                self.probe_list.extend(1..self.entries.len() as u32);
                 self.rng.shuffle(&mut self.probe_list);
                 self.probe_idx = 0;
                 if self.probe_list.is_empty() {
                     return None;
                 }
             }
-            let name = &self.probe_list[self.probe_idx];
+            let i = self.probe_list[self.probe_idx] as usize;
             self.probe_idx += 1;
-            if let Some(&i) = self.index.get(name)
-                && i != 0
-                && self.entries[i].m.state.is_live()
-            {
+            if i != 0 && i < self.entries.len() && self.entries[i].m.state.is_live() {
                 return Some(i);
             }
         }
@@ -1105,7 +1191,8 @@ impl Core {
         self.pick_random(1, |_, m| eligible(m));
         if let Some(&i) = self.picks.first() {
             let addr = self.entries[i].m.addr;
-            self.join(addr);
+            // Periodic anti-entropy: one attempt, no retries (the next period tries again).
+            self.send_sync(addr);
         }
     }
 

@@ -9,12 +9,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::batch::RecvBatch;
+use crate::gossip::core::JOIN_ATTEMPTS;
 use crate::gossip::{Core, Event, Stats, wire};
 use crate::table::MemberTable;
 
-/// How long a join waits for the remote's state before giving up.
-pub const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
-const JOIN_RESEND: Duration = Duration::from_secs(1);
 /// Upper bound on a graceful leave.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After the left notice went out, keep answering for this long so stragglers hear it.
@@ -110,9 +108,6 @@ impl GossipHandle {
 
 struct PendingJoin {
     seq: u32,
-    addr: SocketAddr,
-    deadline: Instant,
-    resend_at: Instant,
     reply: oneshot::Sender<Result<(), String>>,
 }
 
@@ -181,9 +176,7 @@ impl UdpDriver {
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
-                    let now = Instant::now();
-                    self.core.handle_timeout(now);
-                    self.expire_joins(now);
+                    self.core.handle_timeout(Instant::now());
                 }
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
@@ -198,9 +191,6 @@ impl UdpDriver {
             .core
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-        for j in &self.joins {
-            wake = wake.min(j.resend_at).min(j.deadline);
-        }
         if let Some(l) = &self.leave {
             wake = wake.min(l.deadline);
             if let Some(p) = l.propagated_at {
@@ -243,14 +233,8 @@ impl UdpDriver {
         let now = Instant::now();
         match cmd {
             Command::Join { addr, reply } => {
-                let seq = self.core.join(addr);
-                self.joins.push(PendingJoin {
-                    seq,
-                    addr,
-                    deadline: now + JOIN_TIMEOUT,
-                    resend_at: now + JOIN_RESEND,
-                    reply,
-                });
+                let seq = self.core.join(now, addr);
+                self.joins.push(PendingJoin { seq, reply });
             }
             Command::Leave { reply } => {
                 self.core.leave(now);
@@ -275,27 +259,6 @@ impl UdpDriver {
                     send_errors: self.send_errors,
                 });
             }
-        }
-    }
-
-    fn expire_joins(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.joins.len() {
-            let j = &mut self.joins[i];
-            if now >= j.deadline {
-                let j = self.joins.swap_remove(i);
-                let _ = j.reply.send(Err(format!(
-                    "no response from {} within {:?}",
-                    j.addr, JOIN_TIMEOUT
-                )));
-                continue;
-            }
-            if now >= j.resend_at {
-                // UDP may lose the request or the reply; ask again under a fresh sequence number.
-                j.resend_at = now + JOIN_RESEND;
-                j.seq = self.core.join(j.addr);
-            }
-            i += 1;
         }
     }
 
@@ -328,9 +291,19 @@ impl UdpDriver {
         }
         let mut changed = false;
         while let Some(ev) = self.core.poll_event() {
-            if let Event::SyncReply { seq, .. } = ev {
+            let done = match ev {
+                Event::SyncReply { seq, .. } => Some((seq, Ok(()))),
+                Event::JoinTimeout { seq, addr } => Some((
+                    seq,
+                    Err(format!(
+                        "no response from {addr} after {JOIN_ATTEMPTS} attempts"
+                    )),
+                )),
+                Event::Member(_) | Event::Reaped(_) => None,
+            };
+            if let Some((seq, r)) = done {
                 if let Some(k) = self.joins.iter().position(|j| j.seq == seq) {
-                    let _ = self.joins.swap_remove(k).reply.send(Ok(()));
+                    let _ = self.joins.swap_remove(k).reply.send(r);
                 }
                 continue;
             }

@@ -1,0 +1,416 @@
+//! The two networks a run can use behind one interface: the simulated one (virtual time, deterministic)
+//! and real loopback UDP sockets with real timers.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use murmur::gossip::{Core, Event, GossipConfig, Identity, State};
+use murmur::sim::{NetModel, Sim};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::measure::{LagHistogram, Recorder, node_index, node_name};
+
+/// A cluster of virtual nodes a scenario can drive.
+pub trait Cluster {
+    /// Time since the run started.
+    fn now(&self) -> Duration;
+    /// Adds a node (not yet joined); returns its index.
+    fn add_node(&mut self) -> usize;
+    /// Node `i` joins through `seed`.
+    fn join(&mut self, i: usize, seed: usize);
+    /// Node `i` joins through an outside address.
+    fn join_addr(&mut self, i: usize, addr: SocketAddr);
+    /// Node `i` crashes (goes silent).
+    fn crash(&mut self, i: usize);
+    /// Node `i` leaves gracefully.
+    fn leave(&mut self, i: usize);
+    /// Node `i` freezes for `d`.
+    fn stall(&mut self, i: usize, d: Duration);
+    /// Partition groups (datagrams pass only within a group); `None` heals.
+    fn set_groups(&mut self, groups: Option<Vec<u32>>);
+    /// Datagram loss probability.
+    fn set_loss(&mut self, loss: f64);
+    /// Runs until `until` (since start), feeding observations to `rec`.
+    fn advance(&mut self, until: Duration, rec: &mut Recorder);
+    /// Members node `i` currently counts as alive or suspect.
+    fn live_view(&self, i: usize) -> usize;
+    /// Whether node `i` is running.
+    fn is_up(&self, i: usize) -> bool;
+    /// Number of nodes ever added.
+    fn len(&self) -> usize;
+    /// Datagrams and bytes sent so far by all nodes.
+    fn traffic(&self) -> (u64, u64);
+    /// Timer lag histogram (real time only).
+    fn lag(&self) -> Option<&LagHistogram>;
+    /// Subjects whose every state change must be reported (others: only `Dead`/`Suspect`).
+    fn set_watched(&mut self, watched: &[usize]);
+}
+
+fn observe_event(ev: &Event, watched: &[usize], mut f: impl FnMut(usize, State)) {
+    if let Event::Member(m) = ev {
+        // Cheap filter first: full membership makes every join an event on every node.
+        let interesting = matches!(m.state, State::Dead | State::Suspect);
+        if let Some(s) = node_index(&m.name)
+            && (interesting || watched.contains(&s))
+        {
+            f(s, m.state);
+        }
+    }
+}
+
+/// Virtual-time cluster on the simulated network.
+pub struct SimCluster {
+    sim: Sim,
+    cfg: GossipConfig,
+    watched: Vec<usize>,
+}
+
+impl SimCluster {
+    /// A simulated cluster with the given network model.
+    pub fn new(seed: u64, net: NetModel, cfg: GossipConfig) -> Self {
+        SimCluster {
+            sim: Sim::new(seed, net),
+            cfg,
+            watched: Vec::new(),
+        }
+    }
+}
+
+impl Cluster for SimCluster {
+    fn now(&self) -> Duration {
+        self.sim.elapsed()
+    }
+    fn add_node(&mut self) -> usize {
+        let i = self.sim.len();
+        self.sim
+            .add_node(&node_name(i), self.cfg.clone(), Vec::new())
+    }
+    fn join(&mut self, i: usize, seed: usize) {
+        self.sim.join(i, seed);
+    }
+    fn join_addr(&mut self, _i: usize, _addr: SocketAddr) {}
+    fn crash(&mut self, i: usize) {
+        self.sim.crash(i);
+    }
+    fn leave(&mut self, i: usize) {
+        self.sim.leave(i);
+    }
+    fn stall(&mut self, i: usize, d: Duration) {
+        let until = self.sim.now + d;
+        self.sim.node_mut(i).stalled_until = Some(until);
+    }
+    fn set_groups(&mut self, groups: Option<Vec<u32>>) {
+        for i in 0..self.sim.len() {
+            self.sim.node_mut(i).group = groups.as_ref().map_or(0, |g| g[i]);
+        }
+    }
+    fn set_loss(&mut self, loss: f64) {
+        self.sim.net.loss = loss;
+    }
+    fn advance(&mut self, until: Duration, rec: &mut Recorder) {
+        let start = self.sim.now - self.sim.elapsed();
+        let watched = &self.watched;
+        self.sim.run_until(start + until, |now, i, ev| {
+            observe_event(&ev, watched, |s, st| rec.observe(now - start, i, s, st));
+        });
+    }
+    fn live_view(&self, i: usize) -> usize {
+        self.sim.node(i).core.num_live()
+    }
+    fn is_up(&self, i: usize) -> bool {
+        self.sim.node(i).up
+    }
+    fn len(&self) -> usize {
+        self.sim.len()
+    }
+    fn traffic(&self) -> (u64, u64) {
+        (0..self.sim.len()).fold((0, 0), |(p, b), i| {
+            let s = self.sim.node(i).core.stats();
+            (p + s.packets_out, b + s.bytes_out)
+        })
+    }
+    fn lag(&self) -> Option<&LagHistogram> {
+        None
+    }
+    fn set_watched(&mut self, watched: &[usize]) {
+        self.watched = watched.to_vec();
+    }
+}
+
+enum Cmd {
+    Join(SocketAddr),
+    Leave,
+    Crash,
+    Stall(Duration),
+}
+
+struct Shared {
+    start: Instant,
+    observations: Mutex<Vec<(Duration, u32, u32, State)>>,
+    watched: ArcSwap<Vec<usize>>,
+    lag: LagHistogram,
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    loss_ppm: AtomicU64,
+    groups: ArcSwap<Option<Vec<u32>>>,
+    stop: AtomicBool,
+}
+
+struct UdpNode {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    live: Arc<AtomicUsize>,
+    up: bool,
+}
+
+/// Address of virtual node `i` on loopback (127.1.x.y, one IP per node, fixed port).
+pub fn udp_addr(i: usize, port: u16) -> SocketAddr {
+    let i = i as u32;
+    let ip = Ipv4Addr::new(
+        127,
+        1 + (i / 62_500) as u8,
+        ((i / 250) % 250) as u8,
+        (i % 250 + 1) as u8,
+    );
+    SocketAddr::new(IpAddr::V4(ip), port)
+}
+
+/// Real-time cluster of cores on loopback UDP sockets, one tokio task per node.
+pub struct UdpCluster {
+    rt: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+    nodes: Vec<UdpNode>,
+    cfg: GossipConfig,
+    port: u16,
+    seed: u64,
+}
+
+impl UdpCluster {
+    /// A UDP cluster whose node `i` binds `udp_addr(i, port)`.
+    pub fn new(seed: u64, cfg: GossipConfig, port: u16) -> std::io::Result<Self> {
+        raise_fd_limit();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        Ok(UdpCluster {
+            rt,
+            shared: Arc::new(Shared {
+                start: Instant::now(),
+                observations: Mutex::new(Vec::new()),
+                watched: ArcSwap::from_pointee(Vec::new()),
+                lag: LagHistogram::default(),
+                packets: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                loss_ppm: AtomicU64::new(0),
+                groups: ArcSwap::from_pointee(None),
+                stop: AtomicBool::new(false),
+            }),
+            nodes: Vec::new(),
+            cfg,
+            port,
+            seed,
+        })
+    }
+}
+
+impl Drop for UdpCluster {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn raise_fd_limit() {
+    // SAFETY: plain get/setrlimit on our own process.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+async fn node_task(
+    i: usize,
+    mut core: Core,
+    socket: UdpSocket,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    live: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    seed: u64,
+) {
+    let mut buf = Vec::with_capacity(2048);
+    let mut rbuf = vec![0u8; murmur::gossip::wire::MAX_DATAGRAM + 1];
+    let mut rng = murmur::gossip::rng::Rng::new(seed);
+    let mut pending = Vec::new();
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let groups = shared.groups.load();
+        let loss = shared.loss_ppm.load(Ordering::Relaxed);
+        while let Some(t) = core.poll_transmit(&mut buf) {
+            shared.packets.fetch_add(1, Ordering::Relaxed);
+            shared.bytes.fetch_add(t.len as u64, Ordering::Relaxed);
+            if let Some(g) = groups.as_ref() {
+                let dst = dst_index(t.dst);
+                if dst.is_some_and(|d| g.get(d) != g.get(i)) {
+                    continue;
+                }
+            }
+            if loss > 0 && (rng.below(1_000_000) as u64) < loss {
+                continue;
+            }
+            let _ = socket.try_send_to(&buf[..t.len], t.dst);
+        }
+        let watched = shared.watched.load();
+        while let Some(ev) = core.poll_event() {
+            observe_event(&ev, &watched, |s, st| pending.push((s as u32, st)));
+        }
+        live.store(core.num_live(), Ordering::Relaxed);
+        if !pending.is_empty() {
+            let at = shared.start.elapsed();
+            let mut obs = shared.observations.lock().expect("observations lock");
+            obs.extend(pending.drain(..).map(|(s, st)| (at, i as u32, s, st)));
+        }
+        let deadline = core
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(Cmd::Join(addr)) => { core.join(Instant::now(), addr); }
+                Some(Cmd::Leave) => core.leave(Instant::now()),
+                Some(Cmd::Crash) | None => return,
+                Some(Cmd::Stall(d)) => tokio::time::sleep(d).await,
+            },
+            r = socket.recv_from(&mut rbuf) => {
+                if let Ok((n, from)) = r {
+                    core.handle_packet(Instant::now(), from, &rbuf[..n]);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                let now = Instant::now();
+                shared.lag.record(now.saturating_duration_since(deadline));
+                core.handle_timeout(now);
+            }
+        }
+    }
+}
+
+fn dst_index(a: SocketAddr) -> Option<usize> {
+    let IpAddr::V4(ip) = a.ip() else { return None };
+    let o = ip.octets();
+    if o[0] != 127 || o[1] == 0 {
+        return None;
+    }
+    Some((o[1] as usize - 1) * 62_500 + o[2] as usize * 250 + o[3] as usize - 1)
+}
+
+impl Cluster for UdpCluster {
+    fn now(&self) -> Duration {
+        self.shared.start.elapsed()
+    }
+    fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let addr = udp_addr(i, self.port);
+        let id = Identity {
+            name: node_name(i),
+            addr,
+            tags: Vec::new(),
+            incarnation: 0,
+        };
+        let seed = self.seed.wrapping_mul(31).wrapping_add(i as u64);
+        let core = Core::new(self.cfg.clone(), id, Instant::now(), seed).expect("valid core");
+        let std_sock =
+            std::net::UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        std_sock.set_nonblocking(true).expect("nonblocking");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let live = Arc::new(AtomicUsize::new(1));
+        let shared = self.shared.clone();
+        let l2 = live.clone();
+        let _guard = self.rt.enter();
+        let socket = UdpSocket::from_std(std_sock).expect("register socket");
+        self.rt
+            .spawn(node_task(i, core, socket, rx, l2, shared, seed));
+        self.nodes.push(UdpNode {
+            cmd: tx,
+            live,
+            up: true,
+        });
+        i
+    }
+    fn join(&mut self, i: usize, seed: usize) {
+        let addr = udp_addr(seed, self.port);
+        self.join_addr(i, addr);
+    }
+    fn join_addr(&mut self, i: usize, addr: SocketAddr) {
+        let _ = self.nodes[i].cmd.send(Cmd::Join(addr));
+    }
+    fn crash(&mut self, i: usize) {
+        let _ = self.nodes[i].cmd.send(Cmd::Crash);
+        self.nodes[i].up = false;
+    }
+    fn leave(&mut self, i: usize) {
+        let _ = self.nodes[i].cmd.send(Cmd::Leave);
+    }
+    fn stall(&mut self, i: usize, d: Duration) {
+        let _ = self.nodes[i].cmd.send(Cmd::Stall(d));
+    }
+    fn set_groups(&mut self, groups: Option<Vec<u32>>) {
+        self.shared.groups.store(Arc::new(groups));
+    }
+    fn set_loss(&mut self, loss: f64) {
+        self.shared
+            .loss_ppm
+            .store((loss * 1e6) as u64, Ordering::Relaxed);
+    }
+    fn advance(&mut self, until: Duration, rec: &mut Recorder) {
+        let now = self.now();
+        if until > now {
+            std::thread::sleep(until - now);
+        }
+        let obs = std::mem::take(&mut *self.shared.observations.lock().expect("observations lock"));
+        for (at, o, s, st) in obs {
+            rec.observe(at, o as usize, s as usize, st);
+        }
+    }
+    fn live_view(&self, i: usize) -> usize {
+        self.nodes[i].live.load(Ordering::Relaxed)
+    }
+    fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].up
+    }
+    fn len(&self) -> usize {
+        self.nodes.len()
+    }
+    fn traffic(&self) -> (u64, u64) {
+        (
+            self.shared.packets.load(Ordering::Relaxed),
+            self.shared.bytes.load(Ordering::Relaxed),
+        )
+    }
+    fn lag(&self) -> Option<&LagHistogram> {
+        Some(&self.shared.lag)
+    }
+    fn set_watched(&mut self, watched: &[usize]) {
+        self.shared.watched.store(Arc::new(watched.to_vec()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_addresses_roundtrip_and_stay_on_loopback() {
+        for i in [0, 1, 249, 250, 4999, 62_499, 62_500, 99_999] {
+            let a = udp_addr(i, 7946);
+            assert!(a.ip().is_loopback(), "{a}");
+            assert_eq!(dst_index(a), Some(i), "{a}");
+        }
+    }
+}

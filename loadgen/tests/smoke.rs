@@ -1,0 +1,89 @@
+//! CI smoke runs: small clusters on both networks must converge (how fast is for perf/RESULTS.md).
+
+use std::process::Command;
+
+fn run(args: &[&str], tag: &str) -> serde_json::Value {
+    let out = std::env::temp_dir().join(format!("loadgen-smoke-{tag}-{}.json", std::process::id()));
+    let status = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .args(["--out", out.to_str().unwrap(), "--timeout", "120"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let _ = std::fs::remove_file(out);
+    v
+}
+
+#[test]
+fn sim_200_nodes_converge_and_broadcast_reaches_all() {
+    let v = run(
+        &[
+            "--nodes",
+            "200",
+            "--net",
+            "sim",
+            "--scenario",
+            "broadcast",
+            "--seed",
+            "3",
+        ],
+        "sim",
+    );
+    assert_eq!(v["results"]["bootstrap"]["converged"], true, "{v}");
+    assert_eq!(v["results"]["reached"], 200, "{v}");
+    assert!(v["results"]["reach_100pct_s"].is_number());
+    assert_eq!(v["results"]["bootstrap"]["false_positives"], 0);
+}
+
+#[test]
+fn udp_50_nodes_converge_and_detect_a_crash() {
+    let v = run(
+        &[
+            "--nodes",
+            "50",
+            "--net",
+            "udp",
+            "--scenario",
+            "crash",
+            "--port",
+            "17950",
+        ],
+        "udp",
+    );
+    assert_eq!(v["results"]["bootstrap"]["converged"], true, "{v}");
+    assert_eq!(v["results"]["all_detected"], true, "{v}");
+    assert!(v["resources"]["timer_lag_p99_ms"].is_number());
+}
+
+#[test]
+fn sim_runs_are_deterministic() {
+    let a = run(
+        &[
+            "--nodes",
+            "60",
+            "--net",
+            "sim",
+            "--scenario",
+            "crash",
+            "--seed",
+            "9",
+        ],
+        "det-a",
+    );
+    let b = run(
+        &[
+            "--nodes",
+            "60",
+            "--net",
+            "sim",
+            "--scenario",
+            "crash",
+            "--seed",
+            "9",
+        ],
+        "det-b",
+    );
+    assert_eq!(a["results"], b["results"]);
+}
