@@ -164,6 +164,7 @@ enum Timer {
     PushPull,
     Reconnect,
     JoinRetry(u32),
+    PostJoinSync,
 }
 
 struct PendingJoin {
@@ -462,6 +463,10 @@ impl Core {
                 if is_reply && let Some(k) = self.joins.iter().position(|j| j.seq == seq) {
                     self.joins.swap_remove(k);
                     self.events.push_back(Event::SyncReply { seq, from });
+                    // Deltas that spread while we were joining may have died out before anyone knew us;
+                    // one more exchange once they have run their course closes that gap.
+                    let settle = self.cfg.gossip_interval * self.cfg.retransmit_limit(self.live);
+                    self.timers.push(now + settle, Timer::PostJoinSync);
                 }
                 if want_reply {
                     if self.sync_replies >= self.cfg.max_sync_replies {
@@ -520,6 +525,7 @@ impl Core {
                         self.timers.push(now + JOIN_RETRY, Timer::JoinRetry(seq));
                     }
                 }
+                Timer::PostJoinSync => self.sync_with_random(|m| m.state.is_live()),
                 Timer::Reconnect => {
                     self.timers
                         .push(now + self.cfg.reconnect_interval, Timer::Reconnect);

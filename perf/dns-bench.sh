@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# murmur DNS vs NSD, side by side on this machine: queries answered per server CPU-second.
+# A murmur server agent learns 5000 members from loadgen virtual nodes (real gossip on loopback), NSD serves
+# the same names from a static zone; dnsperf (90% node A, 10% SRV, EDNS) loads each in turn with the server
+# pinned to CPU 0 and dnsperf to CPU 1. Results are appended to perf/RESULTS.md.
+# Usage: perf/dns-bench.sh [seconds per run, default 20]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-20}
+n=5000
+for p in dnsperf nsd; do
+  command -v "$p" >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf nsd; break; }
+done
+systemctl stop nsd 2>/dev/null || true
+cargo build --release --workspace
+work=$(mktemp -d /tmp/murmur-dnsbench.XXXX)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+# 1. murmur agent + 5000 gossiping members.
+taskset -c 0 ./target/release/murmur agent -server -node agent -bind 127.0.20.1 -client 127.0.20.1 \
+  -data-dir "$work/data" -log-level warn > "$work/agent.log" 2>&1 &
+agent_pid=$!
+sleep 1
+taskset -c 1 ./target/release/loadgen --net udp --nodes $n --scenario hold --join 127.0.20.1:8301 \
+  --duration 3600 --port 17990 > "$work/loadgen.log" 2>&1 &
+for _ in $(seq 1 300); do
+  c=$(curl -s http://127.0.20.1:8500/v1/agent/members | grep -o '"Status":1' | wc -l || true)
+  [ "$c" -ge $((n + 1)) ] && break
+  sleep 1
+done
+echo "agent knows $c alive members"
+
+# 2. Queries: 90% node A, 10% SRV of the consul service.
+python3 - "$work/queries" $n <<'PY'
+import random, sys
+random.seed(7)
+with open(sys.argv[1], "w") as f:
+    for _ in range(100000):
+        if random.random() < 0.9:
+            f.write(f"n{random.randrange(int(sys.argv[2]))}.node.consul A\n")
+        else:
+            f.write("consul.service.consul SRV\n")
+PY
+
+# 3. NSD with the same names as a static zone.
+mkdir -p "$work/nsd"
+{
+  echo '$TTL 0'
+  echo '@ IN SOA ns.consul. hostmaster.consul. 1 3600 600 86400 0'
+  echo '@ IN NS ns.consul.'
+  echo 'ns IN A 127.0.20.1'
+  echo 'agent.node.dc1 IN A 127.0.20.1'
+  echo 'consul.service IN SRV 1 1 8300 agent.node.dc1.consul.'
+  for i in $(seq 0 $((n - 1))); do
+    echo "n$i.node IN A 127.$((1 + i / 62500)).$(((i / 250) % 250)).$((i % 250 + 1))"
+  done
+} > "$work/nsd/consul.zone"
+cat > "$work/nsd/nsd.conf" <<CONF
+server:
+  ip-address: 127.0.20.2@8600
+  server-count: 1
+  username: ""
+  zonesdir: "$work/nsd"
+  database: ""
+  pidfile: "$work/nsd/nsd.pid"
+  xfrdfile: "$work/nsd/xfrd.state"
+  zonelistfile: "$work/nsd/zone.list"
+  logfile: "$work/nsd/nsd.log"
+  verbosity: 0
+remote-control:
+  control-enable: no
+zone:
+  name: consul
+  zonefile: consul.zone
+CONF
+taskset -c 0 nsd -d -c "$work/nsd/nsd.conf" &
+nsd_pid=$!
+sleep 2
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tck=$(getconf CLK_TCK)
+bench() { # name pid server
+  local name=$1 pid=$2 server=$3
+  local t0 t1 out q
+  t0=$(cpu_ticks "$pid")
+  out=$(taskset -c 1 dnsperf -s "$server" -p 8600 -d "$work/queries" -l "$secs" -c 8 -e -q 200 2>&1)
+  t1=$(cpu_ticks "$pid")
+  q=$(echo "$out" | awk '/Queries completed/ {print $3}')
+  qps=$(echo "$out" | awk '/Queries per second/ {print $4}')
+  lat=$(echo "$out" | awk '/Average Latency/ {print $4, $5, $6, $7, $8}')
+  cpu=$(echo "scale=3; ($t1 - $t0) / $tck" | bc)
+  per=$(echo "scale=0; $q / $cpu" | bc)
+  echo "| $name | $qps | $cpu | $per | $lat |"
+}
+{
+  echo
+  echo "### DNS: murmur vs NSD, $(date -u +%F), $(nproc) cores, $n members (perf/dns-bench.sh $secs)"
+  echo
+  echo "| server | QPS (dnsperf-bound) | server CPU s | queries per server CPU-second | latency avg (min max) |"
+  echo "| --- | --- | --- | --- | --- |"
+  bench murmur "$agent_pid" 127.0.20.1
+  bench "NSD $(nsd -v 2>&1 | head -1 | awk '{print $3}')" "$nsd_pid" 127.0.20.2
+  echo
+  lat=$(taskset -c 1 dnsperf -s 127.0.20.1 -p 8600 -d "$work/queries" -l "$secs" -e -Q 20000 2>&1 | awk '/Average Latency/ {print $0} /Latency StdDev/ {print $0}')
+  echo "murmur at a fixed 20k qps: $(echo $lat | tr '\n' ' ')"
+} | tee -a perf/RESULTS.md
