@@ -162,7 +162,7 @@ impl MemberTable {
                 map.remove(&**name);
                 self.index.fetch_add(1, Ordering::AcqRel);
             }
-            Event::SyncReply { .. } | Event::JoinTimeout { .. } => return,
+            Event::SyncReply { .. } | Event::JoinTimeout { .. } | Event::User { .. } => return,
         }
         self.dirty.store(true, Ordering::Release);
     }

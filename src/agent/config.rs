@@ -5,7 +5,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::flags::{Arity, Flag, Parsed};
@@ -71,6 +70,8 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("retry_interval", Kind::Dur),
     ("retry_max", Kind::Count),
     ("encrypt", Kind::Str),
+    ("encrypt_verify_incoming", Kind::Bool),
+    ("encrypt_verify_outgoing", Kind::Bool),
     ("log_level", Kind::Str),
     ("leave_on_terminate", Kind::Bool),
     ("skip_leave_on_interrupt", Kind::Bool),
@@ -296,6 +297,10 @@ pub struct Config {
     pub retry_max: u32,
     /// Decoded gossip key, if any.
     pub encrypt: Option<Vec<u8>>,
+    /// Refuse unencrypted gossip (turn off while enabling encryption on a running cluster).
+    pub encrypt_verify_incoming: bool,
+    /// Encrypt outgoing gossip (turn off while enabling encryption on a running cluster).
+    pub encrypt_verify_outgoing: bool,
     /// Log level.
     pub log_level: tracing::Level,
     /// Leave gracefully on SIGTERM.
@@ -608,21 +613,9 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
     let bind_addr = get_ip(v, "bind_addr")?.unwrap_or(default_bind);
     let advertise_addr = get_ip(v, "advertise_addr")?;
     let client_addr = get_ip(v, "client_addr")?.unwrap_or(loopback);
-    let encrypt = match get_str(v, "encrypt") {
-        None => None,
-        Some(k) => {
-            let key = base64::engine::general_purpose::STANDARD
-                .decode(k.trim())
-                .map_err(|e| format!("encrypt: key is not valid base64: {e}"))?;
-            if ![16, 24, 32].contains(&key.len()) {
-                return Err(format!(
-                    "encrypt: key must be 16, 24 or 32 bytes, got {}",
-                    key.len()
-                ));
-            }
-            Some(key)
-        }
-    };
+    let encrypt = get_str(v, "encrypt")
+        .map(|k| crate::net::crypto::parse_key(&k).map_err(|e| format!("encrypt: {e}")))
+        .transpose()?;
     let log_level = match get_str(v, "log_level")
         .unwrap_or_else(|| "info".into())
         .to_ascii_lowercase()
@@ -700,6 +693,12 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
         retry_interval: get_dur(v, "retry_interval").unwrap_or(Duration::from_secs(30)),
         retry_max: get_u32(v, "retry_max").unwrap_or(0),
         encrypt,
+        encrypt_verify_incoming: get(v, "encrypt_verify_incoming")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        encrypt_verify_outgoing: get(v, "encrypt_verify_outgoing")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
         log_level,
         leave_on_terminate: get(v, "leave_on_terminate")
             .and_then(Value::as_bool)

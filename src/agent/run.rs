@@ -18,7 +18,8 @@ use crate::dns::server::{DnsServer, DnsStats};
 use crate::dns::services::ServersCatalog;
 use crate::gossip::{Core, Identity, tags};
 use crate::http::api::{self, AgentInfo, ApiState};
-use crate::net::udp::{GossipHandle, UdpDriver};
+use crate::net::crypto::{self, Keyring};
+use crate::net::udp::{GossipHandle, Security, UdpDriver};
 use crate::table::MemberTable;
 use crate::version;
 
@@ -87,7 +88,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         None => private_ipv4()?,
     };
     let advertise = SocketAddr::new(advertise_ip, cfg.ports.serf_lan);
-    let encoded = tags::encode(&member_tags(&cfg, &node_id)).map_err(|e| e.to_string())?;
+    let security = security(&cfg, &node_id)?;
+    let encoded = tags::encode(&security.tags()).map_err(|e| e.to_string())?;
     let identity = Identity {
         name: cfg.node_name.clone(),
         addr: advertise,
@@ -101,7 +103,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         entropy::u64()?,
     )?;
     let table = Arc::new(MemberTable::new());
-    let (driver, gossip) = UdpDriver::new(core, socket, table.clone());
+    let encrypted = security.keyring.is_some();
+    let (driver, gossip) = UdpDriver::new(core, socket, table.clone(), security);
     let mut driver_task = tokio::spawn(driver.run());
 
     let http_addr = SocketAddr::new(cfg.client_addr, cfg.ports.http);
@@ -157,12 +160,15 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     if cfg.bootstrap_expect > 0 {
         info!("bootstrap_expect = {}", cfg.bootstrap_expect);
     }
-    if cfg.encrypt.is_some() {
-        warn!(
-            "an encryption key was given but gossip encryption is not implemented yet: traffic is NOT encrypted"
+    if encrypted {
+        info!(
+            "gossip encryption on (verify incoming: {}, outgoing: {})",
+            cfg.encrypt_verify_incoming, cfg.encrypt_verify_outgoing
         );
-    } else if !cfg.dev {
-        warn!("no gossip encryption key configured: gossip traffic is not encrypted");
+    } else {
+        warn!(
+            "no gossip encryption key configured: gossip traffic is NOT encrypted (see murmur keygen)"
+        );
     }
 
     if !cfg.start_join.is_empty() {
@@ -232,6 +238,41 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         }
         _ => Ok(()),
     }
+}
+
+/// Keyring from the data dir (it wins, as in Consul) or from `-encrypt`, persisted for restarts.
+fn security(cfg: &Config, node_id: &str) -> Result<Security, String> {
+    let keyring_file = cfg.data_dir.as_deref().map(crypto::keyring_path);
+    let stored = match &keyring_file {
+        Some(p) => crypto::load(p)?,
+        None => None,
+    };
+    let keyring = match (stored, &cfg.encrypt) {
+        (Some(ring), Some(k)) => {
+            if !ring.keys().contains(k) {
+                warn!(
+                    "a keyring exists in the data dir; -encrypt is ignored (change keys with murmur keyring)"
+                );
+            }
+            Some(ring)
+        }
+        (Some(ring), None) => Some(ring),
+        (None, Some(k)) => {
+            let ring = Keyring::new(k)?;
+            if let Some(p) = &keyring_file {
+                crypto::save(p, &ring)?;
+            }
+            Some(ring)
+        }
+        (None, None) => None,
+    };
+    Ok(Security {
+        keyring,
+        verify_incoming: cfg.encrypt_verify_incoming,
+        verify_outgoing: cfg.encrypt_verify_outgoing,
+        keyring_file,
+        base_tags: member_tags(cfg, node_id),
+    })
 }
 
 fn dns_config(cfg: &Config) -> Result<DnsConfig, String> {

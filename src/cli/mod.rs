@@ -1,5 +1,6 @@
 //! The `murmur` command line: `agent`, `members`, `join`, `leave`, `force-leave`, `version`.
 
+pub mod keys;
 pub mod members;
 pub mod ops;
 
@@ -21,6 +22,8 @@ Commands:
     join           Tells a running agent to join the cluster
     leave          Gracefully leaves the cluster and shuts the agent down
     force-leave    Forces a failed member into the left state
+    keygen         Generates a new gossip encryption key
+    keyring        Lists, installs, uses or removes gossip encryption keys cluster-wide
     version        Prints the murmur version
 ";
 
@@ -37,6 +40,8 @@ pub fn main(args: &[String]) -> i32 {
         "join" => ops::join(rest),
         "leave" => ops::leave(rest),
         "force-leave" => ops::force_leave(rest),
+        "keygen" => keys::keygen(rest),
+        "keyring" => keys::keyring(rest),
         "version" | "-v" | "-version" | "--version" => {
             println!("murmur v{}", crate::version::VERSION);
             println!("Revision {}", crate::version::REVISION);

@@ -55,6 +55,13 @@ pub enum Event {
         /// Who answered.
         from: SocketAddr,
     },
+    /// An application event (see [`Core::user_event`]) arrived in a trusted packet.
+    User {
+        /// Node that sent it.
+        origin: Arc<str>,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
     /// The join `seq` got no reply after every attempt.
     JoinTimeout {
         /// Sequence number returned by [`Core::join`].
@@ -117,6 +124,8 @@ pub struct Stats {
     pub probes_failed: u64,
     /// Members we declared failed.
     pub declared_failed: u64,
+    /// User events ignored because their packet was not trusted (e.g. unencrypted).
+    pub dropped_untrusted_events: u64,
 }
 
 #[derive(Debug)]
@@ -218,6 +227,11 @@ pub struct Core {
     timers: TimerHeap<Timer>,
     leaving: bool,
     joins: Vec<PendingJoin>,
+    /// Recently seen user events (origin, id), oldest first, for de-duplication.
+    seen_events: VecDeque<(Arc<str>, u32)>,
+    next_event_id: u32,
+    /// Whether the packet being handled may carry user events.
+    trusted: bool,
     sync_replies: usize,
     token: u64,
     stats: Stats,
@@ -269,6 +283,9 @@ impl Core {
             timers: TimerHeap::default(),
             leaving: false,
             joins: Vec::new(),
+            seen_events: VecDeque::new(),
+            next_event_id: seq,
+            trusted: true,
             sync_replies: 0,
             token: 0,
             stats: Stats::default(),
@@ -409,6 +426,56 @@ impl Core {
         let inc = self.entries[i].m.incarnation;
         self.on_left(now, i, inc);
         Ok(())
+    }
+
+    /// Spreads an application event to every member (delivered as [`Event::User`] in trusted packets).
+    pub fn user_event(&mut self, payload: &[u8]) -> Result<(), String> {
+        if payload.len() > wire::MAX_USER_PAYLOAD {
+            return Err(format!(
+                "user event payload above {} bytes",
+                wire::MAX_USER_PAYLOAD
+            ));
+        }
+        self.next_event_id = self.next_event_id.wrapping_add(1);
+        let id = self.next_event_id;
+        let me = self.me.clone();
+        self.remember_event(&me, id);
+        self.enqueue_event(&me, id, payload);
+        Ok(())
+    }
+
+    fn remember_event(&mut self, origin: &Arc<str>, id: u32) -> bool {
+        if self
+            .seen_events
+            .iter()
+            .any(|(o, i)| *i == id && **o == **origin)
+        {
+            return false;
+        }
+        if self.seen_events.len() >= 1024 {
+            self.seen_events.pop_front();
+        }
+        self.seen_events.push_back((origin.clone(), id));
+        true
+    }
+
+    fn enqueue_event(&mut self, origin: &str, id: u32, payload: &[u8]) {
+        // Keyed apart from the origin's own state so an event never supersedes (or is superseded by) it.
+        let key: Arc<str> = Arc::from(format!("\0ev:{origin}:{id}"));
+        let d = Delta::User {
+            origin,
+            id,
+            payload,
+        };
+        self.broadcasts.push(&key, |b| wire::encode_delta(b, &d));
+    }
+
+    /// Feeds a datagram that did not arrive authenticated (e.g. plaintext while a keyring is set):
+    /// membership deltas apply, user events are dropped.
+    pub fn handle_untrusted_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.trusted = false;
+        self.handle_packet(now, from, bytes);
+        self.trusted = true;
     }
 
     /// Feeds one received datagram.
@@ -796,6 +863,27 @@ impl Core {
             Delta::Left { name, incarnation } => {
                 if let Some(&i) = self.index.get(name) {
                     self.on_left(now, i, incarnation);
+                }
+            }
+            Delta::User {
+                origin,
+                id,
+                payload,
+            } => {
+                if !self.trusted {
+                    self.stats.dropped_untrusted_events += 1;
+                    return;
+                }
+                let origin: Arc<str> = match self.index.get(origin) {
+                    Some(&i) => self.entries[i].m.name.clone(),
+                    None => Arc::from(origin),
+                };
+                if self.remember_event(&origin, id) {
+                    self.enqueue_event(&origin, id, payload);
+                    self.events.push_back(Event::User {
+                        origin,
+                        payload: payload.to_vec(),
+                    });
                 }
             }
         }

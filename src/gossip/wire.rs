@@ -116,6 +116,12 @@ pub enum Delta<'a> {
     },
     /// Member left gracefully (or was force-left).
     Left { name: &'a str, incarnation: u32 },
+    /// An application event from `origin` (its `id`-th), spread like any delta.
+    User {
+        origin: &'a str,
+        id: u32,
+        payload: &'a [u8],
+    },
 }
 
 impl<'a> Delta<'a> {
@@ -126,6 +132,7 @@ impl<'a> Delta<'a> {
             | Delta::Suspect { name, .. }
             | Delta::Dead { name, .. }
             | Delta::Left { name, .. } => name,
+            Delta::User { origin, .. } => origin,
         }
     }
 }
@@ -134,6 +141,9 @@ const D_ALIVE: u8 = 1;
 const D_SUSPECT: u8 = 2;
 const D_DEAD: u8 = 3;
 const D_LEFT: u8 = 4;
+const D_USER: u8 = 5;
+/// Largest user event payload.
+pub const MAX_USER_PAYLOAD: usize = 1024;
 
 /// A validated packet: the header message and its deltas, borrowed from the datagram.
 #[derive(Debug, Clone, Copy)]
@@ -261,6 +271,17 @@ impl<'a> Reader<'a> {
                 from: self.str8()?,
             },
             D_LEFT => Delta::Left { name, incarnation },
+            D_USER => {
+                let n = self.u16()? as usize;
+                if n > MAX_USER_PAYLOAD {
+                    return Err(DecodeError::Oversize);
+                }
+                Delta::User {
+                    origin: name,
+                    id: incarnation,
+                    payload: self.take(n)?,
+                }
+            }
             k => return Err(DecodeError::Kind(k)),
         })
     }
@@ -404,6 +425,18 @@ pub fn encode_delta(buf: &mut Vec<u8>, d: &Delta<'_>) {
             put_str8(buf, name);
             put_varint(buf, incarnation);
         }
+        Delta::User {
+            origin,
+            id,
+            payload,
+        } => {
+            buf.push(D_USER);
+            put_str8(buf, origin);
+            put_varint(buf, id);
+            let n = payload.len().min(MAX_USER_PAYLOAD);
+            buf.extend_from_slice(&(n as u16).to_be_bytes());
+            buf.extend_from_slice(&payload[..n]);
+        }
     }
 }
 
@@ -482,7 +515,15 @@ mod tests {
                 incarnation: u32::MAX,
             },
         );
-        set_count(&mut buf, at, 3);
+        encode_delta(
+            &mut buf,
+            &Delta::User {
+                origin: "node-a",
+                id: 9,
+                payload: b"hello",
+            },
+        );
+        set_count(&mut buf, at, 4);
         buf
     }
 
@@ -500,7 +541,15 @@ mod tests {
             }
         );
         let ds: Vec<_> = p.deltas().collect();
-        assert_eq!(ds.len(), 3);
+        assert_eq!(ds.len(), 4);
+        assert_eq!(
+            ds[3],
+            Delta::User {
+                origin: "node-a",
+                id: 9,
+                payload: b"hello"
+            }
+        );
         match ds[0] {
             Delta::Alive {
                 name,

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::json::{agent_member, catalog_node, consul_service, in_catalog};
-use crate::net::udp::GossipHandle;
+use crate::net::crypto;
+use crate::net::udp::{GossipHandle, KeyOp};
 use crate::table::{MemberRecord, MemberStatus, MemberTable, Snapshot};
 use crate::version;
 
@@ -63,6 +64,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/catalog/datacenters", get(datacenters))
         .route("/v1/status/leader", get(status_leader))
         .route("/v1/status/peers", get(status_peers))
+        .route(
+            "/v1/operator/keyring",
+            get(keyring_list)
+                .post(|s, b| keyring_op(s, KeyOp::Install, b))
+                .put(|s, b| keyring_op(s, KeyOp::Use, b))
+                .delete(|s, b| keyring_op(s, KeyOp::Remove, b)),
+        )
         .with_state(state)
 }
 
@@ -344,4 +352,95 @@ async fn status_peers(State(s): State<ApiState>) -> Response {
         .map(|m| server_addr(m))
         .collect();
     axum::Json(peers).into_response()
+}
+
+/// Alive members of the local datacenter and the key fingerprints (`kr` tag) each reports.
+fn keyring_views(s: &ApiState) -> Vec<Vec<String>> {
+    s.table
+        .snapshot()
+        .members
+        .iter()
+        .filter(|m| m.status == MemberStatus::Alive && m.tag("dc") == s.info.datacenter)
+        .map(|m| {
+            m.tag("kr")
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+async fn keyring_list(State(s): State<ApiState>) -> ApiResult {
+    let keys = s.gossip.keys().await;
+    if keys.is_empty() {
+        return Err(server_error(
+            "gossip encryption is not enabled on this agent",
+        ));
+    }
+    let views = keyring_views(&s);
+    let mut all = serde_json::Map::new();
+    let mut primary = serde_json::Map::new();
+    for k in &keys {
+        let fp = crypto::fingerprint(k);
+        let holders = views.iter().filter(|v| v.contains(&fp)).count();
+        let as_primary = views.iter().filter(|v| v.first() == Some(&fp)).count();
+        all.insert(crypto::key_text(k), json!(holders));
+        if as_primary > 0 {
+            primary.insert(crypto::key_text(k), json!(as_primary));
+        }
+    }
+    Ok(axum::Json(json!([{
+        "WAN": false,
+        "Datacenter": s.info.datacenter,
+        "Segment": "",
+        "Keys": all,
+        "PrimaryKeys": primary,
+        "NumNodes": views.len(),
+        "Messages": {},
+    }]))
+    .into_response())
+}
+
+/// How long a keyring change may take to reach every alive member.
+const KEYRING_WAIT: Duration = Duration::from_secs(15);
+
+async fn keyring_op(State(s): State<ApiState>, op: KeyOp, body: axum::body::Bytes) -> ApiResult {
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("Request decode failed: {e}")))?;
+    // Go decodes bodies case-insensitively; accept "Key" and "key".
+    let key_text = v
+        .as_object()
+        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("key")))
+        .and_then(|(_, v)| v.as_str())
+        .ok_or_else(|| bad_request("Request decode failed: missing \"Key\""))?;
+    let key = crypto::parse_key(key_text).map_err(bad_request)?;
+    s.gossip
+        .keyring(op, key.clone())
+        .await
+        .map_err(server_error)?;
+    let fp = crypto::fingerprint(&key);
+    let done = |v: &Vec<String>| match op {
+        KeyOp::Install => v.contains(&fp),
+        KeyOp::Use => v.first() == Some(&fp),
+        KeyOp::Remove => !v.contains(&fp),
+    };
+    let mut rx = s.gossip.changes();
+    let deadline = tokio::time::Instant::now() + KEYRING_WAIT;
+    loop {
+        let views = keyring_views(&s);
+        let ok = views.iter().filter(|v| done(v)).count();
+        if ok == views.len() {
+            return Ok(StatusCode::OK.into_response());
+        }
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            return Err(server_error(format!(
+                "keyring change reached {ok} of {} alive members within {KEYRING_WAIT:?}",
+                views.len()
+            )));
+        }
+    }
 }

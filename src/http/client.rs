@@ -73,19 +73,26 @@ impl Target {
         Ok(Target { authority })
     }
 
-    /// Sends one request and reads the whole reply.
+    /// Sends one request without a body and reads the whole reply.
     pub fn call(&self, method: &str, path: &str) -> Result<Reply, String> {
+        self.call_with_body(method, path, &[])
+    }
+
+    /// Sends one request with `body` and reads the whole reply.
+    pub fn call_with_body(&self, method: &str, path: &str, body: &[u8]) -> Result<Reply, String> {
         let fail = |e: std::io::Error| format!("{method} http://{}{path}: {e}", self.authority);
         let mut s = TcpStream::connect(&self.authority).map_err(fail)?;
         // Long enough for a graceful leave, short enough that a hung agent does not hang the CLI forever.
         s.set_read_timeout(Some(Duration::from_secs(30)))
             .map_err(fail)?;
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: murmur/{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: murmur/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.authority,
-            crate::version::VERSION
+            crate::version::VERSION,
+            body.len()
         );
         s.write_all(req.as_bytes()).map_err(fail)?;
+        s.write_all(body).map_err(fail)?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).map_err(fail)?;
         parse_reply(&raw).ok_or_else(|| format!("malformed HTTP reply from {}", self.authority))

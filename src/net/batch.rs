@@ -77,6 +77,17 @@ impl RecvBatch {
         Ok(n)
     }
 
+    /// Like [`RecvBatch::get`], with the bytes writable (for in-place decryption).
+    pub fn get_mut(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8], bool)> {
+        if i >= self.count {
+            return None;
+        }
+        let from = sockaddr_to_std(&self.addrs[i])?;
+        let start = i * self.slot;
+        let end = start + self.lens[i];
+        Some((from, &mut self.bufs[start..end], self.truncated[i]))
+    }
+
     /// Datagram `i` of the last batch: sender, bytes, and whether it was longer than the buffer.
     pub fn get(&self, i: usize) -> Option<(SocketAddr, &[u8], bool)> {
         if i >= self.count {

@@ -1,4 +1,5 @@
 //! Network drivers: batched UDP I/O and the tokio driver that runs a gossip core on a real socket.
 
 pub mod batch;
+pub mod crypto;
 pub mod udp;

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use std::path::PathBuf;
+
 use super::batch::RecvBatch;
+use super::crypto::{self, Keyring};
 use crate::gossip::core::JOIN_ATTEMPTS;
-use crate::gossip::{Core, Event, Stats, wire};
+use crate::gossip::{Core, Event, Stats, tags, wire};
 use crate::table::MemberTable;
 
 /// Upper bound on a graceful leave.
@@ -35,7 +38,61 @@ pub struct DriverStats {
     pub dropped_truncated: u64,
     /// Failed `send_to` calls.
     pub send_errors: u64,
+    /// Sealed datagrams no installed key could open (wrong key or tampering).
+    pub dropped_decrypt: u64,
+    /// Plaintext datagrams refused because `encrypt_verify_incoming` is on.
+    pub dropped_plaintext: u64,
 }
+
+/// Gossip encryption settings of a driver.
+pub struct Security {
+    /// Keys; `None` = no encryption.
+    pub keyring: Option<Keyring>,
+    /// Refuse plaintext datagrams.
+    pub verify_incoming: bool,
+    /// Seal outgoing datagrams.
+    pub verify_outgoing: bool,
+    /// Where the keyring is persisted (none in `-dev`).
+    pub keyring_file: Option<PathBuf>,
+    /// Member tags without the keyring fingerprint tag, which the driver maintains.
+    pub base_tags: Vec<(String, String)>,
+}
+
+impl Security {
+    /// Tags to gossip: the base tags plus `kr` (key fingerprints, primary first) when encrypting.
+    pub fn tags(&self) -> Vec<(String, String)> {
+        let mut t = self.base_tags.clone();
+        if let Some(k) = &self.keyring {
+            t.push(("kr".to_string(), k.fingerprints()));
+        }
+        t
+    }
+}
+
+/// A keyring change, applied locally and spread to every member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOp {
+    /// Add a key.
+    Install = 1,
+    /// Make a key primary.
+    Use = 2,
+    /// Drop a key.
+    Remove = 3,
+}
+
+impl KeyOp {
+    fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(KeyOp::Install),
+            2 => Some(KeyOp::Use),
+            3 => Some(KeyOp::Remove),
+            _ => None,
+        }
+    }
+}
+
+/// User-event payload tag of keyring operations.
+const EV_KEYRING: u8 = b'K';
 
 enum Command {
     Join {
@@ -51,6 +108,14 @@ enum Command {
     },
     Stats {
         reply: oneshot::Sender<DriverStats>,
+    },
+    Keyring {
+        op: KeyOp,
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    ListKeys {
+        reply: oneshot::Sender<Vec<Vec<u8>>>,
     },
 }
 
@@ -100,6 +165,25 @@ impl GossipHandle {
         rx.await.ok()
     }
 
+    /// Applies a keyring change here and spreads it to every member over (encrypted) gossip.
+    pub async fn keyring(&self, op: KeyOp, key: Vec<u8>) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Keyring { op, key, reply })
+            .await
+            .map_err(|_| GONE.to_string())?;
+        rx.await.map_err(|_| GONE.to_string())?
+    }
+
+    /// The local keys, primary first (empty without encryption).
+    pub async fn keys(&self) -> Vec<Vec<u8>> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::ListKeys { reply }).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// A receiver that changes whenever the member table publishes (value = table index).
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
@@ -128,13 +212,23 @@ pub struct UdpDriver {
     leave: Option<PendingLeave>,
     recv: RecvBatch,
     buf: Vec<u8>,
+    sealed: Vec<u8>,
     dropped_truncated: u64,
     send_errors: u64,
+    security: Security,
+    dropped_decrypt: u64,
+    dropped_plaintext: u64,
+    warned_at: Option<Instant>,
 }
 
 impl UdpDriver {
     /// Wires a core to a bound socket and a table; returns the driver and its handle.
-    pub fn new(core: Core, socket: UdpSocket, table: Arc<MemberTable>) -> (Self, GossipHandle) {
+    pub fn new(
+        core: Core,
+        socket: UdpSocket,
+        table: Arc<MemberTable>,
+        security: Security,
+    ) -> (Self, GossipHandle) {
         let (tx, rx) = mpsc::channel(64);
         let (changes_tx, changes_rx) = watch::channel(table.snapshot().index);
         let mtu = core.config().mtu;
@@ -148,8 +242,13 @@ impl UdpDriver {
             leave: None,
             recv: RecvBatch::new(wire::MAX_DATAGRAM),
             buf: Vec::with_capacity(mtu.max(wire::MAX_DATAGRAM)),
+            sealed: Vec::with_capacity(mtu.max(wire::MAX_DATAGRAM) + crypto::OVERHEAD),
             dropped_truncated: 0,
             send_errors: 0,
+            security,
+            dropped_decrypt: 0,
+            dropped_plaintext: 0,
+            warned_at: None,
         };
         (
             d,
@@ -214,18 +313,102 @@ impl UdpDriver {
             };
             let now = Instant::now();
             for i in 0..n {
-                let Some((from, data, truncated)) = self.recv.get(i) else {
+                let Some((from, data, truncated)) = self.recv.get_mut(i) else {
                     continue;
                 };
                 if truncated {
                     self.dropped_truncated += 1;
                     continue;
                 }
-                self.core.handle_packet(now, from, data);
+                let sec = &mut self.security;
+                let sealed = data.first() == Some(&crypto::SEALED_VERSION);
+                match (&mut sec.keyring, sealed) {
+                    (Some(ring), true) => match ring.open(data) {
+                        Ok(plain) => self.core.handle_packet(now, from, plain),
+                        Err(_) => {
+                            self.dropped_decrypt += 1;
+                            self.warn(
+                                now,
+                                from,
+                                "no installed key opens it (is -encrypt the cluster's key?)",
+                            );
+                        }
+                    },
+                    (None, true) => {
+                        self.dropped_decrypt += 1;
+                        self.warn(
+                            now,
+                            from,
+                            "it is encrypted but this agent has no key (-encrypt)",
+                        );
+                    }
+                    (Some(_), false) if sec.verify_incoming => {
+                        self.dropped_plaintext += 1;
+                        self.warn(
+                            now,
+                            from,
+                            "it is not encrypted and encrypt_verify_incoming is on",
+                        );
+                    }
+                    (Some(_), false) => self.core.handle_untrusted_packet(now, from, data),
+                    (None, false) => self.core.handle_packet(now, from, data),
+                }
             }
             if n < super::batch::BATCH {
                 return;
             }
+        }
+    }
+
+    /// Logs a dropped datagram, at most once every 10 s so a flood cannot flood the log.
+    fn warn(&mut self, now: Instant, from: SocketAddr, why: &str) {
+        if self
+            .warned_at
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
+            self.warned_at = Some(now);
+            tracing::warn!(
+                "dropped gossip packet from {from}: {why} (dropped so far: {} undecryptable, {} plaintext)",
+                self.dropped_decrypt,
+                self.dropped_plaintext
+            );
+        }
+    }
+
+    fn apply_key_op(&mut self, op: KeyOp, key: &[u8]) -> Result<(), String> {
+        let ring = self
+            .security
+            .keyring
+            .as_mut()
+            .ok_or("gossip encryption is not enabled on this agent")?;
+        match op {
+            KeyOp::Install => ring.install(key)?,
+            KeyOp::Use => ring.use_key(key)?,
+            KeyOp::Remove => ring.remove(key)?,
+        }
+        if let Some(path) = &self.security.keyring_file {
+            crypto::save(path, ring)?;
+        }
+        let tags = tags::encode(&self.security.tags()).map_err(|e| e.to_string())?;
+        self.core.set_tags(tags).map_err(|e| e.to_string())
+    }
+
+    fn on_user_event(&mut self, payload: &[u8]) {
+        let [EV_KEYRING, op, len, key @ ..] = payload else {
+            return;
+        };
+        let (Some(op), true) = (KeyOp::from_u8(*op), key.len() == *len as usize) else {
+            return;
+        };
+        match self.apply_key_op(op, key) {
+            Ok(()) => tracing::info!(
+                "keyring: applied {op:?} of key {}",
+                crypto::fingerprint(key)
+            ),
+            Err(e) => tracing::warn!(
+                "keyring: could not apply {op:?} of key {}: {e}",
+                crypto::fingerprint(key)
+            ),
         }
     }
 
@@ -257,7 +440,26 @@ impl UdpDriver {
                     pending_broadcasts: self.core.pending_broadcasts(),
                     dropped_truncated: self.dropped_truncated,
                     send_errors: self.send_errors,
+                    dropped_decrypt: self.dropped_decrypt,
+                    dropped_plaintext: self.dropped_plaintext,
                 });
+            }
+            Command::Keyring { op, key, reply } => {
+                let r = self.apply_key_op(op, &key).and_then(|()| {
+                    let mut payload = vec![EV_KEYRING, op as u8, key.len() as u8];
+                    payload.extend_from_slice(&key);
+                    self.core.user_event(&payload)
+                });
+                let _ = reply.send(r);
+            }
+            Command::ListKeys { reply } => {
+                let keys = self
+                    .security
+                    .keyring
+                    .as_ref()
+                    .map(Keyring::keys)
+                    .unwrap_or_default();
+                let _ = reply.send(keys);
             }
         }
     }
@@ -278,7 +480,16 @@ impl UdpDriver {
 
     async fn flush(&mut self) {
         while let Some(t) = self.core.poll_transmit(&mut self.buf) {
-            let data = &self.buf[..t.len];
+            let mut data = &self.buf[..t.len];
+            if let Some(ring) = &self.security.keyring
+                && self.security.verify_outgoing
+            {
+                if ring.seal(data, &mut self.sealed).is_err() {
+                    self.send_errors += 1;
+                    continue;
+                }
+                data = &self.sealed;
+            }
             let sent = match self.socket.try_send_to(data, t.dst) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.socket.send_to(data, t.dst).await
@@ -299,6 +510,10 @@ impl UdpDriver {
                         "no response from {addr} after {JOIN_ATTEMPTS} attempts"
                     )),
                 )),
+                Event::User { payload, .. } => {
+                    self.on_user_event(&payload);
+                    continue;
+                }
                 Event::Member(_) | Event::Reaped(_) => None,
             };
             if let Some((seq, r)) = done {
