@@ -162,7 +162,10 @@ impl MemberTable {
                 map.remove(&**name);
                 self.index.fetch_add(1, Ordering::AcqRel);
             }
-            Event::SyncReply { .. } | Event::JoinTimeout { .. } | Event::User { .. } => return,
+            Event::SyncReply { .. }
+            | Event::JoinTimeout { .. }
+            | Event::User { .. }
+            | Event::PushPull { .. } => return,
         }
         self.dirty.store(true, Ordering::Release);
     }

@@ -182,8 +182,14 @@ impl Tap {
             .any(|p| p.windows(needle.len()).any(|w| w == needle))
     }
 
-    fn count(&self) -> usize {
-        self.seen.lock().unwrap().len()
+    /// Gossip datagrams seen (QUIC ones, first byte with bit 0x40, are not counted).
+    fn gossip_count(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.first().is_some_and(|b| b & 0x40 == 0))
+            .count()
     }
 }
 
@@ -195,7 +201,11 @@ impl Drop for Tap {
 
 fn capture(tag: &str, ip_a: &str, ip_b: &str, tap_ip: &str, extra: &[&str]) -> Tap {
     let dir = tmp(tag);
-    let a = Agent::start(&format!("{tag}-alpha"), ip_a, &dir, extra);
+    // alpha advertises the tap, so everything the cluster sends to alpha crosses it.
+    let mut a_args = extra.to_vec();
+    let adv = format!("-advertise={tap_ip}");
+    a_args.push(&adv);
+    let a = Agent::start(&format!("{tag}-alpha"), ip_a, &dir, &a_args);
     let tap = Tap::start(
         &format!("{tap_ip}:8301"),
         format!("{ip_a}:8301").parse().unwrap(),
@@ -209,6 +219,12 @@ fn capture(tag: &str, ip_a: &str, ip_b: &str, tap_ip: &str, extra: &[&str]) -> T
         "{:?}",
         b.members()
     );
+    // Let a few probe rounds cross the tap.
+    assert!(
+        wait_for(CONVERGE, || tap.gossip_count() >= 6),
+        "only {} gossip datagrams crossed",
+        tap.gossip_count()
+    );
     drop((a, b));
     tap
 }
@@ -217,12 +233,123 @@ fn capture(tag: &str, ip_a: &str, ip_b: &str, tap_ip: &str, extra: &[&str]) -> T
 fn no_plaintext_node_names_on_the_wire_when_encrypted() {
     // Control: without a key the relay does see node names, so the capture works.
     let plain = capture("plain", "127.0.12.1", "127.0.12.2", "127.0.12.9", &[]);
-    assert!(plain.count() > 0 && plain.contains(b"plain-bravo"));
+    assert!(
+        plain.contains(b"plain-alpha"),
+        "the control capture saw no node name"
+    );
     let key = format!("-encrypt={}", keygen());
     let enc = capture("cipher", "127.0.13.1", "127.0.13.2", "127.0.13.9", &[&key]);
-    assert!(enc.count() > 0);
+    assert!(enc.gossip_count() >= 6);
     assert!(
         !enc.contains(b"cipher-bravo") && !enc.contains(b"cipher-alpha"),
         "a node name crossed in plaintext"
     );
+}
+
+fn tls_files(dir: &std::path::Path, certs: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["tls", "ca", "create"]);
+    for role in certs {
+        run(&["tls", "cert", "create", role]);
+    }
+}
+
+fn tls_config(dir: &std::path::Path, cert: &str, name: &str) -> std::path::PathBuf {
+    let cfg = dir.join(format!("{name}.json"));
+    let body = serde_json::json!({
+        "ca_file": dir.join("murmur-agent-ca.pem"),
+        "cert_file": dir.join(format!("{cert}.pem")),
+        "key_file": dir.join(format!("{cert}-key.pem")),
+        "verify_incoming": true,
+        "verify_outgoing": true,
+    });
+    std::fs::write(&cfg, body.to_string()).unwrap();
+    cfg
+}
+
+#[test]
+fn mutual_tls_cluster_forms_and_a_foreign_ca_stays_out() {
+    let dir = tmp("mtls");
+    let pki = dir.join("pki");
+    tls_files(&pki, &["-server", "-client", "-client"]);
+    let other = dir.join("other-pki");
+    tls_files(&other, &["-client"]);
+    let key = format!("-encrypt={}", keygen());
+    let cfg = |cert: &str, name: &str| tls_config(&pki, cert, name).to_string_lossy().to_string();
+    let (c1, c2, c3) = (
+        cfg("dc1-server-murmur-0", "m1"),
+        cfg("dc1-client-murmur-0", "m2"),
+        cfg("dc1-client-murmur-1", "m3"),
+    );
+    let a = Agent::start(
+        "mtls-a",
+        "127.0.15.1",
+        &dir,
+        &["-server", &key, "-config-file", &c1],
+    );
+    let b = Agent::start(
+        "mtls-b",
+        "127.0.15.2",
+        &dir,
+        &[&key, "-config-file", &c2, "-join=127.0.15.1"],
+    );
+    let c = Agent::start(
+        "mtls-c",
+        "127.0.15.3",
+        &dir,
+        &[&key, "-config-file", &c3, "-join=127.0.15.2"],
+    );
+    for x in [&a, &b, &c] {
+        assert!(
+            wait_for(CONVERGE, || alive_count(x) == 3),
+            "{}: {:?}",
+            x.name,
+            x.members()
+        );
+    }
+    assert!(a.log_text().contains("mutual TLS"));
+
+    // Right gossip key, certificate from another CA: the push/pull handshake fails and the join with it.
+    let foreign = tls_config(&other, "dc1-client-murmur-0", "foreign");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "agent",
+            "-node=mtls-x",
+            "-bind=127.0.15.4",
+            "-client=127.0.15.4",
+            &key,
+            "-join=127.0.15.1",
+        ])
+        .arg(format!("-data-dir={}", dir.join("mtls-x").display()))
+        .arg("-config-file")
+        .arg(&foreign)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("certificate") || log.contains("Certificate"),
+        "{log}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || a
+            .log_text()
+            .contains("push/pull from 127.0.15.4")),
+        "{}",
+        a.log_text()
+    );
+    assert!(!a.members().iter().any(|(n, _, _)| n == "mtls-x"));
 }

@@ -71,6 +71,12 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("retry_max", Kind::Count),
     ("encrypt", Kind::Str),
     ("encrypt_verify_incoming", Kind::Bool),
+    ("ca_file", Kind::Str),
+    ("cert_file", Kind::Str),
+    ("key_file", Kind::Str),
+    ("verify_incoming", Kind::Bool),
+    ("verify_outgoing", Kind::Bool),
+    ("verify_server_hostname", Kind::Bool),
     ("encrypt_verify_outgoing", Kind::Bool),
     ("log_level", Kind::Str),
     ("leave_on_terminate", Kind::Bool),
@@ -297,6 +303,8 @@ pub struct Config {
     pub retry_max: u32,
     /// Decoded gossip key, if any.
     pub encrypt: Option<Vec<u8>>,
+    /// TLS for QUIC push/pull.
+    pub tls: crate::net::tls::TlsSettings,
     /// Refuse unencrypted gossip (turn off while enabling encryption on a running cluster).
     pub encrypt_verify_incoming: bool,
     /// Encrypt outgoing gossip (turn off while enabling encryption on a running cluster).
@@ -693,6 +701,20 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
         retry_interval: get_dur(v, "retry_interval").unwrap_or(Duration::from_secs(30)),
         retry_max: get_u32(v, "retry_max").unwrap_or(0),
         encrypt,
+        tls: crate::net::tls::TlsSettings {
+            ca_file: get_str(v, "ca_file").map(PathBuf::from),
+            cert_file: get_str(v, "cert_file").map(PathBuf::from),
+            key_file: get_str(v, "key_file").map(PathBuf::from),
+            verify_incoming: get(v, "verify_incoming")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            verify_outgoing: get(v, "verify_outgoing")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            verify_server_hostname: get(v, "verify_server_hostname")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        },
         encrypt_verify_incoming: get(v, "encrypt_verify_incoming")
             .and_then(Value::as_bool)
             .unwrap_or(true),

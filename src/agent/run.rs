@@ -19,6 +19,8 @@ use crate::dns::services::ServersCatalog;
 use crate::gossip::{Core, Identity, tags};
 use crate::http::api::{self, AgentInfo, ApiState};
 use crate::net::crypto::{self, Keyring};
+use crate::net::mux::QUIC_QUEUE;
+use crate::net::quic::Quic;
 use crate::net::udp::{GossipHandle, Security, UdpDriver};
 use crate::table::MemberTable;
 use crate::version;
@@ -79,9 +81,11 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         None => entropy::uuid()?,
     };
     let bind = SocketAddr::new(cfg.bind_addr, cfg.ports.serf_lan);
-    let socket = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| format!("Failed to bind the gossip socket on {bind}: {e}"))?;
+    let socket = Arc::new(
+        UdpSocket::bind(bind)
+            .await
+            .map_err(|e| format!("Failed to bind the gossip socket on {bind}: {e}"))?,
+    );
     let advertise_ip = match cfg.advertise_addr {
         Some(ip) => ip,
         None if !cfg.bind_addr.is_unspecified() => cfg.bind_addr,
@@ -104,8 +108,26 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     )?;
     let table = Arc::new(MemberTable::new());
     let encrypted = security.keyring.is_some();
-    let (driver, gossip) = UdpDriver::new(core, socket, table.clone(), security);
+    let (quic_tx, quic_rx) = mpsc::channel(QUIC_QUEUE);
+    let (driver, gossip) =
+        UdpDriver::new(core, socket.clone(), table.clone(), security, Some(quic_tx));
     let mut driver_task = tokio::spawn(driver.run());
+    let server_name = format!("server.{}.murmur", cfg.datacenter);
+    let quic = Quic::new(socket, quic_rx, &cfg.tls, server_name)?;
+    gossip.set_quic(quic.clone());
+    let answerer = gossip.clone();
+    quic.serve(move |from, theirs| {
+        let g = answerer.clone();
+        async move { g.answer_push_pull(from, theirs).await }
+    });
+    if cfg.tls.mutual() {
+        info!(
+            "push/pull over QUIC with mutual TLS (CA {:?})",
+            cfg.tls.ca_file
+        );
+    } else {
+        warn!("push/pull over QUIC without mutual TLS: peers are not authenticated by certificate");
+    }
 
     let http_addr = SocketAddr::new(cfg.client_addr, cfg.ports.http);
     let listener = TcpListener::bind(http_addr)

@@ -3,6 +3,7 @@
 pub mod keys;
 pub mod members;
 pub mod ops;
+pub mod tls;
 
 use crate::agent::flags::{Arity, Flag};
 use crate::http::client::Target;
@@ -24,6 +25,7 @@ Commands:
     force-leave    Forces a failed member into the left state
     keygen         Generates a new gossip encryption key
     keyring        Lists, installs, uses or removes gossip encryption keys cluster-wide
+    tls            Creates the cluster CA and node certificates
     version        Prints the murmur version
 ";
 
@@ -42,6 +44,7 @@ pub fn main(args: &[String]) -> i32 {
         "force-leave" => ops::force_leave(rest),
         "keygen" => keys::keygen(rest),
         "keyring" => keys::keyring(rest),
+        "tls" => tls::main(rest),
         "version" | "-v" | "-version" | "--version" => {
             println!("murmur v{}", crate::version::VERSION);
             println!("Revision {}", crate::version::REVISION);

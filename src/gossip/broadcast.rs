@@ -13,6 +13,8 @@ struct Slot {
     name: Arc<str>,
     bytes: Vec<u8>,
     transmits: u32,
+    /// Transmissions allowed at most, whatever the cluster-size limit says.
+    cap: u32,
     generation: u32,
     live: bool,
 }
@@ -34,6 +36,11 @@ pub struct BroadcastQueue {
 impl BroadcastQueue {
     /// Queues an encoded delta about `name`, superseding any older one about the same member.
     pub fn push(&mut self, name: &Arc<str>, encode: impl FnOnce(&mut Vec<u8>)) {
+        self.push_capped(name, u32::MAX, encode);
+    }
+
+    /// Like [`BroadcastQueue::push`], sent at most `cap` times (for low-value repeats of known state).
+    pub fn push_capped(&mut self, name: &Arc<str>, cap: u32, encode: impl FnOnce(&mut Vec<u8>)) {
         if let Some(&old) = self.by_name.get(name) {
             self.retire(old);
         }
@@ -43,6 +50,7 @@ impl BroadcastQueue {
                 s.name = name.clone();
                 s.bytes.clear();
                 s.transmits = 0;
+                s.cap = cap;
                 s.generation = s.generation.wrapping_add(1);
                 s.live = true;
                 i
@@ -52,6 +60,7 @@ impl BroadcastQueue {
                     name: name.clone(),
                     bytes: Vec::new(),
                     transmits: 0,
+                    cap,
                     generation: 0,
                     live: true,
                 });
@@ -137,7 +146,7 @@ impl BroadcastQueue {
                 count += 1;
                 let s = &mut self.slots[r.0 as usize];
                 s.transmits += 1;
-                if s.transmits >= limit {
+                if s.transmits >= limit.min(s.cap) {
                     self.retire(r.0 as usize);
                 } else {
                     self.moved.push(r);
@@ -235,6 +244,18 @@ mod tests {
         assert_eq!(out, vec![1u8; 5]);
         assert_eq!(q.transmits("big"), Some(0));
         assert_eq!(q.transmits("small"), Some(1));
+    }
+
+    #[test]
+    fn capped_entries_retire_early() {
+        let mut q = BroadcastQueue::default();
+        q.push_capped(&Arc::from("x"), 2, |b| b.push(1));
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            q.fill(&mut out, 100, 16, 10);
+        }
+        assert_eq!(out.len(), 2, "sent exactly twice");
+        assert!(q.is_empty());
     }
 
     #[test]

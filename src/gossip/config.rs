@@ -42,6 +42,9 @@ pub struct GossipConfig {
     /// Lifeguard extensions (local health, dynamic suspicion, buddy system, nacks); off = plain SWIM,
     /// kept for comparison runs.
     pub lifeguard: bool,
+    /// Periodic and reconnect full-state exchanges are left to the driver ([`crate::gossip::Event::PushPull`],
+    /// e.g. over QUIC streams) instead of being chunked into datagrams by the core.
+    pub external_push_pull: bool,
 }
 
 impl GossipConfig {
@@ -66,6 +69,7 @@ impl GossipConfig {
             max_relays: 1024,
             max_sync_replies: 16,
             lifeguard: true,
+            external_push_pull: false,
         }
     }
 

@@ -62,6 +62,12 @@ pub enum Event {
         /// Its payload.
         payload: Vec<u8>,
     },
+    /// Exchange full state with `addr` over the driver's stream transport (only with
+    /// [`GossipConfig::external_push_pull`]; otherwise the core does it over datagrams itself).
+    PushPull {
+        /// Member to exchange with.
+        addr: SocketAddr,
+    },
     /// The join `seq` got no reply after every attempt.
     JoinTimeout {
         /// Sequence number returned by [`Core::join`].
@@ -70,6 +76,9 @@ pub enum Event {
         addr: SocketAddr,
     },
 }
+
+/// Transmissions granted to a member first learned through a full-state exchange.
+const SYNC_REPEAT_BUDGET: u32 = 2;
 
 /// Time between join attempts.
 pub const JOIN_RETRY: Duration = Duration::from_secs(1);
@@ -499,7 +508,7 @@ impl Core {
         };
         let is_sync = matches!(p.msg, Message::Sync { .. });
         for d in p.deltas() {
-            self.apply(now, d, is_sync);
+            self.apply(now, d, is_sync.then_some(from));
         }
         match p.msg {
             Message::Ping { seq, target } => {
@@ -530,10 +539,7 @@ impl Core {
                 if is_reply && let Some(k) = self.joins.iter().position(|j| j.seq == seq) {
                     self.joins.swap_remove(k);
                     self.events.push_back(Event::SyncReply { seq, from });
-                    // Deltas that spread while we were joining may have died out before anyone knew us;
-                    // one more exchange once they have run their course closes that gap.
-                    let settle = self.cfg.gossip_interval * self.cfg.retransmit_limit(self.live);
-                    self.timers.push(now + settle, Timer::PostJoinSync);
+                    self.joined(now);
                 }
                 if want_reply {
                     if self.sync_replies >= self.cfg.max_sync_replies {
@@ -736,31 +742,7 @@ impl Core {
         let mut n = 0;
         while i < self.entries.len() {
             let mark = buf.len();
-            let m = &self.entries[i].m;
-            let tags = &m.tags;
-            let d = match m.state {
-                State::Alive => Delta::Alive {
-                    name: &m.name,
-                    incarnation: m.incarnation,
-                    addr: m.addr,
-                    tags,
-                },
-                State::Suspect => Delta::Suspect {
-                    name: &m.name,
-                    incarnation: m.incarnation,
-                    from: &self.me,
-                },
-                State::Dead => Delta::Dead {
-                    name: &m.name,
-                    incarnation: m.incarnation,
-                    from: &self.me,
-                },
-                State::Left => Delta::Left {
-                    name: &m.name,
-                    incarnation: m.incarnation,
-                },
-            };
-            wire::encode_delta(buf, &d);
+            wire::encode_delta(buf, &self.state_delta(&self.entries[i].m));
             if buf.len() > mtu && n > 0 {
                 buf.truncate(mark);
                 break;
@@ -832,14 +814,22 @@ impl Core {
         self.announce_self();
     }
 
-    fn apply(&mut self, now: Instant, d: Delta<'_>, from_sync: bool) {
+    /// Applies one delta; `sync_from` is the sender when it came in a full-state exchange.
+    fn apply(&mut self, now: Instant, d: Delta<'_>, sync_from: Option<SocketAddr>) {
+        let from_sync = sync_from.is_some();
         match d {
             Delta::Alive {
                 name,
                 incarnation,
                 addr,
                 tags,
-            } => self.on_alive(now, name, incarnation, addr, tags),
+            } => {
+                // A member that is merely new to us in a full-state exchange is mostly old news to the
+                // cluster: re-gossiping it in full would make every joiner re-send the whole membership
+                // (O(N^2) traffic in a join storm). The exchanging peer itself and real updates are news.
+                let news = sync_from.is_none_or(|f| f == addr);
+                self.on_alive(now, name, incarnation, addr, tags, news)
+            }
             Delta::Suspect {
                 name,
                 incarnation,
@@ -889,7 +879,15 @@ impl Core {
         }
     }
 
-    fn on_alive(&mut self, now: Instant, name: &str, inc: u32, addr: SocketAddr, tags: &[u8]) {
+    fn on_alive(
+        &mut self,
+        now: Instant,
+        name: &str,
+        inc: u32,
+        addr: SocketAddr,
+        tags: &[u8],
+        news_if_new: bool,
+    ) {
         let Some(&i) = self.index.get(name) else {
             let name: Arc<str> = Arc::from(name);
             self.entries.push(Entry {
@@ -917,17 +915,24 @@ impl Core {
             let at = lo + self.rng.below(self.probe_list.len() - lo);
             let last = self.probe_list.len() - 1;
             self.probe_list.swap(at, last);
-            self.enqueue(
-                i,
-                Delta::Alive {
-                    name: &self.entries[i].m.name.clone(),
-                    incarnation: inc,
-                    addr,
-                    tags,
-                },
-            );
             self.events
                 .push_back(Event::Member(self.entries[i].m.clone()));
+            let name = self.entries[i].m.name.clone();
+            let d = Delta::Alive {
+                name: &name,
+                incarnation: inc,
+                addr,
+                tags,
+            };
+            // Old news gets a small budget: enough to patch holes left by a join race, far from the
+            // full retransmit limit that would make every joiner re-send the whole membership.
+            let cap = if news_if_new {
+                u32::MAX
+            } else {
+                SYNC_REPEAT_BUDGET
+            };
+            self.broadcasts
+                .push_capped(&name, cap, |b| wire::encode_delta(b, &d));
             return;
         };
         if i == 0 {
@@ -1285,8 +1290,65 @@ impl Core {
         self.pick_random(1, |_, m| eligible(m));
         if let Some(&i) = self.picks.first() {
             let addr = self.entries[i].m.addr;
-            // Periodic anti-entropy: one attempt, no retries (the next period tries again).
-            self.send_sync(addr);
+            if self.cfg.external_push_pull {
+                self.events.push_back(Event::PushPull { addr });
+            } else {
+                // Periodic anti-entropy: one attempt, no retries (the next period tries again).
+                self.send_sync(addr);
+            }
+        }
+    }
+
+    /// Appends our full state (every member, ourselves first) for a stream push/pull.
+    pub fn encode_state(&self, buf: &mut Vec<u8>) {
+        wire::encode_state(buf, self.entries.iter().map(|e| self.state_delta(&e.m)));
+    }
+
+    /// Merges a full state received from `from` (remote failures are only suspected); returns how many
+    /// entries it held.
+    pub fn merge_state(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<usize, DecodeError> {
+        let st = wire::decode_state(bytes)?;
+        for d in st.deltas() {
+            self.apply(now, d, Some(from));
+        }
+        Ok(st.len())
+    }
+
+    /// Notes that a join completed (here or by a stream push/pull). Deltas that spread while we were
+    /// joining may have died out before anyone knew us; one more exchange once they have run their
+    /// course closes that gap.
+    pub fn joined(&mut self, now: Instant) {
+        let settle = self.cfg.gossip_interval * self.cfg.retransmit_limit(self.live);
+        self.timers.push(now + settle, Timer::PostJoinSync);
+    }
+
+    fn state_delta<'a>(&'a self, m: &'a Member) -> Delta<'a> {
+        match m.state {
+            State::Alive => Delta::Alive {
+                name: &m.name,
+                incarnation: m.incarnation,
+                addr: m.addr,
+                tags: &m.tags,
+            },
+            State::Suspect => Delta::Suspect {
+                name: &m.name,
+                incarnation: m.incarnation,
+                from: &self.me,
+            },
+            State::Dead => Delta::Dead {
+                name: &m.name,
+                incarnation: m.incarnation,
+                from: &self.me,
+            },
+            State::Left => Delta::Left {
+                name: &m.name,
+                incarnation: m.incarnation,
+            },
         }
     }
 

@@ -333,6 +333,62 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
     Ok(Packet { msg, count, deltas })
 }
 
+/// Largest full state accepted from a peer (bytes); ~400k members at typical sizes.
+pub const MAX_STATE: usize = 16 << 20;
+
+/// Encodes a full state: `count:u32` then that many deltas (see [`encode_delta`]).
+pub fn encode_state<'a>(buf: &mut Vec<u8>, deltas: impl Iterator<Item = Delta<'a>>) {
+    let at = buf.len();
+    buf.extend_from_slice(&0u32.to_be_bytes());
+    let mut n = 0u32;
+    for d in deltas {
+        encode_delta(buf, &d);
+        n += 1;
+    }
+    buf[at..at + 4].copy_from_slice(&n.to_be_bytes());
+}
+
+/// A validated full state.
+pub struct State<'a> {
+    count: u32,
+    body: &'a [u8],
+}
+
+impl<'a> State<'a> {
+    /// Number of member entries.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// True when it lists nobody.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The entries.
+    pub fn deltas(&self) -> impl Iterator<Item = Delta<'a>> + use<'a> {
+        let mut r = Reader { b: self.body };
+        (0..self.count).map_while(move |_| r.delta().ok())
+    }
+}
+
+/// Validates a full state received over a stream.
+pub fn decode_state(buf: &[u8]) -> Result<State<'_>, DecodeError> {
+    if buf.len() > MAX_STATE {
+        return Err(DecodeError::Oversize);
+    }
+    let mut r = Reader { b: buf };
+    let count = r.u32()?;
+    let body = r.b;
+    for _ in 0..count {
+        r.delta()?;
+    }
+    if !r.b.is_empty() {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(State { count, body })
+}
+
 /// Appends a packet header and a zero delta count; returns the offset of the count for [`set_count`].
 pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
     buf.push(PROTOCOL_VERSION);
@@ -598,7 +654,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn state_roundtrip_and_truncation() {
+        let mut buf = Vec::new();
+        let ds = [
+            Delta::Left {
+                name: "a",
+                incarnation: 1,
+            },
+            Delta::Dead {
+                name: "b",
+                incarnation: 2,
+                from: "a",
+            },
+        ];
+        encode_state(&mut buf, ds.iter().copied());
+        let st = decode_state(&buf).unwrap();
+        assert_eq!(st.len(), 2);
+        assert_eq!(st.deltas().collect::<Vec<_>>(), ds.to_vec());
+        for n in 0..buf.len() {
+            assert!(decode_state(&buf[..n]).is_err());
+        }
+    }
+
     proptest! {
+        #[test]
+        fn state_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            if let Ok(st) = decode_state(&bytes) {
+                prop_assert_eq!(st.deltas().count(), st.len());
+            }
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             if let Ok(p) = decode(&bytes) {

@@ -146,7 +146,19 @@ async fn agent_self(State(s): State<ApiState>) -> Response {
                 "probes_failed": c.probes_failed.to_string(),
                 "declared_failed": c.declared_failed.to_string(),
                 "send_errors": stats.send_errors.to_string(),
-            }
+                "dropped_decrypt": stats.dropped_decrypt.to_string(),
+                "dropped_plaintext": stats.dropped_plaintext.to_string(),
+                "dropped_quic": stats.dropped_quic.to_string(),
+                "dropped_untrusted_events": c.dropped_untrusted_events.to_string(),
+            },
+            "push_pull": s.gossip.quic().map(|q| {
+                let st = &q.stats;
+                json!({
+                    "served": st.served.load(std::sync::atomic::Ordering::Relaxed).to_string(),
+                    "refused_busy": st.refused_busy.load(std::sync::atomic::Ordering::Relaxed).to_string(),
+                    "failed_in": st.failed_in.load(std::sync::atomic::Ordering::Relaxed).to_string(),
+                })
+            }),
         }
     });
     axum::Json(body).into_response()

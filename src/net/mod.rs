@@ -2,4 +2,7 @@
 
 pub mod batch;
 pub mod crypto;
+pub mod mux;
+pub mod quic;
+pub mod tls;
 pub mod udp;

@@ -12,9 +12,12 @@ use std::path::PathBuf;
 
 use super::batch::RecvBatch;
 use super::crypto::{self, Keyring};
+use super::mux;
+use super::quic::Quic;
 use crate::gossip::core::JOIN_ATTEMPTS;
 use crate::gossip::{Core, Event, Stats, tags, wire};
 use crate::table::MemberTable;
+use std::sync::OnceLock;
 
 /// Upper bound on a graceful leave.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,6 +45,8 @@ pub struct DriverStats {
     pub dropped_decrypt: u64,
     /// Plaintext datagrams refused because `encrypt_verify_incoming` is on.
     pub dropped_plaintext: u64,
+    /// QUIC datagrams dropped because the QUIC queue was full or QUIC is off.
+    pub dropped_quic: u64,
 }
 
 /// Gossip encryption settings of a driver.
@@ -117,6 +122,15 @@ enum Command {
     ListKeys {
         reply: oneshot::Sender<Vec<Vec<u8>>>,
     },
+    ExportState {
+        reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    },
+    ImportState {
+        from: SocketAddr,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
+    Joined,
 }
 
 /// Cheap, cloneable handle the agent uses to command a running driver.
@@ -124,13 +138,74 @@ enum Command {
 pub struct GossipHandle {
     tx: mpsc::Sender<Command>,
     changes: watch::Receiver<u64>,
+    quic: Arc<OnceLock<Arc<Quic>>>,
 }
 
 const GONE: &str = "gossip layer has shut down";
 
 impl GossipHandle {
-    /// Joins the cluster through `addr`; succeeds once that member sent its state back.
+    /// Attaches the QUIC endpoint: joins and periodic exchanges then use stream push/pull.
+    pub fn set_quic(&self, quic: Arc<Quic>) {
+        let _ = self.quic.set(quic);
+    }
+
+    /// The QUIC endpoint, if attached.
+    pub fn quic(&self) -> Option<&Arc<Quic>> {
+        self.quic.get()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| GONE.to_string())?;
+        rx.await.map_err(|_| GONE.to_string())
+    }
+
+    /// Full-state exchange with `addr` over QUIC; returns how many entries they sent.
+    pub async fn push_pull(&self, addr: SocketAddr) -> Result<usize, String> {
+        let quic = self
+            .quic
+            .get()
+            .ok_or("QUIC push/pull is not enabled")?
+            .clone();
+        let ours = self.ask(|reply| Command::ExportState { reply }).await??;
+        let theirs = quic.exchange(addr, &ours).await?;
+        self.ask(|reply| Command::ImportState {
+            from: addr,
+            bytes: theirs,
+            reply,
+        })
+        .await?
+    }
+
+    /// Answers a peer's push/pull: merges their state, returns ours.
+    pub async fn answer_push_pull(
+        &self,
+        from: SocketAddr,
+        theirs: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        self.ask(|reply| Command::ImportState {
+            from,
+            bytes: theirs,
+            reply,
+        })
+        .await??;
+        self.ask(|reply| Command::ExportState { reply }).await?
+    }
+
+    /// Joins the cluster through `addr`: one full-state push/pull over QUIC when enabled (the joiner
+    /// learns every member in one exchange), else the datagram exchange. Succeeds once their state arrived.
     pub async fn join(&self, addr: SocketAddr) -> Result<(), String> {
+        if self.quic.get().is_some() {
+            self.push_pull(addr).await?;
+            return self
+                .tx
+                .send(Command::Joined)
+                .await
+                .map_err(|_| GONE.to_string());
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Join { addr, reply })
@@ -204,7 +279,7 @@ struct PendingLeave {
 /// Owns the core and the socket; run it with [`UdpDriver::run`].
 pub struct UdpDriver {
     core: Core,
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     table: Arc<MemberTable>,
     rx: mpsc::Receiver<Command>,
     changes: watch::Sender<u64>,
@@ -213,6 +288,11 @@ pub struct UdpDriver {
     recv: RecvBatch,
     buf: Vec<u8>,
     sealed: Vec<u8>,
+    quic_tx: Option<mpsc::Sender<(SocketAddr, Vec<u8>)>>,
+    quic_dropped: u64,
+    /// For push/pull tasks the driver starts itself; weak, so dropping every handle still stops it.
+    weak: mpsc::WeakSender<Command>,
+    quic: Arc<OnceLock<Arc<Quic>>>,
     dropped_truncated: u64,
     send_errors: u64,
     security: Security,
@@ -225,11 +305,13 @@ impl UdpDriver {
     /// Wires a core to a bound socket and a table; returns the driver and its handle.
     pub fn new(
         core: Core,
-        socket: UdpSocket,
+        socket: Arc<UdpSocket>,
         table: Arc<MemberTable>,
         security: Security,
+        quic_tx: Option<mpsc::Sender<(SocketAddr, Vec<u8>)>>,
     ) -> (Self, GossipHandle) {
         let (tx, rx) = mpsc::channel(64);
+        let quic = Arc::new(OnceLock::new());
         let (changes_tx, changes_rx) = watch::channel(table.snapshot().index);
         let mtu = core.config().mtu;
         let d = UdpDriver {
@@ -243,6 +325,10 @@ impl UdpDriver {
             recv: RecvBatch::new(wire::MAX_DATAGRAM),
             buf: Vec::with_capacity(mtu.max(wire::MAX_DATAGRAM)),
             sealed: Vec::with_capacity(mtu.max(wire::MAX_DATAGRAM) + crypto::OVERHEAD),
+            quic_tx,
+            quic_dropped: 0,
+            weak: tx.downgrade(),
+            quic: quic.clone(),
             dropped_truncated: 0,
             send_errors: 0,
             security,
@@ -255,6 +341,7 @@ impl UdpDriver {
             GossipHandle {
                 tx,
                 changes: changes_rx,
+                quic,
             },
         )
     }
@@ -320,6 +407,16 @@ impl UdpDriver {
                     self.dropped_truncated += 1;
                     continue;
                 }
+                if data.first().is_some_and(|b| mux::is_quic(*b)) {
+                    let sent = self
+                        .quic_tx
+                        .as_ref()
+                        .is_some_and(|q| q.try_send((from, data.to_vec())).is_ok());
+                    if !sent {
+                        self.quic_dropped += 1;
+                    }
+                    continue;
+                }
                 let sec = &mut self.security;
                 let sealed = data.first() == Some(&crypto::SEALED_VERSION);
                 match (&mut sec.keyring, sealed) {
@@ -373,6 +470,62 @@ impl UdpDriver {
                 self.dropped_plaintext
             );
         }
+    }
+
+    /// Our full state, sealed with the gossip key when encrypting (push/pull is as protected as gossip).
+    fn export_state(&mut self) -> Result<Vec<u8>, String> {
+        let mut plain = Vec::new();
+        self.core.encode_state(&mut plain);
+        match &self.security.keyring {
+            Some(ring) if self.security.verify_outgoing => {
+                let mut out = Vec::with_capacity(plain.len() + crypto::OVERHEAD);
+                ring.seal(&plain, &mut out)?;
+                Ok(out)
+            }
+            _ => Ok(plain),
+        }
+    }
+
+    fn import_state(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        mut bytes: Vec<u8>,
+    ) -> Result<usize, String> {
+        let sealed = bytes.first() == Some(&crypto::SEALED_VERSION);
+        let sec = &mut self.security;
+        let plain: &[u8] = match (&mut sec.keyring, sealed) {
+            (Some(ring), true) => ring
+                .open(&mut bytes)
+                .map_err(|_| "state from {from}: no installed key opens it".to_string())?,
+            (None, true) => {
+                return Err(format!(
+                    "state from {from} is encrypted but this agent has no key"
+                ));
+            }
+            (Some(_), false) if sec.verify_incoming => {
+                return Err(format!(
+                    "state from {from} is not encrypted (encrypt_verify_incoming)"
+                ));
+            }
+            (_, false) => &bytes,
+        };
+        self.core
+            .merge_state(now, from, plain)
+            .map_err(|e| format!("state from {from}: {e}"))
+    }
+
+    fn start_push_pull(&mut self, addr: SocketAddr) {
+        let Some(tx) = self.weak.upgrade() else {
+            return;
+        };
+        let (changes, quic) = (self.changes.subscribe(), self.quic.clone());
+        let handle = GossipHandle { tx, changes, quic };
+        tokio::spawn(async move {
+            if let Err(e) = handle.push_pull(addr).await {
+                tracing::debug!("periodic push/pull with {addr} failed: {e}");
+            }
+        });
     }
 
     fn apply_key_op(&mut self, op: KeyOp, key: &[u8]) -> Result<(), String> {
@@ -442,6 +595,7 @@ impl UdpDriver {
                     send_errors: self.send_errors,
                     dropped_decrypt: self.dropped_decrypt,
                     dropped_plaintext: self.dropped_plaintext,
+                    dropped_quic: self.quic_dropped,
                 });
             }
             Command::Keyring { op, key, reply } => {
@@ -452,6 +606,13 @@ impl UdpDriver {
                 });
                 let _ = reply.send(r);
             }
+            Command::ExportState { reply } => {
+                let _ = reply.send(self.export_state());
+            }
+            Command::ImportState { from, bytes, reply } => {
+                let _ = reply.send(self.import_state(now, from, bytes));
+            }
+            Command::Joined => self.core.joined(now),
             Command::ListKeys { reply } => {
                 let keys = self
                     .security
@@ -512,6 +673,10 @@ impl UdpDriver {
                 )),
                 Event::User { payload, .. } => {
                     self.on_user_event(&payload);
+                    continue;
+                }
+                Event::PushPull { addr } => {
+                    self.start_push_pull(addr);
                     continue;
                 }
                 Event::Member(_) | Event::Reaped(_) => None,

@@ -1,0 +1,173 @@
+//! Full-state push/pull over QUIC bi-directional streams, multiplexed on the gossip port: bounded
+//! concurrency (excess refused and counted), bounded message size, timeouts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
+use tokio::sync::{Semaphore, mpsc};
+
+use super::mux::MuxSocket;
+use super::tls::{self, TlsSettings};
+use crate::gossip::wire::MAX_STATE;
+
+/// Concurrent push/pulls served; more are refused (memberlist allows 128).
+pub const MAX_CONCURRENT: usize = 128;
+/// Whole-exchange deadline.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest frame accepted (a sealed full state).
+pub const MAX_FRAME: usize = MAX_STATE + 64;
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct QuicStats {
+    /// Exchanges answered.
+    pub served: AtomicU64,
+    /// Connections refused because too many were in progress.
+    pub refused_busy: AtomicU64,
+    /// Incoming exchanges that failed (handshake, certificate, size, timeout, bad state).
+    pub failed_in: AtomicU64,
+}
+
+/// The agent's QUIC endpoint.
+pub struct Quic {
+    endpoint: quinn::Endpoint,
+    server_name: String,
+    limit: Arc<Semaphore>,
+    /// Counters.
+    pub stats: QuicStats,
+}
+
+async fn read_frame(r: &mut quinn::RecvStream) -> Result<Vec<u8>, String> {
+    let n = r
+        .read_u32()
+        .await
+        .map_err(|e| format!("reading frame length: {e}"))? as usize;
+    if n > MAX_FRAME {
+        return Err(format!(
+            "frame of {n} bytes exceeds the {MAX_FRAME}-byte limit"
+        ));
+    }
+    let mut buf = vec![0u8; n];
+    r.read_exact(&mut buf)
+        .await
+        .map_err(|e| format!("reading frame: {e}"))?;
+    Ok(buf)
+}
+
+async fn write_frame(w: &mut quinn::SendStream, data: &[u8]) -> Result<(), String> {
+    w.write_u32(data.len() as u32)
+        .await
+        .map_err(|e| format!("writing frame: {e}"))?;
+    w.write_all(data)
+        .await
+        .map_err(|e| format!("writing frame: {e}"))?;
+    w.finish().map_err(|e| format!("finishing stream: {e}"))
+}
+
+impl Quic {
+    /// Opens the endpoint on the shared gossip socket; `incoming` carries the QUIC datagrams.
+    pub fn new(
+        io: Arc<UdpSocket>,
+        incoming: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+        settings: &TlsSettings,
+        server_name: String,
+    ) -> Result<Arc<Self>, String> {
+        let (sc, cc) = tls::quic_configs(settings)?;
+        let mux = MuxSocket::new(io, incoming);
+        let mut ecfg = quinn::EndpointConfig::default();
+        // The port is shared with gossip and demultiplexed on the QUIC fixed bit (0x40): it must
+        // never be greased away (RFC 9287).
+        ecfg.grease_quic_bit(false);
+        let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
+            ecfg,
+            Some(sc),
+            Arc::new(mux),
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| format!("QUIC endpoint: {e}"))?;
+        endpoint.set_default_client_config(cc);
+        Ok(Arc::new(Quic {
+            endpoint,
+            server_name,
+            limit: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+            stats: QuicStats::default(),
+        }))
+    }
+
+    /// Sends `ours` to `addr` and returns their state.
+    pub async fn exchange(&self, addr: SocketAddr, ours: &[u8]) -> Result<Vec<u8>, String> {
+        let work = async {
+            let conn = self
+                .endpoint
+                .connect(addr, &self.server_name)
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            write_frame(&mut send, ours).await?;
+            let theirs = read_frame(&mut recv).await?;
+            conn.close(0u32.into(), b"done");
+            Ok(theirs)
+        };
+        tokio::time::timeout(TIMEOUT, work)
+            .await
+            .map_err(|_| format!("push/pull with {addr} timed out after {TIMEOUT:?}"))?
+    }
+
+    /// Answers incoming push/pulls with `answer(from, their_state) -> our_state` until the endpoint closes.
+    pub fn serve<F, Fut>(self: &Arc<Self>, answer: F)
+    where
+        F: Fn(SocketAddr, Vec<u8>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Vec<u8>, String>> + Send,
+    {
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = me.endpoint.accept().await {
+                let Ok(permit) = me.limit.clone().try_acquire_owned() else {
+                    me.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+                    incoming.refuse();
+                    continue;
+                };
+                let (me2, answer) = (me.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let from = incoming.remote_address();
+                    let r = tokio::time::timeout(TIMEOUT, Self::serve_one(incoming, answer)).await;
+                    match r {
+                        Ok(Ok(())) => {
+                            me2.stats.served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Err(e)) => {
+                            me2.stats.failed_in.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!("push/pull from {from} rejected: {e}");
+                        }
+                        Err(_) => {
+                            me2.stats.failed_in.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!("push/pull from {from} timed out");
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+        });
+    }
+
+    async fn serve_one<F, Fut>(incoming: quinn::Incoming, answer: F) -> Result<(), String>
+    where
+        F: Fn(SocketAddr, Vec<u8>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
+    {
+        let from = incoming.remote_address();
+        let conn = incoming.await.map_err(|e| format!("handshake: {e}"))?;
+        let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let theirs = read_frame(&mut recv).await?;
+        let ours = answer(from, theirs).await?;
+        write_frame(&mut send, &ours).await?;
+        // Let the peer read everything before the connection goes away.
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+        Ok(())
+    }
+}
