@@ -1,6 +1,7 @@
 //! `loadgen`: thousands of in-process murmur gossip cores on loopback UDP or a simulated network,
 //! timing convergence, dissemination and failure detection.
 
+mod announce;
 mod cluster;
 mod measure;
 mod report;
@@ -166,6 +167,12 @@ fn run() -> Result<(), String> {
         && !a.ip().is_loopback()
     {
         return Err("--join must be a loopback address".into());
+    }
+    if scenario == "announce" {
+        let agent = opts.join.ok_or("announce needs --join AGENT_ADDR")?;
+        let bind = cluster::udp_addr(0, num(&p, "port", 17946)?);
+        println!("{}", announce::run(agent, bind, nodes, opts.duration)?);
+        return Ok(());
     }
     let mut cluster: Box<dyn Cluster> = match net.as_str() {
         "sim" => {

@@ -1,0 +1,64 @@
+//! `--scenario announce`: fills one outside agent's member table with N synthetic members that all
+//! live behind a single loopback socket, answering the agent's probes for every one of them. Used by
+//! perf/dns-bench.sh, which needs an agent that knows thousands of members without the O(N^2) cost of
+//! running that many full gossip nodes on the same two cores.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use murmur::gossip::wire::{self, Delta, Message};
+
+use crate::measure::node_name;
+
+/// Announces `n` members to `agent` from `bind`, then answers probes until `duration` has passed.
+pub fn run(agent: SocketAddr, bind: SocketAddr, n: usize, duration: Duration) -> Result<String, String> {
+    let sock = UdpSocket::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    let me = sock.local_addr().map_err(|e| e.to_string())?;
+    let tags = murmur::gossip::tags::encode(&[("role", "node"), ("dc", "dc1")]).map_err(|e| e.to_string())?;
+    let announce = |sock: &UdpSocket| -> Result<usize, String> {
+        let mut sent = 0;
+        let mut i = 0;
+        while i < n {
+            let mut buf = Vec::with_capacity(1400);
+            let at = wire::encode_header(&mut buf, &Message::Gossip);
+            let mut count = 0u16;
+            while i < n && buf.len() < 1300 {
+                let name = node_name(i);
+                wire::encode_delta(&mut buf, &Delta::Alive { name: &name, incarnation: 1, addr: me, tags: &tags });
+                i += 1;
+                count += 1;
+            }
+            wire::set_count(&mut buf, at, count);
+            sock.send_to(&buf, agent).map_err(|e| e.to_string())?;
+            sent += 1;
+            // Pace the burst so the agent's socket buffer never overflows.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(sent)
+    };
+    let packets = announce(&sock)?;
+    let end = Instant::now() + duration;
+    let mut next_refresh = Instant::now() + Duration::from_secs(30);
+    let (mut acks, mut buf, mut out) = (0u64, vec![0u8; 65536], Vec::with_capacity(64));
+    while Instant::now() < end {
+        if Instant::now() >= next_refresh {
+            // Anything the agent lost (or suspected) is restated now and then.
+            announce(&sock)?;
+            next_refresh = Instant::now() + Duration::from_secs(30);
+        }
+        let Ok((len, from)) = sock.recv_from(&mut buf) else { continue };
+        let Ok(p) = wire::decode(&buf[..len]) else { continue };
+        let seq = match p.msg {
+            Message::Ping { seq, .. } | Message::PingReq { seq, .. } => seq,
+            _ => continue,
+        };
+        out.clear();
+        let at = wire::encode_header(&mut out, &Message::Ack { seq });
+        wire::set_count(&mut out, at, 0);
+        let _ = sock.send_to(&out, from);
+        acks += 1;
+    }
+    Ok(format!("announced {n} members in {packets} datagrams from {me}; answered {acks} probes"))
+}
