@@ -202,12 +202,42 @@ fn dns(c: &mut Criterion) {
     g.finish();
 }
 
+fn aead(c: &mut Criterion) {
+    use murmur::net::crypto::Keyring;
+    let mut ring = Keyring::new(&[7u8; 32]).unwrap();
+    let plain = vec![0x5au8; 1400];
+    let mut sealed = Vec::with_capacity(1500);
+    let mut g = c.benchmark_group("aead_1400B");
+    g.throughput(Throughput::Bytes(1400));
+    g.bench_function("seal", |b| {
+        b.iter(|| ring.seal(&plain, &mut sealed).unwrap())
+    });
+    ring.seal(&plain, &mut sealed).unwrap();
+    let mut buf = sealed.clone();
+    g.bench_function("open", |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&sealed);
+            ring.open(&mut buf).map(|p| p.len()).unwrap()
+        })
+    });
+    ring.install(&[9u8; 32]).unwrap();
+    ring.use_key(&[9u8; 32]).unwrap();
+    g.bench_function("open_with_second_key_during_rotation", |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&sealed);
+            ring.open(&mut buf).map(|p| p.len()).unwrap()
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     codec,
     broadcast_queue,
     member_table,
     core_packet,
-    dns
+    dns,
+    aead
 );
 criterion_main!(benches);

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod cli;
 pub mod dns;
 pub mod duration;
+pub mod files;
 pub mod gossip;
 pub mod http;
 pub mod net;

@@ -11,12 +11,18 @@ use murmur::gossip::wire::{self, Delta, Message};
 use crate::measure::node_name;
 
 /// Announces `n` members to `agent` from `bind`, then answers probes until `duration` has passed.
-pub fn run(agent: SocketAddr, bind: SocketAddr, n: usize, duration: Duration) -> Result<String, String> {
+pub fn run(
+    agent: SocketAddr,
+    bind: SocketAddr,
+    n: usize,
+    duration: Duration,
+) -> Result<String, String> {
     let sock = UdpSocket::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .map_err(|e| e.to_string())?;
     let me = sock.local_addr().map_err(|e| e.to_string())?;
-    let tags = murmur::gossip::tags::encode(&[("role", "node"), ("dc", "dc1")]).map_err(|e| e.to_string())?;
+    let tags = murmur::gossip::tags::encode(&[("role", "node"), ("dc", "dc1")])
+        .map_err(|e| e.to_string())?;
     let announce = |sock: &UdpSocket| -> Result<usize, String> {
         let mut sent = 0;
         let mut i = 0;
@@ -26,7 +32,15 @@ pub fn run(agent: SocketAddr, bind: SocketAddr, n: usize, duration: Duration) ->
             let mut count = 0u16;
             while i < n && buf.len() < 1300 {
                 let name = node_name(i);
-                wire::encode_delta(&mut buf, &Delta::Alive { name: &name, incarnation: 1, addr: me, tags: &tags });
+                wire::encode_delta(
+                    &mut buf,
+                    &Delta::Alive {
+                        name: &name,
+                        incarnation: 1,
+                        addr: me,
+                        tags: &tags,
+                    },
+                );
                 i += 1;
                 count += 1;
             }
@@ -48,8 +62,12 @@ pub fn run(agent: SocketAddr, bind: SocketAddr, n: usize, duration: Duration) ->
             announce(&sock)?;
             next_refresh = Instant::now() + Duration::from_secs(30);
         }
-        let Ok((len, from)) = sock.recv_from(&mut buf) else { continue };
-        let Ok(p) = wire::decode(&buf[..len]) else { continue };
+        let Ok((len, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let Ok(p) = wire::decode(&buf[..len]) else {
+            continue;
+        };
         let seq = match p.msg {
             Message::Ping { seq, .. } | Message::PingReq { seq, .. } => seq,
             _ => continue,
@@ -60,5 +78,7 @@ pub fn run(agent: SocketAddr, bind: SocketAddr, n: usize, duration: Duration) ->
         let _ = sock.send_to(&out, from);
         acks += 1;
     }
-    Ok(format!("announced {n} members in {packets} datagrams from {me}; answered {acks} probes"))
+    Ok(format!(
+        "announced {n} members in {packets} datagrams from {me}; answered {acks} probes"
+    ))
 }

@@ -464,7 +464,8 @@ pub fn churn(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     while c.now() < t0 + o.duration {
         if c.now() >= next {
             next += every;
-            let up = up_nodes(c);
+            // Running members that have not already left or crashed.
+            let up: Vec<usize> = up_nodes(c).into_iter().filter(|&i| !rec.gone[i]).collect();
             match rng.below(3) {
                 0 => {
                     let x = c.add_node();

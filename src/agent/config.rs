@@ -321,31 +321,8 @@ pub struct Config {
     pub gossip: GossipConfig,
     /// Node metadata, served in the catalog and as DNS TXT records.
     pub node_meta: Vec<(String, String)>,
-    /// DNS domain, fully qualified (`consul.`).
-    pub domain: String,
-    /// Upstream DNS servers for other names.
-    pub recursors: Vec<String>,
-    /// `dns_config` block.
-    pub dns: DnsSettings,
-}
-
-/// The `dns_config` block.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsSettings {
-    /// TTL of node answers.
-    pub node_ttl: Duration,
-    /// TTL of service answers.
-    pub service_ttl: Duration,
-    /// Answers in a UDP reply without EDNS.
-    pub udp_answer_limit: u32,
-    /// Cap on A/AAAA answers on any transport (0 = none).
-    pub a_record_limit: u32,
-    /// Set TC when a UDP answer was trimmed.
-    pub enable_truncate: bool,
-    /// Drop warning instances too.
-    pub only_passing: bool,
-    /// Node metadata TXT records in the additional section of A answers.
-    pub enable_additional_node_meta_txt: bool,
+    /// DNS settings (`domain`, `recursors`, `dns_config`).
+    pub dns: crate::dns::DnsConfig,
 }
 
 /// Builds the configuration from `murmur agent` flags.
@@ -677,14 +654,28 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
             .and_then(Value::as_bool)
             .unwrap_or(d)
     };
-    let dns = DnsSettings {
+    let recursors = list(v, "recursors")
+        .iter()
+        .map(|r| {
+            r.parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    r.parse::<IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| format!("recursors: {r:?} is not an IP address or IP:port"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let dns = crate::dns::DnsConfig {
+        domain,
+        datacenter: datacenter.clone(),
         node_ttl: get_dur(v, "dns_config.node_ttl").unwrap_or(Duration::ZERO),
         service_ttl: get_dur(v, "dns_config.service_ttl").unwrap_or(Duration::ZERO),
         udp_answer_limit: get_u32(v, "dns_config.udp_answer_limit").unwrap_or(3),
         a_record_limit: get_u32(v, "dns_config.a_record_limit").unwrap_or(0),
         enable_truncate: flag_of("enable_truncate", false),
         only_passing: flag_of("only_passing", false),
-        enable_additional_node_meta_txt: flag_of("enable_additional_node_meta_txt", true),
+        additional_node_meta_txt: flag_of("enable_additional_node_meta_txt", true),
+        recursors,
     };
     Ok(Config {
         node_name,
@@ -731,8 +722,6 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
         ports,
         gossip,
         node_meta,
-        domain,
-        recursors: list(v, "recursors"),
         dns,
     })
 }
@@ -875,7 +864,8 @@ mod tests {
         assert_eq!(c.ports.http, 9000);
         assert_eq!(c.ports.dns, 8601);
         assert_eq!(c.gossip, GossipConfig::local());
-        assert_eq!(c.domain, "consul.");
+        assert_eq!(c.dns.domain, "consul.");
+        assert_eq!(c.dns.datacenter, "east");
         assert_eq!(c.dns.udp_answer_limit, 3);
         let c = load_args(&[
             "-dev",
@@ -885,8 +875,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.node_meta, [("rack".to_string(), "r1".to_string())]);
-        assert_eq!(c.domain, "example.");
-        assert_eq!(c.recursors, ["127.0.0.53"]);
+        assert_eq!(c.dns.domain, "example.");
+        assert_eq!(c.dns.recursors, ["127.0.0.53:53".parse().unwrap()]);
     }
 
     #[test]

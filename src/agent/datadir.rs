@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::entropy;
+use crate::files::write_atomic;
 
 /// An opened, writable data directory.
 #[derive(Debug, Clone)]
@@ -52,14 +53,6 @@ impl DataDir {
             Err(e) => Err(format!("{}: {e}", f.display())),
         }
     }
-}
-
-/// Writes through a temporary file and rename, so a crash never leaves a half-written file.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use tracing::{error, info, warn};
 use super::config::{self, Config};
 use super::datadir::DataDir;
 use super::{entropy, flags};
-use crate::dns::DnsConfig;
 use crate::dns::server::{DnsServer, DnsStats};
 use crate::dns::services::ServersCatalog;
 use crate::gossip::{Core, Identity, tags};
@@ -150,7 +149,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     };
     let dns_addr = SocketAddr::new(cfg.client_addr, cfg.ports.dns);
     let dns = DnsServer {
-        cfg: Arc::new(dns_config(&cfg)?),
+        cfg: Arc::new(cfg.dns.clone()),
         table: table.clone(),
         services: Arc::new(ServersCatalog::new(table.clone())),
         stats: Arc::new(DnsStats::default()),
@@ -294,30 +293,6 @@ fn security(cfg: &Config, node_id: &str) -> Result<Security, String> {
         verify_outgoing: cfg.encrypt_verify_outgoing,
         keyring_file,
         base_tags: member_tags(cfg, node_id),
-    })
-}
-
-fn dns_config(cfg: &Config) -> Result<DnsConfig, String> {
-    let recursors = cfg
-        .recursors
-        .iter()
-        .map(|r| {
-            r.parse::<SocketAddr>()
-                .or_else(|_| r.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-                .map_err(|_| format!("recursors: {r:?} is not an IP address or IP:port"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(DnsConfig {
-        domain: cfg.domain.clone(),
-        datacenter: cfg.datacenter.clone(),
-        node_ttl: cfg.dns.node_ttl,
-        service_ttl: cfg.dns.service_ttl,
-        udp_answer_limit: cfg.dns.udp_answer_limit,
-        a_record_limit: cfg.dns.a_record_limit,
-        enable_truncate: cfg.dns.enable_truncate,
-        only_passing: cfg.dns.only_passing,
-        additional_node_meta_txt: cfg.dns.enable_additional_node_meta_txt,
-        recursors,
     })
 }
 

@@ -1033,58 +1033,53 @@ impl Core {
     }
 
     fn on_dead(&mut self, now: Instant, i: usize, inc: u32, from: &str) {
+        let m = &self.entries[i].m;
+        if i != 0 && (inc < m.incarnation || !m.state.is_live()) {
+            return;
+        }
+        self.mark_gone(now, i, State::Dead, inc, from);
+    }
+
+    fn on_left(&mut self, now: Instant, i: usize, inc: u32) {
+        let m = &self.entries[i].m;
+        if i != 0 && (inc < m.incarnation || m.state == State::Left) {
+            return;
+        }
+        self.mark_gone(now, i, State::Left, inc, "");
+    }
+
+    /// Moves member `i` to `Dead` or `Left`, schedules its reaping and spreads the news; about
+    /// ourselves it is a claim to refute (unless we are leaving).
+    fn mark_gone(&mut self, now: Instant, i: usize, state: State, inc: u32, from: &str) {
         if i == 0 {
             if !self.leaving && inc >= self.entries[0].m.incarnation {
                 self.refute(inc);
             }
             return;
         }
-        let m = &self.entries[i].m;
-        if inc < m.incarnation || !m.state.is_live() {
-            return;
-        }
-        self.set_state(now, i, State::Dead, inc);
+        self.set_state(now, i, state, inc);
         let e = &self.entries[i];
         let (name, token) = (e.m.name.clone(), e.token);
-        self.timers.push(
-            now + self.cfg.reconnect_timeout,
-            Timer::Reap(name.clone(), token),
-        );
-        self.enqueue(
-            i,
+        let keep = if state == State::Dead {
+            self.cfg.reconnect_timeout
+        } else {
+            self.cfg.tombstone_timeout
+        };
+        self.timers
+            .push(now + keep, Timer::Reap(name.clone(), token));
+        let d = if state == State::Dead {
             Delta::Dead {
                 name: &name,
                 incarnation: inc,
                 from,
-            },
-        );
-    }
-
-    fn on_left(&mut self, now: Instant, i: usize, inc: u32) {
-        if i == 0 {
-            if !self.leaving && inc >= self.entries[0].m.incarnation {
-                self.refute(inc);
             }
-            return;
-        }
-        let m = &self.entries[i].m;
-        if inc < m.incarnation || m.state == State::Left {
-            return;
-        }
-        self.set_state(now, i, State::Left, inc);
-        let e = &self.entries[i];
-        let (name, token) = (e.m.name.clone(), e.token);
-        self.timers.push(
-            now + self.cfg.tombstone_timeout,
-            Timer::Reap(name.clone(), token),
-        );
-        self.enqueue(
-            i,
+        } else {
             Delta::Left {
                 name: &name,
                 incarnation: inc,
-            },
-        );
+            }
+        };
+        self.enqueue(i, d);
     }
 
     fn on_suspicion_timer(&mut self, now: Instant, name: &str, token: u64) {

@@ -220,15 +220,9 @@ pub fn load(path: &Path) -> Result<Option<Keyring>, String> {
 
 /// Persists the keyring atomically.
 pub fn save(path: &Path, ring: &Keyring) -> Result<(), String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
     let keys: Vec<String> = ring.keys().iter().map(|k| key_text(k)).collect();
     let text = serde_json::to_string(&keys).expect("strings serialize");
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("writing {}: {e}", path.display()))
+    crate::files::write_atomic(path, text.as_bytes())
 }
 
 #[cfg(test)]
