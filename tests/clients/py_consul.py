@@ -1,0 +1,85 @@
+"""Drives two real murmur agents with the py-consul client library (Consul's Python client).
+
+Usage: python3 tests/clients/py_consul.py path/to/murmur
+Exit code 0 when every call behaves as it does against Consul.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import consul
+
+
+def wait(cond, limit=15.0):
+    end = time.time() + limit
+    while time.time() < end:
+        try:
+            if cond():
+                return True
+        except Exception:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def main():
+    binary = sys.argv[1]
+    tmp = tempfile.mkdtemp(prefix="murmur-pyconsul-")
+    procs = []
+    try:
+        for name, ip, extra in [("py-one", "127.0.17.1", ["-server", "-bootstrap-expect=1"]),
+                                ("py-two", "127.0.17.2", [])]:
+            procs.append(subprocess.Popen(
+                [binary, "agent", f"-node={name}", f"-bind={ip}", f"-client={ip}",
+                 f"-data-dir={os.path.join(tmp, name)}"] + extra,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        one = consul.Consul(host="127.0.17.1", port=8500)
+        two = consul.Consul(host="127.0.17.2", port=8500)
+        assert wait(lambda: one.agent.self()["Config"]["NodeName"] == "py-one")
+        assert wait(lambda: two.agent.self()["Config"]["NodeName"] == "py-two")
+
+        assert two.agent.join("127.0.17.1") is True
+        assert wait(lambda: len(one.agent.members()) == 2)
+        members = {m["Name"]: m for m in two.agent.members()}
+        assert members["py-one"]["Tags"]["role"] == "consul", members
+        assert members["py-two"]["Tags"]["role"] == "node", members
+        assert members["py-one"]["Status"] == 1
+
+        index, nodes = one.catalog.nodes()
+        assert int(index) >= 1, index
+        assert sorted(n["Node"] for n in nodes) == ["py-one", "py-two"], nodes
+        assert {n["Node"]: n["Address"] for n in nodes}["py-two"] == "127.0.17.2"
+
+        index, node = one.catalog.node("py-one")
+        assert node["Node"]["Datacenter"] == "dc1", node
+        assert node["Services"]["consul"]["Port"] == 8300, node
+        _, missing = one.catalog.node("nobody")
+        assert missing is None
+
+        assert one.status.leader() == "127.0.17.1:8300"
+        assert one.status.peers() == ["127.0.17.1:8300"]
+
+        # Blocking query: returns with a newer index after a change.
+        index, _ = one.catalog.nodes()
+        try:
+            two.agent.force_leave("nobody-here")
+            raise AssertionError("force-leave of an unknown node must fail")
+        except consul.ConsulException as e:
+            assert "500" in str(e), e
+        assert two.agent.leave() is True
+        index2, nodes2 = one.catalog.nodes(index=index, wait="10s")
+        assert int(index2) > int(index), (index, index2)
+        assert wait(lambda: {m["Name"]: m["Status"] for m in one.agent.members()}["py-two"] == 3)
+        print("py-consul: all calls behaved as against Consul")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
