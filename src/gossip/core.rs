@@ -13,6 +13,7 @@ use super::awareness::Awareness;
 use super::broadcast::BroadcastQueue;
 use super::config::GossipConfig;
 use super::member::{Member, State};
+use super::name_key::NameKey;
 use super::rng::Rng;
 use super::suspicion::Suspicion;
 use super::tags;
@@ -220,7 +221,7 @@ pub struct Core {
     me: Arc<str>,
     /// `entries[0]` is the local node.
     entries: Vec<Entry>,
-    index: HashMap<Arc<str>, usize>,
+    index: HashMap<NameKey, usize>,
     live: usize,
     /// Entry indices in probe order (rebuilt and reshuffled each round, and whenever a reap moves indices).
     probe_list: Vec<u32>,
@@ -278,7 +279,7 @@ impl Core {
                 token: 0,
                 suspicion: None,
             }],
-            index: HashMap::from_iter([(me, 0)]),
+            index: HashMap::from_iter([(NameKey::new(&me), 0)]),
             live: 1,
             probe_list: Vec::new(),
             empty_tags: Arc::from(&[][..]),
@@ -646,7 +647,7 @@ impl Core {
                     // Buddy system: tell a suspect it is suspected so it can refute at once.
                     let mut n = 0;
                     if self.cfg.lifeguard
-                        && let Some(&i) = self.index.get(target)
+                        && let Some(&i) = self.index.get(&**target)
                     {
                         let m = &self.entries[i].m;
                         if m.state == State::Suspect {
@@ -907,7 +908,7 @@ impl Core {
                 suspicion: None,
             });
             let i = self.entries.len() - 1;
-            self.index.insert(name, i);
+            self.index.insert(NameKey::new(&name), i);
             self.live += 1;
             // Probed within this round, at a random place in what is left of it (O(1): append and swap).
             let lo = self.probe_idx.min(self.probe_list.len());
@@ -1116,7 +1117,7 @@ impl Core {
         self.probe_idx = 0;
         if i < self.entries.len() {
             let moved = self.entries[i].m.name.clone();
-            self.index.insert(moved, i);
+            self.index.insert(NameKey::new(&moved), i);
         }
         self.events.push_back(Event::Reaped(gone.m.name));
     }
@@ -1187,7 +1188,7 @@ impl Core {
                 1
             };
             self.awareness.apply(delta);
-            if let Some(&i) = self.index.get(&p.target) {
+            if let Some(&i) = self.index.get(&*p.target) {
                 let m = &self.entries[i].m;
                 if m.state.is_live() {
                     let (inc, me) = (m.incarnation, self.me.clone());
@@ -1242,7 +1243,7 @@ impl Core {
         let Some(p) = self.probe.as_ref().filter(|p| p.seq == seq) else {
             return;
         };
-        let Some(&ti) = self.index.get(&p.target) else {
+        let Some(&ti) = self.index.get(&*p.target) else {
             return;
         };
         let (target, addr) = (p.target.clone(), self.entries[ti].m.addr);

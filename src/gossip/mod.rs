@@ -5,6 +5,7 @@ pub mod broadcast;
 pub mod config;
 pub mod core;
 pub mod member;
+pub mod name_key;
 pub mod rng;
 pub mod suspicion;
 pub mod tags;
