@@ -497,7 +497,7 @@ impl UdpDriver {
         let plain: &[u8] = match (&mut sec.keyring, sealed) {
             (Some(ring), true) => ring
                 .open(&mut bytes)
-                .map_err(|_| "state from {from}: no installed key opens it".to_string())?,
+                .map_err(|_| format!("state from {from}: no installed key opens it"))?,
             (None, true) => {
                 return Err(format!(
                     "state from {from} is encrypted but this agent has no key"
