@@ -214,6 +214,18 @@ fn wait_seen(
     false
 }
 
+/// Times until 50%, 99% and 100% of `total` observers had seen something.
+fn spread_figures(
+    sorted: &[Duration],
+    total: usize,
+) -> (Option<Duration>, Option<Duration>, Option<Duration>) {
+    (
+        time_to_fraction(sorted, total, 0.5),
+        time_to_fraction(sorted, total, 0.99),
+        time_to_fraction(sorted, total, 1.0),
+    )
+}
+
 fn spread_curve(times: &[Duration], total: usize) -> Vec<(f64, f64)> {
     times
         .iter()
@@ -241,9 +253,7 @@ pub fn broadcast(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
             times.remove(p);
         }
     }
-    let p50 = time_to_fraction(&times, observers, 0.5);
-    let p99 = time_to_fraction(&times, observers, 0.99);
-    let p100 = time_to_fraction(&times, observers, 1.0);
+    let (p50, p99, p100) = spread_figures(&times, observers);
     summary.push(format!(
         "new member reached 50% {} / 99% {} / 100% {} of {} nodes",
         fmt(p50),
@@ -338,12 +348,7 @@ pub fn leave(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     let observers = o.nodes - 1;
     wait_seen(c, o, rec, &[v], State::Left, observers, "leave");
     let t = rec.times(v, State::Left, t0);
-    let t: Vec<Duration> = t.into_iter().collect();
-    let (p50, p99, p100) = (
-        time_to_fraction(&t, observers, 0.5),
-        time_to_fraction(&t, observers, 0.99),
-        time_to_fraction(&t, observers, 1.0),
-    );
+    let (p50, p99, p100) = spread_figures(&t, observers);
     summary.push(format!(
         "leave seen by 50% {} / 99% {} / 100% {}",
         fmt(p50),
