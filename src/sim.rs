@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::gossip::rng::Rng;
 use crate::gossip::timers::TimerHeap;
-use crate::gossip::{Core, Event, GossipConfig, Identity};
+use crate::gossip::{Core, Event, GossipConfig, Identity, Roster};
+use std::sync::Arc;
 
 /// Network behaviour of the simulation.
 #[derive(Debug, Clone)]
@@ -59,6 +60,8 @@ pub struct Sim {
     /// Network behaviour, changeable between steps.
     pub net: NetModel,
     nodes: Vec<SimNode>,
+    /// Names interned once for every node (each core keeps its own view).
+    roster: Arc<Roster>,
     by_addr: HashMap<SocketAddr, usize>,
     work: TimerHeap<Work>,
     rng: Rng,
@@ -86,6 +89,7 @@ impl Sim {
             start: now,
             net,
             nodes: Vec::new(),
+            roster: Roster::new(),
             by_addr: HashMap::new(),
             work: TimerHeap::default(),
             rng: Rng::new(seed),
@@ -112,7 +116,8 @@ impl Sim {
             incarnation: 0,
         };
         let seed = self.rng.next_u64();
-        let core = Core::new(cfg, id, self.now, seed).expect("valid simulated node");
+        let core = Core::with_roster(cfg, id, self.now, seed, self.roster.clone())
+            .expect("valid simulated node");
         self.nodes.push(SimNode {
             core,
             up: true,
@@ -134,7 +139,8 @@ impl Sim {
             incarnation: 0,
         };
         let seed = self.rng.next_u64();
-        self.nodes[i].core = Core::new(cfg, id, self.now, seed).expect("valid simulated node");
+        self.nodes[i].core = Core::with_roster(cfg, id, self.now, seed, self.roster.clone())
+            .expect("valid simulated node");
         self.nodes[i].up = true;
         self.schedule(i);
     }

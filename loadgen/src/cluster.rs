@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use murmur::gossip::{Core, Event, GossipConfig, Identity, State};
+use murmur::gossip::view::Slot;
+use murmur::gossip::{Core, Event, GossipConfig, Identity, Roster, State, View};
 use murmur::sim::{NetModel, Sim};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -48,6 +49,17 @@ pub trait Cluster {
     fn lag(&self) -> Option<&LagHistogram>;
     /// Subjects whose every state change must be reported (others: only `Dead`/`Suspect`).
     fn set_watched(&mut self, watched: &[usize]);
+    /// Gives every node the full membership at once (all alive), sharing one view copy-on-write.
+    fn preform(&mut self);
+}
+
+/// One view holding every given local slot, alive.
+fn full_view<'a>(slots: impl Iterator<Item = &'a Slot>) -> View {
+    let mut v = View::default();
+    for s in slots {
+        v.insert(s.clone());
+    }
+    v
 }
 
 fn observe_event(ev: &Event, watched: &[usize], mut f: impl FnMut(usize, State)) {
@@ -139,10 +151,17 @@ impl Cluster for SimCluster {
     fn set_watched(&mut self, watched: &[usize]) {
         self.watched = watched.to_vec();
     }
+    fn preform(&mut self) {
+        let view = full_view((0..self.sim.len()).map(|i| self.sim.node(i).core.local_slot()));
+        for i in 0..self.sim.len() {
+            self.sim.node_mut(i).core.adopt_view(&view);
+        }
+    }
 }
 
 enum Cmd {
     Join(SocketAddr),
+    Adopt(Arc<View>),
     Leave,
     Crash,
     Stall(Duration),
@@ -164,6 +183,8 @@ struct UdpNode {
     cmd: mpsc::UnboundedSender<Cmd>,
     live: Arc<AtomicUsize>,
     up: bool,
+    /// The node's own slot as it started (for [`Cluster::preform`]).
+    local: Slot,
 }
 
 /// Address of virtual node `i` on loopback (127.1.x.y, one IP per node, fixed port).
@@ -184,6 +205,7 @@ pub struct UdpCluster {
     shared: Arc<Shared>,
     nodes: Vec<UdpNode>,
     cfg: GossipConfig,
+    roster: Arc<Roster>,
     port: u16,
     seed: u64,
 }
@@ -211,6 +233,7 @@ impl UdpCluster {
             }),
             nodes: Vec::new(),
             cfg,
+            roster: Roster::new(),
             port,
             seed,
         })
@@ -247,6 +270,11 @@ async fn node_task(
     let mut rbuf = vec![0u8; murmur::gossip::wire::MAX_DATAGRAM + 1];
     let mut rng = murmur::gossip::rng::Rng::new(seed);
     let mut pending = Vec::new();
+    // One timer entry per node, moved when the deadline changes: a fresh `sleep_until` per loop turn
+    // registered and removed a wheel entry for every datagram.
+    let mut armed = None;
+    let sleep = tokio::time::sleep_until(Instant::now().into());
+    tokio::pin!(sleep);
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             return;
@@ -280,22 +308,37 @@ async fn node_task(
         let deadline = core
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        if armed != Some(deadline) {
+            armed = Some(deadline);
+            sleep.as_mut().reset(deadline.into());
+        }
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 Some(Cmd::Join(addr)) => { core.join(Instant::now(), addr); }
+                Some(Cmd::Adopt(view)) => core.adopt_view(&view),
                 Some(Cmd::Leave) => core.leave(Instant::now()),
                 Some(Cmd::Crash) | None => return,
                 Some(Cmd::Stall(d)) => tokio::time::sleep(d).await,
             },
             r = socket.recv_from(&mut rbuf) => {
                 if let Ok((n, from)) = r {
-                    core.handle_packet(Instant::now(), from, &rbuf[..n]);
+                    let now = Instant::now();
+                    core.handle_packet(now, from, &rbuf[..n]);
+                    // Drain what else is queued without another trip through the scheduler (bounded).
+                    for _ in 0..32 {
+                        match socket.try_recv_from(&mut rbuf) {
+                            Ok((n, from)) => core.handle_packet(now, from, &rbuf[..n]),
+                            Err(_) => break,
+                        }
+                    }
                 }
             }
-            _ = tokio::time::sleep_until(deadline.into()) => {
+            _ = &mut sleep => {
                 let now = Instant::now();
                 shared.lag.record(now.saturating_duration_since(deadline));
                 core.handle_timeout(now);
+                // A fired sleep stays ready: re-arm it next turn whatever the deadline.
+                armed = None;
             }
         }
     }
@@ -324,7 +367,15 @@ impl Cluster for UdpCluster {
             incarnation: 0,
         };
         let seed = self.seed.wrapping_mul(31).wrapping_add(i as u64);
-        let core = Core::new(self.cfg.clone(), id, Instant::now(), seed).expect("valid core");
+        let core = Core::with_roster(
+            self.cfg.clone(),
+            id,
+            Instant::now(),
+            seed,
+            self.roster.clone(),
+        )
+        .expect("valid core");
+        let local = core.local_slot().clone();
         let std_sock =
             std::net::UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         std_sock.set_nonblocking(true).expect("nonblocking");
@@ -340,6 +391,7 @@ impl Cluster for UdpCluster {
             cmd: tx,
             live,
             up: true,
+            local,
         });
         i
     }
@@ -398,6 +450,12 @@ impl Cluster for UdpCluster {
     }
     fn set_watched(&mut self, watched: &[usize]) {
         self.shared.watched.store(Arc::new(watched.to_vec()));
+    }
+    fn preform(&mut self) {
+        let view = Arc::new(full_view(self.nodes.iter().map(|n| &n.local)));
+        for n in &self.nodes {
+            let _ = n.cmd.send(Cmd::Adopt(view.clone()));
+        }
     }
 }
 

@@ -107,6 +107,12 @@ const SPEC: &[Flag] = &[
         Arity::One,
         "hold: address of an outside agent to join (e.g. 127.0.0.1:8301).",
     ),
+    f(
+        "start",
+        Arity::One,
+        "join (default: every node joins through three seeds) or converged (every node starts \
+         knowing all others, as a cluster that has run a while; for sizes whose join storm does not fit).",
+    ),
     f("out", Arity::One, "Write the results as JSON to this file."),
     f(
         "plot",
@@ -154,6 +160,11 @@ fn run() -> Result<(), String> {
         duration: Duration::from_secs_f64(num(&p, "duration", 60.0)?),
         churn_rate: num(&p, "churn-rate", 1.0)?,
         seed,
+        converged_start: match p.get("start").unwrap_or("join") {
+            "join" => false,
+            "converged" => true,
+            other => return Err(format!("--start must be join or converged, got {other:?}")),
+        },
         progress: p.is_set("progress") || std::io::IsTerminal::is_terminal(&std::io::stderr()),
         join: p
             .get("join")
@@ -221,8 +232,13 @@ fn run() -> Result<(), String> {
         "timer_lag_p99_ms": lag.map(|l| l.1.as_secs_f64() * 1000.0),
     });
     println!(
-        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={}",
-        cfg.lifeguard
+        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={} start={}",
+        cfg.lifeguard,
+        if opts.converged_start {
+            "converged"
+        } else {
+            "join"
+        }
     );
     for line in &out.summary {
         println!("  {line}");
@@ -248,6 +264,7 @@ fn run() -> Result<(), String> {
     }
     let doc = json!({
         "scenario": scenario, "net": net, "nodes": nodes, "seed": seed, "profile": profile,
+        "start": if opts.converged_start { "converged" } else { "join" },
         "lifeguard": cfg.lifeguard, "results": out.json, "resources": resources,
     });
     if let Some(path) = p.get("out") {

@@ -31,6 +31,8 @@ pub struct Opts {
     pub churn_rate: f64,
     /// Deterministic choices.
     pub seed: u64,
+    /// Start from full membership everywhere instead of joining.
+    pub converged_start: bool,
     /// Print progress to stderr.
     pub progress: bool,
     /// Outside agent to join (hold mode).
@@ -115,6 +117,21 @@ pub fn bootstrap(
     rec.gone.resize(n, false);
     let mut prog = Progress::new(o.progress);
     let t_start = c.now();
+    if o.converged_start {
+        c.preform();
+        // UDP nodes adopt the view in their own tasks: wait until every one has.
+        let deadline = c.now() + o.timeout;
+        while (0..n).any(|i| c.live_view(i) < n) && c.now() < deadline {
+            let step = c.now() + STEP;
+            c.advance(step, rec);
+        }
+        let all = (0..n).all(|i| c.live_view(i) >= n);
+        let json = json!({ "start": "converged", "converged": all });
+        let summary = vec![format!(
+            "started converged: {n} nodes, each knowing all {n} (no join phase)"
+        )];
+        return (json, summary, Vec::new());
+    }
     if let Some(addr) = o.join {
         c.join_addr(0, addr);
     }

@@ -13,11 +13,13 @@ use super::awareness::Awareness;
 use super::broadcast::BroadcastQueue;
 use super::config::GossipConfig;
 use super::member::{Member, State};
-use super::name_key::NameKey;
+use super::probe_order::ProbeOrder;
 use super::rng::Rng;
+use super::roster::{Id, Ident, Roster};
 use super::suspicion::Suspicion;
 use super::tags;
 use super::timers::TimerHeap;
+use super::view::{Slot, View};
 use super::wire::{self, DecodeError, Delta, Message};
 
 /// Who the local node is.
@@ -178,8 +180,8 @@ enum Timer {
     ProbeDirect(u32),
     RelayNack(u32),
     RelayExpire(u32),
-    Suspicion(Arc<str>, u64),
-    Reap(Arc<str>, u64),
+    Suspicion(Id, u32),
+    Reap(Id, u32),
     PushPull,
     Reconnect,
     JoinRetry(u32),
@@ -194,7 +196,8 @@ struct PendingJoin {
 
 struct Probe {
     seq: u32,
-    target: Arc<str>,
+    /// Holding the record keeps the target's id valid while the probe runs.
+    target: Arc<Ident>,
     expected_nacks: u32,
     nacks: u32,
 }
@@ -205,29 +208,22 @@ struct Relay {
     nack: bool,
 }
 
-struct Entry {
-    m: Member,
-    /// Bumped on every state change so stale timers can be recognised.
-    token: u64,
-    // Boxed: only suspects carry one, and every member of every core pays for the inline size.
-    suspicion: Option<Box<Suspicion>>,
-}
+/// Tenths of a second: the resolution of [`Slot::since`].
+const SINCE_UNIT: Duration = Duration::from_millis(100);
 
 /// The gossip state machine of one node.
 pub struct Core {
     cfg: GossipConfig,
     rng: Rng,
     awareness: Awareness,
+    roster: Arc<Roster>,
     me: Arc<str>,
-    /// `entries[0]` is the local node.
-    entries: Vec<Entry>,
-    index: HashMap<NameKey, usize>,
-    live: usize,
-    /// Entry indices in probe order (rebuilt and reshuffled each round, and whenever a reap moves indices).
-    probe_list: Vec<u32>,
-    /// Shared allocation for members without tags.
-    empty_tags: Arc<[u8]>,
-    probe_idx: usize,
+    me_id: Id,
+    view: View,
+    /// Origin of [`Slot::since`].
+    epoch: Instant,
+    /// This probe round's order over ids.
+    probe_order: ProbeOrder,
     probe: Option<Probe>,
     relays: HashMap<u32, Relay>,
     seq: u32,
@@ -235,6 +231,8 @@ pub struct Core {
     out: VecDeque<Out>,
     events: VecDeque<Event>,
     timers: TimerHeap<Timer>,
+    // Boxed and apart from the slots: only suspects carry one.
+    suspicions: HashMap<Id, Box<Suspicion>>,
     leaving: bool,
     joins: Vec<PendingJoin>,
     /// Recently seen user events (origin, id), oldest first, for de-duplication.
@@ -243,20 +241,42 @@ pub struct Core {
     /// Whether the packet being handled may carry user events.
     trusted: bool,
     sync_replies: usize,
-    token: u64,
+    token: u32,
     stats: Stats,
-    picks: Vec<usize>,
+    picks: Vec<Id>,
 }
 
 impl Core {
     /// Creates a core for `id`, starting its timers at `now`; `seed` makes it deterministic.
     pub fn new(cfg: GossipConfig, id: Identity, now: Instant, seed: u64) -> Result<Self, String> {
+        Self::with_roster(cfg, id, now, seed, Roster::new())
+    }
+
+    /// Like [`Core::new`], interning member names in `roster`, which other cores of this process may
+    /// share (each keeps its own view; only names and announced records are shared).
+    pub fn with_roster(
+        cfg: GossipConfig,
+        id: Identity,
+        now: Instant,
+        seed: u64,
+        roster: Arc<Roster>,
+    ) -> Result<Self, String> {
         cfg.validate()?;
         if !wire::valid_name(&id.name) {
             return Err("node name must be 1-255 bytes".into());
         }
         tags::validate(&id.tags).map_err(|e| e.to_string())?;
-        let me: Arc<str> = Arc::from(id.name.as_str());
+        let name = roster.name(&id.name);
+        let me_ident = roster.ident(&name, id.addr, &id.tags, id.incarnation);
+        let me_id = name.id();
+        let mut view = View::default();
+        view.insert(Slot {
+            ident: me_ident,
+            incarnation: id.incarnation,
+            state: State::Alive,
+            token: 0,
+            since: 0,
+        });
         let mut rng = Rng::new(seed);
         let seq = rng.next_u64() as u32;
         let mut core = Core {
@@ -266,24 +286,12 @@ impl Core {
                 1
             }),
             rng,
-            me: me.clone(),
-            entries: vec![Entry {
-                m: Member {
-                    name: me.clone(),
-                    addr: id.addr,
-                    incarnation: id.incarnation,
-                    state: State::Alive,
-                    tags: Arc::from(id.tags),
-                    since: now,
-                },
-                token: 0,
-                suspicion: None,
-            }],
-            index: HashMap::from_iter([(NameKey::new(&me), 0)]),
-            live: 1,
-            probe_list: Vec::new(),
-            empty_tags: Arc::from(&[][..]),
-            probe_idx: 0,
+            me: name.text().clone(),
+            me_id,
+            roster,
+            view,
+            epoch: now,
+            probe_order: ProbeOrder::empty(),
             probe: None,
             relays: HashMap::default(),
             seq,
@@ -291,6 +299,7 @@ impl Core {
             out: VecDeque::new(),
             events: VecDeque::new(),
             timers: TimerHeap::default(),
+            suspicions: HashMap::default(),
             leaving: false,
             joins: Vec::new(),
             seen_events: VecDeque::new(),
@@ -312,29 +321,86 @@ impl Core {
         core.timers.push(now + pp, Timer::PushPull);
         core.timers
             .push(now + core.cfg.reconnect_interval, Timer::Reconnect);
-        core.events
-            .push_back(Event::Member(core.entries[0].m.clone()));
+        core.events.push_back(Event::Member(core.local()));
         Ok(core)
     }
 
-    /// The local member.
-    pub fn local(&self) -> &Member {
-        &self.entries[0].m
+    /// Starts from `view`, a membership known some other way (loadgen begins large runs from one
+    /// converged view that all its cores share copy-on-write). Our own slot in it is replaced by ours.
+    /// No member events are emitted for what the view holds.
+    pub fn adopt_view(&mut self, view: &View) {
+        let me = self.local_slot().clone();
+        self.suspicions.clear();
+        self.view = view.clone();
+        if self
+            .view
+            .get(self.me_id)
+            .is_none_or(|s| !Arc::ptr_eq(&s.ident, &me.ident) || s.state != me.state)
+        {
+            self.view.insert(me);
+        }
+        self.probe_order = ProbeOrder::empty();
     }
 
-    /// Every known member, the local one first.
-    pub fn members(&self) -> impl Iterator<Item = &Member> {
-        self.entries.iter().map(|e| &e.m)
+    /// This core's view of the membership.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// The roster this core interns names in.
+    pub fn roster(&self) -> &Arc<Roster> {
+        &self.roster
+    }
+
+    /// The local member.
+    pub fn local(&self) -> Member {
+        self.member_of(self.local_slot())
+    }
+
+    /// Every known member, in id order.
+    pub fn members(&self) -> impl Iterator<Item = Member> + '_ {
+        self.view.iter().map(|s| self.member_of(s))
     }
 
     /// A member by name.
-    pub fn member(&self, name: &str) -> Option<&Member> {
-        self.index.get(name).map(|&i| &self.entries[i].m)
+    pub fn member(&self, name: &str) -> Option<Member> {
+        self.lookup(name)
+            .and_then(|id| self.view.get(id))
+            .map(|s| self.member_of(s))
+    }
+
+    fn member_of(&self, s: &Slot) -> Member {
+        Member {
+            name: s.ident.name().clone(),
+            addr: s.ident.addr,
+            incarnation: s.incarnation,
+            state: s.state,
+            tags: s.ident.tags.clone(),
+            since: self.epoch + SINCE_UNIT * s.since,
+        }
+    }
+
+    /// The local member's slot.
+    pub fn local_slot(&self) -> &Slot {
+        self.view
+            .get(self.me_id)
+            .expect("the local member is never removed from its own view")
+    }
+
+    /// The id of `name` if this core knows it. Valid while its slot lives: the slot holds the name.
+    fn lookup(&self, name: &str) -> Option<Id> {
+        let id = self.roster.find(name)?.id();
+        self.view.get(id).map(|_| id)
+    }
+
+    fn since(&self, now: Instant) -> u32 {
+        let t = now.saturating_duration_since(self.epoch);
+        (t.as_millis() / SINCE_UNIT.as_millis()).min(u32::MAX as u128) as u32
     }
 
     /// Members currently alive or suspect (including the local node unless it left).
     pub fn num_live(&self) -> usize {
-        self.live
+        self.view.live()
     }
 
     /// Counters.
@@ -393,16 +459,13 @@ impl Core {
         }
         self.leaving = true;
         self.probe = None;
-        let inc = self.entries[0].m.incarnation.saturating_add(1);
-        self.set_state(now, 0, State::Left, inc);
+        let inc = self.local_slot().incarnation.saturating_add(1);
+        self.set_state(now, self.me_id, State::Left, inc);
         let me = self.me.clone();
-        self.enqueue(
-            0,
-            Delta::Left {
-                name: &me,
-                incarnation: inc,
-            },
-        );
+        self.enqueue(Delta::Left {
+            name: &me,
+            incarnation: inc,
+        });
     }
 
     /// True once our `left` announcement went to enough peers (or there is nobody to tell).
@@ -410,7 +473,7 @@ impl Core {
         if !self.leaving {
             return false;
         }
-        let peers = self.live;
+        let peers = self.view.live();
         match self.broadcasts.transmits(&self.me) {
             None => true,
             Some(t) => t as usize >= self.cfg.gossip_nodes.min(peers),
@@ -420,21 +483,19 @@ impl Core {
     /// Replaces the local tags and announces them.
     pub fn set_tags(&mut self, encoded: Vec<u8>) -> Result<(), tags::TagsError> {
         tags::validate(&encoded)?;
-        let me = &mut self.entries[0].m;
-        me.tags = Arc::from(encoded);
-        me.incarnation = me.incarnation.saturating_add(1);
-        self.announce_self();
+        let inc = self.local_slot().incarnation.saturating_add(1);
+        self.reannounce_self(inc, &encoded);
         Ok(())
     }
 
     /// Marks a member `left` cluster-wide. A live member refutes it and stays.
     pub fn force_leave(&mut self, now: Instant, name: &str) -> Result<(), ForceLeaveError> {
-        let &i = self.index.get(name).ok_or(ForceLeaveError::NotFound)?;
-        if i == 0 {
+        let id = self.lookup(name).ok_or(ForceLeaveError::NotFound)?;
+        if id == self.me_id {
             return Err(ForceLeaveError::IsLocal);
         }
-        let inc = self.entries[i].m.incarnation;
-        self.on_left(now, i, inc);
+        let inc = self.view.get(id).map_or(0, |s| s.incarnation);
+        self.on_left(now, id, inc);
         Ok(())
     }
 
@@ -576,12 +637,12 @@ impl Core {
                 Timer::RelayExpire(seq) => {
                     self.relays.remove(&seq);
                 }
-                Timer::Suspicion(name, token) => self.on_suspicion_timer(now, &name, token),
-                Timer::Reap(name, token) => self.reap(&name, token),
+                Timer::Suspicion(id, token) => self.on_suspicion_timer(now, id, token),
+                Timer::Reap(id, token) => self.reap(id, token),
                 Timer::PushPull => {
-                    let every = self.cfg.push_pull_interval_for(self.live);
+                    let every = self.cfg.push_pull_interval_for(self.view.live());
                     self.timers.push(now + every, Timer::PushPull);
-                    self.sync_with_random(|m| m.state.is_live());
+                    self.sync_with_random(|s| s.state.is_live());
                 }
                 Timer::JoinRetry(seq) => {
                     let Some(k) = self.joins.iter().position(|j| j.seq == seq) else {
@@ -599,12 +660,12 @@ impl Core {
                         self.timers.push(now + JOIN_RETRY, Timer::JoinRetry(seq));
                     }
                 }
-                Timer::PostJoinSync => self.sync_with_random(|m| m.state.is_live()),
+                Timer::PostJoinSync => self.sync_with_random(|s| s.state.is_live()),
                 Timer::Reconnect => {
                     self.timers
                         .push(now + self.cfg.reconnect_interval, Timer::Reconnect);
                     // Talking to a failed member is how halves of a healed partition find each other again.
-                    self.sync_with_random(|m| m.state == State::Dead);
+                    self.sync_with_random(|s| s.state == State::Dead);
                 }
             }
         }
@@ -635,7 +696,7 @@ impl Core {
                 return None;
             };
             buf.clear();
-            let limit = self.cfg.retransmit_limit(self.live);
+            let limit = self.cfg.retransmit_limit(self.view.live());
             let mtu = self.cfg.mtu;
             let (dst, at, mut count, piggyback) = match out {
                 Out::Ping {
@@ -647,20 +708,18 @@ impl Core {
                     // Buddy system: tell a suspect it is suspected so it can refute at once.
                     let mut n = 0;
                     if self.cfg.lifeguard
-                        && let Some(&i) = self.index.get(&**target)
+                        && let Some(s) = self.lookup(target).and_then(|id| self.view.get(id))
+                        && s.state == State::Suspect
                     {
-                        let m = &self.entries[i].m;
-                        if m.state == State::Suspect {
-                            wire::encode_delta(
-                                buf,
-                                &Delta::Suspect {
-                                    name: &m.name,
-                                    incarnation: m.incarnation,
-                                    from: &self.me,
-                                },
-                            );
-                            n = 1;
-                        }
+                        wire::encode_delta(
+                            buf,
+                            &Delta::Suspect {
+                                name: target,
+                                incarnation: s.incarnation,
+                                from: &self.me,
+                            },
+                        );
+                        n = 1;
                     }
                     (dst, at, n, true)
                 }
@@ -705,7 +764,7 @@ impl Core {
                     };
                     let at = wire::encode_header(buf, &msg);
                     let (n, next) = self.fill_states(buf, cursor, mtu);
-                    if next < self.entries.len() {
+                    if let Some(next) = next {
                         self.out.push_front(Out::Sync {
                             dst,
                             seq,
@@ -738,20 +797,29 @@ impl Core {
         }
     }
 
-    fn fill_states(&self, buf: &mut Vec<u8>, cursor: usize, mtu: usize) -> (usize, usize) {
-        let mut i = cursor;
+    /// Appends states from `cursor` on (0: ourselves, then id `c - 1` onwards) while they fit in `mtu`;
+    /// returns how many, and where to go on if some are left.
+    fn fill_states(&self, buf: &mut Vec<u8>, cursor: usize, mtu: usize) -> (usize, Option<usize>) {
         let mut n = 0;
-        while i < self.entries.len() {
+        if cursor == 0 {
+            wire::encode_delta(buf, &self.state_delta(self.local_slot()));
+            n = 1;
+        }
+        let from = cursor.saturating_sub(1);
+        for s in self.view.iter_from(from) {
+            let id = s.ident.id();
+            if id == self.me_id {
+                continue;
+            }
             let mark = buf.len();
-            wire::encode_delta(buf, &self.state_delta(&self.entries[i].m));
+            wire::encode_delta(buf, &self.state_delta(s));
             if buf.len() > mtu && n > 0 {
                 buf.truncate(mark);
-                break;
+                return (n, Some(id as usize + 1));
             }
             n += 1;
-            i += 1;
         }
-        (n, i)
+        (n, None)
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -759,60 +827,84 @@ impl Core {
         self.seq
     }
 
-    fn next_token(&mut self) -> u64 {
-        self.token += 1;
+    fn next_token(&mut self) -> u32 {
+        self.token = self.token.wrapping_add(1);
         self.token
     }
 
-    fn enqueue(&mut self, i: usize, d: Delta<'_>) {
-        let name = self.entries[i].m.name.clone();
-        self.broadcasts.push(&name, |b| wire::encode_delta(b, &d));
+    /// Queues a delta about its subject, superseding any older one about the same member.
+    fn enqueue(&mut self, d: Delta<'_>) {
+        self.enqueue_capped(u32::MAX, d);
     }
 
-    fn announce_self(&mut self) {
-        let m = &self.entries[0].m;
-        let (name, inc, addr, tags) = (m.name.clone(), m.incarnation, m.addr, m.tags.clone());
-        self.enqueue(
-            0,
-            Delta::Alive {
-                name: &name,
-                incarnation: inc,
-                addr,
-                tags: &tags,
-            },
-        );
-        self.events
-            .push_back(Event::Member(self.entries[0].m.clone()));
+    fn enqueue_capped(&mut self, cap: u32, d: Delta<'_>) {
+        let subject = match d {
+            Delta::Alive { name, .. }
+            | Delta::Suspect { name, .. }
+            | Delta::Dead { name, .. }
+            | Delta::Left { name, .. } => name,
+            Delta::User { .. } => return,
+        };
+        let key = match self.lookup(subject).and_then(|id| self.view.get(id)) {
+            Some(s) => s.ident.name().clone(),
+            None => Arc::from(subject),
+        };
+        self.broadcasts
+            .push_capped(&key, cap, |b| wire::encode_delta(b, &d));
     }
 
-    fn set_state(&mut self, now: Instant, i: usize, state: State, incarnation: u32) {
+    /// Announces ourselves alive at `inc` with `tags`.
+    fn reannounce_self(&mut self, inc: u32, tags: &[u8]) {
+        let me = self.local_slot();
+        let name = self.roster.name(&self.me);
+        let ident = self.roster.ident(&name, me.ident.addr, tags, inc);
+        let since = me.since;
         let token = self.next_token();
-        let e = &mut self.entries[i];
-        let was_live = e.m.state.is_live();
-        if e.m.state != state {
-            e.m.since = now;
+        self.view.insert(Slot {
+            ident: ident.clone(),
+            incarnation: inc,
+            state: State::Alive,
+            token,
+            since,
+        });
+        self.enqueue(Delta::Alive {
+            name: &self.me.clone(),
+            incarnation: inc,
+            addr: ident.addr,
+            tags: &ident.tags,
+        });
+        self.events.push_back(Event::Member(self.local()));
+    }
+
+    fn set_state(&mut self, now: Instant, id: Id, state: State, incarnation: u32) {
+        let token = self.next_token();
+        let since = self.since(now);
+        let changed = self.view.update(id, |s| {
+            if s.state != state {
+                s.since = since;
+            }
+            s.state = state;
+            s.incarnation = incarnation;
+            s.token = token;
+        });
+        if changed.is_none() {
+            return;
         }
-        e.m.state = state;
-        e.m.incarnation = incarnation;
-        e.token = token;
         if state != State::Suspect {
-            e.suspicion = None;
+            self.suspicions.remove(&id);
         }
-        match (was_live, state.is_live()) {
-            (true, false) => self.live -= 1,
-            (false, true) => self.live += 1,
-            _ => {}
+        if let Some(s) = self.view.get(id) {
+            self.events.push_back(Event::Member(self.member_of(s)));
         }
-        self.events
-            .push_back(Event::Member(self.entries[i].m.clone()));
     }
 
     fn refute(&mut self, inc: u32) {
         self.stats.refutes += 1;
         self.awareness.apply(1);
-        let me = &mut self.entries[0].m;
-        me.incarnation = me.incarnation.max(inc).saturating_add(1);
-        self.announce_self();
+        let me = self.local_slot();
+        let inc = me.incarnation.max(inc).saturating_add(1);
+        let tags = me.ident.tags.clone();
+        self.reannounce_self(inc, &tags);
     }
 
     /// Applies one delta; `sync_from` is the sender when it came in a full-state exchange.
@@ -847,13 +939,13 @@ impl Core {
                 incarnation,
                 from,
             } => {
-                if let Some(&i) = self.index.get(name) {
-                    self.on_dead(now, i, incarnation, from);
+                if let Some(id) = self.lookup(name) {
+                    self.on_dead(now, id, incarnation, from);
                 }
             }
             Delta::Left { name, incarnation } => {
-                if let Some(&i) = self.index.get(name) {
-                    self.on_left(now, i, incarnation);
+                if let Some(id) = self.lookup(name) {
+                    self.on_left(now, id, incarnation);
                 }
             }
             Delta::User {
@@ -865,8 +957,8 @@ impl Core {
                     self.stats.dropped_untrusted_events += 1;
                     return;
                 }
-                let origin: Arc<str> = match self.index.get(origin) {
-                    Some(&i) => self.entries[i].m.name.clone(),
+                let origin: Arc<str> = match self.roster.find(origin) {
+                    Some(n) => n.text().clone(),
                     None => Arc::from(origin),
                 };
                 if self.remember_event(&origin, id) {
@@ -889,42 +981,22 @@ impl Core {
         tags: &[u8],
         news_if_new: bool,
     ) {
-        let Some(&i) = self.index.get(name) else {
-            let name: Arc<str> = Arc::from(name);
-            self.entries.push(Entry {
-                m: Member {
-                    name: name.clone(),
-                    addr,
-                    incarnation: inc,
-                    state: State::Alive,
-                    tags: if tags.is_empty() {
-                        self.empty_tags.clone()
-                    } else {
-                        Arc::from(tags)
-                    },
-                    since: now,
-                },
-                token: 0,
-                suspicion: None,
-            });
-            let i = self.entries.len() - 1;
-            self.index.insert(NameKey::new(&name), i);
-            self.live += 1;
-            // Probed within this round, at a random place in what is left of it (O(1): append and swap).
-            let lo = self.probe_idx.min(self.probe_list.len());
-            self.probe_list.push(i as u32);
-            let at = lo + self.rng.below(self.probe_list.len() - lo);
-            let last = self.probe_list.len() - 1;
-            self.probe_list.swap(at, last);
-            self.events
-                .push_back(Event::Member(self.entries[i].m.clone()));
-            let name = self.entries[i].m.name.clone();
-            let d = Delta::Alive {
-                name: &name,
+        let Some(id) = self.lookup(name) else {
+            let n = self.roster.name(name);
+            let ident = self.roster.ident(&n, addr, tags, inc);
+            let token = self.next_token();
+            let since = self.since(now);
+            self.view.insert(Slot {
+                ident,
                 incarnation: inc,
-                addr,
-                tags,
-            };
+                state: State::Alive,
+                token,
+                since,
+            });
+            // A new member waits for the next probe round (the order is fixed per round).
+            if let Some(s) = self.view.get(n.id()) {
+                self.events.push_back(Event::Member(self.member_of(s)));
+            }
             // Old news gets a small budget: enough to patch holes left by a join race, far from the
             // full retransmit limit that would make every joiner re-send the whole membership.
             let cap = if news_if_new {
@@ -932,77 +1004,76 @@ impl Core {
             } else {
                 SYNC_REPEAT_BUDGET
             };
-            self.broadcasts
-                .push_capped(&name, cap, |b| wire::encode_delta(b, &d));
+            self.enqueue_capped(
+                cap,
+                Delta::Alive {
+                    name,
+                    incarnation: inc,
+                    addr,
+                    tags,
+                },
+            );
             return;
         };
-        if i == 0 {
-            let me = &self.entries[0].m;
-            let conflicting = inc == me.incarnation && (addr != me.addr || *tags != *me.tags);
-            if !self.leaving && (inc > me.incarnation || conflicting) {
+        let Some(s) = self.view.get(id) else { return };
+        if id == self.me_id {
+            let conflicting =
+                inc == s.incarnation && (addr != s.ident.addr || *tags != *s.ident.tags);
+            if !self.leaving && (inc > s.incarnation || conflicting) {
                 self.refute(inc);
             }
             return;
         }
-        let m = &self.entries[i].m;
-        let restarted = !m.state.is_live() && inc == m.incarnation && addr != m.addr;
-        if inc <= m.incarnation && !restarted {
+        let restarted = !s.state.is_live() && inc == s.incarnation && addr != s.ident.addr;
+        if inc <= s.incarnation && !restarted {
             return;
         }
-        let e = &mut self.entries[i];
-        e.m.addr = addr;
-        if *e.m.tags != *tags {
-            e.m.tags = Arc::from(tags);
-        }
-        self.set_state(now, i, State::Alive, inc);
-        let name = self.entries[i].m.name.clone();
-        self.enqueue(
-            i,
-            Delta::Alive {
-                name: &name,
-                incarnation: inc,
-                addr,
-                tags,
-            },
-        );
+        let ident = match self.roster.find(name) {
+            Some(n) => self.roster.ident(&n, addr, tags, inc),
+            None => return,
+        };
+        self.view.update(id, |s| s.ident = ident);
+        self.set_state(now, id, State::Alive, inc);
+        self.enqueue(Delta::Alive {
+            name,
+            incarnation: inc,
+            addr,
+            tags,
+        });
     }
 
     fn on_suspect(&mut self, now: Instant, name: &str, inc: u32, from: &str) {
-        let Some(&i) = self.index.get(name) else {
+        let Some(id) = self.lookup(name) else {
             return;
         };
-        if i == 0 {
-            if !self.leaving && inc >= self.entries[0].m.incarnation {
+        let Some(s) = self.view.get(id) else { return };
+        if id == self.me_id {
+            if !self.leaving && inc >= s.incarnation {
                 self.refute(inc);
             }
             return;
         }
-        let e = &mut self.entries[i];
-        if inc < e.m.incarnation || !e.m.state.is_live() {
+        if inc < s.incarnation || !s.state.is_live() {
             return;
         }
-        if e.m.state == State::Suspect && inc == e.m.incarnation {
-            let Some(s) = e.suspicion.as_mut() else {
+        if s.state == State::Suspect && inc == s.incarnation {
+            let token = s.token;
+            let Some(sus) = self.suspicions.get_mut(&id) else {
                 return;
             };
-            if s.confirm(from) {
-                let at = s.deadline();
-                let token = e.token;
-                let name = e.m.name.clone();
-                self.timers.push(at, Timer::Suspicion(name.clone(), token));
-                self.enqueue(
-                    i,
-                    Delta::Suspect {
-                        name: &name,
-                        incarnation: inc,
-                        from,
-                    },
-                );
+            if sus.confirm(from) {
+                let at = sus.deadline();
+                self.timers.push(at, Timer::Suspicion(id, token));
+                self.enqueue(Delta::Suspect {
+                    name,
+                    incarnation: inc,
+                    from,
+                });
             }
             return;
         }
         // memberlist: k confirmations expected, none when the cluster is too small to supply them.
-        let n = self.live.max(1);
+        let n = self.view.live().max(1);
         let mut k = self.cfg.suspicion_mult.saturating_sub(2);
         if (n as u32).saturating_sub(2) < k || !self.cfg.lifeguard {
             k = 0;
@@ -1016,58 +1087,53 @@ impl Core {
         } else {
             min
         };
-        self.set_state(now, i, State::Suspect, inc);
-        let e = &mut self.entries[i];
-        let s = Suspicion::new(now, min, max, k, Arc::from(from));
-        let at = s.deadline();
-        e.suspicion = Some(Box::new(s));
-        let (name, token) = (e.m.name.clone(), e.token);
-        self.timers.push(at, Timer::Suspicion(name.clone(), token));
-        self.enqueue(
-            i,
-            Delta::Suspect {
-                name: &name,
-                incarnation: inc,
-                from,
-            },
-        );
+        self.set_state(now, id, State::Suspect, inc);
+        let sus = Suspicion::new(now, min, max, k, Arc::from(from));
+        let at = sus.deadline();
+        self.suspicions.insert(id, Box::new(sus));
+        let token = self.view.get(id).map_or(0, |s| s.token);
+        self.timers.push(at, Timer::Suspicion(id, token));
+        self.enqueue(Delta::Suspect {
+            name,
+            incarnation: inc,
+            from,
+        });
     }
 
-    fn on_dead(&mut self, now: Instant, i: usize, inc: u32, from: &str) {
-        let m = &self.entries[i].m;
-        if i != 0 && (inc < m.incarnation || !m.state.is_live()) {
+    fn on_dead(&mut self, now: Instant, id: Id, inc: u32, from: &str) {
+        let Some(s) = self.view.get(id) else { return };
+        if id != self.me_id && (inc < s.incarnation || !s.state.is_live()) {
             return;
         }
-        self.mark_gone(now, i, State::Dead, inc, from);
+        self.mark_gone(now, id, State::Dead, inc, from);
     }
 
-    fn on_left(&mut self, now: Instant, i: usize, inc: u32) {
-        let m = &self.entries[i].m;
-        if i != 0 && (inc < m.incarnation || m.state == State::Left) {
+    fn on_left(&mut self, now: Instant, id: Id, inc: u32) {
+        let Some(s) = self.view.get(id) else { return };
+        if id != self.me_id && (inc < s.incarnation || s.state == State::Left) {
             return;
         }
-        self.mark_gone(now, i, State::Left, inc, "");
+        self.mark_gone(now, id, State::Left, inc, "");
     }
 
-    /// Moves member `i` to `Dead` or `Left`, schedules its reaping and spreads the news; about
+    /// Moves member `id` to `Dead` or `Left`, schedules its reaping and spreads the news; about
     /// ourselves it is a claim to refute (unless we are leaving).
-    fn mark_gone(&mut self, now: Instant, i: usize, state: State, inc: u32, from: &str) {
-        if i == 0 {
-            if !self.leaving && inc >= self.entries[0].m.incarnation {
+    fn mark_gone(&mut self, now: Instant, id: Id, state: State, inc: u32, from: &str) {
+        if id == self.me_id {
+            if !self.leaving && inc >= self.local_slot().incarnation {
                 self.refute(inc);
             }
             return;
         }
-        self.set_state(now, i, state, inc);
-        let e = &self.entries[i];
-        let (name, token) = (e.m.name.clone(), e.token);
+        self.set_state(now, id, state, inc);
+        let Some(s) = self.view.get(id) else { return };
+        let (name, token) = (s.ident.name().clone(), s.token);
         let keep = if state == State::Dead {
             self.cfg.reconnect_timeout
         } else {
             self.cfg.tombstone_timeout
         };
-        self.timers
-            .push(now + keep, Timer::Reap(name.clone(), token));
+        self.timers.push(now + keep, Timer::Reap(id, token));
         let d = if state == State::Dead {
             Delta::Dead {
                 name: &name,
@@ -1080,46 +1146,39 @@ impl Core {
                 incarnation: inc,
             }
         };
-        self.enqueue(i, d);
+        self.enqueue(d);
     }
 
-    fn on_suspicion_timer(&mut self, now: Instant, name: &str, token: u64) {
-        let Some(&i) = self.index.get(name) else {
+    fn on_suspicion_timer(&mut self, now: Instant, id: Id, token: u32) {
+        let Some(s) = self.view.get(id) else {
             return;
         };
-        let e = &self.entries[i];
-        if e.token != token || e.m.state != State::Suspect {
+        if s.token != token || s.state != State::Suspect {
             return;
         }
-        let Some(deadline) = e.suspicion.as_ref().map(|s| s.deadline()) else {
+        let Some(deadline) = self.suspicions.get(&id).map(|s| s.deadline()) else {
             return;
         };
         if now < deadline {
             return;
         }
         self.stats.declared_failed += 1;
-        let me = self.me.clone();
-        self.on_dead(now, i, e.m.incarnation, &me);
+        let (inc, me) = (s.incarnation, self.me.clone());
+        self.on_dead(now, id, inc, &me);
     }
 
-    fn reap(&mut self, name: &str, token: u64) {
-        let Some(&i) = self.index.get(name) else {
+    fn reap(&mut self, id: Id, token: u32) {
+        let Some(s) = self.view.get(id) else {
             return;
         };
-        let e = &self.entries[i];
-        if i == 0 || e.token != token || e.m.state.is_live() {
+        if id == self.me_id || s.token != token || s.state.is_live() {
             return;
         }
-        let gone = self.entries.swap_remove(i);
-        self.index.remove(name);
-        // swap_remove moved the last entry; start a fresh probe round rather than chase stale indices.
-        self.probe_list.clear();
-        self.probe_idx = 0;
-        if i < self.entries.len() {
-            let moved = self.entries[i].m.name.clone();
-            self.index.insert(NameKey::new(&moved), i);
+        self.suspicions.remove(&id);
+        if let Some(gone) = self.view.remove(id) {
+            self.events
+                .push_back(Event::Reaped(gone.ident.name().clone()));
         }
-        self.events.push_back(Event::Reaped(gone.m.name));
     }
 
     fn relay(
@@ -1144,8 +1203,8 @@ impl Core {
                 nack,
             },
         );
-        let target = match self.index.get(target) {
-            Some(&i) => self.entries[i].m.name.clone(),
+        let target = match self.roster.find(target) {
+            Some(n) => n.text().clone(),
             None => Arc::from(target),
         };
         self.out.push_back(Out::Ping {
@@ -1188,52 +1247,53 @@ impl Core {
                 1
             };
             self.awareness.apply(delta);
-            if let Some(&i) = self.index.get(&*p.target) {
-                let m = &self.entries[i].m;
-                if m.state.is_live() {
-                    let (inc, me) = (m.incarnation, self.me.clone());
-                    self.on_suspect(now, &p.target, inc, &me);
-                }
+            let id = p.target.id();
+            if let Some(s) = self.view.get(id)
+                && Arc::ptr_eq(s.ident.name(), p.target.name())
+                && s.state.is_live()
+            {
+                let (inc, me) = (s.incarnation, self.me.clone());
+                let name = p.target.name().clone();
+                self.on_suspect(now, &name, inc, &me);
             }
         }
         if self.leaving {
             return;
         }
-        let Some(i) = self.next_probe_target() else {
+        let Some(target) = self.next_probe_target() else {
             return;
         };
         let seq = self.next_seq();
-        let m = &self.entries[i].m;
+        let (dst, name) = (target.addr, target.name().clone());
         self.probe = Some(Probe {
             seq,
-            target: m.name.clone(),
+            target,
             expected_nacks: 0,
             nacks: 0,
         });
         self.out.push_back(Out::Ping {
-            dst: m.addr,
+            dst,
             seq,
-            target: m.name.clone(),
+            target: name,
         });
         let direct = self.awareness.scale(self.cfg.probe_timeout);
         self.timers.push(now + direct, Timer::ProbeDirect(seq));
     }
 
-    fn next_probe_target(&mut self) -> Option<usize> {
-        for _ in 0..=self.probe_list.len() + 1 {
-            if self.probe_idx >= self.probe_list.len() {
-                self.probe_list.clear();
-                self.probe_list.extend(1..self.entries.len() as u32);
-                self.rng.shuffle(&mut self.probe_list);
-                self.probe_idx = 0;
-                if self.probe_list.is_empty() {
-                    return None;
+    /// The next live member in this round's order; a new round starts when one ends.
+    fn next_probe_target(&mut self) -> Option<Arc<Ident>> {
+        // Bounded: at most the rest of this round and one full new round.
+        for round in 0..2 {
+            while let Some(id) = self.probe_order.next_id() {
+                if id == self.me_id {
+                    continue;
+                }
+                if let Some(s) = self.view.get(id).filter(|s| s.state.is_live()) {
+                    return Some(s.ident.clone());
                 }
             }
-            let i = self.probe_list[self.probe_idx] as usize;
-            self.probe_idx += 1;
-            if i != 0 && i < self.entries.len() && self.entries[i].m.state.is_live() {
-                return Some(i);
+            if round == 0 {
+                self.probe_order = ProbeOrder::new(self.view.id_bound(), &mut self.rng);
             }
         }
         None
@@ -1243,15 +1303,14 @@ impl Core {
         let Some(p) = self.probe.as_ref().filter(|p| p.seq == seq) else {
             return;
         };
-        let Some(&ti) = self.index.get(&*p.target) else {
-            return;
-        };
-        let (target, addr) = (p.target.clone(), self.entries[ti].m.addr);
-        self.pick_random(self.cfg.indirect_checks, |j, m| {
-            j != ti && m.state == State::Alive
+        let (target, addr, tid) = (p.target.name().clone(), p.target.addr, p.target.id());
+        self.pick_random(self.cfg.indirect_checks, |id, s| {
+            id != tid && s.state == State::Alive
         });
         for k in 0..self.picks.len() {
-            let dst = self.entries[self.picks[k]].m.addr;
+            let Some(dst) = self.view.get(self.picks[k]).map(|s| s.ident.addr) else {
+                continue;
+            };
             self.out.push_back(Out::PingReq {
                 dst,
                 seq,
@@ -1271,21 +1330,27 @@ impl Core {
         if self.broadcasts.is_empty() {
             return;
         }
-        let dead_window = self.cfg.gossip_to_the_dead_time;
-        self.pick_random(self.cfg.gossip_nodes, |_, m| {
-            m.state.is_live()
-                || (m.state == State::Dead && now.duration_since(m.since) < dead_window)
+        let dead_window = self.since(now).saturating_sub(
+            (self.cfg.gossip_to_the_dead_time.as_millis() / SINCE_UNIT.as_millis()) as u32,
+        );
+        self.pick_random(self.cfg.gossip_nodes, |_, s| {
+            s.state.is_live() || (s.state == State::Dead && s.since > dead_window)
         });
         for k in 0..self.picks.len() {
-            let dst = self.entries[self.picks[k]].m.addr;
-            self.out.push_back(Out::Gossip { dst });
+            if let Some(s) = self.view.get(self.picks[k]) {
+                self.out.push_back(Out::Gossip { dst: s.ident.addr });
+            }
         }
     }
 
-    fn sync_with_random(&mut self, eligible: impl Fn(&Member) -> bool) {
-        self.pick_random(1, |_, m| eligible(m));
-        if let Some(&i) = self.picks.first() {
-            let addr = self.entries[i].m.addr;
+    fn sync_with_random(&mut self, eligible: impl Fn(&Slot) -> bool) {
+        self.pick_random(1, |_, s| eligible(s));
+        if let Some(addr) = self
+            .picks
+            .first()
+            .and_then(|&id| self.view.get(id))
+            .map(|s| s.ident.addr)
+        {
             if self.cfg.external_push_pull {
                 self.events.push_back(Event::PushPull { addr });
             } else {
@@ -1297,7 +1362,14 @@ impl Core {
 
     /// Appends our full state (every member, ourselves first) for a stream push/pull.
     pub fn encode_state(&self, buf: &mut Vec<u8>) {
-        wire::encode_state(buf, self.entries.iter().map(|e| self.state_delta(&e.m)));
+        let me = self.local_slot();
+        let others = self.view.iter().filter(|s| s.ident.id() != self.me_id);
+        wire::encode_state(
+            buf,
+            std::iter::once(me)
+                .chain(others)
+                .map(|s| self.state_delta(s)),
+        );
     }
 
     /// Merges a full state received from `from` (remote failures are only suspected); returns how many
@@ -1319,58 +1391,78 @@ impl Core {
     /// joining may have died out before anyone knew us; one more exchange once they have run their
     /// course closes that gap.
     pub fn joined(&mut self, now: Instant) {
-        let settle = self.cfg.gossip_interval * self.cfg.retransmit_limit(self.live);
+        let settle = self.cfg.gossip_interval * self.cfg.retransmit_limit(self.view.live());
         self.timers.push(now + settle, Timer::PostJoinSync);
     }
 
-    fn state_delta<'a>(&'a self, m: &'a Member) -> Delta<'a> {
-        match m.state {
+    fn state_delta<'a>(&'a self, s: &'a Slot) -> Delta<'a> {
+        let name = s.ident.name();
+        match s.state {
             State::Alive => Delta::Alive {
-                name: &m.name,
-                incarnation: m.incarnation,
-                addr: m.addr,
-                tags: &m.tags,
+                name,
+                incarnation: s.incarnation,
+                addr: s.ident.addr,
+                tags: &s.ident.tags,
             },
             State::Suspect => Delta::Suspect {
-                name: &m.name,
-                incarnation: m.incarnation,
+                name,
+                incarnation: s.incarnation,
                 from: &self.me,
             },
             State::Dead => Delta::Dead {
-                name: &m.name,
-                incarnation: m.incarnation,
+                name,
+                incarnation: s.incarnation,
                 from: &self.me,
             },
             State::Left => Delta::Left {
-                name: &m.name,
-                incarnation: m.incarnation,
+                name,
+                incarnation: s.incarnation,
             },
         }
     }
 
     /// Fills `self.picks` with up to `k` distinct random non-local members accepted by `ok`.
-    fn pick_random(&mut self, k: usize, ok: impl Fn(usize, &Member) -> bool) {
+    fn pick_random(&mut self, k: usize, ok: impl Fn(Id, &Slot) -> bool) {
         self.picks.clear();
-        let n = self.entries.len();
-        if n <= 1 || k == 0 {
+        let bound = self.view.id_bound();
+        if self.view.len() <= 1 || k == 0 {
             return;
         }
-        if n <= 64 {
-            self.picks
-                .extend((1..n).filter(|&j| ok(j, &self.entries[j].m)));
-            self.rng.shuffle(&mut self.picks);
-            self.picks.truncate(k);
-            return;
+        // Dense views: bounded rejection sampling over ids, no full scan.
+        if bound > 64 && self.view.len() * 2 >= bound {
+            for _ in 0..k * 8 {
+                let id = self.rng.below(bound) as Id;
+                if id != self.me_id
+                    && !self.picks.contains(&id)
+                    && self.view.get(id).is_some_and(|s| ok(id, s))
+                {
+                    self.picks.push(id);
+                    if self.picks.len() == k {
+                        return;
+                    }
+                }
+            }
+            if !self.picks.is_empty() {
+                return;
+            }
         }
-        // Large clusters: bounded rejection sampling, no full scan.
-        for _ in 0..k * 8 {
-            let j = 1 + self.rng.below(n - 1);
-            if !self.picks.contains(&j) && ok(j, &self.entries[j].m) {
-                self.picks.push(j);
-                if self.picks.len() == k {
-                    break;
+        // Small or sparse views (or unlucky draws): reservoir sampling over all of them.
+        let mut seen = 0usize;
+        for s in self.view.iter() {
+            let id = s.ident.id();
+            if id == self.me_id || !ok(id, s) {
+                continue;
+            }
+            seen += 1;
+            if self.picks.len() < k {
+                self.picks.push(id);
+            } else {
+                let j = self.rng.below(seen);
+                if j < k {
+                    self.picks[j] = id;
                 }
             }
         }
+        self.rng.shuffle(&mut self.picks);
     }
 }

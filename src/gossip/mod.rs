@@ -5,13 +5,17 @@ pub mod broadcast;
 pub mod config;
 pub mod core;
 pub mod member;
-pub mod name_key;
+pub mod probe_order;
 pub mod rng;
+pub mod roster;
 pub mod suspicion;
 pub mod tags;
 pub mod timers;
+pub mod view;
 pub mod wire;
 
 pub use self::config::GossipConfig;
 pub use self::core::{Core, Event, ForceLeaveError, Identity, Stats, Transmit};
 pub use self::member::{Member, State};
+pub use self::roster::Roster;
+pub use self::view::View;

@@ -1,0 +1,130 @@
+//! A fresh random order of `0..n` for each probe round, in O(1) memory: a keyed bijection on the next
+//! power of two, walked until it lands below `n` (cycle walking). A stored, shuffled list of member
+//! indices per core was O(N) per core, which loadgen pays N times.
+
+use super::rng::Rng;
+
+/// One probe round's order over ids `0..n`.
+#[derive(Debug, Clone)]
+pub struct ProbeOrder {
+    n: u32,
+    mask: u32,
+    shift: u32,
+    keys: [u32; 3],
+    pos: u32,
+}
+
+impl ProbeOrder {
+    /// A new random order of `0..n`.
+    pub fn new(n: usize, rng: &mut Rng) -> Self {
+        let n = n.min(u32::MAX as usize) as u32;
+        let bits = (u32::BITS - n.saturating_sub(1).leading_zeros()).max(1);
+        let mask = if bits >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << bits) - 1
+        };
+        let keys = [
+            rng.next_u64() as u32,
+            rng.next_u64() as u32,
+            rng.next_u64() as u32,
+        ];
+        ProbeOrder {
+            n,
+            mask,
+            shift: bits.div_ceil(2),
+            keys,
+            pos: 0,
+        }
+    }
+
+    /// An order that is already exhausted (the next round starts on first use).
+    pub fn empty() -> Self {
+        ProbeOrder {
+            n: 0,
+            mask: 0,
+            shift: 1,
+            keys: [0; 3],
+            pos: 0,
+        }
+    }
+
+    /// Each step is a bijection on `0..=mask`: xor with a key, multiply by an odd constant, xorshift.
+    fn permute(&self, mut x: u32) -> u32 {
+        for k in self.keys {
+            x = (x ^ k) & self.mask;
+            x = x.wrapping_mul(0x9E37_79B1) & self.mask;
+            x ^= x >> self.shift;
+        }
+        x
+    }
+
+    /// The next id of the round, `None` once all `n` were given.
+    pub fn next_id(&mut self) -> Option<u32> {
+        if self.pos >= self.n {
+            return None;
+        }
+        let mut x = self.permute(self.pos);
+        // Terminates: the walk stays on the cycle of `pos`, which contains values below n (pos itself).
+        while x >= self.n {
+            x = self.permute(x);
+        }
+        self.pos += 1;
+        Some(x)
+    }
+
+    /// Ids given out so far this round.
+    pub fn position(&self) -> usize {
+        self.pos as usize
+    }
+
+    /// Size of the round.
+    pub fn len(&self) -> usize {
+        self.n as usize
+    }
+
+    /// True for an empty round.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_round_is_a_permutation() {
+        let mut rng = Rng::new(7);
+        for n in [0usize, 1, 2, 3, 63, 64, 65, 1000, 4097] {
+            let mut o = ProbeOrder::new(n, &mut rng);
+            let mut seen = vec![false; n];
+            while let Some(x) = o.next_id() {
+                assert!(!seen[x as usize], "n={n}: {x} twice");
+                seen[x as usize] = true;
+            }
+            assert!(seen.iter().all(|&s| s), "n={n}: not all ids given");
+            assert_eq!(o.position(), n);
+        }
+    }
+
+    #[test]
+    fn rounds_differ_and_are_not_the_identity() {
+        let mut rng = Rng::new(1);
+        let round = |rng: &mut Rng| {
+            let mut o = ProbeOrder::new(1000, rng);
+            std::iter::from_fn(move || o.next_id()).collect::<Vec<_>>()
+        };
+        let (a, b) = (round(&mut rng), round(&mut rng));
+        assert_ne!(a, b);
+        let fixed = a
+            .iter()
+            .enumerate()
+            .filter(|&(i, &x)| i as u32 == x)
+            .count();
+        assert!(fixed < 20, "{fixed} fixed points");
+        // Consecutive positions should not map to neighbouring ids most of the time.
+        let near = a.windows(2).filter(|w| w[0].abs_diff(w[1]) <= 2).count();
+        assert!(near < 50, "{near} near neighbours");
+    }
+}

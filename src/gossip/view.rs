@@ -1,0 +1,251 @@
+//! One core's view of the membership: a slot per roster id, in copy-on-write chunks.
+//!
+//! Indexing by id replaces a per-core hash index (the core's hottest cache miss), and chunks shared with
+//! other views cost nothing until one side changes a slot: loadgen can start thousands of cores from one
+//! converged view, and each pays only for the chunks it changes.
+
+use std::sync::Arc;
+
+use super::member::State;
+use super::roster::{Id, Ident};
+
+const CHUNK: usize = 64;
+
+/// One member as this core sees it; the shared [`Ident`] says what the member announced.
+#[derive(Clone)]
+pub struct Slot {
+    /// Announced address and tags.
+    pub ident: Arc<Ident>,
+    /// Incarnation this core knows (may exceed `ident.incarnation` for suspect/dead claims).
+    pub incarnation: u32,
+    /// State.
+    pub state: State,
+    /// Bumped on every state change so stale timers are recognised.
+    pub token: u32,
+    /// When the state last changed, in tenths of a second since the core started.
+    pub since: u32,
+}
+
+#[derive(Clone)]
+struct Chunk {
+    slots: [Option<Slot>; CHUNK],
+    used: u8,
+}
+
+impl Default for Chunk {
+    fn default() -> Self {
+        Chunk {
+            slots: std::array::from_fn(|_| None),
+            used: 0,
+        }
+    }
+}
+
+/// Member slots indexed by id, with live and total counts.
+#[derive(Clone, Default)]
+pub struct View {
+    chunks: Vec<Option<Arc<Chunk>>>,
+    len: usize,
+    live: usize,
+}
+
+impl View {
+    /// The slot of `id`, if known.
+    pub fn get(&self, id: Id) -> Option<&Slot> {
+        let (c, k) = split(id);
+        self.chunks.get(c)?.as_ref()?.slots[k].as_ref()
+    }
+
+    /// Members known (any state).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no member is known.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Members alive or suspect.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Ids are below this bound.
+    pub fn id_bound(&self) -> usize {
+        self.chunks.len() * CHUNK
+    }
+
+    /// Adds or replaces the slot of `id`.
+    pub fn insert(&mut self, slot: Slot) {
+        let id = slot.ident.id();
+        let (c, k) = split(id);
+        if self.chunks.len() <= c {
+            self.chunks.resize(c + 1, None);
+        }
+        let chunk = Arc::make_mut(self.chunks[c].get_or_insert_with(Default::default));
+        let live = slot.state.is_live();
+        match chunk.slots[k].replace(slot) {
+            Some(old) => {
+                if old.state.is_live() {
+                    self.live -= 1;
+                }
+            }
+            None => {
+                chunk.used += 1;
+                self.len += 1;
+            }
+        }
+        if live {
+            self.live += 1;
+        }
+    }
+
+    /// Changes the slot of `id` (if known) in place; counts follow its state.
+    pub fn update<R>(&mut self, id: Id, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
+        let (c, k) = split(id);
+        let chunk = self.chunks.get_mut(c)?.as_mut()?;
+        chunk.slots[k].as_ref()?;
+        let slot = Arc::make_mut(chunk).slots[k].as_mut()?;
+        let was = slot.state.is_live();
+        let r = f(slot);
+        match (was, slot.state.is_live()) {
+            (true, false) => self.live -= 1,
+            (false, true) => self.live += 1,
+            _ => {}
+        }
+        Some(r)
+    }
+
+    /// Forgets `id`.
+    pub fn remove(&mut self, id: Id) -> Option<Slot> {
+        let (c, k) = split(id);
+        let entry = self.chunks.get_mut(c)?;
+        entry.as_ref()?.slots[k].as_ref()?;
+        let chunk = Arc::make_mut(entry.as_mut()?);
+        let old = chunk.slots[k].take()?;
+        chunk.used -= 1;
+        if chunk.used == 0 {
+            *entry = None;
+            while self.chunks.last().is_some_and(Option::is_none) {
+                self.chunks.pop();
+            }
+        }
+        self.len -= 1;
+        if old.state.is_live() {
+            self.live -= 1;
+        }
+        Some(old)
+    }
+
+    /// Every known slot, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.chunks
+            .iter()
+            .flatten()
+            .flat_map(|c| c.slots.iter().flatten())
+    }
+
+    /// Known slots with id at or above `from`, by id.
+    pub fn iter_from(&self, from: usize) -> impl Iterator<Item = &Slot> {
+        let (c, k) = (from / CHUNK, from % CHUNK);
+        self.chunks
+            .iter()
+            .enumerate()
+            .skip(c)
+            .filter_map(|(i, ch)| ch.as_ref().map(|ch| (i, ch)))
+            .flat_map(move |(i, ch)| {
+                let skip = if i == c { k } else { 0 };
+                ch.slots[skip..].iter().flatten()
+            })
+    }
+
+    /// Chunks held by this view alone (the rest are shared with other views).
+    pub fn unshared_chunks(&self) -> usize {
+        self.chunks
+            .iter()
+            .flatten()
+            .filter(|c| Arc::strong_count(c) == 1)
+            .count()
+    }
+}
+
+fn split(id: Id) -> (usize, usize) {
+    (id as usize / CHUNK, id as usize % CHUNK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::roster::Roster;
+    use std::net::SocketAddr;
+
+    fn slot(r: &Arc<Roster>, name: &str, state: State) -> Slot {
+        let n = r.name(name);
+        Slot {
+            ident: r.ident(&n, SocketAddr::from(([127, 0, 0, 1], 1)), b"", 1),
+            incarnation: 1,
+            state,
+            token: 0,
+            since: 0,
+        }
+    }
+
+    #[test]
+    fn counts_follow_inserts_updates_and_removals() {
+        let r = Roster::new();
+        let mut v = View::default();
+        for i in 0..200 {
+            v.insert(slot(&r, &format!("n{i}"), State::Alive));
+        }
+        assert_eq!((v.len(), v.live()), (200, 200));
+        let id = r.find("n150").unwrap().id();
+        v.update(id, |s| s.state = State::Dead);
+        assert_eq!(v.live(), 199);
+        assert_eq!(v.get(id).unwrap().state, State::Dead);
+        assert!(v.remove(id).is_some());
+        assert!(v.get(id).is_none());
+        assert_eq!((v.len(), v.live()), (199, 199));
+        assert!(v.remove(id).is_none());
+        assert_eq!(v.iter().count(), 199);
+        assert_eq!(v.iter_from(100).count(), 99);
+        assert_eq!(v.iter_from(0).count(), 199);
+    }
+
+    #[test]
+    fn empty_trailing_chunks_are_released() {
+        let r = Roster::new();
+        let mut v = View::default();
+        let slots: Vec<Slot> = (0..130)
+            .map(|i| slot(&r, &format!("n{i}"), State::Alive))
+            .collect();
+        for s in &slots {
+            v.insert(s.clone());
+        }
+        assert_eq!(v.id_bound(), 192);
+        for s in &slots[64..] {
+            v.remove(s.ident.id());
+        }
+        assert_eq!(v.id_bound(), 64);
+    }
+
+    #[test]
+    fn clones_share_chunks_until_written() {
+        let r = Roster::new();
+        let mut a = View::default();
+        for i in 0..128 {
+            a.insert(slot(&r, &format!("n{i}"), State::Alive));
+        }
+        let mut b = a.clone();
+        assert_eq!(b.unshared_chunks(), 0);
+        let id = r.find("n3").unwrap().id();
+        b.update(id, |s| s.state = State::Suspect);
+        assert_eq!(b.unshared_chunks(), 1);
+        assert_eq!(
+            a.get(id).unwrap().state,
+            State::Alive,
+            "the original is untouched"
+        );
+        assert_eq!(b.get(id).unwrap().state, State::Suspect);
+    }
+}
