@@ -322,15 +322,7 @@ async fn node_task(
             },
             r = socket.recv_from(&mut rbuf) => {
                 if let Ok((n, from)) = r {
-                    let now = Instant::now();
-                    core.handle_packet(now, from, &rbuf[..n]);
-                    // Drain what else is queued without another trip through the scheduler (bounded).
-                    for _ in 0..32 {
-                        match socket.try_recv_from(&mut rbuf) {
-                            Ok((n, from)) => core.handle_packet(now, from, &rbuf[..n]),
-                            Err(_) => break,
-                        }
-                    }
+                    core.handle_packet(Instant::now(), from, &rbuf[..n]);
                 }
             }
             _ = &mut sleep => {

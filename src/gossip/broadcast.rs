@@ -1,17 +1,47 @@
-//! Queue of pre-encoded membership deltas awaiting piggybacking.
+//! Queue of membership deltas awaiting piggybacking.
 //!
 //! One entry per member: a newer delta replaces the older one in O(1) (the old slot's generation is bumped,
 //! so references to it left in the buckets are skipped when met). Entries sit in buckets indexed by how often
 //! they were sent; packing takes the least-sent, newest entries first and retires an entry at the limit.
+//!
+//! A member entry holds no bytes: it is encoded from the core's view when packed (the view always holds
+//! the state the newest delta announced). In a join storm every core queues a delta about nearly every
+//! member, so the entry's size is paid N^2 times across loadgen's cores; pre-encoded bytes, a name and a
+//! name-keyed index made it about 160 bytes, this about 60.
 
 use std::collections::VecDeque;
-
-use foldhash::HashMap;
 use std::sync::Arc;
 
+use foldhash::HashMap;
+
+use super::member::State;
+use super::roster::Id;
+
+/// What an entry sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// The `state` of member `id` as the view holds it; `from` names who suspected or declared it dead.
+    Member {
+        /// Member.
+        id: Id,
+        /// State the delta announces.
+        state: State,
+        /// Suspector (suspect and dead deltas).
+        from: Option<Arc<str>>,
+    },
+    /// A pre-encoded delta (user events), keyed by origin and event id.
+    Encoded {
+        /// Origin node.
+        origin: Arc<str>,
+        /// Event id at the origin.
+        event: u32,
+        /// Encoded delta.
+        bytes: Box<[u8]>,
+    },
+}
+
 struct Slot {
-    name: Arc<str>,
-    bytes: Vec<u8>,
+    item: Item,
     transmits: u32,
     /// Transmissions allowed at most, whatever the cluster-size limit says.
     cap: u32,
@@ -27,68 +57,95 @@ type Ref = (u32, u32);
 pub struct BroadcastQueue {
     slots: Vec<Slot>,
     free: Vec<usize>,
-    by_name: HashMap<Arc<str>, usize>,
+    members: HashMap<Id, usize>,
+    events: HashMap<(Arc<str>, u32), usize>,
     buckets: Vec<VecDeque<Ref>>,
     skipped: Vec<Ref>,
     moved: Vec<Ref>,
 }
 
 impl BroadcastQueue {
-    /// Queues an encoded delta about `name`, superseding any older one about the same member.
-    pub fn push(&mut self, name: &Arc<str>, encode: impl FnOnce(&mut Vec<u8>)) {
-        self.push_capped(name, u32::MAX, encode);
+    /// Queues `item`, superseding any older entry about the same member (or the same event).
+    pub fn push(&mut self, item: Item) {
+        self.push_capped(item, u32::MAX);
     }
 
     /// Like [`BroadcastQueue::push`], sent at most `cap` times (for low-value repeats of known state).
-    pub fn push_capped(&mut self, name: &Arc<str>, cap: u32, encode: impl FnOnce(&mut Vec<u8>)) {
-        if let Some(&old) = self.by_name.get(name) {
+    pub fn push_capped(&mut self, item: Item, cap: u32) {
+        let old = match &item {
+            Item::Member { id, .. } => self.members.get(id),
+            Item::Encoded { origin, event, .. } => self.events.get(&(origin.clone(), *event)),
+        };
+        if let Some(&old) = old {
             self.retire(old);
         }
         let idx = match self.free.pop() {
-            Some(i) => {
-                let s = &mut self.slots[i];
-                s.name = name.clone();
-                s.bytes.clear();
-                s.transmits = 0;
-                s.cap = cap;
-                s.generation = s.generation.wrapping_add(1);
-                s.live = true;
-                i
-            }
+            Some(i) => i,
             None => {
                 self.slots.push(Slot {
-                    name: name.clone(),
-                    bytes: Vec::new(),
+                    item: Item::Member {
+                        id: 0,
+                        state: State::Alive,
+                        from: None,
+                    },
                     transmits: 0,
-                    cap,
+                    cap: 0,
                     generation: 0,
-                    live: true,
+                    live: false,
                 });
                 self.slots.len() - 1
             }
         };
-        encode(&mut self.slots[idx].bytes);
-        self.by_name.insert(name.clone(), idx);
+        match &item {
+            Item::Member { id, .. } => self.members.insert(*id, idx),
+            Item::Encoded { origin, event, .. } => self.events.insert((origin.clone(), *event), idx),
+        };
+        let s = &mut self.slots[idx];
+        s.item = item;
+        s.transmits = 0;
+        s.cap = cap;
+        s.generation = s.generation.wrapping_add(1);
+        s.live = true;
         if self.buckets.is_empty() {
             self.buckets.push(VecDeque::new());
         }
-        self.buckets[0].push_back((idx as u32, self.slots[idx].generation));
+        self.buckets[0].push_back((idx as u32, s.generation));
     }
 
     fn retire(&mut self, idx: usize) {
         let s = &mut self.slots[idx];
-        if s.live {
-            s.live = false;
-            s.generation = s.generation.wrapping_add(1);
-            self.by_name.remove(&s.name);
-            // A few warm buffers are kept for reuse; beyond that, give the memory back.
-            if self.free.len() >= 64 {
-                s.bytes = Vec::new();
-            }
-            self.free.push(idx);
+        if !s.live {
+            return;
         }
-        if self.by_name.capacity() > 64 && self.by_name.len() * 4 < self.by_name.capacity() {
-            self.by_name.shrink_to(self.by_name.len() * 2);
+        s.live = false;
+        s.generation = s.generation.wrapping_add(1);
+        let item = std::mem::replace(
+            &mut s.item,
+            Item::Member {
+                id: 0,
+                state: State::Alive,
+                from: None,
+            },
+        );
+        match item {
+            Item::Member { id, .. } => {
+                self.members.remove(&id);
+            }
+            Item::Encoded { origin, event, .. } => {
+                self.events.remove(&(origin, event));
+            }
+        }
+        self.free.push(idx);
+        if self.members.capacity() > 64 && self.members.len() * 4 < self.members.capacity() {
+            self.members.shrink_to(self.members.len() * 2);
+        }
+    }
+
+    /// Once drained, gives back what a burst grew: a join storm leaves thousands of retired slots per
+    /// core, and nothing refers to them any more except stale bucket references, which go too.
+    fn release_if_drained(&mut self) {
+        if self.is_empty() && self.slots.len() > 64 {
+            *self = BroadcastQueue::default();
         }
     }
 
@@ -99,29 +156,32 @@ impl BroadcastQueue {
 
     /// Number of queued deltas.
     pub fn len(&self) -> usize {
-        self.by_name.len()
+        self.members.len() + self.events.len()
     }
 
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+        self.members.is_empty() && self.events.is_empty()
     }
 
-    /// How often the queued delta about `name` was sent; `None` once retired or never queued.
-    pub fn transmits(&self, name: &str) -> Option<u32> {
-        self.by_name.get(name).map(|&i| self.slots[i].transmits)
+    /// How often the queued delta about member `id` was sent; `None` once retired or never queued.
+    pub fn transmits(&self, id: Id) -> Option<u32> {
+        self.members.get(&id).map(|&i| self.slots[i].transmits)
     }
 
     /// Appends as many deltas as fit in `budget` bytes to `out` (least-sent and newest first), counts a
-    /// transmission for each, retires those that reached `limit`. Returns how many were appended.
+    /// transmission for each, retires those that reached `limit`. `encode` writes a member item and
+    /// returns false when it is stale (its member gone or in another state); such items are dropped.
+    /// Returns how many deltas were appended.
     pub fn fill(
         &mut self,
         out: &mut Vec<u8>,
         budget: usize,
         limit: u32,
         max_count: usize,
+        mut encode: impl FnMut(&Item, &mut Vec<u8>) -> bool,
     ) -> usize {
-        let mut room = budget;
+        let start = out.len();
         let mut count = 0;
         let limit = limit.max(1);
         self.moved.clear();
@@ -131,18 +191,30 @@ impl BroadcastQueue {
                 if !self.valid(r) {
                     continue;
                 }
+                let mark = out.len();
                 let s = &self.slots[r.0 as usize];
-                if s.bytes.len() > room {
+                let fresh = match &s.item {
+                    Item::Encoded { bytes, .. } => {
+                        out.extend_from_slice(bytes);
+                        true
+                    }
+                    item => encode(item, out),
+                };
+                if !fresh {
+                    out.truncate(mark);
+                    self.retire(r.0 as usize);
+                    continue;
+                }
+                if out.len() - start > budget {
+                    out.truncate(mark);
                     self.skipped.push(r);
                     // Smaller deltas further down may still fit; stop once the packet is nearly full.
-                    if room < 16 || self.skipped.len() > 64 {
+                    if budget - (mark - start) < 16 || self.skipped.len() > 64 {
                         self.restore_skipped(b);
                         break 'outer;
                     }
                     continue;
                 }
-                out.extend_from_slice(&s.bytes);
-                room -= s.bytes.len();
                 count += 1;
                 let s = &mut self.slots[r.0 as usize];
                 s.transmits += 1;
@@ -160,6 +232,9 @@ impl BroadcastQueue {
         }
         for i in 0..self.moved.len() {
             let r = self.moved[i];
+            if !self.valid(r) {
+                continue;
+            }
             let t = self.slots[r.0 as usize].transmits as usize;
             if self.buckets.len() <= t {
                 self.buckets.resize_with(t + 1, VecDeque::new);
@@ -167,14 +242,18 @@ impl BroadcastQueue {
             // Sent entries go behind the fresh ones of their new bucket.
             self.buckets[t].push_front(r);
         }
+        self.release_if_drained();
         count
     }
 
     fn restore_skipped(&mut self, b: usize) {
+        let Some(q) = self.buckets.get_mut(b) else {
+            self.skipped.clear();
+            return;
+        };
         while let Some(r) = self.skipped.pop() {
-            self.buckets[b].push_back(r);
+            q.push_back(r);
         }
-        let q = &mut self.buckets[b];
         if q.capacity() > 64 && q.len() * 4 < q.capacity() {
             // Every bucket sees the whole join burst pass through; keep only what it holds now.
             q.shrink_to(q.len() * 2);
@@ -183,14 +262,7 @@ impl BroadcastQueue {
 
     /// Drops every queued delta.
     pub fn clear(&mut self) {
-        let live: Vec<usize> = self.by_name.values().copied().collect();
-
-        for i in live {
-            self.retire(i);
-        }
-        for b in &mut self.buckets {
-            b.clear();
-        }
+        *self = BroadcastQueue::default();
     }
 }
 
@@ -198,76 +270,139 @@ impl BroadcastQueue {
 mod tests {
     use super::*;
 
-    fn push(q: &mut BroadcastQueue, name: &str, len: usize, byte: u8) {
-        q.push(&Arc::from(name), |b| {
-            b.extend(std::iter::repeat_n(byte, len))
-        });
+    /// Test items: member `id` encodes as `len` copies of byte `id`; ids in `stale` are gone.
+    fn enc(len: usize, stale: &[Id]) -> impl FnMut(&Item, &mut Vec<u8>) -> bool + '_ {
+        move |item, out| match item {
+            Item::Member { id, .. } if !stale.contains(id) => {
+                out.extend(std::iter::repeat_n(*id as u8, len));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn member(id: Id, state: State) -> Item {
+        Item::Member {
+            id,
+            state,
+            from: None,
+        }
     }
 
     #[test]
     fn superseded_delta_replaces_old_one() {
         let mut q = BroadcastQueue::default();
-        push(&mut q, "a", 10, 1);
-        push(&mut q, "a", 10, 2);
+        q.push(member(1, State::Alive));
+        q.push(member(1, State::Suspect));
         assert_eq!(q.len(), 1);
+        let mut seen = Vec::new();
         let mut out = Vec::new();
-        assert_eq!(q.fill(&mut out, 1000, 4, 100), 1);
-        assert_eq!(out, vec![2u8; 10]);
+        let n = q.fill(&mut out, 1000, 4, 100, |item, out| {
+            seen.push(item.clone());
+            out.push(1);
+            true
+        });
+        assert_eq!(n, 1);
+        assert_eq!(seen, vec![member(1, State::Suspect)]);
     }
 
     #[test]
     fn retires_at_limit_and_prefers_least_sent() {
         let mut q = BroadcastQueue::default();
-        push(&mut q, "a", 10, 1);
+        q.push(member(1, State::Alive));
         let mut out = Vec::new();
-        q.fill(&mut out, 1000, 3, 100);
-        push(&mut q, "b", 10, 2);
+        q.fill(&mut out, 1000, 3, 100, enc(10, &[]));
+        q.push(member(2, State::Alive));
         out.clear();
-        // Budget for one: the unsent "b" goes first.
-        assert_eq!(q.fill(&mut out, 15, 3, 100), 1);
-        assert_eq!(out[0], 2);
+        // Budget for one: the unsent member 2 goes first.
+        assert_eq!(q.fill(&mut out, 15, 3, 100, enc(10, &[])), 1);
+        assert_eq!(out, vec![2u8; 10]);
         for _ in 0..5 {
             out.clear();
-            q.fill(&mut out, 1000, 3, 100);
+            q.fill(&mut out, 1000, 3, 100, enc(10, &[]));
         }
         assert!(q.is_empty());
-        assert_eq!(q.transmits("a"), None);
+        assert_eq!(q.transmits(1), None);
     }
 
     #[test]
     fn skips_large_entries_to_fit_small_ones() {
         let mut q = BroadcastQueue::default();
-        push(&mut q, "small", 5, 1);
-        push(&mut q, "big", 100, 2);
+        q.push(member(1, State::Alive));
+        q.push(member(2, State::Alive));
+        let mut out = vec![9u8; 3];
+        let n = q.fill(&mut out, 50, 4, 100, |item, out| {
+            let Item::Member { id, .. } = item else {
+                return false;
+            };
+            let len = if *id == 2 { 100 } else { 5 };
+            out.extend(std::iter::repeat_n(*id as u8, len));
+            true
+        });
+        assert_eq!(n, 1);
+        assert_eq!(out, [9, 9, 9, 1, 1, 1, 1, 1], "what was there is kept");
+        assert_eq!(q.transmits(2), Some(0));
+        assert_eq!(q.transmits(1), Some(1));
+    }
+
+    #[test]
+    fn stale_items_are_dropped_not_sent() {
+        let mut q = BroadcastQueue::default();
+        q.push(member(1, State::Dead));
+        q.push(member(2, State::Alive));
         let mut out = Vec::new();
-        assert_eq!(q.fill(&mut out, 50, 4, 100), 1);
-        assert_eq!(out, vec![1u8; 5]);
-        assert_eq!(q.transmits("big"), Some(0));
-        assert_eq!(q.transmits("small"), Some(1));
+        assert_eq!(q.fill(&mut out, 1000, 4, 100, enc(4, &[1])), 1);
+        assert_eq!(out, vec![2u8; 4]);
+        assert_eq!(q.len(), 1);
     }
 
     #[test]
     fn capped_entries_retire_early() {
         let mut q = BroadcastQueue::default();
-        q.push_capped(&Arc::from("x"), 2, |b| b.push(1));
+        q.push_capped(member(7, State::Alive), 2);
         let mut out = Vec::new();
         for _ in 0..5 {
-            q.fill(&mut out, 100, 16, 10);
+            q.fill(&mut out, 100, 16, 10, enc(1, &[]));
         }
         assert_eq!(out.len(), 2, "sent exactly twice");
         assert!(q.is_empty());
     }
 
     #[test]
-    fn max_count_respected_and_slots_reused() {
+    fn events_are_keyed_apart_from_members_and_sent_as_encoded() {
         let mut q = BroadcastQueue::default();
-        for i in 0..10 {
-            push(&mut q, &format!("n{i}"), 4, i as u8);
+        let origin: Arc<str> = Arc::from("n1");
+        q.push(member(1, State::Alive));
+        for payload in [b"ab", b"cd"] {
+            q.push(Item::Encoded {
+                origin: origin.clone(),
+                event: 5,
+                bytes: payload.to_vec().into(),
+            });
+        }
+        assert_eq!(q.len(), 2, "the second event 5 of n1 replaced the first");
+        let mut out = Vec::new();
+        assert_eq!(q.fill(&mut out, 100, 4, 10, enc(1, &[])), 2);
+        assert!(out.windows(2).any(|w| w == b"cd"));
+        assert!(!out.windows(2).any(|w| w == b"ab"));
+    }
+
+    #[test]
+    fn max_count_respected_and_memory_released_when_drained() {
+        let mut q = BroadcastQueue::default();
+        for i in 0..100 {
+            q.push(member(i, State::Alive));
         }
         let mut out = Vec::new();
-        assert_eq!(q.fill(&mut out, 1000, 1, 3), 3);
-        assert_eq!(q.len(), 7);
-        push(&mut q, "x", 4, 9);
-        assert_eq!(q.slots.len(), 10, "retired slots are reused");
+        assert_eq!(q.fill(&mut out, 1000, 1, 3, enc(4, &[])), 3);
+        assert_eq!(q.len(), 97);
+        q.push(member(500, State::Alive));
+        assert_eq!(q.slots.len(), 100, "retired slots are reused");
+        while !q.is_empty() {
+            out.clear();
+            q.fill(&mut out, 1000, 1, 50, enc(4, &[]));
+        }
+        assert_eq!(q.slots.capacity(), 0);
+        assert!(q.buckets.is_empty());
     }
 }

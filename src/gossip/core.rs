@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::awareness::Awareness;
-use super::broadcast::BroadcastQueue;
+use super::broadcast::{BroadcastQueue, Item};
 use super::config::GossipConfig;
 use super::member::{Member, State};
 use super::probe_order::ProbeOrder;
@@ -474,7 +474,7 @@ impl Core {
             return false;
         }
         let peers = self.view.live();
-        match self.broadcasts.transmits(&self.me) {
+        match self.broadcasts.transmits(self.me_id) {
             None => true,
             Some(t) => t as usize >= self.cfg.gossip_nodes.min(peers),
         }
@@ -530,15 +530,20 @@ impl Core {
         true
     }
 
-    fn enqueue_event(&mut self, origin: &str, id: u32, payload: &[u8]) {
-        // Keyed apart from the origin's own state so an event never supersedes (or is superseded by) it.
-        let key: Arc<str> = Arc::from(format!("\0ev:{origin}:{id}"));
+    fn enqueue_event(&mut self, origin: &Arc<str>, id: u32, payload: &[u8]) {
+        let mut bytes = Vec::new();
         let d = Delta::User {
             origin,
             id,
             payload,
         };
-        self.broadcasts.push(&key, |b| wire::encode_delta(b, &d));
+        wire::encode_delta(&mut bytes, &d);
+        // Keyed apart from the origin's own state so an event never supersedes (or is superseded by) it.
+        self.broadcasts.push(Item::Encoded {
+            origin: origin.clone(),
+            event: id,
+            bytes: bytes.into(),
+        });
     }
 
     /// Feeds a datagram that did not arrive authenticated (e.g. plaintext while a keyring is set):
@@ -780,9 +785,14 @@ impl Core {
             };
             if piggyback {
                 let room = mtu.saturating_sub(buf.len());
-                count += self
-                    .broadcasts
-                    .fill(buf, room, limit, u16::MAX as usize - count);
+                let (view, me) = (&self.view, &self.me);
+                count += self.broadcasts.fill(
+                    buf,
+                    room,
+                    limit,
+                    u16::MAX as usize - count,
+                    |item, out| encode_item(view, me, item, out),
+                );
             }
             if matches!(out, Out::Gossip { .. }) && count == 0 {
                 continue;
@@ -838,19 +848,25 @@ impl Core {
     }
 
     fn enqueue_capped(&mut self, cap: u32, d: Delta<'_>) {
-        let subject = match d {
-            Delta::Alive { name, .. }
-            | Delta::Suspect { name, .. }
-            | Delta::Dead { name, .. }
-            | Delta::Left { name, .. } => name,
+        let (subject, state, from) = match d {
+            Delta::Alive { name, .. } => (name, State::Alive, None),
+            Delta::Suspect { name, from, .. } => (name, State::Suspect, Some(from)),
+            Delta::Dead { name, from, .. } => (name, State::Dead, Some(from)),
+            Delta::Left { name, .. } => (name, State::Left, None),
             Delta::User { .. } => return,
         };
-        let key = match self.lookup(subject).and_then(|id| self.view.get(id)) {
-            Some(s) => s.ident.name().clone(),
-            None => Arc::from(subject),
+        let Some(id) = self.lookup(subject) else {
+            return;
         };
+        let from = from.map(|f| {
+            if f == &*self.me {
+                self.me.clone()
+            } else {
+                Arc::from(f)
+            }
+        });
         self.broadcasts
-            .push_capped(&key, cap, |b| wire::encode_delta(b, &d));
+            .push_capped(Item::Member { id, state, from }, cap);
     }
 
     /// Announces ourselves alive at `inc` with `tags`.
@@ -1465,4 +1481,38 @@ impl Core {
         }
         self.rng.shuffle(&mut self.picks);
     }
+}
+
+/// Encodes a queued member delta from the view's current slot; false when the slot is gone or has moved
+/// on to another state (a newer delta would have replaced the entry, so this one is stale).
+fn encode_item(view: &View, me: &str, item: &Item, out: &mut Vec<u8>) -> bool {
+    let Item::Member { id, state, from } = item else {
+        return false;
+    };
+    let Some(s) = view.get(*id).filter(|s| s.state == *state) else {
+        return false;
+    };
+    let (name, incarnation) = (&**s.ident.name(), s.incarnation);
+    let from = from.as_deref().unwrap_or(me);
+    let d = match s.state {
+        State::Alive => Delta::Alive {
+            name,
+            incarnation,
+            addr: s.ident.addr,
+            tags: &s.ident.tags,
+        },
+        State::Suspect => Delta::Suspect {
+            name,
+            incarnation,
+            from,
+        },
+        State::Dead => Delta::Dead {
+            name,
+            incarnation,
+            from,
+        },
+        State::Left => Delta::Left { name, incarnation },
+    };
+    wire::encode_delta(out, &d);
+    true
 }
