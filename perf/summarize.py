@@ -17,8 +17,14 @@ for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "runs", "*.
         extra = (f"first {f(r['first_detection_p50_s'])}, all live know {f(r['all_know_p50_s'])} "
                  f"(max {f(r['all_know_max_s'])}), false positives {r['false_positives']}")
     lag = res.get("timer_lag_p99_ms")
-    rows.append((d["nodes"], d["net"], d["scenario"],
-                 f"{f(boot.get('after_last_join_99pct_s'))} / {f(boot.get('after_last_join_100pct_s'))}",
+    start = d.get("start", "join")
+    if start == "converged":
+        boot_cell = "converged start"
+    else:
+        rate = d.get("join_rate")
+        boot_cell = (f"{f(boot.get('after_last_join_99pct_s'))} / {f(boot.get('after_last_join_100pct_s'))}"
+                     + ("" if rate is None else f" ({rate:g} joins/s)"))
+    rows.append((d["nodes"], d["net"], d["scenario"], boot_cell,
                  extra, f"{res['wall_s']:.0f}s", f"{res['cpu_s']:.0f}s",
                  f"{res['peak_rss_kib'] / 1024:.0f} MiB ({res['rss_per_node_kib']:.0f} KiB/node)",
                  f"{res['packets_per_node_per_s']:.1f} / {res['bytes_per_node_per_s'] / 1024:.1f} KiB",

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use murmur::gossip::{Event, GossipConfig, State, tags};
+use murmur::gossip::wire::{self, Delta};
+use murmur::gossip::{Core, Event, GossipConfig, Identity, State, View, tags};
 use murmur::sim::{NetModel, Sim};
 
 const STEP: Duration = Duration::from_millis(100);
@@ -327,4 +328,98 @@ fn join_survives_heavy_loss_by_retrying() {
         replied,
         "a join at 50% loss gets through within its five attempts"
     );
+}
+
+#[test]
+fn cores_started_from_one_shared_view_share_it_and_still_detect_a_crash() {
+    let n = 200;
+    let mut sim = Sim::new(11, NetModel::default());
+    for i in 0..n {
+        sim.add_node(&format!("node-{i}"), GossipConfig::lan(), Vec::new());
+    }
+    let mut full = View::default();
+    for i in 0..n {
+        full.insert(sim.node(i).core.local_slot().clone());
+    }
+    for i in 0..n {
+        sim.node_mut(i).core.adopt_view(&full);
+    }
+    assert!(converged(&sim), "every node knows all {n} at once");
+    // Nothing was copied: each core still points at the shared chunks.
+    assert!((0..n).all(|i| sim.node(i).core.view().unshared_chunks() == 0));
+    sim.crash(7);
+    let others: Vec<usize> = (0..n).filter(|&i| i != 7).collect();
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
+            s,
+            &others,
+            "node-7",
+            State::Dead
+        ))
+    );
+    // Changing node-7 and noting the suspector copied at most a chunk or two per core.
+    let copied = others
+        .iter()
+        .map(|&i| sim.node(i).core.view().unshared_chunks())
+        .max()
+        .unwrap();
+    assert!(copied <= 2, "a core copied {copied} chunks");
+    assert_eq!(
+        full.get(sim.node(7).core.local_slot().ident.id())
+            .unwrap()
+            .state,
+        State::Alive
+    );
+}
+
+#[test]
+fn reaped_members_release_their_roster_names() {
+    let mut cfg = GossipConfig::lan();
+    cfg.reconnect_timeout = Duration::from_secs(5);
+    let t0 = std::time::Instant::now();
+    let me = Identity {
+        name: "me".into(),
+        addr: "127.0.0.1:7000".parse().unwrap(),
+        tags: Vec::new(),
+        incarnation: 0,
+    };
+    let mut core = Core::new(cfg, me, t0, 1).unwrap();
+    let from = "127.0.0.2:7000".parse().unwrap();
+    let gossip = |d: Delta| {
+        let mut buf = Vec::new();
+        let at = wire::encode_header(&mut buf, &wire::Message::Gossip);
+        wire::encode_delta(&mut buf, &d);
+        wire::set_count(&mut buf, at, 1);
+        buf
+    };
+    let alive = gossip(Delta::Alive {
+        name: "ghost",
+        incarnation: 1,
+        addr: from,
+        tags: &[],
+    });
+    core.handle_packet(t0, from, &alive);
+    assert!(core.roster().find("ghost").is_some());
+    let dead = gossip(Delta::Dead {
+        name: "ghost",
+        incarnation: 1,
+        from: "someone",
+    });
+    core.handle_packet(t0, from, &dead);
+    assert_eq!(core.member("ghost").map(|m| m.state), Some(State::Dead));
+    let mut now = t0;
+    while core.member("ghost").is_some() && now < t0 + Duration::from_secs(30) {
+        now = core.poll_timeout().unwrap().max(now);
+        core.handle_timeout(now);
+    }
+    assert!(
+        core.member("ghost").is_none(),
+        "reaped after reconnect_timeout"
+    );
+    assert!(now >= t0 + Duration::from_secs(5));
+    assert!(
+        core.roster().find("ghost").is_none(),
+        "its name and id were released"
+    );
+    assert_eq!(core.roster().len(), 1);
 }

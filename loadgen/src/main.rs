@@ -265,6 +265,7 @@ fn run() -> Result<(), String> {
     let doc = json!({
         "scenario": scenario, "net": net, "nodes": nodes, "seed": seed, "profile": profile,
         "start": if opts.converged_start { "converged" } else { "join" },
+        "join_rate": opts.join_rate,
         "lifeguard": cfg.lifeguard, "results": out.json, "resources": resources,
     });
     if let Some(path) = p.get("out") {

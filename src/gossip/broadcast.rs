@@ -29,24 +29,29 @@ pub enum Item {
         /// Suspector (suspect and dead deltas).
         from: Option<Arc<str>>,
     },
-    /// A pre-encoded delta (user events), keyed by origin and event id.
-    Encoded {
-        /// Origin node.
-        origin: Arc<str>,
-        /// Event id at the origin.
-        event: u32,
-        /// Encoded delta.
-        bytes: Box<[u8]>,
-    },
+    /// A pre-encoded delta (user events); boxed so member entries stay small.
+    Encoded(Box<Encoded>),
 }
 
+/// A user event delta, keyed by origin and event id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Origin node.
+    pub origin: Arc<str>,
+    /// Event id at the origin.
+    pub event: u32,
+    /// Encoded delta.
+    pub bytes: Box<[u8]>,
+}
+
+/// 32 bytes: a join storm puts one per member in every core's queue.
 struct Slot {
-    item: Item,
-    transmits: u32,
-    /// Transmissions allowed at most, whatever the cluster-size limit says.
-    cap: u32,
+    /// `None` once retired.
+    item: Option<Item>,
+    transmits: u16,
+    /// Transmissions allowed at most, whatever the cluster-size limit says (`u16::MAX`: no cap).
+    cap: u16,
     generation: u32,
-    live: bool,
 }
 
 /// (slot index, slot generation): 8 bytes, as every core keeps up to one per member in flight.
@@ -57,8 +62,8 @@ type Ref = (u32, u32);
 pub struct BroadcastQueue {
     slots: Vec<Slot>,
     free: Vec<usize>,
-    members: HashMap<Id, usize>,
-    events: HashMap<(Arc<str>, u32), usize>,
+    members: HashMap<Id, u32>,
+    events: HashMap<(Arc<str>, u32), u32>,
     buckets: Vec<VecDeque<Ref>>,
     skipped: Vec<Ref>,
     moved: Vec<Ref>,
@@ -74,38 +79,32 @@ impl BroadcastQueue {
     pub fn push_capped(&mut self, item: Item, cap: u32) {
         let old = match &item {
             Item::Member { id, .. } => self.members.get(id),
-            Item::Encoded { origin, event, .. } => self.events.get(&(origin.clone(), *event)),
+            Item::Encoded(e) => self.events.get(&(e.origin.clone(), e.event)),
         };
         if let Some(&old) = old {
-            self.retire(old);
+            self.retire(old as usize);
         }
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
                 self.slots.push(Slot {
-                    item: Item::Member {
-                        id: 0,
-                        state: State::Alive,
-                        from: None,
-                    },
+                    item: None,
                     transmits: 0,
                     cap: 0,
                     generation: 0,
-                    live: false,
                 });
                 self.slots.len() - 1
             }
         };
         match &item {
-            Item::Member { id, .. } => self.members.insert(*id, idx),
-            Item::Encoded { origin, event, .. } => self.events.insert((origin.clone(), *event), idx),
+            Item::Member { id, .. } => self.members.insert(*id, idx as u32),
+            Item::Encoded(e) => self.events.insert((e.origin.clone(), e.event), idx as u32),
         };
         let s = &mut self.slots[idx];
-        s.item = item;
+        s.item = Some(item);
         s.transmits = 0;
-        s.cap = cap;
+        s.cap = cap.min(u16::MAX as u32) as u16;
         s.generation = s.generation.wrapping_add(1);
-        s.live = true;
         if self.buckets.is_empty() {
             self.buckets.push(VecDeque::new());
         }
@@ -114,25 +113,16 @@ impl BroadcastQueue {
 
     fn retire(&mut self, idx: usize) {
         let s = &mut self.slots[idx];
-        if !s.live {
+        let Some(item) = s.item.take() else {
             return;
-        }
-        s.live = false;
+        };
         s.generation = s.generation.wrapping_add(1);
-        let item = std::mem::replace(
-            &mut s.item,
-            Item::Member {
-                id: 0,
-                state: State::Alive,
-                from: None,
-            },
-        );
         match item {
             Item::Member { id, .. } => {
                 self.members.remove(&id);
             }
-            Item::Encoded { origin, event, .. } => {
-                self.events.remove(&(origin, event));
+            Item::Encoded(e) => {
+                self.events.remove(&(e.origin, e.event));
             }
         }
         self.free.push(idx);
@@ -151,7 +141,7 @@ impl BroadcastQueue {
 
     fn valid(&self, (idx, generation): Ref) -> bool {
         let s = &self.slots[idx as usize];
-        s.live && s.generation == generation
+        s.item.is_some() && s.generation == generation
     }
 
     /// Number of queued deltas.
@@ -166,7 +156,9 @@ impl BroadcastQueue {
 
     /// How often the queued delta about member `id` was sent; `None` once retired or never queued.
     pub fn transmits(&self, id: Id) -> Option<u32> {
-        self.members.get(&id).map(|&i| self.slots[i].transmits)
+        self.members
+            .get(&id)
+            .map(|&i| self.slots[i as usize].transmits as u32)
     }
 
     /// Appends as many deltas as fit in `budget` bytes to `out` (least-sent and newest first), counts a
@@ -194,11 +186,12 @@ impl BroadcastQueue {
                 let mark = out.len();
                 let s = &self.slots[r.0 as usize];
                 let fresh = match &s.item {
-                    Item::Encoded { bytes, .. } => {
-                        out.extend_from_slice(bytes);
+                    Some(Item::Encoded(e)) => {
+                        out.extend_from_slice(&e.bytes);
                         true
                     }
-                    item => encode(item, out),
+                    Some(item) => encode(item, out),
+                    None => false,
                 };
                 if !fresh {
                     out.truncate(mark);
@@ -217,8 +210,8 @@ impl BroadcastQueue {
                 }
                 count += 1;
                 let s = &mut self.slots[r.0 as usize];
-                s.transmits += 1;
-                if s.transmits >= limit.min(s.cap) {
+                s.transmits = s.transmits.saturating_add(1);
+                if s.transmits as u32 >= limit.min(s.cap as u32) {
                     self.retire(r.0 as usize);
                 } else {
                     self.moved.push(r);
@@ -374,11 +367,11 @@ mod tests {
         let origin: Arc<str> = Arc::from("n1");
         q.push(member(1, State::Alive));
         for payload in [b"ab", b"cd"] {
-            q.push(Item::Encoded {
+            q.push(Item::Encoded(Box::new(Encoded {
                 origin: origin.clone(),
                 event: 5,
                 bytes: payload.to_vec().into(),
-            });
+            })));
         }
         assert_eq!(q.len(), 2, "the second event 5 of n1 replaced the first");
         let mut out = Vec::new();
@@ -404,5 +397,14 @@ mod tests {
         }
         assert_eq!(q.slots.capacity(), 0);
         assert!(q.buckets.is_empty());
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        assert!(
+            std::mem::size_of::<Slot>() <= 32,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
     }
 }

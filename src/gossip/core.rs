@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::awareness::Awareness;
-use super::broadcast::{BroadcastQueue, Item};
+use super::broadcast::{BroadcastQueue, Encoded, Item};
 use super::config::GossipConfig;
 use super::member::{Member, State};
 use super::probe_order::ProbeOrder;
@@ -539,11 +539,11 @@ impl Core {
         };
         wire::encode_delta(&mut bytes, &d);
         // Keyed apart from the origin's own state so an event never supersedes (or is superseded by) it.
-        self.broadcasts.push(Item::Encoded {
+        self.broadcasts.push(Item::Encoded(Box::new(Encoded {
             origin: origin.clone(),
             event: id,
             bytes: bytes.into(),
-        });
+        })));
     }
 
     /// Feeds a datagram that did not arrive authenticated (e.g. plaintext while a keyring is set):
