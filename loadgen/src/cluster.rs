@@ -260,7 +260,7 @@ fn raise_fd_limit() {
 async fn node_task(
     i: usize,
     mut core: Core,
-    socket: UdpSocket,
+    (socket, sender): (UdpSocket, std::net::UdpSocket),
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     live: Arc<AtomicUsize>,
     shared: Arc<Shared>,
@@ -293,7 +293,9 @@ async fn node_task(
             if loss > 0 && (rng.below(1_000_000) as u64) < loss {
                 continue;
             }
-            let _ = socket.try_send_to(&buf[..t.len], t.dst);
+            // Straight to the kernel: tokio's try_send_to refuses (WouldBlock) until its reactor has seen
+            // the new socket writable, which lost a fresh node's first join request to a 1 s retry.
+            let _ = sender.send_to(&buf[..t.len], t.dst);
         }
         let watched = shared.watched.load();
         while let Some(ev) = core.poll_event() {
@@ -371,6 +373,7 @@ impl Cluster for UdpCluster {
         let std_sock =
             std::net::UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         std_sock.set_nonblocking(true).expect("nonblocking");
+        let sender = std_sock.try_clone().expect("clone socket");
         let (tx, rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicUsize::new(1));
         let shared = self.shared.clone();
@@ -378,7 +381,7 @@ impl Cluster for UdpCluster {
         let _guard = self.rt.enter();
         let socket = UdpSocket::from_std(std_sock).expect("register socket");
         self.rt
-            .spawn(node_task(i, core, socket, rx, l2, shared, seed));
+            .spawn(node_task(i, core, (socket, sender), rx, l2, shared, seed));
         self.nodes.push(UdpNode {
             cmd: tx,
             live,

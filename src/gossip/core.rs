@@ -1298,6 +1298,10 @@ impl Core {
 
     /// The next live member in this round's order; a new round starts when one ends.
     fn next_probe_target(&mut self) -> Option<Arc<Ident>> {
+        // Alone (not joined yet), a round would walk every id below ours to find nobody.
+        if self.view.live() <= 1 {
+            return None;
+        }
         // Bounded: at most the rest of this round and one full new round.
         for round in 0..2 {
             while let Some(id) = self.probe_order.next_id() {
