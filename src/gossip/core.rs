@@ -461,11 +461,7 @@ impl Core {
         self.probe = None;
         let inc = self.local_slot().incarnation.saturating_add(1);
         self.set_state(now, self.me_id, State::Left, inc);
-        let me = self.me.clone();
-        self.enqueue(Delta::Left {
-            name: &me,
-            incarnation: inc,
-        });
+        self.enqueue(self.me_id, State::Left, None);
     }
 
     /// True once our `left` announcement went to enough peers (or there is nobody to tell).
@@ -842,22 +838,13 @@ impl Core {
         self.token
     }
 
-    /// Queues a delta about its subject, superseding any older one about the same member.
-    fn enqueue(&mut self, d: Delta<'_>) {
-        self.enqueue_capped(u32::MAX, d);
+    /// Queues a delta announcing member `id`'s current `state` (`from`: who suspected or declared it
+    /// dead), superseding any older one about the same member.
+    fn enqueue(&mut self, id: Id, state: State, from: Option<&str>) {
+        self.enqueue_capped(id, state, from, u32::MAX);
     }
 
-    fn enqueue_capped(&mut self, cap: u32, d: Delta<'_>) {
-        let (subject, state, from) = match d {
-            Delta::Alive { name, .. } => (name, State::Alive, None),
-            Delta::Suspect { name, from, .. } => (name, State::Suspect, Some(from)),
-            Delta::Dead { name, from, .. } => (name, State::Dead, Some(from)),
-            Delta::Left { name, .. } => (name, State::Left, None),
-            Delta::User { .. } => return,
-        };
-        let Some(id) = self.lookup(subject) else {
-            return;
-        };
+    fn enqueue_capped(&mut self, id: Id, state: State, from: Option<&str>, cap: u32) {
         let from = from.map(|f| {
             if f == &*self.me {
                 self.me.clone()
@@ -877,18 +864,13 @@ impl Core {
         let since = me.since;
         let token = self.next_token();
         self.view.insert(Slot {
-            ident: ident.clone(),
+            ident,
             incarnation: inc,
             state: State::Alive,
             token,
             since,
         });
-        self.enqueue(Delta::Alive {
-            name: &self.me.clone(),
-            incarnation: inc,
-            addr: ident.addr,
-            tags: &ident.tags,
-        });
+        self.enqueue(self.me_id, State::Alive, None);
         self.events.push_back(Event::Member(self.local()));
     }
 
@@ -1020,15 +1002,7 @@ impl Core {
             } else {
                 SYNC_REPEAT_BUDGET
             };
-            self.enqueue_capped(
-                cap,
-                Delta::Alive {
-                    name,
-                    incarnation: inc,
-                    addr,
-                    tags,
-                },
-            );
+            self.enqueue_capped(n.id(), State::Alive, None, cap);
             return;
         };
         let Some(s) = self.view.get(id) else { return };
@@ -1050,12 +1024,7 @@ impl Core {
         };
         self.view.update(id, |s| s.ident = ident);
         self.set_state(now, id, State::Alive, inc);
-        self.enqueue(Delta::Alive {
-            name,
-            incarnation: inc,
-            addr,
-            tags,
-        });
+        self.enqueue(id, State::Alive, None);
     }
 
     fn on_suspect(&mut self, now: Instant, name: &str, inc: u32, from: &str) {
@@ -1080,11 +1049,7 @@ impl Core {
             if sus.confirm(from) {
                 let at = sus.deadline();
                 self.timers.push(at, Timer::Suspicion(id, token));
-                self.enqueue(Delta::Suspect {
-                    name,
-                    incarnation: inc,
-                    from,
-                });
+                self.enqueue(id, State::Suspect, Some(from));
             }
             return;
         }
@@ -1109,11 +1074,7 @@ impl Core {
         self.suspicions.insert(id, Box::new(sus));
         let token = self.view.get(id).map_or(0, |s| s.token);
         self.timers.push(at, Timer::Suspicion(id, token));
-        self.enqueue(Delta::Suspect {
-            name,
-            incarnation: inc,
-            from,
-        });
+        self.enqueue(id, State::Suspect, Some(from));
     }
 
     fn on_dead(&mut self, now: Instant, id: Id, inc: u32, from: &str) {
@@ -1142,27 +1103,16 @@ impl Core {
             return;
         }
         self.set_state(now, id, state, inc);
-        let Some(s) = self.view.get(id) else { return };
-        let (name, token) = (s.ident.name().clone(), s.token);
+        let Some(token) = self.view.get(id).map(|s| s.token) else {
+            return;
+        };
         let keep = if state == State::Dead {
             self.cfg.reconnect_timeout
         } else {
             self.cfg.tombstone_timeout
         };
         self.timers.push(now + keep, Timer::Reap(id, token));
-        let d = if state == State::Dead {
-            Delta::Dead {
-                name: &name,
-                incarnation: inc,
-                from,
-            }
-        } else {
-            Delta::Left {
-                name: &name,
-                incarnation: inc,
-            }
-        };
-        self.enqueue(d);
+        self.enqueue(id, state, (state == State::Dead).then_some(from));
     }
 
     fn on_suspicion_timer(&mut self, now: Instant, id: Id, token: u32) {
