@@ -423,3 +423,39 @@ fn reaped_members_release_their_roster_names() {
     );
     assert_eq!(core.roster().len(), 1);
 }
+
+#[test]
+fn a_member_that_crashes_soon_after_joining_is_detected_promptly() {
+    // 320 = 5 x 64: the newcomer's id opens a view chunk no probe round in progress covers.
+    let n = 320;
+    let mut sim = cluster(n, 13);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(60), converged));
+    // Let everyone be well into a probe round (a round lasts about N seconds).
+    let until = sim.now + Duration::from_secs(40);
+    sim.run_until(until, |_, _, _| {});
+    let x = sim.add_node("young", GossipConfig::lan(), Vec::new());
+    sim.join(x, 0);
+    let others: Vec<usize> = (0..n).collect();
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(10), |s| all_see(
+            s,
+            &others,
+            "young",
+            State::Alive
+        ))
+    );
+    sim.crash(x);
+    let t0 = sim.now;
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(120), |s| all_see(
+            s,
+            &others,
+            "young",
+            State::Dead
+        ))
+    );
+    // Suspicion alone takes 4 x log10(321) = 10 s; probers must find the newcomer within the round they
+    // are in, not only after their next round starts (tens of seconds at this size).
+    let took = sim.now - t0;
+    assert!(took < Duration::from_secs(25), "took {took:?}");
+}

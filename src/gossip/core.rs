@@ -991,7 +991,7 @@ impl Core {
                 token,
                 since,
             });
-            // A new member waits for the next probe round (the order is fixed per round).
+            self.probe_order.add_late(n.id(), &mut self.rng);
             if let Some(s) = self.view.get(n.id()) {
                 self.events.push_back(Event::Member(self.member_of(s)));
             }

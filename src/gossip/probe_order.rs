@@ -1,6 +1,13 @@
 //! A fresh random order of `0..n` for each probe round, in O(1) memory: a keyed bijection on the next
 //! power of two, walked until it lands below `n` (cycle walking). A stored, shuffled list of member
 //! indices per core was O(N) per core, which loadgen pays N times.
+//!
+//! Members learned during a round are slotted into what is left of it at a random point, as memberlist
+//! does: left for the next round, a member that joined and crashed would wait for probers whose rounds
+//! happened to restart, and detection of young members slowed from seconds to minutes at N = 5000.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use super::rng::Rng;
 
@@ -12,6 +19,8 @@ pub struct ProbeOrder {
     shift: u32,
     keys: [u32; 3],
     pos: u32,
+    /// Members added during the round: (position at which they are due, id), earliest first.
+    late: BinaryHeap<Reverse<(u32, u32)>>,
 }
 
 impl ProbeOrder {
@@ -35,6 +44,7 @@ impl ProbeOrder {
             shift: bits.div_ceil(2),
             keys,
             pos: 0,
+            late: BinaryHeap::new(),
         }
     }
 
@@ -46,7 +56,19 @@ impl ProbeOrder {
             shift: 1,
             keys: [0; 3],
             pos: 0,
+            late: BinaryHeap::new(),
         }
+    }
+
+    /// Slots `id`, learned during this round, at a random point in what is left of it. Between rounds
+    /// it is left out: the next round is drawn over every id known by then.
+    pub fn add_late(&mut self, id: u32, rng: &mut Rng) {
+        if self.pos >= self.n {
+            return;
+        }
+        let left = (self.n - self.pos) as usize;
+        let due = self.pos + rng.below(left + 1) as u32;
+        self.late.push(Reverse((due, id)));
     }
 
     /// Each step is a bijection on `0..=mask`: xor with a key, multiply by an odd constant, xorshift.
@@ -59,8 +81,14 @@ impl ProbeOrder {
         x
     }
 
-    /// The next id of the round, `None` once all `n` were given.
+    /// The next id of the round, `None` once all `n` (and every late one) were given.
     pub fn next_id(&mut self) -> Option<u32> {
+        if let Some(&Reverse((due, id))) = self.late.peek()
+            && (due <= self.pos || self.pos >= self.n)
+        {
+            self.late.pop();
+            return Some(id);
+        }
         if self.pos >= self.n {
             return None;
         }
@@ -106,6 +134,26 @@ mod tests {
             assert!(seen.iter().all(|&s| s), "n={n}: not all ids given");
             assert_eq!(o.position(), n);
         }
+    }
+
+    #[test]
+    fn late_members_come_within_the_round() {
+        let mut rng = Rng::new(3);
+        let mut o = ProbeOrder::new(100, &mut rng);
+        for _ in 0..50 {
+            o.next_id();
+        }
+        o.add_late(500, &mut rng);
+        o.add_late(501, &mut rng);
+        let rest: Vec<u32> = std::iter::from_fn(|| o.next_id()).collect();
+        assert_eq!(rest.len(), 52, "the 50 left plus both late ones");
+        assert!(rest.contains(&500) && rest.contains(&501));
+        // Between rounds nothing is queued: the next round covers it.
+        o.add_late(7, &mut rng);
+        assert_eq!(o.next_id(), None);
+        let mut e = ProbeOrder::empty();
+        e.add_late(9, &mut rng);
+        assert_eq!(e.next_id(), None);
     }
 
     #[test]
