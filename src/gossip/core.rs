@@ -856,12 +856,16 @@ impl Core {
             .push_capped(Item::Member { id, state, from }, cap);
     }
 
-    /// Announces ourselves alive at `inc` with `tags`.
-    fn reannounce_self(&mut self, inc: u32, tags: &[u8]) {
-        let me = self.local_slot();
-        let name = self.roster.name(&self.me);
-        let ident = self.roster.ident(&name, me.ident.addr, tags, inc);
-        let since = me.since;
+    /// Interns `name`'s announced record and puts it in the view alive at `inc`; returns its id.
+    fn insert_alive(
+        &mut self,
+        name: &str,
+        (addr, tags): (SocketAddr, &[u8]),
+        inc: u32,
+        since: u32,
+    ) -> Id {
+        let n = self.roster.name(name);
+        let ident = self.roster.ident(&n, addr, tags, inc);
         let token = self.next_token();
         self.view.insert(Slot {
             ident,
@@ -870,6 +874,14 @@ impl Core {
             token,
             since,
         });
+        n.id()
+    }
+
+    /// Announces ourselves alive at `inc` with `tags`.
+    fn reannounce_self(&mut self, inc: u32, tags: &[u8]) {
+        let (addr, since) = (self.local_slot().ident.addr, self.local_slot().since);
+        let me = self.me.clone();
+        self.insert_alive(&me, (addr, tags), inc, since);
         self.enqueue(self.me_id, State::Alive, None);
         self.events.push_back(Event::Member(self.local()));
     }
@@ -980,19 +992,10 @@ impl Core {
         news_if_new: bool,
     ) {
         let Some(id) = self.lookup(name) else {
-            let n = self.roster.name(name);
-            let ident = self.roster.ident(&n, addr, tags, inc);
-            let token = self.next_token();
             let since = self.since(now);
-            self.view.insert(Slot {
-                ident,
-                incarnation: inc,
-                state: State::Alive,
-                token,
-                since,
-            });
-            self.probe_order.add_late(n.id(), &mut self.rng);
-            if let Some(s) = self.view.get(n.id()) {
+            let id = self.insert_alive(name, (addr, tags), inc, since);
+            self.probe_order.add_late(id, &mut self.rng);
+            if let Some(s) = self.view.get(id) {
                 self.events.push_back(Event::Member(self.member_of(s)));
             }
             // Old news gets a small budget: enough to patch holes left by a join race, far from the
@@ -1002,7 +1005,7 @@ impl Core {
             } else {
                 SYNC_REPEAT_BUDGET
             };
-            self.enqueue_capped(n.id(), State::Alive, None, cap);
+            self.enqueue_capped(id, State::Alive, None, cap);
             return;
         };
         let Some(s) = self.view.get(id) else { return };
