@@ -459,3 +459,129 @@ fn a_member_that_crashes_soon_after_joining_is_detected_promptly() {
     let took = sim.now - t0;
     assert!(took < Duration::from_secs(25), "took {took:?}");
 }
+
+/// Cores wired by hand: a datagram arrives only if it is a full-state exchange, so what a core learns
+/// after its join comes from those exchanges alone.
+struct SyncOnly {
+    cores: Vec<Core>,
+}
+
+impl SyncOnly {
+    fn addr(i: usize) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], 7000 + i as u16))
+    }
+
+    fn new(names: &[&str], cfg: &GossipConfig, t0: std::time::Instant) -> Self {
+        let cores = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let me = Identity {
+                    name: (*name).into(),
+                    addr: Self::addr(i),
+                    tags: Vec::new(),
+                    incarnation: 0,
+                };
+                Core::new(cfg.clone(), me, t0, i as u64 + 1).unwrap()
+            })
+            .collect();
+        SyncOnly { cores }
+    }
+
+    /// Delivers queued datagrams until none is left (bounded); returns how many sync requests went out.
+    fn pump(&mut self, now: std::time::Instant) -> usize {
+        let mut buf = Vec::new();
+        let mut requests = 0;
+        for _ in 0..1000 {
+            let mut moved = false;
+            for i in 0..self.cores.len() {
+                while let Some(t) = self.cores[i].poll_transmit(&mut buf) {
+                    moved = true;
+                    let bytes = &buf[..t.len];
+                    let Ok(p) = wire::decode(bytes) else { continue };
+                    let wire::Message::Sync { want_reply, .. } = p.msg else {
+                        continue;
+                    };
+                    requests += usize::from(want_reply);
+                    let dst = (t.dst.port() - 7000) as usize;
+                    self.cores[dst].handle_packet(now, Self::addr(i), bytes);
+                }
+            }
+            if !moved {
+                return requests;
+            }
+        }
+        panic!("datagrams kept flowing");
+    }
+}
+
+#[test]
+fn post_join_exchange_repeats_only_while_it_teaches() {
+    let mut cfg = GossipConfig::lan();
+    // No probes and no periodic exchange within the test window: only the post-join ones run.
+    cfg.probe_interval = Duration::from_secs(3600);
+    cfg.push_pull_interval = Duration::from_secs(3600);
+    let t0 = std::time::Instant::now();
+    let mut w = SyncOnly::new(&["seed", "joiner", "x", "y"], &cfg, t0);
+    let (seed, joiner) = (0, 1);
+    w.cores[joiner].join(t0, SyncOnly::addr(seed));
+    assert_eq!(w.pump(t0), 1, "the join request");
+    assert_eq!(w.cores[joiner].num_live(), 2);
+    // x and y join through the seed after the joiner did; the joiner never hears of them by gossip.
+    for i in [2, 3] {
+        w.cores[i].join(t0, SyncOnly::addr(seed));
+        w.pump(t0);
+    }
+    let mut now = t0;
+    let mut requests = 0;
+    while now < t0 + Duration::from_secs(60) {
+        now = w.cores[joiner].poll_timeout().unwrap().max(now);
+        w.cores[joiner].handle_timeout(now);
+        requests += w.pump(now);
+    }
+    let st = w.cores[joiner].stats();
+    // The first exchange (with the seed, the only member it knew) taught x and y; the second taught
+    // nothing, so there was no third.
+    assert_eq!(w.cores[joiner].num_live(), 4);
+    assert_eq!(st.learned_by_sync, 2);
+    assert_eq!(st.post_join_syncs, 2);
+    assert_eq!(requests, 2);
+}
+
+#[test]
+fn post_join_exchanges_are_bounded() {
+    let mut cfg = GossipConfig::lan();
+    cfg.probe_interval = Duration::from_secs(3600);
+    cfg.push_pull_interval = Duration::from_secs(3600);
+    let t0 = std::time::Instant::now();
+    let names: Vec<String> = (0..12).map(|i| format!("n{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut w = SyncOnly::new(&names, &cfg, t0);
+    w.cores[1].join(t0, SyncOnly::addr(0));
+    w.pump(t0);
+    // Before each exchange of the joiner a newcomer joins every other node, so every exchange teaches
+    // the joiner something new and only the bound stops it.
+    let mut next = 2;
+    let mut now = t0;
+    let mut requests = 0;
+    while now < t0 + Duration::from_secs(60) {
+        now = w.cores[1].poll_timeout().unwrap().max(now);
+        if w.cores[1].stats().post_join_syncs == (next - 2) as u64 && next < names.len() {
+            for j in (0..next).filter(|&j| j != 1) {
+                w.cores[next].join(now, SyncOnly::addr(j));
+            }
+            w.pump(now);
+            next += 1;
+        }
+        w.cores[1].handle_timeout(now);
+        requests += w.pump(now);
+    }
+    assert_eq!(w.cores[1].stats().post_join_syncs, 4);
+    assert_eq!(requests, 4);
+    assert_eq!(w.cores[1].stats().learned_by_sync, 4);
+    assert_eq!(
+        w.cores[1].num_live(),
+        6,
+        "the seed, itself and one newcomer per exchange"
+    );
+}

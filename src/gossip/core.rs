@@ -83,6 +83,10 @@ pub enum Event {
 /// Transmissions granted to a member first learned through a full-state exchange.
 const SYNC_REPEAT_BUDGET: u32 = 2;
 
+/// Most full-state exchanges a join is followed by; the first always runs, the others only while the
+/// exchanges before them still taught us members that gossip had not.
+const POST_JOIN_SYNCS: u8 = 4;
+
 /// Time between join attempts.
 pub const JOIN_RETRY: Duration = Duration::from_secs(1);
 /// Join attempts before [`Event::JoinTimeout`].
@@ -138,6 +142,10 @@ pub struct Stats {
     pub declared_failed: u64,
     /// User events ignored because their packet was not trusted (e.g. unencrypted).
     pub dropped_untrusted_events: u64,
+    /// Full-state exchanges started after a join to close gaps it left.
+    pub post_join_syncs: u64,
+    /// Members first learned from a full-state exchange with a third node, not through gossip.
+    pub learned_by_sync: u64,
 }
 
 #[derive(Debug)]
@@ -185,7 +193,11 @@ enum Timer {
     PushPull,
     Reconnect,
     JoinRetry(u32),
-    PostJoinSync,
+    /// `left` exchanges may still run; `mark` is [`Stats::learned_by_sync`] when the last one began.
+    PostJoinSync {
+        left: u8,
+        mark: u64,
+    },
 }
 
 struct PendingJoin {
@@ -661,7 +673,7 @@ impl Core {
                         self.timers.push(now + JOIN_RETRY, Timer::JoinRetry(seq));
                     }
                 }
-                Timer::PostJoinSync => self.sync_with_random(|s| s.state.is_live()),
+                Timer::PostJoinSync { left, mark } => self.post_join_sync(now, left, mark),
                 Timer::Reconnect => {
                     self.timers
                         .push(now + self.cfg.reconnect_interval, Timer::Reconnect);
@@ -1003,6 +1015,7 @@ impl Core {
             let cap = if news_if_new {
                 u32::MAX
             } else {
+                self.stats.learned_by_sync += 1;
                 SYNC_REPEAT_BUDGET
             };
             self.enqueue_capped(id, State::Alive, None, cap);
@@ -1364,8 +1377,40 @@ impl Core {
     /// joining may have died out before anyone knew us; one more exchange once they have run their
     /// course closes that gap.
     pub fn joined(&mut self, now: Instant) {
-        let settle = self.cfg.gossip_interval * self.cfg.retransmit_limit(self.view.live());
-        self.timers.push(now + settle, Timer::PostJoinSync);
+        let settle = self.post_join_settle();
+        self.timers.push(
+            now + settle,
+            Timer::PostJoinSync {
+                left: POST_JOIN_SYNCS,
+                mark: u64::MAX,
+            },
+        );
+    }
+
+    fn post_join_settle(&self) -> Duration {
+        self.cfg.gossip_interval * self.cfg.retransmit_limit(self.view.live())
+    }
+
+    /// In a join storm the queues serve the newest deltas first, so older ones can die out before
+    /// reaching us, and the peer of a single exchange may lack the same ones. An exchange that still
+    /// teaches members is a sign of such holes: exchange again, up to [`POST_JOIN_SYNCS`] in all,
+    /// rather than wait for the periodic push/pull (minutes apart in large clusters).
+    fn post_join_sync(&mut self, now: Instant, left: u8, mark: u64) {
+        let first = mark == u64::MAX;
+        if left == 0 || (!first && self.stats.learned_by_sync == mark) {
+            return;
+        }
+        self.stats.post_join_syncs += 1;
+        let mark = self.stats.learned_by_sync;
+        self.sync_with_random(|s| s.state.is_live());
+        let settle = self.post_join_settle();
+        self.timers.push(
+            now + settle,
+            Timer::PostJoinSync {
+                left: left - 1,
+                mark,
+            },
+        );
     }
 
     fn state_delta<'a>(&'a self, s: &'a Slot) -> Delta<'a> {
