@@ -80,9 +80,6 @@ pub enum Event {
     },
 }
 
-/// Transmissions granted to a member first learned through a full-state exchange.
-const SYNC_REPEAT_BUDGET: u32 = 2;
-
 /// Most full-state exchanges a join is followed by; the first always runs, the others only while the
 /// exchanges before them still taught us members that gossip had not.
 const POST_JOIN_SYNCS: u8 = 4;
@@ -692,9 +689,10 @@ impl Core {
     /// Next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         let ev = self.events.pop_front();
-        if ev.is_none() && self.events.capacity() > 256 {
-            // A join burst can queue thousands of events; do not keep that capacity per core forever.
-            self.events.shrink_to(16);
+        if ev.is_none() && self.events.capacity() > 16 {
+            // Member events come in bursts (a join, a full-state exchange) and are ~100 bytes each;
+            // keeping a burst's capacity cost loadgen's 5000 cores 10 KB each for nothing.
+            self.events.shrink_to(4);
         }
         ev
     }
@@ -853,10 +851,6 @@ impl Core {
     /// Queues a delta announcing member `id`'s current `state` (`from`: who suspected or declared it
     /// dead), superseding any older one about the same member.
     fn enqueue(&mut self, id: Id, state: State, from: Option<&str>) {
-        self.enqueue_capped(id, state, from, u32::MAX);
-    }
-
-    fn enqueue_capped(&mut self, id: Id, state: State, from: Option<&str>, cap: u32) {
         let from = from.map(|f| {
             if f == &*self.me {
                 self.me.clone()
@@ -864,8 +858,7 @@ impl Core {
                 Arc::from(f)
             }
         });
-        self.broadcasts
-            .push_capped(Item::Member { id, state, from }, cap);
+        self.broadcasts.push(Item::Member { id, state, from });
     }
 
     /// Interns `name`'s announced record and puts it in the view alive at `inc`; returns its id.
@@ -1010,15 +1003,13 @@ impl Core {
             if let Some(s) = self.view.get(id) {
                 self.events.push_back(Event::Member(self.member_of(s)));
             }
-            // Old news gets a small budget: enough to patch holes left by a join race, far from the
-            // full retransmit limit that would make every joiner re-send the whole membership.
-            let cap = if news_if_new {
-                u32::MAX
+            // Old news is not re-gossiped at all: every joiner would re-send the whole membership. Holes a
+            // join race leaves are closed by the repeated post-join exchange instead.
+            if news_if_new {
+                self.enqueue(id, State::Alive, None);
             } else {
                 self.stats.learned_by_sync += 1;
-                SYNC_REPEAT_BUDGET
-            };
-            self.enqueue_capped(id, State::Alive, None, cap);
+            }
             return;
         };
         let Some(s) = self.view.get(id) else { return };

@@ -11,6 +11,9 @@ use std::collections::BinaryHeap;
 
 use super::rng::Rng;
 
+/// Late slots a round holds before it gives way to a new round over the grown id space.
+const LATE_MAX: usize = 64;
+
 /// One probe round's order over ids `0..n`.
 #[derive(Debug, Clone)]
 pub struct ProbeOrder {
@@ -61,9 +64,17 @@ impl ProbeOrder {
     }
 
     /// Slots `id`, learned during this round, at a random point in what is left of it. Between rounds
-    /// it is left out: the next round is drawn over every id known by then.
+    /// it is left out: the next round is drawn over every id known by then. An id the round has yet to
+    /// reach needs no slot: a joiner learns most of the cluster at once, and queueing those would cost
+    /// every core a heap entry per member. Nor do ids beyond the round once [`LATE_MAX`] wait: a
+    /// round begun while the joiner knew a handful of members ends there, and the next one covers
+    /// everyone (a late heap of thousands per core would otherwise last a whole round).
     pub fn add_late(&mut self, id: u32, rng: &mut Rng) {
-        if self.pos >= self.n {
+        if self.pos >= self.n || (id < self.n && self.position_of(id) >= self.pos) {
+            return;
+        }
+        if self.late.len() >= LATE_MAX {
+            self.n = self.pos;
             return;
         }
         let left = (self.n - self.pos) as usize;
@@ -77,6 +88,28 @@ impl ProbeOrder {
             x = (x ^ k) & self.mask;
             x = x.wrapping_mul(0x9E37_79B1) & self.mask;
             x ^= x >> self.shift;
+        }
+        x
+    }
+
+    /// Inverse of [`Self::permute`]: each step undone in reverse order.
+    fn unpermute(&self, mut x: u32) -> u32 {
+        // 2 * shift >= bits, so the xorshift is its own inverse.
+        let inv = inverse_mod_pow2(0x9E37_79B1);
+        for &k in self.keys.iter().rev() {
+            x ^= x >> self.shift;
+            x = x.wrapping_mul(inv) & self.mask;
+            x ^= k & self.mask;
+        }
+        x
+    }
+
+    /// Position in the round at which `id` (below `n`) is given: the cycle walk run backwards.
+    fn position_of(&self, id: u32) -> u32 {
+        let mut x = self.unpermute(id);
+        // Terminates: the backward walk stays on id's cycle, which holds values below n.
+        while x >= self.n {
+            x = self.unpermute(x);
         }
         x
     }
@@ -117,6 +150,17 @@ impl ProbeOrder {
     }
 }
 
+/// Multiplicative inverse of odd `a` modulo 2^32 (Newton's iteration doubles the correct bits each step).
+const fn inverse_mod_pow2(a: u32) -> u32 {
+    let mut x = a; // correct to 3 bits for odd a
+    let mut i = 0;
+    while i < 4 {
+        x = x.wrapping_mul(2u32.wrapping_sub(a.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +198,59 @@ mod tests {
         let mut e = ProbeOrder::empty();
         e.add_late(9, &mut rng);
         assert_eq!(e.next_id(), None);
+    }
+
+    #[test]
+    fn position_of_inverts_the_walk() {
+        assert_eq!(
+            0x9E37_79B1u32.wrapping_mul(inverse_mod_pow2(0x9E37_79B1)),
+            1
+        );
+        let mut rng = Rng::new(11);
+        for n in [1usize, 2, 5, 64, 65, 1000, 4097] {
+            let mut o = ProbeOrder::new(n, &mut rng);
+            let mut p = 0;
+            while let Some(x) = o.next_id() {
+                assert_eq!(o.position_of(x), p, "n={n}");
+                p += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn relearned_members_come_once_in_the_rest_of_the_round() {
+        let mut rng = Rng::new(5);
+        let mut o = ProbeOrder::new(100, &mut rng);
+        for _ in 0..10 {
+            o.next_id();
+        }
+        // A joiner learning everyone at once: the 90 still ahead keep their place, the 10 already
+        // given get one late slot each.
+        for id in 0..100 {
+            o.add_late(id, &mut rng);
+        }
+        assert_eq!(o.late.len(), 10);
+        let mut rest: Vec<u32> = std::iter::from_fn(|| o.next_id()).collect();
+        rest.sort_unstable();
+        assert_eq!(rest, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_round_outgrown_by_late_members_ends_early() {
+        let mut rng = Rng::new(9);
+        let mut o = ProbeOrder::new(64, &mut rng);
+        let first = o.next_id().unwrap();
+        for id in 64..64 + LATE_MAX as u32 {
+            o.add_late(id, &mut rng);
+        }
+        assert_eq!(o.late.len(), LATE_MAX);
+        o.add_late(1000, &mut rng);
+        // The round ends where it stands; the late ones already slotted are still given, then it is over.
+        let rest: Vec<u32> = std::iter::from_fn(|| o.next_id()).collect();
+        assert_eq!(rest.len(), LATE_MAX);
+        assert!(!rest.contains(&first) && !rest.contains(&1000));
+        assert!(rest.iter().all(|&x| x >= 64));
+        assert!(o.late.capacity() <= 2 * LATE_MAX);
     }
 
     #[test]
