@@ -44,7 +44,9 @@ impl Recorder {
             self.false_positives += 1;
             self.false_positive_subjects.insert(subject);
         }
-        if self.watched.contains(&subject) {
+        // A node's view of itself is not news, and counting it let a run wait for an event that a
+        // freshly spawned node may emit before it is watched.
+        if observer != subject && self.watched.contains(&subject) {
             self.seen
                 .entry((subject, state))
                 .or_default()
@@ -196,10 +198,19 @@ mod tests {
         };
         r.mark_gone(7);
         for o in 0..10 {
-            r.observe(Duration::from_millis(100 * o as u64), o, 7, State::Dead);
+            r.observe(
+                Duration::from_millis(100 * o as u64),
+                10 + o,
+                7,
+                State::Dead,
+            );
         }
         r.observe(Duration::from_secs(1), 1, 3, State::Dead);
         assert_eq!(r.false_positives, 1);
+        // A node's view of itself is not an observation.
+        r.observe(Duration::ZERO, 7, 7, State::Alive);
+        assert_eq!(r.count(7, State::Alive), 0);
+        assert_eq!(r.count(7, State::Dead), 10);
         let t = r.times(7, State::Dead, Duration::ZERO);
         assert_eq!(
             time_to_fraction(&t, 10, 0.5),

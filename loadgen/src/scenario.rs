@@ -261,15 +261,8 @@ pub fn broadcast(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     let observers = o.nodes;
     let t0 = c.now();
     c.join(x, 0);
-    wait_seen(c, o, rec, &[x], State::Alive, observers + 1, "broadcast");
-    let mut times = rec.times(x, State::Alive, t0);
-    // The newcomer's own view of itself is not news.
-    if let Some(self_at) = rec.seen.get(&(x, State::Alive)).and_then(|m| m.get(&x)) {
-        let own = self_at.saturating_sub(t0);
-        if let Some(p) = times.iter().position(|t| *t == own) {
-            times.remove(p);
-        }
-    }
+    wait_seen(c, o, rec, &[x], State::Alive, observers, "broadcast");
+    let times = rec.times(x, State::Alive, t0);
     let (p50, p99, p100) = spread_figures(&times, observers);
     summary.push(format!(
         "new member reached 50% {} / 99% {} / 100% {} of {} nodes",
