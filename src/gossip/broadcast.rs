@@ -48,7 +48,9 @@ pub struct Encoded {
 struct Slot {
     /// `None` once retired.
     item: Option<Item>,
-    transmits: u32,
+    transmits: u16,
+    /// Transmissions allowed at most, whatever the cluster-size limit says (`u16::MAX`: no cap).
+    cap: u16,
     generation: u32,
 }
 
@@ -70,6 +72,11 @@ pub struct BroadcastQueue {
 impl BroadcastQueue {
     /// Queues `item`, superseding any older entry about the same member (or the same event).
     pub fn push(&mut self, item: Item) {
+        self.push_capped(item, u32::MAX);
+    }
+
+    /// Like [`BroadcastQueue::push`], sent at most `cap` times (for low-value repeats of known state).
+    pub fn push_capped(&mut self, item: Item, cap: u32) {
         let old = match &item {
             Item::Member { id, .. } => self.members.get(id),
             Item::Encoded(e) => self.events.get(&(e.origin.clone(), e.event)),
@@ -83,6 +90,7 @@ impl BroadcastQueue {
                 self.slots.push(Slot {
                     item: None,
                     transmits: 0,
+                    cap: 0,
                     generation: 0,
                 });
                 self.slots.len() - 1
@@ -95,6 +103,7 @@ impl BroadcastQueue {
         let s = &mut self.slots[idx];
         s.item = Some(item);
         s.transmits = 0;
+        s.cap = cap.min(u16::MAX as u32) as u16;
         s.generation = s.generation.wrapping_add(1);
         if self.buckets.is_empty() {
             self.buckets.push(VecDeque::new());
@@ -149,7 +158,7 @@ impl BroadcastQueue {
     pub fn transmits(&self, id: Id) -> Option<u32> {
         self.members
             .get(&id)
-            .map(|&i| self.slots[i as usize].transmits)
+            .map(|&i| self.slots[i as usize].transmits as u32)
     }
 
     /// Appends as many deltas as fit in `budget` bytes to `out` (least-sent and newest first), counts a
@@ -202,7 +211,7 @@ impl BroadcastQueue {
                 count += 1;
                 let s = &mut self.slots[r.0 as usize];
                 s.transmits = s.transmits.saturating_add(1);
-                if s.transmits >= limit {
+                if s.transmits as u32 >= limit.min(s.cap as u32) {
                     self.retire(r.0 as usize);
                 } else {
                     self.moved.push(r);
@@ -338,6 +347,18 @@ mod tests {
         assert_eq!(q.fill(&mut out, 1000, 4, 100, enc(4, &[1])), 1);
         assert_eq!(out, vec![2u8; 4]);
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn capped_entries_retire_early() {
+        let mut q = BroadcastQueue::default();
+        q.push_capped(member(7, State::Alive), 2);
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            q.fill(&mut out, 100, 16, 10, enc(1, &[]));
+        }
+        assert_eq!(out.len(), 2, "sent exactly twice");
+        assert!(q.is_empty());
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub enum Event {
     },
 }
 
+/// Transmissions granted to a member first learned through a full-state exchange.
+const SYNC_REPEAT_BUDGET: u32 = 1;
+
 /// Most full-state exchanges a join is followed by; the first always runs, the others only while the
 /// exchanges before them still taught us members that gossip had not.
 const POST_JOIN_SYNCS: u8 = 4;
@@ -178,6 +181,16 @@ enum Out {
     },
 }
 
+/// How an alive delta reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Gossip,
+    /// A full-state exchange, about the exchanging peer itself.
+    SyncPeer,
+    /// A full-state exchange, about someone else.
+    SyncThirdParty,
+}
+
 #[derive(Debug)]
 enum Timer {
     Probe,
@@ -250,6 +263,8 @@ pub struct Core {
     /// Whether the packet being handled may carry user events.
     trusted: bool,
     sync_replies: usize,
+    /// A chain of post-join exchanges is scheduled.
+    post_join_armed: bool,
     token: u32,
     stats: Stats,
     picks: Vec<Id>,
@@ -315,6 +330,7 @@ impl Core {
             next_event_id: seq,
             trusted: true,
             sync_replies: 0,
+            post_join_armed: false,
             token: 0,
             stats: Stats::default(),
             picks: Vec::new(),
@@ -851,6 +867,10 @@ impl Core {
     /// Queues a delta announcing member `id`'s current `state` (`from`: who suspected or declared it
     /// dead), superseding any older one about the same member.
     fn enqueue(&mut self, id: Id, state: State, from: Option<&str>) {
+        self.enqueue_capped(id, state, from, u32::MAX);
+    }
+
+    fn enqueue_capped(&mut self, id: Id, state: State, from: Option<&str>, cap: u32) {
         let from = from.map(|f| {
             if f == &*self.me {
                 self.me.clone()
@@ -858,7 +878,8 @@ impl Core {
                 Arc::from(f)
             }
         });
-        self.broadcasts.push(Item::Member { id, state, from });
+        self.broadcasts
+            .push_capped(Item::Member { id, state, from }, cap);
     }
 
     /// Interns `name`'s announced record and puts it in the view alive at `inc`; returns its id.
@@ -932,11 +953,12 @@ impl Core {
                 addr,
                 tags,
             } => {
-                // A member that is merely new to us in a full-state exchange is mostly old news to the
-                // cluster: re-gossiping it in full would make every joiner re-send the whole membership
-                // (O(N^2) traffic in a join storm). The exchanging peer itself and real updates are news.
-                let news = sync_from.is_none_or(|f| f == addr);
-                self.on_alive(now, name, incarnation, addr, tags, news)
+                let via = match sync_from {
+                    None => Via::Gossip,
+                    Some(f) if f == addr => Via::SyncPeer,
+                    Some(_) => Via::SyncThirdParty,
+                };
+                self.on_alive(now, name, incarnation, (addr, tags), via)
             }
             Delta::Suspect {
                 name,
@@ -992,9 +1014,8 @@ impl Core {
         now: Instant,
         name: &str,
         inc: u32,
-        addr: SocketAddr,
-        tags: &[u8],
-        news_if_new: bool,
+        (addr, tags): (SocketAddr, &[u8]),
+        via: Via,
     ) {
         let Some(id) = self.lookup(name) else {
             let since = self.since(now);
@@ -1003,12 +1024,19 @@ impl Core {
             if let Some(s) = self.view.get(id) {
                 self.events.push_back(Event::Member(self.member_of(s)));
             }
-            // Old news is not re-gossiped at all: every joiner would re-send the whole membership. Holes a
-            // join race leaves are closed by the repeated post-join exchange instead.
-            if news_if_new {
+            // A member that is merely new to us in a full-state exchange is mostly old news to the
+            // cluster: re-gossiping it at the full limit would make every joiner re-send the whole
+            // membership (O(N^2) traffic in a join storm). It gets one transmission, enough to patch
+            // holes a join race leaves. The exchanging peer itself and real updates are news.
+            if via != Via::SyncThirdParty {
                 self.enqueue(id, State::Alive, None);
+                if via == Via::SyncPeer {
+                    // A newcomer exchanging state with us: it is joining through us.
+                    self.arm_post_join_sync(now);
+                }
             } else {
                 self.stats.learned_by_sync += 1;
+                self.enqueue_capped(id, State::Alive, None, SYNC_REPEAT_BUDGET);
             }
             return;
         };
@@ -1358,7 +1386,13 @@ impl Core {
         bytes: &[u8],
     ) -> Result<usize, DecodeError> {
         let st = wire::decode_state(bytes)?;
-        for d in st.deltas() {
+        for (k, d) in st.deltas().enumerate() {
+            // The sender puts itself first (see `encode_state`), under the address it announces, which
+            // need not be where the stream came from (an advertise address, NAT).
+            let from = match d {
+                Delta::Alive { addr, .. } if k == 0 => addr,
+                _ => from,
+            };
             self.apply(now, d, Some(from));
         }
         Ok(st.len())
@@ -1368,6 +1402,18 @@ impl Core {
     /// joining may have died out before anyone knew us; one more exchange once they have run their
     /// course closes that gap.
     pub fn joined(&mut self, now: Instant) {
+        self.arm_post_join_sync(now);
+    }
+
+    /// Starts a chain of post-join exchanges unless one is running: after our own join, and when a
+    /// node we did not know joins through us. A seed never joins itself, yet in a join storm it misses
+    /// members that joined through other seeds as much as any joiner does; without its own exchanges
+    /// it (and everyone who joins through it) waited for the periodic push/pull.
+    fn arm_post_join_sync(&mut self, now: Instant) {
+        if self.post_join_armed {
+            return;
+        }
+        self.post_join_armed = true;
         let settle = self.post_join_settle();
         self.timers.push(
             now + settle,
@@ -1389,6 +1435,7 @@ impl Core {
     fn post_join_sync(&mut self, now: Instant, left: u8, mark: u64) {
         let first = mark == u64::MAX;
         if left == 0 || (!first && self.stats.learned_by_sync == mark) {
+            self.post_join_armed = false;
             return;
         }
         self.stats.post_join_syncs += 1;
