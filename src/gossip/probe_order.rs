@@ -68,12 +68,15 @@ impl ProbeOrder {
     /// reach needs no slot: a joiner learns most of the cluster at once, and queueing those would cost
     /// every core a heap entry per member. Nor do ids beyond the round once [`LATE_MAX`] wait: a
     /// round begun while the joiner knew a handful of members ends there, and the next one covers
-    /// everyone (a late heap of thousands per core would otherwise last a whole round).
+    /// everyone at once (a late heap of thousands per core would otherwise last a whole round).
     pub fn add_late(&mut self, id: u32, rng: &mut Rng) {
         if self.pos >= self.n || (id < self.n && self.position_of(id) >= self.pos) {
             return;
         }
         if self.late.len() >= LATE_MAX {
+            // Drop the late slots too: walked one per probe, they would have the node probe nothing but
+            // recent joiners for a minute (crash detection at N = 5000 slowed from 17 s to 28 s).
+            self.late.clear();
             self.n = self.pos;
             return;
         }
@@ -236,21 +239,21 @@ mod tests {
     }
 
     #[test]
-    fn a_round_outgrown_by_late_members_ends_early() {
+    fn a_round_outgrown_by_late_members_ends_at_once() {
         let mut rng = Rng::new(9);
         let mut o = ProbeOrder::new(64, &mut rng);
-        let first = o.next_id().unwrap();
+        o.next_id().unwrap();
         for id in 64..64 + LATE_MAX as u32 {
             o.add_late(id, &mut rng);
         }
         assert_eq!(o.late.len(), LATE_MAX);
+        // One more: the round gives way, late slots and all, so the next round (over every id) starts
+        // with the next probe.
         o.add_late(1000, &mut rng);
-        // The round ends where it stands; the late ones already slotted are still given, then it is over.
-        let rest: Vec<u32> = std::iter::from_fn(|| o.next_id()).collect();
-        assert_eq!(rest.len(), LATE_MAX);
-        assert!(!rest.contains(&first) && !rest.contains(&1000));
-        assert!(rest.iter().all(|&x| x >= 64));
-        assert!(o.late.capacity() <= 2 * LATE_MAX);
+        assert_eq!(o.next_id(), None);
+        assert!(o.late.is_empty());
+        o.add_late(5, &mut rng);
+        assert_eq!(o.next_id(), None, "between rounds nothing is slotted");
     }
 
     #[test]
