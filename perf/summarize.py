@@ -14,7 +14,8 @@ for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "runs", "*.
     if d["scenario"] == "broadcast":
         extra = f"reach 50/99/100%: {f(r['reach_50pct_s'])} / {f(r['reach_99pct_s'])} / {f(r['reach_100pct_s'])}"
     elif d["scenario"] == "crash":
-        extra = (f"first {f(r['first_detection_p50_s'])}, all live know {f(r['all_know_p50_s'])} "
+        many = f"{r['crashed']} crashes: p50 " if r.get("crashed", 1) > 1 else ""
+        extra = (f"{many}first {f(r['first_detection_p50_s'])}, all live know {f(r['all_know_p50_s'])} "
                  f"(max {f(r['all_know_max_s'])}), false positives {r['false_positives']}")
     lag = res.get("timer_lag_p99_ms")
     start = d.get("start", "join")
