@@ -1399,8 +1399,8 @@ impl Core {
     }
 
     /// Notes that a join completed (here or by a stream push/pull). Deltas that spread while we were
-    /// joining may have died out before anyone knew us; one more exchange once they have run their
-    /// course closes that gap.
+    /// joining may have died out before anyone knew us; the exchanges that follow once they have run
+    /// their course close that gap.
     pub fn joined(&mut self, now: Instant) {
         self.arm_post_join_sync(now);
     }
