@@ -11,6 +11,11 @@ use std::collections::BinaryHeap;
 
 use super::rng::Rng;
 
+/// Odd multiplier of the permutation steps, and its inverse modulo 2^32 (which also inverts modulo any
+/// smaller power of two).
+const MUL: u32 = 0x9E37_79B1;
+const MUL_INV: u32 = inverse_mod_pow2(MUL);
+
 /// Late slots a round holds before it gives way to a new round over the grown id space.
 const LATE_MAX: usize = 64;
 
@@ -89,7 +94,7 @@ impl ProbeOrder {
     fn permute(&self, mut x: u32) -> u32 {
         for k in self.keys {
             x = (x ^ k) & self.mask;
-            x = x.wrapping_mul(0x9E37_79B1) & self.mask;
+            x = x.wrapping_mul(MUL) & self.mask;
             x ^= x >> self.shift;
         }
         x
@@ -98,10 +103,9 @@ impl ProbeOrder {
     /// Inverse of [`Self::permute`]: each step undone in reverse order.
     fn unpermute(&self, mut x: u32) -> u32 {
         // 2 * shift >= bits, so the xorshift is its own inverse.
-        let inv = inverse_mod_pow2(0x9E37_79B1);
         for &k in self.keys.iter().rev() {
             x ^= x >> self.shift;
-            x = x.wrapping_mul(inv) & self.mask;
+            x = x.wrapping_mul(MUL_INV) & self.mask;
             x ^= k & self.mask;
         }
         x
@@ -205,10 +209,7 @@ mod tests {
 
     #[test]
     fn position_of_inverts_the_walk() {
-        assert_eq!(
-            0x9E37_79B1u32.wrapping_mul(inverse_mod_pow2(0x9E37_79B1)),
-            1
-        );
+        assert_eq!(MUL.wrapping_mul(MUL_INV), 1);
         let mut rng = Rng::new(11);
         for n in [1usize, 2, 5, 64, 65, 1000, 4097] {
             let mut o = ProbeOrder::new(n, &mut rng);
