@@ -43,18 +43,23 @@ fn join_through_one_member_spreads_to_all() {
     assert_eq!(tags::decode(&m.tags).unwrap()["role"], "node");
 }
 
+/// Node `i` joins through `seed`; true if the sync reply to that join reached it `within`.
+fn join_replied(sim: &mut Sim, i: usize, seed: usize, within: Duration) -> bool {
+    let seq = sim.join(i, seed);
+    let mut replied = false;
+    let until = sim.now + within;
+    sim.run_until(until, |_, node, ev| {
+        if let Event::SyncReply { seq: s, .. } = ev {
+            replied |= node == i && s == seq;
+        }
+    });
+    replied
+}
+
 #[test]
 fn join_reports_sync_reply() {
     let mut sim = cluster(2, 2);
-    let seq = sim.join(1, 0);
-    let mut replied = false;
-    let until = sim.now + Duration::from_secs(1);
-    sim.run_until(until, |_, i, ev| {
-        if let Event::SyncReply { seq: s, .. } = ev {
-            replied |= i == 1 && s == seq;
-        }
-    });
-    assert!(replied);
+    assert!(join_replied(&mut sim, 1, 0, Duration::from_secs(1)));
 }
 
 #[test]
@@ -320,15 +325,7 @@ fn join_survives_heavy_loss_by_retrying() {
             );
             sim.add_node("a", GossipConfig::lan(), Vec::new());
             sim.add_node("b", GossipConfig::lan(), Vec::new());
-            let seq = sim.join(1, 0);
-            let mut replied = false;
-            let until = sim.now + Duration::from_secs(6);
-            sim.run_until(until, |_, i, ev| {
-                if let Event::SyncReply { seq: s, .. } = ev {
-                    replied |= i == 1 && s == seq;
-                }
-            });
-            replied
+            join_replied(&mut sim, 1, 0, Duration::from_secs(6))
         })
         .count();
     assert!(joined >= 10, "{joined} of 20 joins got through at 50% loss");
