@@ -253,6 +253,34 @@ fn partition_heals_by_reconnecting_to_failed_members() {
         sim.node_mut(i).group = 0;
     }
     assert!(sim.run_until_cond(STEP, Duration::from_secs(120), converged));
+    let reconnects: u64 = (0..6).map(|i| sim.node(i).core.stats().reconnects).sum();
+    assert!(reconnects > 0, "the halves met through reconnects");
+}
+
+#[test]
+fn reconnecting_to_a_crashed_member_costs_a_ping_not_an_exchange() {
+    let mut sim = cluster(4, 12);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    sim.crash(3);
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
+            s,
+            &[0, 1, 2],
+            "node-3",
+            State::Dead
+        ))
+    );
+    let before: Vec<_> = (0..3).map(|i| sim.node(i).core.stats().clone()).collect();
+    sim.run_for(GossipConfig::lan().reconnect_interval * 4);
+    for (i, b) in before.iter().enumerate() {
+        let st = sim.node(i).core.stats();
+        // The only failed member is node-3: every interval pings it, and it never answers.
+        assert!(
+            st.reconnect_pings >= b.reconnect_pings + 3,
+            "node {i}: {st:?}"
+        );
+        assert_eq!(st.reconnects, 0, "node {i}");
+    }
 }
 
 #[test]

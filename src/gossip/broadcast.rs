@@ -8,6 +8,10 @@
 //! the state the newest delta announced). In a join storm every core queues a delta about nearly every
 //! member, so the entry's size is paid N^2 times across loadgen's cores; pre-encoded bytes, a name and a
 //! name-keyed index made it about 160 bytes, this about 60.
+//!
+//! Old news (a member merely new to us in a full-state exchange) is sent once, so it needs no
+//! accounting: it waits in a plain list of ids, 4 bytes each. A joiner learns the whole membership that
+//! way, and as full entries those ids were half of a 5000-node loadgen's memory per core.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -48,9 +52,7 @@ pub struct Encoded {
 struct Slot {
     /// `None` once retired.
     item: Option<Item>,
-    transmits: u16,
-    /// Transmissions allowed at most, whatever the cluster-size limit says (`u16::MAX`: no cap).
-    cap: u16,
+    transmits: u32,
     generation: u32,
 }
 
@@ -65,6 +67,8 @@ pub struct BroadcastQueue {
     members: HashMap<Id, u32>,
     events: HashMap<(Arc<str>, u32), u32>,
     buckets: Vec<VecDeque<Ref>>,
+    /// Members owed one transmission of their alive state, newest last.
+    once: Vec<Id>,
     skipped: Vec<Ref>,
     moved: Vec<Ref>,
 }
@@ -72,11 +76,6 @@ pub struct BroadcastQueue {
 impl BroadcastQueue {
     /// Queues `item`, superseding any older entry about the same member (or the same event).
     pub fn push(&mut self, item: Item) {
-        self.push_capped(item, u32::MAX);
-    }
-
-    /// Like [`BroadcastQueue::push`], sent at most `cap` times (for low-value repeats of known state).
-    pub fn push_capped(&mut self, item: Item, cap: u32) {
         let old = match &item {
             Item::Member { id, .. } => self.members.get(id),
             Item::Encoded(e) => self.events.get(&(e.origin.clone(), e.event)),
@@ -90,7 +89,6 @@ impl BroadcastQueue {
                 self.slots.push(Slot {
                     item: None,
                     transmits: 0,
-                    cap: 0,
                     generation: 0,
                 });
                 self.slots.len() - 1
@@ -103,12 +101,16 @@ impl BroadcastQueue {
         let s = &mut self.slots[idx];
         s.item = Some(item);
         s.transmits = 0;
-        s.cap = cap.min(u16::MAX as u32) as u16;
         s.generation = s.generation.wrapping_add(1);
         if self.buckets.is_empty() {
             self.buckets.push(VecDeque::new());
         }
         self.buckets[0].push_back((idx as u32, s.generation));
+    }
+
+    /// Queues one transmission of member `id`'s alive state, sent after unsent news and before repeats.
+    pub fn push_once(&mut self, id: Id) {
+        self.once.push(id);
     }
 
     fn retire(&mut self, idx: usize) {
@@ -134,7 +136,7 @@ impl BroadcastQueue {
     /// Once drained, gives back what a burst grew: a join storm leaves thousands of retired slots per
     /// core, and nothing refers to them any more except stale bucket references, which go too.
     fn release_if_drained(&mut self) {
-        if self.is_empty() && self.slots.len() > 64 {
+        if self.is_empty() && (self.slots.len() > 64 || self.once.capacity() > 64) {
             *self = BroadcastQueue::default();
         }
     }
@@ -146,19 +148,19 @@ impl BroadcastQueue {
 
     /// Number of queued deltas.
     pub fn len(&self) -> usize {
-        self.members.len() + self.events.len()
+        self.members.len() + self.events.len() + self.once.len()
     }
 
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.events.is_empty()
+        self.members.is_empty() && self.events.is_empty() && self.once.is_empty()
     }
 
     /// How often the queued delta about member `id` was sent; `None` once retired or never queued.
     pub fn transmits(&self, id: Id) -> Option<u32> {
         self.members
             .get(&id)
-            .map(|&i| self.slots[i as usize].transmits as u32)
+            .map(|&i| self.slots[i as usize].transmits)
     }
 
     /// Appends as many deltas as fit in `budget` bytes to `out` (least-sent and newest first), counts a
@@ -177,7 +179,23 @@ impl BroadcastQueue {
         let mut count = 0;
         let limit = limit.max(1);
         self.moved.clear();
-        'outer: for b in 0..self.buckets.len() {
+        // Unsent news (bucket 0) first, then old news, then repeats.
+        'outer: for b in 0..self.buckets.len().max(1) {
+            if b == 1 || self.buckets.is_empty() {
+                let room = budget.saturating_sub(out.len() - start);
+                if self.fill_once(
+                    out,
+                    room,
+                    max_count.saturating_sub(count),
+                    &mut encode,
+                    &mut count,
+                ) {
+                    break 'outer;
+                }
+            }
+            if b >= self.buckets.len() {
+                break;
+            }
             self.skipped.clear();
             while let Some(r) = self.buckets[b].pop_back() {
                 if !self.valid(r) {
@@ -211,7 +229,7 @@ impl BroadcastQueue {
                 count += 1;
                 let s = &mut self.slots[r.0 as usize];
                 s.transmits = s.transmits.saturating_add(1);
-                if s.transmits as u32 >= limit.min(s.cap as u32) {
+                if s.transmits >= limit {
                     self.retire(r.0 as usize);
                 } else {
                     self.moved.push(r);
@@ -237,6 +255,56 @@ impl BroadcastQueue {
         }
         self.release_if_drained();
         count
+    }
+
+    /// Appends owed alive states, newest first, within `room` bytes and `max` deltas, adding them to
+    /// `count`; true when the packet is full.
+    fn fill_once(
+        &mut self,
+        out: &mut Vec<u8>,
+        room: usize,
+        max: usize,
+        encode: &mut impl FnMut(&Item, &mut Vec<u8>) -> bool,
+        count: &mut usize,
+    ) -> bool {
+        let start = out.len();
+        let mut sent = 0;
+        let mut full = false;
+        while let Some(&id) = self.once.last() {
+            if sent >= max {
+                full = true;
+                break;
+            }
+            // A queued entry about the member will say at least as much.
+            if self.members.contains_key(&id) {
+                self.once.pop();
+                continue;
+            }
+            let mark = out.len();
+            let item = Item::Member {
+                id,
+                state: State::Alive,
+                from: None,
+            };
+            let fresh = encode(&item, out);
+            if fresh && out.len() - start > room {
+                // Alive deltas differ little in size: the packet is as good as full.
+                out.truncate(mark);
+                full = true;
+                break;
+            }
+            self.once.pop();
+            if fresh {
+                sent += 1;
+            } else {
+                out.truncate(mark);
+            }
+        }
+        *count += sent;
+        if self.once.capacity() > 64 && self.once.len() * 4 < self.once.capacity() {
+            self.once.shrink_to(self.once.len() * 2);
+        }
+        full
     }
 
     fn restore_skipped(&mut self, b: usize) {
@@ -350,15 +418,44 @@ mod tests {
     }
 
     #[test]
-    fn capped_entries_retire_early() {
+    fn old_news_is_sent_once_after_unsent_news_and_before_repeats() {
         let mut q = BroadcastQueue::default();
-        q.push_capped(member(7, State::Alive), 2);
+        q.push(member(1, State::Alive));
         let mut out = Vec::new();
+        q.fill(&mut out, 100, 16, 10, enc(1, &[]));
+        assert_eq!(out, [1]);
+        q.push(member(2, State::Alive));
+        for id in [7, 8, 2] {
+            q.push_once(id);
+        }
+        assert_eq!(q.len(), 5);
+        out.clear();
+        q.fill(&mut out, 100, 16, 10, enc(1, &[8]));
+        // Unsent 2, then old news 7 (8 is stale, 2 is queued anyway), then the repeat of 1.
+        assert_eq!(out, [2, 7, 1]);
+        out.clear();
         for _ in 0..5 {
             q.fill(&mut out, 100, 16, 10, enc(1, &[]));
         }
-        assert_eq!(out.len(), 2, "sent exactly twice");
-        assert!(q.is_empty());
+        assert_eq!(out.iter().filter(|&&b| b == 7).count(), 0, "7 went once");
+        assert_eq!(q.len(), 2, "only the full-limit entries remain");
+    }
+
+    #[test]
+    fn old_news_stops_at_a_full_packet_and_counts() {
+        let mut q = BroadcastQueue::default();
+        for id in 0..10 {
+            q.push_once(id);
+        }
+        let mut out = Vec::new();
+        assert_eq!(q.fill(&mut out, 12, 16, 100, enc(4, &[])), 3);
+        assert_eq!(out.len(), 12);
+        assert_eq!(
+            q.fill(&mut Vec::new(), 100, 16, 2, enc(4, &[])),
+            2,
+            "max_count"
+        );
+        assert_eq!(q.len(), 5);
     }
 
     #[test]

@@ -80,9 +80,6 @@ pub enum Event {
     },
 }
 
-/// Transmissions granted to a member first learned through a full-state exchange.
-const SYNC_REPEAT_BUDGET: u32 = 1;
-
 /// Most full-state exchanges a join is followed by; the first always runs, the others only while the
 /// exchanges before them still taught us members that gossip had not.
 const POST_JOIN_SYNCS: u8 = 4;
@@ -146,6 +143,10 @@ pub struct Stats {
     pub post_join_syncs: u64,
     /// Members first learned from a full-state exchange with a third node, not through gossip.
     pub learned_by_sync: u64,
+    /// Pings sent to a failed member to learn whether it is reachable again.
+    pub reconnect_pings: u64,
+    /// Full-state exchanges begun with a failed member that answered its reconnect ping.
+    pub reconnects: u64,
 }
 
 #[derive(Debug)]
@@ -224,6 +225,13 @@ struct Probe {
     nacks: u32,
 }
 
+/// A reconnect ping in flight; only an answer from the failed member earns it a full-state exchange.
+struct ReconnectPing {
+    seq: u32,
+    /// Holding the record keeps the member's id valid until the answer.
+    target: Arc<Ident>,
+}
+
 struct Relay {
     origin: SocketAddr,
     origin_seq: u32,
@@ -247,6 +255,7 @@ pub struct Core {
     /// This probe round's order over ids.
     probe_order: ProbeOrder,
     probe: Option<Probe>,
+    reconnect: Option<ReconnectPing>,
     relays: HashMap<u32, Relay>,
     seq: u32,
     broadcasts: BroadcastQueue,
@@ -317,6 +326,7 @@ impl Core {
             epoch: now,
             probe_order: ProbeOrder::empty(),
             probe: None,
+            reconnect: None,
             relays: HashMap::default(),
             seq,
             broadcasts: BroadcastQueue::default(),
@@ -690,8 +700,7 @@ impl Core {
                 Timer::Reconnect => {
                     self.timers
                         .push(now + self.cfg.reconnect_interval, Timer::Reconnect);
-                    // Talking to a failed member is how halves of a healed partition find each other again.
-                    self.sync_with_random(|s| s.state == State::Dead);
+                    self.ping_a_failed_member();
                 }
             }
         }
@@ -867,10 +876,6 @@ impl Core {
     /// Queues a delta announcing member `id`'s current `state` (`from`: who suspected or declared it
     /// dead), superseding any older one about the same member.
     fn enqueue(&mut self, id: Id, state: State, from: Option<&str>) {
-        self.enqueue_capped(id, state, from, u32::MAX);
-    }
-
-    fn enqueue_capped(&mut self, id: Id, state: State, from: Option<&str>, cap: u32) {
         let from = from.map(|f| {
             if f == &*self.me {
                 self.me.clone()
@@ -878,8 +883,7 @@ impl Core {
                 Arc::from(f)
             }
         });
-        self.broadcasts
-            .push_capped(Item::Member { id, state, from }, cap);
+        self.broadcasts.push(Item::Member { id, state, from });
     }
 
     /// Interns `name`'s announced record and puts it in the view alive at `inc`; returns its id.
@@ -1036,7 +1040,7 @@ impl Core {
                 }
             } else {
                 self.stats.learned_by_sync += 1;
-                self.enqueue_capped(id, State::Alive, None, SYNC_REPEAT_BUDGET);
+                self.broadcasts.push_once(id);
             }
             return;
         };
@@ -1228,6 +1232,10 @@ impl Core {
             self.awareness.apply(-1);
             return;
         }
+        if let Some(r) = self.reconnect.take_if(|r| r.seq == seq) {
+            self.on_reconnect_answer(&r.target);
+            return;
+        }
         if let Some(r) = self.relays.remove(&seq) {
             self.out.push_back(Out::Ack {
                 dst: r.origin,
@@ -1356,12 +1364,52 @@ impl Core {
             .and_then(|&id| self.view.get(id))
             .map(|s| s.ident.addr)
         {
-            if self.cfg.external_push_pull {
-                self.events.push_back(Event::PushPull { addr });
-            } else {
-                // Periodic anti-entropy: one attempt, no retries (the next period tries again).
-                self.send_sync(addr);
-            }
+            self.exchange_with(addr);
+        }
+    }
+
+    fn exchange_with(&mut self, addr: SocketAddr) {
+        if self.cfg.external_push_pull {
+            self.events.push_back(Event::PushPull { addr });
+        } else {
+            // Periodic anti-entropy: one attempt, no retries (the next period tries again).
+            self.send_sync(addr);
+        }
+    }
+
+    /// Reconnecting is how the halves of a healed partition find each other again. It starts with a
+    /// ping, because most failed members are simply gone: a full-state exchange sent to each of them
+    /// every interval cost a 5000-node cluster's nodes together ~167 exchanges per second towards dead
+    /// addresses, and on one machine that load delayed the very failure news it followed.
+    fn ping_a_failed_member(&mut self) {
+        self.pick_random(1, |_, s| s.state == State::Dead);
+        let Some(target) = self
+            .picks
+            .first()
+            .and_then(|&id| self.view.get(id))
+            .map(|s| s.ident.clone())
+        else {
+            return;
+        };
+        let seq = self.next_seq();
+        self.stats.reconnect_pings += 1;
+        self.out.push_back(Out::Ping {
+            dst: target.addr,
+            seq,
+            target: target.name().clone(),
+        });
+        // An answer later than the next interval's ping is ignored; that ping replaces this one.
+        self.reconnect = Some(ReconnectPing { seq, target });
+    }
+
+    fn on_reconnect_answer(&mut self, target: &Arc<Ident>) {
+        let still_failed = self
+            .view
+            .get(target.id())
+            .is_some_and(|s| Arc::ptr_eq(s.ident.name(), target.name()) && s.state == State::Dead);
+        if still_failed {
+            self.stats.reconnects += 1;
+            self.exchange_with(target.addr);
         }
     }
 
