@@ -23,6 +23,7 @@ fn gossip_packet(n: usize) -> Vec<u8> {
         &GossipMessage::Ping {
             seq: 7,
             target: "node-0",
+            known: n as u32,
         },
     );
     for i in 0..n {

@@ -280,9 +280,9 @@ fn garbage_datagrams_are_dropped_and_counted() {
     let sock = UdpSocket::bind("127.0.4.9:0").unwrap();
     let target = "127.0.4.1:8301";
     sock.send_to(b"", target).unwrap();
-    sock.send_to(&[1, 99, 0, 0], target).unwrap(); // unknown kind
+    sock.send_to(&[3, 99, 0, 0], target).unwrap(); // unknown kind
     sock.send_to(&[42, 1, 0, 0, 0, 0], target).unwrap(); // unknown protocol version
-    sock.send_to(&[1, 1, 0, 0, 0, 1, 5, b'x'], target).unwrap(); // truncated name
+    sock.send_to(&[3, 1, 0, 0, 0, 1, 5, b'x'], target).unwrap(); // truncated name
     sock.send_to(&vec![1u8; 20_000], target).unwrap(); // oversize
     let stat = |k: &str| -> u64 {
         let (_, body) = a.http("GET", "/v1/agent/self").unwrap();

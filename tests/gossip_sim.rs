@@ -311,7 +311,7 @@ fn malformed_and_foreign_packets_are_counted_not_fatal() {
     let from = murmur::sim::sim_addr(1);
     let core = &mut sim.node_mut(0).core;
     core.handle_packet(now, from, &[]);
-    core.handle_packet(now, from, &[1, 200, 0, 0]);
+    core.handle_packet(now, from, &[3, 200, 0, 0]);
     core.handle_packet(now, from, &[7, 1, 0, 0, 0, 1]);
     core.handle_packet(now, from, &vec![1u8; 20_000]);
     let s = core.stats();
@@ -687,4 +687,57 @@ fn a_stream_sender_is_news_whatever_address_the_stream_came_from() {
     assert_eq!(w.cores[0].merge_state(t0, from, &state), Ok(2));
     assert_eq!(w.cores[0].num_live(), 3);
     assert_eq!(w.cores[0].stats().learned_by_sync, 1);
+}
+
+/// A bare ping to `target` from a node that says it knows `known` members.
+fn ping_saying(target: &str, known: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    let at = wire::encode_header(
+        &mut b,
+        &wire::Message::Ping {
+            seq: 1,
+            target,
+            known,
+        },
+    );
+    wire::set_count(&mut b, at, 0);
+    b
+}
+
+#[test]
+fn a_node_peers_keep_outnumbering_catches_up_by_exchange() {
+    let t0 = std::time::Instant::now();
+    let mut w = SyncOnly::new(&["a", "b", "x", "m"], &quiet_config(), t0);
+    let (a, b, x, m) = (0, 1, 2, 3);
+    for i in [x, b, m] {
+        w.cores[i].join(t0, SyncOnly::addr(a));
+        w.pump(t0);
+    }
+    // x joined before b and m and runs no timers: a knows all four, x only a and itself.
+    assert_eq!(w.cores[a].num_live(), 4);
+    let before = w.cores[x].num_live();
+    assert_eq!(before, 2);
+    let from_a = |w: &mut SyncOnly, at, known| {
+        w.cores[x].handle_packet(at, SyncOnly::addr(a), &ping_saying("x", known));
+        w.pump(at)
+    };
+    let s = Duration::from_secs;
+    assert_eq!(from_a(&mut w, t0, 4), 0, "being behind once is no reason");
+    // b is level with x: what x lacks may still be spreading, so the wait starts over.
+    w.cores[x].handle_packet(
+        t0 + s(10),
+        SyncOnly::addr(b),
+        &ping_saying("x", before as u32),
+    );
+    assert_eq!(from_a(&mut w, t0 + s(11), 4), 0);
+    assert_eq!(w.cores[x].stats().catch_up_syncs, 0);
+    assert_eq!(
+        from_a(&mut w, t0 + s(21), 4),
+        1,
+        "still behind ten seconds on"
+    );
+    assert_eq!(w.cores[x].stats().catch_up_syncs, 1);
+    assert_eq!(w.cores[x].num_live(), 4);
+    // Level now: later pings that say the same change nothing.
+    assert_eq!(from_a(&mut w, t0 + s(40), 4), 0);
 }

@@ -73,7 +73,7 @@ pub fn run(
             _ => continue,
         };
         out.clear();
-        let at = wire::encode_header(&mut out, &Message::Ack { seq });
+        let at = wire::encode_header(&mut out, &Message::Ack { seq, known: 0 });
         wire::set_count(&mut out, at, 0);
         let _ = sock.send_to(&out, from);
         acks += 1;

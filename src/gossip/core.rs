@@ -147,6 +147,8 @@ pub struct Stats {
     pub reconnect_pings: u64,
     /// Full-state exchanges begun with a failed member that answered its reconnect ping.
     pub reconnects: u64,
+    /// Full-state exchanges begun because peers kept knowing more members than we did.
+    pub catch_up_syncs: u64,
 }
 
 #[derive(Debug)]
@@ -232,6 +234,13 @@ struct ReconnectPing {
     target: Arc<Ident>,
 }
 
+/// Since when peers' pings and acks have said they know more members than our view holds.
+struct Behind {
+    since: Instant,
+    /// Our member count then; any change restarts the wait.
+    known: usize,
+}
+
 struct Relay {
     origin: SocketAddr,
     origin_seq: u32,
@@ -256,6 +265,7 @@ pub struct Core {
     probe_order: ProbeOrder,
     probe: Option<Probe>,
     reconnect: Option<ReconnectPing>,
+    behind: Option<Behind>,
     relays: HashMap<u32, Relay>,
     seq: u32,
     broadcasts: BroadcastQueue,
@@ -327,6 +337,7 @@ impl Core {
             probe_order: ProbeOrder::empty(),
             probe: None,
             reconnect: None,
+            behind: None,
             relays: HashMap::default(),
             seq,
             broadcasts: BroadcastQueue::default(),
@@ -609,7 +620,8 @@ impl Core {
             self.apply(now, d, is_sync.then_some(from));
         }
         match p.msg {
-            Message::Ping { seq, target } => {
+            Message::Ping { seq, target, known } => {
+                self.compare_known(now, from, known);
                 if target == &*self.me {
                     self.out.push_back(Out::Ack { dst: from, seq });
                 } else {
@@ -622,7 +634,10 @@ impl Core {
                 addr,
                 nack,
             } => self.relay(now, from, seq, target, addr, nack),
-            Message::Ack { seq } => self.on_ack(seq),
+            Message::Ack { seq, known } => {
+                self.compare_known(now, from, known);
+                self.on_ack(seq);
+            }
             Message::Nack { seq } => {
                 if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
                     p.nacks += 1;
@@ -740,7 +755,8 @@ impl Core {
                     seq,
                     ref target,
                 } => {
-                    let at = wire::encode_header(buf, &Message::Ping { seq, target });
+                    let known = self.view.len() as u32;
+                    let at = wire::encode_header(buf, &Message::Ping { seq, target, known });
                     // Buddy system: tell a suspect it is suspected so it can refute at once.
                     let mut n = 0;
                     if self.cfg.lifeguard
@@ -773,12 +789,11 @@ impl Core {
                     };
                     (dst, wire::encode_header(buf, &msg), 0, true)
                 }
-                Out::Ack { dst, seq } => (
-                    dst,
-                    wire::encode_header(buf, &Message::Ack { seq }),
-                    0,
-                    true,
-                ),
+                Out::Ack { dst, seq } => {
+                    let known = self.view.len() as u32;
+                    let at = wire::encode_header(buf, &Message::Ack { seq, known });
+                    (dst, at, 0, true)
+                }
                 Out::Nack { dst, seq } => (
                     dst,
                     wire::encode_header(buf, &Message::Nack { seq }),
@@ -1400,6 +1415,42 @@ impl Core {
         });
         // An answer later than the next interval's ping is ignored; that ping replaces this one.
         self.reconnect = Some(ReconnectPing { seq, target });
+    }
+
+    /// A hole that gossip will not fill: a member whose news died out before it reached us (or before
+    /// anyone knew us), missed by our post-join exchanges too. In 5000-node UDP runs such holes waited up
+    /// to 150 s for the periodic push/pull (270 s apart at that size). Pings and acks carry the sender's
+    /// member count; if peers keep knowing more than we do while our view stands still for longer than
+    /// news takes to spread, exchange state with one of them. Only a node that is behind and stuck pays,
+    /// at most once per wait; news that is merely still spreading changes our view and restarts it.
+    fn compare_known(&mut self, now: Instant, from: SocketAddr, known: u32) {
+        let mine = self.view.len();
+        if known == 0 || self.view.live() <= 1 {
+            return;
+        }
+        if known as usize <= mine {
+            // Someone is level with us or behind: whatever we lack may still be spreading.
+            self.behind = None;
+            return;
+        }
+        let wait = self.post_join_settle() * 2;
+        match &self.behind {
+            Some(b) if b.known == mine && now.saturating_duration_since(b.since) >= wait => {
+                self.stats.catch_up_syncs += 1;
+                self.exchange_with(from);
+                self.behind = Some(Behind {
+                    since: now,
+                    known: mine,
+                });
+            }
+            Some(b) if b.known == mine => {}
+            _ => {
+                self.behind = Some(Behind {
+                    since: now,
+                    known: mine,
+                })
+            }
+        }
     }
 
     fn on_reconnect_answer(&mut self, target: &Arc<Ident>) {

@@ -3,6 +3,7 @@
 //! Layout (all integers big-endian or LEB128 varints):
 //! ```text
 //! packet  := version:u8 kind:u8 body count:u16 delta*
+//! body    := Ping: seq:u32 target:str8 known:varint | Ack: seq:u32 known:varint | ...
 //! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -)
 //! addr    := 4 ip[4] port:u16 | 6 ip[16] port:u16
 //! str8    := len:u8 (1..=255) utf8[len]
@@ -11,8 +12,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// Wire protocol version carried in the first byte of every packet.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Wire protocol version carried in the first byte of every packet (3: pings and acks carry a member
+/// count; 2 is taken by the sealed envelope of `net::crypto`).
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest datagram the decoder accepts; anything bigger is dropped as oversize.
 pub const MAX_DATAGRAM: usize = 9216;
 /// Longest node name the wire can carry.
@@ -62,8 +64,12 @@ impl std::error::Error for DecodeError {}
 /// The header message of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
-    /// Direct probe of `target`.
-    Ping { seq: u32, target: &'a str },
+    /// Direct probe of `target`; `known` is how many members the sender knows (0: not said).
+    Ping {
+        seq: u32,
+        target: &'a str,
+        known: u32,
+    },
     /// Ask the receiver to probe `target` at `addr` on our behalf.
     PingReq {
         seq: u32,
@@ -71,8 +77,8 @@ pub enum Message<'a> {
         addr: SocketAddr,
         nack: bool,
     },
-    /// Probe answered.
-    Ack { seq: u32 },
+    /// Probe answered; `known` as in `Ping`.
+    Ack { seq: u32, known: u32 },
     /// Relay could not reach the target in time (Lifeguard).
     Nack { seq: u32 },
     /// Deltas only.
@@ -301,6 +307,7 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
         K_PING => Message::Ping {
             seq: r.u32()?,
             target: r.str8()?,
+            known: r.varint()?,
         },
         K_PING_REQ => Message::PingReq {
             seq: r.u32()?,
@@ -308,7 +315,10 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
             addr: r.addr()?,
             nack: r.u8()? & 1 == 1,
         },
-        K_ACK => Message::Ack { seq: r.u32()? },
+        K_ACK => Message::Ack {
+            seq: r.u32()?,
+            known: r.varint()?,
+        },
         K_NACK => Message::Nack { seq: r.u32()? },
         K_GOSSIP => Message::Gossip,
         K_SYNC => {
@@ -393,10 +403,11 @@ pub fn decode_state(buf: &[u8]) -> Result<State<'_>, DecodeError> {
 pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
     buf.push(PROTOCOL_VERSION);
     match *msg {
-        Message::Ping { seq, target } => {
+        Message::Ping { seq, target, known } => {
             buf.push(K_PING);
             buf.extend_from_slice(&seq.to_be_bytes());
             put_str8(buf, target);
+            put_varint(buf, known);
         }
         Message::PingReq {
             seq,
@@ -410,9 +421,10 @@ pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
             put_addr(buf, addr);
             buf.push(u8::from(nack));
         }
-        Message::Ack { seq } => {
+        Message::Ack { seq, known } => {
             buf.push(K_ACK);
             buf.extend_from_slice(&seq.to_be_bytes());
+            put_varint(buf, known);
         }
         Message::Nack { seq } => {
             buf.push(K_NACK);
@@ -716,11 +728,11 @@ mod tests {
         #[test]
         fn suspect_roundtrip(name in "[a-z0-9-]{1,40}", from in "[a-z0-9-]{1,40}", inc in any::<u32>(), seq in any::<u32>()) {
             let mut buf = Vec::new();
-            let at = encode_header(&mut buf, &Message::Ping { seq, target: &name });
+            let at = encode_header(&mut buf, &Message::Ping { seq, target: &name, known: inc });
             encode_delta(&mut buf, &Delta::Dead { name: &name, incarnation: inc, from: &from });
             set_count(&mut buf, at, 1);
             let p = decode(&buf).unwrap();
-            prop_assert_eq!(p.msg, Message::Ping { seq, target: &name });
+            prop_assert_eq!(p.msg, Message::Ping { seq, target: &name, known: inc });
             let d: Vec<_> = p.deltas().collect();
             prop_assert_eq!(d, vec![Delta::Dead { name: &name, incarnation: inc, from: &from }]);
         }

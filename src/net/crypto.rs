@@ -2,7 +2,7 @@
 //! (install → use → remove) without downtime, persisted as `serf/local.keyring` in the data dir.
 //!
 //! Sealed datagram: `0x02 | nonce (12 random bytes) | ciphertext | tag (16)`, the version byte as AAD.
-//! The first byte never has bit 0x40 set, so sealed gossip, plaintext gossip (0x01) and QUIC (0x40 set)
+//! The first byte never has bit 0x40 set, so sealed gossip, plaintext gossip (`wire::PROTOCOL_VERSION`) and QUIC (0x40 set)
 //! can share one port.
 
 use std::path::{Path, PathBuf};

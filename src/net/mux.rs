@@ -111,6 +111,10 @@ mod tests {
     fn gossip_and_quic_first_bytes_never_collide() {
         use super::is_quic;
         assert!(!is_quic(crate::gossip::wire::PROTOCOL_VERSION));
+        assert_ne!(
+            crate::gossip::wire::PROTOCOL_VERSION,
+            crate::net::crypto::SEALED_VERSION
+        );
         assert!(!is_quic(crate::net::crypto::SEALED_VERSION));
         assert!(is_quic(0xc0), "QUIC long header");
         assert!(is_quic(0x40), "QUIC short header");
