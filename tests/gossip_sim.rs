@@ -731,6 +731,12 @@ fn a_node_peers_keep_outnumbering_catches_up_by_exchange() {
     );
     assert_eq!(from_a(&mut w, t0 + s(11), 4), 0);
     assert_eq!(w.cores[x].stats().catch_up_syncs, 0);
+    w.cores[x].handle_untrusted_packet(t0 + s(21), SyncOnly::addr(a), &ping_saying("x", 4));
+    assert_eq!(
+        w.pump(t0 + s(21)),
+        0,
+        "an unauthenticated count is not acted on"
+    );
     assert_eq!(
         from_a(&mut w, t0 + s(21), 4),
         1,

@@ -1425,7 +1425,8 @@ impl Core {
     /// at most once per wait; news that is merely still spreading changes our view and restarts it.
     fn compare_known(&mut self, now: Instant, from: SocketAddr, known: u32) {
         let mine = self.view.len();
-        if known == 0 || self.view.live() <= 1 {
+        // An unauthenticated count must not make us send our state anywhere.
+        if known == 0 || !self.trusted || self.view.live() <= 1 {
             return;
         }
         if known as usize <= mine {
