@@ -75,33 +75,45 @@ fn codec(c: &mut Criterion) {
 }
 
 fn broadcast_queue(c: &mut Criterion) {
-    c.bench_function("broadcast/fill_1400B_from_5000_queued", |b| {
-        b.iter_batched(
-            || {
-                let mut q = BroadcastQueue::default();
-                for id in 0..5000 {
-                    q.push(Item::Member {
-                        id,
-                        state: State::Alive,
-                        from: None,
-                    });
-                }
-                (q, Vec::with_capacity(1500))
-            },
-            |(mut q, mut out)| {
-                for _ in 0..100 {
-                    out.clear();
-                    // A typical alive delta is about 28 bytes.
-                    q.fill(&mut out, 1400, 16, 1000, |_, out| {
-                        out.extend_from_slice(&[0u8; 28]);
-                        true
-                    });
-                }
-                q.len()
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    // Fresh news (full entries) and old news from a join exchange (bare ids, sent once).
+    let fresh = |q: &mut BroadcastQueue, id| {
+        q.push(Item::Member {
+            id,
+            state: State::Alive,
+            from: None,
+        })
+    };
+    let old = |q: &mut BroadcastQueue, id| q.push_once(id);
+    type Push<'a> = &'a dyn Fn(&mut BroadcastQueue, u32);
+    let cases: [(&str, Push); 2] = [
+        ("broadcast/fill_1400B_from_5000_queued", &fresh),
+        ("broadcast/fill_1400B_from_5000_old_news", &old),
+    ];
+    for (name, push) in cases {
+        c.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let mut q = BroadcastQueue::default();
+                    for id in 0..5000 {
+                        push(&mut q, id);
+                    }
+                    (q, Vec::with_capacity(1500))
+                },
+                |(mut q, mut out)| {
+                    for _ in 0..100 {
+                        out.clear();
+                        // A typical alive delta is about 28 bytes.
+                        q.fill(&mut out, 1400, 16, 1000, |_, out| {
+                            out.extend_from_slice(&[0u8; 28]);
+                            true
+                        });
+                    }
+                    q.len()
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
 }
 
 fn member(name: &str, inc: u32) -> Event {
