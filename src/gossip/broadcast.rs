@@ -180,8 +180,8 @@ impl BroadcastQueue {
         let limit = limit.max(1);
         self.moved.clear();
         // Unsent news (bucket 0) first, then old news, then repeats.
-        'outer: for b in 0..self.buckets.len().max(1) {
-            if b == 1 || self.buckets.is_empty() {
+        'outer: for b in 0..self.buckets.len().max(2) {
+            if b == 1 {
                 let room = budget.saturating_sub(out.len() - start);
                 if self.fill_once(
                     out,
@@ -194,7 +194,7 @@ impl BroadcastQueue {
                 }
             }
             if b >= self.buckets.len() {
-                break;
+                continue;
             }
             self.skipped.clear();
             while let Some(r) = self.buckets[b].pop_back() {
@@ -439,6 +439,18 @@ mod tests {
         }
         assert_eq!(out.iter().filter(|&&b| b == 7).count(), 0, "7 went once");
         assert_eq!(q.len(), 2, "only the full-limit entries remain");
+    }
+
+    #[test]
+    fn old_news_goes_out_while_only_unsent_news_is_queued() {
+        let mut q = BroadcastQueue::default();
+        q.push(member(1, State::Alive));
+        q.push_once(7);
+        let mut out = Vec::new();
+        // At limit 1 nothing ever reaches a second bucket; the old news must not wait for one.
+        assert_eq!(q.fill(&mut out, 100, 1, 10, enc(1, &[])), 2);
+        assert_eq!(out, [1, 7]);
+        assert!(q.is_empty());
     }
 
     #[test]
