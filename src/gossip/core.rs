@@ -1371,15 +1371,16 @@ impl Core {
         }
     }
 
-    fn sync_with_random(&mut self, eligible: impl Fn(&Slot) -> bool) {
+    /// One random member other than us that `eligible` accepts.
+    fn pick_one(&mut self, eligible: impl Fn(&Slot) -> bool) -> Option<Arc<Ident>> {
         self.pick_random(1, |_, s| eligible(s));
-        if let Some(addr) = self
-            .picks
-            .first()
-            .and_then(|&id| self.view.get(id))
-            .map(|s| s.ident.addr)
-        {
-            self.exchange_with(addr);
+        let id = *self.picks.first()?;
+        self.view.get(id).map(|s| s.ident.clone())
+    }
+
+    fn sync_with_random(&mut self, eligible: impl Fn(&Slot) -> bool) {
+        if let Some(m) = self.pick_one(eligible) {
+            self.exchange_with(m.addr);
         }
     }
 
@@ -1397,13 +1398,7 @@ impl Core {
     /// every interval cost a 5000-node cluster's nodes together ~167 exchanges per second towards dead
     /// addresses, and on one machine that load delayed the very failure news it followed.
     fn ping_a_failed_member(&mut self) {
-        self.pick_random(1, |_, s| s.state == State::Dead);
-        let Some(target) = self
-            .picks
-            .first()
-            .and_then(|&id| self.view.get(id))
-            .map(|s| s.ident.clone())
-        else {
+        let Some(target) = self.pick_one(|s| s.state == State::Dead) else {
             return;
         };
         let seq = self.next_seq();
