@@ -33,6 +33,15 @@ fn converged(sim: &Sim) -> bool {
     (0..sim.len()).all(|i| sim.node(i).core.num_live() == sim.len())
 }
 
+/// Crashes node `victim` and runs until every one of `observers` sees it failed (within a minute).
+fn crash_and_await_failed(sim: &mut Sim, victim: usize, observers: &[usize]) -> bool {
+    sim.crash(victim);
+    let name = format!("node-{victim}");
+    sim.run_until_cond(STEP, Duration::from_secs(60), |s| {
+        all_see(s, observers, &name, State::Dead)
+    })
+}
+
 #[test]
 fn join_through_one_member_spreads_to_all() {
     let mut sim = cluster(5, 1);
@@ -147,15 +156,7 @@ fn graceful_leave_is_seen_as_left() {
 fn restarted_node_rejoins_alive_with_higher_incarnation() {
     let mut sim = cluster(4, 6);
     assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
-    sim.crash(2);
-    assert!(
-        sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
-            s,
-            &[0, 1, 3],
-            "node-2",
-            State::Dead
-        ))
-    );
+    assert!(crash_and_await_failed(&mut sim, 2, &[0, 1, 3]));
     let dead_inc = sim.node(0).core.member("node-2").unwrap().incarnation;
     sim.restart_node(2, GossipConfig::lan(), Vec::new());
     sim.join(2, 0);
@@ -175,15 +176,7 @@ fn restarted_node_rejoins_alive_with_higher_incarnation() {
 fn force_leave_moves_failed_node_to_left() {
     let mut sim = cluster(4, 7);
     assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
-    sim.crash(1);
-    assert!(
-        sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
-            s,
-            &[0, 2, 3],
-            "node-1",
-            State::Dead
-        ))
-    );
+    assert!(crash_and_await_failed(&mut sim, 1, &[0, 2, 3]));
     let now = sim.now;
     sim.node_mut(0).core.force_leave(now, "node-1").unwrap();
     sim.touch(0);
@@ -261,15 +254,7 @@ fn partition_heals_by_reconnecting_to_failed_members() {
 fn reconnecting_to_a_crashed_member_costs_a_ping_not_an_exchange() {
     let mut sim = cluster(4, 12);
     assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
-    sim.crash(3);
-    assert!(
-        sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
-            s,
-            &[0, 1, 2],
-            "node-3",
-            State::Dead
-        ))
-    );
+    assert!(crash_and_await_failed(&mut sim, 3, &[0, 1, 2]));
     let before: Vec<_> = (0..3).map(|i| sim.node(i).core.stats().clone()).collect();
     sim.run_for(GossipConfig::lan().reconnect_interval * 4);
     for (i, b) in before.iter().enumerate() {
@@ -376,16 +361,8 @@ fn cores_started_from_one_shared_view_share_it_and_still_detect_a_crash() {
     assert!(converged(&sim), "every node knows all {n} at once");
     // Nothing was copied: each core still points at the shared chunks.
     assert!((0..n).all(|i| sim.node(i).core.view().unshared_chunks() == 0));
-    sim.crash(7);
     let others: Vec<usize> = (0..n).filter(|&i| i != 7).collect();
-    assert!(
-        sim.run_until_cond(STEP, Duration::from_secs(60), |s| all_see(
-            s,
-            &others,
-            "node-7",
-            State::Dead
-        ))
-    );
+    assert!(crash_and_await_failed(&mut sim, 7, &others));
     // Changing node-7 and noting the suspector copied at most a chunk or two per core.
     let copied = others
         .iter()
