@@ -50,6 +50,7 @@ pub struct DriverStats {
 }
 
 /// Gossip encryption settings of a driver.
+#[derive(Default)]
 pub struct Security {
     /// Keys; `None` = no encryption.
     pub keyring: Option<Keyring>,
@@ -610,7 +611,10 @@ impl UdpDriver {
                 let _ = reply.send(self.export_state());
             }
             Command::ImportState { from, bytes, reply } => {
-                let _ = reply.send(self.import_state(now, from, bytes));
+                let r = self.import_state(now, from, bytes);
+                // The caller may read the member list as soon as this returns: publish the merge first.
+                self.drain_events();
+                let _ = reply.send(r);
             }
             Command::Joined => self.core.joined(now),
             Command::ListKeys { reply } => {
@@ -661,37 +665,100 @@ impl UdpDriver {
                 self.send_errors += 1;
             }
         }
+        self.drain_events();
+    }
+
+    /// Applies the core's events to the member table and publishes it. Join replies go out only after
+    /// the publish, so a caller whose join returned reads a member list that already holds the merge.
+    fn drain_events(&mut self) {
         let mut changed = false;
+        let mut done = Vec::new();
         while let Some(ev) = self.core.poll_event() {
-            let done = match ev {
-                Event::SyncReply { seq, .. } => Some((seq, Ok(()))),
-                Event::JoinTimeout { seq, addr } => Some((
+            match ev {
+                Event::SyncReply { seq, .. } => done.push((seq, Ok(()))),
+                Event::JoinTimeout { seq, addr } => done.push((
                     seq,
                     Err(format!(
                         "no response from {addr} after {JOIN_ATTEMPTS} attempts"
                     )),
                 )),
-                Event::User { payload, .. } => {
-                    self.on_user_event(&payload);
-                    continue;
+                Event::User { payload, .. } => self.on_user_event(&payload),
+                Event::PushPull { addr } => self.start_push_pull(addr),
+                Event::Member(_) | Event::Reaped(_) => {
+                    self.table.apply(&ev);
+                    changed = true;
                 }
-                Event::PushPull { addr } => {
-                    self.start_push_pull(addr);
-                    continue;
-                }
-                Event::Member(_) | Event::Reaped(_) => None,
-            };
-            if let Some((seq, r)) = done {
-                if let Some(k) = self.joins.iter().position(|j| j.seq == seq) {
-                    let _ = self.joins.swap_remove(k).reply.send(r);
-                }
-                continue;
             }
-            self.table.apply(&ev);
-            changed = true;
         }
         if changed && self.table.publish() {
             let _ = self.changes.send(self.table.snapshot().index);
         }
+        for (seq, r) in done {
+            if let Some(k) = self.joins.iter().position(|j| j.seq == seq) {
+                let _ = self.joins.swap_remove(k).reply.send(r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::{Identity, config::GossipConfig};
+
+    fn core(name: &str, addr: SocketAddr, seed: u64) -> Core {
+        let id = Identity {
+            name: name.to_owned(),
+            addr,
+            tags: Vec::new(),
+            incarnation: 0,
+        };
+        Core::new(GossipConfig::local(), id, Instant::now(), seed).unwrap()
+    }
+
+    /// A join over QUIC returns once its `ImportState` is answered; the caller then reads the member
+    /// list at once (`murmur join` then `murmur members`), so the merge must already be published.
+    #[tokio::test]
+    async fn an_imported_state_is_published_before_the_reply() {
+        let socket = Arc::new(UdpSocket::bind("127.0.17.1:0").await.unwrap());
+        let here = socket.local_addr().unwrap();
+        let table = Arc::new(MemberTable::new());
+        let (mut driver, _handle) = UdpDriver::new(
+            core("here", here, 1),
+            socket,
+            table.clone(),
+            Security::default(),
+            None,
+        );
+        driver.flush().await;
+        assert_eq!(table.snapshot().members.len(), 1);
+
+        let there: SocketAddr = "127.0.17.2:7946".parse().unwrap();
+        let mut peer = core("there", there, 2);
+        let now = Instant::now();
+        for i in 0..5u8 {
+            let mut other = Vec::new();
+            let addr = SocketAddr::from(([127, 0, 17, 10 + i], 7946));
+            core(&format!("n{i}"), addr, 10 + u64::from(i)).encode_state(&mut other);
+            peer.merge_state(now, addr, &other).unwrap();
+        }
+        let mut state = Vec::new();
+        peer.encode_state(&mut state);
+
+        let (reply, mut rx) = oneshot::channel();
+        driver.command(Command::ImportState {
+            from: there,
+            bytes: state,
+            reply,
+        });
+        let merged = rx.try_recv().expect("answered at once").unwrap();
+        assert_eq!(merged, 6, "the peer sent itself and five members");
+        let names: Vec<String> = table
+            .snapshot()
+            .members
+            .iter()
+            .map(|m| m.name.to_string())
+            .collect();
+        assert_eq!(names, ["here", "n0", "n1", "n2", "n3", "n4", "there"]);
     }
 }
