@@ -53,6 +53,11 @@ const SPEC: &[Flag] = &[
         "Plain SWIM: no local health, dynamic suspicion, buddy system or nacks.",
     ),
     f(
+        "suspicion-mult",
+        Arity::One,
+        "Suspicion timeout multiplier, as gossip_lan.suspicion_mult (default: the profile's, lan 4).",
+    ),
+    f(
         "join-rate",
         Arity::One,
         "Joins per second while bootstrapping (default: 1000 sim; udp 100000/nodes, at most 250).",
@@ -149,6 +154,9 @@ fn run() -> Result<(), String> {
     let mut cfg =
         GossipConfig::profile(profile).ok_or_else(|| format!("unknown profile {profile:?}"))?;
     cfg.lifeguard = !p.is_set("no-lifeguard");
+    cfg.suspicion_mult = num(&p, "suspicion-mult", cfg.suspicion_mult)?;
+    cfg.validate()
+        .map_err(|e| format!("--suspicion-mult: {e}"))?;
     // Real time has a CPU budget: about 100k joins x nodes per second keeps a 2-core machine's timers on
     // time (5000 nodes at 20 joins/s: timer lag p99 6 ms; at 25/s: 180 ms).
     let default_rate = if net == "sim" {
@@ -238,8 +246,9 @@ fn run() -> Result<(), String> {
         "timer_lag_p99_ms": lag.map(|l| l.1.as_secs_f64() * 1000.0),
     });
     println!(
-        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={} start={}",
+        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={} suspicion_mult={} start={}",
         cfg.lifeguard,
+        cfg.suspicion_mult,
         if opts.converged_start {
             "converged"
         } else {
@@ -272,7 +281,7 @@ fn run() -> Result<(), String> {
         "scenario": scenario, "net": net, "nodes": nodes, "seed": seed, "profile": profile,
         "start": if opts.converged_start { "converged" } else { "join" },
         "join_rate": opts.join_rate,
-        "lifeguard": cfg.lifeguard, "results": out.json, "resources": resources,
+        "lifeguard": cfg.lifeguard, "suspicion_mult": cfg.suspicion_mult, "results": out.json, "resources": resources,
     });
     if let Some(path) = p.get("out") {
         std::fs::write(path, serde_json::to_string_pretty(&doc).expect("json"))
