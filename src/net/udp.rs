@@ -583,7 +583,7 @@ impl UdpDriver {
             }
             Command::ForceLeave { name, reply } => {
                 let r = self.core.force_leave(now, &name).map_err(|e| e.to_string());
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::Stats { reply } => {
                 let _ = reply.send(DriverStats {
@@ -605,16 +605,14 @@ impl UdpDriver {
                     payload.extend_from_slice(&key);
                     self.core.user_event(&payload)
                 });
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::ExportState { reply } => {
                 let _ = reply.send(self.export_state());
             }
             Command::ImportState { from, bytes, reply } => {
                 let r = self.import_state(now, from, bytes);
-                // The caller may read the member list as soon as this returns: publish the merge first.
-                self.drain_events();
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::Joined => self.core.joined(now),
             Command::ListKeys { reply } => {
@@ -627,6 +625,13 @@ impl UdpDriver {
                 let _ = reply.send(keys);
             }
         }
+    }
+
+    /// Replies to a command that changed members. The caller may read the member list as soon as it
+    /// hears back (`murmur join` then `murmur members`), so the change is published first.
+    fn answer<T>(&mut self, reply: oneshot::Sender<T>, r: T) {
+        self.drain_events();
+        let _ = reply.send(r);
     }
 
     fn leave_done(&mut self, now: Instant) -> bool {
@@ -716,10 +721,10 @@ mod tests {
         Core::new(GossipConfig::local(), id, Instant::now(), seed).unwrap()
     }
 
-    /// A join over QUIC returns once its `ImportState` is answered; the caller then reads the member
-    /// list at once (`murmur join` then `murmur members`), so the merge must already be published.
+    /// A join over QUIC returns once its `ImportState` is answered, a force-leave once it is applied; the
+    /// caller then reads the member list at once (`murmur join` then `murmur members`).
     #[tokio::test]
-    async fn an_imported_state_is_published_before_the_reply() {
+    async fn member_changes_are_published_before_the_reply() {
         let socket = Arc::new(UdpSocket::bind("127.0.17.1:0").await.unwrap());
         let here = socket.local_addr().unwrap();
         let table = Arc::new(MemberTable::new());
@@ -760,5 +765,14 @@ mod tests {
             .map(|m| m.name.to_string())
             .collect();
         assert_eq!(names, ["here", "n0", "n1", "n2", "n3", "n4", "there"]);
+
+        let (reply, mut rx) = oneshot::channel();
+        driver.command(Command::ForceLeave {
+            name: "n3".into(),
+            reply,
+        });
+        rx.try_recv().expect("answered at once").unwrap();
+        let n3 = table.get("n3").unwrap();
+        assert_eq!(n3.status.as_str(), "left");
     }
 }
