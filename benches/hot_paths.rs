@@ -208,7 +208,9 @@ fn dns(c: &mut Criterion) {
     cache.sync((1, 1));
     let mut key = Vec::new();
     let sh = shape(&raw, &mut key).unwrap();
-    if let murmur::dns::answer::Reply::Bytes(bytes, _) = a.respond(&req, Transport::Udp, &mut rng) {
+    if let Some(murmur::dns::answer::Reply::Bytes(bytes, _)) =
+        a.respond(&req, Transport::Udp, &mut rng)
+    {
         cache.insert(&key, &bytes);
     }
     let mut out = Vec::with_capacity(512);

@@ -185,6 +185,13 @@ impl Sim {
         self.flush(i);
     }
 
+    /// Hands node `i` a datagram that claims to come from `from` (a forgery, in tests of hostile input).
+    pub fn deliver_raw(&mut self, i: usize, from: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        self.nodes[i].core.handle_packet(now, from, bytes);
+        self.flush(i);
+    }
+
     /// Call after changing a node's core from outside (commands), so its output and timers are picked up.
     pub fn touch(&mut self, i: usize) {
         self.flush(i);

@@ -724,3 +724,117 @@ fn a_node_peers_keep_outnumbering_catches_up_by_exchange() {
     // Level now: later pings that say the same change nothing.
     assert_eq!(from_a(&mut w, t0 + s(40), 4), 0);
 }
+
+/// A ping to `target` carrying one forged delta.
+fn forged(target: &str, d: &Delta<'_>) -> Vec<u8> {
+    let mut b = Vec::new();
+    let at = wire::encode_header(
+        &mut b,
+        &wire::Message::Ping {
+            seq: 9,
+            target,
+            known: 0,
+        },
+    );
+    wire::encode_delta(&mut b, d);
+    wire::set_count(&mut b, at, 1);
+    b
+}
+
+/// Sends `d` to every node as if node 0 had gossiped it.
+fn forge_to_all(sim: &mut Sim, d: &Delta<'_>) {
+    for i in 0..sim.len() {
+        let bytes = forged(&format!("node-{i}"), d);
+        sim.deliver_raw(i, murmur::sim::sim_addr(0), &bytes);
+    }
+}
+
+#[test]
+fn a_forged_death_at_the_top_incarnation_changes_nothing() {
+    let mut sim = cluster(4, 21);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    let victim = "node-3";
+    let known = sim.node(0).core.member(victim).unwrap().incarnation;
+    // The top of the range is older than any small incarnation in serial order; two steps of the jump
+    // bound ahead is newer but too far to come from the member itself.
+    let far = known.wrapping_add(2 * murmur::gossip::incarnation::MAX_AHEAD);
+    let mut claims = Vec::new();
+    for inc in [u32::MAX, far] {
+        claims.extend([
+            Delta::Dead {
+                name: victim,
+                incarnation: inc,
+                from: "node-0",
+            },
+            Delta::Suspect {
+                name: victim,
+                incarnation: inc,
+                from: "node-0",
+            },
+            Delta::Left {
+                name: victim,
+                incarnation: inc,
+            },
+        ]);
+    }
+    for d in &claims {
+        forge_to_all(&mut sim, d);
+    }
+    // Past the longest suspicion timeout: nobody saw the victim anything but alive.
+    let mut changed = Vec::new();
+    let until = sim.now + Duration::from_secs(60);
+    sim.run_until(until, |_, _, e| {
+        if let Event::Member(m) = e
+            && &*m.name == victim
+        {
+            changed.push(m.state);
+        }
+    });
+    assert!(
+        changed.iter().all(|s| *s == State::Alive),
+        "victim changed state: {changed:?}"
+    );
+    assert!(all_see(&sim, &[0, 1, 2], victim, State::Alive));
+    let implausible: u64 = (0..4)
+        .map(|i| sim.node(i).core.stats().dropped_implausible)
+        .sum();
+    assert_eq!(implausible, 12, "every far claim dropped by every node");
+}
+
+#[test]
+fn forged_claims_across_the_incarnation_wrap_are_always_refuted() {
+    let mut sim = cluster(4, 22);
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    let victim = "node-3";
+    let inc_of = |sim: &Sim| sim.node(0).core.member(victim).unwrap().incarnation;
+    // Each forged `left` sits as far ahead as a claim may; 4100 of them carry the victim's incarnation
+    // around the whole u32 range.
+    let rounds = (u32::MAX / murmur::gossip::incarnation::MAX_AHEAD) as usize + 4;
+    let mut wrapped = false;
+    for round in 0..rounds {
+        let before = inc_of(&sim);
+        let claim = before.wrapping_add(murmur::gossip::incarnation::MAX_AHEAD);
+        forge_to_all(
+            &mut sim,
+            &Delta::Left {
+                name: victim,
+                incarnation: claim,
+            },
+        );
+        assert_eq!(seen(&sim, 0, victim), Some(State::Left), "round {round}");
+        assert!(
+            sim.run_until_cond(STEP, Duration::from_secs(10), |s| all_see(
+                s,
+                &[0, 1, 2],
+                victim,
+                State::Alive
+            )),
+            "round {round}: the victim's refutation did not win"
+        );
+        wrapped |= inc_of(&sim) < before;
+    }
+    assert!(wrapped, "the incarnation went past u32::MAX");
+    sim.run_for(Duration::from_secs(60));
+    assert!(all_see(&sim, &[0, 1, 2], victim, State::Alive));
+    assert!(sim.node(3).core.stats().refutes >= rounds as u64);
+}

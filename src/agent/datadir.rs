@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::entropy;
-use crate::files::write_atomic;
+use crate::files::{Access, create_private_dir, write_atomic};
 
 /// An opened, writable data directory.
 #[derive(Debug, Clone)]
@@ -14,8 +14,7 @@ pub struct DataDir {
 impl DataDir {
     /// Creates the directory if needed and proves it writable, or explains why not.
     pub fn open(path: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(path)
-            .map_err(|e| format!("data_dir {}: cannot create directory: {e}", path.display()))?;
+        create_private_dir(path).map_err(|e| format!("data_dir {e}"))?;
         if !path.is_dir() {
             return Err(format!("data_dir {}: not a directory", path.display()));
         }
@@ -47,7 +46,7 @@ impl DataDir {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let id = entropy::uuid()?;
-                write_atomic(&f, id.as_bytes())?;
+                write_atomic(&f, id.as_bytes(), Access::Public)?;
                 Ok(id)
             }
             Err(e) => Err(format!("{}: {e}", f.display())),

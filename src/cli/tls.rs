@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use crate::agent::flags::{self, Arity, Flag};
+use crate::files::{Access, create_new};
 use crate::net::tls;
 
 const CA_SPEC: &[Flag] = &[
@@ -68,11 +69,8 @@ const CERT_SPEC: &[Flag] = &[
     },
 ];
 
-fn write_new(path: &str, text: &str) -> Result<(), String> {
-    if Path::new(path).exists() {
-        return Err(format!("{path} already exists"));
-    }
-    std::fs::write(path, text).map_err(|e| format!("writing {path}: {e}"))?;
+fn write_new(path: &str, text: &str, access: Access) -> Result<(), String> {
+    create_new(Path::new(path), text.as_bytes(), access)?;
     println!("==> Saved {path}");
     Ok(())
 }
@@ -92,8 +90,8 @@ fn run(args: &[String]) -> Result<(), String> {
                 .map_err(|_| "invalid -days")?;
             let (cert_name, key_name) = tls::ca_file_names(domain);
             let (cert, key) = tls::create_ca(domain, days)?;
-            write_new(&cert_name, &cert)?;
-            write_new(&key_name, &key)
+            write_new(&cert_name, &cert, Access::Public)?;
+            write_new(&key_name, &key, Access::Owner)
         }
         (Some("cert"), Some("create")) => {
             let p = flags::parse(&args[2..], CERT_SPEC)?;
@@ -137,8 +135,16 @@ fn run(args: &[String]) -> Result<(), String> {
             let i = (0..)
                 .find(|i| !Path::new(&format!("{dc}-{role}-{domain}-{i}.pem")).exists())
                 .unwrap_or(0);
-            write_new(&format!("{dc}-{role}-{domain}-{i}.pem"), &cert)?;
-            write_new(&format!("{dc}-{role}-{domain}-{i}-key.pem"), &key)
+            write_new(
+                &format!("{dc}-{role}-{domain}-{i}.pem"),
+                &cert,
+                Access::Public,
+            )?;
+            write_new(
+                &format!("{dc}-{role}-{domain}-{i}-key.pem"),
+                &key,
+                Access::Owner,
+            )
         }
         _ => Err(
             "usage: murmur tls ca create | murmur tls cert create -server|-client [options]".into(),

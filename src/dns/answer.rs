@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::DnsConfig;
@@ -47,8 +47,17 @@ pub struct Answerer<'a> {
 }
 
 impl Answerer<'_> {
-    /// Answers `req`; `rng` shuffles service instances.
-    pub fn respond(&self, req: &Message, transport: Transport, rng: &mut Rng) -> Reply {
+    /// Answers `req`; `rng` shuffles service instances. `None`: send nothing (`req` is itself a response).
+    pub fn respond(&self, req: &Message, transport: Transport, rng: &mut Rng) -> Option<Reply> {
+        // Answering a response lets one datagram with a spoofed source (our own address, or another
+        // server's) make servers answer each other forever.
+        if req.metadata.message_type != MessageType::Query {
+            return None;
+        }
+        Some(self.respond_query(req, transport, rng))
+    }
+
+    fn respond_query(&self, req: &Message, transport: Transport, rng: &mut Rng) -> Reply {
         let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
         resp.metadata.recursion_desired = req.metadata.recursion_desired;
         resp.metadata.recursion_available = !self.cfg.recursors.is_empty();
@@ -58,8 +67,12 @@ impl Answerer<'_> {
             e.set_max_payload(4096);
             resp.set_edns(e);
         }
-        if req.metadata.message_type != MessageType::Query || req.metadata.op_code != OpCode::Query
-        {
+        // RFC 6891 6.1.3: a version we do not speak gets BADVERS and our own version (0) in the OPT.
+        if req.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            resp.metadata.response_code = ResponseCode::BADVERS;
+            return Reply::Bytes(self.finish(resp, req, transport), true);
+        }
+        if req.metadata.op_code != OpCode::Query {
             resp.metadata.response_code = ResponseCode::NotImp;
             return Reply::Bytes(self.finish(resp, req, transport), true);
         }
@@ -80,6 +93,22 @@ impl Answerer<'_> {
         if q.query_type() == RecordType::AXFR || q.query_type() == RecordType::IXFR {
             resp.metadata.response_code = ResponseCode::NotImp;
             return Reply::Bytes(self.finish(resp, req, transport), true);
+        }
+        if let Lookup::Reverse(ip) = lookup {
+            return match self.reverse(q, ip, &mut resp) {
+                Some(()) => {
+                    if resp.answers.is_empty() {
+                        resp.add_authority(self.soa());
+                    }
+                    Reply::Bytes(self.finish(resp, req, transport), true)
+                }
+                None if !self.cfg.recursors.is_empty() => Reply::Forward,
+                None => {
+                    resp.metadata.response_code = ResponseCode::NXDomain;
+                    resp.add_authority(self.soa());
+                    Reply::Bytes(self.finish(resp, req, transport), true)
+                }
+            };
         }
         let found = match (&lookup, q.query_class()) {
             (_, c) if c != DNSClass::IN && c != DNSClass::ANY => Some(()),
@@ -173,6 +202,26 @@ impl Answerer<'_> {
             .iter()
             .find(|m| m.name.eq_ignore_ascii_case(name))
             .cloned()
+    }
+
+    /// PTR for an alive member of this datacenter at `ip` (Consul answers these from its catalog).
+    fn reverse(&self, q: &Query, ip: IpAddr, resp: &mut Message) -> Option<()> {
+        let snap = self.table.snapshot();
+        let m = snap.members.iter().find(|m| {
+            m.addr.ip() == ip
+                && m.status == MemberStatus::Alive
+                && m.tag("dc").eq_ignore_ascii_case(&self.cfg.datacenter)
+        })?;
+        if matches!(q.query_type(), RecordType::PTR | RecordType::ANY) {
+            let target = self.node_fqdn(&m.name)?;
+            let ttl = self.cfg.node_ttl.as_secs() as u32;
+            resp.add_answer(Record::from_rdata(
+                q.name().clone(),
+                ttl,
+                RData::PTR(PTR(target)),
+            ));
+        }
+        Some(())
     }
 
     fn node(&self, q: &Query, name: &str, dc: Option<&str>, resp: &mut Message) -> Option<()> {
@@ -437,8 +486,8 @@ mod tests {
             e.set_max_payload(1232);
             req.set_edns(e);
         }
-        let Reply::Bytes(b, _) = a.respond(&req, tr, &mut Rng::new(1)) else {
-            panic!("forwarded")
+        let Some(Reply::Bytes(b, _)) = a.respond(&req, tr, &mut Rng::new(1)) else {
+            panic!("forwarded or dropped")
         };
         Message::from_vec(&b).unwrap()
     }

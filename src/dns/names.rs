@@ -1,5 +1,7 @@
 //! Classifies a query name under the agent's domain, following Consul's naming rules.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 /// What a query name asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -21,6 +23,8 @@ pub enum Lookup {
         /// Datacenter, if given.
         dc: Option<String>,
     },
+    /// A reverse lookup (`4.3.2.1.in-addr.arpa`, or 32 nibbles under `ip6.arpa`) of one address.
+    Reverse(IpAddr),
     /// Under the domain but not a form we answer.
     Invalid,
     /// Outside the domain (recursion candidate).
@@ -30,6 +34,9 @@ pub enum Lookup {
 /// Classifies `qname` (any case, with or without the trailing dot) against `domain` (`consul.`).
 pub fn classify(qname: &str, domain: &str) -> Lookup {
     let q = qname.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(ip) = reverse(&q) {
+        return Lookup::Reverse(ip);
+    }
     let d = domain.trim_end_matches('.');
     let rest = if q == d {
         return Lookup::Apex;
@@ -87,6 +94,41 @@ pub fn classify(qname: &str, domain: &str) -> Lookup {
     }
 }
 
+/// The address a full reverse name stands for; `None` for other names, including partial reverse zones
+/// (those are left to the recursors, as Consul does).
+fn reverse(q: &str) -> Option<IpAddr> {
+    if let Some(rest) = q.strip_suffix(".in-addr.arpa") {
+        let mut octets = [0u8; 4];
+        let mut labels = rest.split('.');
+        for o in octets.iter_mut().rev() {
+            let l = labels.next()?;
+            // Leading zeros and signs are not part of the reverse form.
+            if l.is_empty() || l.len() > 3 || (l.len() > 1 && l.starts_with('0')) {
+                return None;
+            }
+            *o = l.parse().ok()?;
+        }
+        return labels
+            .next()
+            .is_none()
+            .then(|| IpAddr::V4(Ipv4Addr::from(octets)));
+    }
+    let rest = q.strip_suffix(".ip6.arpa")?;
+    let mut bits: u128 = 0;
+    let mut count = 0;
+    // Nibbles come least significant first.
+    for l in rest.split('.') {
+        let [c] = l.as_bytes() else { return None };
+        let nibble = (*c as char).to_digit(16)? as u128;
+        if count == 32 {
+            return None;
+        }
+        bits |= nibble << (4 * count);
+        count += 1;
+    }
+    (count == 32).then(|| IpAddr::V6(Ipv6Addr::from(bits)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +180,35 @@ mod tests {
             }
         );
         assert_eq!(classify("xconsul.", d), Lookup::Outside);
+    }
+
+    #[test]
+    fn reverse_names() {
+        let d = "consul.";
+        assert_eq!(
+            classify("11.0.0.127.IN-ADDR.ARPA.", d),
+            Lookup::Reverse("127.0.0.11".parse().unwrap())
+        );
+        let v6: IpAddr = "2001:db8::567:89ab".parse().unwrap();
+        let IpAddr::V6(a) = v6 else { unreachable!() };
+        let nibbles: Vec<String> = a
+            .octets()
+            .iter()
+            .rev()
+            .flat_map(|b| [format!("{:x}", b & 0xf), format!("{:x}", b >> 4)])
+            .collect();
+        let name = format!("{}.ip6.arpa.", nibbles.join("."));
+        assert_eq!(classify(&name, d), Lookup::Reverse(v6));
+        for partial in [
+            "0.127.in-addr.arpa.",
+            "1.11.0.0.127.in-addr.arpa.",
+            "011.0.0.127.in-addr.arpa.",
+            "256.0.0.127.in-addr.arpa.",
+            "x.0.0.127.in-addr.arpa.",
+            "1.ip6.arpa.",
+            "in-addr.arpa.",
+        ] {
+            assert_eq!(classify(partial, d), Lookup::Outside, "{partial}");
+        }
     }
 }

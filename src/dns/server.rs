@@ -39,6 +39,8 @@ pub struct DnsStats {
     pub dropped: AtomicU64,
     /// Queries forwarded to a recursor.
     pub forwarded: AtomicU64,
+    /// Responses (QR set) received and dropped unanswered.
+    pub responses_dropped: AtomicU64,
 }
 
 /// Everything a DNS transport needs.
@@ -67,7 +69,11 @@ impl DnsServer {
                     table: &self.table,
                     services: self.services.as_ref(),
                 };
-                Some(a.respond(&req, transport, rng))
+                let reply = a.respond(&req, transport, rng);
+                if reply.is_none() {
+                    self.stats.responses_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                reply
             }
             Err(_) => {
                 self.stats.formerr.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +141,9 @@ impl DnsServer {
                 }
             }
             self.flush(&socket, &mut send).await;
+            // A socket that is always readable never makes this task wait: give the runtime back
+            // every so often, or a flood (or a reply loop) starves HTTP, gossip and signal handling.
+            tokio::task::coop::consume_budget().await;
         }
     }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::awareness::Awareness;
 use super::broadcast::{BroadcastQueue, Encoded, Item};
 use super::config::GossipConfig;
+use super::incarnation;
 use super::member::{Member, State};
 use super::probe_order::ProbeOrder;
 use super::rng::Rng;
@@ -149,6 +150,8 @@ pub struct Stats {
     pub reconnects: u64,
     /// Full-state exchanges begun because peers kept knowing more members than we did.
     pub catch_up_syncs: u64,
+    /// Claims dropped for an incarnation too far ahead of the member's known one (forged).
+    pub dropped_implausible: u64,
 }
 
 #[derive(Debug)]
@@ -505,7 +508,7 @@ impl Core {
         }
         self.leaving = true;
         self.probe = None;
-        let inc = self.local_slot().incarnation.saturating_add(1);
+        let inc = incarnation::next(self.local_slot().incarnation);
         self.set_state(now, self.me_id, State::Left, inc);
         self.enqueue(self.me_id, State::Left, None);
     }
@@ -525,7 +528,7 @@ impl Core {
     /// Replaces the local tags and announces them.
     pub fn set_tags(&mut self, encoded: Vec<u8>) -> Result<(), tags::TagsError> {
         tags::validate(&encoded)?;
-        let inc = self.local_slot().incarnation.saturating_add(1);
+        let inc = incarnation::next(self.local_slot().incarnation);
         self.reannounce_self(inc, &encoded);
         Ok(())
     }
@@ -957,7 +960,7 @@ impl Core {
         self.stats.refutes += 1;
         self.awareness.apply(1);
         let me = self.local_slot();
-        let inc = me.incarnation.max(inc).saturating_add(1);
+        let inc = incarnation::next(incarnation::later(me.incarnation, inc));
         let tags = me.ident.tags.clone();
         self.reannounce_self(inc, &tags);
     }
@@ -1060,16 +1063,19 @@ impl Core {
             return;
         };
         let Some(s) = self.view.get(id) else { return };
+        if !plausible(&mut self.stats, inc, s.incarnation) {
+            return;
+        }
         if id == self.me_id {
             let conflicting =
                 inc == s.incarnation && (addr != s.ident.addr || *tags != *s.ident.tags);
-            if !self.leaving && (inc > s.incarnation || conflicting) {
+            if !self.leaving && (incarnation::newer(inc, s.incarnation) || conflicting) {
                 self.refute(inc);
             }
             return;
         }
         let restarted = !s.state.is_live() && inc == s.incarnation && addr != s.ident.addr;
-        if inc <= s.incarnation && !restarted {
+        if !incarnation::newer(inc, s.incarnation) && !restarted {
             return;
         }
         let ident = match self.roster.find(name) {
@@ -1086,13 +1092,16 @@ impl Core {
             return;
         };
         let Some(s) = self.view.get(id) else { return };
+        if !plausible(&mut self.stats, inc, s.incarnation) {
+            return;
+        }
         if id == self.me_id {
-            if !self.leaving && inc >= s.incarnation {
+            if !self.leaving && incarnation::at_least(inc, s.incarnation) {
                 self.refute(inc);
             }
             return;
         }
-        if inc < s.incarnation || !s.state.is_live() {
+        if incarnation::newer(s.incarnation, inc) || !s.state.is_live() {
             return;
         }
         if s.state == State::Suspect && inc == s.incarnation {
@@ -1133,7 +1142,10 @@ impl Core {
 
     fn on_dead(&mut self, now: Instant, id: Id, inc: u32, from: &str) {
         let Some(s) = self.view.get(id) else { return };
-        if id != self.me_id && (inc < s.incarnation || !s.state.is_live()) {
+        if !plausible(&mut self.stats, inc, s.incarnation) {
+            return;
+        }
+        if id != self.me_id && (incarnation::newer(s.incarnation, inc) || !s.state.is_live()) {
             return;
         }
         self.mark_gone(now, id, State::Dead, inc, from);
@@ -1141,7 +1153,10 @@ impl Core {
 
     fn on_left(&mut self, now: Instant, id: Id, inc: u32) {
         let Some(s) = self.view.get(id) else { return };
-        if id != self.me_id && (inc < s.incarnation || s.state == State::Left) {
+        if !plausible(&mut self.stats, inc, s.incarnation) {
+            return;
+        }
+        if id != self.me_id && (incarnation::newer(s.incarnation, inc) || s.state == State::Left) {
             return;
         }
         self.mark_gone(now, id, State::Left, inc, "");
@@ -1151,7 +1166,7 @@ impl Core {
     /// ourselves it is a claim to refute (unless we are leaving).
     fn mark_gone(&mut self, now: Instant, id: Id, state: State, inc: u32, from: &str) {
         if id == self.me_id {
-            if !self.leaving && inc >= self.local_slot().incarnation {
+            if !self.leaving && incarnation::at_least(inc, self.local_slot().incarnation) {
                 self.refute(inc);
             }
             return;
@@ -1620,6 +1635,15 @@ impl Core {
 
 /// Encodes a queued member delta from the view's current slot; false when the slot is gone or has moved
 /// on to another state (a newer delta would have replaced the entry, so this one is stale).
+/// False (and counted) for a claim too far ahead of the incarnation we know to be genuine.
+fn plausible(stats: &mut Stats, claim: u32, known: u32) -> bool {
+    let ok = incarnation::plausible(claim, known);
+    if !ok {
+        stats.dropped_implausible += 1;
+    }
+    ok
+}
+
 fn encode_item(view: &View, me: &str, item: &Item, out: &mut Vec<u8>) -> bool {
     let Item::Member { id, state, from } = item else {
         return false;

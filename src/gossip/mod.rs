@@ -4,6 +4,7 @@ pub mod awareness;
 pub mod broadcast;
 pub mod config;
 pub mod core;
+pub mod incarnation;
 pub mod member;
 pub mod probe_order;
 pub mod rng;

@@ -153,7 +153,7 @@ impl Roster {
             tags,
             incarnation,
         });
-        if prev.is_none_or(|p| incarnation >= p.incarnation) {
+        if prev.is_none_or(|p| super::incarnation::at_least(incarnation, p.incarnation)) {
             *latest = Arc::downgrade(&ident);
         }
         ident

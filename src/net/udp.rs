@@ -350,6 +350,8 @@ impl UdpDriver {
     /// Runs until a graceful leave completes (returns true) or every handle is dropped (false).
     pub async fn run(mut self) -> bool {
         loop {
+            // Like the DNS loop: a flooded socket must not keep this task from yielding.
+            tokio::task::coop::consume_budget().await;
             self.flush().await;
             if self.leave_done(Instant::now()) {
                 self.flush().await;
