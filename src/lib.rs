@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod connlimit;
 pub mod dns;
 pub mod duration;
 pub mod files;

@@ -95,6 +95,55 @@ fn split_meta(
     (tags, meta)
 }
 
+/// What one applied event changed, in Serf's event names (Consul logs them as `EventMemberJoin: ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing a reader sees.
+    None,
+    /// A new member, or one back alive.
+    Join,
+    /// Left gracefully.
+    Leave,
+    /// Declared failed.
+    Failed,
+    /// Alive still, with a new address, tags or incarnation.
+    Update,
+    /// Forgotten after its failure or leave.
+    Reap,
+}
+
+impl Change {
+    fn between(old: Option<&MemberRecord>, new: &MemberRecord) -> Change {
+        let Some(old) = old else {
+            return Change::Join;
+        };
+        let same = old.addr == new.addr
+            && old.status == new.status
+            && old.incarnation == new.incarnation
+            && old.tags == new.tags
+            && old.meta == new.meta;
+        match new.status {
+            _ if same => Change::None,
+            s if s == old.status => Change::Update,
+            MemberStatus::Alive => Change::Join,
+            MemberStatus::Left | MemberStatus::Leaving => Change::Leave,
+            MemberStatus::Failed => Change::Failed,
+        }
+    }
+
+    /// Serf's name for the event (`EventMemberJoin`, ...), or `None` when nothing changed.
+    pub fn serf_name(self) -> Option<&'static str> {
+        Some(match self {
+            Change::None => return None,
+            Change::Join => "EventMemberJoin",
+            Change::Leave => "EventMemberLeave",
+            Change::Failed => "EventMemberFailed",
+            Change::Update => "EventMemberUpdate",
+            Change::Reap => "EventMemberReap",
+        })
+    }
+}
+
 /// A consistent, name-sorted listing of the table.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -132,42 +181,52 @@ impl MemberTable {
         Self::default()
     }
 
-    /// Applies one core event. Only the gossip driver calls this.
-    pub fn apply(&self, ev: &Event) {
+    /// Applies one core event and says what it changed. Only the gossip driver calls this. An event
+    /// that changes nothing a reader sees (a suspicion, a repeat) leaves the index alone, so blocking
+    /// queries do not wake for it.
+    pub fn apply(&self, ev: &Event) -> Change {
         let map = self.map.pin();
-        match ev {
+        let change = match ev {
             Event::Member(m) => {
                 let old = map.get(&*m.name).cloned();
                 let (tags, meta) = match &old {
                     Some(o) if o.incarnation == m.incarnation => (o.tags.clone(), o.meta.clone()),
                     _ => split_meta(gossip::tags::decode(&m.tags).unwrap_or_default()),
                 };
-                let index = self.index.fetch_add(1, Ordering::AcqRel) + 1;
-                let rec = MemberRecord {
+                let mut rec = MemberRecord {
                     name: m.name.clone(),
                     addr: m.addr,
                     status: MemberStatus::from_state(m.state),
                     incarnation: m.incarnation,
                     tags,
                     meta,
-                    create_index: old.as_ref().map_or(index, |o| o.create_index),
-                    modify_index: index,
+                    create_index: 0,
+                    modify_index: 0,
                 };
-                if old.as_deref() == Some(&rec) {
-                    return;
+                let change = Change::between(old.as_deref(), &rec);
+                if change == Change::None {
+                    return Change::None;
                 }
+                let index = self.index.fetch_add(1, Ordering::AcqRel) + 1;
+                rec.create_index = old.as_ref().map_or(index, |o| o.create_index);
+                rec.modify_index = index;
                 map.insert(m.name.clone(), Arc::new(rec));
+                change
             }
             Event::Reaped(name) => {
-                map.remove(&**name);
+                if map.remove(&**name).is_none() {
+                    return Change::None;
+                }
                 self.index.fetch_add(1, Ordering::AcqRel);
+                Change::Reap
             }
             Event::SyncReply { .. }
             | Event::JoinTimeout { .. }
             | Event::User { .. }
-            | Event::PushPull { .. } => return,
-        }
+            | Event::PushPull { .. } => return Change::None,
+        };
         self.dirty.store(true, Ordering::Release);
+        change
     }
 
     /// Republishes the sorted snapshot if anything changed since the last call; returns whether it did.
@@ -255,6 +314,32 @@ mod tests {
         t.publish();
         assert_eq!(t.snapshot().members.len(), 1);
         assert!(t.get("b").is_none());
+    }
+
+    #[test]
+    fn events_say_what_changed_and_repeats_keep_the_index() {
+        let t = MemberTable::new();
+        assert_eq!(t.apply(&member("a", 1, State::Alive)), Change::Join);
+        t.publish();
+        let index = t.snapshot().index;
+        assert_eq!(t.apply(&member("a", 1, State::Alive)), Change::None);
+        assert_eq!(
+            t.apply(&member("a", 1, State::Suspect)),
+            Change::None,
+            "serf shows a suspect as alive"
+        );
+        assert!(!t.publish(), "nothing a reader sees changed");
+        assert_eq!(t.snapshot().index, index);
+        assert_eq!(t.apply(&member("a", 2, State::Alive)), Change::Update);
+        assert_eq!(t.apply(&member("a", 2, State::Dead)), Change::Failed);
+        assert_eq!(t.apply(&member("a", 3, State::Alive)), Change::Join);
+        assert_eq!(t.apply(&member("a", 4, State::Left)), Change::Leave);
+        assert_eq!(t.apply(&Event::Reaped(Arc::from("a"))), Change::Reap);
+        assert_eq!(t.apply(&Event::Reaped(Arc::from("a"))), Change::None);
+        assert!(t.publish());
+        assert_eq!(t.snapshot().index, index + 5);
+        assert_eq!(Change::Failed.serf_name(), Some("EventMemberFailed"));
+        assert_eq!(Change::None.serf_name(), None);
     }
 
     #[test]

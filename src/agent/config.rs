@@ -56,6 +56,8 @@ const DNS: &[(&str, Kind)] = &[
     ("max_stale", Kind::Dur),
 ];
 
+const LIMITS: &[(&str, Kind)] = &[("http_max_conns_per_client", Kind::Count)];
+
 const SCHEMA: &[(&str, Kind)] = &[
     ("node_name", Kind::Str),
     ("datacenter", Kind::Str),
@@ -88,6 +90,7 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("dns_config", Kind::Obj(DNS)),
     ("ports", Kind::Obj(PORTS)),
     ("gossip_lan", Kind::Obj(GOSSIP)),
+    ("limits", Kind::Obj(LIMITS)),
 ];
 
 /// Flags of `murmur agent`, with the config key each one sets (None: handled specially).
@@ -301,6 +304,8 @@ pub struct Config {
     pub retry_interval: Duration,
     /// Join attempts before giving up (0 = forever).
     pub retry_max: u32,
+    /// Open HTTP connections one client address may hold (Consul's `limits`; 0 = no limit).
+    pub http_max_conns_per_client: u32,
     /// Decoded gossip key, if any.
     pub encrypt: Option<Vec<u8>>,
     /// TLS for QUIC push/pull.
@@ -691,6 +696,7 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
         retry_join: list(v, "retry_join"),
         retry_interval: get_dur(v, "retry_interval").unwrap_or(Duration::from_secs(30)),
         retry_max: get_u32(v, "retry_max").unwrap_or(0),
+        http_max_conns_per_client: get_u32(v, "limits.http_max_conns_per_client").unwrap_or(200),
         encrypt,
         tls: crate::net::tls::TlsSettings {
             ca_file: get_str(v, "ca_file").map(PathBuf::from),

@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use super::config::{self, Config};
 use super::datadir::DataDir;
 use super::{entropy, flags};
+use crate::connlimit::ConnLimiter;
 use crate::dns::server::{DnsServer, DnsStats};
 use crate::dns::services::ServersCatalog;
 use crate::gossip::{Core, Identity, tags};
@@ -76,7 +77,18 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .try_init();
     let data_dir = cfg.data_dir.as_deref().map(DataDir::open).transpose()?;
     let node_id = match &data_dir {
-        Some(d) => d.node_id()?,
+        Some(d) => {
+            let (id, created) = d.node_id()?;
+            if created {
+                info!(
+                    "no node ID in {}: created {id} (a node that ran before with this name will be \
+                     seen as a new one)",
+                    d.path().display()
+                );
+            }
+            d.claim_name(&cfg.node_name, &id)?;
+            id
+        }
         None => entropy::uuid()?,
     };
     let bind = SocketAddr::new(cfg.bind_addr, cfg.ports.serf_lan);
@@ -133,6 +145,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("Failed to bind the HTTP API on {http_addr}: {e}"))?;
     let (shutdown_tx, mut shutdown_rx) = mpsc::channel(1);
+    let dns_stats = Arc::new(DnsStats::default());
     let state = ApiState {
         table: table.clone(),
         gossip: gossip.clone(),
@@ -146,13 +159,14 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             server_port: cfg.ports.server,
         }),
         shutdown: shutdown_tx,
+        dns: dns_stats.clone(),
     };
     let dns_addr = SocketAddr::new(cfg.client_addr, cfg.ports.dns);
     let dns = DnsServer {
         cfg: Arc::new(cfg.dns.clone()),
         table: table.clone(),
         services: Arc::new(ServersCatalog::new(table.clone())),
-        stats: Arc::new(DnsStats::default()),
+        stats: dns_stats,
     };
     let dns_udp = UdpSocket::bind(dns_addr)
         .await
@@ -164,13 +178,14 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     tokio::spawn(dns.serve_tcp(dns_tcp));
 
     let (stop_http, stop_http_rx) = oneshot::channel::<()>();
-    let http_task = tokio::spawn(
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async {
-                let _ = stop_http_rx.await;
-            })
-            .into_future(),
-    );
+    let http_task = tokio::spawn(crate::http::serve::serve(
+        listener,
+        api::router(state),
+        ConnLimiter::new(cfg.http_max_conns_per_client as usize),
+        async {
+            let _ = stop_http_rx.await;
+        },
+    ));
 
     info!("murmur agent running!");
     info!(
@@ -251,7 +266,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         info!("Shutting down without leaving; others will mark this node failed");
     }
     let _ = stop_http.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), http_task).await;
     match stop {
         Stop::Fatal(e) => {
             error!("{e}");

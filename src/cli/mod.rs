@@ -36,6 +36,13 @@ pub fn main(args: &[String]) -> i32 {
         return 1;
     };
     let rest = &args[1..];
+    if cmd != "agent" {
+        // A command piped into `head` should end quietly when the pipe closes, as Unix tools do, not
+        // panic on the failed print (Rust ignores SIGPIPE by default). The agent keeps ignoring it:
+        // a client closing its socket must never kill it.
+        // SAFETY: restores the default disposition of one signal before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cmd.as_str() {
         "agent" => crate::agent::run::main(rest),
         "members" => members::main(rest),

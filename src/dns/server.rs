@@ -16,6 +16,7 @@ use super::DnsConfig;
 use super::answer::{Answerer, Reply, Transport, formerr};
 use super::cache::{AnswerCache, shape};
 use super::services::ServiceCatalog;
+use crate::connlimit::ConnLimiter;
 use crate::gossip::rng::Rng;
 use crate::net::batch::{RecvBatch, SendBatch};
 use crate::table::MemberTable;
@@ -25,6 +26,8 @@ pub const MAX_QUERY: usize = 4096;
 const RECURSOR_TIMEOUT: Duration = Duration::from_secs(2);
 const TCP_IDLE: Duration = Duration::from_secs(10);
 const MAX_TCP_CONNECTIONS: usize = 256;
+/// One client's share of the TCP connections, so a single client cannot hold every slot.
+pub const MAX_TCP_PER_CLIENT: usize = 16;
 
 /// Counters.
 #[derive(Debug, Default)]
@@ -39,6 +42,8 @@ pub struct DnsStats {
     pub dropped: AtomicU64,
     /// Queries forwarded to a recursor.
     pub forwarded: AtomicU64,
+    /// TCP connections closed at once: the client, or everyone, held too many.
+    pub tcp_refused: AtomicU64,
     /// Responses (QR set) received and dropped unanswered.
     pub responses_dropped: AtomicU64,
 }
@@ -173,18 +178,26 @@ impl DnsServer {
     /// Serves TCP (2-byte length framing) until the listener fails.
     pub async fn serve_tcp(self, listener: TcpListener) {
         let limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+        let per_client = ConnLimiter::new(MAX_TCP_PER_CLIENT);
         loop {
-            let Ok((conn, _)) = listener.accept().await else {
+            let Ok((conn, peer)) = listener.accept().await else {
+                // Out of descriptors, most likely: wait rather than spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            // Over either limit: close at once rather than queue.
+            let Some(share) = per_client.try_acquire(peer.ip()) else {
+                self.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             let Ok(permit) = limit.clone().try_acquire_owned() else {
-                // Over the limit: close at once rather than queue.
+                self.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             let s = self.clone();
             tokio::spawn(async move {
                 let _ = s.tcp_conn(conn).await;
-                drop(permit);
+                drop((permit, share));
             });
         }
     }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::json::{agent_member, catalog_node, consul_service, in_catalog};
+use crate::dns::server::DnsStats;
 use crate::net::crypto;
 use crate::net::udp::{GossipHandle, KeyOp};
 use crate::table::{MemberRecord, MemberStatus, MemberTable, Snapshot};
@@ -49,6 +50,8 @@ pub struct ApiState {
     pub info: Arc<AgentInfo>,
     /// Asks the agent to exit after `PUT /v1/agent/leave`.
     pub shutdown: mpsc::Sender<()>,
+    /// DNS counters.
+    pub dns: Arc<DnsStats>,
 }
 
 /// Builds the router.
@@ -150,7 +153,9 @@ async fn agent_self(State(s): State<ApiState>) -> Response {
                 "dropped_plaintext": stats.dropped_plaintext.to_string(),
                 "dropped_quic": stats.dropped_quic.to_string(),
                 "dropped_untrusted_events": c.dropped_untrusted_events.to_string(),
+                "dropped_implausible": c.dropped_implausible.to_string(),
             },
+            "dns": dns_stats(&s.dns),
             "push_pull": s.gossip.quic().map(|q| {
                 let st = &q.stats;
                 json!({
@@ -162,6 +167,20 @@ async fn agent_self(State(s): State<ApiState>) -> Response {
         }
     });
     axum::Json(body).into_response()
+}
+
+fn dns_stats(d: &DnsStats) -> serde_json::Value {
+    let n =
+        |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed).to_string();
+    json!({
+        "queries": n(&d.queries),
+        "cache_hits": n(&d.cache_hits),
+        "formerr": n(&d.formerr),
+        "dropped": n(&d.dropped),
+        "forwarded": n(&d.forwarded),
+        "responses_dropped": n(&d.responses_dropped),
+        "tcp_refused": n(&d.tcp_refused),
+    })
 }
 
 /// Resolves `host`, `host:port`, `ip` or `[v6]:port`; the port defaults to Consul's serf LAN port 8301.

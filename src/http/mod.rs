@@ -3,3 +3,4 @@
 pub mod api;
 pub mod client;
 pub mod json;
+pub mod serve;

@@ -692,8 +692,11 @@ impl UdpDriver {
                 Event::User { payload, .. } => self.on_user_event(&payload),
                 Event::PushPull { addr } => self.start_push_pull(addr),
                 Event::Member(_) | Event::Reaped(_) => {
-                    self.table.apply(&ev);
-                    changed = true;
+                    let change = self.table.apply(&ev);
+                    if let Some(what) = change.serf_name() {
+                        log_change(what, &ev);
+                        changed = true;
+                    }
                 }
             }
         }
@@ -705,6 +708,15 @@ impl UdpDriver {
                 let _ = self.joins.swap_remove(k).reply.send(r);
             }
         }
+    }
+}
+
+/// One INFO line per membership change, worded as Consul's (`EventMemberJoin: agent-two 127.0.0.11`).
+fn log_change(what: &str, ev: &Event) {
+    match ev {
+        Event::Member(m) => tracing::info!("{what}: {} {}", m.name, m.addr.ip()),
+        Event::Reaped(name) => tracing::info!("{what}: {name}"),
+        _ => {}
     }
 }
 

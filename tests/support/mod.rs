@@ -22,6 +22,52 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// What a process that was expected to exit left behind.
+pub struct Exit {
+    /// Exit code; `None` when it had to be killed (it did not exit within the limit).
+    pub code: Option<i32>,
+    /// Standard output and error, concatenated.
+    pub output: String,
+}
+
+/// Runs `murmur ARGS` that is expected to exit by itself (a refused start, a failed join). Unlike
+/// `Command::output()`, an agent that starts by mistake cannot hang the test: it is killed after
+/// `limit` and reported with no exit code.
+pub fn run_to_exit(args: &[String], limit: Duration) -> Exit {
+    let dir = std::env::temp_dir().join(format!(
+        "murmur-exit-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_path = dir.join("out");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn murmur");
+    let end = Instant::now() + limit;
+    let code = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break st.code();
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    Exit { code, output }
+}
+
 /// A fresh temporary directory for one test.
 pub fn tmp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("murmur-it-{tag}-{}", std::process::id()));
