@@ -6,7 +6,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Agent, BIN, tmp, wait_for};
+use support::{Agent, BIN, run_to_exit, tmp, wait_for};
 
 const CONVERGE: Duration = Duration::from_secs(20);
 const DETECT: Duration = Duration::from_secs(40);
@@ -301,12 +301,12 @@ fn garbage_datagrams_are_dropped_and_counted() {
 #[test]
 fn bad_configuration_is_refused_with_a_clear_error() {
     let dir = tmp("badcfg");
+    // An agent that starts by mistake is killed after the limit and fails the test (no exit code).
     let run = |args: &[&str]| {
-        let out = Command::new(BIN).arg("agent").args(args).output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
+        let mut all = vec!["agent".to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let out = run_to_exit(&all, Duration::from_secs(20));
+        (out.code, out.output)
     };
     let cfg = dir.join("bad.json");
     std::fs::write(&cfg, r#"{"ports": {"http": "eighty"}}"#).unwrap();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{Agent, BIN, tmp, wait_for};
+use support::{Agent, BIN, run_to_exit, tmp, wait_for};
 
 const CONVERGE: Duration = Duration::from_secs(20);
 
@@ -34,14 +34,18 @@ fn keyring_list(a: &Agent) -> String {
     String::from_utf8_lossy(&a.cli(&["keyring", "-list"]).stdout).to_string()
 }
 
-fn declared_failed(a: &Agent) -> u64 {
+fn serf_stat(a: &Agent, key: &str) -> u64 {
     let (_, body) = a.http("GET", "/v1/agent/self").unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["Stats"]["serf_lan"]["declared_failed"]
+    v["Stats"]["serf_lan"][key]
         .as_str()
         .unwrap()
         .parse()
         .unwrap()
+}
+
+fn declared_failed(a: &Agent) -> u64 {
+    serf_stat(a, "declared_failed")
 }
 
 #[test]
@@ -91,9 +95,19 @@ fn encrypted_cluster_rotates_keys_without_failures_and_keeps_wrong_key_out() {
         list.contains(&format!("{k2} [3/3]")) && !list.contains(&k1),
         "{list}"
     );
-    // Gossip keeps flowing on the new key alone.
-    std::thread::sleep(Duration::from_secs(3));
+    // Gossip keeps flowing on the new key alone: every agent takes in plenty more packets, and not one
+    // fails to decrypt (a node still sealing with the removed key would show here long before anyone's
+    // suspicion of it could time out).
+    let before: Vec<u64> = all.iter().map(|x| serf_stat(x, "packets_in")).collect();
+    for (x, b) in all.iter().zip(&before) {
+        assert!(
+            wait_for(CONVERGE, || serf_stat(x, "packets_in") >= b + 30),
+            "{}: gossip stopped",
+            x.name
+        );
+    }
     for x in all {
+        assert_eq!(serf_stat(x, "dropped_decrypt"), 0, "{}", x.name);
         assert_eq!(alive_count(x), 3);
         assert_eq!(declared_failed(x), 0, "{} declared someone failed", x.name);
     }
@@ -101,24 +115,20 @@ fn encrypted_cluster_rotates_keys_without_failures_and_keeps_wrong_key_out() {
     assert!(stored.contains(&k2) && !stored.contains(&k1), "{stored}");
 
     // A node with the old key cannot join, and the cluster says why.
-    let out = std::process::Command::new(BIN)
-        .args([
-            "agent",
-            "-node=sec-wrong",
-            "-bind=127.0.11.4",
-            "-client=127.0.11.4",
-        ])
-        .arg(format!("-data-dir={}", dir.join("sec-wrong").display()))
-        .arg(format!("-encrypt={k1}"))
-        .arg("-join=127.0.11.1")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "wrong-key agent must fail to join"
+    let out = run_to_exit(
+        &[
+            "agent".into(),
+            "-node=sec-wrong".into(),
+            "-bind=127.0.11.4".into(),
+            "-client=127.0.11.4".into(),
+            format!("-data-dir={}", dir.join("sec-wrong").display()),
+            format!("-encrypt={k1}"),
+            "-join=127.0.11.1".into(),
+        ],
+        Duration::from_secs(60),
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Error joining the cluster"));
+    assert_eq!(out.code, Some(1), "wrong-key agent must fail to join");
+    assert!(out.output.contains("Error joining the cluster"));
     assert!(
         a.log_text().contains("no installed key opens it"),
         "{}",
@@ -279,6 +289,52 @@ fn tls_config(dir: &std::path::Path, cert: &str, name: &str) -> std::path::PathB
     cfg
 }
 
+/// A node that trusts the cluster CA (so its own side of the handshake accepts the cluster) but
+/// authenticates with `cert` (a certificate from elsewhere, or none at all).
+fn outsider_config(
+    ca_dir: &std::path::Path,
+    cert: Option<(&std::path::Path, &str)>,
+    name: &str,
+) -> std::path::PathBuf {
+    let cfg = ca_dir.join(format!("{name}.json"));
+    let mut body = serde_json::json!({
+        "ca_file": ca_dir.join("murmur-agent-ca.pem"),
+        "verify_incoming": false,
+        "verify_outgoing": true,
+    });
+    if let Some((dir, cert)) = cert {
+        body["cert_file"] = dir.join(format!("{cert}.pem")).to_string_lossy().into();
+        body["key_file"] = dir.join(format!("{cert}-key.pem")).to_string_lossy().into();
+    }
+    std::fs::write(&cfg, body.to_string()).unwrap();
+    cfg
+}
+
+/// Starts an agent that is expected to fail its `-join` and exit.
+fn failed_join(
+    dir: &std::path::Path,
+    name: &str,
+    ip: &str,
+    key: &str,
+    cfg: &std::path::Path,
+    seed: &str,
+) -> support::Exit {
+    run_to_exit(
+        &[
+            "agent".into(),
+            format!("-node={name}"),
+            format!("-bind={ip}"),
+            format!("-client={ip}"),
+            key.into(),
+            format!("-join={seed}"),
+            format!("-data-dir={}", dir.join(name).display()),
+            "-config-file".into(),
+            cfg.to_string_lossy().into(),
+        ],
+        Duration::from_secs(60),
+    )
+}
+
 #[test]
 fn mutual_tls_cluster_forms_and_a_foreign_ca_stays_out() {
     let dir = tmp("mtls");
@@ -319,30 +375,21 @@ fn mutual_tls_cluster_forms_and_a_foreign_ca_stays_out() {
             x.members()
         );
     }
-    assert!(a.log_text().contains("mutual TLS"));
+    assert!(
+        a.log_text().contains("push/pull over QUIC with mutual TLS"),
+        "{}",
+        a.log_text()
+    );
+    assert!(!a.log_text().contains("without mutual TLS"));
 
     // Right gossip key, certificate from another CA: the push/pull handshake fails and the join with it.
     let foreign = tls_config(&other, "dc1-client-murmur-0", "foreign");
-    let out = std::process::Command::new(BIN)
-        .args([
-            "agent",
-            "-node=mtls-x",
-            "-bind=127.0.15.4",
-            "-client=127.0.15.4",
-            &key,
-            "-join=127.0.15.1",
-        ])
-        .arg(format!("-data-dir={}", dir.join("mtls-x").display()))
-        .arg("-config-file")
-        .arg(&foreign)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let log =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let out = failed_join(&dir, "mtls-x", "127.0.15.4", &key, &foreign, "127.0.15.1");
+    assert_eq!(out.code, Some(1), "{}", out.output);
     assert!(
-        log.contains("certificate") || log.contains("Certificate"),
-        "{log}"
+        out.output.contains("certificate") || out.output.contains("Certificate"),
+        "{}",
+        out.output
     );
     assert!(
         wait_for(Duration::from_secs(5), || a
@@ -351,5 +398,24 @@ fn mutual_tls_cluster_forms_and_a_foreign_ca_stays_out() {
         "{}",
         a.log_text()
     );
+    // The server's own client-certificate check, isolated: these nodes trust the cluster CA, so their
+    // side of the handshake accepts the server; only the server can refuse them.
+    let foreign_cert = outsider_config(&pki, Some((&other, "dc1-client-murmur-0")), "outsider-y");
+    let no_cert = outsider_config(&pki, None, "outsider-z");
+    for (name, ip, cfg) in [
+        ("mtls-y", "127.0.15.5", &foreign_cert),
+        ("mtls-z", "127.0.15.6", &no_cert),
+    ] {
+        let out = failed_join(&dir, name, ip, &key, cfg, "127.0.15.1");
+        assert_eq!(out.code, Some(1), "{name}: {}", out.output);
+        assert!(
+            wait_for(Duration::from_secs(5), || a
+                .log_text()
+                .contains(&format!("push/pull from {ip}:8301 rejected"))),
+            "{name}: {}",
+            a.log_text()
+        );
+        assert!(!a.members().iter().any(|(n, _, _)| n == name));
+    }
     assert!(!a.members().iter().any(|(n, _, _)| n == "mtls-x"));
 }

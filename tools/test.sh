@@ -12,10 +12,10 @@ if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-python3 -c 'import consul' 2>/dev/null || python3 -m pip install -q py-consul
+py=$(tools/py-env.sh)
 
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace "$@"
 # Consul's own Python client against real agents: the HTTP API is compatible where clients look.
-python3 tests/clients/py_consul.py "${CARGO_TARGET_DIR:-target}/release/murmur"
+"$py" tests/clients/py_consul.py "${CARGO_TARGET_DIR:-target}/release/murmur"

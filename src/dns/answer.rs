@@ -632,7 +632,7 @@ mod tests {
             false,
             Transport::Udp,
         );
-        assert!(m.answers.len() <= 3, "udp_answer_limit without EDNS");
+        assert_eq!(m.answers.len(), 3, "udp_answer_limit without EDNS");
         assert!(!m.metadata.truncation, "Consul trims silently by default");
         cfg.enable_truncate = true;
         let m = ask(

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import consul
@@ -62,16 +63,31 @@ def main():
         assert one.status.leader() == "127.0.17.1:8300"
         assert one.status.peers() == ["127.0.17.1:8300"]
 
-        # Blocking query: returns with a newer index after a change.
-        index, _ = one.catalog.nodes()
         try:
             two.agent.force_leave("nobody-here")
             raise AssertionError("force-leave of an unknown node must fail")
         except consul.ConsulException as e:
             assert "500" in str(e), e
+
+        # Blocking query: held while nothing changes, returns with a newer index once py-two leaves.
+        index, _ = one.catalog.nodes()
+        result = {}
+
+        def block():
+            result["reply"] = one.catalog.nodes(index=index, wait="30s")
+            result["at"] = time.time()
+
+        waiter = threading.Thread(target=block)
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive(), "the blocking query returned before any change"
+        left_at = time.time()
         assert two.agent.leave() is True
-        index2, nodes2 = one.catalog.nodes(index=index, wait="10s")
+        waiter.join(timeout=30)
+        assert not waiter.is_alive(), "the blocking query did not return after the change"
+        index2, _ = result["reply"]
         assert int(index2) > int(index), (index, index2)
+        assert result["at"] >= left_at
         assert wait(lambda: {m["Name"]: m["Status"] for m in one.agent.members()}["py-two"] == 3)
         print("py-consul: all calls behaved as against Consul")
     finally:
