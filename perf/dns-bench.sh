@@ -4,11 +4,16 @@
 # that announces them and answers the agent's probes for all of them, so they stay alive without 5000 full
 # gossip nodes competing for the same two cores); NSD serves the same names from a static zone; dnsperf (90% node A, 10% SRV, EDNS) loads each in turn with the server
 # pinned to CPU 0 and dnsperf to CPU 1. Results are appended to perf/RESULTS.md.
-# Usage: perf/dns-bench.sh [seconds per run, default 20]
+# Every answer must be NOERROR and the agent must know all members first, or the script aborts: an NXDOMAIN
+# or SERVFAIL is cheaper to send than an answer and would count as speed. Five alternating rounds; the
+# table shows each round, then the medians, spreads and the ratio.
+# Usage: perf/dns-bench.sh [seconds per run, default 20]   (MURMUR_BIN=path benches another build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
+rounds=5
 n=5000
+murmur_bin=${MURMUR_BIN:-./target/release/murmur}
 for p in dnsperf nsd; do
   command -v "$p" >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf nsd; break; }
 done
@@ -19,7 +24,7 @@ cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
 # 1. murmur agent + 5000 gossiping members.
-taskset -c 0 ./target/release/murmur agent -server -node agent -bind 127.0.20.1 -client 127.0.20.1 \
+taskset -c 0 "$murmur_bin" agent -server -node agent -bind 127.0.20.1 -client 127.0.20.1 \
   -data-dir "$work/data" -log-level warn > "$work/agent.log" 2>&1 &
 sleep 1
 taskset -c 1 ./target/release/loadgen --nodes $n --scenario announce --join 127.0.20.1:8301 \
@@ -30,6 +35,10 @@ for _ in $(seq 1 300); do
   sleep 1
 done
 echo "agent knows $c alive members"
+if [ "$c" -lt $((n + 1)) ]; then
+  echo "aborting: the agent knows $c alive members, not $((n + 1)); see $work/agent.log and $work/loadgen.log" >&2
+  exit 1
+fi
 
 # 2. Queries: 90% node A, 10% SRV of the consul service.
 python3 - "$work/queries" $n <<'PY'
@@ -90,35 +99,57 @@ cpu_ticks() {
   echo $total
 }
 tck=$(getconf CLK_TCK)
-bench() { # name process-pattern server
+# dnsperf's "Response codes:" line, e.g. "NOERROR 1000 (100.00%)"; anything but NOERROR aborts the run.
+check_rcodes() { # name dnsperf-output
+  local codes
+  codes=$(echo "$2" | awk -F'Response codes: *' '/Response codes:/ {print $2}')
+  if [ -z "$codes" ] || echo "$codes" | grep -Eq '(FORMERR|SERVFAIL|NXDOMAIN|NOTIMP|REFUSED|BADVERS|YXDOMAIN)'; then
+    echo "aborting: $1 answered with response codes: ${codes:-none}" >&2
+    exit 1
+  fi
+}
+bench() { # name process-pattern server; prints a table row and leaves the rate in $per
   local name=$1 pid=$2 server=$3
-  local t0 t1 out q
+  local t0 t1 out q qps lat cpu
   t0=$(cpu_ticks "$pid")
   out=$(taskset -c 1 dnsperf -s "$server" -p 8600 -d "$work/queries" -l "$secs" -c 8 -e -q 200 2>&1)
   t1=$(cpu_ticks "$pid")
+  check_rcodes "$name" "$out"
   q=$(echo "$out" | awk '/Queries completed/ {print $3}')
   qps=$(echo "$out" | awk '/Queries per second/ {print $4}')
   lat=$(echo "$out" | awk '/Average Latency/ {print $4, $5, $6, $7, $8}')
   cpu=$(echo "scale=3; ($t1 - $t0) / $tck" | bc)
-  per=$(echo "scale=0; $q / $cpu" | bc 2>/dev/null || echo "n/a")
+  per=$(echo "scale=0; $q / $cpu" | bc 2>/dev/null || echo 0)
   echo "| $name | $qps | $cpu | $per | $lat |"
 }
+# Median, min and max of the numbers given.
+stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {printf "median %d (min %d, max %d)", v[int((NR+1)/2)], v[1], v[NR]}'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 {
   echo
-  echo "### DNS: murmur vs NSD, $(date -u +%F), $(nproc) cores, $n members (perf/dns-bench.sh $secs)"
+  echo "### DNS: murmur vs NSD, $(date -u +%F), $(nproc) cores, $n members (perf/dns-bench.sh $secs, $murmur_bin)"
   echo
   echo "| server | QPS (dnsperf-bound) | server CPU s | queries per server CPU-second | latency avg (min max) |"
   echo "| --- | --- | --- | --- | --- |"
-  # Alternate the servers, three rounds each; compare the medians.
-  for round in 1 2 3; do
-    bench "murmur (round $round)" "murmur agent -server -node agent -bind 127.0.20.1" 127.0.20.1
-    bench "NSD $(nsd -v 2>&1 | head -1 | awk '{print $3}') (round $round)" "nsd -d -c $work/nsd/nsd.conf" 127.0.20.2
+  # Alternate the servers round by round, so drift on the machine hits both alike.
+  m_rates=() n_rates=()
+  nsd_name="NSD $(nsd -v 2>&1 | head -1 | awk '{print $3}')"
+  for round in $(seq 1 $rounds); do
+    bench "murmur (round $round)" "agent -server -node agent -bind 127.0.20.1" 127.0.20.1
+    m_rates+=("$per")
+    bench "$nsd_name (round $round)" "nsd -d -c $work/nsd/nsd.conf" 127.0.20.2
+    n_rates+=("$per")
   done
+  echo
+  echo "murmur: $(stats "${m_rates[@]}") queries per server CPU-second"
+  echo "$nsd_name: $(stats "${n_rates[@]}") queries per server CPU-second"
+  echo "ratio of medians murmur/NSD: $(echo "scale=2; $(median "${m_rates[@]}") / $(median "${n_rates[@]}")" | bc)"
   echo
   for target in "murmur 127.0.20.1" "NSD 127.0.20.2"; do
     set -- $target
-    taskset -c 1 dnsperf -s "$2" -p 8600 -d "$work/queries" -l "$secs" -e -Q 20000 -v 2>/dev/null \
-      | awk '/^> / {print $NF}' | sort -g > "$work/lat-$1"
+    out=$(taskset -c 1 dnsperf -s "$2" -p 8600 -d "$work/queries" -l "$secs" -e -Q 20000 -v 2>/dev/null)
+    check_rcodes "$1" "$out"
+    echo "$out" | awk '/^> / {print $NF}' | sort -g > "$work/lat-$1"
     f="$work/lat-$1"
     total=$(wc -l < "$f")
     p50=$(sed -n "$(( (total * 50 + 99) / 100 ))p" "$f")
