@@ -145,7 +145,11 @@ fn a_flooded_dns_port_starves_neither_http_nor_gossip() {
                 let end = Instant::now() + Duration::from_secs(30);
                 // Bounded in count and time; stops early when the checks are done.
                 while sent < 3_000_000 && !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                    let pkt: &[u8] = if sent % 8 == 0 { &RESPONSE } else { &q };
+                    let pkt: &[u8] = if sent.is_multiple_of(8) {
+                        &RESPONSE
+                    } else {
+                        &q
+                    };
                     if s.send_to(pkt, "127.0.31.1:8600").is_ok() {
                         sent += 1;
                     }

@@ -111,12 +111,13 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         tags: encoded,
         incarnation: 0,
     };
-    let core = Core::new(
-        cfg.gossip.clone(),
-        identity,
-        Instant::now(),
-        entropy::u64()?,
-    )?;
+    // Periodic and reconnect exchanges go over QUIC streams like joins (TLS, and mutual TLS when set),
+    // not over the core's datagram exchange.
+    let gossip_cfg = crate::gossip::GossipConfig {
+        external_push_pull: true,
+        ..cfg.gossip.clone()
+    };
+    let core = Core::new(gossip_cfg, identity, Instant::now(), entropy::u64()?)?;
     let table = Arc::new(MemberTable::new());
     let encrypted = security.keyring.is_some();
     let (quic_tx, quic_rx) = mpsc::channel(QUIC_QUEUE);

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use super::batch::RecvBatch;
 use super::crypto::{self, Keyring};
 use super::mux;
-use super::quic::Quic;
+use super::quic::{Peer, Quic};
 use crate::gossip::core::JOIN_ATTEMPTS;
 use crate::gossip::{Core, Event, Stats, tags, wire};
 use crate::table::MemberTable;
@@ -165,14 +165,14 @@ impl GossipHandle {
     }
 
     /// Full-state exchange with `addr` over QUIC; returns how many entries they sent.
-    pub async fn push_pull(&self, addr: SocketAddr) -> Result<usize, String> {
+    pub async fn push_pull(&self, addr: SocketAddr, peer: Peer) -> Result<usize, String> {
         let quic = self
             .quic
             .get()
             .ok_or("QUIC push/pull is not enabled")?
             .clone();
         let ours = self.ask(|reply| Command::ExportState { reply }).await??;
-        let theirs = quic.exchange(addr, &ours).await?;
+        let theirs = quic.exchange(addr, &ours, peer).await?;
         self.ask(|reply| Command::ImportState {
             from: addr,
             bytes: theirs,
@@ -200,7 +200,7 @@ impl GossipHandle {
     /// learns every member in one exchange), else the datagram exchange. Succeeds once their state arrived.
     pub async fn join(&self, addr: SocketAddr) -> Result<(), String> {
         if self.quic.get().is_some() {
-            self.push_pull(addr).await?;
+            self.push_pull(addr, Peer::Named).await?;
             return self
                 .tx
                 .send(Command::Joined)
@@ -525,7 +525,7 @@ impl UdpDriver {
         let (changes, quic) = (self.changes.subscribe(), self.quic.clone());
         let handle = GossipHandle { tx, changes, quic };
         tokio::spawn(async move {
-            if let Err(e) = handle.push_pull(addr).await {
+            if let Err(e) = handle.push_pull(addr, Peer::Member).await {
                 tracing::debug!("periodic push/pull with {addr} failed: {e}");
             }
         });
