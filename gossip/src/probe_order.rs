@@ -142,18 +142,9 @@ impl ProbeOrder {
     }
 
     /// Ids given out so far this round.
-    pub fn position(&self) -> usize {
+    #[cfg(test)]
+    fn position(&self) -> usize {
         self.pos as usize
-    }
-
-    /// Size of the round.
-    pub fn len(&self) -> usize {
-        self.n as usize
-    }
-
-    /// True for an empty round.
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
     }
 }
 
