@@ -133,7 +133,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1
   echo "| --- | --- | --- | --- | --- |"
   # Alternate the servers round by round, so drift on the machine hits both alike.
   m_rates=() n_rates=()
-  nsd_name="NSD $(nsd -v 2>&1 | head -1 | awk '{print $3}')"
+  nsd_name="NSD $(nsd -v 2>&1 | awk 'NR == 1 {print $3}')"
   for round in $(seq 1 $rounds); do
     bench "murmur (round $round)" "agent -server -node agent -bind 127.0.20.1" 127.0.20.1
     m_rates+=("$per")

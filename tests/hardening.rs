@@ -145,7 +145,11 @@ fn a_flooded_dns_port_starves_neither_http_nor_gossip() {
                 let end = Instant::now() + Duration::from_secs(30);
                 // Bounded in count and time; stops early when the checks are done.
                 while sent < 3_000_000 && !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                    let pkt: &[u8] = if sent % 8 == 0 { &RESPONSE } else { &q };
+                    let pkt: &[u8] = if sent.is_multiple_of(8) {
+                        &RESPONSE
+                    } else {
+                        &q
+                    };
                     if s.send_to(pkt, "127.0.31.1:8600").is_ok() {
                         sent += 1;
                     }
@@ -229,11 +233,11 @@ fn connect_from(src: Ipv4Addr, dst: &str) -> TcpStream {
 
 fn get(mut s: TcpStream, path: &str) -> String {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
+    // A refused connection may already be closing: the reply is read even if the write fails.
+    let _ = write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    );
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -406,7 +410,7 @@ fn a_data_dir_serves_one_agent_and_one_node_name() {
 fn the_log_tells_joins_leaves_and_failures() {
     let dir = tmp("hard-events");
     let a = Agent::start("ev-a", "127.0.37.1", &dir, &[]);
-    let b = Agent::start("ev-b", "127.0.37.2", &dir, &["-join=127.0.37.1"]);
+    let mut b = Agent::start("ev-b", "127.0.37.2", &dir, &["-join=127.0.37.1"]);
     let mut c = Agent::start("ev-c", "127.0.37.3", &dir, &["-join=127.0.37.1"]);
     assert!(wait_for(CONVERGE, || a.members().len() == 3));
     let logged = |line: &str| wait_for(CONVERGE, || a.log_text().contains(line));
@@ -416,12 +420,16 @@ fn the_log_tells_joins_leaves_and_failures() {
         a.log_text()
     );
     assert!(logged("EventMemberJoin: ev-c 127.0.37.3"));
-    assert!(b.cli(&["leave"]).status.success());
+    // Ctrl-C: a client leaves gracefully.
+    b.signal(libc::SIGINT);
     assert!(
         logged("EventMemberLeave: ev-b 127.0.37.2"),
         "{}",
         a.log_text()
     );
+    // The leaver's own log: a clean exit, nothing at ERROR level (quinn used to log a broken pipe).
+    assert_eq!(b.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(!b.log_text().contains("ERROR"), "{}", b.log_text());
     c.crash();
     assert!(
         logged("EventMemberFailed: ev-c 127.0.37.3"),

@@ -1,30 +1,222 @@
-//! DNS query path: the fast-path shape parser, the answer builder and the FORMERR fallback.
+//! DNS query path as the servers run it, over a populated member table: the fast-path shape parser and
+//! answer cache, the answer builder (node A/AAAA/TXT/ANY, the `consul` service's SRV, PTR, SOA/NS,
+//! forwarding) on both transports under two configurations, and the FORMERR fallback.
+//!
+//! Invariants: a response (QR set) is never answered, by any path; every answer parses back as a
+//! response to the same ID and fits its transport (512 bytes or the advertised EDNS size, at most
+//! 4096, over UDP; a 16-bit length over TCP); an answer the UDP server would cache is served back
+//! from the cache byte for byte for the query that produced it.
 #![no_main]
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, MessageType};
 use libfuzzer_sys::fuzz_target;
 use murmur::dns::DnsConfig;
-use murmur::dns::answer::{Answerer, Transport, formerr};
-use murmur::dns::cache::shape;
-use murmur::dns::services::ServersCatalog;
-use murmur::gossip::rng::Rng;
-use murmur::table::MemberTable;
+use murmur::dns::answer::{Answerer, MAX_UDP_PAYLOAD, Reply, Transport, formerr};
+use murmur::dns::cache::{AnswerCache, shape};
+use murmur::dns::services::{ServersCatalog, ServiceCatalog};
+use murmur_gossip::Rng;
+use murmur_gossip::{Event, Member, State, tags};
+use murmur::state::MemberTable;
+
+struct World {
+    table: Arc<MemberTable>,
+    services: ServersCatalog,
+    configs: [DnsConfig; 2],
+}
+
+fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        let table = Arc::new(MemberTable::new());
+        let add = |name: &str, addr: &str, state: State, pairs: &[(&str, &str)]| {
+            table.apply(&Event::Member(Member {
+                name: Arc::from(name),
+                addr: addr.parse().unwrap(),
+                incarnation: 1,
+                state,
+                tags: Arc::from(tags::encode(pairs).unwrap()),
+                since: Instant::now(),
+            }));
+        };
+        let server = [("role", "consul"), ("dc", "dc1"), ("port", "8300")];
+        let client = [("role", "node"), ("dc", "dc1")];
+        let with = |base: &[(&'static str, &'static str)],
+                    meta: &[(&'static str, &'static str)]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(meta);
+            v
+        };
+        add(
+            "agent-one",
+            "127.0.0.1:8301",
+            State::Alive,
+            &with(&server, &[("m:rack", "r1"), ("m:env", "prod")]),
+        );
+        add(
+            "agent-two",
+            "127.0.0.2:8301",
+            State::Alive,
+            &with(&client, &[("m:rack", "r2")]),
+        );
+        add(
+            "web-v6",
+            "[2001:db8::6]:8301",
+            State::Alive,
+            &with(&client, &[("m:os", "linux"), ("m:team", "web")]),
+        );
+        add(
+            "srv-v6",
+            "[fd00::10]:8301",
+            State::Alive,
+            &[
+                ("role", "consul"),
+                ("dc", "dc1"),
+                ("port", "8305"),
+                ("m:az", "a"),
+            ],
+        );
+        add(
+            "Mixed.Case",
+            "127.0.0.3:8301",
+            State::Alive,
+            &with(&client, &[("m:k", "")]),
+        );
+        add("suspect-srv", "127.0.0.4:8301", State::Suspect, &server);
+        add(
+            "gone",
+            "127.0.0.5:8301",
+            State::Dead,
+            &with(&server, &[("m:rack", "r1")]),
+        );
+        add("old-one", "127.0.0.1:8302", State::Dead, &client);
+        add("lefty", "127.0.0.6:8301", State::Left, &client);
+        add(
+            "other-dc",
+            "127.0.0.8:8301",
+            State::Alive,
+            &[("role", "consul"), ("dc", "dc2"), ("port", "8300")],
+        );
+        // Enough metadata to overflow 512 bytes, so trimming and truncation run.
+        let big: Vec<(String, String)> = [("role", "node"), ("dc", "dc1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain((0..9).map(|i| (format!("m:key{i}"), "v".repeat(40))))
+            .collect();
+        table.apply(&Event::Member(Member {
+            name: Arc::from("big-meta"),
+            addr: "127.0.0.9:8301".parse().unwrap(),
+            incarnation: 1,
+            state: State::Alive,
+            tags: Arc::from(tags::encode(&big).unwrap()),
+            since: Instant::now(),
+        }));
+        table.publish();
+        let services = ServersCatalog::new(table.clone());
+        let tuned = DnsConfig {
+            node_ttl: Duration::from_secs(30),
+            service_ttl: Duration::from_secs(5),
+            udp_answer_limit: 1,
+            a_record_limit: 1,
+            enable_truncate: true,
+            only_passing: true,
+            additional_node_meta_txt: false,
+            recursors: vec!["127.0.0.53:53".parse().unwrap()],
+            ..DnsConfig::default()
+        };
+        World {
+            table,
+            services,
+            configs: [DnsConfig::default(), tuned],
+        }
+    })
+}
+
+/// Checks one reply to `req` (raw `raw`) and returns its bytes and cacheability.
+fn check_reply(
+    raw: &[u8],
+    req: &Message,
+    transport: Transport,
+    reply: Option<Reply>,
+) -> Option<(Vec<u8>, bool)> {
+    if req.metadata.message_type == MessageType::Response {
+        assert!(reply.is_none(), "answered a response: {reply:?}");
+        return None;
+    }
+    let Some(reply) = reply else {
+        panic!("a query went unanswered");
+    };
+    let Reply::Bytes(bytes, cacheable) = reply else {
+        return None;
+    };
+    let max = match (transport, &req.edns) {
+        (Transport::Tcp, _) => u16::MAX as usize,
+        (Transport::Udp, Some(e)) => (e.max_payload() as usize).clamp(512, MAX_UDP_PAYLOAD),
+        (Transport::Udp, None) => 512,
+    };
+    assert!(
+        bytes.len() <= max,
+        "{transport:?} answer of {} bytes over the limit {max}",
+        bytes.len()
+    );
+    let resp = Message::from_vec(&bytes).expect("our answer parses");
+    assert_eq!(resp.metadata.message_type, MessageType::Response);
+    assert_eq!(resp.metadata.id, req.metadata.id);
+    assert_eq!(&bytes[..2], &raw[..2]);
+    Some((bytes, cacheable))
+}
 
 fuzz_target!(|data: &[u8]| {
-    let _ = shape(data, &mut Vec::new());
-    let table = Arc::new(MemberTable::new());
-    let cfg = DnsConfig::default();
-    let services = ServersCatalog::new(table.clone());
-    let a = Answerer { cfg: &cfg, table: &table, services: &services };
-    match Message::from_vec(data) {
-        Ok(req) => {
-            let _ = a.respond(&req, Transport::Udp, &mut Rng::new(1));
-            let _ = a.respond(&req, Transport::Tcp, &mut Rng::new(1));
-        }
-        Err(_) => {
-            let _ = formerr(data);
+    let w = world();
+    let mut key = Vec::new();
+    let sh = shape(data, &mut key);
+    let is_response = data.len() > 2 && data[2] & 0x80 != 0;
+    if is_response {
+        assert!(sh.is_none(), "a response took the fast path");
+        assert!(formerr(data).is_none(), "FORMERR for a response");
+    }
+    let parsed = Message::from_vec(data);
+    if let Ok(req) = &parsed {
+        assert_eq!(
+            req.metadata.message_type == MessageType::Response,
+            is_response,
+            "QR bit and parsed type disagree"
+        );
+    }
+    for cfg in &w.configs {
+        let a = Answerer {
+            cfg,
+            table: &w.table,
+            services: &w.services,
+        };
+        match &parsed {
+            Ok(req) => {
+                let udp = a.respond(req, Transport::Udp, &mut Rng::new(1));
+                let udp = check_reply(data, req, Transport::Udp, udp);
+                let tcp = a.respond(req, Transport::Tcp, &mut Rng::new(1));
+                check_reply(data, req, Transport::Tcp, tcp);
+                // The UDP server's cache: a miss on a fresh cache, then (if it keeps the answer) the same
+                // bytes served back for the same query.
+                if let (Some(sh), Some((bytes, true))) = (sh, udp) {
+                    let mut cache = AnswerCache::default();
+                    cache.sync((w.table.snapshot().index, w.services.version()));
+                    let mut out = Vec::new();
+                    assert!(!cache.serve(&key, data, sh, &mut out));
+                    cache.insert(&key, &bytes);
+                    if cache.serve(&key, data, sh, &mut out) {
+                        assert_eq!(out, bytes, "cached answer differs from the fresh one");
+                    }
+                }
+            }
+            Err(_) => {
+                if let Some(b) = formerr(data) {
+                    let m = Message::from_vec(&b).expect("FORMERR parses");
+                    assert_eq!(&b[..2], &data[..2]);
+                    assert_eq!(m.metadata.message_type, MessageType::Response);
+                }
+            }
         }
     }
 });

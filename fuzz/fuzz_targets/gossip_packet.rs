@@ -1,26 +1,38 @@
-//! Gossip datagram decoder and the core's handling of whatever decodes (including full-state chunks).
+//! Gossip datagram decoder and the core's handling of whatever decodes (including full-state chunks and
+//! forged claims about the local node at any incarnation).
+//!
+//! Invariants: the decoder's count matches its iterator; whatever a datagram says (trusted or not),
+//! the local node stays alive in its own view under its own address and tags, before and after its
+//! timers run, from incarnation 0 and from just below the serial wrap; everything the core sends
+//! decodes; and each claim about the local node, applied alone, moves its incarnation exactly as the
+//! refutation rules say (`common::expected_after`).
 #![no_main]
+
+mod common;
 
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use murmur::gossip::{Core, GossipConfig, Identity, wire};
+use murmur_gossip::wire;
+
+use common::Via;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(p) = wire::decode(data) {
+    let decoded = wire::decode(data);
+    if let Ok(p) = decoded {
         assert_eq!(p.deltas().count(), p.delta_count());
     }
     let now = Instant::now();
-    let id = Identity {
-        name: "fuzz".into(),
-        addr: "127.0.0.1:8301".parse().unwrap(),
-        tags: Vec::new(),
-        incarnation: 0,
-    };
-    let mut core = Core::new(GossipConfig::lan(), id, now, 1).unwrap();
-    core.handle_packet(now, "127.0.0.2:8301".parse().unwrap(), data);
-    core.handle_untrusted_packet(now, "127.0.0.2:8301".parse().unwrap(), data);
     let mut buf = Vec::new();
-    while core.poll_transmit(&mut buf).is_some() {}
-    while core.poll_event().is_some() {}
+    for start in common::START_INCS {
+        let mut core = common::core(start, now);
+        core.handle_packet(now, common::peer(), data);
+        common::check(&core);
+        core.handle_untrusted_packet(now, common::peer(), data);
+        common::check(&core);
+        common::drive(&mut core, now, &mut buf);
+        if let Ok(p) = decoded {
+            common::check_claims(now, p.deltas(), start, Via::Gossip);
+        }
+    }
 });

@@ -57,7 +57,7 @@ impl ProbeOrder {
     }
 
     /// An order that is already exhausted (the next round starts on first use).
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         ProbeOrder {
             n: 0,
             mask: 0,
@@ -157,6 +157,12 @@ const fn inverse_mod_pow2(a: u32) -> u32 {
         i += 1;
     }
     x
+}
+
+impl Default for ProbeOrder {
+    fn default() -> Self {
+        Self::empty()
+    }
 }
 
 #[cfg(test)]

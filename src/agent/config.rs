@@ -435,7 +435,9 @@ fn check(v: &Value, schema: &[(&str, Kind)], prefix: &str) -> Result<(), String>
             format!("{prefix}.{k}")
         };
         let Some((_, kind)) = schema.iter().find(|(name, _)| name == k) else {
-            return Err(format!("unknown key {path:?}"));
+            return Err(
+                super::consul_only::key(&path).unwrap_or_else(|| format!("unknown key {path:?}"))
+            );
         };
         check_value(*kind, val).map_err(|e| format!("key {path:?}: {e}"))?;
         if let Kind::Obj(sub) = kind {

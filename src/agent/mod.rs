@@ -1,5 +1,6 @@
 //! The agent: configuration, data directory, and the runtime wiring of gossip, HTTP, DNS and signals.
 
 pub mod config;
+mod consul_only;
 pub mod datadir;
 pub mod run;

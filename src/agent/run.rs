@@ -32,7 +32,10 @@ pub fn main(args: &[String]) -> i32 {
     let parsed = match flags::parse(args, &config::agent_flags()) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{e}");
+            let consul_only = e
+                .strip_prefix("flag provided but not defined: -")
+                .and_then(super::consul_only::flag);
+            eprintln!("{}", consul_only.unwrap_or(e));
             return 1;
         }
     };
@@ -113,13 +116,14 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         tags: encoded,
         incarnation: 0,
     };
-    let core = Core::new(
-        cfg.gossip.clone(),
-        identity,
-        Instant::now(),
-        entropy::u64()?,
-    )
-    .map_err(|e| e.to_string())?;
+    // Periodic and reconnect exchanges go over QUIC streams like joins (TLS, and mutual TLS when set),
+    // not over the core's datagram exchange.
+    let gossip_cfg = murmur_gossip::GossipConfig {
+        external_push_pull: true,
+        ..cfg.gossip.clone()
+    };
+    let core = Core::new(gossip_cfg, identity, Instant::now(), entropy::u64()?)
+        .map_err(|e| e.to_string())?;
     let table = Arc::new(MemberTable::new());
     let changes = Arc::new(ChangeIndex::new(table.snapshot().index));
     let publisher = Arc::new(Publisher {

@@ -175,7 +175,11 @@ impl Answerer<'_> {
             let servers = snap
                 .members
                 .iter()
-                .filter(|m| m.is_server() && m.status == MemberStatus::Alive)
+                .filter(|m| {
+                    m.is_server()
+                        && m.status == MemberStatus::Alive
+                        && m.tag("dc").eq_ignore_ascii_case(&self.cfg.datacenter)
+                })
                 .take(3);
             for m in servers {
                 if let Some(target) = self.node_fqdn(&m.name) {
@@ -602,6 +606,31 @@ mod tests {
         assert_eq!(m.answers[0].record_type(), RecordType::SOA);
         let m = ask(&t, &cfg, "consul.", RecordType::NS, false, Transport::Udp);
         assert_eq!(m.answers.len(), 1);
+    }
+
+    #[test]
+    fn apex_ns_names_only_servers_of_this_datacenter() {
+        let t = table();
+        let tg = tags::encode(&[("role", "consul"), ("dc", "dc2"), ("port", "8300")]).unwrap();
+        t.apply(&Event::Member(Member {
+            name: Arc::from("far-server"),
+            addr: "127.0.0.20:8301".parse().unwrap(),
+            incarnation: 1,
+            state: State::Alive,
+            tags: Arc::from(tg),
+            since: Instant::now(),
+        }));
+        t.publish();
+        let m = ask(
+            &t,
+            &DnsConfig::default(),
+            "consul.",
+            RecordType::NS,
+            false,
+            Transport::Udp,
+        );
+        let targets: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+        assert_eq!(targets, ["agent-one.node.dc1.consul."]);
     }
 
     #[test]

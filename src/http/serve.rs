@@ -12,7 +12,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
@@ -86,6 +86,16 @@ async fn refuse(mut stream: TcpStream, peer: SocketAddr) {
         );
         let _ = stream.write_all(reply.as_bytes()).await;
         let _ = stream.shutdown().await;
+        // Lingering close: read what the client still sends until it closes too. Closing with unread
+        // bytes makes the kernel reset the connection, which can destroy the 429 before it is read.
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
     })
     .await;
 }

@@ -55,6 +55,19 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+impl Refused {
+    /// The reason for a push/pull state from `from`, as the refusing agent logs it.
+    pub fn for_state(self, from: std::net::SocketAddr) -> String {
+        match self {
+            Refused::NoKeyOpens => format!("state from {from}: no installed key opens it"),
+            Refused::NoKey => format!("state from {from} is encrypted but this agent has no key"),
+            Refused::Plaintext => {
+                format!("state from {from} is not encrypted (encrypt_verify_incoming)")
+            }
+        }
+    }
+}
+
 impl Security {
     /// Tags to gossip: the base tags plus `kr` (key fingerprints, primary first) when encrypting.
     pub fn tags(&self) -> Vec<(String, String)> {

@@ -8,7 +8,7 @@ use murmur_gossip::Stats;
 use tokio::sync::{mpsc, oneshot};
 
 use super::keyring_sync::KeyOp;
-use super::quic::Quic;
+use super::quic::{Peer, Quic};
 
 /// Driver and core counters.
 #[derive(Debug, Clone, Default)]
@@ -99,14 +99,14 @@ impl GossipHandle {
     }
 
     /// Full-state exchange with `addr` over QUIC; returns how many entries they sent.
-    pub async fn push_pull(&self, addr: SocketAddr) -> Result<usize, String> {
+    pub async fn push_pull(&self, addr: SocketAddr, peer: Peer) -> Result<usize, String> {
         let quic = self
             .quic
             .get()
             .ok_or("QUIC push/pull is not enabled")?
             .clone();
         let ours = self.ask(|reply| Command::ExportState { reply }).await??;
-        let theirs = quic.exchange(addr, &ours).await?;
+        let theirs = quic.exchange(addr, &ours, peer).await?;
         self.ask(|reply| Command::ImportState {
             from: addr,
             bytes: theirs,
@@ -134,7 +134,7 @@ impl GossipHandle {
     /// learns every member in one exchange), else the datagram exchange. Succeeds once their state arrived.
     pub async fn join(&self, addr: SocketAddr) -> Result<(), String> {
         if self.quic.get().is_some() {
-            self.push_pull(addr).await?;
+            self.push_pull(addr, Peer::Named).await?;
             return self
                 .tx
                 .send(Command::Joined)

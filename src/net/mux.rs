@@ -81,7 +81,10 @@ impl AsyncUdpSocket for MuxSocket {
         let mut rx = self.incoming.lock().expect("mux receiver lock");
         match rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            // The gossip driver stopped (the agent is leaving or shutting down): no datagram will
+            // come any more. An error here would make quinn log "I/O error: broken pipe" at ERROR on
+            // every graceful leave; waiting forever is the truth, and the endpoint goes with the agent.
+            Poll::Ready(None) => Poll::Pending,
             Poll::Ready(Some((from, data))) => {
                 let (Some(buf), Some(m)) = (bufs.first_mut(), meta.first_mut()) else {
                     return Poll::Ready(Ok(0));

@@ -32,9 +32,20 @@ pub struct QuicStats {
     pub failed_in: AtomicU64,
 }
 
+/// Whom an exchange goes to, which decides how the peer's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// An address an operator named (`-join`, `murmur join`).
+    Named,
+    /// A member gossip chose (periodic and reconnect exchanges).
+    Member,
+}
+
 /// The agent's QUIC endpoint.
 pub struct Quic {
     endpoint: quinn::Endpoint,
+    join: quinn::ClientConfig,
+    member: quinn::ClientConfig,
     server_name: String,
     limit: Arc<Semaphore>,
     /// Counters.
@@ -76,22 +87,23 @@ impl Quic {
         settings: &TlsSettings,
         server_name: String,
     ) -> Result<Arc<Self>, String> {
-        let (sc, cc) = tls::quic_configs(settings)?;
+        let configs = tls::quic_configs(settings)?;
         let mux = MuxSocket::new(io, incoming);
         let mut ecfg = quinn::EndpointConfig::default();
         // The port is shared with gossip and demultiplexed on the QUIC fixed bit (0x40): it must
         // never be greased away (RFC 9287).
         ecfg.grease_quic_bit(false);
-        let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
             ecfg,
-            Some(sc),
+            Some(configs.server),
             Arc::new(mux),
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(|e| format!("QUIC endpoint: {e}"))?;
-        endpoint.set_default_client_config(cc);
         Ok(Arc::new(Quic {
             endpoint,
+            join: configs.join,
+            member: configs.member,
             server_name,
             limit: Arc::new(Semaphore::new(MAX_CONCURRENT)),
             stats: QuicStats::default(),
@@ -99,11 +111,20 @@ impl Quic {
     }
 
     /// Sends `ours` to `addr` and returns their state.
-    pub async fn exchange(&self, addr: SocketAddr, ours: &[u8]) -> Result<Vec<u8>, String> {
+    pub async fn exchange(
+        &self,
+        addr: SocketAddr,
+        ours: &[u8],
+        peer: Peer,
+    ) -> Result<Vec<u8>, String> {
+        let config = match peer {
+            Peer::Named => self.join.clone(),
+            Peer::Member => self.member.clone(),
+        };
         let work = async {
             let conn = self
                 .endpoint
-                .connect(addr, &self.server_name)
+                .connect_with(config, addr, &self.server_name)
                 .map_err(|e| e.to_string())?
                 .await
                 .map_err(|e| e.to_string())?;

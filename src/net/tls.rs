@@ -63,7 +63,7 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 }
 
 /// Builds the QUIC server and client configurations.
-pub fn quic_configs(s: &TlsSettings) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
+pub fn quic_configs(s: &TlsSettings) -> Result<QuicConfigs, String> {
     let provider = provider();
     let (chain, key) = match (&s.cert_file, &s.key_file) {
         (Some(c), Some(k)) => (read_certs(c)?, read_key(k)?),
@@ -111,38 +111,8 @@ pub fn quic_configs(s: &TlsSettings) -> Result<(quinn::ServerConfig, quinn::Clie
         .map_err(|e| format!("node certificate: {e}"))?;
     server.alpn_protocols = vec![ALPN.to_vec()];
 
-    let verifier: Arc<dyn ServerCertVerifier> = match (&roots, s.verify_outgoing) {
-        (Some(r), true) => Arc::new(CaVerifier {
-            inner: rustls::client::WebPkiServerVerifier::builder_with_provider(
-                r.clone(),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| e.to_string())?,
-            check_name: s.verify_server_hostname,
-        }),
-        _ => Arc::new(AnyCert {
-            provider: provider.clone(),
-        }),
-    };
-    let client_builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let mut client = if s.cert_file.is_some() {
-        client_builder
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| format!("node certificate: {e}"))?
-    } else {
-        client_builder.with_no_client_auth()
-    };
-    client.alpn_protocols = vec![ALPN.to_vec()];
-
     let server =
         quinn::crypto::rustls::QuicServerConfig::try_from(server).map_err(|e| e.to_string())?;
-    let client =
-        quinn::crypto::rustls::QuicClientConfig::try_from(client).map_err(|e| e.to_string())?;
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(
         Duration::from_secs(10).try_into().expect("small timeout"),
@@ -150,9 +120,57 @@ pub fn quic_configs(s: &TlsSettings) -> Result<(quinn::ServerConfig, quinn::Clie
     let transport = Arc::new(transport);
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(server));
     sc.transport_config(transport.clone());
-    let mut cc = quinn::ClientConfig::new(Arc::new(client));
-    cc.transport_config(transport);
-    Ok((sc, cc))
+    let client = |check_name: bool| -> Result<quinn::ClientConfig, String> {
+        let verifier: Arc<dyn ServerCertVerifier> = match (&roots, s.verify_outgoing) {
+            (Some(r), true) => Arc::new(CaVerifier {
+                inner: rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    r.clone(),
+                    provider.clone(),
+                )
+                .build()
+                .map_err(|e| e.to_string())?,
+                check_name,
+            }),
+            _ => Arc::new(AnyCert {
+                provider: provider.clone(),
+            }),
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let mut client = if s.cert_file.is_some() {
+            builder
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .map_err(|e| format!("node certificate: {e}"))?
+        } else {
+            builder.with_no_client_auth()
+        };
+        client.alpn_protocols = vec![ALPN.to_vec()];
+        let client =
+            quinn::crypto::rustls::QuicClientConfig::try_from(client).map_err(|e| e.to_string())?;
+        let mut cc = quinn::ClientConfig::new(Arc::new(client));
+        cc.transport_config(transport.clone());
+        Ok(cc)
+    };
+    Ok(QuicConfigs {
+        server: sc,
+        join: client(s.verify_server_hostname)?,
+        member: client(false)?,
+    })
+}
+
+/// The QUIC configurations of an agent.
+pub struct QuicConfigs {
+    /// Answering push/pulls.
+    pub server: quinn::ServerConfig,
+    /// Joining through an address an operator named: with `verify_server_hostname`, the peer must be a
+    /// server (`server.<dc>.murmur`).
+    pub join: quinn::ClientConfig,
+    /// Periodic and reconnect exchanges with members gossip chose: any certificate from the CA, since
+    /// clients answer push/pull as much as servers do (Consul checks no host name in gossip either).
+    pub member: quinn::ClientConfig,
 }
 
 /// Chain verification against the CA; the host name only with `verify_server_hostname`, since every

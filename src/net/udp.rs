@@ -14,7 +14,7 @@ use super::envelope::{Opened, Refused, Security};
 use super::handle::{Command, DriverStats, GossipHandle};
 use super::keyring_sync;
 use super::mux;
-use super::quic::Quic;
+use super::quic::{Peer, Quic};
 use super::sink::MemberSink;
 use crate::util::batch::{self, RecvBatch};
 
@@ -219,7 +219,7 @@ impl UdpDriver {
     ) -> Result<usize, String> {
         let plain = match self.security.open(&mut bytes) {
             Ok(Opened::Trusted(p) | Opened::Untrusted(p)) => p,
-            Err(why) => return Err(format!("state from {from}: {why}")),
+            Err(why) => return Err(why.for_state(from)),
         };
         self.core
             .merge_state(now, from, plain)
@@ -235,7 +235,7 @@ impl UdpDriver {
             quic: self.quic.clone(),
         };
         tokio::spawn(async move {
-            if let Err(e) = handle.push_pull(addr).await {
+            if let Err(e) = handle.push_pull(addr, Peer::Member).await {
                 tracing::debug!("periodic push/pull with {addr} failed: {e}");
             }
         });

@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// User events seen and sent.
+pub(super) struct UserEvents {
+    /// Recently seen user events (origin, id), oldest first, for de-duplication.
+    pub(super) seen: VecDeque<(Arc<str>, u32)>,
+    /// Id of our last event.
+    pub(super) next_id: u32,
+}
+
+impl UserEvents {
+    /// No events seen; our ids start after `first`.
+    pub(super) fn starting_at(first: u32) -> Self {
+        UserEvents {
+            seen: VecDeque::new(),
+            next_id: first,
+        }
+    }
+}
+
 impl Core {
     /// Spreads an application event to every member (delivered as [`Event::User`] in trusted packets).
     pub fn user_event(&mut self, kind: EventKind, payload: &[u8]) -> Result<(), UserEventError> {
@@ -13,8 +31,8 @@ impl Core {
         let mut tagged = Vec::with_capacity(payload.len() + 1);
         tagged.push(kind.0);
         tagged.extend_from_slice(payload);
-        self.next_event_id = self.next_event_id.wrapping_add(1);
-        let id = self.next_event_id;
+        self.user_events.next_id = self.user_events.next_id.wrapping_add(1);
+        let id = self.user_events.next_id;
         let me = self.me.clone();
         self.remember_event(&me, id);
         self.enqueue_event(&me, id, &tagged);
@@ -23,16 +41,17 @@ impl Core {
 
     pub(super) fn remember_event(&mut self, origin: &Arc<str>, id: u32) -> bool {
         if self
-            .seen_events
+            .user_events
+            .seen
             .iter()
             .any(|(o, i)| *i == id && **o == **origin)
         {
             return false;
         }
-        if self.seen_events.len() >= 1024 {
-            self.seen_events.pop_front();
+        if self.user_events.seen.len() >= 1024 {
+            self.user_events.seen.pop_front();
         }
-        self.seen_events.push_back((origin.clone(), id));
+        self.user_events.seen.push_back((origin.clone(), id));
         true
     }
 
@@ -139,7 +158,7 @@ impl Core {
                             cursor: next,
                         });
                     } else if is_reply {
-                        self.sync_replies = self.sync_replies.saturating_sub(1);
+                        self.exchanges.sync_replies = self.exchanges.sync_replies.saturating_sub(1);
                     }
                     (dst, at, n, false)
                 }

@@ -3,13 +3,37 @@
 
 use super::*;
 
+/// Join and exchange state.
+#[derive(Default)]
+pub(super) struct Exchanges {
+    pub(super) joins: Vec<PendingJoin>,
+    /// Full-state replies in flight.
+    pub(super) sync_replies: usize,
+    /// A chain of post-join exchanges is scheduled.
+    pub(super) post_join_armed: bool,
+    pub(super) behind: Option<Behind>,
+}
+
+pub(super) struct PendingJoin {
+    pub(super) seq: u32,
+    pub(super) addr: SocketAddr,
+    pub(super) attempts: u32,
+}
+
+/// Since when peers' pings and acks have said they know more members than our view holds.
+pub(super) struct Behind {
+    pub(super) since: Instant,
+    /// Our member count then; any change restarts the wait.
+    pub(super) known: usize,
+}
+
 impl Core {
     /// Starts a join: sends our full state to `addr` and asks for theirs, retrying every [`JOIN_RETRY`].
     /// Returns the sequence number that [`Event::SyncReply`] (or [`Event::JoinTimeout`]) will carry.
     pub fn join(&mut self, now: Instant, addr: SocketAddr) -> u32 {
         let seq = self.send_sync(addr);
         tracing::debug!(%addr, seq, "joining");
-        self.joins.push(PendingJoin {
+        self.exchanges.joins.push(PendingJoin {
             seq,
             addr,
             attempts: 1,
@@ -100,22 +124,22 @@ impl Core {
         }
         if known as usize <= mine {
             // Someone is level with us or behind: whatever we lack may still be spreading.
-            self.behind = None;
+            self.exchanges.behind = None;
             return;
         }
         let wait = self.post_join_settle() * 2;
-        match &self.behind {
+        match &self.exchanges.behind {
             Some(b) if b.known == mine && now.saturating_duration_since(b.since) >= wait => {
                 self.stats.catch_up_syncs += 1;
                 self.exchange_with(from);
-                self.behind = Some(Behind {
+                self.exchanges.behind = Some(Behind {
                     since: now,
                     known: mine,
                 });
             }
             Some(b) if b.known == mine => {}
             _ => {
-                self.behind = Some(Behind {
+                self.exchanges.behind = Some(Behind {
                     since: now,
                     known: mine,
                 })
@@ -168,10 +192,10 @@ impl Core {
     /// members that joined through other seeds as much as any joiner does; without its own exchanges
     /// it (and everyone who joins through it) waited for the periodic push/pull.
     pub(super) fn arm_post_join_sync(&mut self, now: Instant) {
-        if self.post_join_armed {
+        if self.exchanges.post_join_armed {
             return;
         }
-        self.post_join_armed = true;
+        self.exchanges.post_join_armed = true;
         let settle = self.post_join_settle();
         self.timers.push(
             now + settle,
@@ -193,7 +217,7 @@ impl Core {
     pub(super) fn post_join_sync(&mut self, now: Instant, left: u8, mark: u64) {
         let first = mark == u64::MAX;
         if left == 0 || (!first && self.stats.learned_by_sync == mark) {
-            self.post_join_armed = false;
+            self.exchanges.post_join_armed = false;
             return;
         }
         self.stats.post_join_syncs += 1;

@@ -10,7 +10,7 @@ impl Core {
             return;
         }
         self.leaving = true;
-        self.probe = None;
+        self.probing.current = None;
         let inc = incarnation::next(self.local_slot().incarnation);
         self.set_state(now, self.me_id, State::Left, inc);
         self.enqueue(self.me_id, State::Left, None);
@@ -209,7 +209,7 @@ impl Core {
         let Some(id) = self.lookup(name) else {
             let since = self.since(now);
             let id = self.insert_alive(name, (addr, tags), inc, since);
-            self.probe_order.add_late(id, &mut self.rng);
+            self.probing.order.add_late(id, &mut self.rng);
             if let Some(s) = self.view.get(id) {
                 self.events.push_back(Event::Member(self.member_of(s)));
             }

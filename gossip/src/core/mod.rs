@@ -223,40 +223,6 @@ enum Timer {
     },
 }
 
-struct PendingJoin {
-    seq: u32,
-    addr: SocketAddr,
-    attempts: u32,
-}
-
-struct Probe {
-    seq: u32,
-    /// Holding the record keeps the target's id valid while the probe runs.
-    target: Arc<Ident>,
-    expected_nacks: u32,
-    nacks: u32,
-}
-
-/// A reconnect ping in flight; only an answer from the failed member earns it a full-state exchange.
-struct ReconnectPing {
-    seq: u32,
-    /// Holding the record keeps the member's id valid until the answer.
-    target: Arc<Ident>,
-}
-
-/// Since when peers' pings and acks have said they know more members than our view holds.
-struct Behind {
-    since: Instant,
-    /// Our member count then; any change restarts the wait.
-    known: usize,
-}
-
-struct Relay {
-    origin: SocketAddr,
-    origin_seq: u32,
-    nack: bool,
-}
-
 /// Tenths of a second: the resolution of [`Slot::since`].
 const SINCE_UNIT: Duration = Duration::from_millis(100);
 
@@ -271,12 +237,7 @@ pub struct Core {
     view: View,
     /// Origin of [`Slot::since`].
     epoch: Instant,
-    /// This probe round's order over ids.
-    probe_order: ProbeOrder,
-    probe: Option<Probe>,
-    reconnect: Option<ReconnectPing>,
-    behind: Option<Behind>,
-    relays: HashMap<u32, Relay>,
+    probing: probing::Probing,
     seq: u32,
     broadcasts: BroadcastQueue,
     out: VecDeque<Out>,
@@ -285,15 +246,10 @@ pub struct Core {
     // Boxed and apart from the slots: only suspects carry one.
     suspicions: HashMap<Id, Box<Suspicion>>,
     leaving: bool,
-    joins: Vec<PendingJoin>,
-    /// Recently seen user events (origin, id), oldest first, for de-duplication.
-    seen_events: VecDeque<(Arc<str>, u32)>,
-    next_event_id: u32,
+    exchanges: exchange::Exchanges,
+    user_events: dissemination::UserEvents,
     /// Whether the packet being handled may carry user events.
     trusted: bool,
-    sync_replies: usize,
-    /// A chain of post-join exchanges is scheduled.
-    post_join_armed: bool,
     token: u32,
     stats: Stats,
     picks: Vec<Id>,
@@ -349,11 +305,7 @@ impl Core {
             roster,
             view,
             epoch: now,
-            probe_order: ProbeOrder::empty(),
-            probe: None,
-            reconnect: None,
-            behind: None,
-            relays: HashMap::default(),
+            probing: probing::Probing::default(),
             seq,
             broadcasts: BroadcastQueue::default(),
             out: VecDeque::new(),
@@ -361,12 +313,9 @@ impl Core {
             timers: TimerHeap::default(),
             suspicions: HashMap::default(),
             leaving: false,
-            joins: Vec::new(),
-            seen_events: VecDeque::new(),
-            next_event_id: seq,
+            exchanges: exchange::Exchanges::default(),
+            user_events: dissemination::UserEvents::starting_at(seq),
             trusted: true,
-            sync_replies: 0,
-            post_join_armed: false,
             token: 0,
             stats: Stats::default(),
             picks: Vec::new(),
@@ -400,7 +349,7 @@ impl Core {
         {
             self.view.insert(me);
         }
-        self.probe_order = ProbeOrder::empty();
+        self.probing.order = ProbeOrder::empty();
     }
 
     /// This core's view of the membership.
@@ -535,7 +484,7 @@ impl Core {
                 self.on_ack(seq);
             }
             Message::Nack { seq } => {
-                if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
+                if let Some(p) = self.probing.current.as_mut().filter(|p| p.seq == seq) {
                     p.nacks += 1;
                 }
             }
@@ -545,16 +494,17 @@ impl Core {
                 want_reply,
                 is_reply,
             } => {
-                if is_reply && let Some(k) = self.joins.iter().position(|j| j.seq == seq) {
-                    self.joins.swap_remove(k);
+                if is_reply && let Some(k) = self.exchanges.joins.iter().position(|j| j.seq == seq)
+                {
+                    self.exchanges.joins.swap_remove(k);
                     self.events.push_back(Event::SyncReply { seq, from });
                     self.joined(now);
                 }
                 if want_reply {
-                    if self.sync_replies >= self.cfg.max_sync_replies {
+                    if self.exchanges.sync_replies >= self.cfg.max_sync_replies {
                         self.stats.dropped_sync_busy += 1;
                     } else {
-                        self.sync_replies += 1;
+                        self.exchanges.sync_replies += 1;
                         self.out.push_back(Out::Sync {
                             dst: from,
                             seq,
@@ -576,13 +526,13 @@ impl Core {
                 Timer::Gossip => self.on_gossip_tick(now),
                 Timer::ProbeDirect(seq) => self.on_probe_direct_timeout(seq),
                 Timer::RelayNack(seq) => {
-                    if let Some(r) = self.relays.get(&seq).filter(|r| r.nack) {
+                    if let Some(r) = self.probing.relays.get(&seq).filter(|r| r.nack) {
                         let (dst, seq) = (r.origin, r.origin_seq);
                         self.out.push_back(Out::Nack { dst, seq });
                     }
                 }
                 Timer::RelayExpire(seq) => {
-                    self.relays.remove(&seq);
+                    self.probing.relays.remove(&seq);
                 }
                 Timer::Suspicion(id, token) => self.on_suspicion_timer(now, id, token),
                 Timer::Reap(id, token) => self.reap(id, token),
@@ -592,17 +542,17 @@ impl Core {
                     self.sync_with_random(|s| s.state.is_live());
                 }
                 Timer::JoinRetry(seq) => {
-                    let Some(k) = self.joins.iter().position(|j| j.seq == seq) else {
+                    let Some(k) = self.exchanges.joins.iter().position(|j| j.seq == seq) else {
                         continue;
                     };
-                    if self.joins[k].attempts >= JOIN_ATTEMPTS {
-                        let j = self.joins.swap_remove(k);
+                    if self.exchanges.joins[k].attempts >= JOIN_ATTEMPTS {
+                        let j = self.exchanges.joins.swap_remove(k);
                         self.events
                             .push_back(Event::JoinTimeout { seq, addr: j.addr });
                     } else {
                         // UDP may lose the request or the reply: ask again under the same number.
-                        self.joins[k].attempts += 1;
-                        let addr = self.joins[k].addr;
+                        self.exchanges.joins[k].attempts += 1;
+                        let addr = self.exchanges.joins[k].addr;
                         self.resend_sync(addr, seq);
                         self.timers.push(now + JOIN_RETRY, Timer::JoinRetry(seq));
                     }

@@ -3,6 +3,37 @@
 
 use super::*;
 
+/// Failure-detection state: the probe round, the probe in flight, a reconnect ping, relayed probes.
+#[derive(Default)]
+pub(super) struct Probing {
+    /// This probe round's order over ids.
+    pub(super) order: ProbeOrder,
+    pub(super) current: Option<Probe>,
+    pub(super) reconnect: Option<ReconnectPing>,
+    pub(super) relays: HashMap<u32, Relay>,
+}
+
+pub(super) struct Probe {
+    pub(super) seq: u32,
+    /// Holding the record keeps the target's id valid while the probe runs.
+    pub(super) target: Arc<Ident>,
+    pub(super) expected_nacks: u32,
+    pub(super) nacks: u32,
+}
+
+/// A reconnect ping in flight; only an answer from the failed member earns it a full-state exchange.
+pub(super) struct ReconnectPing {
+    pub(super) seq: u32,
+    /// Holding the record keeps the member's id valid until the answer.
+    pub(super) target: Arc<Ident>,
+}
+
+pub(super) struct Relay {
+    pub(super) origin: SocketAddr,
+    pub(super) origin_seq: u32,
+    pub(super) nack: bool,
+}
+
 impl Core {
     pub(super) fn relay(
         &mut self,
@@ -13,12 +44,12 @@ impl Core {
         addr: SocketAddr,
         nack: bool,
     ) {
-        if self.relays.len() >= self.cfg.max_relays {
+        if self.probing.relays.len() >= self.cfg.max_relays {
             self.stats.dropped_relay_full += 1;
             return;
         }
         let seq = self.next_seq();
-        self.relays.insert(
+        self.probing.relays.insert(
             seq,
             Relay {
                 origin,
@@ -45,16 +76,16 @@ impl Core {
     }
 
     pub(super) fn on_ack(&mut self, seq: u32) {
-        if self.probe.as_ref().is_some_and(|p| p.seq == seq) {
-            self.probe = None;
+        if self.probing.current.as_ref().is_some_and(|p| p.seq == seq) {
+            self.probing.current = None;
             self.awareness.apply(-1);
             return;
         }
-        if let Some(r) = self.reconnect.take_if(|r| r.seq == seq) {
+        if let Some(r) = self.probing.reconnect.take_if(|r| r.seq == seq) {
             self.on_reconnect_answer(&r.target);
             return;
         }
-        if let Some(r) = self.relays.remove(&seq) {
+        if let Some(r) = self.probing.relays.remove(&seq) {
             self.out.push_back(Out::Ack {
                 dst: r.origin,
                 seq: r.origin_seq,
@@ -66,7 +97,7 @@ impl Core {
         let interval = self.awareness.scale(self.cfg.probe_interval);
         self.timers.push(now + interval, Timer::Probe);
         // The previous probe's deadline is this tick.
-        if let Some(p) = self.probe.take() {
+        if let Some(p) = self.probing.current.take() {
             self.stats.probes_failed += 1;
             let delta = if p.expected_nacks > 0 {
                 (p.expected_nacks - p.nacks.min(p.expected_nacks)) as i32
@@ -92,7 +123,7 @@ impl Core {
         };
         let seq = self.next_seq();
         let (dst, name) = (target.addr, target.name().clone());
-        self.probe = Some(Probe {
+        self.probing.current = Some(Probe {
             seq,
             target,
             expected_nacks: 0,
@@ -115,7 +146,7 @@ impl Core {
         }
         // Bounded: at most the rest of this round and one full new round.
         for round in 0..2 {
-            while let Some(id) = self.probe_order.next_id() {
+            while let Some(id) = self.probing.order.next_id() {
                 if id == self.me_id {
                     continue;
                 }
@@ -124,14 +155,14 @@ impl Core {
                 }
             }
             if round == 0 {
-                self.probe_order = ProbeOrder::new(self.view.id_bound(), &mut self.rng);
+                self.probing.order = ProbeOrder::new(self.view.id_bound(), &mut self.rng);
             }
         }
         None
     }
 
     pub(super) fn on_probe_direct_timeout(&mut self, seq: u32) {
-        let Some(p) = self.probe.as_ref().filter(|p| p.seq == seq) else {
+        let Some(p) = self.probing.current.as_ref().filter(|p| p.seq == seq) else {
             return;
         };
         let (target, addr, tid) = (p.target.name().clone(), p.target.addr, p.target.id());
@@ -150,7 +181,7 @@ impl Core {
             });
         }
         let sent = self.picks.len() as u32;
-        if let Some(p) = self.probe.as_mut() {
+        if let Some(p) = self.probing.current.as_mut() {
             p.expected_nacks = sent;
         }
     }
@@ -171,7 +202,7 @@ impl Core {
             target: target.name().clone(),
         });
         // An answer later than the next interval's ping is ignored; that ping replaces this one.
-        self.reconnect = Some(ReconnectPing { seq, target });
+        self.probing.reconnect = Some(ReconnectPing { seq, target });
     }
 
     pub(super) fn on_reconnect_answer(&mut self, target: &Arc<Ident>) {
