@@ -10,11 +10,11 @@ use murmur::dns::DnsConfig;
 use murmur::dns::answer::{Answerer, Transport};
 use murmur::dns::cache::{AnswerCache, shape};
 use murmur::dns::services::ServersCatalog;
-use murmur::gossip::broadcast::{BroadcastQueue, Item};
-use murmur::gossip::rng::Rng;
-use murmur::gossip::wire::{self, Delta, Message as GossipMessage};
-use murmur::gossip::{Core, Event, GossipConfig, Identity, Member, State, tags};
-use murmur::table::MemberTable;
+use murmur::state::MemberTable;
+use murmur_gossip::Rng;
+use murmur_gossip::wire::{self, Delta, Message as GossipMessage};
+use murmur_gossip::{BroadcastQueue, Item};
+use murmur_gossip::{Core, Event, GossipConfig, Identity, Member, State, tags};
 
 fn gossip_packet(n: usize) -> Vec<u8> {
     let mut b = Vec::new();

@@ -343,6 +343,28 @@ fn bad_configuration_is_refused_with_a_clear_error() {
     let (code, err) = run(&["-bootstrap-expect=1", "-data-dir=/tmp/x"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("requires server mode"), "{err}");
+
+    // Consul's own files and flags that murmur does not implement yet say so, not "unknown".
+    let consul_dir = dir.join("consul.d");
+    std::fs::create_dir_all(&consul_dir).unwrap();
+    std::fs::write(
+        consul_dir.join("web.json"),
+        r#"{"service": {"name": "web", "port": 80}}"#,
+    )
+    .unwrap();
+    let (code, err) = run(&["-dev", "-config-dir", consul_dir.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("web.json")
+            && err.contains("key \"service\" is a Consul setting that murmur does not support yet"),
+        "{err}"
+    );
+    let (code, err) = run(&["-dev", "-serf-wan-port=8302"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("-serf-wan-port is a Consul flag that murmur does not support yet"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -348,7 +348,7 @@ fn keys_and_keyrings_are_written_for_the_owner_only() {
             .unwrap();
         assert!(out.status.success(), "{args:?}");
     }
-    let mode = |p: &std::path::Path| murmur::files::mode(p).unwrap();
+    let mode = |p: &std::path::Path| murmur::util::files::mode(p).unwrap();
     assert_eq!(mode(&pki.join("murmur-agent-ca-key.pem")), 0o600);
     assert_eq!(mode(&pki.join("dc1-server-murmur-0-key.pem")), 0o600);
     assert_eq!(mode(&pki.join("murmur-agent-ca.pem")), 0o644);

@@ -14,6 +14,11 @@ fi
 
 py=$(tools/py-env.sh)
 
+# The gossip core stays sans-IO: no async runtime, sockets, TLS or HTTP anywhere in its dependency tree.
+if cargo tree -p murmur-gossip --features sim -e normal --prefix none | grep -E '^(tokio|quinn|axum|hyper|rustls|mio) '; then
+  echo "murmur-gossip depends on an I/O crate (above); the core must stay sans-IO" >&2
+  exit 1
+fi
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace "$@"

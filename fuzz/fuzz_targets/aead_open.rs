@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use murmur::gossip::wire;
+use murmur_gossip::wire;
 use murmur::net::crypto::Keyring;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,13 +1,13 @@
 //! Shared by the gossip targets: a core to feed, the invariants every input must leave intact, and an
-//! oracle for claims about the local node (the refutation rules of `murmur::gossip::incarnation`).
+//! oracle for claims about the local node (the refutation rules of `murmur_gossip::incarnation`).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use murmur::gossip::incarnation::{at_least, later, newer, next, plausible};
-use murmur::gossip::wire::{self, Delta, Message};
-use murmur::gossip::{Core, Event, GossipConfig, Identity, State, tags};
+use murmur_gossip::incarnation::{at_least, later, newer, next, plausible};
+use murmur_gossip::wire::{self, Delta, Message};
+use murmur_gossip::{Core, Event, GossipConfig, Identity, State, tags};
 
 /// The local node's name.
 pub const ME: &str = "fuzz";

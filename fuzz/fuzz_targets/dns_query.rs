@@ -17,9 +17,9 @@ use murmur::dns::DnsConfig;
 use murmur::dns::answer::{Answerer, MAX_UDP_PAYLOAD, Reply, Transport, formerr};
 use murmur::dns::cache::{AnswerCache, shape};
 use murmur::dns::services::{ServersCatalog, ServiceCatalog};
-use murmur::gossip::rng::Rng;
-use murmur::gossip::{Event, Member, State, tags};
-use murmur::table::MemberTable;
+use murmur_gossip::Rng;
+use murmur_gossip::{Event, Member, State, tags};
+use murmur::state::MemberTable;
 
 struct World {
     table: Arc<MemberTable>,

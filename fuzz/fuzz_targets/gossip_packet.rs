@@ -13,7 +13,7 @@ mod common;
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use murmur::gossip::wire;
+use murmur_gossip::wire;
 
 use common::Via;
 

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use murmur::gossip::{State, tags, wire};
+use murmur_gossip::{State, tags, wire};
 use wire::Delta;
 
 use common::Via;

@@ -6,7 +6,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use murmur::gossip::wire::{self, Delta, Message};
+use murmur_gossip::wire::{self, Delta, Message};
 
 use crate::measure::node_name;
 
@@ -21,7 +21,7 @@ pub fn run(
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .map_err(|e| e.to_string())?;
     let me = sock.local_addr().map_err(|e| e.to_string())?;
-    let tags = murmur::gossip::tags::encode(&[("role", "node"), ("dc", "dc1")])
+    let tags = murmur_gossip::tags::encode(&[("role", "node"), ("dc", "dc1")])
         .map_err(|e| e.to_string())?;
     let announce = |sock: &UdpSocket| -> Result<usize, String> {
         let mut sent = 0;

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use murmur::gossip::view::Slot;
-use murmur::gossip::{Core, Event, GossipConfig, Identity, Roster, State, View};
-use murmur::sim::{NetModel, Sim};
+use murmur_gossip::Slot;
+use murmur_gossip::sim::{NetModel, Sim};
+use murmur_gossip::{Core, Event, GossipConfig, Identity, Roster, State, View};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -267,7 +267,7 @@ async fn node_task(
     seed: u64,
 ) {
     let mut buf = Vec::with_capacity(2048);
-    let mut rng = murmur::gossip::rng::Rng::new(seed);
+    let mut rng = murmur_gossip::Rng::new(seed);
     let mut pending = Vec::new();
     // One timer entry per node, moved when the deadline changes: a fresh `sleep_until` per loop turn
     // registered and removed a wheel entry for every datagram.
@@ -341,7 +341,7 @@ thread_local! {
     /// One receive buffer per worker thread: a buffer per node (9 KiB each) was a tenth of a 5000-node
     /// run's memory.
     static RECV_BUF: std::cell::RefCell<Vec<u8>> =
-        std::cell::RefCell::new(vec![0u8; murmur::gossip::wire::MAX_DATAGRAM + 1]);
+        std::cell::RefCell::new(vec![0u8; murmur_gossip::wire::MAX_DATAGRAM + 1]);
 }
 
 /// Datagrams handled per wake-up at most, so one busy socket does not hold its worker thread.

@@ -9,9 +9,9 @@ mod scenario;
 
 use std::time::{Duration, Instant};
 
-use murmur::agent::flags::{self, Arity, Flag};
-use murmur::gossip::GossipConfig;
-use murmur::sim::NetModel;
+use murmur::util::flags::{self, Arity, Flag};
+use murmur_gossip::GossipConfig;
+use murmur_gossip::sim::NetModel;
 use serde_json::json;
 
 use cluster::{Cluster, SimCluster, UdpCluster};

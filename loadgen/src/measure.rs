@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use murmur::gossip::State;
+use murmur_gossip::State;
 
 /// Index of a virtual node from its name (`n123` → 123).
 pub fn node_index(name: &str) -> Option<usize> {

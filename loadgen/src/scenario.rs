@@ -4,7 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use murmur::gossip::State;
+use murmur_gossip::State;
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
@@ -283,7 +283,7 @@ pub fn broadcast(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
 pub fn crash(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     let (boot, mut summary, _) = bootstrap(c, o, rec);
     let fp_before = rec.false_positives;
-    let mut rng = murmur::gossip::rng::Rng::new(o.seed ^ 0xc0ffee);
+    let mut rng = murmur_gossip::Rng::new(o.seed ^ 0xc0ffee);
     let mut victims = Vec::new();
     let k = o.crash.clamp(1, o.nodes.saturating_sub(4).max(1));
     while victims.len() < k {
@@ -378,7 +378,7 @@ pub fn false_positives(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Out
     let (boot, mut summary, _) = bootstrap(c, o, rec);
     let fp0 = rec.false_positives;
     let sus0 = rec.suspicions;
-    let mut rng = murmur::gossip::rng::Rng::new(o.seed ^ 0x57a11);
+    let mut rng = murmur_gossip::Rng::new(o.seed ^ 0x57a11);
     let stalled: Vec<usize> = (0..o.stalled.min(o.nodes))
         .map(|_| rng.below(o.nodes))
         .collect();
@@ -470,7 +470,7 @@ pub fn partition(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
 pub fn churn(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     let (boot, mut summary, _) = bootstrap(c, o, rec);
     let fp0 = rec.false_positives;
-    let mut rng = murmur::gossip::rng::Rng::new(o.seed ^ 0xc4u64);
+    let mut rng = murmur_gossip::Rng::new(o.seed ^ 0xc4u64);
     let t0 = c.now();
     let every = Duration::from_secs_f64(1.0 / o.churn_rate.max(0.01));
     let mut next = t0;

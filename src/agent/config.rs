@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::flags::{Arity, Flag, Parsed};
-use crate::duration;
-use crate::gossip::GossipConfig;
+use crate::util::duration;
+use crate::util::flags::{Arity, Flag, Parsed};
+use murmur_gossip::GossipConfig;
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -435,7 +435,9 @@ fn check(v: &Value, schema: &[(&str, Kind)], prefix: &str) -> Result<(), String>
             format!("{prefix}.{k}")
         };
         let Some((_, kind)) = schema.iter().find(|(name, _)| name == k) else {
-            return Err(format!("unknown key {path:?}"));
+            return Err(
+                super::consul_only::key(&path).unwrap_or_else(|| format!("unknown key {path:?}"))
+            );
         };
         check_value(*kind, val).map_err(|e| format!("key {path:?}: {e}"))?;
         if let Kind::Obj(sub) = kind {
@@ -575,7 +577,7 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
         Some(n) => n,
         None => hostname()?,
     };
-    if !crate::gossip::wire::valid_name(&node_name) || node_name.chars().any(char::is_whitespace) {
+    if !murmur_gossip::wire::valid_name(&node_name) || node_name.chars().any(char::is_whitespace) {
         return Err(format!(
             "node_name {node_name:?} must be 1-255 bytes without spaces"
         ));
@@ -791,7 +793,7 @@ pub fn hostname() -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::flags;
+    use crate::util::flags;
 
     fn load_args(a: &[&str]) -> Result<Config, String> {
         let args: Vec<String> = a.iter().map(|s| s.to_string()).collect();

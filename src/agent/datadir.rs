@@ -7,8 +7,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::entropy;
-use crate::files::{Access, create_private_dir, write_atomic};
+use crate::util::entropy;
+use crate::util::files::{Access, create_private_dir, write_atomic};
 
 /// Name of the lock file; it holds the owning agent's process ID.
 pub const LOCK_FILE: &str = "murmur.lock";
@@ -129,7 +129,7 @@ mod tests {
         let (id, created) = dd.node_id().unwrap();
         assert!(created);
         assert_eq!(dd.node_id().unwrap(), (id, false));
-        assert_eq!(crate::files::mode(&d.join("sub")).unwrap(), 0o700);
+        assert_eq!(crate::util::files::mode(&d.join("sub")).unwrap(), 0o700);
 
         let file = d.join("plain-file");
         std::fs::write(&file, "x").unwrap();

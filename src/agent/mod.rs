@@ -1,7 +1,6 @@
-//! The agent: configuration, data directory, and the runtime wiring of gossip, HTTP and signals.
+//! The agent: configuration, data directory, and the runtime wiring of gossip, HTTP, DNS and signals.
 
 pub mod config;
+mod consul_only;
 pub mod datadir;
-pub mod entropy;
-pub mod flags;
 pub mod run;

@@ -10,19 +10,21 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+use murmur_gossip::{Core, Identity, tags};
+
 use super::config::{self, Config};
 use super::datadir::DataDir;
-use super::{entropy, flags};
-use crate::connlimit::ConnLimiter;
 use crate::dns::server::{DnsServer, DnsStats};
 use crate::dns::services::ServersCatalog;
-use crate::gossip::{Core, Identity, tags};
-use crate::http::api::{self, AgentInfo, ApiState};
+use crate::http::{self, ApiState};
 use crate::net::crypto::{self, Keyring};
 use crate::net::mux::QUIC_QUEUE;
 use crate::net::quic::Quic;
-use crate::net::udp::{GossipHandle, Security, UdpDriver};
-use crate::table::MemberTable;
+use crate::net::{GossipHandle, Security, UdpDriver};
+use crate::state::publish::Publisher;
+use crate::state::{AgentState, ChangeIndex, LocalAgent, MemberTable};
+use crate::util::connlimit::ConnLimiter;
+use crate::util::{entropy, flags};
 use crate::version;
 
 /// `murmur agent ARGS`: returns the process exit code.
@@ -30,7 +32,10 @@ pub fn main(args: &[String]) -> i32 {
     let parsed = match flags::parse(args, &config::agent_flags()) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{e}");
+            let consul_only = e
+                .strip_prefix("flag provided but not defined: -")
+                .and_then(super::consul_only::flag);
+            eprintln!("{}", consul_only.unwrap_or(e));
             return 1;
         }
     };
@@ -113,16 +118,21 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     };
     // Periodic and reconnect exchanges go over QUIC streams like joins (TLS, and mutual TLS when set),
     // not over the core's datagram exchange.
-    let gossip_cfg = crate::gossip::GossipConfig {
+    let gossip_cfg = murmur_gossip::GossipConfig {
         external_push_pull: true,
         ..cfg.gossip.clone()
     };
-    let core = Core::new(gossip_cfg, identity, Instant::now(), entropy::u64()?)?;
+    let core = Core::new(gossip_cfg, identity, Instant::now(), entropy::u64()?)
+        .map_err(|e| e.to_string())?;
     let table = Arc::new(MemberTable::new());
+    let changes = Arc::new(ChangeIndex::new(table.snapshot().index));
+    let publisher = Arc::new(Publisher {
+        members: table.clone(),
+        changes: changes.clone(),
+    });
     let encrypted = security.keyring.is_some();
     let (quic_tx, quic_rx) = mpsc::channel(QUIC_QUEUE);
-    let (driver, gossip) =
-        UdpDriver::new(core, socket.clone(), table.clone(), security, Some(quic_tx));
+    let (driver, gossip) = UdpDriver::new(core, socket.clone(), publisher, security, Some(quic_tx));
     let mut driver_task = tokio::spawn(driver.run());
     let server_name = format!("server.{}.murmur", cfg.datacenter);
     let quic = Quic::new(socket, quic_rx, &cfg.tls, server_name)?;
@@ -147,18 +157,18 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("Failed to bind the HTTP API on {http_addr}: {e}"))?;
     let (shutdown_tx, mut shutdown_rx) = mpsc::channel(1);
     let dns_stats = Arc::new(DnsStats::default());
-    let state = ApiState {
-        table: table.clone(),
-        gossip: gossip.clone(),
-        info: Arc::new(AgentInfo {
-            node_name: cfg.node_name.clone(),
-            node_id: node_id.clone(),
-            datacenter: cfg.datacenter.clone(),
-            server: cfg.server,
-            bootstrap_expect: cfg.bootstrap_expect,
-            advertise,
-            server_port: cfg.ports.server,
-        }),
+    let local = LocalAgent {
+        node_name: cfg.node_name.clone(),
+        node_id: node_id.clone(),
+        datacenter: cfg.datacenter.clone(),
+        server: cfg.server,
+        bootstrap_expect: cfg.bootstrap_expect,
+        advertise,
+        server_port: cfg.ports.server,
+        serf_lan_port: cfg.ports.serf_lan,
+    };
+    let api = ApiState {
+        state: AgentState::new(table.clone(), changes, local, gossip.clone()),
         shutdown: shutdown_tx,
         dns: dns_stats.clone(),
     };
@@ -181,7 +191,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     let (stop_http, stop_http_rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(crate::http::serve::serve(
         listener,
-        api::router(state),
+        http::router(api),
         ConnLimiter::new(cfg.http_max_conns_per_client as usize),
         async {
             let _ = stop_http_rx.await;
@@ -209,7 +219,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     }
 
     if !cfg.start_join.is_empty() {
-        let n = join_all(&gossip, &cfg.start_join).await;
+        let n = join_all(&gossip, &cfg.start_join, cfg.ports.serf_lan).await;
         if n == 0 {
             return Err(format!(
                 "Error joining the cluster: no address of {:?} answered",
@@ -223,6 +233,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         tokio::spawn(retry_join(
             gossip.clone(),
             cfg.retry_join.clone(),
+            cfg.ports.serf_lan,
             cfg.retry_interval,
             cfg.retry_max,
             fatal_tx,
@@ -336,18 +347,21 @@ fn member_tags(cfg: &Config, node_id: &str) -> Vec<(String, String)> {
     }
     let mut t: Vec<(String, String)> = t.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     for (k, v) in &cfg.node_meta {
-        t.push((format!("{}{k}", crate::table::META_PREFIX), v.clone()));
+        t.push((
+            format!("{}{k}", crate::state::members::META_PREFIX),
+            v.clone(),
+        ));
     }
     t
 }
 
-/// Joins every address concurrently; returns how many answered.
-async fn join_all(gossip: &GossipHandle, addrs: &[String]) -> usize {
+/// Joins every address concurrently (`port` where an address names none); returns how many answered.
+async fn join_all(gossip: &GossipHandle, addrs: &[String], port: u16) -> usize {
     let mut set = JoinSet::new();
     for a in addrs {
         let (g, a) = (gossip.clone(), a.clone());
         set.spawn(async move {
-            let r = match api::resolve_join_addr(&a).await {
+            let r = match crate::util::addr::resolve(&a, port).await {
                 Ok(sa) => g.join(sa).await,
                 Err(e) => Err(e),
             };
@@ -369,6 +383,7 @@ async fn join_all(gossip: &GossipHandle, addrs: &[String]) -> usize {
 async fn retry_join(
     gossip: GossipHandle,
     addrs: Vec<String>,
+    port: u16,
     ceiling: Duration,
     max: u32,
     fatal: mpsc::Sender<String>,
@@ -377,7 +392,7 @@ async fn retry_join(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let n = join_all(&gossip, &addrs).await;
+        let n = join_all(&gossip, &addrs, port).await;
         if n > 0 {
             info!("Join completed. Synced with {n} initial agents");
             return;

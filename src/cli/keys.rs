@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use super::{HTTP_ADDR, target};
-use crate::agent::flags::{self, Arity, Flag};
 use crate::net::crypto;
+use crate::util::flags::{self, Arity, Flag};
 
 /// `murmur keygen`: prints a new random 32-byte key in base64.
 pub fn keygen(args: &[String]) -> i32 {

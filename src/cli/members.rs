@@ -4,7 +4,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::{HTTP_ADDR, target};
-use crate::agent::flags::{self, Arity, Flag};
+use crate::util::flags::{self, Arity, Flag};
 
 const SPEC: &[Flag] = &[
     HTTP_ADDR,

@@ -5,8 +5,8 @@ pub mod members;
 pub mod ops;
 pub mod tls;
 
-use crate::agent::flags::{Arity, Flag};
 use crate::http::client::Target;
+use crate::util::flags::{Arity, Flag};
 
 /// `-http-addr`, accepted by every command that talks to an agent.
 pub const HTTP_ADDR: Flag = Flag {

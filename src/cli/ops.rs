@@ -1,7 +1,7 @@
 //! `join`, `leave` and `force-leave`: one HTTP call each, with Consul's messages and exit codes.
 
 use super::{HTTP_ADDR, target};
-use crate::agent::flags::{self, Arity, Flag};
+use crate::util::flags::{self, Arity, Flag};
 
 const WAN: Flag = Flag {
     name: "wan",

@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::agent::flags::{self, Arity, Flag};
-use crate::files::{Access, create_new};
 use crate::net::tls;
+use crate::util::files::{Access, create_new};
+use crate::util::flags::{self, Arity, Flag};
 
 const CA_SPEC: &[Flag] = &[
     Flag {

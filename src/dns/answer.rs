@@ -11,8 +11,8 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use super::DnsConfig;
 use super::names::{Lookup, classify};
 use super::services::{Health, Instance, ServiceCatalog};
-use crate::gossip::rng::Rng;
-use crate::table::{MemberRecord, MemberStatus, MemberTable};
+use crate::state::{MemberRecord, MemberStatus, MemberTable};
+use murmur_gossip::Rng;
 
 /// Largest UDP answer sent, whatever the client advertises.
 pub const MAX_UDP_PAYLOAD: usize = 4096;
@@ -438,7 +438,7 @@ pub fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::dns::services::ServersCatalog;
-    use crate::gossip::{Event, Member, State, tags};
+    use murmur_gossip::{Event, Member, State, tags};
     use std::sync::Arc;
     use std::time::Instant;
 

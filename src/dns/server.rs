@@ -16,10 +16,10 @@ use super::DnsConfig;
 use super::answer::{Answerer, Reply, Transport, formerr};
 use super::cache::{AnswerCache, shape};
 use super::services::ServiceCatalog;
-use crate::connlimit::ConnLimiter;
-use crate::gossip::rng::Rng;
-use crate::net::batch::{RecvBatch, SendBatch};
-use crate::table::MemberTable;
+use crate::state::MemberTable;
+use crate::util::batch::{RecvBatch, SendBatch};
+use crate::util::connlimit::ConnLimiter;
+use murmur_gossip::Rng;
 
 /// Largest query accepted over UDP.
 pub const MAX_QUERY: usize = 4096;
@@ -94,7 +94,7 @@ impl DnsServer {
         let mut send = SendBatch::default();
         let mut cache = AnswerCache::default();
         let mut key = Vec::with_capacity(300);
-        let mut rng = Rng::new(crate::agent::entropy::u64().unwrap_or(7));
+        let mut rng = Rng::new(crate::util::entropy::u64().unwrap_or(7));
         loop {
             if socket.readable().await.is_err() {
                 return;
@@ -203,7 +203,7 @@ impl DnsServer {
     }
 
     async fn tcp_conn(&self, mut conn: TcpStream) -> std::io::Result<()> {
-        let mut rng = Rng::new(crate::agent::entropy::u64().unwrap_or(11));
+        let mut rng = Rng::new(crate::util::entropy::u64().unwrap_or(11));
         let mut buf = vec![0u8; 65_535];
         loop {
             let mut len = [0u8; 2];

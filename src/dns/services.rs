@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::table::{MemberRecord, MemberStatus, MemberTable};
+use crate::state::{MemberRecord, MemberStatus, MemberTable};
 
 /// Health of an instance as DNS filters it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::table::{MemberRecord, MemberStatus};
+use crate::state::{MemberRecord, MemberStatus};
 use crate::version;
 
 /// `/v1/agent/members` entry (api.AgentMember).

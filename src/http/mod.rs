@@ -1,6 +1,60 @@
 //! HTTP: the Consul-compatible API the agent serves, and the small client the CLI uses to call it.
+//!
+//! One file per route family (`agent.rs`, `catalog.rs`, `status.rs`, `operator.rs`); shared pieces in
+//! `error.rs` (Consul's status codes and texts), `params.rs`, `blocking.rs` (`?index=&wait=` and the
+//! `X-Consul-*` headers) and `json.rs` (Consul's JSON shapes). A new endpoint goes into its family's
+//! file and one line of [`router`]. Handlers read and wait on [`crate::state`], never on the network.
 
-pub mod api;
+mod agent;
+mod blocking;
+mod catalog;
 pub mod client;
+mod error;
 pub mod json;
+mod operator;
+mod params;
 pub mod serve;
+mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, put};
+use tokio::sync::mpsc;
+
+use crate::dns::server::DnsStats;
+use crate::state::{AgentState, KeyOp};
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The agent's state.
+    pub state: AgentState,
+    /// Asks the agent to exit after `PUT /v1/agent/leave`.
+    pub shutdown: mpsc::Sender<()>,
+    /// DNS counters (shown in `/v1/agent/self`).
+    pub dns: Arc<DnsStats>,
+}
+
+/// Builds the router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/agent/members", get(agent::members))
+        .route("/v1/agent/self", get(agent::agent_self))
+        .route("/v1/agent/join/{address}", put(agent::join))
+        .route("/v1/agent/leave", put(agent::leave))
+        .route("/v1/agent/force-leave/{node}", put(agent::force_leave))
+        .route("/v1/catalog/nodes", get(catalog::catalog_nodes))
+        .route("/v1/catalog/node/{node}", get(catalog::catalog_node_one))
+        .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        .route("/v1/status/leader", get(status::leader))
+        .route("/v1/status/peers", get(status::peers))
+        .route(
+            "/v1/operator/keyring",
+            get(operator::list)
+                .post(|s, b| operator::change(s, KeyOp::Install, b))
+                .put(|s, b| operator::change(s, KeyOp::Use, b))
+                .delete(|s, b| operator::change(s, KeyOp::Remove, b)),
+        )
+        .with_state(state)
+}

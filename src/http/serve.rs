@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
-use crate::connlimit::ConnLimiter;
+use crate::util::connlimit::ConnLimiter;
 
 /// How long a client may take to send a whole request head, and how long an idle keep-alive connection
 /// stays open waiting for the next one (a partial request otherwise holds a socket forever).

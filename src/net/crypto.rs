@@ -222,7 +222,7 @@ pub fn load(path: &Path) -> Result<Option<Keyring>, String> {
 pub fn save(path: &Path, ring: &Keyring) -> Result<(), String> {
     let keys: Vec<String> = ring.keys().iter().map(|k| key_text(k)).collect();
     let text = serde_json::to_string(&keys).expect("strings serialize");
-    crate::files::write_atomic(path, text.as_bytes(), crate::files::Access::Owner)
+    crate::util::files::write_atomic(path, text.as_bytes(), crate::util::files::Access::Owner)
 }
 
 #[cfg(test)]

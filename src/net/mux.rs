@@ -113,9 +113,9 @@ mod tests {
     #[test]
     fn gossip_and_quic_first_bytes_never_collide() {
         use super::is_quic;
-        assert!(!is_quic(crate::gossip::wire::PROTOCOL_VERSION));
+        assert!(!is_quic(murmur_gossip::wire::PROTOCOL_VERSION));
         assert_ne!(
-            crate::gossip::wire::PROTOCOL_VERSION,
+            murmur_gossip::wire::PROTOCOL_VERSION,
             crate::net::crypto::SEALED_VERSION
         );
         assert!(!is_quic(crate::net::crypto::SEALED_VERSION));

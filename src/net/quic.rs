@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::mux::MuxSocket;
 use super::tls::{self, TlsSettings};
-use crate::gossip::wire::MAX_STATE;
+use murmur_gossip::wire::MAX_STATE;
 
 /// Concurrent push/pulls served; more are refused (memberlist allows 128).
 pub const MAX_CONCURRENT: usize = 128;

@@ -2,269 +2,26 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use murmur_gossip::{Core, Event, EventKind, JOIN_ATTEMPTS, wire};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
-use std::path::PathBuf;
-
-use super::batch::RecvBatch;
 use super::crypto::{self, Keyring};
+use super::envelope::{Opened, Refused, Security};
+use super::handle::{Command, DriverStats, GossipHandle};
+use super::keyring_sync;
 use super::mux;
 use super::quic::{Peer, Quic};
-use crate::gossip::core::JOIN_ATTEMPTS;
-use crate::gossip::{Core, Event, Stats, tags, wire};
-use crate::table::MemberTable;
-use std::sync::OnceLock;
+use super::sink::MemberSink;
+use crate::util::batch::{self, RecvBatch};
 
 /// Upper bound on a graceful leave.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After the left notice went out, keep answering for this long so stragglers hear it.
 const LEAVE_LINGER: Duration = Duration::from_millis(500);
-
-/// Driver and core counters.
-#[derive(Debug, Clone, Default)]
-pub struct DriverStats {
-    /// Core counters.
-    pub core: Stats,
-    /// Lifeguard local health score.
-    pub health_score: u32,
-    /// Members known, including failed and left.
-    pub members: usize,
-    /// Members alive or suspect.
-    pub live: usize,
-    /// Deltas waiting to be piggybacked.
-    pub pending_broadcasts: usize,
-    /// Datagrams longer than the codec accepts, dropped at receive.
-    pub dropped_truncated: u64,
-    /// Failed `send_to` calls.
-    pub send_errors: u64,
-    /// Sealed datagrams no installed key could open (wrong key or tampering).
-    pub dropped_decrypt: u64,
-    /// Plaintext datagrams refused because `encrypt_verify_incoming` is on.
-    pub dropped_plaintext: u64,
-    /// QUIC datagrams dropped because the QUIC queue was full or QUIC is off.
-    pub dropped_quic: u64,
-}
-
-/// Gossip encryption settings of a driver.
-#[derive(Default)]
-pub struct Security {
-    /// Keys; `None` = no encryption.
-    pub keyring: Option<Keyring>,
-    /// Refuse plaintext datagrams.
-    pub verify_incoming: bool,
-    /// Seal outgoing datagrams.
-    pub verify_outgoing: bool,
-    /// Where the keyring is persisted (none in `-dev`).
-    pub keyring_file: Option<PathBuf>,
-    /// Member tags without the keyring fingerprint tag, which the driver maintains.
-    pub base_tags: Vec<(String, String)>,
-}
-
-impl Security {
-    /// Tags to gossip: the base tags plus `kr` (key fingerprints, primary first) when encrypting.
-    pub fn tags(&self) -> Vec<(String, String)> {
-        let mut t = self.base_tags.clone();
-        if let Some(k) = &self.keyring {
-            t.push(("kr".to_string(), k.fingerprints()));
-        }
-        t
-    }
-}
-
-/// A keyring change, applied locally and spread to every member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyOp {
-    /// Add a key.
-    Install = 1,
-    /// Make a key primary.
-    Use = 2,
-    /// Drop a key.
-    Remove = 3,
-}
-
-impl KeyOp {
-    fn from_u8(b: u8) -> Option<Self> {
-        match b {
-            1 => Some(KeyOp::Install),
-            2 => Some(KeyOp::Use),
-            3 => Some(KeyOp::Remove),
-            _ => None,
-        }
-    }
-}
-
-/// User-event payload tag of keyring operations.
-const EV_KEYRING: u8 = b'K';
-
-enum Command {
-    Join {
-        addr: SocketAddr,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    Leave {
-        reply: oneshot::Sender<()>,
-    },
-    ForceLeave {
-        name: String,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    Stats {
-        reply: oneshot::Sender<DriverStats>,
-    },
-    Keyring {
-        op: KeyOp,
-        key: Vec<u8>,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    ListKeys {
-        reply: oneshot::Sender<Vec<Vec<u8>>>,
-    },
-    ExportState {
-        reply: oneshot::Sender<Result<Vec<u8>, String>>,
-    },
-    ImportState {
-        from: SocketAddr,
-        bytes: Vec<u8>,
-        reply: oneshot::Sender<Result<usize, String>>,
-    },
-    Joined,
-}
-
-/// Cheap, cloneable handle the agent uses to command a running driver.
-#[derive(Clone)]
-pub struct GossipHandle {
-    tx: mpsc::Sender<Command>,
-    changes: watch::Receiver<u64>,
-    quic: Arc<OnceLock<Arc<Quic>>>,
-}
-
-const GONE: &str = "gossip layer has shut down";
-
-impl GossipHandle {
-    /// Attaches the QUIC endpoint: joins and periodic exchanges then use stream push/pull.
-    pub fn set_quic(&self, quic: Arc<Quic>) {
-        let _ = self.quic.set(quic);
-    }
-
-    /// The QUIC endpoint, if attached.
-    pub fn quic(&self) -> Option<&Arc<Quic>> {
-        self.quic.get()
-    }
-
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| GONE.to_string())?;
-        rx.await.map_err(|_| GONE.to_string())
-    }
-
-    /// Full-state exchange with `addr` over QUIC; returns how many entries they sent.
-    pub async fn push_pull(&self, addr: SocketAddr, peer: Peer) -> Result<usize, String> {
-        let quic = self
-            .quic
-            .get()
-            .ok_or("QUIC push/pull is not enabled")?
-            .clone();
-        let ours = self.ask(|reply| Command::ExportState { reply }).await??;
-        let theirs = quic.exchange(addr, &ours, peer).await?;
-        self.ask(|reply| Command::ImportState {
-            from: addr,
-            bytes: theirs,
-            reply,
-        })
-        .await?
-    }
-
-    /// Answers a peer's push/pull: merges their state, returns ours.
-    pub async fn answer_push_pull(
-        &self,
-        from: SocketAddr,
-        theirs: Vec<u8>,
-    ) -> Result<Vec<u8>, String> {
-        self.ask(|reply| Command::ImportState {
-            from,
-            bytes: theirs,
-            reply,
-        })
-        .await??;
-        self.ask(|reply| Command::ExportState { reply }).await?
-    }
-
-    /// Joins the cluster through `addr`: one full-state push/pull over QUIC when enabled (the joiner
-    /// learns every member in one exchange), else the datagram exchange. Succeeds once their state arrived.
-    pub async fn join(&self, addr: SocketAddr) -> Result<(), String> {
-        if self.quic.get().is_some() {
-            self.push_pull(addr, Peer::Named).await?;
-            return self
-                .tx
-                .send(Command::Joined)
-                .await
-                .map_err(|_| GONE.to_string());
-        }
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Join { addr, reply })
-            .await
-            .map_err(|_| GONE.to_string())?;
-        rx.await.map_err(|_| GONE.to_string())?
-    }
-
-    /// Leaves gracefully; returns when the leave was announced (or timed out). The driver then stops.
-    pub async fn leave(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Leave { reply }).await.is_ok() {
-            let _ = rx.await;
-        }
-    }
-
-    /// Marks a member `left` cluster-wide.
-    pub async fn force_leave(&self, name: &str) -> Result<(), String> {
-        let (reply, rx) = oneshot::channel();
-        let name = name.to_owned();
-        self.tx
-            .send(Command::ForceLeave { name, reply })
-            .await
-            .map_err(|_| GONE.to_string())?;
-        rx.await.map_err(|_| GONE.to_string())?
-    }
-
-    /// Current counters.
-    pub async fn stats(&self) -> Option<DriverStats> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Stats { reply }).await.ok()?;
-        rx.await.ok()
-    }
-
-    /// Applies a keyring change here and spreads it to every member over (encrypted) gossip.
-    pub async fn keyring(&self, op: KeyOp, key: Vec<u8>) -> Result<(), String> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Keyring { op, key, reply })
-            .await
-            .map_err(|_| GONE.to_string())?;
-        rx.await.map_err(|_| GONE.to_string())?
-    }
-
-    /// The local keys, primary first (empty without encryption).
-    pub async fn keys(&self) -> Vec<Vec<u8>> {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::ListKeys { reply }).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
-
-    /// A receiver that changes whenever the member table publishes (value = table index).
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.clone()
-    }
-}
 
 struct PendingJoin {
     seq: u32,
@@ -281,9 +38,8 @@ struct PendingLeave {
 pub struct UdpDriver {
     core: Core,
     socket: Arc<UdpSocket>,
-    table: Arc<MemberTable>,
+    sink: Arc<dyn MemberSink>,
     rx: mpsc::Receiver<Command>,
-    changes: watch::Sender<u64>,
     joins: Vec<PendingJoin>,
     leave: Option<PendingLeave>,
     recv: RecvBatch,
@@ -303,24 +59,22 @@ pub struct UdpDriver {
 }
 
 impl UdpDriver {
-    /// Wires a core to a bound socket and a table; returns the driver and its handle.
+    /// Wires a core to a bound socket and a member sink; returns the driver and its handle.
     pub fn new(
         core: Core,
         socket: Arc<UdpSocket>,
-        table: Arc<MemberTable>,
+        sink: Arc<dyn MemberSink>,
         security: Security,
         quic_tx: Option<mpsc::Sender<(SocketAddr, Vec<u8>)>>,
     ) -> (Self, GossipHandle) {
         let (tx, rx) = mpsc::channel(64);
         let quic = Arc::new(OnceLock::new());
-        let (changes_tx, changes_rx) = watch::channel(table.snapshot().index);
         let mtu = core.config().mtu;
         let d = UdpDriver {
             core,
             socket,
-            table,
+            sink,
             rx,
-            changes: changes_tx,
             joins: Vec::new(),
             leave: None,
             recv: RecvBatch::new(wire::MAX_DATAGRAM),
@@ -337,14 +91,7 @@ impl UdpDriver {
             dropped_plaintext: 0,
             warned_at: None,
         };
-        (
-            d,
-            GossipHandle {
-                tx,
-                changes: changes_rx,
-                quic,
-            },
-        )
+        (d, GossipHandle { tx, quic })
     }
 
     /// Runs until a graceful leave completes (returns true) or every handle is dropped (false).
@@ -420,48 +167,29 @@ impl UdpDriver {
                     }
                     continue;
                 }
-                let sec = &mut self.security;
-                let sealed = data.first() == Some(&crypto::SEALED_VERSION);
-                match (&mut sec.keyring, sealed) {
-                    (Some(ring), true) => match ring.open(data) {
-                        Ok(plain) => self.core.handle_packet(now, from, plain),
-                        Err(_) => {
+                match self.security.open(data) {
+                    Ok(Opened::Trusted(plain)) => self.core.handle_packet(now, from, plain),
+                    Ok(Opened::Untrusted(plain)) => {
+                        self.core.handle_untrusted_packet(now, from, plain)
+                    }
+                    Err(why) => {
+                        if why == Refused::Plaintext {
+                            self.dropped_plaintext += 1;
+                        } else {
                             self.dropped_decrypt += 1;
-                            self.warn(
-                                now,
-                                from,
-                                "no installed key opens it (is -encrypt the cluster's key?)",
-                            );
                         }
-                    },
-                    (None, true) => {
-                        self.dropped_decrypt += 1;
-                        self.warn(
-                            now,
-                            from,
-                            "it is encrypted but this agent has no key (-encrypt)",
-                        );
+                        self.warn(now, from, why);
                     }
-                    (Some(_), false) if sec.verify_incoming => {
-                        self.dropped_plaintext += 1;
-                        self.warn(
-                            now,
-                            from,
-                            "it is not encrypted and encrypt_verify_incoming is on",
-                        );
-                    }
-                    (Some(_), false) => self.core.handle_untrusted_packet(now, from, data),
-                    (None, false) => self.core.handle_packet(now, from, data),
                 }
             }
-            if n < super::batch::BATCH {
+            if n < batch::BATCH {
                 return;
             }
         }
     }
 
     /// Logs a dropped datagram, at most once every 10 s so a flood cannot flood the log.
-    fn warn(&mut self, now: Instant, from: SocketAddr, why: &str) {
+    fn warn(&mut self, now: Instant, from: SocketAddr, why: Refused) {
         if self
             .warned_at
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
@@ -479,14 +207,8 @@ impl UdpDriver {
     fn export_state(&mut self) -> Result<Vec<u8>, String> {
         let mut plain = Vec::new();
         self.core.encode_state(&mut plain);
-        match &self.security.keyring {
-            Some(ring) if self.security.verify_outgoing => {
-                let mut out = Vec::with_capacity(plain.len() + crypto::OVERHEAD);
-                ring.seal(&plain, &mut out)?;
-                Ok(out)
-            }
-            _ => Ok(plain),
-        }
+        let mut sealed = Vec::new();
+        self.security.seal(&plain, &mut sealed).map(<[u8]>::to_vec)
     }
 
     fn import_state(
@@ -495,23 +217,9 @@ impl UdpDriver {
         from: SocketAddr,
         mut bytes: Vec<u8>,
     ) -> Result<usize, String> {
-        let sealed = bytes.first() == Some(&crypto::SEALED_VERSION);
-        let sec = &mut self.security;
-        let plain: &[u8] = match (&mut sec.keyring, sealed) {
-            (Some(ring), true) => ring
-                .open(&mut bytes)
-                .map_err(|_| format!("state from {from}: no installed key opens it"))?,
-            (None, true) => {
-                return Err(format!(
-                    "state from {from} is encrypted but this agent has no key"
-                ));
-            }
-            (Some(_), false) if sec.verify_incoming => {
-                return Err(format!(
-                    "state from {from} is not encrypted (encrypt_verify_incoming)"
-                ));
-            }
-            (_, false) => &bytes,
+        let plain = match self.security.open(&mut bytes) {
+            Ok(Opened::Trusted(p) | Opened::Untrusted(p)) => p,
+            Err(why) => return Err(why.for_state(from)),
         };
         self.core
             .merge_state(now, from, plain)
@@ -522,50 +230,15 @@ impl UdpDriver {
         let Some(tx) = self.weak.upgrade() else {
             return;
         };
-        let (changes, quic) = (self.changes.subscribe(), self.quic.clone());
-        let handle = GossipHandle { tx, changes, quic };
+        let handle = GossipHandle {
+            tx,
+            quic: self.quic.clone(),
+        };
         tokio::spawn(async move {
             if let Err(e) = handle.push_pull(addr, Peer::Member).await {
                 tracing::debug!("periodic push/pull with {addr} failed: {e}");
             }
         });
-    }
-
-    fn apply_key_op(&mut self, op: KeyOp, key: &[u8]) -> Result<(), String> {
-        let ring = self
-            .security
-            .keyring
-            .as_mut()
-            .ok_or("gossip encryption is not enabled on this agent")?;
-        match op {
-            KeyOp::Install => ring.install(key)?,
-            KeyOp::Use => ring.use_key(key)?,
-            KeyOp::Remove => ring.remove(key)?,
-        }
-        if let Some(path) = &self.security.keyring_file {
-            crypto::save(path, ring)?;
-        }
-        let tags = tags::encode(&self.security.tags()).map_err(|e| e.to_string())?;
-        self.core.set_tags(tags).map_err(|e| e.to_string())
-    }
-
-    fn on_user_event(&mut self, payload: &[u8]) {
-        let [EV_KEYRING, op, len, key @ ..] = payload else {
-            return;
-        };
-        let (Some(op), true) = (KeyOp::from_u8(*op), key.len() == *len as usize) else {
-            return;
-        };
-        match self.apply_key_op(op, key) {
-            Ok(()) => tracing::info!(
-                "keyring: applied {op:?} of key {}",
-                crypto::fingerprint(key)
-            ),
-            Err(e) => tracing::warn!(
-                "keyring: could not apply {op:?} of key {}: {e}",
-                crypto::fingerprint(key)
-            ),
-        }
     }
 
     fn command(&mut self, cmd: Command) {
@@ -602,11 +275,7 @@ impl UdpDriver {
                 });
             }
             Command::Keyring { op, key, reply } => {
-                let r = self.apply_key_op(op, &key).and_then(|()| {
-                    let mut payload = vec![EV_KEYRING, op as u8, key.len() as u8];
-                    payload.extend_from_slice(&key);
-                    self.core.user_event(&payload)
-                });
+                let r = keyring_sync::change(&mut self.core, &mut self.security, op, &key);
                 self.answer(reply, r);
             }
             Command::ExportState { reply } => {
@@ -652,16 +321,10 @@ impl UdpDriver {
 
     async fn flush(&mut self) {
         while let Some(t) = self.core.poll_transmit(&mut self.buf) {
-            let mut data = &self.buf[..t.len];
-            if let Some(ring) = &self.security.keyring
-                && self.security.verify_outgoing
-            {
-                if ring.seal(data, &mut self.sealed).is_err() {
-                    self.send_errors += 1;
-                    continue;
-                }
-                data = &self.sealed;
-            }
+            let Ok(data) = self.security.seal(&self.buf[..t.len], &mut self.sealed) else {
+                self.send_errors += 1;
+                continue;
+            };
             let sent = match self.socket.try_send_to(data, t.dst) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.socket.send_to(data, t.dst).await
@@ -689,19 +352,17 @@ impl UdpDriver {
                         "no response from {addr} after {JOIN_ATTEMPTS} attempts"
                     )),
                 )),
-                Event::User { payload, .. } => self.on_user_event(&payload),
-                Event::PushPull { addr } => self.start_push_pull(addr),
-                Event::Member(_) | Event::Reaped(_) => {
-                    let change = self.table.apply(&ev);
-                    if let Some(what) = change.serf_name() {
-                        log_change(what, &ev);
-                        changed = true;
+                Event::User { kind, payload, .. } => {
+                    if kind == EventKind::KEYRING {
+                        keyring_sync::on_event(&mut self.core, &mut self.security, &payload);
                     }
                 }
+                Event::PushPull { addr } => self.start_push_pull(addr),
+                Event::Member(_) | Event::Reaped(_) => changed |= self.sink.apply(&ev),
             }
         }
-        if changed && self.table.publish() {
-            let _ = self.changes.send(self.table.snapshot().index);
+        if changed {
+            self.sink.publish();
         }
         for (seq, r) in done {
             if let Some(k) = self.joins.iter().position(|j| j.seq == seq) {
@@ -711,19 +372,34 @@ impl UdpDriver {
     }
 }
 
-/// One INFO line per membership change, worded as Consul's (`EventMemberJoin: agent-two 127.0.0.11`).
-fn log_change(what: &str, ev: &Event) {
-    match ev {
-        Event::Member(m) => tracing::info!("{what}: {} {}", m.name, m.addr.ip()),
-        Event::Reaped(name) => tracing::info!("{what}: {name}"),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gossip::{Identity, config::GossipConfig};
+    use murmur_gossip::{GossipConfig, Identity, State};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// A sink that keeps what was applied apart from what was published, as the member table does.
+    #[derive(Default)]
+    struct Recorder {
+        applied: Mutex<BTreeMap<String, State>>,
+        published: Mutex<BTreeMap<String, State>>,
+    }
+
+    impl MemberSink for Recorder {
+        fn apply(&self, ev: &Event) -> bool {
+            if let Event::Member(m) = ev {
+                self.applied
+                    .lock()
+                    .unwrap()
+                    .insert(m.name.to_string(), m.state);
+            }
+            true
+        }
+        fn publish(&self) {
+            *self.published.lock().unwrap() = self.applied.lock().unwrap().clone();
+        }
+    }
 
     fn core(name: &str, addr: SocketAddr, seed: u64) -> Core {
         let id = Identity {
@@ -741,7 +417,7 @@ mod tests {
     async fn member_changes_are_published_before_the_reply() {
         let socket = Arc::new(UdpSocket::bind("127.0.17.1:0").await.unwrap());
         let here = socket.local_addr().unwrap();
-        let table = Arc::new(MemberTable::new());
+        let table = Arc::new(Recorder::default());
         let (mut driver, _handle) = UdpDriver::new(
             core("here", here, 1),
             socket,
@@ -750,7 +426,7 @@ mod tests {
             None,
         );
         driver.flush().await;
-        assert_eq!(table.snapshot().members.len(), 1);
+        assert_eq!(table.published.lock().unwrap().len(), 1);
 
         let there: SocketAddr = "127.0.17.2:7946".parse().unwrap();
         let mut peer = core("there", there, 2);
@@ -772,12 +448,7 @@ mod tests {
         });
         let merged = rx.try_recv().expect("answered at once").unwrap();
         assert_eq!(merged, 6, "the peer sent itself and five members");
-        let names: Vec<String> = table
-            .snapshot()
-            .members
-            .iter()
-            .map(|m| m.name.to_string())
-            .collect();
+        let names: Vec<String> = table.published.lock().unwrap().keys().cloned().collect();
         assert_eq!(names, ["here", "n0", "n1", "n2", "n3", "n4", "there"]);
 
         let (reply, mut rx) = oneshot::channel();
@@ -786,7 +457,7 @@ mod tests {
             reply,
         });
         rx.try_recv().expect("answered at once").unwrap();
-        let n3 = table.get("n3").unwrap();
-        assert_eq!(n3.status.as_str(), "left");
+        let n3 = table.published.lock().unwrap()["n3"];
+        assert_eq!(n3, State::Left);
     }
 }

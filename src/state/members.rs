@@ -1,4 +1,5 @@
-//! Lock-free member table: the gossip driver writes, DNS and HTTP read without ever blocking it.
+//! Lock-free member table: the gossip driver writes (through [`super::publish`]), DNS and HTTP read
+//! without ever blocking it.
 //!
 //! Point lookups go to a papaya map; listings read an arc-swapped, name-sorted snapshot that the writer
 //! republishes after each batch of changes.
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::gossip::{self, Event, State};
+use murmur_gossip::{Event, State, tags};
 
 /// Consul's serf member status codes (`/v1/agent/members` `Status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -191,7 +192,7 @@ impl MemberTable {
                 let old = map.get(&*m.name).cloned();
                 let (tags, meta) = match &old {
                     Some(o) if o.incarnation == m.incarnation => (o.tags.clone(), o.meta.clone()),
-                    _ => split_meta(gossip::tags::decode(&m.tags).unwrap_or_default()),
+                    _ => split_meta(tags::decode(&m.tags).unwrap_or_default()),
                 };
                 let mut rec = MemberRecord {
                     name: m.name.clone(),
@@ -265,7 +266,7 @@ impl MemberTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gossip::Member;
+    use murmur_gossip::Member;
     use std::time::Instant;
 
     fn member(name: &str, inc: u32, state: State) -> Event {
@@ -274,7 +275,7 @@ mod tests {
             addr: "127.0.0.2:8301".parse().unwrap(),
             incarnation: inc,
             state,
-            tags: Arc::from(gossip::tags::encode(&[("role", "consul"), ("m:rack", "r1")]).unwrap()),
+            tags: Arc::from(tags::encode(&[("role", "consul"), ("m:rack", "r1")]).unwrap()),
             since: Instant::now(),
         })
     }

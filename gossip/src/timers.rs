@@ -72,13 +72,9 @@ impl<T> TimerHeap<T> {
     }
 
     /// Number of scheduled entries (including stale ones).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.heap.len()
-    }
-
-    /// True when nothing is scheduled.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
     }
 }
 

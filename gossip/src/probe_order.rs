@@ -57,7 +57,7 @@ impl ProbeOrder {
     }
 
     /// An order that is already exhausted (the next round starts on first use).
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         ProbeOrder {
             n: 0,
             mask: 0,
@@ -142,18 +142,9 @@ impl ProbeOrder {
     }
 
     /// Ids given out so far this round.
-    pub fn position(&self) -> usize {
+    #[cfg(test)]
+    fn position(&self) -> usize {
         self.pos as usize
-    }
-
-    /// Size of the round.
-    pub fn len(&self) -> usize {
-        self.n as usize
-    }
-
-    /// True for an empty round.
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
     }
 }
 
@@ -166,6 +157,12 @@ const fn inverse_mod_pow2(a: u32) -> u32 {
         i += 1;
     }
     x
+}
+
+impl Default for ProbeOrder {
+    fn default() -> Self {
+        Self::empty()
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use murmur::gossip::wire::{self, Delta};
-use murmur::gossip::{Core, Event, GossipConfig, Identity, State, View, tags};
-use murmur::sim::{NetModel, Sim};
+use murmur_gossip::sim::{NetModel, Sim};
+use murmur_gossip::wire::{self, Delta};
+use murmur_gossip::{Core, Event, GossipConfig, Identity, State, View, tags};
 
 const STEP: Duration = Duration::from_millis(100);
 
@@ -293,7 +293,7 @@ fn two_hundred_nodes_converge_through_three_seeds() {
 fn malformed_and_foreign_packets_are_counted_not_fatal() {
     let mut sim = cluster(2, 12);
     let now = sim.now;
-    let from = murmur::sim::sim_addr(1);
+    let from = murmur_gossip::sim::sim_addr(1);
     let core = &mut sim.node_mut(0).core;
     core.handle_packet(now, from, &[]);
     core.handle_packet(now, from, &[3, 200, 0, 0]);
@@ -745,7 +745,7 @@ fn forged(target: &str, d: &Delta<'_>) -> Vec<u8> {
 fn forge_to_all(sim: &mut Sim, d: &Delta<'_>) {
     for i in 0..sim.len() {
         let bytes = forged(&format!("node-{i}"), d);
-        sim.deliver_raw(i, murmur::sim::sim_addr(0), &bytes);
+        sim.deliver_raw(i, murmur_gossip::sim::sim_addr(0), &bytes);
     }
 }
 
@@ -757,7 +757,7 @@ fn a_forged_death_at_the_top_incarnation_changes_nothing() {
     let known = sim.node(0).core.member(victim).unwrap().incarnation;
     // The top of the range is older than any small incarnation in serial order; two steps of the jump
     // bound ahead is newer but too far to come from the member itself.
-    let far = known.wrapping_add(2 * murmur::gossip::incarnation::MAX_AHEAD);
+    let far = known.wrapping_add(2 * murmur_gossip::incarnation::MAX_AHEAD);
     let mut claims = Vec::new();
     for inc in [u32::MAX, far] {
         claims.extend([
@@ -809,11 +809,11 @@ fn forged_claims_across_the_incarnation_wrap_are_always_refuted() {
     let inc_of = |sim: &Sim| sim.node(0).core.member(victim).unwrap().incarnation;
     // Each forged `left` sits as far ahead as a claim may; 4100 of them carry the victim's incarnation
     // around the whole u32 range.
-    let rounds = (u32::MAX / murmur::gossip::incarnation::MAX_AHEAD) as usize + 4;
+    let rounds = (u32::MAX / murmur_gossip::incarnation::MAX_AHEAD) as usize + 4;
     let mut wrapped = false;
     for round in 0..rounds {
         let before = inc_of(&sim);
-        let claim = before.wrapping_add(murmur::gossip::incarnation::MAX_AHEAD);
+        let claim = before.wrapping_add(murmur_gossip::incarnation::MAX_AHEAD);
         forge_to_all(
             &mut sim,
             &Delta::Left {

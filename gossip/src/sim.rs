@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::gossip::rng::Rng;
-use crate::gossip::timers::TimerHeap;
-use crate::gossip::{Core, Event, GossipConfig, Identity, Roster};
+use crate::rng::Rng;
+use crate::timers::TimerHeap;
+use crate::{Core, Event, GossipConfig, Identity, Roster};
 use std::sync::Arc;
 
 /// Network behaviour of the simulation.

@@ -42,7 +42,7 @@ pub struct GossipConfig {
     /// Lifeguard extensions (local health, dynamic suspicion, buddy system, nacks); off = plain SWIM,
     /// kept for comparison runs.
     pub lifeguard: bool,
-    /// Periodic and reconnect full-state exchanges are left to the driver ([`crate::gossip::Event::PushPull`],
+    /// Periodic and reconnect full-state exchanges are left to the driver ([`crate::Event::PushPull`],
     /// e.g. over QUIC streams) instead of being chunked into datagrams by the core.
     pub external_push_pull: bool,
 }
@@ -113,23 +113,18 @@ impl GossipConfig {
     }
 
     /// Rejects settings the core cannot work with.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.probe_interval.is_zero() || self.gossip_interval.is_zero() {
-            return Err("probe_interval and gossip_interval must be positive".into());
+            return Err(ConfigError::ZeroInterval);
         }
         if self.probe_timeout >= self.probe_interval {
-            return Err("probe_timeout must be shorter than probe_interval".into());
+            return Err(ConfigError::ProbeTimeout);
         }
-        if !(576..=crate::gossip::wire::MAX_DATAGRAM).contains(&self.mtu) {
-            return Err(format!(
-                "mtu must be between 576 and {}",
-                crate::gossip::wire::MAX_DATAGRAM
-            ));
+        if !(MIN_MTU..=crate::wire::MAX_DATAGRAM).contains(&self.mtu) {
+            return Err(ConfigError::Mtu(self.mtu));
         }
         if self.suspicion_mult == 0 || self.retransmit_mult == 0 || self.gossip_nodes == 0 {
-            return Err(
-                "suspicion_mult, retransmit_mult and gossip_nodes must be at least 1".into(),
-            );
+            return Err(ConfigError::ZeroMultiplier);
         }
         Ok(())
     }
@@ -148,6 +143,45 @@ impl GossipConfig {
         self.push_pull_interval * mult
     }
 }
+
+/// Smallest datagram size the core agrees to work with (the IPv4 minimum reassembly size).
+pub const MIN_MTU: usize = 576;
+
+/// Why a [`GossipConfig`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `probe_interval` or `gossip_interval` is zero.
+    ZeroInterval,
+    /// `probe_timeout` is not shorter than `probe_interval`.
+    ProbeTimeout,
+    /// `mtu` outside [`MIN_MTU`]..=[`crate::wire::MAX_DATAGRAM`].
+    Mtu(usize),
+    /// `suspicion_mult`, `retransmit_mult` or `gossip_nodes` is zero.
+    ZeroMultiplier,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::ZeroInterval => {
+                f.write_str("probe_interval and gossip_interval must be positive")
+            }
+            ConfigError::ProbeTimeout => {
+                f.write_str("probe_timeout must be shorter than probe_interval")
+            }
+            ConfigError::Mtu(_) => write!(
+                f,
+                "mtu must be between {MIN_MTU} and {}",
+                crate::wire::MAX_DATAGRAM
+            ),
+            ConfigError::ZeroMultiplier => {
+                f.write_str("suspicion_mult, retransmit_mult and gossip_nodes must be at least 1")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 fn ceil_log10(n: usize) -> u32 {
     (n as f64).log10().ceil().max(1.0) as u32
@@ -172,6 +206,6 @@ mod tests {
             probe_timeout: Duration::from_secs(2),
             ..GossipConfig::lan()
         };
-        assert!(bad.validate().is_err());
+        assert_eq!(bad.validate(), Err(ConfigError::ProbeTimeout));
     }
 }

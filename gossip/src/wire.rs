@@ -258,7 +258,7 @@ impl<'a> Reader<'a> {
                 let addr = self.addr()?;
                 let n = self.u16()? as usize;
                 let tags = self.take(n)?;
-                crate::gossip::tags::validate(tags).map_err(|_| DecodeError::BadTags)?;
+                crate::tags::validate(tags).map_err(|_| DecodeError::BadTags)?;
                 Delta::Alive {
                     name,
                     incarnation,
@@ -558,7 +558,7 @@ mod tests {
                 nack: true,
             },
         );
-        let tags = crate::gossip::tags::encode(&[("role", "node"), ("dc", "dc1")]).unwrap();
+        let tags = crate::tags::encode(&[("role", "node"), ("dc", "dc1")]).unwrap();
         encode_delta(
             &mut buf,
             &Delta::Alive {
@@ -627,7 +627,7 @@ mod tests {
             } => {
                 assert_eq!((name, incarnation), ("node-a", 300));
                 assert_eq!(addr, "[::1]:9000".parse::<SocketAddr>().unwrap());
-                let t = crate::gossip::tags::decode(tags).unwrap();
+                let t = crate::tags::decode(tags).unwrap();
                 assert_eq!(t.get("role").map(String::as_str), Some("node"));
             }
             other => panic!("unexpected {other:?}"),

@@ -177,7 +177,7 @@ fn split(id: Id) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gossip::roster::Roster;
+    use crate::roster::Roster;
     use std::net::SocketAddr;
 
     fn slot(r: &Arc<Roster>, name: &str, state: State) -> Slot {

@@ -35,7 +35,7 @@ pub struct Member {
     pub incarnation: u32,
     /// Current state.
     pub state: State,
-    /// Encoded tags (see [`crate::gossip::tags`]).
+    /// Encoded tags (see [`crate::tags`]).
     pub tags: Arc<[u8]>,
     /// When the state last changed (core clock).
     pub since: Instant,

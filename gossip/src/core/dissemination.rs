@@ -1,0 +1,287 @@
+//! What goes out: datagrams built from queued work, piggybacked member deltas, the gossip tick, and user
+//! events.
+
+use super::*;
+
+/// User events seen and sent.
+pub(super) struct UserEvents {
+    /// Recently seen user events (origin, id), oldest first, for de-duplication.
+    pub(super) seen: VecDeque<(Arc<str>, u32)>,
+    /// Id of our last event.
+    pub(super) next_id: u32,
+}
+
+impl UserEvents {
+    /// No events seen; our ids start after `first`.
+    pub(super) fn starting_at(first: u32) -> Self {
+        UserEvents {
+            seen: VecDeque::new(),
+            next_id: first,
+        }
+    }
+}
+
+impl Core {
+    /// Spreads an application event to every member (delivered as [`Event::User`] in trusted packets).
+    pub fn user_event(&mut self, kind: EventKind, payload: &[u8]) -> Result<(), UserEventError> {
+        // On the wire the kind is the payload's first byte.
+        if payload.len() + 1 > wire::MAX_USER_PAYLOAD {
+            return Err(UserEventError::TooLarge(payload.len()));
+        }
+        let mut tagged = Vec::with_capacity(payload.len() + 1);
+        tagged.push(kind.0);
+        tagged.extend_from_slice(payload);
+        self.user_events.next_id = self.user_events.next_id.wrapping_add(1);
+        let id = self.user_events.next_id;
+        let me = self.me.clone();
+        self.remember_event(&me, id);
+        self.enqueue_event(&me, id, &tagged);
+        Ok(())
+    }
+
+    pub(super) fn remember_event(&mut self, origin: &Arc<str>, id: u32) -> bool {
+        if self
+            .user_events
+            .seen
+            .iter()
+            .any(|(o, i)| *i == id && **o == **origin)
+        {
+            return false;
+        }
+        if self.user_events.seen.len() >= 1024 {
+            self.user_events.seen.pop_front();
+        }
+        self.user_events.seen.push_back((origin.clone(), id));
+        true
+    }
+
+    pub(super) fn enqueue_event(&mut self, origin: &Arc<str>, id: u32, payload: &[u8]) {
+        let mut bytes = Vec::new();
+        let d = Delta::User {
+            origin,
+            id,
+            payload,
+        };
+        wire::encode_delta(&mut bytes, &d);
+        // Keyed apart from the origin's own state so an event never supersedes (or is superseded by) it.
+        self.broadcasts.push(Item::Encoded(Box::new(Encoded {
+            origin: origin.clone(),
+            event: id,
+            bytes: bytes.into(),
+        })));
+    }
+
+    /// Writes the next datagram into `buf` (cleared first) and says where it goes.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+        loop {
+            let Some(out) = self.out.pop_front() else {
+                if self.out.capacity() > 256 {
+                    self.out.shrink_to(16);
+                }
+                return None;
+            };
+            buf.clear();
+            let limit = self.cfg.retransmit_limit(self.view.live());
+            let mtu = self.cfg.mtu;
+            let (dst, at, mut count, piggyback) = match out {
+                Out::Ping {
+                    dst,
+                    seq,
+                    ref target,
+                } => {
+                    let known = self.view.len() as u32;
+                    let at = wire::encode_header(buf, &Message::Ping { seq, target, known });
+                    // Buddy system: tell a suspect it is suspected so it can refute at once.
+                    let mut n = 0;
+                    if self.cfg.lifeguard
+                        && let Some(s) = self.lookup(target).and_then(|id| self.view.get(id))
+                        && s.state == State::Suspect
+                    {
+                        wire::encode_delta(
+                            buf,
+                            &Delta::Suspect {
+                                name: target,
+                                incarnation: s.incarnation,
+                                from: &self.me,
+                            },
+                        );
+                        n = 1;
+                    }
+                    (dst, at, n, true)
+                }
+                Out::PingReq {
+                    dst,
+                    seq,
+                    ref target,
+                    addr,
+                } => {
+                    let msg = Message::PingReq {
+                        seq,
+                        target,
+                        addr,
+                        nack: self.cfg.lifeguard,
+                    };
+                    (dst, wire::encode_header(buf, &msg), 0, true)
+                }
+                Out::Ack { dst, seq } => {
+                    let known = self.view.len() as u32;
+                    let at = wire::encode_header(buf, &Message::Ack { seq, known });
+                    (dst, at, 0, true)
+                }
+                Out::Nack { dst, seq } => (
+                    dst,
+                    wire::encode_header(buf, &Message::Nack { seq }),
+                    0,
+                    true,
+                ),
+                Out::Gossip { dst } => (dst, wire::encode_header(buf, &Message::Gossip), 0, true),
+                Out::Sync {
+                    dst,
+                    seq,
+                    want_reply,
+                    is_reply,
+                    cursor,
+                } => {
+                    let msg = Message::Sync {
+                        seq,
+                        want_reply,
+                        is_reply,
+                    };
+                    let at = wire::encode_header(buf, &msg);
+                    let (n, next) = self.fill_states(buf, cursor, mtu);
+                    if let Some(next) = next {
+                        self.out.push_front(Out::Sync {
+                            dst,
+                            seq,
+                            want_reply: false,
+                            is_reply,
+                            cursor: next,
+                        });
+                    } else if is_reply {
+                        self.exchanges.sync_replies = self.exchanges.sync_replies.saturating_sub(1);
+                    }
+                    (dst, at, n, false)
+                }
+            };
+            if piggyback {
+                let room = mtu.saturating_sub(buf.len());
+                let (view, me) = (&self.view, &self.me);
+                count += self.broadcasts.fill(
+                    buf,
+                    room,
+                    limit,
+                    u16::MAX as usize - count,
+                    |item, out| encode_item(view, me, item, out),
+                );
+            }
+            if matches!(out, Out::Gossip { .. }) && count == 0 {
+                continue;
+            }
+            wire::set_count(buf, at, count as u16);
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += buf.len() as u64;
+            return Some(Transmit {
+                dst,
+                len: buf.len(),
+            });
+        }
+    }
+
+    pub(super) fn on_gossip_tick(&mut self, now: Instant) {
+        self.timers
+            .push(now + self.cfg.gossip_interval, Timer::Gossip);
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let dead_window = self.since(now).saturating_sub(
+            (self.cfg.gossip_to_the_dead_time.as_millis() / SINCE_UNIT.as_millis()) as u32,
+        );
+        self.pick_random(self.cfg.gossip_nodes, |_, s| {
+            s.state.is_live() || (s.state == State::Dead && s.since > dead_window)
+        });
+        for k in 0..self.picks.len() {
+            if let Some(s) = self.view.get(self.picks[k]) {
+                self.out.push_back(Out::Gossip { dst: s.ident.addr });
+            }
+        }
+    }
+
+    /// Fills `self.picks` with up to `k` distinct random non-local members accepted by `ok`.
+    pub(super) fn pick_random(&mut self, k: usize, ok: impl Fn(Id, &Slot) -> bool) {
+        self.picks.clear();
+        let bound = self.view.id_bound();
+        if self.view.len() <= 1 || k == 0 {
+            return;
+        }
+        // Dense views: bounded rejection sampling over ids, no full scan.
+        if bound > 64 && self.view.len() * 2 >= bound {
+            for _ in 0..k * 8 {
+                let id = self.rng.below(bound) as Id;
+                if id != self.me_id
+                    && !self.picks.contains(&id)
+                    && self.view.get(id).is_some_and(|s| ok(id, s))
+                {
+                    self.picks.push(id);
+                    if self.picks.len() == k {
+                        return;
+                    }
+                }
+            }
+            if !self.picks.is_empty() {
+                return;
+            }
+        }
+        // Small or sparse views (or unlucky draws): reservoir sampling over all of them.
+        let mut seen = 0usize;
+        for s in self.view.iter() {
+            let id = s.ident.id();
+            if id == self.me_id || !ok(id, s) {
+                continue;
+            }
+            seen += 1;
+            if self.picks.len() < k {
+                self.picks.push(id);
+            } else {
+                let j = self.rng.below(seen);
+                if j < k {
+                    self.picks[j] = id;
+                }
+            }
+        }
+        self.rng.shuffle(&mut self.picks);
+    }
+}
+
+/// Encodes a queued member delta from the view's current slot; false when the slot is gone or has moved
+/// on to another state (a newer delta would have replaced the entry, so this one is stale).
+fn encode_item(view: &View, me: &str, item: &Item, out: &mut Vec<u8>) -> bool {
+    let Item::Member { id, state, from } = item else {
+        return false;
+    };
+    let Some(s) = view.get(*id).filter(|s| s.state == *state) else {
+        return false;
+    };
+    let (name, incarnation) = (&**s.ident.name(), s.incarnation);
+    let from = from.as_deref().unwrap_or(me);
+    let d = match s.state {
+        State::Alive => Delta::Alive {
+            name,
+            incarnation,
+            addr: s.ident.addr,
+            tags: &s.ident.tags,
+        },
+        State::Suspect => Delta::Suspect {
+            name,
+            incarnation,
+            from,
+        },
+        State::Dead => Delta::Dead {
+            name,
+            incarnation,
+            from,
+        },
+        State::Left => Delta::Left { name, incarnation },
+    };
+    wire::encode_delta(out, &d);
+    true
+}

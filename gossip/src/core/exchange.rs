@@ -1,0 +1,261 @@
+//! Joins and full-state exchanges: the join handshake, periodic and catch-up exchanges, and the chain of
+//! exchanges after a join that closes what a join storm leaves open.
+
+use super::*;
+
+/// Join and exchange state.
+#[derive(Default)]
+pub(super) struct Exchanges {
+    pub(super) joins: Vec<PendingJoin>,
+    /// Full-state replies in flight.
+    pub(super) sync_replies: usize,
+    /// A chain of post-join exchanges is scheduled.
+    pub(super) post_join_armed: bool,
+    pub(super) behind: Option<Behind>,
+}
+
+pub(super) struct PendingJoin {
+    pub(super) seq: u32,
+    pub(super) addr: SocketAddr,
+    pub(super) attempts: u32,
+}
+
+/// Since when peers' pings and acks have said they know more members than our view holds.
+pub(super) struct Behind {
+    pub(super) since: Instant,
+    /// Our member count then; any change restarts the wait.
+    pub(super) known: usize,
+}
+
+impl Core {
+    /// Starts a join: sends our full state to `addr` and asks for theirs, retrying every [`JOIN_RETRY`].
+    /// Returns the sequence number that [`Event::SyncReply`] (or [`Event::JoinTimeout`]) will carry.
+    pub fn join(&mut self, now: Instant, addr: SocketAddr) -> u32 {
+        let seq = self.send_sync(addr);
+        tracing::debug!(%addr, seq, "joining");
+        self.exchanges.joins.push(PendingJoin {
+            seq,
+            addr,
+            attempts: 1,
+        });
+        self.timers.push(now + JOIN_RETRY, Timer::JoinRetry(seq));
+        seq
+    }
+
+    pub(super) fn send_sync(&mut self, addr: SocketAddr) -> u32 {
+        let seq = self.next_seq();
+        self.resend_sync(addr, seq);
+        seq
+    }
+
+    pub(super) fn resend_sync(&mut self, addr: SocketAddr, seq: u32) {
+        self.out.push_back(Out::Sync {
+            dst: addr,
+            seq,
+            want_reply: true,
+            is_reply: false,
+            cursor: 0,
+        });
+    }
+
+    /// Appends states from `cursor` on (0: ourselves, then id `c - 1` onwards) while they fit in `mtu`;
+    /// returns how many, and where to go on if some are left.
+    pub(super) fn fill_states(
+        &self,
+        buf: &mut Vec<u8>,
+        cursor: usize,
+        mtu: usize,
+    ) -> (usize, Option<usize>) {
+        let mut n = 0;
+        if cursor == 0 {
+            wire::encode_delta(buf, &self.state_delta(self.local_slot()));
+            n = 1;
+        }
+        let from = cursor.saturating_sub(1);
+        for s in self.view.iter_from(from) {
+            let id = s.ident.id();
+            if id == self.me_id {
+                continue;
+            }
+            let mark = buf.len();
+            wire::encode_delta(buf, &self.state_delta(s));
+            if buf.len() > mtu && n > 0 {
+                buf.truncate(mark);
+                return (n, Some(id as usize + 1));
+            }
+            n += 1;
+        }
+        (n, None)
+    }
+
+    /// One random member other than us that `eligible` accepts.
+    pub(super) fn pick_one(&mut self, eligible: impl Fn(&Slot) -> bool) -> Option<Arc<Ident>> {
+        self.pick_random(1, |_, s| eligible(s));
+        let id = *self.picks.first()?;
+        self.view.get(id).map(|s| s.ident.clone())
+    }
+
+    pub(super) fn sync_with_random(&mut self, eligible: impl Fn(&Slot) -> bool) {
+        if let Some(m) = self.pick_one(eligible) {
+            self.exchange_with(m.addr);
+        }
+    }
+
+    pub(super) fn exchange_with(&mut self, addr: SocketAddr) {
+        if self.cfg.external_push_pull {
+            self.events.push_back(Event::PushPull { addr });
+        } else {
+            // Periodic anti-entropy: one attempt, no retries (the next period tries again).
+            self.send_sync(addr);
+        }
+    }
+
+    /// A hole that gossip will not fill: a member whose news died out before it reached us (or before
+    /// anyone knew us), missed by our post-join exchanges too. In 5000-node UDP runs such holes waited up
+    /// to 150 s for the periodic push/pull (270 s apart at that size). Pings and acks carry the sender's
+    /// member count; if peers keep knowing more than we do while our view stands still for longer than
+    /// news takes to spread, exchange state with one of them. Only a node that is behind and stuck pays,
+    /// at most once per wait; news that is merely still spreading changes our view and restarts it.
+    pub(super) fn compare_known(&mut self, now: Instant, from: SocketAddr, known: u32) {
+        let mine = self.view.len();
+        // An unauthenticated count must not make us send our state anywhere.
+        if known == 0 || !self.trusted || self.view.live() <= 1 {
+            return;
+        }
+        if known as usize <= mine {
+            // Someone is level with us or behind: whatever we lack may still be spreading.
+            self.exchanges.behind = None;
+            return;
+        }
+        let wait = self.post_join_settle() * 2;
+        match &self.exchanges.behind {
+            Some(b) if b.known == mine && now.saturating_duration_since(b.since) >= wait => {
+                self.stats.catch_up_syncs += 1;
+                self.exchange_with(from);
+                self.exchanges.behind = Some(Behind {
+                    since: now,
+                    known: mine,
+                });
+            }
+            Some(b) if b.known == mine => {}
+            _ => {
+                self.exchanges.behind = Some(Behind {
+                    since: now,
+                    known: mine,
+                })
+            }
+        }
+    }
+
+    /// Appends our full state (every member, ourselves first) for a stream push/pull.
+    pub fn encode_state(&self, buf: &mut Vec<u8>) {
+        let me = self.local_slot();
+        let others = self.view.iter().filter(|s| s.ident.id() != self.me_id);
+        wire::encode_state(
+            buf,
+            std::iter::once(me)
+                .chain(others)
+                .map(|s| self.state_delta(s)),
+        );
+    }
+
+    /// Merges a full state received from `from` (remote failures are only suspected); returns how many
+    /// entries it held.
+    pub fn merge_state(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<usize, DecodeError> {
+        let st = wire::decode_state(bytes)?;
+        for (k, d) in st.deltas().enumerate() {
+            // The sender puts itself first (see `encode_state`), under the address it announces, which
+            // need not be where the stream came from (an advertise address, NAT).
+            let from = match d {
+                Delta::Alive { addr, .. } if k == 0 => addr,
+                _ => from,
+            };
+            self.apply(now, d, Some(from));
+        }
+        Ok(st.len())
+    }
+
+    /// Notes that a join completed (here or by a stream push/pull). Deltas that spread while we were
+    /// joining may have died out before anyone knew us; the exchanges that follow once they have run
+    /// their course close that gap.
+    pub fn joined(&mut self, now: Instant) {
+        self.arm_post_join_sync(now);
+    }
+
+    /// Starts a chain of post-join exchanges unless one is running: after our own join, and when a
+    /// node we did not know joins through us. A seed never joins itself, yet in a join storm it misses
+    /// members that joined through other seeds as much as any joiner does; without its own exchanges
+    /// it (and everyone who joins through it) waited for the periodic push/pull.
+    pub(super) fn arm_post_join_sync(&mut self, now: Instant) {
+        if self.exchanges.post_join_armed {
+            return;
+        }
+        self.exchanges.post_join_armed = true;
+        let settle = self.post_join_settle();
+        self.timers.push(
+            now + settle,
+            Timer::PostJoinSync {
+                left: POST_JOIN_SYNCS,
+                mark: u64::MAX,
+            },
+        );
+    }
+
+    pub(super) fn post_join_settle(&self) -> Duration {
+        self.cfg.gossip_interval * self.cfg.retransmit_limit(self.view.live())
+    }
+
+    /// In a join storm the queues serve the newest deltas first, so older ones can die out before
+    /// reaching us, and the peer of a single exchange may lack the same ones. An exchange that still
+    /// teaches members is a sign of such holes: exchange again, up to [`POST_JOIN_SYNCS`] in all,
+    /// rather than wait for the periodic push/pull (minutes apart in large clusters).
+    pub(super) fn post_join_sync(&mut self, now: Instant, left: u8, mark: u64) {
+        let first = mark == u64::MAX;
+        if left == 0 || (!first && self.stats.learned_by_sync == mark) {
+            self.exchanges.post_join_armed = false;
+            return;
+        }
+        self.stats.post_join_syncs += 1;
+        let mark = self.stats.learned_by_sync;
+        self.sync_with_random(|s| s.state.is_live());
+        let settle = self.post_join_settle();
+        self.timers.push(
+            now + settle,
+            Timer::PostJoinSync {
+                left: left - 1,
+                mark,
+            },
+        );
+    }
+
+    pub(super) fn state_delta<'a>(&'a self, s: &'a Slot) -> Delta<'a> {
+        let name = s.ident.name();
+        match s.state {
+            State::Alive => Delta::Alive {
+                name,
+                incarnation: s.incarnation,
+                addr: s.ident.addr,
+                tags: &s.ident.tags,
+            },
+            State::Suspect => Delta::Suspect {
+                name,
+                incarnation: s.incarnation,
+                from: &self.me,
+            },
+            State::Dead => Delta::Dead {
+                name,
+                incarnation: s.incarnation,
+                from: &self.me,
+            },
+            State::Left => Delta::Left {
+                name,
+                incarnation: s.incarnation,
+            },
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! The SWIM + Lifeguard state machine. Inputs: `handle_packet`, `handle_timeout` and commands; outputs are
+//! polled: `poll_transmit`, `poll_timeout`, `poll_event`. Time is whatever `Instant` the driver passes in.
+//!
+//! This file holds the state and the entry points; the work is split by concern: `probing.rs` (failure
+//! detection: probes, indirect probes, reconnect pings), `membership.rs` (applying deltas: the
+//! incarnation rules, suspicion, refutation, reaping), `dissemination.rs` (what goes out: piggybacked
+//! deltas, user events) and `exchange.rs` (joins and full-state exchanges).
+
+use std::collections::VecDeque;
+
+// foldhash: several times faster than SipHash on short names, still seeded per process.
+use foldhash::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::awareness::Awareness;
+use super::broadcast::{BroadcastQueue, Encoded, Item};
+use super::config::GossipConfig;
+use super::incarnation;
+use super::member::{Member, State};
+use super::probe_order::ProbeOrder;
+use super::rng::Rng;
+use super::roster::{Id, Ident, Roster};
+use super::suspicion::Suspicion;
+use super::tags;
+use super::timers::TimerHeap;
+use super::view::{Slot, View};
+use super::wire::{self, DecodeError, Delta, Message};
+
+mod dissemination;
+mod errors;
+mod exchange;
+mod membership;
+mod probing;
+
+pub use self::errors::{ForceLeaveError, NewCoreError, UserEventError};
+
+/// Which protocol above the core a user event belongs to: its first byte on the wire. Protocols share
+/// the one event channel (ordering, de-duplication, trust) without stepping on each other; each takes
+/// a kind from the list below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventKind(pub u8);
+
+impl EventKind {
+    /// Gossip key-ring changes (`murmur keyring`).
+    pub const KEYRING: EventKind = EventKind(b'K');
+}
+
+/// Who the local node is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Unique node name (1-255 bytes).
+    pub name: String,
+    /// Address others reach our gossip socket at.
+    pub addr: SocketAddr,
+    /// Encoded tags (see [`tags::encode`]).
+    pub tags: Vec<u8>,
+    /// Starting incarnation; refutation raises it past anything the cluster remembers.
+    pub incarnation: u32,
+}
+
+/// A datagram written into the caller's buffer by [`Core::poll_transmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub dst: SocketAddr,
+    /// Bytes written.
+    pub len: usize,
+}
+
+/// Something the driver or the application should know about.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A member appeared or its state, address, incarnation or tags changed.
+    Member(Member),
+    /// A failed or left member was forgotten.
+    Reaped(Arc<str>),
+    /// A full-state reply to our request `seq` arrived from `from` (a join succeeded).
+    SyncReply {
+        /// Sequence number returned by [`Core::join`].
+        seq: u32,
+        /// Who answered.
+        from: SocketAddr,
+    },
+    /// An application event (see [`Core::user_event`]) arrived in a trusted packet.
+    User {
+        /// Node that sent it.
+        origin: Arc<str>,
+        /// The protocol it belongs to.
+        kind: EventKind,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
+    /// Exchange full state with `addr` over the driver's stream transport (only with
+    /// [`GossipConfig::external_push_pull`]; otherwise the core does it over datagrams itself).
+    PushPull {
+        /// Member to exchange with.
+        addr: SocketAddr,
+    },
+    /// The join `seq` got no reply after every attempt.
+    JoinTimeout {
+        /// Sequence number returned by [`Core::join`].
+        seq: u32,
+        /// The address that never answered.
+        addr: SocketAddr,
+    },
+}
+
+/// Most full-state exchanges a join is followed by; the first always runs, the others only while the
+/// exchanges before them still taught us members that gossip had not.
+const POST_JOIN_SYNCS: u8 = 4;
+
+/// Time between join attempts.
+pub const JOIN_RETRY: Duration = Duration::from_secs(1);
+/// Join attempts before [`Event::JoinTimeout`].
+pub const JOIN_ATTEMPTS: u32 = 5;
+
+/// Counters for operators and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to `handle_packet`.
+    pub packets_in: u64,
+    /// Datagrams produced by `poll_transmit`.
+    pub packets_out: u64,
+    /// Bytes in.
+    pub bytes_in: u64,
+    /// Bytes out.
+    pub bytes_out: u64,
+    /// Dropped: malformed or truncated.
+    pub dropped_malformed: u64,
+    /// Dropped: unknown protocol version.
+    pub dropped_version: u64,
+    /// Dropped: larger than the codec accepts.
+    pub dropped_oversize: u64,
+    /// Dropped: too many indirect probes in flight.
+    pub dropped_relay_full: u64,
+    /// Dropped: too many full-state replies in flight.
+    pub dropped_sync_busy: u64,
+    /// Pings addressed to another node name (stale address).
+    pub ping_name_mismatch: u64,
+    /// Times we refuted a suspicion of ourselves.
+    pub refutes: u64,
+    /// Probes that ended in suspicion.
+    pub probes_failed: u64,
+    /// Members we declared failed.
+    pub declared_failed: u64,
+    /// User events ignored because their packet was not trusted (e.g. unencrypted).
+    pub dropped_untrusted_events: u64,
+    /// Full-state exchanges started after a join to close gaps it left.
+    pub post_join_syncs: u64,
+    /// Members first learned from a full-state exchange with a third node, not through gossip.
+    pub learned_by_sync: u64,
+    /// Pings sent to a failed member to learn whether it is reachable again.
+    pub reconnect_pings: u64,
+    /// Full-state exchanges begun with a failed member that answered its reconnect ping.
+    pub reconnects: u64,
+    /// Full-state exchanges begun because peers kept knowing more members than we did.
+    pub catch_up_syncs: u64,
+    /// Claims dropped for an incarnation too far ahead of the member's known one (forged).
+    pub dropped_implausible: u64,
+}
+
+#[derive(Debug)]
+enum Out {
+    Ping {
+        dst: SocketAddr,
+        seq: u32,
+        target: Arc<str>,
+    },
+    PingReq {
+        dst: SocketAddr,
+        seq: u32,
+        target: Arc<str>,
+        addr: SocketAddr,
+    },
+    Ack {
+        dst: SocketAddr,
+        seq: u32,
+    },
+    Nack {
+        dst: SocketAddr,
+        seq: u32,
+    },
+    Gossip {
+        dst: SocketAddr,
+    },
+    Sync {
+        dst: SocketAddr,
+        seq: u32,
+        want_reply: bool,
+        is_reply: bool,
+        cursor: usize,
+    },
+}
+
+/// How an alive delta reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Gossip,
+    /// A full-state exchange, about the exchanging peer itself.
+    SyncPeer,
+    /// A full-state exchange, about someone else.
+    SyncThirdParty,
+}
+
+#[derive(Debug)]
+enum Timer {
+    Probe,
+    Gossip,
+    ProbeDirect(u32),
+    RelayNack(u32),
+    RelayExpire(u32),
+    Suspicion(Id, u32),
+    Reap(Id, u32),
+    PushPull,
+    Reconnect,
+    JoinRetry(u32),
+    /// `left` exchanges may still run; `mark` is [`Stats::learned_by_sync`] when the last one began.
+    PostJoinSync {
+        left: u8,
+        mark: u64,
+    },
+}
+
+/// Tenths of a second: the resolution of [`Slot::since`].
+const SINCE_UNIT: Duration = Duration::from_millis(100);
+
+/// The gossip state machine of one node.
+pub struct Core {
+    cfg: GossipConfig,
+    rng: Rng,
+    awareness: Awareness,
+    roster: Arc<Roster>,
+    me: Arc<str>,
+    me_id: Id,
+    view: View,
+    /// Origin of [`Slot::since`].
+    epoch: Instant,
+    probing: probing::Probing,
+    seq: u32,
+    broadcasts: BroadcastQueue,
+    out: VecDeque<Out>,
+    events: VecDeque<Event>,
+    timers: TimerHeap<Timer>,
+    // Boxed and apart from the slots: only suspects carry one.
+    suspicions: HashMap<Id, Box<Suspicion>>,
+    leaving: bool,
+    exchanges: exchange::Exchanges,
+    user_events: dissemination::UserEvents,
+    /// Whether the packet being handled may carry user events.
+    trusted: bool,
+    token: u32,
+    stats: Stats,
+    picks: Vec<Id>,
+}
+
+impl Core {
+    /// Creates a core for `id`, starting its timers at `now`; `seed` makes it deterministic.
+    pub fn new(
+        cfg: GossipConfig,
+        id: Identity,
+        now: Instant,
+        seed: u64,
+    ) -> Result<Self, NewCoreError> {
+        Self::with_roster(cfg, id, now, seed, Roster::new())
+    }
+
+    /// Like [`Core::new`], interning member names in `roster`, which other cores of this process may
+    /// share (each keeps its own view; only names and announced records are shared).
+    pub fn with_roster(
+        cfg: GossipConfig,
+        id: Identity,
+        now: Instant,
+        seed: u64,
+        roster: Arc<Roster>,
+    ) -> Result<Self, NewCoreError> {
+        cfg.validate().map_err(NewCoreError::Config)?;
+        if !wire::valid_name(&id.name) {
+            return Err(NewCoreError::Name);
+        }
+        tags::validate(&id.tags).map_err(NewCoreError::Tags)?;
+        let name = roster.name(&id.name);
+        let me_ident = roster.ident(&name, id.addr, &id.tags, id.incarnation);
+        let me_id = name.id();
+        let mut view = View::default();
+        view.insert(Slot {
+            ident: me_ident,
+            incarnation: id.incarnation,
+            state: State::Alive,
+            token: 0,
+            since: 0,
+        });
+        let mut rng = Rng::new(seed);
+        let seq = rng.next_u64() as u32;
+        let mut core = Core {
+            awareness: Awareness::new(if cfg.lifeguard {
+                cfg.awareness_max_multiplier
+            } else {
+                1
+            }),
+            rng,
+            me: name.text().clone(),
+            me_id,
+            roster,
+            view,
+            epoch: now,
+            probing: probing::Probing::default(),
+            seq,
+            broadcasts: BroadcastQueue::default(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: TimerHeap::default(),
+            suspicions: HashMap::default(),
+            leaving: false,
+            exchanges: exchange::Exchanges::default(),
+            user_events: dissemination::UserEvents::starting_at(seq),
+            trusted: true,
+            token: 0,
+            stats: Stats::default(),
+            picks: Vec::new(),
+            cfg,
+        };
+        // Random phases keep thousands of nodes started together from probing in lockstep.
+        let jitter = |rng: &mut Rng, d: Duration| d.mul_f64(rng.below(1000) as f64 / 1000.0);
+        let p = jitter(&mut core.rng, core.cfg.probe_interval);
+        core.timers.push(now + p, Timer::Probe);
+        let g = jitter(&mut core.rng, core.cfg.gossip_interval);
+        core.timers.push(now + g, Timer::Gossip);
+        let pp = core.cfg.push_pull_interval + jitter(&mut core.rng, core.cfg.push_pull_interval);
+        core.timers.push(now + pp, Timer::PushPull);
+        core.timers
+            .push(now + core.cfg.reconnect_interval, Timer::Reconnect);
+        core.events.push_back(Event::Member(core.local()));
+        Ok(core)
+    }
+
+    /// Starts from `view`, a membership known some other way (loadgen begins large runs from one
+    /// converged view that all its cores share copy-on-write). Our own slot in it is replaced by ours.
+    /// No member events are emitted for what the view holds.
+    pub fn adopt_view(&mut self, view: &View) {
+        let me = self.local_slot().clone();
+        self.suspicions.clear();
+        self.view = view.clone();
+        if self
+            .view
+            .get(self.me_id)
+            .is_none_or(|s| !Arc::ptr_eq(&s.ident, &me.ident) || s.state != me.state)
+        {
+            self.view.insert(me);
+        }
+        self.probing.order = ProbeOrder::empty();
+    }
+
+    /// This core's view of the membership.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// The roster this core interns names in.
+    pub fn roster(&self) -> &Arc<Roster> {
+        &self.roster
+    }
+
+    /// The local member.
+    pub fn local(&self) -> Member {
+        self.member_of(self.local_slot())
+    }
+
+    /// Every known member, in id order.
+    pub fn members(&self) -> impl Iterator<Item = Member> + '_ {
+        self.view.iter().map(|s| self.member_of(s))
+    }
+
+    /// A member by name.
+    pub fn member(&self, name: &str) -> Option<Member> {
+        self.lookup(name)
+            .and_then(|id| self.view.get(id))
+            .map(|s| self.member_of(s))
+    }
+
+    fn member_of(&self, s: &Slot) -> Member {
+        Member {
+            name: s.ident.name().clone(),
+            addr: s.ident.addr,
+            incarnation: s.incarnation,
+            state: s.state,
+            tags: s.ident.tags.clone(),
+            since: self.epoch + SINCE_UNIT * s.since,
+        }
+    }
+
+    /// The local member's slot.
+    pub fn local_slot(&self) -> &Slot {
+        self.view
+            .get(self.me_id)
+            .expect("the local member is never removed from its own view")
+    }
+
+    /// The id of `name` if this core knows it. Valid while its slot lives: the slot holds the name.
+    fn lookup(&self, name: &str) -> Option<Id> {
+        let id = self.roster.find(name)?.id();
+        self.view.get(id).map(|_| id)
+    }
+
+    fn since(&self, now: Instant) -> u32 {
+        let t = now.saturating_duration_since(self.epoch);
+        (t.as_millis() / SINCE_UNIT.as_millis()).min(u32::MAX as u128) as u32
+    }
+
+    /// Members currently alive or suspect (including the local node unless it left).
+    pub fn num_live(&self) -> usize {
+        self.view.live()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Lifeguard local health score (0 = healthy).
+    pub fn health_score(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    /// Deltas waiting to be piggybacked.
+    pub fn pending_broadcasts(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &GossipConfig {
+        &self.cfg
+    }
+
+    /// Feeds a datagram that did not arrive authenticated (e.g. plaintext while a keyring is set):
+    /// membership deltas apply, user events are dropped.
+    pub fn handle_untrusted_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.trusted = false;
+        self.handle_packet(now, from, bytes);
+        self.trusted = true;
+    }
+
+    /// Feeds one received datagram.
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
+        let p = match wire::decode(bytes) {
+            Ok(p) => p,
+            Err(DecodeError::Version(_)) => {
+                self.stats.dropped_version += 1;
+                return;
+            }
+            Err(DecodeError::Oversize) => {
+                self.stats.dropped_oversize += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                return;
+            }
+        };
+        let is_sync = matches!(p.msg, Message::Sync { .. });
+        for d in p.deltas() {
+            self.apply(now, d, is_sync.then_some(from));
+        }
+        match p.msg {
+            Message::Ping { seq, target, known } => {
+                self.compare_known(now, from, known);
+                if target == &*self.me {
+                    self.out.push_back(Out::Ack { dst: from, seq });
+                } else {
+                    self.stats.ping_name_mismatch += 1;
+                }
+            }
+            Message::PingReq {
+                seq,
+                target,
+                addr,
+                nack,
+            } => self.relay(now, from, seq, target, addr, nack),
+            Message::Ack { seq, known } => {
+                self.compare_known(now, from, known);
+                self.on_ack(seq);
+            }
+            Message::Nack { seq } => {
+                if let Some(p) = self.probing.current.as_mut().filter(|p| p.seq == seq) {
+                    p.nacks += 1;
+                }
+            }
+            Message::Gossip => {}
+            Message::Sync {
+                seq,
+                want_reply,
+                is_reply,
+            } => {
+                if is_reply && let Some(k) = self.exchanges.joins.iter().position(|j| j.seq == seq)
+                {
+                    self.exchanges.joins.swap_remove(k);
+                    self.events.push_back(Event::SyncReply { seq, from });
+                    self.joined(now);
+                }
+                if want_reply {
+                    if self.exchanges.sync_replies >= self.cfg.max_sync_replies {
+                        self.stats.dropped_sync_busy += 1;
+                    } else {
+                        self.exchanges.sync_replies += 1;
+                        self.out.push_back(Out::Sync {
+                            dst: from,
+                            seq,
+                            want_reply: false,
+                            is_reply: true,
+                            cursor: 0,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(t) = self.timers.pop_expired(now) {
+            match t {
+                Timer::Probe => self.on_probe_tick(now),
+                Timer::Gossip => self.on_gossip_tick(now),
+                Timer::ProbeDirect(seq) => self.on_probe_direct_timeout(seq),
+                Timer::RelayNack(seq) => {
+                    if let Some(r) = self.probing.relays.get(&seq).filter(|r| r.nack) {
+                        let (dst, seq) = (r.origin, r.origin_seq);
+                        self.out.push_back(Out::Nack { dst, seq });
+                    }
+                }
+                Timer::RelayExpire(seq) => {
+                    self.probing.relays.remove(&seq);
+                }
+                Timer::Suspicion(id, token) => self.on_suspicion_timer(now, id, token),
+                Timer::Reap(id, token) => self.reap(id, token),
+                Timer::PushPull => {
+                    let every = self.cfg.push_pull_interval_for(self.view.live());
+                    self.timers.push(now + every, Timer::PushPull);
+                    self.sync_with_random(|s| s.state.is_live());
+                }
+                Timer::JoinRetry(seq) => {
+                    let Some(k) = self.exchanges.joins.iter().position(|j| j.seq == seq) else {
+                        continue;
+                    };
+                    if self.exchanges.joins[k].attempts >= JOIN_ATTEMPTS {
+                        let j = self.exchanges.joins.swap_remove(k);
+                        self.events
+                            .push_back(Event::JoinTimeout { seq, addr: j.addr });
+                    } else {
+                        // UDP may lose the request or the reply: ask again under the same number.
+                        self.exchanges.joins[k].attempts += 1;
+                        let addr = self.exchanges.joins[k].addr;
+                        self.resend_sync(addr, seq);
+                        self.timers.push(now + JOIN_RETRY, Timer::JoinRetry(seq));
+                    }
+                }
+                Timer::PostJoinSync { left, mark } => self.post_join_sync(now, left, mark),
+                Timer::Reconnect => {
+                    self.timers
+                        .push(now + self.cfg.reconnect_interval, Timer::Reconnect);
+                    self.ping_a_failed_member();
+                }
+            }
+        }
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let ev = self.events.pop_front();
+        if ev.is_none() && self.events.capacity() > 16 {
+            // Member events come in bursts (a join, a full-state exchange) and are ~100 bytes each;
+            // keeping a burst's capacity cost loadgen's 5000 cores 10 KB each for nothing.
+            self.events.shrink_to(4);
+        }
+        ev
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn next_token(&mut self) -> u32 {
+        self.token = self.token.wrapping_add(1);
+        self.token
+    }
+}

@@ -1,0 +1,218 @@
+//! Failure detection: the probe round, direct and indirect probes (relaying for others), and pings to
+//! failed members that may be back.
+
+use super::*;
+
+/// Failure-detection state: the probe round, the probe in flight, a reconnect ping, relayed probes.
+#[derive(Default)]
+pub(super) struct Probing {
+    /// This probe round's order over ids.
+    pub(super) order: ProbeOrder,
+    pub(super) current: Option<Probe>,
+    pub(super) reconnect: Option<ReconnectPing>,
+    pub(super) relays: HashMap<u32, Relay>,
+}
+
+pub(super) struct Probe {
+    pub(super) seq: u32,
+    /// Holding the record keeps the target's id valid while the probe runs.
+    pub(super) target: Arc<Ident>,
+    pub(super) expected_nacks: u32,
+    pub(super) nacks: u32,
+}
+
+/// A reconnect ping in flight; only an answer from the failed member earns it a full-state exchange.
+pub(super) struct ReconnectPing {
+    pub(super) seq: u32,
+    /// Holding the record keeps the member's id valid until the answer.
+    pub(super) target: Arc<Ident>,
+}
+
+pub(super) struct Relay {
+    pub(super) origin: SocketAddr,
+    pub(super) origin_seq: u32,
+    pub(super) nack: bool,
+}
+
+impl Core {
+    pub(super) fn relay(
+        &mut self,
+        now: Instant,
+        origin: SocketAddr,
+        origin_seq: u32,
+        target: &str,
+        addr: SocketAddr,
+        nack: bool,
+    ) {
+        if self.probing.relays.len() >= self.cfg.max_relays {
+            self.stats.dropped_relay_full += 1;
+            return;
+        }
+        let seq = self.next_seq();
+        self.probing.relays.insert(
+            seq,
+            Relay {
+                origin,
+                origin_seq,
+                nack,
+            },
+        );
+        let target = match self.roster.find(target) {
+            Some(n) => n.text().clone(),
+            None => Arc::from(target),
+        };
+        self.out.push_back(Out::Ping {
+            dst: addr,
+            seq,
+            target,
+        });
+        if nack {
+            // Leave the origin time to count our nack before its probe interval ends.
+            let wait = self.cfg.probe_timeout.mul_f64(0.8);
+            self.timers.push(now + wait, Timer::RelayNack(seq));
+        }
+        self.timers
+            .push(now + self.cfg.probe_interval, Timer::RelayExpire(seq));
+    }
+
+    pub(super) fn on_ack(&mut self, seq: u32) {
+        if self.probing.current.as_ref().is_some_and(|p| p.seq == seq) {
+            self.probing.current = None;
+            self.awareness.apply(-1);
+            return;
+        }
+        if let Some(r) = self.probing.reconnect.take_if(|r| r.seq == seq) {
+            self.on_reconnect_answer(&r.target);
+            return;
+        }
+        if let Some(r) = self.probing.relays.remove(&seq) {
+            self.out.push_back(Out::Ack {
+                dst: r.origin,
+                seq: r.origin_seq,
+            });
+        }
+    }
+
+    pub(super) fn on_probe_tick(&mut self, now: Instant) {
+        let interval = self.awareness.scale(self.cfg.probe_interval);
+        self.timers.push(now + interval, Timer::Probe);
+        // The previous probe's deadline is this tick.
+        if let Some(p) = self.probing.current.take() {
+            self.stats.probes_failed += 1;
+            let delta = if p.expected_nacks > 0 {
+                (p.expected_nacks - p.nacks.min(p.expected_nacks)) as i32
+            } else {
+                1
+            };
+            self.awareness.apply(delta);
+            let id = p.target.id();
+            if let Some(s) = self.view.get(id)
+                && Arc::ptr_eq(s.ident.name(), p.target.name())
+                && s.state.is_live()
+            {
+                let (inc, me) = (s.incarnation, self.me.clone());
+                let name = p.target.name().clone();
+                self.on_suspect(now, &name, inc, &me);
+            }
+        }
+        if self.leaving {
+            return;
+        }
+        let Some(target) = self.next_probe_target() else {
+            return;
+        };
+        let seq = self.next_seq();
+        let (dst, name) = (target.addr, target.name().clone());
+        self.probing.current = Some(Probe {
+            seq,
+            target,
+            expected_nacks: 0,
+            nacks: 0,
+        });
+        self.out.push_back(Out::Ping {
+            dst,
+            seq,
+            target: name,
+        });
+        let direct = self.awareness.scale(self.cfg.probe_timeout);
+        self.timers.push(now + direct, Timer::ProbeDirect(seq));
+    }
+
+    /// The next live member in this round's order; a new round starts when one ends.
+    pub(super) fn next_probe_target(&mut self) -> Option<Arc<Ident>> {
+        // Alone (not joined yet), a round would walk every id below ours to find nobody.
+        if self.view.live() <= 1 {
+            return None;
+        }
+        // Bounded: at most the rest of this round and one full new round.
+        for round in 0..2 {
+            while let Some(id) = self.probing.order.next_id() {
+                if id == self.me_id {
+                    continue;
+                }
+                if let Some(s) = self.view.get(id).filter(|s| s.state.is_live()) {
+                    return Some(s.ident.clone());
+                }
+            }
+            if round == 0 {
+                self.probing.order = ProbeOrder::new(self.view.id_bound(), &mut self.rng);
+            }
+        }
+        None
+    }
+
+    pub(super) fn on_probe_direct_timeout(&mut self, seq: u32) {
+        let Some(p) = self.probing.current.as_ref().filter(|p| p.seq == seq) else {
+            return;
+        };
+        let (target, addr, tid) = (p.target.name().clone(), p.target.addr, p.target.id());
+        self.pick_random(self.cfg.indirect_checks, |id, s| {
+            id != tid && s.state == State::Alive
+        });
+        for k in 0..self.picks.len() {
+            let Some(dst) = self.view.get(self.picks[k]).map(|s| s.ident.addr) else {
+                continue;
+            };
+            self.out.push_back(Out::PingReq {
+                dst,
+                seq,
+                target: target.clone(),
+                addr,
+            });
+        }
+        let sent = self.picks.len() as u32;
+        if let Some(p) = self.probing.current.as_mut() {
+            p.expected_nacks = sent;
+        }
+    }
+
+    /// Reconnecting is how the halves of a healed partition find each other again. It starts with a
+    /// ping, because most failed members are simply gone: a full-state exchange sent to each of them
+    /// every interval cost a 5000-node cluster's nodes together ~167 exchanges per second towards dead
+    /// addresses, and on one machine that load delayed the very failure news it followed.
+    pub(super) fn ping_a_failed_member(&mut self) {
+        let Some(target) = self.pick_one(|s| s.state == State::Dead) else {
+            return;
+        };
+        let seq = self.next_seq();
+        self.stats.reconnect_pings += 1;
+        self.out.push_back(Out::Ping {
+            dst: target.addr,
+            seq,
+            target: target.name().clone(),
+        });
+        // An answer later than the next interval's ping is ignored; that ping replaces this one.
+        self.probing.reconnect = Some(ReconnectPing { seq, target });
+    }
+
+    pub(super) fn on_reconnect_answer(&mut self, target: &Arc<Ident>) {
+        let still_failed = self
+            .view
+            .get(target.id())
+            .is_some_and(|s| Arc::ptr_eq(s.ident.name(), target.name()) && s.state == State::Dead);
+        if still_failed {
+            self.stats.reconnects += 1;
+            self.exchange_with(target.addr);
+        }
+    }
+}

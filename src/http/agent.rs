@@ -1,0 +1,127 @@
+//! `/v1/agent/*`: members, the agent's own facts and counters, join, leave and force-leave.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::error::{ApiResult, server_error};
+use super::json::agent_member;
+use super::params::{Params, flag};
+use crate::dns::server::DnsStats;
+use crate::version;
+
+pub(super) async fn members(State(s): State<ApiState>, Query(q): Params) -> Response {
+    if flag(&q, "wan") {
+        // No WAN pool exists yet: a single datacenter has nothing to list there.
+        return axum::Json(Vec::<Value>::new()).into_response();
+    }
+    let snap = s.state.members.snapshot();
+    let list: Vec<Value> = snap.members.iter().map(|m| agent_member(m)).collect();
+    axum::Json(list).into_response()
+}
+
+pub(super) async fn agent_self(State(s): State<ApiState>) -> Response {
+    let i = &s.state.local;
+    let member = s.state.members.get(&i.node_name).map(|m| agent_member(&m));
+    let stats = s.state.gossip_stats().await.unwrap_or_default();
+    let c = &stats.core;
+    let body = json!({
+        "Config": {
+            "Datacenter": i.datacenter,
+            "NodeName": i.node_name,
+            "NodeID": i.node_id,
+            "Server": i.server,
+            "BootstrapExpect": i.bootstrap_expect,
+            "Revision": version::REVISION,
+            "Version": version::VERSION,
+        },
+        "Member": member,
+        "Meta": {},
+        "Stats": {
+            "serf_lan": {
+                "members": stats.members.to_string(),
+                "live": stats.live.to_string(),
+                "health_score": stats.health_score.to_string(),
+                "pending_broadcasts": stats.pending_broadcasts.to_string(),
+                "packets_in": c.packets_in.to_string(),
+                "packets_out": c.packets_out.to_string(),
+                "bytes_in": c.bytes_in.to_string(),
+                "bytes_out": c.bytes_out.to_string(),
+                "dropped_malformed": c.dropped_malformed.to_string(),
+                "dropped_version": c.dropped_version.to_string(),
+                "dropped_oversize": (c.dropped_oversize + stats.dropped_truncated).to_string(),
+                "dropped_relay_full": c.dropped_relay_full.to_string(),
+                "dropped_sync_busy": c.dropped_sync_busy.to_string(),
+                "refutes": c.refutes.to_string(),
+                "probes_failed": c.probes_failed.to_string(),
+                "declared_failed": c.declared_failed.to_string(),
+                "send_errors": stats.send_errors.to_string(),
+                "dropped_decrypt": stats.dropped_decrypt.to_string(),
+                "dropped_plaintext": stats.dropped_plaintext.to_string(),
+                "dropped_quic": stats.dropped_quic.to_string(),
+                "dropped_untrusted_events": c.dropped_untrusted_events.to_string(),
+                "dropped_implausible": c.dropped_implausible.to_string(),
+            },
+            "dns": dns_stats(&s.dns),
+            "push_pull": s.state.push_pull_stats().map(|st| {
+                json!({
+                    "served": st.served.load(Ordering::Relaxed).to_string(),
+                    "refused_busy": st.refused_busy.load(Ordering::Relaxed).to_string(),
+                    "failed_in": st.failed_in.load(Ordering::Relaxed).to_string(),
+                })
+            }),
+        }
+    });
+    axum::Json(body).into_response()
+}
+
+fn dns_stats(d: &DnsStats) -> serde_json::Value {
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
+    json!({
+        "queries": n(&d.queries),
+        "cache_hits": n(&d.cache_hits),
+        "formerr": n(&d.formerr),
+        "dropped": n(&d.dropped),
+        "forwarded": n(&d.forwarded),
+        "responses_dropped": n(&d.responses_dropped),
+        "tcp_refused": n(&d.tcp_refused),
+    })
+}
+
+pub(super) async fn join(
+    State(s): State<ApiState>,
+    Path(address): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    if flag(&q, "wan") {
+        return Err(server_error(
+            "WAN join is not supported: murmur has no WAN pool yet",
+        ));
+    }
+    let addr = crate::util::addr::resolve(&address, s.state.local.serf_lan_port)
+        .await
+        .map_err(server_error)?;
+    s.state
+        .join(addr)
+        .await
+        .map_err(|e| server_error(format!("failed to join {addr}: {e}")))?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(super) async fn leave(State(s): State<ApiState>) -> Response {
+    s.state.leave().await;
+    let _ = s.shutdown.try_send(());
+    StatusCode::OK.into_response()
+}
+
+pub(super) async fn force_leave(State(s): State<ApiState>, Path(node): Path<String>) -> ApiResult {
+    s.state
+        .force_leave(&node)
+        .await
+        .map_err(|e| server_error(format!("force-leave {node:?}: {e}")))?;
+    Ok(StatusCode::OK.into_response())
+}

@@ -1,0 +1,26 @@
+//! Query parameters every route family shares (`?dc=`, flags such as `?wan`).
+
+use std::collections::HashMap;
+
+use axum::extract::Query;
+
+use super::ApiState;
+use super::error::{ApiError, server_error};
+
+/// The query string as a map.
+pub type Params = Query<HashMap<String, String>>;
+
+/// Consul treats a present key as true unless it is explicitly "0"/"false".
+pub fn flag(q: &HashMap<String, String>, k: &str) -> bool {
+    q.get(k).is_some_and(|v| v != "0" && v != "false")
+}
+
+/// Refuses `?dc=` naming another datacenter (there is no WAN pool yet), as Consul words it.
+pub fn check_dc(s: &ApiState, q: &HashMap<String, String>) -> Result<(), ApiError> {
+    match q.get("dc") {
+        Some(dc) if !dc.is_empty() && *dc != s.state.local.datacenter => {
+            Err(server_error("No path to datacenter"))
+        }
+        _ => Ok(()),
+    }
+}

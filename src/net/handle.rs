@@ -1,0 +1,176 @@
+//! The command handle of a running gossip driver: what the agent and the HTTP API ask of it (join, leave,
+//! force-leave, keyring changes, counters), and the full-state exchanges QUIC carries.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use murmur_gossip::Stats;
+use tokio::sync::{mpsc, oneshot};
+
+use super::keyring_sync::KeyOp;
+use super::quic::{Peer, Quic};
+
+/// Driver and core counters.
+#[derive(Debug, Clone, Default)]
+pub struct DriverStats {
+    /// Core counters.
+    pub core: Stats,
+    /// Lifeguard local health score.
+    pub health_score: u32,
+    /// Members known, including failed and left.
+    pub members: usize,
+    /// Members alive or suspect.
+    pub live: usize,
+    /// Deltas waiting to be piggybacked.
+    pub pending_broadcasts: usize,
+    /// Datagrams longer than the codec accepts, dropped at receive.
+    pub dropped_truncated: u64,
+    /// Failed `send_to` calls.
+    pub send_errors: u64,
+    /// Sealed datagrams no installed key could open (wrong key or tampering).
+    pub dropped_decrypt: u64,
+    /// Plaintext datagrams refused because `encrypt_verify_incoming` is on.
+    pub dropped_plaintext: u64,
+    /// QUIC datagrams dropped because the QUIC queue was full or QUIC is off.
+    pub dropped_quic: u64,
+}
+
+pub(super) enum Command {
+    Join {
+        addr: SocketAddr,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Leave {
+        reply: oneshot::Sender<()>,
+    },
+    ForceLeave {
+        name: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Stats {
+        reply: oneshot::Sender<DriverStats>,
+    },
+    Keyring {
+        op: KeyOp,
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    ListKeys {
+        reply: oneshot::Sender<Vec<Vec<u8>>>,
+    },
+    ExportState {
+        reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    },
+    ImportState {
+        from: SocketAddr,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
+    Joined,
+}
+
+/// Cheap, cloneable handle the agent uses to command a running driver.
+#[derive(Clone)]
+pub struct GossipHandle {
+    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) quic: Arc<OnceLock<Arc<Quic>>>,
+}
+
+const GONE: &str = "gossip layer has shut down";
+
+impl GossipHandle {
+    /// Attaches the QUIC endpoint: joins and periodic exchanges then use stream push/pull.
+    pub fn set_quic(&self, quic: Arc<Quic>) {
+        let _ = self.quic.set(quic);
+    }
+
+    /// The QUIC endpoint, if attached.
+    pub fn quic(&self) -> Option<&Arc<Quic>> {
+        self.quic.get()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| GONE.to_string())?;
+        rx.await.map_err(|_| GONE.to_string())
+    }
+
+    /// Full-state exchange with `addr` over QUIC; returns how many entries they sent.
+    pub async fn push_pull(&self, addr: SocketAddr, peer: Peer) -> Result<usize, String> {
+        let quic = self
+            .quic
+            .get()
+            .ok_or("QUIC push/pull is not enabled")?
+            .clone();
+        let ours = self.ask(|reply| Command::ExportState { reply }).await??;
+        let theirs = quic.exchange(addr, &ours, peer).await?;
+        self.ask(|reply| Command::ImportState {
+            from: addr,
+            bytes: theirs,
+            reply,
+        })
+        .await?
+    }
+
+    /// Answers a peer's push/pull: merges their state, returns ours.
+    pub async fn answer_push_pull(
+        &self,
+        from: SocketAddr,
+        theirs: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        self.ask(|reply| Command::ImportState {
+            from,
+            bytes: theirs,
+            reply,
+        })
+        .await??;
+        self.ask(|reply| Command::ExportState { reply }).await?
+    }
+
+    /// Joins the cluster through `addr`: one full-state push/pull over QUIC when enabled (the joiner
+    /// learns every member in one exchange), else the datagram exchange. Succeeds once their state arrived.
+    pub async fn join(&self, addr: SocketAddr) -> Result<(), String> {
+        if self.quic.get().is_some() {
+            self.push_pull(addr, Peer::Named).await?;
+            return self
+                .tx
+                .send(Command::Joined)
+                .await
+                .map_err(|_| GONE.to_string());
+        }
+        self.ask(|reply| Command::Join { addr, reply }).await?
+    }
+
+    /// Leaves gracefully; returns when the leave was announced (or timed out). The driver then stops.
+    pub async fn leave(&self) {
+        let _ = self.ask(|reply| Command::Leave { reply }).await;
+    }
+
+    /// Marks a member `left` cluster-wide.
+    pub async fn force_leave(&self, name: &str) -> Result<(), String> {
+        let name = name.to_owned();
+        self.ask(|reply| Command::ForceLeave { name, reply })
+            .await?
+    }
+
+    /// Current counters.
+    pub async fn stats(&self) -> Option<DriverStats> {
+        self.ask(|reply| Command::Stats { reply }).await.ok()
+    }
+
+    /// Applies a keyring change here and spreads it to every member over (encrypted) gossip.
+    pub async fn keyring(&self, op: KeyOp, key: Vec<u8>) -> Result<(), String> {
+        self.ask(|reply| Command::Keyring { op, key, reply })
+            .await?
+    }
+
+    /// The local keys, primary first (empty without encryption).
+    pub async fn keys(&self) -> Vec<Vec<u8>> {
+        self.ask(|reply| Command::ListKeys { reply })
+            .await
+            .unwrap_or_default()
+    }
+}

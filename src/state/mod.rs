@@ -1,0 +1,119 @@
+//! The agent's state: the one place HTTP and DNS read from, wait on and ask of the cluster. The gossip
+//! driver writes member changes in through [`publish::Publisher`]; the catalog and the replicated store
+//! will write into this layer too.
+//!
+//! - `members.rs`: the lock-free member table (point lookups, sorted snapshots)
+//! - `changes.rs`: the change index behind `X-Consul-Index` and every blocking wait
+//! - `servers.rs`: servers and the leader of the datacenter
+//! - `keyring.rs`: who holds which gossip key, and the wait for a keyring change to reach everyone
+//! - `publish.rs`: the driver's member sink
+
+pub mod changes;
+pub mod keyring;
+pub mod members;
+pub mod publish;
+pub mod servers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use self::changes::ChangeIndex;
+pub use self::members::{Change, MemberRecord, MemberStatus, MemberTable, Snapshot};
+use crate::net::GossipHandle;
+pub use crate::net::{DriverStats, KeyOp};
+
+/// Facts about the local agent.
+#[derive(Debug, Clone)]
+pub struct LocalAgent {
+    /// Node name.
+    pub node_name: String,
+    /// Node ID (UUID).
+    pub node_id: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Server mode.
+    pub server: bool,
+    /// bootstrap_expect (0 = unset).
+    pub bootstrap_expect: u32,
+    /// Advertised gossip address.
+    pub advertise: SocketAddr,
+    /// Server RPC port (this agent's, and the default for servers whose tags do not say).
+    pub server_port: u16,
+    /// Gossip port joins use when an address names none.
+    pub serf_lan_port: u16,
+}
+
+/// Shared state of the agent; cheap to clone.
+#[derive(Clone)]
+pub struct AgentState {
+    /// Members as gossip reports them.
+    pub members: Arc<MemberTable>,
+    /// The change index.
+    pub changes: Arc<ChangeIndex>,
+    /// Local facts.
+    pub local: Arc<LocalAgent>,
+    gossip: GossipHandle,
+}
+
+impl AgentState {
+    /// Wraps the table and index the driver publishes to, and the driver's handle.
+    pub fn new(
+        members: Arc<MemberTable>,
+        changes: Arc<ChangeIndex>,
+        local: LocalAgent,
+        gossip: GossipHandle,
+    ) -> Self {
+        AgentState {
+            members,
+            changes,
+            local: Arc::new(local),
+            gossip,
+        }
+    }
+
+    /// Joins the cluster through `addr`.
+    pub async fn join(&self, addr: SocketAddr) -> Result<(), String> {
+        self.gossip.join(addr).await
+    }
+
+    /// Leaves the cluster gracefully (the driver stops afterwards).
+    pub async fn leave(&self) {
+        self.gossip.leave().await
+    }
+
+    /// Marks a failed member `left`.
+    pub async fn force_leave(&self, node: &str) -> Result<(), String> {
+        self.gossip.force_leave(node).await
+    }
+
+    /// Gossip counters, `None` once the driver stopped.
+    pub async fn gossip_stats(&self) -> Option<DriverStats> {
+        self.gossip.stats().await
+    }
+
+    /// Applies a keyring change everywhere and waits until every alive member reports it.
+    pub async fn change_keyring(&self, op: KeyOp, key: Vec<u8>) -> Result<(), String> {
+        self.gossip.keyring(op, key.clone()).await?;
+        keyring::await_everyone(self, op, &key)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The keyring as the datacenter sees it; `None` without gossip encryption.
+    pub async fn keyring_report(&self) -> Option<keyring::Report> {
+        let keys = self.gossip.keys().await;
+        if keys.is_empty() {
+            return None;
+        }
+        Some(keyring::report(
+            &self.members.snapshot(),
+            &self.local.datacenter,
+            &keys,
+        ))
+    }
+
+    /// QUIC push/pull counters, when QUIC is on.
+    pub fn push_pull_stats(&self) -> Option<&crate::net::quic::QuicStats> {
+        self.gossip.quic().map(|q| &q.stats)
+    }
+}
