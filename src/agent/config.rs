@@ -275,6 +275,18 @@ pub struct Ports {
     pub server: u16,
 }
 
+impl Default for Ports {
+    /// Consul's ports.
+    fn default() -> Self {
+        Ports {
+            http: 8500,
+            dns: 8600,
+            serf_lan: 8301,
+            server: 8300,
+        }
+    }
+}
+
 /// The agent's final configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -625,11 +637,12 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
         }
     };
     let port = |k: &str, d: u16| get_u32(v, k).map_or(d, |p| p as u16);
+    let d = Ports::default();
     let ports = Ports {
-        http: port("ports.http", 8500),
-        dns: port("ports.dns", 8600),
-        serf_lan: port("ports.serf_lan", 8301),
-        server: port("ports.server", 8300),
+        http: port("ports.http", d.http),
+        dns: port("ports.dns", d.dns),
+        serf_lan: port("ports.serf_lan", d.serf_lan),
+        server: port("ports.server", d.server),
     };
     let gossip = gossip_config(v)?;
     let node_meta: Vec<(String, String)> = get(v, "node_meta")
@@ -647,8 +660,10 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
     {
         return Err("node_meta: at most 64 keys, keys 1-128 bytes, values up to 253 bytes".into());
     }
+    // The DNS defaults live in one place: `DnsConfig::default()`.
+    let dns_default = crate::dns::DnsConfig::default();
     let mut domain = get_str(v, "domain")
-        .unwrap_or_else(|| "consul.".into())
+        .unwrap_or(dns_default.domain)
         .to_ascii_lowercase();
     if !domain.ends_with('.') {
         domain.push('.');
@@ -675,13 +690,18 @@ fn build(v: &Value, dev: bool) -> Result<Config, String> {
     let dns = crate::dns::DnsConfig {
         domain,
         datacenter: datacenter.clone(),
-        node_ttl: get_dur(v, "dns_config.node_ttl").unwrap_or(Duration::ZERO),
-        service_ttl: get_dur(v, "dns_config.service_ttl").unwrap_or(Duration::ZERO),
-        udp_answer_limit: get_u32(v, "dns_config.udp_answer_limit").unwrap_or(3),
-        a_record_limit: get_u32(v, "dns_config.a_record_limit").unwrap_or(0),
-        enable_truncate: flag_of("enable_truncate", false),
-        only_passing: flag_of("only_passing", false),
-        additional_node_meta_txt: flag_of("enable_additional_node_meta_txt", true),
+        node_ttl: get_dur(v, "dns_config.node_ttl").unwrap_or(dns_default.node_ttl),
+        service_ttl: get_dur(v, "dns_config.service_ttl").unwrap_or(dns_default.service_ttl),
+        udp_answer_limit: get_u32(v, "dns_config.udp_answer_limit")
+            .unwrap_or(dns_default.udp_answer_limit),
+        a_record_limit: get_u32(v, "dns_config.a_record_limit")
+            .unwrap_or(dns_default.a_record_limit),
+        enable_truncate: flag_of("enable_truncate", dns_default.enable_truncate),
+        only_passing: flag_of("only_passing", dns_default.only_passing),
+        additional_node_meta_txt: flag_of(
+            "enable_additional_node_meta_txt",
+            dns_default.additional_node_meta_txt,
+        ),
         recursors,
     };
     Ok(Config {
