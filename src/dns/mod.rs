@@ -10,6 +10,10 @@ pub mod services;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde::Deserialize;
+
+use crate::util::duration::Dur;
+
 /// DNS settings of the agent.
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
@@ -48,6 +52,57 @@ impl Default for DnsConfig {
             only_passing: false,
             additional_node_meta_txt: true,
             recursors: Vec::new(),
+        }
+    }
+}
+
+/// `dns_config { ... }` as a config file writes it; what is not given keeps [`DnsConfig::default`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DnsSection {
+    /// TTL of node records.
+    pub node_ttl: Option<Dur>,
+    /// TTL of service records.
+    pub service_ttl: Option<Dur>,
+    /// Answers in a UDP reply without EDNS.
+    pub udp_answer_limit: Option<u32>,
+    /// Cap on A/AAAA answers.
+    pub a_record_limit: Option<u32>,
+    /// Set TC on trimmed UDP answers.
+    pub enable_truncate: Option<bool>,
+    /// Omit warning instances.
+    pub only_passing: Option<bool>,
+    /// Node metadata TXT records in the additional section.
+    pub enable_additional_node_meta_txt: Option<bool>,
+    /// Accepted for compatibility: answers always come from the local table.
+    pub allow_stale: Option<bool>,
+    /// Accepted for compatibility, as `allow_stale`.
+    pub max_stale: Option<Dur>,
+}
+
+impl DnsSection {
+    /// Applies what was given onto `cfg`.
+    pub fn apply(&self, cfg: &mut DnsConfig) {
+        if let Some(Dur(d)) = self.node_ttl {
+            cfg.node_ttl = d;
+        }
+        if let Some(Dur(d)) = self.service_ttl {
+            cfg.service_ttl = d;
+        }
+        if let Some(n) = self.udp_answer_limit {
+            cfg.udp_answer_limit = n;
+        }
+        if let Some(n) = self.a_record_limit {
+            cfg.a_record_limit = n;
+        }
+        if let Some(b) = self.enable_truncate {
+            cfg.enable_truncate = b;
+        }
+        if let Some(b) = self.only_passing {
+            cfg.only_passing = b;
+        }
+        if let Some(b) = self.enable_additional_node_meta_txt {
+            cfg.additional_node_meta_txt = b;
         }
     }
 }

@@ -2,6 +2,17 @@
 
 use std::time::Duration;
 
+/// A duration in a config file, written as a Go duration string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> serde::Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map(Dur).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Parses a Go-style duration; units `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`; a bare `"0"` is zero.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {s:?} (examples: \"500ms\", \"30s\", \"1h30m\")");

@@ -1,0 +1,110 @@
+//! The merged settings as typed sections. Defaults are not here: each section applies only what was
+//! given onto its subsystem's own defaults (`DnsConfig::default()`, `GossipConfig::lan()`, ...).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use crate::util::duration::Dur;
+
+/// Every setting a file or flag may give (checked against `settings.rs` before it gets here).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct File {
+    pub(super) node_name: Option<String>,
+    pub(super) datacenter: Option<String>,
+    pub(super) data_dir: Option<String>,
+    pub(super) bind_addr: Option<String>,
+    pub(super) advertise_addr: Option<String>,
+    pub(super) client_addr: Option<String>,
+    pub(super) server: Option<bool>,
+    pub(super) bootstrap_expect: Option<u32>,
+    pub(super) start_join: Vec<String>,
+    pub(super) retry_join: Vec<String>,
+    pub(super) retry_interval: Option<Dur>,
+    pub(super) retry_max: Option<u32>,
+    pub(super) encrypt: Option<String>,
+    pub(super) encrypt_verify_incoming: Option<bool>,
+    pub(super) encrypt_verify_outgoing: Option<bool>,
+    pub(super) ca_file: Option<String>,
+    pub(super) cert_file: Option<String>,
+    pub(super) key_file: Option<String>,
+    pub(super) verify_incoming: Option<bool>,
+    pub(super) verify_outgoing: Option<bool>,
+    pub(super) verify_server_hostname: Option<bool>,
+    pub(super) log_level: Option<String>,
+    pub(super) leave_on_terminate: Option<bool>,
+    pub(super) skip_leave_on_interrupt: Option<bool>,
+    pub(super) reconnect_timeout: Option<Dur>,
+    pub(super) node_meta: BTreeMap<String, String>,
+    pub(super) domain: Option<String>,
+    pub(super) recursors: Vec<String>,
+    pub(super) dns_config: crate::dns::DnsSection,
+    pub(super) ports: PortsSection,
+    pub(super) gossip_lan: GossipSection,
+    pub(super) limits: LimitsSection,
+}
+
+/// `ports { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct PortsSection {
+    pub(super) http: Option<u16>,
+    pub(super) dns: Option<u16>,
+    pub(super) serf_lan: Option<u16>,
+    pub(super) server: Option<u16>,
+}
+
+/// `limits { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct LimitsSection {
+    pub(super) http_max_conns_per_client: Option<u32>,
+}
+
+/// `gossip_lan { ... }`: a memberlist profile and overrides of its timings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct GossipSection {
+    pub(super) profile: Option<String>,
+    pub(super) probe_interval: Option<Dur>,
+    pub(super) probe_timeout: Option<Dur>,
+    pub(super) gossip_interval: Option<Dur>,
+    pub(super) gossip_nodes: Option<u32>,
+    pub(super) retransmit_mult: Option<u32>,
+    pub(super) suspicion_mult: Option<u32>,
+    pub(super) push_pull_interval: Option<Dur>,
+    pub(super) gossip_to_the_dead_time: Option<Dur>,
+    pub(super) reconnect_interval: Option<Dur>,
+}
+
+impl GossipSection {
+    /// The profile's settings with these overrides.
+    pub(super) fn build(&self) -> Result<murmur_gossip::GossipConfig, String> {
+        let profile = self.profile.as_deref().unwrap_or("lan");
+        let mut g = murmur_gossip::GossipConfig::profile(profile)
+            .ok_or_else(|| format!("gossip_lan.profile {profile:?}: use lan, wan or local"))?;
+        let durs = [
+            (self.probe_interval, &mut g.probe_interval),
+            (self.probe_timeout, &mut g.probe_timeout),
+            (self.gossip_interval, &mut g.gossip_interval),
+            (self.push_pull_interval, &mut g.push_pull_interval),
+            (self.gossip_to_the_dead_time, &mut g.gossip_to_the_dead_time),
+            (self.reconnect_interval, &mut g.reconnect_interval),
+        ];
+        for (given, slot) in durs {
+            if let Some(Dur(d)) = given {
+                *slot = d;
+            }
+        }
+        if let Some(n) = self.gossip_nodes {
+            g.gossip_nodes = n as usize;
+        }
+        if let Some(n) = self.retransmit_mult {
+            g.retransmit_mult = n;
+        }
+        if let Some(n) = self.suspicion_mult {
+            g.suspicion_mult = n;
+        }
+        Ok(g)
+    }
+}
