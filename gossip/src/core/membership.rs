@@ -409,12 +409,20 @@ impl Core {
 pub(super) fn plausible(stats: &mut Stats, claim: u32, known: u32) -> bool {
     let ok = incarnation::plausible(claim, known);
     if !ok {
-        stats.dropped_implausible += 1;
-        tracing::debug!(
-            claim,
-            known,
-            "dropped a claim too far ahead of the member's incarnation"
-        );
+        implausible(stats, claim, known);
     }
     ok
+}
+
+// Out of line: the check runs for every delta, the drop almost never, and the log call's expansion would
+// otherwise weigh on the inlining of the hot path around it.
+#[cold]
+#[inline(never)]
+fn implausible(stats: &mut Stats, claim: u32, known: u32) {
+    stats.dropped_implausible += 1;
+    tracing::debug!(
+        claim,
+        known,
+        "dropped a claim too far ahead of the member's incarnation"
+    );
 }
