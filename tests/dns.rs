@@ -3,30 +3,12 @@
 mod support;
 
 use std::net::UdpSocket;
-use std::process::Command;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record};
-use support::{Agent, tmp, wait_for};
-
-fn dig(server: &str, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .arg(format!("@{server}"))
-        .args(["-p", "8600", "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig is installed (tools/test.sh installs bind9-dnsutils)");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn status(out: &str) -> &str {
-    out.split("status: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or("")
-}
+use support::{Agent, dig, dns_status, tmp, wait_for};
 
 #[test]
 fn node_lookups_with_dig() {
@@ -47,7 +29,7 @@ fn node_lookups_with_dig() {
 
     // The seed page's query.
     let out = dig("127.0.6.1", &["agent-two.node.consul"]);
-    assert_eq!(status(&out), "NOERROR", "{out}");
+    assert_eq!(dns_status(&out), "NOERROR", "{out}");
     assert!(
         out.contains("agent-two.node.consul.\t0\tIN\tA\t127.0.6.2"),
         "{out}"
@@ -60,17 +42,17 @@ fn node_lookups_with_dig() {
     assert!(dig("127.0.6.1", &["+short", "TXT", "agent-two.node.consul"]).contains("rack=r2"));
 
     let out = dig("127.0.6.1", &["nobody.node.consul"]);
-    assert_eq!(status(&out), "NXDOMAIN", "{out}");
+    assert_eq!(dns_status(&out), "NXDOMAIN", "{out}");
     assert!(
         out.contains("IN\tSOA\tns.consul. hostmaster.consul."),
         "{out}"
     );
     assert_eq!(
-        status(&dig("127.0.6.1", &["agent-two.node.dc2.consul"])),
+        dns_status(&dig("127.0.6.1", &["agent-two.node.dc2.consul"])),
         "NXDOMAIN"
     );
     let out = dig("127.0.6.1", &["AAAA", "agent-two.node.consul"]);
-    assert_eq!(status(&out), "NOERROR");
+    assert_eq!(dns_status(&out), "NOERROR");
     assert!(out.contains("ANSWER: 0"), "{out}");
     assert_eq!(
         dig("127.0.6.1", &["+short", "SRV", "consul.service.consul"]).trim(),
@@ -83,7 +65,7 @@ fn node_lookups_with_dig() {
         .status_of("agent-two")
         .as_deref()
         == Some("failed")));
-    assert!(wait_for(Duration::from_secs(5), || status(&dig(
+    assert!(wait_for(Duration::from_secs(5), || dns_status(&dig(
         "127.0.6.1",
         &["agent-two.node.consul"]
     )) == "NXDOMAIN"));

@@ -5,44 +5,15 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
-use support::{Agent, BIN, run_to_exit, tmp, wait_for};
+use support::{Agent, dig, dns_status, keygen, run_to_exit, tls_files, tmp, wait_for};
 
 const CONVERGE: Duration = Duration::from_secs(20);
-
-fn dig(server: &str, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .arg(format!("@{server}"))
-        .args(["-p", "8600", "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig is installed (tools/test.sh installs bind9-dnsutils)");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn status(out: &str) -> &str {
-    out.split("status: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or("")
-}
-
-/// A counter from `/v1/agent/self` `Stats.<section>.<key>`.
-fn stat(a: &Agent, section: &str, key: &str) -> u64 {
-    let (_, body) = a.http("GET", "/v1/agent/self").expect("agent answers");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["Stats"][section][key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no Stats.{section}.{key} in {body}"))
-        .parse()
-        .unwrap()
-}
 
 fn query(name: &str, id: u16) -> Vec<u8> {
     let mut m = Message::query();
@@ -123,8 +94,8 @@ fn a_dns_response_is_never_answered_not_even_one_from_ourselves() {
     let out = dig("127.0.30.1", &["+short", "reflect-a.node.consul"]);
     assert_eq!(out.trim(), "127.0.30.1");
     // Everything the DNS socket received: two responses, our query and dig's. A loop would count on.
-    assert_eq!(stat(&a, "dns", "queries"), 4);
-    assert_eq!(stat(&a, "dns", "responses_dropped"), 2);
+    assert_eq!(a.stat("dns", "queries"), 4);
+    assert_eq!(a.stat("dns", "responses_dropped"), 2);
 }
 
 #[test]
@@ -159,9 +130,9 @@ fn a_flooded_dns_port_starves_neither_http_nor_gossip() {
         })
         .collect();
     // The flood is on once the agent has counted a good share of it.
-    assert!(wait_for(Duration::from_secs(10), || stat(
-        &a, "dns", "queries"
-    ) > 50_000));
+    assert!(wait_for(Duration::from_secs(10), || a
+        .stat("dns", "queries")
+        > 50_000));
     // Meanwhile HTTP answers every time (the client gives up after 30 s), and gossip keeps b's view.
     for _ in 0..20 {
         let t = Instant::now();
@@ -169,7 +140,7 @@ fn a_flooded_dns_port_starves_neither_http_nor_gossip() {
         assert_eq!(code, 200);
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
-    let during = stat(&a, "dns", "queries");
+    let during = a.stat("dns", "queries");
     // Longer than the suspicion timeout of a 2-node cluster (4 x 1 s): a starved agent would be failed.
     let watch_until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < watch_until {
@@ -178,8 +149,8 @@ fn a_flooded_dns_port_starves_neither_http_nor_gossip() {
     }
     stop.store(true, Ordering::Relaxed);
     let sent: u64 = flooders.into_iter().map(|f| f.join().unwrap()).sum();
-    assert!(stat(&a, "dns", "queries") > during, "still serving DNS");
-    assert!(stat(&a, "dns", "responses_dropped") > 0);
+    assert!(a.stat("dns", "queries") > during, "still serving DNS");
+    assert!(a.stat("dns", "responses_dropped") > 0);
     assert!(!b.log_text().contains("EventMemberFailed: flood-a"));
     assert!(sent > 50_000, "sent {sent}");
 }
@@ -195,15 +166,15 @@ fn badvers_and_reverse_lookups_with_dig() {
         "127.0.32.1",
         &["+edns=1", "+noednsnegotiation", "ptr-a.node.consul"],
     );
-    assert_eq!(status(&out), "BADVERS", "{out}");
+    assert_eq!(dns_status(&out), "BADVERS", "{out}");
     assert!(out.contains("EDNS: version: 0"), "{out}");
     assert_eq!(
-        status(&dig("127.0.32.1", &["ptr-a.node.consul"])),
+        dns_status(&dig("127.0.32.1", &["ptr-a.node.consul"])),
         "NOERROR"
     );
 
     let out = dig("127.0.32.1", &["-x", "127.0.32.2"]);
-    assert_eq!(status(&out), "NOERROR", "{out}");
+    assert_eq!(dns_status(&out), "NOERROR", "{out}");
     assert!(
         out.lines()
             .any(|l| l.starts_with("2.32.0.127.in-addr.arpa.")
@@ -211,7 +182,7 @@ fn badvers_and_reverse_lookups_with_dig() {
         "{out}"
     );
     let out = dig("127.0.32.1", &["-x", "127.0.32.77"]);
-    assert_eq!(status(&out), "NXDOMAIN", "{out}");
+    assert_eq!(dns_status(&out), "NXDOMAIN", "{out}");
     assert!(out.contains("SOA"), "{out}");
 }
 
@@ -327,39 +298,27 @@ fn one_client_cannot_take_every_dns_tcp_slot() {
             "127.0.34.1",
             &["+tcp", "-b", "127.0.34.51", "tcp-a.node.consul"],
         );
-        assert_eq!(status(&out), "NOERROR", "query {i}: {out}");
+        assert_eq!(dns_status(&out), "NOERROR", "query {i}: {out}");
     }
-    assert_eq!(stat(&a, "dns", "tcp_refused"), 244);
+    assert_eq!(a.stat("dns", "tcp_refused"), 244);
 }
 
 #[test]
 fn keys_and_keyrings_are_written_for_the_owner_only() {
     let dir = tmp("hard-modes");
     let pki = dir.join("pki");
-    std::fs::create_dir_all(&pki).unwrap();
-    for args in [
-        &["tls", "ca", "create"][..],
-        &["tls", "cert", "create", "-server"],
-    ] {
-        let out = Command::new(BIN)
-            .args(args)
-            .current_dir(&pki)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}");
-    }
+    tls_files(&pki, &["-server"]);
     let mode = |p: &std::path::Path| murmur::util::files::mode(p).unwrap();
     assert_eq!(mode(&pki.join("murmur-agent-ca-key.pem")), 0o600);
     assert_eq!(mode(&pki.join("dc1-server-murmur-0-key.pem")), 0o600);
     assert_eq!(mode(&pki.join("murmur-agent-ca.pem")), 0o644);
     assert_eq!(mode(&pki.join("dc1-server-murmur-0.pem")), 0o644);
 
-    let key = String::from_utf8(Command::new(BIN).arg("keygen").output().unwrap().stdout).unwrap();
     let _a = Agent::start(
         "modes-a",
         "127.0.35.1",
         &dir,
-        &[&format!("-encrypt={}", key.trim())],
+        &[&format!("-encrypt={}", keygen())],
     );
     let data = dir.join("modes-a");
     assert_eq!(mode(&data), 0o700);

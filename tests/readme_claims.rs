@@ -6,23 +6,15 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Agent, BIN, run_to_exit, tmp, wait_for};
+use support::{Agent, dig, dns_status, keygen, run_to_exit, tls_files, tmp, wait_for};
 
 const CONVERGE: Duration = Duration::from_secs(20);
 /// Bound on an agent that is expected to exit by itself: a refused join exits within a second, the
 /// slowest case here (two attempts that each wait out the 10 s push/pull timeout) in about 21 s; a run
 /// still going at 60 s has started by mistake.
 const EXIT_LIMIT: Duration = Duration::from_secs(60);
-
-fn keygen() -> String {
-    let out = Command::new(BIN).arg("keygen").output().unwrap();
-    let k = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert_eq!(k.len(), 44, "32 bytes in base64: {k}");
-    k
-}
 
 /// `murmur agent` arguments as `Agent::start` builds them, for `run_to_exit`.
 fn agent_args(name: &str, ip: &str, dir: &Path, extra: &[&str]) -> Vec<String> {
@@ -42,16 +34,6 @@ fn config(dir: &Path, file: &str, body: &str) -> String {
     let p = dir.join(file);
     std::fs::write(&p, body).unwrap();
     p.to_string_lossy().into_owned()
-}
-
-fn serf_stat(a: &Agent, key: &str) -> u64 {
-    let (_, body) = a.http("GET", "/v1/agent/self").unwrap();
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["Stats"]["serf_lan"][key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no Stats.serf_lan.{key}: {body}"))
-        .parse()
-        .unwrap()
 }
 
 /// Exactly `names` are members and all are alive, as `a` sees it.
@@ -80,10 +62,13 @@ fn await_alive(agents: &[&Agent], names: &[&str]) {
 /// datagrams a second, and probes go round-robin, so 10 cover every peer of a 2- or 3-node cluster
 /// more than once.
 fn await_gossip(agents: &[&Agent], n: u64) {
-    let before: Vec<u64> = agents.iter().map(|a| serf_stat(a, "packets_in")).collect();
+    let before: Vec<u64> = agents
+        .iter()
+        .map(|a| a.stat("serf_lan", "packets_in"))
+        .collect();
     for (a, b) in agents.iter().zip(before) {
         assert!(
-            wait_for(CONVERGE, || serf_stat(a, "packets_in") >= b + n),
+            wait_for(CONVERGE, || a.stat("serf_lan", "packets_in") >= b + n),
             "{}: gossip stopped",
             a.name
         );
@@ -528,8 +513,8 @@ fn encrypt_verify_keys_allow_a_rolling_move_to_encryption() {
     );
     // A reads every datagram of B's (its only peer), so B sends plaintext, and B takes A's plaintext.
     await_gossip(&[&a, &b], 10);
-    assert_eq!(serf_stat(&a, "dropped_decrypt"), 0);
-    assert_eq!(serf_stat(&b, "dropped_plaintext"), 0);
+    assert_eq!(a.stat("serf_lan", "dropped_decrypt"), 0);
+    assert_eq!(b.stat("serf_lan", "dropped_plaintext"), 0);
 
     // An agent with the key and the defaults seals its state: the plaintext A cannot read it.
     let out = run_to_exit(
@@ -586,11 +571,11 @@ fn encrypt_verify_keys_allow_a_rolling_move_to_encryption() {
     );
     await_gossip(&[&a, &b, &c], 12);
     for x in [&a, &b, &c] {
-        assert_eq!(serf_stat(x, "dropped_decrypt"), 0, "{}", x.name);
-        assert_eq!(serf_stat(x, "dropped_plaintext"), 0, "{}", x.name);
+        assert_eq!(x.stat("serf_lan", "dropped_decrypt"), 0, "{}", x.name);
+        assert_eq!(x.stat("serf_lan", "dropped_plaintext"), 0, "{}", x.name);
         assert!(all_alive(x, &names), "{}: {:?}", x.name, x.members());
     }
-    assert_eq!(serf_stat(&c, "declared_failed"), 0);
+    assert_eq!(c.stat("serf_lan", "declared_failed"), 0);
 
     // The defaults refuse plaintext: a strict agent cannot join through B, whose reply is plaintext.
     // (Last, because B merges the joiner's sealed state before the joiner refuses B's reply.)
@@ -616,29 +601,12 @@ fn encrypt_verify_keys_allow_a_rolling_move_to_encryption() {
 // 5. dns_config TTLs and a_record_limit, custom domain
 // ---------------------------------------------------------------------------------------------------
 
-fn dig(server: &str, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .arg(format!("@{server}"))
-        .args(["-p", "8600", "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig is installed (tools/test.sh installs bind9-dnsutils)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Records of a `+noall +answer` (or `+additional`) dig as whitespace-separated fields.
 fn records(out: &str) -> Vec<Vec<String>> {
     out.lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect()
-}
-
-fn dns_status(out: &str) -> &str {
-    out.split("status: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or("")
 }
 
 /// `node_ttl`, `service_ttl` and `a_record_limit` from an HCL `dns_config` block, with `-domain=example`.
@@ -755,26 +723,6 @@ fn dns_config_ttls_limits_and_custom_domain() {
 // ---------------------------------------------------------------------------------------------------
 // 6. verify_server_hostname
 // ---------------------------------------------------------------------------------------------------
-
-fn tls_files(dir: &Path, certs: &[&str]) {
-    std::fs::create_dir_all(dir).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&["tls", "ca", "create"]);
-    for role in certs {
-        run(&["tls", "cert", "create", role]);
-    }
-}
 
 fn tls_config(pki: &Path, cert: &str, name: &str, verify_server_hostname: bool) -> String {
     let body = serde_json::json!({

@@ -9,19 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{Agent, BIN, run_to_exit, tmp, wait_for};
+use support::{Agent, keygen, run_to_exit, tls_files, tmp, wait_for};
 
 const CONVERGE: Duration = Duration::from_secs(20);
-
-fn keygen() -> String {
-    let out = std::process::Command::new(BIN)
-        .arg("keygen")
-        .output()
-        .unwrap();
-    let k = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert_eq!(k.len(), 44, "32 bytes in base64: {k}");
-    k
-}
 
 fn alive_count(a: &Agent) -> usize {
     a.members()
@@ -34,18 +24,8 @@ fn keyring_list(a: &Agent) -> String {
     String::from_utf8_lossy(&a.cli(&["keyring", "-list"]).stdout).to_string()
 }
 
-fn serf_stat(a: &Agent, key: &str) -> u64 {
-    let (_, body) = a.http("GET", "/v1/agent/self").unwrap();
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["Stats"]["serf_lan"][key]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn declared_failed(a: &Agent) -> u64 {
-    serf_stat(a, "declared_failed")
+    a.stat("serf_lan", "declared_failed")
 }
 
 #[test]
@@ -98,16 +78,19 @@ fn encrypted_cluster_rotates_keys_without_failures_and_keeps_wrong_key_out() {
     // Gossip keeps flowing on the new key alone: every agent takes in plenty more packets, and not one
     // fails to decrypt (a node still sealing with the removed key would show here long before anyone's
     // suspicion of it could time out).
-    let before: Vec<u64> = all.iter().map(|x| serf_stat(x, "packets_in")).collect();
+    let before: Vec<u64> = all
+        .iter()
+        .map(|x| x.stat("serf_lan", "packets_in"))
+        .collect();
     for (x, b) in all.iter().zip(&before) {
         assert!(
-            wait_for(CONVERGE, || serf_stat(x, "packets_in") >= b + 30),
+            wait_for(CONVERGE, || x.stat("serf_lan", "packets_in") >= b + 30),
             "{}: gossip stopped",
             x.name
         );
     }
     for x in all {
-        assert_eq!(serf_stat(x, "dropped_decrypt"), 0, "{}", x.name);
+        assert_eq!(x.stat("serf_lan", "dropped_decrypt"), 0, "{}", x.name);
         assert_eq!(alive_count(x), 3);
         assert_eq!(declared_failed(x), 0, "{} declared someone failed", x.name);
     }
@@ -254,26 +237,6 @@ fn no_plaintext_node_names_on_the_wire_when_encrypted() {
         !enc.contains(b"cipher-bravo") && !enc.contains(b"cipher-alpha"),
         "a node name crossed in plaintext"
     );
-}
-
-fn tls_files(dir: &std::path::Path, certs: &[&str]) {
-    std::fs::create_dir_all(dir).unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&["tls", "ca", "create"]);
-    for role in certs {
-        run(&["tls", "cert", "create", role]);
-    }
 }
 
 fn tls_config(dir: &std::path::Path, cert: &str, name: &str) -> std::path::PathBuf {

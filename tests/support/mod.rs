@@ -217,3 +217,64 @@ impl Drop for Agent {
         self.crash();
     }
 }
+
+/// `dig @SERVER -p 8600 ARGS` (one try, 2 s), its standard output.
+pub fn dig(server: &str, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{server}"))
+        .args(["-p", "8600", "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig is installed (tools/test.sh installs bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The response code dig printed (`NOERROR`, `NXDOMAIN`, ...), or "".
+pub fn dns_status(out: &str) -> &str {
+    out.split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("")
+}
+
+/// A new gossip key from `murmur keygen`.
+pub fn keygen() -> String {
+    let out = Command::new(BIN).arg("keygen").output().unwrap();
+    let k = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(k.len(), 44, "32 bytes in base64: {k}");
+    k
+}
+
+/// The cluster CA and the given node certificates (`-server`, `-client`, ...) in `dir`.
+pub fn tls_files(dir: &std::path::Path, certs: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["tls", "ca", "create"]);
+    for role in certs {
+        run(&["tls", "cert", "create", role]);
+    }
+}
+
+impl Agent {
+    /// A counter from `/v1/agent/self` `Stats.<section>.<key>`.
+    pub fn stat(&self, section: &str, key: &str) -> u64 {
+        let (_, body) = self.http("GET", "/v1/agent/self").expect("agent answers");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["Stats"][section][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no Stats.{section}.{key} in {body}"))
+            .parse()
+            .unwrap()
+    }
+}
