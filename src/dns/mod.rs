@@ -58,7 +58,7 @@ impl Default for DnsConfig {
 
 /// `dns_config { ... }` as a config file writes it; what is not given keeps [`DnsConfig::default`].
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DnsSection {
     /// TTL of node records.
     pub node_ttl: Option<Dur>,

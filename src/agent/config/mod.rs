@@ -339,6 +339,27 @@ mod tests {
     }
 
     #[test]
+    fn every_declared_setting_has_a_typed_home() {
+        use settings::{Kind, SETTINGS};
+        for s in SETTINGS {
+            let sample = match s.kind {
+                Kind::Str => serde_json::json!("x"),
+                Kind::Bool => serde_json::json!(true),
+                Kind::Port => serde_json::json!(8000),
+                Kind::Count => serde_json::json!(3),
+                Kind::Dur => serde_json::json!("5s"),
+                Kind::List => serde_json::json!(["a"]),
+                Kind::StrMap => serde_json::json!({"k": "v"}),
+            };
+            let mut v = Value::Object(Map::new());
+            sources::set_path(&mut v, s.key, sample);
+            // The sections refuse fields they do not have, so a declared key without a field fails.
+            serde_json::from_value::<sections::File>(v)
+                .unwrap_or_else(|e| panic!("{}: {e}", s.key));
+        }
+    }
+
+    #[test]
     fn seed_page_command_line() {
         let c = load_args(&[
             "-server",

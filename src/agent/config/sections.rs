@@ -8,7 +8,7 @@ use crate::util::duration::Dur;
 
 /// Every setting a file or flag may give (checked against `settings.rs` before it gets here).
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct File {
     pub(super) node_name: Option<String>,
     pub(super) datacenter: Option<String>,
@@ -46,7 +46,7 @@ pub(super) struct File {
 
 /// `ports { ... }`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct PortsSection {
     pub(super) http: Option<u16>,
     pub(super) dns: Option<u16>,
@@ -56,14 +56,14 @@ pub(super) struct PortsSection {
 
 /// `limits { ... }`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct LimitsSection {
     pub(super) http_max_conns_per_client: Option<u32>,
 }
 
 /// `gossip_lan { ... }`: a memberlist profile and overrides of its timings.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct GossipSection {
     pub(super) profile: Option<String>,
     pub(super) probe_interval: Option<Dur>,
