@@ -112,6 +112,14 @@ fn encrypted_cluster_rotates_keys_without_failures_and_keeps_wrong_key_out() {
     );
     assert_eq!(out.code, Some(1), "wrong-key agent must fail to join");
     assert!(out.output.contains("Error joining the cluster"));
+    // The joiner hears why: the cluster closed the push/pull with its reason.
+    assert!(
+        out.output.contains(
+            "127.0.11.1:8301 refused it: state from 127.0.11.4:8301: no installed key opens it"
+        ),
+        "{}",
+        out.output
+    );
     assert!(
         a.log_text().contains("no installed key opens it"),
         "{}",

@@ -18,6 +18,10 @@ use murmur_gossip::wire::MAX_STATE;
 pub const MAX_CONCURRENT: usize = 128;
 /// Whole-exchange deadline.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Application close code of a push/pull the answering member refused; the reason text follows it.
+const REFUSED: u32 = 1;
+/// Longest refusal reason sent back (it must fit a packet with room to spare).
+const MAX_REASON: usize = 512;
 /// Largest frame accepted (a sealed full state).
 pub const MAX_FRAME: usize = MAX_STATE + 64;
 
@@ -128,11 +132,27 @@ impl Quic {
                 .map_err(|e| e.to_string())?
                 .await
                 .map_err(|e| e.to_string())?;
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-            write_frame(&mut send, ours).await?;
-            let theirs = read_frame(&mut recv).await?;
-            conn.close(0u32.into(), b"done");
-            Ok(theirs)
+            let exchanged = async {
+                let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+                write_frame(&mut send, ours).await?;
+                read_frame(&mut recv).await
+            }
+            .await;
+            match exchanged {
+                Ok(theirs) => {
+                    conn.close(0u32.into(), b"done");
+                    Ok(theirs)
+                }
+                // The peer said why it refused (wrong key, plaintext): tell that, not "connection lost".
+                Err(e) => Err(match conn.close_reason() {
+                    Some(quinn::ConnectionError::ApplicationClosed(c))
+                        if c.error_code == REFUSED.into() =>
+                    {
+                        format!("{addr} refused it: {}", String::from_utf8_lossy(&c.reason))
+                    }
+                    _ => e,
+                }),
+            }
         };
         tokio::time::timeout(TIMEOUT, work)
             .await
@@ -185,7 +205,15 @@ impl Quic {
         let conn = incoming.await.map_err(|e| format!("handshake: {e}"))?;
         let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
         let theirs = read_frame(&mut recv).await?;
-        let ours = answer(from, theirs).await?;
+        let ours = match answer(from, theirs).await {
+            Ok(ours) => ours,
+            Err(e) => {
+                // Closing with the reason lets the joiner say why instead of "connection lost".
+                let reason = &e.as_bytes()[..e.len().min(MAX_REASON)];
+                conn.close(REFUSED.into(), reason);
+                return Err(e);
+            }
+        };
         write_frame(&mut send, &ours).await?;
         // Let the peer read everything before the connection goes away.
         let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
