@@ -348,15 +348,15 @@ fn bad_configuration_is_refused_with_a_clear_error() {
     let consul_dir = dir.join("consul.d");
     std::fs::create_dir_all(&consul_dir).unwrap();
     std::fs::write(
-        consul_dir.join("web.json"),
-        r#"{"service": {"name": "web", "port": 80}}"#,
+        consul_dir.join("mesh.json"),
+        r#"{"connect": {"enabled": true}}"#,
     )
     .unwrap();
     let (code, err) = run(&["-dev", "-config-dir", consul_dir.to_str().unwrap()]);
     assert_eq!(code, Some(1));
     assert!(
-        err.contains("web.json")
-            && err.contains("key \"service\" is a Consul setting that murmur does not support yet"),
+        err.contains("mesh.json")
+            && err.contains("key \"connect\" is a Consul setting that murmur does not support yet"),
         "{err}"
     );
     let (code, err) = run(&["-dev", "-serf-wan-port=8302"]);

@@ -19,9 +19,7 @@ const KEYS: &[&str] = &[
     "bootstrap",
     "ca_path",
     "cache",
-    "check",
     "check_update_interval",
-    "checks",
     "cloud",
     "config_entries",
     "connect",
@@ -94,8 +92,6 @@ const KEYS: &[&str] = &[
     "serf_lan",
     "serf_wan",
     "server_name",
-    "service",
-    "services",
     "session_ttl_min",
     "start_join_wan",
     "syslog_facility",
@@ -173,10 +169,10 @@ mod tests {
 
     #[test]
     fn consul_settings_are_named_as_such() {
-        let e = key("service").unwrap();
+        let e = key("connect").unwrap();
         assert_eq!(
             e,
-            "key \"service\" is a Consul setting that murmur does not support yet"
+            "key \"connect\" is a Consul setting that murmur does not support yet"
         );
         assert!(key("ports.serf_wan").is_some());
         assert!(key("mystery_key").is_none());

@@ -21,6 +21,7 @@ use crate::net::crypto::{self, Keyring};
 use crate::net::mux::QUIC_QUEUE;
 use crate::net::quic::Quic;
 use crate::net::{GossipHandle, Security, UdpDriver};
+use crate::state::local_services::{self, LocalServices, Source};
 use crate::state::publish::Publisher;
 use crate::state::{AgentState, ChangeIndex, LocalAgent, MemberTable};
 use crate::util::connlimit::ConnLimiter;
@@ -167,8 +168,23 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         server_port: cfg.ports.server,
         serf_lan_port: cfg.ports.serf_lan,
     };
+    let services = Arc::new(LocalServices::new(data_dir.as_ref().map(DataDir::path)));
+    for problem in services.load_persisted(Instant::now()) {
+        warn!("skipping a persisted registration that no longer reads: {problem}");
+    }
+    for def in &cfg.services {
+        services
+            .add_service(def.clone(), Vec::new(), Source::Config, Instant::now())
+            .map_err(|e| format!("service {:?}: {e}", def.id))?;
+    }
+    for def in &cfg.checks {
+        services
+            .add_check(def.clone(), Source::Config, Instant::now())
+            .map_err(|e| format!("check {:?}: {e}", def.id))?;
+    }
+    tokio::spawn(run_ttl_checks(services.clone()));
     let api = ApiState {
-        state: AgentState::new(table.clone(), changes, local, gossip.clone()),
+        state: AgentState::new(table.clone(), changes, local, services, gossip.clone()),
         shutdown: shutdown_tx,
         dns: dns_stats.clone(),
     };
@@ -353,6 +369,20 @@ fn member_tags(cfg: &Config, node_id: &str) -> Vec<(String, String)> {
         ));
     }
     t
+}
+
+/// Turns TTL checks critical when their deadline passes: sleeps until the next deadline, or until a
+/// registration or report moves it. Runs as long as the agent.
+async fn run_ttl_checks(services: Arc<LocalServices>) {
+    loop {
+        let next = services
+            .expire(Instant::now())
+            .unwrap_or_else(|| Instant::now() + local_services::IDLE);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = services.changed.notified() => {}
+        }
+    }
 }
 
 /// Joins every address concurrently (`port` where an address names none); returns how many answered.

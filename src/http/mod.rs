@@ -1,11 +1,12 @@
 //! HTTP: the Consul-compatible API the agent serves, and the small client the CLI uses to call it.
 //!
-//! One file per route family (`agent.rs`, `catalog.rs`, `status.rs`, `operator.rs`); shared pieces in
+//! One file per route family (`agent.rs`, `agent_services.rs`, `catalog.rs`, `status.rs`, `operator.rs`); shared pieces in
 //! `error.rs` (Consul's status codes and texts), `params.rs`, `blocking.rs` (`?index=&wait=` and the
 //! `X-Consul-*` headers) and `json.rs` (Consul's JSON shapes). A new endpoint goes into its family's
 //! file and one line of [`router`]. Handlers read and wait on [`crate::state`], never on the network.
 
 mod agent;
+mod agent_services;
 mod blocking;
 mod catalog;
 pub mod client;
@@ -44,6 +45,29 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/agent/join/{address}", put(agent::join))
         .route("/v1/agent/leave", put(agent::leave))
         .route("/v1/agent/force-leave/{node}", put(agent::force_leave))
+        .route("/v1/agent/services", get(agent_services::services))
+        .route("/v1/agent/service/{id}", get(agent_services::service))
+        .route(
+            "/v1/agent/service/register",
+            put(agent_services::register_service),
+        )
+        .route(
+            "/v1/agent/service/deregister/{id}",
+            put(agent_services::deregister_service),
+        )
+        .route("/v1/agent/checks", get(agent_services::checks))
+        .route(
+            "/v1/agent/check/register",
+            put(agent_services::register_check),
+        )
+        .route(
+            "/v1/agent/check/deregister/{id}",
+            put(agent_services::deregister_check),
+        )
+        .route("/v1/agent/check/pass/{id}", put(agent_services::pass))
+        .route("/v1/agent/check/warn/{id}", put(agent_services::warn))
+        .route("/v1/agent/check/fail/{id}", put(agent_services::fail))
+        .route("/v1/agent/check/update/{id}", put(agent_services::update))
         .route("/v1/catalog/nodes", get(catalog::catalog_nodes))
         .route("/v1/catalog/node/{node}", get(catalog::catalog_node_one))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))

@@ -7,9 +7,13 @@
 //! - `servers.rs`: servers and the leader of the datacenter
 //! - `keyring.rs`: who holds which gossip key, and the wait for a keyring change to reach everyone
 //! - `publish.rs`: the driver's member sink
+//! - `definitions.rs`, `local_services.rs`: this agent's own services and checks (config files and the
+//!   HTTP API), TTL deadlines, persistence
 
 pub mod changes;
+pub mod definitions;
 pub mod keyring;
+pub mod local_services;
 pub mod members;
 pub mod publish;
 pub mod servers;
@@ -52,6 +56,8 @@ pub struct AgentState {
     pub changes: Arc<ChangeIndex>,
     /// Local facts.
     pub local: Arc<LocalAgent>,
+    /// This agent's own services and checks.
+    pub services: Arc<local_services::LocalServices>,
     gossip: GossipHandle,
 }
 
@@ -61,12 +67,14 @@ impl AgentState {
         members: Arc<MemberTable>,
         changes: Arc<ChangeIndex>,
         local: LocalAgent,
+        services: Arc<local_services::LocalServices>,
         gossip: GossipHandle,
     ) -> Self {
         AgentState {
             members,
             changes,
             local: Arc::new(local),
+            services,
             gossip,
         }
     }

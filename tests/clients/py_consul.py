@@ -63,6 +63,18 @@ def main():
         assert one.status.leader() == "127.0.17.1:8300"
         assert one.status.peers() == ["127.0.17.1:8300"]
 
+        # The agent's own services and TTL checks, as a py-consul user registers them.
+        assert one.agent.service.register(
+            "web", service_id="web-1", port=80, tags=["v1"], check=consul.Check.ttl("30s")) is True
+        services = one.agent.services()
+        assert services["web-1"]["Service"] == "web" and services["web-1"]["Port"] == 80, services
+        assert one.agent.checks()["service:web-1"]["Status"] == "critical"
+        assert one.agent.check.ttl_pass("service:web-1", notes="serving") is True
+        check = one.agent.checks()["service:web-1"]
+        assert (check["Status"], check["Output"]) == ("passing", "serving"), check
+        assert one.agent.service.deregister("web-1") is True
+        assert "web-1" not in one.agent.services()
+
         try:
             two.agent.force_leave("nobody-here")
             raise AssertionError("force-leave of an unknown node must fail")

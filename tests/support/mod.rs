@@ -156,6 +156,21 @@ impl Agent {
         t.call(method, path).ok().map(|r| (r.status, r.text()))
     }
 
+    /// Raw HTTP call with a body: (status, body), or None if the agent is unreachable.
+    pub fn http_body(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        let t = murmur::http::client::Target::parse(&self.http_addr()).unwrap();
+        t.call_with_body(method, path, body.as_bytes())
+            .ok()
+            .map(|r| (r.status, r.text()))
+    }
+
+    /// A GET that must answer 200 with JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (code, body) = self.http("GET", path).expect("agent answers");
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
     /// `murmur members` parsed into (name -> (status, type)).
     pub fn members(&self) -> Vec<(String, String, String)> {
         let out = self.cli(&["members"]);

@@ -109,6 +109,10 @@ pub struct Config {
     pub node_meta: Vec<(String, String)>,
     /// DNS settings (`domain`, `recursors`, `dns_config`).
     pub dns: crate::dns::DnsConfig,
+    /// Services defined in config files (`service`, `services`).
+    pub services: Vec<crate::state::definitions::ServiceDef>,
+    /// Checks defined in config files, the services' own included.
+    pub checks: Vec<crate::state::definitions::CheckDef>,
 }
 
 /// Builds the configuration from `murmur agent` flags.
@@ -269,6 +273,20 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     f.dns_config.apply(&mut dns);
+    let (mut services, mut checks) = (Vec::new(), Vec::new());
+    for (key, given) in [
+        ("service", &f.service),
+        ("services", &f.services),
+        ("check", &f.check),
+        ("checks", &f.checks),
+    ] {
+        if let Some(v) = given {
+            let (s, c) = crate::state::definitions::from_config(key, v)
+                .map_err(|e| format!("key {key:?}: {e}"))?;
+            services.extend(s);
+            checks.extend(c);
+        }
+    }
     Ok(Config {
         node_name,
         datacenter,
@@ -306,6 +324,8 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         gossip,
         node_meta,
         dns,
+        services,
+        checks,
     })
 }
 
@@ -350,6 +370,7 @@ mod tests {
                 Kind::Dur => serde_json::json!("5s"),
                 Kind::List => serde_json::json!(["a"]),
                 Kind::StrMap => serde_json::json!({"k": "v"}),
+                Kind::Definitions => serde_json::json!({"name": "web"}),
             };
             let mut v = Value::Object(Map::new());
             sources::set_path(&mut v, s.key, sample);
@@ -357,6 +378,27 @@ mod tests {
             serde_json::from_value::<sections::File>(v)
                 .unwrap_or_else(|e| panic!("{}: {e}", s.key));
         }
+    }
+
+    #[test]
+    fn definitions_accumulate_across_files() {
+        let d = tmpdir("defs");
+        std::fs::write(
+            d.join("a.json"),
+            r#"{"service": {"name": "web", "port": 80}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("b.hcl"),
+            "service {\n  name = \"db\"\n}\nchecks = [{ name = \"disk\", ttl = \"1m\" }]\n",
+        )
+        .unwrap();
+        let c = load_args(&["-dev", "-config-dir", d.to_str().unwrap()]).unwrap();
+        let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web", "db"], "each file's service stands alone");
+        assert_eq!(c.services[0].port, 80);
+        assert_eq!(c.checks.len(), 1);
+        assert_eq!(c.checks[0].id, "disk");
     }
 
     #[test]

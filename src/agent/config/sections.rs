@@ -42,6 +42,10 @@ pub(super) struct File {
     pub(super) ports: PortsSection,
     pub(super) gossip_lan: GossipSection,
     pub(super) limits: LimitsSection,
+    pub(super) service: Option<serde_json::Value>,
+    pub(super) services: Option<serde_json::Value>,
+    pub(super) check: Option<serde_json::Value>,
+    pub(super) checks: Option<serde_json::Value>,
 }
 
 /// `ports { ... }`.

@@ -24,6 +24,8 @@ pub enum Kind {
     List,
     /// An object of string values.
     StrMap,
+    /// Service or check definitions: one object or a list, checked by `state::definitions`.
+    Definitions,
 }
 
 /// One setting.
@@ -203,6 +205,10 @@ pub const SETTINGS: &[Setting] = &[
     key("gossip_lan.gossip_to_the_dead_time", Kind::Dur),
     key("gossip_lan.reconnect_interval", Kind::Dur),
     key("limits.http_max_conns_per_client", Kind::Count),
+    key("service", Kind::Definitions),
+    key("services", Kind::Definitions),
+    key("check", Kind::Definitions),
+    key("checks", Kind::Definitions),
 ];
 
 /// Flags that set no key of their own.
@@ -241,6 +247,13 @@ pub fn agent_flags() -> Vec<Flag> {
         Some(Flag { name, arity, help })
     });
     from_settings.chain(COMMAND_FLAGS.iter().copied()).collect()
+}
+
+/// True for a top-level key holding definitions, which accumulate across files.
+pub fn is_definitions(key: &str) -> bool {
+    SETTINGS
+        .iter()
+        .any(|s| s.key == key && s.kind == Kind::Definitions)
 }
 
 /// The setting a flag sets.
@@ -287,6 +300,10 @@ pub fn check(v: &Value, prefix: &str) -> Result<(), String> {
             format!("{prefix}.{k}")
         };
         match node(&path) {
+            Some(Node::Leaf(Kind::Definitions)) => {
+                crate::state::definitions::from_config(&path, val)
+                    .map_err(|e| format!("key {path:?}: {e}"))?;
+            }
             Some(Node::Leaf(kind)) => {
                 check_value(kind, val).map_err(|e| format!("key {path:?}: {e}"))?
             }
@@ -319,6 +336,7 @@ fn check_value(kind: Kind, v: &Value) -> Result<(), String> {
         Kind::StrMap => v
             .as_object()
             .is_some_and(|o| o.values().all(Value::is_string)),
+        Kind::Definitions => v.is_object() || v.is_array(),
     };
     if ok {
         Ok(())
@@ -336,6 +354,7 @@ fn describe(kind: Kind) -> &'static str {
         Kind::Dur => "a duration string such as \"30s\"",
         Kind::List => "a list of strings",
         Kind::StrMap => "an object of string values",
+        Kind::Definitions => "a definition object or a list of them",
     }
 }
 
@@ -349,7 +368,7 @@ pub fn coerce(kind: Kind, s: &str) -> Result<Value, String> {
                 .map_err(|_| format!("expected {}, got {s:?}", describe(kind)))?,
         ),
         Kind::List => Value::Array(vec![Value::String(s.to_owned())]),
-        Kind::StrMap => return Err("not settable from a flag".into()),
+        Kind::StrMap | Kind::Definitions => return Err("not settable from a flag".into()),
     };
     check_value(kind, &v)?;
     Ok(v)

@@ -72,11 +72,26 @@ fn merge_key(map: &mut Map<String, Value>, k: &str, v: Value) {
     }
 }
 
-/// Later sources override earlier ones; lists (joins) accumulate, objects merge key by key.
+/// Later sources override earlier ones; lists (joins) accumulate, objects merge key by key, and
+/// definitions (`service`, `check`, ...) accumulate whether a file gives one or a list: each file's
+/// service is a service of its own, never merged into another file's.
 pub fn merge(base: &mut Value, over: Value) {
     if let (Value::Object(a), Value::Object(b)) = (base, over) {
         for (k, v) in b {
-            merge_key(a, &k, v);
+            if settings::is_definitions(&k) {
+                let mut list = match a.remove(&k) {
+                    Some(Value::Array(l)) => l,
+                    Some(one) => vec![one],
+                    None => Vec::new(),
+                };
+                match v {
+                    Value::Array(more) => list.extend(more),
+                    one => list.push(one),
+                }
+                a.insert(k, Value::Array(list));
+            } else {
+                merge_key(a, &k, v);
+            }
         }
     }
 }

@@ -1,0 +1,202 @@
+//! `/v1/agent/service*` and `/v1/agent/check*`: this agent's own services and checks, in Consul's
+//! shapes, status codes and error texts.
+
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::ApiState;
+use super::error::{ApiError, ApiResult, bad_request, server_error};
+use super::params::Params;
+use crate::state::definitions::{self, ServiceDef, Status};
+use crate::state::local_services::{CheckState, Source, TtlError};
+
+fn agent_service(s: &ApiState, d: &ServiceDef) -> Value {
+    json!({
+        "ID": d.id,
+        "Service": d.name,
+        "Tags": d.tags,
+        "Meta": d.meta,
+        "Port": d.port,
+        "Address": d.address,
+        "TaggedAddresses": d.tagged_addresses,
+        "Weights": {"Passing": d.weights.0, "Warning": d.weights.1},
+        "EnableTagOverride": d.enable_tag_override,
+        "Datacenter": s.state.local.datacenter,
+    })
+}
+
+fn agent_check(s: &ApiState, c: &CheckState) -> Value {
+    let service = c
+        .def
+        .service_id
+        .as_deref()
+        .and_then(|id| s.state.services.service(id));
+    json!({
+        "Node": s.state.local.node_name,
+        "CheckID": c.def.id,
+        "Name": c.def.name,
+        "Status": c.status.as_str(),
+        "Notes": c.def.notes,
+        "Output": c.output,
+        "ServiceID": c.def.service_id.clone().unwrap_or_default(),
+        "ServiceName": service.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+        "ServiceTags": service.map(|s| s.tags).unwrap_or_default(),
+        "Type": "ttl",
+        "Interval": "",
+        "Timeout": "",
+        "ExposedPort": 0,
+        "Definition": {},
+        "CreateIndex": 0,
+        "ModifyIndex": 0,
+    })
+}
+
+fn body(raw: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(raw).map_err(|e| bad_request(format!("Request decode failed: {e}")))
+}
+
+pub(super) async fn services(State(s): State<ApiState>) -> Response {
+    let map: Map<String, Value> = s
+        .state
+        .services
+        .services()
+        .iter()
+        .map(|d| (d.id.clone(), agent_service(&s, d)))
+        .collect();
+    axum::Json(map).into_response()
+}
+
+pub(super) async fn service(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let d = s
+        .state
+        .services
+        .service(&id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("unknown service ID: {id}")))?;
+    Ok(axum::Json(agent_service(&s, &d)).into_response())
+}
+
+pub(super) async fn register_service(
+    State(s): State<ApiState>,
+    raw: axum::body::Bytes,
+) -> ApiResult {
+    let (def, checks) = definitions::service(&body(&raw)?).map_err(|e| bad_request(e.0))?;
+    s.state
+        .services
+        .add_service(def, checks, Source::Api, Instant::now())
+        .map_err(server_error)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(super) async fn deregister_service(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    if !s.state.services.remove_service(&id).map_err(server_error)? {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."
+            ),
+        ));
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(super) async fn checks(State(s): State<ApiState>) -> Response {
+    let map: Map<String, Value> = s
+        .state
+        .services
+        .checks()
+        .iter()
+        .map(|c| (c.def.id.clone(), agent_check(&s, c)))
+        .collect();
+    axum::Json(map).into_response()
+}
+
+pub(super) async fn register_check(State(s): State<ApiState>, raw: axum::body::Bytes) -> ApiResult {
+    let def = definitions::check(&body(&raw)?).map_err(|e| bad_request(e.0))?;
+    s.state
+        .services
+        .add_check(def, Source::Api, Instant::now())
+        .map_err(bad_request)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(super) async fn deregister_check(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    if !s.state.services.remove_check(&id).map_err(server_error)? {
+        return Err(ttl_error(TtlError::Unknown(id)));
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+fn ttl_error(e: TtlError) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, e.to_string())
+}
+
+/// `PUT /v1/agent/check/{pass,warn,fail}/:id?note=`.
+pub(super) async fn report(
+    s: ApiState,
+    status: Status,
+    id: String,
+    q: std::collections::HashMap<String, String>,
+) -> ApiResult {
+    let note = q.get("note").map(String::as_str).unwrap_or("");
+    s.state
+        .services
+        .report(&id, status, note, Instant::now())
+        .map_err(ttl_error)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(super) async fn pass(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    report(s, Status::Passing, id, q).await
+}
+
+pub(super) async fn warn(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    report(s, Status::Warning, id, q).await
+}
+
+pub(super) async fn fail(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    report(s, Status::Critical, id, q).await
+}
+
+/// `PUT /v1/agent/check/update/:id` with `{"Status": "...", "Output": "..."}` (any case).
+pub(super) async fn update(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> ApiResult {
+    let v = body(&raw)?;
+    let field = |k: &str| {
+        v.as_object()
+            .and_then(|o| o.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)))
+            .and_then(|(_, v)| v.as_str())
+    };
+    let status_text = field("status").unwrap_or("");
+    let status = Status::parse(status_text)
+        .ok_or_else(|| bad_request(format!("Invalid check status: {status_text:?}")))?;
+    s.state
+        .services
+        .report(&id, status, field("output").unwrap_or(""), Instant::now())
+        .map_err(ttl_error)?;
+    Ok(StatusCode::OK.into_response())
+}

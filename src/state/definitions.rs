@@ -1,0 +1,450 @@
+//! Service and check definitions as Consul writes them: in config files (`service { name = "web" }`,
+//! snake_case) and in HTTP bodies (`{"Name": "web"}`, PascalCase, matched case-insensitively as Go's
+//! decoder does). Both spellings are read by one parser: a definition's own keys are compared lower-cased
+//! without underscores; the keys of the user's maps inside it (`meta`, `tagged_addresses`) are data and
+//! stay as written.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::util::duration;
+
+/// A service as registered on this agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceDef {
+    /// Unique on this agent (defaults to the name).
+    pub id: String,
+    /// Service name.
+    pub name: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Address, if not the node's.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Tagged addresses, kept as given.
+    pub tagged_addresses: Map<String, Value>,
+    /// Lets the catalog's tags override ours.
+    pub enable_tag_override: bool,
+    /// DNS SRV weights (passing, warning).
+    pub weights: (u32, u32),
+}
+
+/// How a check's status is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// The application reports; critical once `ttl` passes without a report.
+    Ttl(Duration),
+}
+
+/// A health check as registered on this agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckDef {
+    /// Unique on this agent.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The service it belongs to, if any.
+    pub service_id: Option<String>,
+    /// How it runs.
+    pub kind: CheckKind,
+    /// Status at registration (`critical` unless given, as in Consul).
+    pub status: Status,
+    /// Notes for humans.
+    pub notes: String,
+}
+
+/// A check's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// Healthy.
+    Passing,
+    /// Degraded.
+    Warning,
+    /// Unhealthy.
+    Critical,
+}
+
+impl Status {
+    /// Consul's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passing => "passing",
+            Status::Warning => "warning",
+            Status::Critical => "critical",
+        }
+    }
+
+    /// Parses Consul's spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "passing" => Some(Status::Passing),
+            "warning" => Some(Status::Warning),
+            "critical" => Some(Status::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// A definition murmur refuses, with Consul's wording where Consul has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionError(pub String);
+
+impl std::fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DefinitionError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, DefinitionError> {
+    Err(DefinitionError(msg.into()))
+}
+
+fn norm(k: &str) -> String {
+    k.chars()
+        .filter(|c| *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// The object's own fields under normalized keys (nested values untouched).
+fn fields(v: &Value, what: &str) -> Result<BTreeMap<String, Value>, DefinitionError> {
+    let Value::Object(o) = v else {
+        return err(format!("{what}: expected an object"));
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in o {
+        out.insert(norm(k), v.clone());
+    }
+    Ok(out)
+}
+
+fn string(f: &BTreeMap<String, Value>, k: &str) -> Result<Option<String>, DefinitionError> {
+    match f.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => err(format!("{k}: expected a string, got {other}")),
+    }
+}
+
+fn duration_of(f: &BTreeMap<String, Value>, k: &str) -> Result<Option<Duration>, DefinitionError> {
+    match string(f, k)? {
+        None => Ok(None),
+        Some(s) => duration::parse(&s).map(Some).map_err(DefinitionError),
+    }
+}
+
+/// A service definition (config file or `PUT /v1/agent/service/register`) and the checks it carries.
+pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError> {
+    let f = fields(v, "service")?;
+    const KNOWN: &[&str] = &[
+        "id",
+        "name",
+        "tags",
+        "address",
+        "port",
+        "meta",
+        "taggedaddresses",
+        "enabletagoverride",
+        "weights",
+        "check",
+        "checks",
+        "kind",
+    ];
+    if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return err(format!(
+            "service field {k:?} is not supported by murmur yet"
+        ));
+    }
+    let Some(name) = string(&f, "name")?.filter(|n| !n.is_empty()) else {
+        return err("Missing service name");
+    };
+    if string(&f, "kind")?.is_some_and(|k| !k.is_empty()) {
+        return err("service kinds (Connect proxies, gateways) are not supported by murmur yet");
+    }
+    let id = string(&f, "id")?
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| name.clone());
+    let tags = match f.get("tags") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|t| t.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| DefinitionError("tags: expected a list of strings".into()))?,
+        Some(other) => return err(format!("tags: expected a list of strings, got {other}")),
+    };
+    let port = match f.get("port") {
+        None | Some(Value::Null) => 0,
+        Some(p) => p
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| DefinitionError(format!("port: expected 0-65535, got {p}")))?,
+    };
+    let meta = match f.get("meta") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+            .collect::<Option<BTreeMap<_, _>>>()
+            .ok_or_else(|| DefinitionError("meta: values must be strings".into()))?,
+        Some(other) => return err(format!("meta: expected an object, got {other}")),
+    };
+    let tagged_addresses = match f.get("taggedaddresses") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(o)) => o.clone(),
+        Some(other) => return err(format!("tagged_addresses: expected an object, got {other}")),
+    };
+    let enable_tag_override = match f.get("enabletagoverride") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return err(format!(
+                "enable_tag_override: expected a boolean, got {other}"
+            ));
+        }
+    };
+    let weights = match f.get("weights") {
+        None | Some(Value::Null) => (1, 1),
+        Some(w) => {
+            let w = fields(w, "weights")?;
+            let get = |k: &str, d: u32| w.get(k).and_then(Value::as_u64).map_or(d, |n| n as u32);
+            (get("passing", 1).max(1), get("warning", 1))
+        }
+    };
+    let def = ServiceDef {
+        id: id.clone(),
+        name: name.clone(),
+        tags,
+        address: string(&f, "address")?.unwrap_or_default(),
+        port,
+        meta,
+        tagged_addresses,
+        enable_tag_override,
+        weights,
+    };
+    let mut raw_checks = Vec::new();
+    match f.get("check") {
+        None | Some(Value::Null) => {}
+        Some(c) => raw_checks.push(c.clone()),
+    }
+    match f.get("checks") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) => raw_checks.extend(a.iter().cloned()),
+        Some(other) => return err(format!("checks: expected a list, got {other}")),
+    }
+    let many = raw_checks.len() > 1;
+    let mut checks = Vec::new();
+    for (i, c) in raw_checks.iter().enumerate() {
+        // Consul's default IDs: "service:<id>", numbered from 1 when there are several.
+        let default_id = if many {
+            format!("service:{id}:{}", i + 1)
+        } else {
+            format!("service:{id}")
+        };
+        let default_name = format!("Service '{name}' check");
+        checks.push(check_with(c, Some(&id), &default_id, &default_name)?);
+    }
+    Ok((def, checks))
+}
+
+/// A check definition (config file or `PUT /v1/agent/check/register`).
+pub fn check(v: &Value) -> Result<CheckDef, DefinitionError> {
+    let f = fields(v, "check")?;
+    let Some(name) = string(&f, "name")?.filter(|n| !n.is_empty()) else {
+        return err("Missing check name");
+    };
+    let id = string(&f, "checkid")?
+        .or(string(&f, "id")?)
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| name.clone());
+    let service_id = string(&f, "serviceid")?.filter(|s| !s.is_empty());
+    check_with(v, service_id.as_deref(), &id, &name)
+}
+
+fn check_with(
+    v: &Value,
+    service_id: Option<&str>,
+    default_id: &str,
+    default_name: &str,
+) -> Result<CheckDef, DefinitionError> {
+    let f = fields(v, "check")?;
+    const KNOWN: &[&str] = &[
+        "id",
+        "checkid",
+        "name",
+        "serviceid",
+        "ttl",
+        "status",
+        "notes",
+        "deregistercriticalserviceafter",
+    ];
+    const LATER: &[&str] = &[
+        "http",
+        "tcp",
+        "udp",
+        "grpc",
+        "args",
+        "aliasservice",
+        "aliasnode",
+        "h2ping",
+        "dockercontainerid",
+        "oscservice",
+    ];
+    if let Some(k) = f.keys().find(|k| LATER.contains(&k.as_str())) {
+        return err(format!(
+            "{} checks are not supported by murmur yet (only ttl checks are)",
+            k.to_ascii_uppercase()
+        ));
+    }
+    if let Some(k) = f
+        .keys()
+        .find(|k| !KNOWN.contains(&k.as_str()) && !["interval", "timeout"].contains(&k.as_str()))
+    {
+        return err(format!("check field {k:?} is not supported by murmur yet"));
+    }
+    if f.contains_key("deregistercriticalserviceafter") {
+        return err("deregister_critical_service_after is not supported by murmur yet");
+    }
+    let Some(ttl) = duration_of(&f, "ttl")? else {
+        return err("Invalid check: TTL must be > 0 for TTL checks");
+    };
+    if ttl.is_zero() {
+        return err("Invalid check: TTL must be > 0 for TTL checks");
+    }
+    let status = match string(&f, "status")? {
+        None => Status::Critical,
+        Some(s) => Status::parse(&s)
+            .ok_or_else(|| DefinitionError(format!("Invalid check status: {s:?}")))?,
+    };
+    Ok(CheckDef {
+        id: string(&f, "checkid")?
+            .or(string(&f, "id")?)
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| default_id.to_owned()),
+        name: string(&f, "name")?
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| default_name.to_owned()),
+        service_id: service_id.map(str::to_owned),
+        kind: CheckKind::Ttl(ttl),
+        status,
+        notes: string(&f, "notes")?.unwrap_or_default(),
+    })
+}
+
+/// The definitions a config file's `service`, `services`, `check` and `checks` keys hold (a key may hold
+/// one object or a list, as HCL's repeated blocks give).
+pub fn from_config(
+    key: &str,
+    v: &Value,
+) -> Result<(Vec<ServiceDef>, Vec<CheckDef>), DefinitionError> {
+    let items: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    let (mut services, mut checks) = (Vec::new(), Vec::new());
+    for item in items {
+        match key {
+            "service" | "services" => {
+                let (s, c) = service(item)?;
+                services.push(s);
+                checks.extend(c);
+            }
+            _ => checks.push(check(item)?),
+        }
+    }
+    Ok((services, checks))
+}
+
+/// `def` as the JSON this agent persists and reads back with [`service`] (its checks apart).
+pub fn service_json(def: &ServiceDef) -> Value {
+    serde_json::json!({
+        "ID": def.id,
+        "Name": def.name,
+        "Tags": def.tags,
+        "Address": def.address,
+        "Port": def.port,
+        "Meta": def.meta,
+        "TaggedAddresses": def.tagged_addresses,
+        "EnableTagOverride": def.enable_tag_override,
+        "Weights": {"Passing": def.weights.0, "Warning": def.weights.1},
+    })
+}
+
+/// `def` as the JSON this agent persists and reads back with [`check`].
+pub fn check_json(def: &CheckDef) -> Value {
+    let CheckKind::Ttl(ttl) = def.kind;
+    serde_json::json!({
+        "CheckID": def.id,
+        "Name": def.name,
+        "ServiceID": def.service_id,
+        "TTL": format!("{}ms", ttl.as_millis()),
+        "Status": def.status.as_str(),
+        "Notes": def.notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn both_spellings_read_alike_and_user_maps_keep_their_keys() {
+        let (a, ca) = service(&json!({
+            "name": "web", "port": 80, "tags": ["v1"], "enable_tag_override": true,
+            "meta": {"Some_Key": "x"}, "check": {"ttl": "30s"}
+        }))
+        .unwrap();
+        let (b, cb) = service(&json!({
+            "Name": "web", "Port": 80, "Tags": ["v1"], "EnableTagOverride": true,
+            "Meta": {"Some_Key": "x"}, "Check": {"TTL": "30s"}
+        }))
+        .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(ca, cb);
+        assert_eq!(a.id, "web", "the id defaults to the name");
+        assert_eq!(a.meta["Some_Key"], "x");
+        assert_eq!(ca[0].id, "service:web");
+        assert_eq!(ca[0].name, "Service 'web' check");
+        assert_eq!(ca[0].status, Status::Critical, "critical until it reports");
+        assert_eq!(ca[0].kind, CheckKind::Ttl(Duration::from_secs(30)));
+        let (_, two) =
+            service(&json!({"name": "db", "checks": [{"ttl": "1s"}, {"ttl": "2s"}]})).unwrap();
+        let ids: Vec<&str> = two.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["service:db:1", "service:db:2"]);
+        // A definition this agent persisted reads back the same.
+        assert_eq!(service(&service_json(&a)).unwrap().0, a);
+        assert_eq!(check(&check_json(&ca[0])).unwrap().kind, ca[0].kind);
+    }
+
+    #[test]
+    fn refusals_use_consul_wording_or_say_not_supported_yet() {
+        let e = |v: Value| service(&v).unwrap_err().0;
+        assert_eq!(e(json!({"port": 80})), "Missing service name");
+        assert!(
+            e(json!({"name": "w", "check": {"http": "http://x"}}))
+                .contains("not supported by murmur yet")
+        );
+        assert!(e(json!({"name": "w", "connect": {}})).contains("not supported by murmur yet"));
+        assert!(e(json!({"name": "w", "port": 70000})).contains("port"));
+        assert!(e(json!({"name": "w", "check": {"ttl": "0s"}})).contains("TTL must be > 0"));
+        assert_eq!(
+            check(&json!({"ttl": "5s"})).unwrap_err().0,
+            "Missing check name"
+        );
+        assert!(check(&json!({"name": "c", "ttl": "5s", "status": "sick"})).is_err());
+        let (s, c) = from_config(
+            "services",
+            &json!([{"name": "a"}, {"name": "b", "check": {"ttl": "5s"}}]),
+        )
+        .unwrap();
+        assert_eq!((s.len(), c.len()), (2, 1));
+    }
+}

@@ -1,0 +1,370 @@
+//! This agent's own services and checks: what config files and the HTTP API registered, each check's
+//! status and output, TTL deadlines, and the registrations the API made, persisted in the data dir
+//! (`services/`, `checks/`) so they survive a restart as in Consul. Config-file definitions are not
+//! persisted: the files are their source.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::definitions::{
+    self, CheckDef, CheckKind, DefinitionError, ServiceDef, Status, check_json, service_json,
+};
+use crate::util::files::{Access, write_atomic};
+
+/// Longest check output kept (Consul's default `check_output_max_size`).
+pub const MAX_OUTPUT: usize = 4096;
+
+/// Where a registration came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A config file: not persisted (the file is the source).
+    Config,
+    /// The HTTP API: persisted in the data dir.
+    Api,
+}
+
+/// A check and how it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckState {
+    /// Its definition.
+    pub def: CheckDef,
+    /// Status now.
+    pub status: Status,
+    /// Output of the last run or report.
+    pub output: String,
+    deadline: Option<Instant>,
+    source: Source,
+}
+
+/// Why a TTL report was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TtlError {
+    /// No check by that ID.
+    Unknown(String),
+}
+
+impl std::fmt::Display for TtlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TtlError::Unknown(id) => write!(
+                f,
+                "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TtlError {}
+
+#[derive(Default)]
+struct Inner {
+    services: BTreeMap<String, (ServiceDef, Source)>,
+    checks: BTreeMap<String, CheckState>,
+}
+
+/// The agent's local services and checks.
+pub struct LocalServices {
+    inner: Mutex<Inner>,
+    dir: Option<PathBuf>,
+    /// Wakes the TTL runner when a deadline may have moved.
+    pub changed: Notify,
+}
+
+/// A file name for an ID (IDs may hold any character; the hex of its bytes never clashes).
+fn file_name(id: &str) -> String {
+    let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}.json")
+}
+
+impl LocalServices {
+    /// An empty registry that persists API registrations under `data_dir` (none in `-dev`).
+    pub fn new(data_dir: Option<&Path>) -> Self {
+        LocalServices {
+            inner: Mutex::new(Inner::default()),
+            dir: data_dir.map(Path::to_path_buf),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn persist(&self, kind: &str, id: &str, body: Option<serde_json::Value>) -> Result<(), String> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let path = dir.join(kind).join(file_name(id));
+        match body {
+            Some(v) => write_atomic(&path, v.to_string().as_bytes(), Access::Owner),
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(format!("{}: {e}", path.display()))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Registers (or replaces) a service and its checks.
+    pub fn add_service(
+        &self,
+        def: ServiceDef,
+        checks: Vec<CheckDef>,
+        source: Source,
+        now: Instant,
+    ) -> Result<(), String> {
+        if source == Source::Api {
+            self.persist("services", &def.id, Some(service_json(&def)))?;
+        }
+        let id = def.id.clone();
+        self.lock().services.insert(id, (def, source));
+        for c in checks {
+            self.add_check(c, source, now)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a service and its checks; false if there was none.
+    pub fn remove_service(&self, id: &str) -> Result<bool, String> {
+        let (removed, checks) = {
+            let mut inner = self.lock();
+            let removed = inner.services.remove(id);
+            let checks: Vec<String> = inner
+                .checks
+                .values()
+                .filter(|c| c.def.service_id.as_deref() == Some(id))
+                .map(|c| c.def.id.clone())
+                .collect();
+            (removed, checks)
+        };
+        if removed.is_none() {
+            return Ok(false);
+        }
+        self.persist("services", id, None)?;
+        for c in checks {
+            self.remove_check(&c)?;
+        }
+        Ok(true)
+    }
+
+    /// Registers (or replaces) a check; its service, if it names one, must exist.
+    pub fn add_check(&self, def: CheckDef, source: Source, now: Instant) -> Result<(), String> {
+        if let Some(sid) = &def.service_id
+            && !self.lock().services.contains_key(sid)
+        {
+            return Err(format!("ServiceID {sid:?} does not exist"));
+        }
+        if source == Source::Api {
+            self.persist("checks", &def.id, Some(check_json(&def)))?;
+        }
+        let CheckKind::Ttl(ttl) = def.kind;
+        let state = CheckState {
+            status: def.status,
+            output: String::new(),
+            deadline: Some(now + ttl),
+            source,
+            def,
+        };
+        self.lock().checks.insert(state.def.id.clone(), state);
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// Removes a check; false if there was none.
+    pub fn remove_check(&self, id: &str) -> Result<bool, String> {
+        if self.lock().checks.remove(id).is_none() {
+            return Ok(false);
+        }
+        self.persist("checks", id, None)?;
+        Ok(true)
+    }
+
+    /// A TTL check's report: new status and output, and a fresh deadline.
+    pub fn report(
+        &self,
+        id: &str,
+        status: Status,
+        output: &str,
+        now: Instant,
+    ) -> Result<(), TtlError> {
+        let mut inner = self.lock();
+        let c = inner
+            .checks
+            .get_mut(id)
+            .ok_or_else(|| TtlError::Unknown(id.to_owned()))?;
+        let CheckKind::Ttl(ttl) = c.def.kind;
+        c.status = status;
+        c.output = truncate(output);
+        c.deadline = Some(now + ttl);
+        drop(inner);
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// Turns TTL checks whose deadline passed critical; returns the next deadline.
+    pub fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut inner = self.lock();
+        let mut next: Option<Instant> = None;
+        for c in inner.checks.values_mut() {
+            let Some(d) = c.deadline else { continue };
+            if d <= now {
+                c.status = Status::Critical;
+                c.output = "TTL expired".into();
+                c.deadline = None;
+            } else {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        }
+        next
+    }
+
+    /// The services, by ID.
+    pub fn services(&self) -> Vec<ServiceDef> {
+        self.lock()
+            .services
+            .values()
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    /// One service.
+    pub fn service(&self, id: &str) -> Option<ServiceDef> {
+        self.lock().services.get(id).map(|(s, _)| s.clone())
+    }
+
+    /// The checks, by ID.
+    pub fn checks(&self) -> Vec<CheckState> {
+        self.lock().checks.values().cloned().collect()
+    }
+
+    /// Reads back what the API registered before a restart; a file that no longer reads is reported
+    /// and skipped, never fatal (the agent must come up).
+    pub fn load_persisted(&self, now: Instant) -> Vec<String> {
+        let Some(dir) = self.dir.clone() else {
+            return Vec::new();
+        };
+        let mut problems = Vec::new();
+        let read = |kind: &str| -> Vec<(PathBuf, serde_json::Value)> {
+            let Ok(rd) = std::fs::read_dir(dir.join(kind)) else {
+                return Vec::new();
+            };
+            let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            files.sort();
+            files
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .filter_map(|p| {
+                    let v = std::fs::read_to_string(&p).ok()?;
+                    Some((p, serde_json::from_str(&v).ok()?))
+                })
+                .collect()
+        };
+        for (path, v) in read("services") {
+            let r = definitions::service(&v)
+                .map_err(|e: DefinitionError| e.to_string())
+                .and_then(|(s, _)| self.add_service(s, Vec::new(), Source::Api, now));
+            if let Err(e) = r {
+                problems.push(format!("{}: {e}", path.display()));
+            }
+        }
+        for (path, v) in read("checks") {
+            let r = definitions::check(&v)
+                .map_err(|e| e.to_string())
+                .and_then(|c| self.add_check(c, Source::Api, now));
+            if let Err(e) = r {
+                problems.push(format!("{}: {e}", path.display()));
+            }
+        }
+        problems
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= MAX_OUTPUT {
+        return s.to_owned();
+    }
+    let mut end = MAX_OUTPUT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// Interval at which nothing is due: the runner sleeps until a change wakes it.
+pub const IDLE: Duration = Duration::from_secs(3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ttl_checks_expire_and_reports_renew_them() {
+        let l = LocalServices::new(None);
+        let t0 = Instant::now();
+        let (s, c) =
+            definitions::service(&json!({"name": "web", "check": {"ttl": "10s"}})).unwrap();
+        l.add_service(s, c, Source::Api, t0).unwrap();
+        assert_eq!(
+            l.checks()[0].status,
+            Status::Critical,
+            "critical until it reports"
+        );
+        l.report("service:web", Status::Passing, "ok", t0).unwrap();
+        assert_eq!(
+            l.expire(t0 + Duration::from_secs(9)),
+            Some(t0 + Duration::from_secs(10))
+        );
+        assert_eq!(l.checks()[0].status, Status::Passing);
+        assert_eq!(l.expire(t0 + Duration::from_secs(10)), None);
+        let c = &l.checks()[0];
+        assert_eq!(
+            (c.status, c.output.as_str()),
+            (Status::Critical, "TTL expired")
+        );
+        assert_eq!(
+            l.report("nope", Status::Passing, "", t0),
+            Err(TtlError::Unknown("nope".into()))
+        );
+        l.report("service:web", Status::Warning, &"x".repeat(10_000), t0)
+            .unwrap();
+        assert_eq!(l.checks()[0].output.len(), MAX_OUTPUT);
+        assert!(l.remove_service("web").unwrap());
+        assert!(l.checks().is_empty(), "a service's checks go with it");
+        let orphan =
+            definitions::check(&json!({"name": "c", "ttl": "5s", "service_id": "gone"})).unwrap();
+        assert_eq!(
+            l.add_check(orphan, Source::Api, t0).unwrap_err(),
+            "ServiceID \"gone\" does not exist"
+        );
+    }
+
+    #[test]
+    fn api_registrations_survive_a_restart_config_ones_do_not_persist() {
+        let d = std::env::temp_dir().join(format!("murmur-local-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let t0 = Instant::now();
+        let l = LocalServices::new(Some(&d));
+        let (api, api_checks) =
+            definitions::service(&json!({"name": "api", "port": 8080, "check": {"ttl": "5s"}}))
+                .unwrap();
+        l.add_service(api.clone(), api_checks, Source::Api, t0)
+            .unwrap();
+        let (cfg, _) = definitions::service(&json!({"name": "from-file"})).unwrap();
+        l.add_service(cfg, Vec::new(), Source::Config, t0).unwrap();
+        let again = LocalServices::new(Some(&d));
+        assert!(again.load_persisted(t0).is_empty());
+        assert_eq!(again.services(), [api]);
+        assert_eq!(again.checks()[0].def.id, "service:api");
+        assert!(again.remove_service("api").unwrap());
+        let third = LocalServices::new(Some(&d));
+        assert!(third.load_persisted(t0).is_empty());
+        assert!(third.services().is_empty() && third.checks().is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -1,0 +1,152 @@
+//! This agent's own services and checks against a real agent: Consul's definition files in the config
+//! dir, the agent endpoints with Consul's shapes and errors, TTL checks, and API registrations that
+//! survive a restart.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{Agent, tmp, wait_for};
+
+#[test]
+fn definitions_from_the_config_dir_and_the_api() {
+    let dir = tmp("svc");
+    let conf = dir.join("murmur.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    // The getting-started page's own file, as Consul's users write it.
+    std::fs::write(
+        conf.join("web.json"),
+        r#"{"service": {"name": "web", "tags": ["rails"], "port": 80}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("db.hcl"),
+        "service {\n  name = \"db\"\n  port = 5432\n  meta = { Role = \"primary\" }\n  check {\n    ttl = \"30s\"\n    status = \"passing\"\n  }\n}\n",
+    )
+    .unwrap();
+    let mut a = Agent::start(
+        "svc-a",
+        "127.0.38.1",
+        &dir,
+        &["-config-dir", conf.to_str().unwrap()],
+    );
+
+    let services = a.get_json("/v1/agent/services");
+    assert_eq!(
+        services["web"],
+        json!({
+            "ID": "web", "Service": "web", "Tags": ["rails"], "Meta": {}, "Port": 80, "Address": "",
+            "TaggedAddresses": {}, "Weights": {"Passing": 1, "Warning": 1},
+            "EnableTagOverride": false, "Datacenter": "dc1"
+        })
+    );
+    assert_eq!(services["db"]["Meta"], json!({"Role": "primary"}));
+    let checks = a.get_json("/v1/agent/checks");
+    assert_eq!(checks["service:db"]["Status"], "passing");
+    assert_eq!(checks["service:db"]["ServiceName"], "db");
+    assert_eq!(checks["service:db"]["Node"], "svc-a");
+
+    // Registered over the API as py-consul sends it (lower-case keys), with a TTL check.
+    let reg = json!({"name": "api", "id": "api-1", "port": 8080, "check": {"ttl": "2s"}});
+    assert_eq!(
+        a.http_body("PUT", "/v1/agent/service/register", &reg.to_string()),
+        Some((200, String::new()))
+    );
+    let check = |a: &Agent| a.get_json("/v1/agent/checks")["service:api-1"].clone();
+    assert_eq!(check(&a)["Status"], "critical", "critical until it reports");
+    assert_eq!(
+        a.http("PUT", "/v1/agent/check/pass/service:api-1?note=all%20good")
+            .map(|r| r.0),
+        Some(200)
+    );
+    assert_eq!(check(&a)["Status"], "passing");
+    // The TTL runs out without another report.
+    assert!(wait_for(Duration::from_secs(10), || check(&a)["Status"]
+        == "critical"));
+    assert_eq!(check(&a)["Output"], "TTL expired");
+    let update = json!({"Status": "warning", "Output": "slow"}).to_string();
+    assert_eq!(
+        a.http_body("PUT", "/v1/agent/check/update/service:api-1", &update)
+            .map(|r| r.0),
+        Some(200)
+    );
+    assert_eq!(check(&a)["Status"], "warning");
+    assert_eq!(check(&a)["Output"], "slow");
+
+    // Bad input gets Consul's codes and texts.
+    let bad = |path: &str, body: &str| a.http_body("PUT", path, body).unwrap();
+    assert_eq!(
+        bad("/v1/agent/service/register", r#"{"Port": 80}"#),
+        (400, "Missing service name".into())
+    );
+    let (code, text) = bad(
+        "/v1/agent/service/register",
+        r#"{"Name": "x", "Check": {"HTTP": "http://127.0.0.1:1/"}}"#,
+    );
+    assert_eq!(code, 400);
+    assert!(text.contains("not supported by murmur yet"), "{text}");
+    assert_eq!(bad("/v1/agent/service/register", "{nope").0, 400);
+    assert_eq!(
+        bad(
+            "/v1/agent/check/update/service:api-1",
+            r#"{"Status": "sick"}"#
+        ),
+        (400, "Invalid check status: \"sick\"".into())
+    );
+    let (code, text) = a.http("PUT", "/v1/agent/check/pass/nope").unwrap();
+    assert_eq!(code, 404);
+    assert!(text.starts_with("Unknown check ID \"nope\""), "{text}");
+    assert_eq!(a.http("GET", "/v1/agent/service/nope").unwrap().0, 404);
+    let orphan = json!({"Name": "c", "TTL": "5s", "ServiceID": "gone"}).to_string();
+    assert_eq!(
+        bad("/v1/agent/check/register", &orphan),
+        (400, "ServiceID \"gone\" does not exist".into())
+    );
+
+    // API registrations survive a restart; config-file ones come back from the files.
+    a.crash();
+    a.restart();
+    let services = a.get_json("/v1/agent/services");
+    let mut ids: Vec<&String> = services.as_object().unwrap().keys().collect();
+    ids.sort();
+    assert_eq!(ids, ["api-1", "db", "web"]);
+    assert_eq!(a.get_json("/v1/agent/service/api-1")["Port"], 8080);
+    assert_eq!(
+        a.http("PUT", "/v1/agent/service/deregister/api-1")
+            .map(|r| r.0),
+        Some(200)
+    );
+    assert!(
+        a.get_json("/v1/agent/checks")
+            .get("service:api-1")
+            .is_none()
+    );
+    a.crash();
+    a.restart();
+    assert!(a.get_json("/v1/agent/services").get("api-1").is_none());
+}
+
+#[test]
+fn a_bad_definition_file_names_the_file_and_key() {
+    let dir = tmp("svc-bad");
+    let conf = dir.join("murmur.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("broken.json"), r#"{"service": {"port": 80}}"#).unwrap();
+    let out = support::run_to_exit(
+        &[
+            "agent".into(),
+            "-dev".into(),
+            "-config-dir".into(),
+            conf.to_string_lossy().into_owned(),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.code, Some(1), "{}", out.output);
+    assert!(
+        out.output.contains("broken.json")
+            && out.output.contains("key \"service\": Missing service name"),
+        "{}",
+        out.output
+    );
+}
