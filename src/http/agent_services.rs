@@ -141,7 +141,7 @@ fn ttl_error(e: TtlError) -> ApiError {
 }
 
 /// `PUT /v1/agent/check/{pass,warn,fail}/:id?note=`.
-pub(super) async fn report(
+async fn report(
     s: ApiState,
     status: Status,
     id: String,
