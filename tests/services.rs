@@ -150,3 +150,60 @@ fn a_bad_definition_file_names_the_file_and_key() {
         out.output
     );
 }
+
+#[test]
+fn reload_applies_added_changed_and_removed_definitions() {
+    let dir = tmp("svc-reload");
+    let conf = dir.join("murmur.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("web.json"),
+        r#"{"service": {"name": "web", "port": 80}}"#,
+    )
+    .unwrap();
+    let a = Agent::start(
+        "reload-a",
+        "127.0.39.1",
+        &dir,
+        &["-config-dir", conf.to_str().unwrap()],
+    );
+    let ids = |a: &Agent| {
+        let v = a.get_json("/v1/agent/services");
+        let mut ids: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&a), ["web"]);
+
+    // Added and changed, through `murmur reload`.
+    std::fs::write(conf.join("db.json"), r#"{"service": {"name": "db"}}"#).unwrap();
+    std::fs::write(
+        conf.join("web.json"),
+        r#"{"service": {"name": "web", "port": 81}}"#,
+    )
+    .unwrap();
+    let out = a.cli(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Configuration reload triggered"
+    );
+    assert_eq!(ids(&a), ["db", "web"]);
+    assert_eq!(a.get_json("/v1/agent/service/web")["Port"], 81);
+
+    // Removed, through SIGHUP (asynchronous: awaited through the endpoint).
+    std::fs::remove_file(conf.join("web.json")).unwrap();
+    a.signal(libc::SIGHUP);
+    assert!(wait_for(Duration::from_secs(10), || ids(&a) == ["db"]));
+
+    // A bad file keeps what runs and says why.
+    std::fs::write(conf.join("zz.json"), r#"{"service": {"port": 1}}"#).unwrap();
+    let out = a.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("zz.json") && err.contains("Missing service name"),
+        "{err}"
+    );
+    assert_eq!(ids(&a), ["db"]);
+}

@@ -58,7 +58,7 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    match rt.block_on(run(cfg)) {
+    match rt.block_on(run(cfg, parsed)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("==> {e}");
@@ -74,8 +74,8 @@ enum Stop {
     Fatal(String),
 }
 
-/// Runs the agent until it leaves, is signalled, or fails.
-pub async fn run(cfg: Config) -> Result<(), String> {
+/// Runs the agent until it leaves, is signalled, or fails; `flags` are re-read on a reload.
+pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     let _ = tracing_subscriber::fmt()
         .with_max_level(cfg.log_level)
         .with_target(false)
@@ -169,6 +169,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         serf_lan_port: cfg.ports.serf_lan,
     };
     let services = Arc::new(LocalServices::new(data_dir.as_ref().map(DataDir::path)));
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
     for problem in services.load_persisted(Instant::now()) {
         warn!("skipping a persisted registration that no longer reads: {problem}");
     }
@@ -184,7 +185,14 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     }
     tokio::spawn(run_ttl_checks(services.clone()));
     let api = ApiState {
-        state: AgentState::new(table.clone(), changes, local, services, gossip.clone()),
+        state: AgentState::new(
+            table.clone(),
+            changes,
+            local,
+            services.clone(),
+            gossip.clone(),
+        ),
+        reload: reload_tx,
         shutdown: shutdown_tx,
         dns: dns_stats.clone(),
     };
@@ -258,16 +266,26 @@ pub async fn run(cfg: Config) -> Result<(), String> {
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let stop = tokio::select! {
-        _ = sigint.recv() => Stop::Interrupt,
-        _ = sigterm.recv() => Stop::Terminate,
-        _ = shutdown_rx.recv() => Stop::LeftViaApi,
-        Some(e) = fatal_rx.recv() => Stop::Fatal(e),
-        r = &mut driver_task => match r {
-            // The driver ends by itself only after a leave requested over HTTP.
-            Ok(true) => Stop::LeftViaApi,
-            _ => Stop::Fatal("gossip driver stopped unexpectedly".into()),
-        },
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let stop = loop {
+        tokio::select! {
+            _ = sigint.recv() => break Stop::Interrupt,
+            _ = sigterm.recv() => break Stop::Terminate,
+            _ = shutdown_rx.recv() => break Stop::LeftViaApi,
+            Some(e) = fatal_rx.recv() => break Stop::Fatal(e),
+            r = &mut driver_task => break match r {
+                // The driver ends by itself only after a leave requested over HTTP.
+                Ok(true) => Stop::LeftViaApi,
+                _ => Stop::Fatal("gossip driver stopped unexpectedly".into()),
+            },
+            _ = sighup.recv() => {
+                info!("Caught signal: hangup, reloading the configuration");
+                let _ = reload(&flags, &services);
+            }
+            Some(reply) = reload_rx.recv() => {
+                let _ = reply.send(reload(&flags, &services));
+            }
+        }
     };
     let leave = match &stop {
         Stop::Interrupt => {
@@ -369,6 +387,18 @@ fn member_tags(cfg: &Config, node_id: &str) -> Vec<(String, String)> {
         ));
     }
     t
+}
+
+/// Re-reads the config files and flags and applies their service and check definitions. Other settings
+/// need a restart, as most of Consul's do. A bad file keeps the running definitions and says why.
+fn reload(flags: &flags::Parsed, services: &LocalServices) -> Result<(), String> {
+    let applied = config::load(flags)
+        .and_then(|cfg| services.replace_config(cfg.services, cfg.checks, Instant::now()));
+    match &applied {
+        Ok(()) => info!("Reload complete: service and check definitions applied"),
+        Err(e) => error!("Reload failed, the running definitions stay: {e}"),
+    }
+    applied
 }
 
 /// Turns TTL checks critical when their deadline passes: sleeps until the next deadline, or until a

@@ -22,6 +22,7 @@ Commands:
     members        Lists the members of the cluster
     join           Tells a running agent to join the cluster
     leave          Gracefully leaves the cluster and shuts the agent down
+    reload         Re-reads the agent's service and check definitions
     force-leave    Forces a failed member into the left state
     keygen         Generates a new gossip encryption key
     keyring        Lists, installs, uses or removes gossip encryption keys cluster-wide
@@ -48,6 +49,7 @@ pub fn main(args: &[String]) -> i32 {
         "members" => members::main(rest),
         "join" => ops::join(rest),
         "leave" => ops::leave(rest),
+        "reload" => ops::reload(rest),
         "force-leave" => ops::force_leave(rest),
         "keygen" => keys::keygen(rest),
         "keyring" => keys::keyring(rest),

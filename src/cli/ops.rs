@@ -66,6 +66,26 @@ pub fn join(args: &[String]) -> i32 {
 
 /// `murmur leave`.
 pub fn leave(args: &[String]) -> i32 {
+    put_no_args(
+        args,
+        "/v1/agent/leave",
+        "Graceful leave complete",
+        "Error leaving",
+    )
+}
+
+/// `murmur reload`: re-reads the agent's config files (service and check definitions).
+pub fn reload(args: &[String]) -> i32 {
+    put_no_args(
+        args,
+        "/v1/agent/reload",
+        "Configuration reload triggered",
+        "Error reloading",
+    )
+}
+
+/// A command that takes only `-http-addr` and PUTs to `path`.
+fn put_no_args(args: &[String], path: &str, done: &str, failed: &str) -> i32 {
     let Some(p) = parse(args, &[HTTP_ADDR]) else {
         return 1;
     };
@@ -76,21 +96,21 @@ pub fn leave(args: &[String]) -> i32 {
     let Some(t) = target(p.get("http-addr")) else {
         return 1;
     };
-    match t.call("PUT", "/v1/agent/leave") {
+    match t.call("PUT", path) {
         Ok(r) if r.status == 200 => {
-            println!("Graceful leave complete");
+            println!("{done}");
             0
         }
         Ok(r) => {
             eprintln!(
-                "Error leaving: Unexpected response code: {} ({})",
+                "{failed}: Unexpected response code: {} ({})",
                 r.status,
                 r.text()
             );
             1
         }
         Err(e) => {
-            eprintln!("Error leaving: {e}");
+            eprintln!("{failed}: {e}");
             1
         }
     }

@@ -125,3 +125,15 @@ pub(super) async fn force_leave(State(s): State<ApiState>, Path(node): Path<Stri
         .map_err(|e| server_error(format!("force-leave {node:?}: {e}")))?;
     Ok(StatusCode::OK.into_response())
 }
+
+pub(super) async fn reload(State(s): State<ApiState>) -> ApiResult {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    s.reload
+        .send(reply)
+        .await
+        .map_err(|_| server_error("agent is shutting down"))?;
+    rx.await
+        .map_err(|_| server_error("agent is shutting down"))?
+        .map_err(|e| server_error(format!("Failed reloading config: {e}")))?;
+    Ok(StatusCode::OK.into_response())
+}

@@ -35,6 +35,8 @@ pub struct ApiState {
     pub shutdown: mpsc::Sender<()>,
     /// DNS counters (shown in `/v1/agent/self`).
     pub dns: Arc<DnsStats>,
+    /// Asks the agent to reload its configuration; the reply says whether it applied.
+    pub reload: mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>,
 }
 
 /// Builds the router.
@@ -44,6 +46,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/join/{address}", put(agent::join))
         .route("/v1/agent/leave", put(agent::leave))
+        .route("/v1/agent/reload", put(agent::reload))
         .route("/v1/agent/force-leave/{node}", put(agent::force_leave))
         .route("/v1/agent/services", get(agent_services::services))
         .route("/v1/agent/service/{id}", get(agent_services::service))

@@ -184,6 +184,55 @@ impl LocalServices {
         Ok(true)
     }
 
+    /// Makes the config-file definitions exactly `services` and `checks` (a reload): those gone from the
+    /// files are removed, new and changed ones registered; API registrations are left alone. A check
+    /// whose definition did not change keeps its status and deadline.
+    pub fn replace_config(
+        &self,
+        services: Vec<ServiceDef>,
+        checks: Vec<CheckDef>,
+        now: Instant,
+    ) -> Result<(), String> {
+        let (old_services, old_checks): (Vec<String>, Vec<CheckDef>) = {
+            let inner = self.lock();
+            (
+                inner
+                    .services
+                    .iter()
+                    .filter(|(_, (_, src))| *src == Source::Config)
+                    .map(|(id, _)| id.clone())
+                    .collect(),
+                inner
+                    .checks
+                    .values()
+                    .filter(|c| c.source == Source::Config)
+                    .map(|c| c.def.clone())
+                    .collect(),
+            )
+        };
+        for id in old_services {
+            if !services.iter().any(|s| s.id == id) {
+                self.remove_service(&id)?;
+            }
+        }
+        for c in &old_checks {
+            if !checks.iter().any(|n| n.id == c.id) {
+                self.remove_check(&c.id)?;
+            }
+        }
+        for s in services {
+            let id = s.id.clone();
+            self.lock().services.insert(id, (s, Source::Config));
+        }
+        for c in checks {
+            if old_checks.contains(&c) && self.lock().checks.contains_key(&c.id) {
+                continue;
+            }
+            self.add_check(c, Source::Config, now)?;
+        }
+        Ok(())
+    }
+
     /// A TTL check's report: new status and output, and a fresh deadline.
     pub fn report(
         &self,
@@ -341,6 +390,31 @@ mod tests {
         assert_eq!(
             l.add_check(orphan, Source::Api, t0).unwrap_err(),
             "ServiceID \"gone\" does not exist"
+        );
+    }
+
+    #[test]
+    fn a_reload_replaces_config_definitions_and_leaves_api_ones() {
+        let l = LocalServices::new(None);
+        let t0 = Instant::now();
+        let defs = |v: serde_json::Value| definitions::from_config("services", &v).unwrap();
+        let (s, c) = defs(json!([{"name": "web", "check": {"ttl": "10s"}}, {"name": "old"}]));
+        l.replace_config(s, c, t0).unwrap();
+        let (api, _) = definitions::service(&json!({"name": "api"})).unwrap();
+        l.add_service(api, Vec::new(), Source::Api, t0).unwrap();
+        l.report("service:web", Status::Passing, "up", t0).unwrap();
+
+        let (s, c) =
+            defs(json!([{"name": "web", "port": 81, "check": {"ttl": "10s"}}, {"name": "new"}]));
+        l.replace_config(s, c, t0 + Duration::from_secs(1)).unwrap();
+        let ids: Vec<String> = l.services().into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["api", "new", "web"]);
+        assert_eq!(l.service("web").unwrap().port, 81, "changed in place");
+        let c = &l.checks()[0];
+        assert_eq!(
+            (c.status, c.output.as_str()),
+            (Status::Passing, "up"),
+            "an unchanged check keeps its state"
         );
     }
 
