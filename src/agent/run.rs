@@ -21,7 +21,7 @@ use crate::net::crypto::{self, Keyring};
 use crate::net::mux::QUIC_QUEUE;
 use crate::net::quic::Quic;
 use crate::net::{GossipHandle, Security, UdpDriver};
-use crate::state::local_services::{self, LocalServices, Source};
+use crate::state::local_services::{self, LocalServices};
 use crate::state::publish::Publisher;
 use crate::state::{AgentState, ChangeIndex, LocalAgent, MemberTable};
 use crate::util::connlimit::ConnLimiter;
@@ -173,16 +173,8 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     for problem in services.load_persisted(Instant::now()) {
         warn!("skipping a persisted registration that no longer reads: {problem}");
     }
-    for def in &cfg.services {
-        services
-            .add_service(def.clone(), Vec::new(), Source::Config, Instant::now())
-            .map_err(|e| format!("service {:?}: {e}", def.id))?;
-    }
-    for def in &cfg.checks {
-        services
-            .add_check(def.clone(), Source::Config, Instant::now())
-            .map_err(|e| format!("check {:?}: {e}", def.id))?;
-    }
+    // The same path a reload takes, so start-up and reload cannot disagree.
+    services.replace_config(cfg.services.clone(), cfg.checks.clone(), Instant::now())?;
     tokio::spawn(run_ttl_checks(services.clone()));
     let api = ApiState {
         state: AgentState::new(

@@ -140,12 +140,12 @@ fn ttl_error(e: TtlError) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, e.to_string())
 }
 
-/// `PUT /v1/agent/check/{pass,warn,fail}/:id?note=`.
-async fn report(
-    s: ApiState,
+/// `PUT /v1/agent/check/{pass,warn,fail}/:id?note=`: the router gives each path its status.
+pub(super) async fn report(
     status: Status,
-    id: String,
-    q: std::collections::HashMap<String, String>,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Params,
 ) -> ApiResult {
     let note = q.get("note").map(String::as_str).unwrap_or("");
     s.state
@@ -153,30 +153,6 @@ async fn report(
         .report(&id, status, note, Instant::now())
         .map_err(ttl_error)?;
     Ok(StatusCode::OK.into_response())
-}
-
-pub(super) async fn pass(
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
-    Query(q): Params,
-) -> ApiResult {
-    report(s, Status::Passing, id, q).await
-}
-
-pub(super) async fn warn(
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
-    Query(q): Params,
-) -> ApiResult {
-    report(s, Status::Warning, id, q).await
-}
-
-pub(super) async fn fail(
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
-    Query(q): Params,
-) -> ApiResult {
-    report(s, Status::Critical, id, q).await
 }
 
 /// `PUT /v1/agent/check/update/:id` with `{"Status": "...", "Output": "..."}` (any case).

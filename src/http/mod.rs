@@ -24,6 +24,7 @@ use axum::routing::{get, put};
 use tokio::sync::mpsc;
 
 use crate::dns::server::DnsStats;
+use crate::state::definitions::Status;
 use crate::state::{AgentState, KeyOp};
 
 /// Shared state of the handlers.
@@ -67,9 +68,18 @@ pub fn router(state: ApiState) -> Router {
             "/v1/agent/check/deregister/{id}",
             put(agent_services::deregister_check),
         )
-        .route("/v1/agent/check/pass/{id}", put(agent_services::pass))
-        .route("/v1/agent/check/warn/{id}", put(agent_services::warn))
-        .route("/v1/agent/check/fail/{id}", put(agent_services::fail))
+        .route(
+            "/v1/agent/check/pass/{id}",
+            put(|s, p, q| agent_services::report(Status::Passing, s, p, q)),
+        )
+        .route(
+            "/v1/agent/check/warn/{id}",
+            put(|s, p, q| agent_services::report(Status::Warning, s, p, q)),
+        )
+        .route(
+            "/v1/agent/check/fail/{id}",
+            put(|s, p, q| agent_services::report(Status::Critical, s, p, q)),
+        )
         .route("/v1/agent/check/update/{id}", put(agent_services::update))
         .route("/v1/catalog/nodes", get(catalog::catalog_nodes))
         .route("/v1/catalog/node/{node}", get(catalog::catalog_node_one))

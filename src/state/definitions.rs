@@ -249,7 +249,12 @@ pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError
             format!("service:{id}")
         };
         let default_name = format!("Service '{name}' check");
-        checks.push(check_with(c, Some(&id), &default_id, &default_name)?);
+        checks.push(check_with(
+            &fields(c, "check")?,
+            Some(&id),
+            &default_id,
+            &default_name,
+        )?);
     }
     Ok((def, checks))
 }
@@ -260,21 +265,18 @@ pub fn check(v: &Value) -> Result<CheckDef, DefinitionError> {
     let Some(name) = string(&f, "name")?.filter(|n| !n.is_empty()) else {
         return err("Missing check name");
     };
-    let id = string(&f, "checkid")?
-        .or(string(&f, "id")?)
-        .filter(|i| !i.is_empty())
-        .unwrap_or_else(|| name.clone());
     let service_id = string(&f, "serviceid")?.filter(|s| !s.is_empty());
-    check_with(v, service_id.as_deref(), &id, &name)
+    // A check's ID defaults to its name.
+    check_with(&f, service_id.as_deref(), &name, &name)
 }
 
+/// A check from its normalized fields; `default_id` and `default_name` stand where it gives none.
 fn check_with(
-    v: &Value,
+    f: &BTreeMap<String, Value>,
     service_id: Option<&str>,
     default_id: &str,
     default_name: &str,
 ) -> Result<CheckDef, DefinitionError> {
-    let f = fields(v, "check")?;
     const KNOWN: &[&str] = &[
         "id",
         "checkid",
@@ -284,6 +286,9 @@ fn check_with(
         "status",
         "notes",
         "deregistercriticalserviceafter",
+        // Accepted and unused, as Consul does for TTL checks.
+        "interval",
+        "timeout",
     ];
     const LATER: &[&str] = &[
         "http",
@@ -303,38 +308,35 @@ fn check_with(
             k.to_ascii_uppercase()
         ));
     }
-    if let Some(k) = f
-        .keys()
-        .find(|k| !KNOWN.contains(&k.as_str()) && !["interval", "timeout"].contains(&k.as_str()))
-    {
+    if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return err(format!("check field {k:?} is not supported by murmur yet"));
     }
     if f.contains_key("deregistercriticalserviceafter") {
         return err("deregister_critical_service_after is not supported by murmur yet");
     }
-    let Some(ttl) = duration_of(&f, "ttl")? else {
+    let Some(ttl) = duration_of(f, "ttl")? else {
         return err("Invalid check: TTL must be > 0 for TTL checks");
     };
     if ttl.is_zero() {
         return err("Invalid check: TTL must be > 0 for TTL checks");
     }
-    let status = match string(&f, "status")? {
+    let status = match string(f, "status")? {
         None => Status::Critical,
         Some(s) => Status::parse(&s)
             .ok_or_else(|| DefinitionError(format!("Invalid check status: {s:?}")))?,
     };
     Ok(CheckDef {
-        id: string(&f, "checkid")?
-            .or(string(&f, "id")?)
+        id: string(f, "checkid")?
+            .or(string(f, "id")?)
             .filter(|i| !i.is_empty())
             .unwrap_or_else(|| default_id.to_owned()),
-        name: string(&f, "name")?
+        name: string(f, "name")?
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| default_name.to_owned()),
         service_id: service_id.map(str::to_owned),
         kind: CheckKind::Ttl(ttl),
         status,
-        notes: string(&f, "notes")?.unwrap_or_default(),
+        notes: string(f, "notes")?.unwrap_or_default(),
     })
 }
 

@@ -221,14 +221,15 @@ impl LocalServices {
             }
         }
         for s in services {
-            let id = s.id.clone();
-            self.lock().services.insert(id, (s, Source::Config));
+            self.add_service(s, Vec::new(), Source::Config, now)?;
         }
         for c in checks {
             if old_checks.contains(&c) && self.lock().checks.contains_key(&c.id) {
                 continue;
             }
-            self.add_check(c, Source::Config, now)?;
+            let id = c.id.clone();
+            self.add_check(c, Source::Config, now)
+                .map_err(|e| format!("check {id:?}: {e}"))?;
         }
         Ok(())
     }
