@@ -35,6 +35,11 @@ pub enum Item {
     },
     /// A pre-encoded delta (user events); boxed so member entries stay small.
     Encoded(Box<Encoded>),
+    /// Member `id`'s record as the view holds it (newest version, whole or as a digest).
+    Record {
+        /// Member.
+        id: Id,
+    },
 }
 
 /// A user event delta, keyed by origin and event id.
@@ -65,6 +70,7 @@ pub struct BroadcastQueue {
     slots: Vec<Slot>,
     free: Vec<usize>,
     members: HashMap<Id, u32>,
+    records: HashMap<Id, u32>,
     events: HashMap<(Arc<str>, u32), u32>,
     buckets: Vec<VecDeque<Ref>>,
     /// Members owed one transmission of their alive state, newest last.
@@ -78,6 +84,7 @@ impl BroadcastQueue {
     pub fn push(&mut self, item: Item) {
         let old = match &item {
             Item::Member { id, .. } => self.members.get(id),
+            Item::Record { id } => self.records.get(id),
             Item::Encoded(e) => self.events.get(&(e.origin.clone(), e.event)),
         };
         if let Some(&old) = old {
@@ -96,6 +103,7 @@ impl BroadcastQueue {
         };
         match &item {
             Item::Member { id, .. } => self.members.insert(*id, idx as u32),
+            Item::Record { id } => self.records.insert(*id, idx as u32),
             Item::Encoded(e) => self.events.insert((e.origin.clone(), e.event), idx as u32),
         };
         let s = &mut self.slots[idx];
@@ -123,6 +131,9 @@ impl BroadcastQueue {
             Item::Member { id, .. } => {
                 self.members.remove(&id);
             }
+            Item::Record { id } => {
+                self.records.remove(&id);
+            }
             Item::Encoded(e) => {
                 self.events.remove(&(e.origin, e.event));
             }
@@ -148,12 +159,15 @@ impl BroadcastQueue {
 
     /// Number of queued deltas.
     pub fn len(&self) -> usize {
-        self.members.len() + self.events.len() + self.once.len()
+        self.members.len() + self.records.len() + self.events.len() + self.once.len()
     }
 
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.events.is_empty() && self.once.is_empty()
+        self.members.is_empty()
+            && self.records.is_empty()
+            && self.events.is_empty()
+            && self.once.is_empty()
     }
 
     /// How often the queued delta about member `id` was sent; `None` once retired or never queued.

@@ -18,6 +18,7 @@ mod core;
 pub mod incarnation;
 mod member;
 mod probe_order;
+mod record;
 mod rng;
 mod roster;
 #[cfg(feature = "sim")]
@@ -31,10 +32,11 @@ pub mod wire;
 pub use self::broadcast::{BroadcastQueue, Item};
 pub use self::config::{ConfigError, GossipConfig};
 pub use self::core::{
-    Core, Event, EventKind, ForceLeaveError, Identity, JOIN_ATTEMPTS, NewCoreError, Stats,
-    Transmit, UserEventError,
+    Core, Event, EventKind, ForceLeaveError, Identity, JOIN_ATTEMPTS, NewCoreError,
+    RECORD_FETCH_TIMEOUT, Stats, Transmit, UserEventError,
 };
 pub use self::member::{Member, State};
+pub use self::record::{Record, RecordError};
 pub use self::rng::Rng;
 pub use self::roster::Roster;
 pub use self::view::{Slot, View};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::rng::Rng;
 use crate::timers::TimerHeap;
-use crate::{Core, Event, GossipConfig, Identity, Roster};
+use crate::{Core, Event, GossipConfig, Identity, Record, Roster};
 use std::sync::Arc;
 
 /// Network behaviour of the simulation.
@@ -50,6 +50,13 @@ enum Work {
         bytes: Vec<u8>,
     },
     Timer(usize),
+    /// The answer to a record fetch, as a stream would bring it.
+    Fetched {
+        dst: usize,
+        from: SocketAddr,
+        record: Arc<Record>,
+        name: Arc<str>,
+    },
 }
 
 /// The simulation: nodes, in-flight datagrams and a virtual clock.
@@ -245,7 +252,7 @@ impl Sim {
                 break;
             };
             let i = match &w {
-                Work::Deliver { dst, .. } => *dst,
+                Work::Deliver { dst, .. } | Work::Fetched { dst, .. } => *dst,
                 Work::Timer(i) => *i,
             };
             let node = &self.nodes[i];
@@ -266,6 +273,12 @@ impl Sim {
                     self.nodes[i].core.handle_packet(now, from, &bytes);
                     self.pool.push(bytes);
                 }
+                Work::Fetched {
+                    from, record, name, ..
+                } => {
+                    let core = &mut self.nodes[i].core;
+                    core.handle_record(now, from, &name, record.version, &record.body);
+                }
                 Work::Timer(_) => {
                     if self.nodes[i].core.poll_timeout().is_some_and(|t| t <= now) {
                         self.nodes[i].core.handle_timeout(now);
@@ -276,11 +289,39 @@ impl Sim {
                 }
             }
             while let Some(ev) = self.nodes[i].core.poll_event() {
+                if let Event::FetchRecord { name, from, .. } = &ev {
+                    self.fetch(i, name.clone(), *from);
+                }
                 on_event(now, i, ev);
             }
             self.flush(i);
         }
         self.now = self.now.max(until);
+    }
+
+    /// A stream fetch of `name`'s record by node `i` from the node at `from`: answered one round trip
+    /// later with whatever record that node holds, unless it is down or cut off (then the fetch lapses
+    /// and a later announcement asks again).
+    fn fetch(&mut self, i: usize, name: Arc<str>, from: SocketAddr) {
+        let Some(&src) = self.by_addr.get(&from) else {
+            return;
+        };
+        let peer = &self.nodes[src];
+        if !peer.up || peer.group != self.nodes[i].group {
+            return;
+        }
+        let Some(record) = peer.core.record(&name) else {
+            return;
+        };
+        self.work.push(
+            self.now + self.net.latency * 2,
+            Work::Fetched {
+                dst: i,
+                from,
+                record,
+                name,
+            },
+        );
     }
 
     /// Runs for `d` of virtual time, discarding events.

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use super::member::State;
+use super::record::Record;
 use super::roster::{Id, Ident};
 
 const CHUNK: usize = 64;
@@ -24,6 +25,8 @@ pub struct Slot {
     pub token: u32,
     /// When the state last changed, in tenths of a second since the core started.
     pub since: u32,
+    /// The newest application record held for the member (none yet, or the member left).
+    pub record: Option<Arc<Record>>,
 }
 
 #[derive(Clone)]
@@ -188,6 +191,7 @@ mod tests {
             state,
             token: 0,
             since: 0,
+            record: None,
         }
     }
 

@@ -4,7 +4,8 @@
 //! ```text
 //! packet  := version:u8 kind:u8 body count:u16 delta*
 //! body    := Ping: seq:u32 target:str8 known:varint | Ack: seq:u32 known:varint | ...
-//! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -)
+//! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -
+//!            | User: payload:bytes16 | Record: 0 len:varint body[len] | 1 len:varint)
 //! addr    := 4 ip[4] port:u16 | 6 ip[16] port:u16
 //! str8    := len:u8 (1..=255) utf8[len]
 //! ```
@@ -41,6 +42,8 @@ pub enum DecodeError {
     Oversize,
     /// Encoded tags are malformed.
     BadTags,
+    /// A record delta's body form is neither inline nor digest.
+    BadRecord,
 }
 
 impl std::fmt::Display for DecodeError {
@@ -55,6 +58,7 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Trailing => write!(f, "trailing bytes"),
             DecodeError::Oversize => write!(f, "oversize packet"),
             DecodeError::BadTags => write!(f, "invalid tags"),
+            DecodeError::BadRecord => write!(f, "invalid record"),
         }
     }
 }
@@ -128,6 +132,21 @@ pub enum Delta<'a> {
         id: u32,
         payload: &'a [u8],
     },
+    /// The member's application record (its services and checks) at `version`.
+    Record {
+        name: &'a str,
+        version: u32,
+        body: RecordBody<'a>,
+    },
+}
+
+/// A record's content, or only its size when it is too large for a datagram (fetched over a stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordBody<'a> {
+    /// The whole record.
+    Inline(&'a [u8]),
+    /// Only the length of the record.
+    Digest(u32),
 }
 
 impl<'a> Delta<'a> {
@@ -137,7 +156,8 @@ impl<'a> Delta<'a> {
             Delta::Alive { name, .. }
             | Delta::Suspect { name, .. }
             | Delta::Dead { name, .. }
-            | Delta::Left { name, .. } => name,
+            | Delta::Left { name, .. }
+            | Delta::Record { name, .. } => name,
             Delta::User { origin, .. } => origin,
         }
     }
@@ -148,6 +168,9 @@ const D_SUSPECT: u8 = 2;
 const D_DEAD: u8 = 3;
 const D_LEFT: u8 = 4;
 const D_USER: u8 = 5;
+const D_RECORD: u8 = 6;
+/// Largest application record (a node's services and checks), in bytes.
+pub const MAX_RECORD: usize = 1 << 20;
 /// Largest user event payload.
 pub const MAX_USER_PAYLOAD: usize = 1024;
 
@@ -286,6 +309,23 @@ impl<'a> Reader<'a> {
                     origin: name,
                     id: incarnation,
                     payload: self.take(n)?,
+                }
+            }
+            D_RECORD => {
+                let form = self.u8()?;
+                let n = self.varint()?;
+                if n as usize > MAX_RECORD {
+                    return Err(DecodeError::Oversize);
+                }
+                let body = match form {
+                    0 => RecordBody::Inline(self.take(n as usize)?),
+                    1 => RecordBody::Digest(n),
+                    _ => return Err(DecodeError::BadRecord),
+                };
+                Delta::Record {
+                    name,
+                    version: incarnation,
+                    body,
                 }
             }
             k => return Err(DecodeError::Kind(k)),
@@ -505,6 +545,28 @@ pub fn encode_delta(buf: &mut Vec<u8>, d: &Delta<'_>) {
             buf.extend_from_slice(&(n as u16).to_be_bytes());
             buf.extend_from_slice(&payload[..n]);
         }
+        Delta::Record {
+            name,
+            version,
+            body,
+        } => {
+            buf.push(D_RECORD);
+            put_str8(buf, name);
+            put_varint(buf, version);
+            match body {
+                RecordBody::Inline(b) => {
+                    // Records are checked against MAX_RECORD where they enter the core.
+                    let b = &b[..b.len().min(MAX_RECORD)];
+                    buf.push(0);
+                    put_varint(buf, b.len() as u32);
+                    buf.extend_from_slice(b);
+                }
+                RecordBody::Digest(n) => {
+                    buf.push(1);
+                    put_varint(buf, n.min(MAX_RECORD as u32));
+                }
+            }
+        }
     }
 }
 
@@ -639,6 +701,39 @@ mod tests {
                 incarnation: u32::MAX
             }
         );
+    }
+
+    #[test]
+    fn record_deltas_roundtrip_whole_and_as_digest_and_reject_bad_forms() {
+        let mut buf = Vec::new();
+        let at = encode_header(&mut buf, &Message::Gossip);
+        let whole = Delta::Record {
+            name: "node-a",
+            version: 70_000,
+            body: RecordBody::Inline(b"services"),
+        };
+        let digest = Delta::Record {
+            name: "node-b",
+            version: 3,
+            body: RecordBody::Digest(40_000),
+        };
+        encode_delta(&mut buf, &whole);
+        encode_delta(&mut buf, &digest);
+        set_count(&mut buf, at, 2);
+        let ds: Vec<_> = decode(&buf).unwrap().deltas().collect();
+        assert_eq!(ds, vec![whole, digest]);
+        // The form byte of the last delta (a digest): kind, name, version, then the form.
+        let form = buf.len() - 1 - 3;
+        assert_eq!(buf[form], 1);
+        buf[form] = 7;
+        assert_eq!(decode(&buf).unwrap_err(), DecodeError::BadRecord);
+        // A digest may not announce more than a record can hold.
+        let mut buf = Vec::new();
+        let at = encode_header(&mut buf, &Message::Gossip);
+        buf.extend_from_slice(&[D_RECORD, 1, b'x', 1, 1]);
+        put_varint(&mut buf, MAX_RECORD as u32 + 1);
+        set_count(&mut buf, at, 1);
+        assert_eq!(decode(&buf).unwrap_err(), DecodeError::Oversize);
     }
 
     #[test]

@@ -166,12 +166,13 @@ impl Core {
             if piggyback {
                 let room = mtu.saturating_sub(buf.len());
                 let (view, me) = (&self.view, &self.me);
+                let inline = records::inline_limit(mtu);
                 count += self.broadcasts.fill(
                     buf,
                     room,
                     limit,
                     u16::MAX as usize - count,
-                    |item, out| encode_item(view, me, item, out),
+                    |item, out| encode_item(view, me, inline, item, out),
                 );
             }
             if matches!(out, Out::Gossip { .. }) && count == 0 {
@@ -254,9 +255,17 @@ impl Core {
 
 /// Encodes a queued member delta from the view's current slot; false when the slot is gone or has moved
 /// on to another state (a newer delta would have replaced the entry, so this one is stale).
-fn encode_item(view: &View, me: &str, item: &Item, out: &mut Vec<u8>) -> bool {
-    let Item::Member { id, state, from } = item else {
-        return false;
+fn encode_item(view: &View, me: &str, inline: usize, item: &Item, out: &mut Vec<u8>) -> bool {
+    let (id, state, from) = match item {
+        Item::Member { id, state, from } => (id, state, from),
+        Item::Record { id } => {
+            let Some(d) = view.get(*id).and_then(|s| records::record_delta(s, inline)) else {
+                return false;
+            };
+            wire::encode_delta(out, &d);
+            return true;
+        }
+        Item::Encoded(_) => return false,
     };
     let Some(s) = view.get(*id).filter(|s| s.state == *state) else {
         return false;

@@ -68,8 +68,13 @@ impl Core {
     ) -> (usize, Option<usize>) {
         let mut n = 0;
         if cursor == 0 {
-            wire::encode_delta(buf, &self.state_delta(self.local_slot()));
+            let me = self.local_slot();
+            wire::encode_delta(buf, &self.state_delta(me));
             n = 1;
+            if let Some(r) = records::record_delta(me, records::inline_limit(mtu)) {
+                wire::encode_delta(buf, &r);
+                n += 1;
+            }
         }
         let from = cursor.saturating_sub(1);
         for s in self.view.iter_from(from) {
@@ -79,11 +84,15 @@ impl Core {
             }
             let mark = buf.len();
             wire::encode_delta(buf, &self.state_delta(s));
+            let record = records::record_delta(s, records::inline_limit(mtu));
+            if let Some(r) = &record {
+                wire::encode_delta(buf, r);
+            }
             if buf.len() > mtu && n > 0 {
                 buf.truncate(mark);
                 return (n, Some(id as usize + 1));
             }
-            n += 1;
+            n += 1 + usize::from(record.is_some());
         }
         (n, None)
     }
@@ -151,11 +160,13 @@ impl Core {
     pub fn encode_state(&self, buf: &mut Vec<u8>) {
         let me = self.local_slot();
         let others = self.view.iter().filter(|s| s.ident.id() != self.me_id);
+        // Streams carry records whole, whatever their size.
         wire::encode_state(
             buf,
-            std::iter::once(me)
-                .chain(others)
-                .map(|s| self.state_delta(s)),
+            std::iter::once(me).chain(others).flat_map(|s| {
+                std::iter::once(self.state_delta(s))
+                    .chain(records::record_delta(s, wire::MAX_RECORD))
+            }),
         );
     }
 
@@ -177,7 +188,20 @@ impl Core {
             };
             self.apply(now, d, Some(from));
         }
-        Ok(st.len())
+        for d in st.deltas() {
+            if let Delta::Record {
+                name,
+                version,
+                body,
+            } = d
+            {
+                self.apply_record(now, from, name, version, body);
+            }
+        }
+        Ok(st
+            .deltas()
+            .filter(|d| !matches!(d, Delta::Record { .. }))
+            .count())
     }
 
     /// Notes that a join completed (here or by a stream push/pull). Deltas that spread while we were

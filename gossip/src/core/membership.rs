@@ -71,12 +71,15 @@ impl Core {
         let n = self.roster.name(name);
         let ident = self.roster.ident(&n, addr, tags, inc);
         let token = self.next_token();
+        // A re-announcement keeps the record; a new member has none yet.
+        let record = self.view.get(n.id()).and_then(|s| s.record.clone());
         self.view.insert(Slot {
             ident,
             incarnation: inc,
             state: State::Alive,
             token,
             since,
+            record,
         });
         n.id()
     }
@@ -195,6 +198,8 @@ impl Core {
                     }
                 }
             }
+            // Applied by the caller after the packet's membership deltas (`apply_record`).
+            Delta::Record { .. } => {}
         }
     }
 
@@ -355,6 +360,11 @@ impl Core {
             "member gone"
         );
         self.set_state(now, id, state, inc);
+        if state == State::Left {
+            // A member that left has no services; one that failed keeps them, shown critical.
+            self.view.update(id, |s| s.record = None);
+            self.forget_fetch(id);
+        }
         let Some(token) = self.view.get(id).map(|s| s.token) else {
             return;
         };
@@ -398,6 +408,7 @@ impl Core {
             return;
         }
         self.suspicions.remove(&id);
+        self.forget_fetch(id);
         if let Some(gone) = self.view.remove(id) {
             self.events
                 .push_back(Event::Reaped(gone.ident.name().clone()));

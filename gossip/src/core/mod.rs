@@ -33,8 +33,11 @@ mod errors;
 mod exchange;
 mod membership;
 mod probing;
+mod records;
 
 pub use self::errors::{ForceLeaveError, NewCoreError, UserEventError};
+pub use self::records::RECORD_FETCH_TIMEOUT;
+use super::record::Record;
 
 /// Which protocol above the core a user event belongs to: its first byte on the wire. Protocols share
 /// the one event channel (ordering, de-duplication, trust) without stepping on each other; each takes
@@ -98,6 +101,23 @@ pub enum Event {
         /// Member to exchange with.
         addr: SocketAddr,
     },
+    /// A member's record changed (ours included: [`Core::set_record`] reports it here too).
+    Record {
+        /// The member.
+        name: Arc<str>,
+        /// Its newest record.
+        record: Arc<Record>,
+    },
+    /// A member's record is newer than ours but too large for a datagram: fetch it over a stream from
+    /// `from` (which holds it) and hand it in with [`Core::handle_record`].
+    FetchRecord {
+        /// The member whose record to fetch.
+        name: Arc<str>,
+        /// The version announced.
+        version: u32,
+        /// Gossip address of the member that announced it.
+        from: SocketAddr,
+    },
     /// The join `seq` got no reply after every attempt.
     JoinTimeout {
         /// Sequence number returned by [`Core::join`].
@@ -159,6 +179,16 @@ pub struct Stats {
     pub catch_up_syncs: u64,
     /// Claims dropped for an incarnation too far ahead of the member's known one (forged).
     pub dropped_implausible: u64,
+    /// Member records (ours and others') installed.
+    pub records_applied: u64,
+    /// Record fetches asked of the driver.
+    pub record_fetches: u64,
+    /// Records about members this core does not know (dropped; a later exchange brings them).
+    pub records_unknown_member: u64,
+    /// Records in packets that were not authenticated (dropped).
+    pub dropped_untrusted_records: u64,
+    /// Times the cluster held a version of our record we did not, and we republished above it.
+    pub records_refuted: u64,
 }
 
 #[derive(Debug)]
@@ -248,6 +278,7 @@ pub struct Core {
     leaving: bool,
     exchanges: exchange::Exchanges,
     user_events: dissemination::UserEvents,
+    records: records::Records,
     /// Whether the packet being handled may carry user events.
     trusted: bool,
     token: u32,
@@ -290,6 +321,7 @@ impl Core {
             state: State::Alive,
             token: 0,
             since: 0,
+            record: None,
         });
         let mut rng = Rng::new(seed);
         let seq = rng.next_u64() as u32;
@@ -315,6 +347,7 @@ impl Core {
             leaving: false,
             exchanges: exchange::Exchanges::default(),
             user_events: dissemination::UserEvents::starting_at(seq),
+            records: records::Records::default(),
             trusted: true,
             token: 0,
             stats: Stats::default(),
@@ -463,6 +496,17 @@ impl Core {
         let is_sync = matches!(p.msg, Message::Sync { .. });
         for d in p.deltas() {
             self.apply(now, d, is_sync.then_some(from));
+        }
+        // After the membership deltas, so a record about a member announced in the same packet applies.
+        for d in p.deltas() {
+            if let Delta::Record {
+                name,
+                version,
+                body,
+            } = d
+            {
+                self.apply_record(now, from, name, version, body);
+            }
         }
         match p.msg {
             Message::Ping { seq, target, known } => {

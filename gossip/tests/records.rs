@@ -1,0 +1,239 @@
+//! Member records (the catalog's carrier) on the simulated network: how a record, a change to it, a large
+//! one, a failed or left owner and a restarted owner are seen by every node.
+
+use std::time::Duration;
+
+use murmur_gossip::sim::{NetModel, Sim, sim_addr};
+use murmur_gossip::wire::{self, Delta, Message, RecordBody};
+use murmur_gossip::{GossipConfig, State};
+
+const STEP: Duration = Duration::from_millis(100);
+
+fn cluster(n: usize, seed: u64, net: NetModel) -> Sim {
+    let mut sim = Sim::new(seed, net);
+    for i in 0..n {
+        sim.add_node(&format!("node-{i}"), GossipConfig::lan(), Vec::new());
+    }
+    for i in 1..n {
+        sim.join(i, 0);
+    }
+    let converged = |s: &Sim| (0..s.len()).all(|i| s.node(i).core.num_live() == s.len());
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), converged));
+    sim
+}
+
+fn publish(sim: &mut Sim, i: usize, body: &[u8]) -> u32 {
+    let v = sim.node_mut(i).core.set_record(body.to_vec()).unwrap();
+    sim.touch(i);
+    v
+}
+
+/// Nodes other than `owner` (and up) that hold exactly `body` at `version` for `owner`.
+fn holders(sim: &Sim, owner: usize, version: u32, body: &[u8]) -> usize {
+    let name = format!("node-{owner}");
+    (0..sim.len())
+        .filter(|&i| i != owner && sim.node(i).up)
+        .filter(|&i| {
+            sim.node(i)
+                .core
+                .record(&name)
+                .is_some_and(|r| r.version == version && *r.body == *body)
+        })
+        .count()
+}
+
+fn everyone_holds(
+    sim: &mut Sim,
+    owner: usize,
+    version: u32,
+    body: &[u8],
+    within: Duration,
+) -> bool {
+    let others = (0..sim.len())
+        .filter(|&i| i != owner && sim.node(i).up)
+        .count();
+    sim.run_until_cond(STEP, within, |s| holders(s, owner, version, body) == others)
+}
+
+#[test]
+fn a_record_and_each_change_to_it_reach_every_node() {
+    let mut sim = cluster(30, 1, NetModel::default());
+    let v1 = publish(&mut sim, 3, b"web:80");
+    assert_eq!(v1, 1);
+    assert!(everyone_holds(
+        &mut sim,
+        3,
+        v1,
+        b"web:80",
+        Duration::from_secs(5)
+    ));
+    let v2 = publish(&mut sim, 3, b"web:80,db:5432");
+    assert_eq!(v2, 2);
+    assert!(everyone_holds(
+        &mut sim,
+        3,
+        v2,
+        b"web:80,db:5432",
+        Duration::from_secs(5)
+    ));
+    // Nobody fetched anything: small records travel whole in the datagrams.
+    let fetches: u64 = (0..sim.len())
+        .map(|i| sim.node(i).core.stats().record_fetches)
+        .sum();
+    assert_eq!(fetches, 0);
+}
+
+#[test]
+fn a_record_too_large_for_a_datagram_spreads_by_fetching_from_whoever_told() {
+    let mut sim = cluster(30, 2, NetModel::default());
+    let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    let v = publish(&mut sim, 5, &big);
+    assert!(everyone_holds(
+        &mut sim,
+        5,
+        v,
+        &big,
+        Duration::from_secs(10)
+    ));
+    let fetches: u64 = (0..sim.len())
+        .map(|i| sim.node(i).core.stats().record_fetches)
+        .sum();
+    // One fetch per node, give or take a retry: the content is not pulled again and again.
+    assert!((29..=40).contains(&fetches), "{fetches} fetches");
+}
+
+#[test]
+fn a_joiner_learns_every_record_in_its_first_exchange() {
+    let mut sim = cluster(10, 3, NetModel::default());
+    for i in 0..10 {
+        publish(&mut sim, i, format!("svc-{i}").as_bytes());
+    }
+    sim.run_for(Duration::from_secs(5));
+    let j = sim.add_node("node-10", GossipConfig::lan(), Vec::new());
+    sim.join(j, 4);
+    // Within a couple of round trips, long before any piggybacked repeat could have taught it.
+    sim.run_for(Duration::from_millis(50));
+    for i in 0..10 {
+        let r = sim
+            .node(j)
+            .core
+            .record(&format!("node-{i}"))
+            .expect("record");
+        assert_eq!(*r.body, *format!("svc-{i}").as_bytes());
+    }
+}
+
+#[test]
+fn a_failed_member_keeps_its_record_and_a_left_one_loses_it() {
+    let mut sim = cluster(8, 4, NetModel::default());
+    publish(&mut sim, 6, b"six");
+    publish(&mut sim, 7, b"seven");
+    sim.run_for(Duration::from_secs(5));
+    sim.crash(6);
+    sim.leave(7);
+    let observers: Vec<usize> = (0..6).collect();
+    let settled = sim.run_until_cond(STEP, Duration::from_secs(60), |s| {
+        observers.iter().all(|&o| {
+            let c = &s.node(o).core;
+            c.member("node-6").map(|m| m.state) == Some(State::Dead)
+                && c.member("node-7").map(|m| m.state) == Some(State::Left)
+        })
+    });
+    assert!(settled);
+    for &o in &observers {
+        let c = &sim.node(o).core;
+        assert_eq!(*c.record("node-6").expect("kept").body, *b"six");
+        assert!(c.record("node-7").is_none());
+    }
+}
+
+#[test]
+fn a_restarted_node_publishes_above_the_version_the_cluster_remembers() {
+    let mut sim = cluster(6, 5, NetModel::default());
+    for k in 0..5 {
+        publish(&mut sim, 2, format!("old-{k}").as_bytes());
+    }
+    assert!(everyone_holds(
+        &mut sim,
+        2,
+        5,
+        b"old-4",
+        Duration::from_secs(5)
+    ));
+    sim.crash(2);
+    sim.run_for(Duration::from_secs(1));
+    sim.restart_node(2, GossipConfig::lan(), Vec::new());
+    // The new process starts counting at 1, far below what the cluster holds.
+    assert_eq!(publish(&mut sim, 2, b"fresh"), 1);
+    sim.join(2, 0);
+    let fresh = sim.run_until_cond(STEP, Duration::from_secs(10), |s| {
+        (0..6).filter(|&i| i != 2).all(|i| {
+            s.node(i)
+                .core
+                .record("node-2")
+                .is_some_and(|r| *r.body == *b"fresh" && r.version > 5)
+        })
+    });
+    assert!(fresh);
+    assert!(sim.node(2).core.stats().records_refuted >= 1);
+}
+
+#[test]
+fn records_spread_through_heavy_loss() {
+    let net = NetModel {
+        loss: 0.2,
+        ..NetModel::default()
+    };
+    let mut sim = cluster(40, 6, net);
+    let v = publish(&mut sim, 9, b"through the storm");
+    assert!(everyone_holds(
+        &mut sim,
+        9,
+        v,
+        b"through the storm",
+        Duration::from_secs(60)
+    ));
+}
+
+fn record_packet(name: &str, version: u32, body: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let at = wire::encode_header(&mut buf, &Message::Gossip);
+    wire::encode_delta(
+        &mut buf,
+        &Delta::Record {
+            name,
+            version,
+            body: RecordBody::Inline(body),
+        },
+    );
+    wire::set_count(&mut buf, at, 1);
+    buf
+}
+
+#[test]
+fn records_need_an_authenticated_packet_and_a_known_member() {
+    let mut sim = cluster(3, 7, NetModel::default());
+    let now = sim.now;
+    let core = &mut sim.node_mut(0).core;
+    core.handle_untrusted_packet(now, sim_addr(1), &record_packet("node-1", 9, b"forged"));
+    assert!(core.record("node-1").is_none());
+    assert_eq!(core.stats().dropped_untrusted_records, 1);
+    core.handle_packet(now, sim_addr(1), &record_packet("stranger", 1, b"x"));
+    assert!(core.record("stranger").is_none());
+    assert_eq!(core.stats().records_unknown_member, 1);
+    core.handle_packet(now, sim_addr(1), &record_packet("node-1", 9, b"ok"));
+    assert_eq!(*core.record("node-1").unwrap().body, *b"ok");
+    // An older version changes nothing.
+    core.handle_packet(now, sim_addr(1), &record_packet("node-1", 8, b"older"));
+    assert_eq!(*core.record("node-1").unwrap().body, *b"ok");
+}
+
+#[test]
+fn a_record_over_the_limit_is_refused() {
+    let mut sim = cluster(1, 8, NetModel::default());
+    let too_big = vec![0u8; wire::MAX_RECORD + 1];
+    assert_eq!(
+        sim.node_mut(0).core.set_record(too_big),
+        Err(murmur_gossip::RecordError::TooLarge(wire::MAX_RECORD + 1))
+    );
+}
