@@ -3,4 +3,5 @@
 pub mod config;
 mod consul_only;
 pub mod datadir;
+mod publish_record;
 pub mod run;

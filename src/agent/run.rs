@@ -14,6 +14,7 @@ use murmur_gossip::{Core, Identity, tags};
 
 use super::config::{self, Config};
 use super::datadir::DataDir;
+use super::publish_record;
 use crate::dns::server::{DnsServer, DnsStats};
 use crate::dns::services::ServersCatalog;
 use crate::http::{self, ApiState};
@@ -21,7 +22,9 @@ use crate::net::crypto::{self, Keyring};
 use crate::net::mux::QUIC_QUEUE;
 use crate::net::quic::Quic;
 use crate::net::{GossipHandle, Security, UdpDriver};
+use crate::state::catalog::Catalog;
 use crate::state::local_services::{self, LocalServices};
+use crate::state::node_record::consul_service_record;
 use crate::state::publish::Publisher;
 use crate::state::{AgentState, ChangeIndex, LocalAgent, MemberTable};
 use crate::util::connlimit::ConnLimiter;
@@ -127,9 +130,11 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let table = Arc::new(MemberTable::new());
     let changes = Arc::new(ChangeIndex::new(table.snapshot().index));
+    let catalog = Arc::new(Catalog::new());
     let publisher = Arc::new(Publisher {
         members: table.clone(),
         changes: changes.clone(),
+        catalog: catalog.clone(),
     });
     let encrypted = security.keyring.is_some();
     let (quic_tx, quic_rx) = mpsc::channel(QUIC_QUEUE);
@@ -139,9 +144,9 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     let quic = Quic::new(socket, quic_rx, &cfg.tls, server_name)?;
     gossip.set_quic(quic.clone());
     let answerer = gossip.clone();
-    quic.serve(move |from, theirs| {
+    quic.serve(move |from, kind, theirs| {
         let g = answerer.clone();
-        async move { g.answer_push_pull(from, theirs).await }
+        async move { g.answer_stream(from, kind, theirs).await }
     });
     if cfg.tls.mutual() {
         info!(
@@ -176,12 +181,25 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     // The same path a reload takes, so start-up and reload cannot disagree.
     services.replace_config(cfg.services.clone(), cfg.checks.clone(), Instant::now())?;
     tokio::spawn(run_ttl_checks(services.clone()));
+    // A server carries the `consul` service, as Consul's leader registers it for every server.
+    let own = cfg
+        .server
+        .then(|| consul_service_record(cfg.ports.server))
+        .into_iter()
+        .collect();
+    tokio::spawn(publish_record::run(
+        services.clone(),
+        gossip.clone(),
+        own,
+        publish_record::CHECK_UPDATE_INTERVAL,
+    ));
     let api = ApiState {
         state: AgentState::new(
             table.clone(),
             changes,
             local,
             services.clone(),
+            catalog.clone(),
             gossip.clone(),
         ),
         reload: reload_tx,

@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use murmur_gossip::Stats;
+use murmur_gossip::{Record, Stats};
 use tokio::sync::{mpsc, oneshot};
 
 use super::keyring_sync::KeyOp;
-use super::quic::{Peer, Quic};
+use super::quic::{Peer, Quic, Stream};
 
 /// Driver and core counters.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +67,22 @@ pub(super) enum Command {
         reply: oneshot::Sender<Result<usize, String>>,
     },
     Joined,
+    SetRecord {
+        body: Vec<u8>,
+        reply: oneshot::Sender<Result<u32, String>>,
+    },
+    /// A record request from a peer: answered sealed, like a full state.
+    ExportRecord {
+        request: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    },
+    ImportRecord {
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    LocalRecord {
+        reply: oneshot::Sender<Option<std::sync::Arc<Record>>>,
+    },
 }
 
 /// Cheap, cloneable handle the agent uses to command a running driver.
@@ -82,6 +98,11 @@ impl GossipHandle {
     /// Attaches the QUIC endpoint: joins and periodic exchanges then use stream push/pull.
     pub fn set_quic(&self, quic: Arc<Quic>) {
         let _ = self.quic.set(quic);
+    }
+
+    /// True once the driver stopped (after a leave, or at shutdown).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
     }
 
     /// The QUIC endpoint, if attached.
@@ -106,7 +127,7 @@ impl GossipHandle {
             .ok_or("QUIC push/pull is not enabled")?
             .clone();
         let ours = self.ask(|reply| Command::ExportState { reply }).await??;
-        let theirs = quic.exchange(addr, &ours, peer).await?;
+        let theirs = quic.exchange(addr, Stream::PushPull, &ours, peer).await?;
         self.ask(|reply| Command::ImportState {
             from: addr,
             bytes: theirs,
@@ -115,19 +136,61 @@ impl GossipHandle {
         .await?
     }
 
-    /// Answers a peer's push/pull: merges their state, returns ours.
-    pub async fn answer_push_pull(
+    /// Answers a peer's stream request: a push/pull merges their state and returns ours; a record
+    /// request returns the record we hold for the member it names.
+    pub async fn answer_stream(
         &self,
         from: SocketAddr,
+        kind: Stream,
         theirs: Vec<u8>,
     ) -> Result<Vec<u8>, String> {
-        self.ask(|reply| Command::ImportState {
-            from,
-            bytes: theirs,
-            reply,
-        })
-        .await??;
-        self.ask(|reply| Command::ExportState { reply }).await?
+        match kind {
+            Stream::PushPull => {
+                self.ask(|reply| Command::ImportState {
+                    from,
+                    bytes: theirs,
+                    reply,
+                })
+                .await??;
+                self.ask(|reply| Command::ExportState { reply }).await?
+            }
+            Stream::Record => {
+                self.ask(|reply| Command::ExportRecord {
+                    request: theirs,
+                    reply,
+                })
+                .await?
+            }
+        }
+    }
+
+    /// Fetches the record `request` (sealed member name) names from `addr` and hands it to the core.
+    pub(super) async fn fetch_record(
+        &self,
+        addr: SocketAddr,
+        request: Vec<u8>,
+    ) -> Result<(), String> {
+        let quic = self.quic.get().ok_or("record fetches need QUIC")?.clone();
+        let bytes = quic
+            .exchange(addr, Stream::Record, &request, Peer::Member)
+            .await?;
+        self.tx
+            .send(Command::ImportRecord { from: addr, bytes })
+            .await
+            .map_err(|_| GONE.to_string())
+    }
+
+    /// Publishes this node's record (its services and checks) to the cluster; returns its version.
+    pub async fn set_record(&self, body: Vec<u8>) -> Result<u32, String> {
+        self.ask(|reply| Command::SetRecord { body, reply }).await?
+    }
+
+    /// The record this node publishes, as the core holds it.
+    pub async fn local_record(&self) -> Option<std::sync::Arc<Record>> {
+        self.ask(|reply| Command::LocalRecord { reply })
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Joins the cluster through `addr`: one full-state push/pull over QUIC when enabled (the joiner

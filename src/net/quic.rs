@@ -1,5 +1,6 @@
-//! Full-state push/pull over QUIC bi-directional streams, multiplexed on the gossip port: bounded
-//! concurrency (excess refused and counted), bounded message size, timeouts.
+//! Request/answer exchanges over QUIC bi-directional streams, multiplexed on the gossip port: full-state
+//! push/pull and member-record fetches, told apart by a leading [`Stream`] byte; bounded concurrency
+//! (excess refused and counted), bounded message size, timeouts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +35,26 @@ pub struct QuicStats {
     pub refused_busy: AtomicU64,
     /// Incoming exchanges that failed (handshake, certificate, size, timeout, bad state).
     pub failed_in: AtomicU64,
+}
+
+/// What a stream asks for: its request frame's first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stream {
+    /// Full-state push/pull: the request is our state, the answer theirs.
+    PushPull = b'S',
+    /// A member record: the request is the member's name, the answer the record held for it.
+    Record = b'R',
+}
+
+impl Stream {
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            b'S' => Some(Stream::PushPull),
+            b'R' => Some(Stream::Record),
+            _ => None,
+        }
+    }
 }
 
 /// Whom an exchange goes to, which decides how the peer's certificate is checked.
@@ -114,10 +135,11 @@ impl Quic {
         }))
     }
 
-    /// Sends `ours` to `addr` and returns their state.
+    /// Sends a `kind` request carrying `ours` to `addr` and returns the answer.
     pub async fn exchange(
         &self,
         addr: SocketAddr,
+        kind: Stream,
         ours: &[u8],
         peer: Peer,
     ) -> Result<Vec<u8>, String> {
@@ -134,7 +156,10 @@ impl Quic {
                 .map_err(|e| e.to_string())?;
             let exchanged = async {
                 let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-                write_frame(&mut send, ours).await?;
+                let mut request = Vec::with_capacity(ours.len() + 1);
+                request.push(kind as u8);
+                request.extend_from_slice(ours);
+                write_frame(&mut send, &request).await?;
                 read_frame(&mut recv).await
             }
             .await;
@@ -159,10 +184,10 @@ impl Quic {
             .map_err(|_| format!("push/pull with {addr} timed out after {TIMEOUT:?}"))?
     }
 
-    /// Answers incoming push/pulls with `answer(from, their_state) -> our_state` until the endpoint closes.
+    /// Answers incoming requests with `answer(from, kind, request) -> answer` until the endpoint closes.
     pub fn serve<F, Fut>(self: &Arc<Self>, answer: F)
     where
-        F: Fn(SocketAddr, Vec<u8>) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(SocketAddr, Stream, Vec<u8>) -> Fut + Clone + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<Vec<u8>, String>> + Send,
     {
         let me = self.clone();
@@ -198,14 +223,22 @@ impl Quic {
 
     async fn serve_one<F, Fut>(incoming: quinn::Incoming, answer: F) -> Result<(), String>
     where
-        F: Fn(SocketAddr, Vec<u8>) -> Fut,
+        F: Fn(SocketAddr, Stream, Vec<u8>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
     {
         let from = incoming.remote_address();
         let conn = incoming.await.map_err(|e| format!("handshake: {e}"))?;
         let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-        let theirs = read_frame(&mut recv).await?;
-        let ours = match answer(from, theirs).await {
+        let mut theirs = read_frame(&mut recv).await?;
+        let kind = theirs.first().and_then(|b| Stream::from_byte(*b));
+        let answered = match kind {
+            Some(kind) => {
+                theirs.remove(0);
+                answer(from, kind, theirs).await
+            }
+            None => Err("unknown request kind (a different murmur version?)".to_string()),
+        };
+        let ours = match answered {
             Ok(ours) => ours,
             Err(e) => {
                 // Closing with the reason lets the joiner say why instead of "connection lost".

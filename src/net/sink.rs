@@ -5,7 +5,8 @@ use murmur_gossip::Event;
 
 /// Receives member changes from a gossip driver.
 pub trait MemberSink: Send + Sync {
-    /// Applies one `Event::Member` or `Event::Reaped`; true when readers would see a change.
+    /// Applies one `Event::Member`, `Event::Reaped` or `Event::Record`; true when the member list
+    /// readers see changed.
     fn apply(&self, ev: &Event) -> bool;
     /// Makes the changes applied so far visible to readers, and wakes those waiting for them.
     fn publish(&self);

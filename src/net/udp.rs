@@ -217,22 +217,93 @@ impl UdpDriver {
         from: SocketAddr,
         mut bytes: Vec<u8>,
     ) -> Result<usize, String> {
-        let plain = match self.security.open(&mut bytes) {
-            Ok(Opened::Trusted(p) | Opened::Untrusted(p)) => p,
+        let merged = match self.security.open(&mut bytes) {
+            Ok(Opened::Trusted(p)) => self.core.merge_state(now, from, p),
+            Ok(Opened::Untrusted(p)) => self.core.merge_untrusted_state(now, from, p),
             Err(why) => return Err(why.for_state(from)),
         };
-        self.core
-            .merge_state(now, from, plain)
-            .map_err(|e| format!("state from {from}: {e}"))
+        merged.map_err(|e| format!("state from {from}: {e}"))
+    }
+
+    /// Answers a peer's record request (the sealed name of a member) with the record we hold, sealed.
+    fn export_record(&mut self, mut request: Vec<u8>) -> Result<Vec<u8>, String> {
+        let name = match self.security.open(&mut request) {
+            Ok(Opened::Trusted(p)) => std::str::from_utf8(p)
+                .map_err(|_| "record request: the name is not UTF-8".to_string())?
+                .to_owned(),
+            Ok(Opened::Untrusted(_)) => {
+                return Err("record requests must be encrypted with the gossip key".into());
+            }
+            Err(why) => return Err(why.to_string()),
+        };
+        let record = self
+            .core
+            .record(&name)
+            .ok_or_else(|| format!("no record held for {name:?}"))?;
+        let mut plain = Vec::new();
+        let delta = wire::Delta::Record {
+            name: &name,
+            version: record.version,
+            body: wire::RecordBody::Inline(&record.body),
+        };
+        wire::encode_state(&mut plain, std::iter::once(delta));
+        let mut sealed = Vec::new();
+        self.security.seal(&plain, &mut sealed).map(<[u8]>::to_vec)
+    }
+
+    /// Hands a fetched record to the core (only an authenticated one: records route traffic).
+    fn import_record(&mut self, now: Instant, from: SocketAddr, mut bytes: Vec<u8>) {
+        let plain = match self.security.open(&mut bytes) {
+            Ok(Opened::Trusted(p)) => p,
+            Ok(Opened::Untrusted(_)) | Err(_) => {
+                tracing::debug!("record from {from} dropped: not authenticated");
+                return;
+            }
+        };
+        let Ok(state) = wire::decode_state(plain) else {
+            tracing::debug!("record from {from} dropped: malformed");
+            return;
+        };
+        for d in state.deltas() {
+            if let wire::Delta::Record {
+                name,
+                version,
+                body: wire::RecordBody::Inline(body),
+            } = d
+            {
+                self.core.handle_record(now, from, name, version, body);
+            }
+        }
+    }
+
+    /// A handle for tasks the driver starts itself (None once the agent dropped every handle).
+    fn own_handle(&self) -> Option<GossipHandle> {
+        Some(GossipHandle {
+            tx: self.weak.upgrade()?,
+            quic: self.quic.clone(),
+        })
+    }
+
+    fn start_fetch(&mut self, name: &str, from: SocketAddr) {
+        let Some(handle) = self.own_handle() else {
+            return;
+        };
+        let mut sealed = Vec::new();
+        let Ok(request) = self.security.seal(name.as_bytes(), &mut sealed) else {
+            return;
+        };
+        let request = request.to_vec();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = handle.fetch_record(from, request).await {
+                tracing::debug!("fetching the record of {name} from {from} failed: {e}");
+            }
+        });
     }
 
     fn start_push_pull(&mut self, addr: SocketAddr) {
-        let Some(tx) = self.weak.upgrade() else {
+        let Some(handle) = self.own_handle() else {
             return;
-        };
-        let handle = GossipHandle {
-            tx,
-            quic: self.quic.clone(),
         };
         tokio::spawn(async move {
             if let Err(e) = handle.push_pull(addr, Peer::Member).await {
@@ -286,6 +357,17 @@ impl UdpDriver {
                 self.answer(reply, r);
             }
             Command::Joined => self.core.joined(now),
+            Command::SetRecord { body, reply } => {
+                let r = self.core.set_record(body).map_err(|e| e.to_string());
+                self.answer(reply, r);
+            }
+            Command::ExportRecord { request, reply } => {
+                let _ = reply.send(self.export_record(request));
+            }
+            Command::ImportRecord { from, bytes } => self.import_record(now, from, bytes),
+            Command::LocalRecord { reply } => {
+                let _ = reply.send(self.core.local_slot().record.clone());
+            }
             Command::ListKeys { reply } => {
                 let keys = self
                     .security
@@ -358,7 +440,10 @@ impl UdpDriver {
                     }
                 }
                 Event::PushPull { addr } => self.start_push_pull(addr),
-                Event::Member(_) | Event::Reaped(_) => changed |= self.sink.apply(&ev),
+                Event::FetchRecord { name, from, .. } => self.start_fetch(&name, from),
+                Event::Member(_) | Event::Reaped(_) | Event::Record { .. } => {
+                    changed |= self.sink.apply(&ev)
+                }
             }
         }
         if changed {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::definitions::{
     self, CheckDef, CheckKind, DefinitionError, ServiceDef, Status, check_json, service_json,
@@ -72,6 +72,8 @@ pub struct LocalServices {
     dir: Option<PathBuf>,
     /// Wakes the TTL runner when a deadline may have moved.
     pub changed: Notify,
+    /// Counts every change a published record would show (the catalog publisher waits on it).
+    pub generation: watch::Sender<u64>,
 }
 
 /// A file name for an ID (IDs may hold any character; the hex of its bytes never clashes).
@@ -87,7 +89,12 @@ impl LocalServices {
             inner: Mutex::new(Inner::default()),
             dir: data_dir.map(Path::to_path_buf),
             changed: Notify::new(),
+            generation: watch::Sender::new(0),
         }
+    }
+
+    fn touched(&self) {
+        self.generation.send_modify(|g| *g += 1);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -123,6 +130,7 @@ impl LocalServices {
         }
         let id = def.id.clone();
         self.lock().services.insert(id, (def, source));
+        self.touched();
         for c in checks {
             self.add_check(c, source, now)?;
         }
@@ -145,6 +153,7 @@ impl LocalServices {
         if removed.is_none() {
             return Ok(false);
         }
+        self.touched();
         self.persist("services", id, None)?;
         for c in checks {
             self.remove_check(&c)?;
@@ -172,6 +181,7 @@ impl LocalServices {
         };
         self.lock().checks.insert(state.def.id.clone(), state);
         self.changed.notify_one();
+        self.touched();
         Ok(())
     }
 
@@ -180,6 +190,7 @@ impl LocalServices {
         if self.lock().checks.remove(id).is_none() {
             return Ok(false);
         }
+        self.touched();
         self.persist("checks", id, None)?;
         Ok(true)
     }
@@ -253,6 +264,7 @@ impl LocalServices {
         c.deadline = Some(now + ttl);
         drop(inner);
         self.changed.notify_one();
+        self.touched();
         Ok(())
     }
 
@@ -260,15 +272,21 @@ impl LocalServices {
     pub fn expire(&self, now: Instant) -> Option<Instant> {
         let mut inner = self.lock();
         let mut next: Option<Instant> = None;
+        let mut expired = false;
         for c in inner.checks.values_mut() {
             let Some(d) = c.deadline else { continue };
             if d <= now {
                 c.status = Status::Critical;
                 c.output = "TTL expired".into();
                 c.deadline = None;
+                expired = true;
             } else {
                 next = Some(next.map_or(d, |n| n.min(d)));
             }
+        }
+        drop(inner);
+        if expired {
+            self.touched();
         }
         next
     }

@@ -224,7 +224,9 @@ impl MemberTable {
             Event::SyncReply { .. }
             | Event::JoinTimeout { .. }
             | Event::User { .. }
-            | Event::PushPull { .. } => return Change::None,
+            | Event::PushPull { .. }
+            | Event::Record { .. }
+            | Event::FetchRecord { .. } => return Change::None,
         };
         self.dirty.store(true, Ordering::Release);
         change

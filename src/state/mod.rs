@@ -9,12 +9,16 @@
 //! - `publish.rs`: the driver's member sink
 //! - `definitions.rs`, `local_services.rs`: this agent's own services and checks (config files and the
 //!   HTTP API), TTL deadlines, persistence
+//! - `node_record.rs`: the record a node publishes about its services and checks (gossip's bytes)
+//! - `catalog.rs`: every node's record, indexed by service, with a watch per service name
 
+pub mod catalog;
 pub mod changes;
 pub mod definitions;
 pub mod keyring;
 pub mod local_services;
 pub mod members;
+pub mod node_record;
 pub mod publish;
 pub mod servers;
 
@@ -58,6 +62,8 @@ pub struct AgentState {
     pub local: Arc<LocalAgent>,
     /// This agent's own services and checks.
     pub services: Arc<local_services::LocalServices>,
+    /// Every node's services and checks.
+    pub catalog: Arc<catalog::Catalog>,
     gossip: GossipHandle,
 }
 
@@ -68,6 +74,7 @@ impl AgentState {
         changes: Arc<ChangeIndex>,
         local: LocalAgent,
         services: Arc<local_services::LocalServices>,
+        catalog: Arc<catalog::Catalog>,
         gossip: GossipHandle,
     ) -> Self {
         AgentState {
@@ -75,6 +82,7 @@ impl AgentState {
             changes,
             local: Arc::new(local),
             services,
+            catalog,
             gossip,
         }
     }

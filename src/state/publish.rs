@@ -1,12 +1,14 @@
-//! The gossip driver's member sink: applies the core's member events to the table, logs each change in
-//! Serf's words, and on publish makes them visible and advances the change index.
+//! The gossip driver's member sink: applies the core's member events to the table and its record events
+//! to the catalog, logs each member change in Serf's words, and on publish makes them visible and
+//! advances the change index.
 
 use std::sync::Arc;
 
 use murmur_gossip::Event;
 
+use super::catalog::Catalog;
 use super::changes::ChangeIndex;
-use super::members::MemberTable;
+use super::members::{Change, MemberTable};
 use crate::net::MemberSink;
 
 /// Writes member changes where HTTP and DNS read them.
@@ -15,11 +17,28 @@ pub struct Publisher {
     pub members: Arc<MemberTable>,
     /// Advanced after each publish.
     pub changes: Arc<ChangeIndex>,
+    /// Where member records (services and checks) go.
+    pub catalog: Arc<Catalog>,
 }
 
 impl MemberSink for Publisher {
     fn apply(&self, ev: &Event) -> bool {
-        let Some(what) = self.members.apply(ev).serf_name() else {
+        if let Event::Record { name, record } = ev {
+            self.catalog
+                .apply_record(name, record.version, &record.body);
+            return false;
+        }
+        let change = self.members.apply(ev);
+        match (change, ev) {
+            (Change::Leave | Change::Reap, Event::Member(m)) => self.catalog.remove_node(&m.name),
+            (Change::Reap, Event::Reaped(name)) => self.catalog.remove_node(name),
+            // serfHealth follows the member: every result holding its services changes.
+            (Change::Failed | Change::Join, Event::Member(m)) => {
+                self.catalog.node_health_changed(&m.name)
+            }
+            _ => {}
+        }
+        let Some(what) = change.serf_name() else {
             return false;
         };
         // One INFO line per change, worded as Consul's (`EventMemberJoin: agent-two 127.0.0.11`).

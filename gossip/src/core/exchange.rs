@@ -170,6 +170,20 @@ impl Core {
         );
     }
 
+    /// Like [`Core::merge_state`] for a state that did not arrive authenticated: membership applies,
+    /// records (and user events) do not.
+    pub fn merge_untrusted_state(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<usize, DecodeError> {
+        self.trusted = false;
+        let r = self.merge_state(now, from, bytes);
+        self.trusted = true;
+        r
+    }
+
     /// Merges a full state received from `from` (remote failures are only suspected); returns how many
     /// entries it held.
     pub fn merge_state(

@@ -1,0 +1,464 @@
+//! The service catalog every agent holds: each node's published record (its services and checks, from
+//! gossip), indexed by service name for catalog, health and DNS reads that never leave the agent.
+//!
+//! One writer (the gossip driver, through [`super::publish::Publisher`]) and lock-free readers: records
+//! and per-service instance lists sit in papaya maps of `Arc`s, replaced whole. Each service name has
+//! its own modify index, and a blocking query on a service waits on that name's own watch, so a change
+//! to `db` wakes nobody who watches `web` (Consul wakes every watcher of a table, hashicorp/consul #3890).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::node_record::{CheckRecord, NodeRecord, ServiceRecord};
+
+/// One node's record as the catalog holds it.
+#[derive(Debug)]
+pub struct NodeEntry {
+    /// Node name.
+    pub node: Arc<str>,
+    /// Record version (the owner's counter).
+    pub version: u32,
+    /// What it publishes.
+    pub record: NodeRecord,
+    /// Catalog index when the node first published.
+    pub create_index: u64,
+    /// Catalog index of its last change.
+    pub modify_index: u64,
+}
+
+/// One service instance: the service on its node, with the node's checks and the service's own.
+#[derive(Debug)]
+pub struct Instance {
+    /// Node name.
+    pub node: Arc<str>,
+    /// The service.
+    pub service: ServiceRecord,
+    /// Node-level checks, then the service's checks.
+    pub checks: Vec<CheckRecord>,
+    /// Catalog index when the node first published.
+    pub create_index: u64,
+    /// Catalog index of the node record this instance comes from.
+    pub modify_index: u64,
+}
+
+/// The instances of one service name, by node then service ID.
+#[derive(Debug, Default)]
+pub struct ServiceEntries {
+    /// Catalog index of the last change to this list (or to the health of a node in it).
+    pub index: u64,
+    /// The instances.
+    pub instances: Vec<Arc<Instance>>,
+}
+
+/// Service names and their tags (`/v1/catalog/services`).
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Catalog index of the last change to the names or tags.
+    pub index: u64,
+    /// Name -> sorted distinct tags.
+    pub services: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The catalog.
+pub struct Catalog {
+    nodes: papaya::HashMap<Arc<str>, Arc<NodeEntry>>,
+    services: papaya::HashMap<String, Arc<ServiceEntries>>,
+    listing: ArcSwap<Listing>,
+    index: AtomicU64,
+    /// Per-service watches, created by the readers that wait. Writers notify under this lock after
+    /// updating the maps, readers subscribe under it before reading them: no wake-up is lost.
+    watches: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Any change at all (node-level queries wait on it).
+    any: watch::Sender<u64>,
+    /// Records that did not decode (a newer format, or garbage), dropped.
+    pub undecodable: AtomicU64,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog {
+            nodes: papaya::HashMap::new(),
+            services: papaya::HashMap::new(),
+            listing: ArcSwap::from_pointee(Listing {
+                index: 1,
+                services: BTreeMap::new(),
+            }),
+            index: AtomicU64::new(1),
+            watches: Mutex::new(HashMap::new()),
+            any: watch::Sender::new(1),
+            undecodable: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The catalog index now (never 0).
+    pub fn index(&self) -> u64 {
+        self.index.load(Ordering::Acquire)
+    }
+
+    fn next_index(&self) -> u64 {
+        self.index.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Applies node `node`'s record at `version` (raw bytes from gossip). Only the driver calls this.
+    pub fn apply_record(&self, node: &Arc<str>, version: u32, bytes: &[u8]) {
+        let record = match NodeRecord::decode(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.undecodable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("catalog record of {node} (version {version}) dropped: {e}");
+                return;
+            }
+        };
+        let old = self.nodes.pin().get(&**node).cloned();
+        if old.as_ref().is_some_and(|o| o.record == record) {
+            return;
+        }
+        let index = self.next_index();
+        let entry = Arc::new(NodeEntry {
+            node: node.clone(),
+            version,
+            record,
+            create_index: old.as_ref().map_or(index, |o| o.create_index),
+            modify_index: index,
+        });
+        self.nodes.pin().insert(node.clone(), entry.clone());
+        let touched = names(old.as_deref()).chain(names(Some(&entry)));
+        self.rebuild(node, Some(&entry), touched.collect(), index);
+    }
+
+    /// Removes a node (it left, was force-left or reaped).
+    pub fn remove_node(&self, node: &str) {
+        let Some(old) = self.nodes.pin().remove(node).cloned() else {
+            return;
+        };
+        let index = self.next_index();
+        self.rebuild(&old.node, None, names(Some(&old)).collect(), index);
+    }
+
+    /// The node's health changed (failed, or back alive): its services' results change with it.
+    pub fn node_health_changed(&self, node: &str) {
+        let Some(entry) = self.nodes.pin().get(node).cloned() else {
+            // No services: only node-level queries see it, and they wait on the member table too.
+            return;
+        };
+        let index = self.next_index();
+        self.rebuild(
+            &entry.node,
+            Some(&entry),
+            names(Some(&entry)).collect(),
+            index,
+        );
+    }
+
+    /// Replaces `node`'s instances in every service of `touched` with those of `entry`, stamps the
+    /// changed lists with `index` and wakes their watchers.
+    fn rebuild(
+        &self,
+        node: &Arc<str>,
+        entry: Option<&Arc<NodeEntry>>,
+        touched: BTreeSet<String>,
+        index: u64,
+    ) {
+        let services = self.services.pin();
+        let mut listing_changed = false;
+        for name in &touched {
+            let old = services.get(name.as_str()).cloned().unwrap_or_default();
+            let mut instances: Vec<Arc<Instance>> = old
+                .instances
+                .iter()
+                .filter(|i| i.node != *node)
+                .cloned()
+                .collect();
+            if let Some(e) = entry {
+                instances.extend(instances_of(e, name));
+            }
+            instances.sort_by(|a, b| (&*a.node, &a.service.id).cmp(&(&*b.node, &b.service.id)));
+            let before: BTreeSet<&String> =
+                old.instances.iter().flat_map(|i| &i.service.tags).collect();
+            let after: BTreeSet<&String> = instances.iter().flat_map(|i| &i.service.tags).collect();
+            listing_changed |= before != after || old.instances.is_empty() != instances.is_empty();
+            services.insert(name.clone(), Arc::new(ServiceEntries { index, instances }));
+        }
+        if listing_changed {
+            let mut all = BTreeMap::new();
+            for (name, e) in services.iter() {
+                if !e.instances.is_empty() {
+                    let tags = e
+                        .instances
+                        .iter()
+                        .flat_map(|i| i.service.tags.iter().cloned());
+                    all.insert(name.clone(), tags.collect());
+                }
+            }
+            self.listing.store(Arc::new(Listing {
+                index,
+                services: all,
+            }));
+        }
+        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        for name in &touched {
+            if let Some(tx) = watches.get(name) {
+                tx.send_replace(index);
+            }
+        }
+        watches.retain(|_, tx| tx.receiver_count() > 0);
+        drop(watches);
+        self.any.send_replace(index);
+    }
+
+    /// The instances of `name` (an empty list with index 1 if it never existed).
+    pub fn service(&self, name: &str) -> Arc<ServiceEntries> {
+        self.services.pin().get(name).cloned().unwrap_or_else(|| {
+            Arc::new(ServiceEntries {
+                index: 1,
+                instances: Vec::new(),
+            })
+        })
+    }
+
+    /// Waits until the index of service `name` passes `min` or `deadline` comes; returns its entries
+    /// then. An index from the future (the agent restarted since the client saw it) answers at once.
+    pub async fn wait_service(
+        &self,
+        name: &str,
+        min: u64,
+        deadline: Instant,
+    ) -> Arc<ServiceEntries> {
+        let mut rx = {
+            let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+            watches
+                .entry(name.to_owned())
+                .or_insert_with(|| watch::Sender::new(0))
+                .subscribe()
+        };
+        loop {
+            let current = self.service(name);
+            if current.index != min || min > self.index() {
+                return current;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return self.service(name);
+            }
+        }
+    }
+
+    /// Service names and tags.
+    pub fn listing(&self) -> Arc<Listing> {
+        self.listing.load_full()
+    }
+
+    /// Waits until the listing's index passes `min` or `deadline` comes.
+    pub async fn wait_listing(&self, min: u64, deadline: Instant) -> Arc<Listing> {
+        self.wait_any(min, deadline, |c| c.listing().index).await;
+        self.listing()
+    }
+
+    /// Waits until `index_of(self)` differs from `min` (or `min` is from the future), or `deadline`.
+    pub async fn wait_any(&self, min: u64, deadline: Instant, index_of: impl Fn(&Self) -> u64) {
+        let mut rx = self.any.subscribe();
+        loop {
+            let now = index_of(self);
+            if now != min || min > self.index() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// A receiver that sees every catalog change (for waits that combine it with the member table).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.any.subscribe()
+    }
+
+    /// One node's record.
+    pub fn node(&self, node: &str) -> Option<Arc<NodeEntry>> {
+        self.nodes.pin().get(node).cloned()
+    }
+
+    /// Every node record, in no particular order.
+    pub fn nodes(&self) -> Vec<Arc<NodeEntry>> {
+        self.nodes.pin().values().cloned().collect()
+    }
+
+    /// Number of blocking-query watches held open (for the agent's counters).
+    pub fn watched_services(&self) -> usize {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+fn names(entry: Option<&NodeEntry>) -> impl Iterator<Item = String> + '_ {
+    entry
+        .into_iter()
+        .flat_map(|e| e.record.services.iter().map(|s| s.name.clone()))
+}
+
+fn instances_of<'a>(
+    e: &'a Arc<NodeEntry>,
+    name: &'a str,
+) -> impl Iterator<Item = Arc<Instance>> + 'a {
+    e.record
+        .services
+        .iter()
+        .filter(move |s| s.name == name)
+        .map(|s| {
+            let checks = e
+                .record
+                .checks
+                .iter()
+                .filter(|c| c.service_id.is_empty() || c.service_id == s.id)
+                .cloned()
+                .collect();
+            Arc::new(Instance {
+                node: e.node.clone(),
+                service: s.clone(),
+                checks,
+                create_index: e.create_index,
+                modify_index: e.modify_index,
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::node_record::{CheckRecord, ServiceRecord};
+    use std::time::Duration;
+
+    fn svc(id: &str, name: &str, tags: &[&str]) -> ServiceRecord {
+        ServiceRecord {
+            id: id.into(),
+            name: name.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            address: String::new(),
+            port: 80,
+            meta: BTreeMap::new(),
+            tagged_addresses: "{}".into(),
+            enable_tag_override: false,
+            weights: (1, 1),
+        }
+    }
+
+    fn check(id: &str, service: &str, status: u8) -> CheckRecord {
+        CheckRecord {
+            id: id.into(),
+            name: id.into(),
+            status,
+            notes: String::new(),
+            output: String::new(),
+            service_id: service.into(),
+            kind: "ttl".into(),
+        }
+    }
+
+    fn publish(
+        c: &Catalog,
+        node: &str,
+        version: u32,
+        services: Vec<ServiceRecord>,
+        checks: Vec<CheckRecord>,
+    ) {
+        let r = NodeRecord { services, checks };
+        c.apply_record(&Arc::from(node), version, &r.encode());
+    }
+
+    #[test]
+    fn instances_follow_records_and_each_service_keeps_its_own_index() {
+        let c = Catalog::new();
+        publish(
+            &c,
+            "a",
+            1,
+            vec![svc("web", "web", &["v1"]), svc("db", "db", &[])],
+            vec![check("c1", "web", 0), check("n", "", 0)],
+        );
+        publish(&c, "b", 1, vec![svc("web", "web", &["v2"])], vec![]);
+        let web = c.service("web");
+        let nodes: Vec<&str> = web.instances.iter().map(|i| &*i.node).collect();
+        assert_eq!(nodes, ["a", "b"]);
+        // Node checks and the service's own, not another service's.
+        let ids: Vec<&str> = web.instances[0]
+            .checks
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(ids, ["c1", "n"]);
+        let db_index = c.service("db").index;
+        // b changes web only: db's index stands still.
+        publish(&c, "b", 2, vec![svc("web", "web", &["v3"])], vec![]);
+        assert_eq!(c.service("db").index, db_index);
+        assert!(c.service("web").index > db_index);
+        let l = c.listing();
+        assert_eq!(
+            l.services["web"],
+            BTreeSet::from(["v1".to_string(), "v3".to_string()])
+        );
+        c.remove_node("a");
+        assert!(c.service("db").instances.is_empty());
+        assert!(!c.listing().services.contains_key("db"));
+        // The same record again changes nothing.
+        let index = c.index();
+        publish(&c, "b", 3, vec![svc("web", "web", &["v3"])], vec![]);
+        assert_eq!(c.index(), index);
+        // Garbage is counted, not applied.
+        c.apply_record(&Arc::from("b"), 4, b"\x07junk");
+        assert_eq!(c.undecodable.load(Ordering::Relaxed), 1);
+        assert_eq!(c.service("web").instances.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_of_one_service_sleeps_through_changes_to_another() {
+        let c = Arc::new(Catalog::new());
+        publish(
+            &c,
+            "a",
+            1,
+            vec![svc("web", "web", &[]), svc("db", "db", &[])],
+            vec![],
+        );
+        let seen = c.service("web").index;
+        let far = Instant::now() + Duration::from_secs(30);
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.wait_service("web", seen, far).await.index })
+        };
+        tokio::task::yield_now().await;
+        publish(&c, "b", 1, vec![svc("db", "db", &[])], vec![]);
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "a change to db woke a watcher of web"
+        );
+        c.node_health_changed("a");
+        let woke_at = waiter.await.unwrap();
+        assert!(woke_at > seen);
+        // An index the catalog never reached (from before a restart) answers at once.
+        let soon = Instant::now() + Duration::from_secs(30);
+        let r = c.wait_service("web", u64::MAX, soon).await;
+        assert_eq!(r.index, woke_at);
+        assert_eq!(
+            c.watched_services(),
+            1,
+            "the finished waiters' watch is cleared on the next change"
+        );
+    }
+}
