@@ -9,7 +9,7 @@ use hickory_proto::rr::{Name, RecordType};
 use murmur::dns::DnsConfig;
 use murmur::dns::answer::{Answerer, Transport};
 use murmur::dns::cache::{AnswerCache, shape};
-use murmur::dns::services::ServersCatalog;
+use murmur::dns::services::CatalogServices;
 use murmur::state::MemberTable;
 use murmur_gossip::Rng;
 use murmur_gossip::wire::{self, Delta, Message as GossipMessage};
@@ -191,7 +191,7 @@ fn query(name: &str, qt: RecordType) -> Vec<u8> {
 fn dns(c: &mut Criterion) {
     let t = table_with(5000);
     let cfg = DnsConfig::default();
-    let services = ServersCatalog::new(t.clone());
+    let services = CatalogServices::with_servers(t.clone());
     let a = Answerer {
         cfg: &cfg,
         table: &t,

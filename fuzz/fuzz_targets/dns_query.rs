@@ -16,14 +16,14 @@ use libfuzzer_sys::fuzz_target;
 use murmur::dns::DnsConfig;
 use murmur::dns::answer::{Answerer, MAX_UDP_PAYLOAD, Reply, Transport, formerr};
 use murmur::dns::cache::{AnswerCache, shape};
-use murmur::dns::services::{ServersCatalog, ServiceCatalog};
+use murmur::dns::services::{CatalogServices, ServiceCatalog};
 use murmur_gossip::Rng;
 use murmur_gossip::{Event, Member, State, tags};
 use murmur::state::MemberTable;
 
 struct World {
     table: Arc<MemberTable>,
-    services: ServersCatalog,
+    services: CatalogServices,
     configs: [DnsConfig; 2],
 }
 
@@ -114,7 +114,7 @@ fn world() -> &'static World {
             since: Instant::now(),
         }));
         table.publish();
-        let services = ServersCatalog::new(table.clone());
+        let services = CatalogServices::with_servers(table.clone());
         let tuned = DnsConfig {
             node_ttl: Duration::from_secs(30),
             service_ttl: Duration::from_secs(5),

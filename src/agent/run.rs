@@ -16,7 +16,7 @@ use super::config::{self, Config};
 use super::datadir::DataDir;
 use super::publish_record;
 use crate::dns::server::{DnsServer, DnsStats};
-use crate::dns::services::ServersCatalog;
+use crate::dns::services::CatalogServices;
 use crate::http::{self, ApiState};
 use crate::net::crypto::{self, Keyring};
 use crate::net::mux::QUIC_QUEUE;
@@ -210,7 +210,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     let dns = DnsServer {
         cfg: Arc::new(cfg.dns.clone()),
         table: table.clone(),
-        services: Arc::new(ServersCatalog::new(table.clone())),
+        services: Arc::new(CatalogServices::new(table.clone(), catalog.clone())),
         stats: dns_stats,
     };
     let dns_udp = UdpSocket::bind(dns_addr)

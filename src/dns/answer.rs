@@ -437,7 +437,7 @@ pub fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::services::ServersCatalog;
+    use crate::dns::services::CatalogServices;
     use murmur_gossip::{Event, Member, State, tags};
     use std::sync::Arc;
     use std::time::Instant;
@@ -476,7 +476,7 @@ mod tests {
         edns: bool,
         tr: Transport,
     ) -> Message {
-        let services = ServersCatalog::new(t.clone());
+        let services = CatalogServices::with_servers(t.clone());
         let a = Answerer {
             cfg,
             table: t,
@@ -699,7 +699,7 @@ mod tests {
         fn arbitrary_queries_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let t = table();
             let cfg = DnsConfig::default();
-            let services = ServersCatalog::new(t.clone());
+            let services = CatalogServices::with_servers(t.clone());
             let a = Answerer { cfg: &cfg, table: &t, services: &services };
             if let Ok(req) = Message::from_vec(&bytes) {
                 let _ = a.respond(&req, Transport::Udp, &mut Rng::new(3));

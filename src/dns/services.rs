@@ -1,9 +1,11 @@
-//! What DNS needs to know about services: a small interface the service catalog fills. Until that catalog
-//! exists, servers contribute the `consul` service, as Consul's servers do.
+//! What DNS needs to know about services: a small interface, and the agent's catalog behind it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::state::catalog::{self, Catalog};
+use crate::state::definitions::Status;
+use crate::state::node_record::{NodeRecord, consul_service_record};
 use crate::state::{MemberRecord, MemberStatus, MemberTable};
 
 /// Health of an instance as DNS filters it.
@@ -44,46 +46,91 @@ pub trait ServiceCatalog: Send + Sync {
     fn version(&self) -> u64;
 }
 
-/// Servers of the member table as instances of the `consul` service (port = server RPC port).
-pub struct ServersCatalog {
+/// The agent's catalog as DNS sees it: each published instance with its node from the member table and
+/// its health from its checks and the node's `serfHealth`.
+pub struct CatalogServices {
     table: Arc<MemberTable>,
+    catalog: Arc<Catalog>,
 }
 
-impl ServersCatalog {
-    /// Catalog backed by `table`.
-    pub fn new(table: Arc<MemberTable>) -> Self {
-        ServersCatalog { table }
+impl CatalogServices {
+    /// DNS's view of `catalog`, with nodes from `table`.
+    pub fn new(table: Arc<MemberTable>, catalog: Arc<Catalog>) -> Self {
+        CatalogServices { table, catalog }
+    }
+
+    /// A catalog holding only the `consul` service of each server in `table` (port from its tags), as a
+    /// cluster without registrations shows it: for benches, fuzzing and tests of the DNS layer alone.
+    pub fn with_servers(table: Arc<MemberTable>) -> Self {
+        let catalog = Arc::new(Catalog::new());
+        for m in table.snapshot().members.iter().filter(|m| m.is_server()) {
+            let port = m.tag("port").parse().unwrap_or(8300);
+            let record = NodeRecord {
+                services: vec![consul_service_record(port)],
+                checks: Vec::new(),
+            };
+            catalog.apply_record(&m.name, 1, &record.encode());
+        }
+        CatalogServices { table, catalog }
+    }
+
+    /// The catalog behind it.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 }
 
-impl ServiceCatalog for ServersCatalog {
+fn health(m: &MemberRecord, i: &catalog::Instance) -> Health {
+    if !matches!(m.status, MemberStatus::Alive | MemberStatus::Leaving) {
+        return Health::Critical;
+    }
+    let worst = i.checks.iter().map(|c| c.status()).max();
+    match worst {
+        Some(Status::Critical) => Health::Critical,
+        Some(Status::Warning) => Health::Warning,
+        _ => Health::Passing,
+    }
+}
+
+impl ServiceCatalog for CatalogServices {
     fn instances(&self, service: &str) -> Vec<Instance> {
-        if !service.eq_ignore_ascii_case("consul") {
-            return Vec::new();
+        let mut entries = self.catalog.service(service);
+        if entries.instances.is_empty() {
+            // DNS names are case-insensitive; catalog names keep the case they were registered with.
+            let listing = self.catalog.listing();
+            if let Some(name) = listing
+                .services
+                .keys()
+                .find(|n| n.eq_ignore_ascii_case(service))
+            {
+                entries = self.catalog.service(name);
+            }
         }
-        self.table
-            .snapshot()
-            .members
+        entries
+            .instances
             .iter()
-            .filter(|m| m.is_server() && m.status != MemberStatus::Left)
-            .map(|m| Instance {
-                node: m.clone(),
-                port: m.tag("port").parse().unwrap_or(8300),
-                address: None,
-                tags: Vec::new(),
-                weight_passing: 1,
-                weight_warning: 1,
-                // serfHealth: a failed server's node check is critical.
-                health: if m.status == MemberStatus::Alive {
-                    Health::Passing
-                } else {
-                    Health::Critical
-                },
+            .filter_map(|i| {
+                let node = self.table.get(&i.node)?;
+                if node.status == MemberStatus::Left {
+                    return None;
+                }
+                let health = health(&node, i);
+                let s = &i.service;
+                Some(Instance {
+                    port: s.port,
+                    address: s.address.parse().ok(),
+                    tags: s.tags.clone(),
+                    weight_passing: s.weights.0.min(u16::MAX as u32) as u16,
+                    weight_warning: s.weights.1.min(u16::MAX as u32) as u16,
+                    health,
+                    node,
+                })
             })
             .collect()
     }
 
     fn version(&self) -> u64 {
-        self.table.snapshot().index
+        // Either counter moving can change an answer; their sum moves whenever one does.
+        self.table.snapshot().index + self.catalog.index()
     }
 }

@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::error::{ApiError, bad_request};
+use crate::state::catalog::{Listing, ServiceEntries};
 use crate::state::{AgentState, Snapshot, servers};
+use tokio::time::Instant;
 
 /// Parsed `?index=&wait=` of a blocking query.
 pub struct Blocking {
@@ -38,11 +40,23 @@ impl Blocking {
         Ok(Blocking { index, wait })
     }
 
+    /// When the wait ends: the requested wait plus up to a sixteenth of it, as Consul spreads the
+    /// returns of watchers that started together.
+    fn deadline(&self) -> Instant {
+        let jitter = self.wait.as_millis() as u64 / 16;
+        let extra = if jitter > 0 {
+            crate::util::entropy::u64().unwrap_or(0) % jitter
+        } else {
+            0
+        };
+        Instant::now() + self.wait + Duration::from_millis(extra)
+    }
+
     /// Waits until the index passes the client's, or the wait elapses (then with the same index), and
     /// returns the members as of then.
     pub async fn members(&self, s: &AgentState) -> Arc<Snapshot> {
         if let Some(min) = self.index {
-            let deadline = tokio::time::Instant::now() + self.wait;
+            let deadline = self.deadline();
             // The table may have published before the index moved; either is enough.
             if s.members.snapshot().index <= min {
                 s.changes.wait_past(min, deadline).await;
@@ -50,12 +64,55 @@ impl Blocking {
         }
         s.members.snapshot()
     }
+
+    /// Waits on service `name` alone: a change to another service does not end the wait.
+    pub async fn service(&self, s: &AgentState, name: &str) -> Arc<ServiceEntries> {
+        match self.index {
+            Some(min) => s.catalog.wait_service(name, min, self.deadline()).await,
+            None => s.catalog.service(name),
+        }
+    }
+
+    /// Waits on the list of service names and tags.
+    pub async fn listing(&self, s: &AgentState) -> Arc<Listing> {
+        match self.index {
+            Some(min) => s.catalog.wait_listing(min, self.deadline()).await,
+            None => s.catalog.listing(),
+        }
+    }
+
+    /// Waits on anything about nodes (members or any record); returns the index and the members then.
+    pub async fn nodes(&self, s: &AgentState) -> (u64, Arc<Snapshot>) {
+        let index = |s: &AgentState| s.members.snapshot().index.max(s.catalog.index());
+        if let Some(min) = self.index
+            && index(s) == min
+        {
+            let deadline = self.deadline();
+            let (mut members, mut records) = (s.changes.subscribe(), s.catalog.subscribe());
+            while index(s) == min {
+                let changed = tokio::select! {
+                    r = members.changed() => r.is_ok(),
+                    r = records.changed() => r.is_ok(),
+                    _ = tokio::time::sleep_until(deadline) => false,
+                };
+                if !changed {
+                    break;
+                }
+            }
+        }
+        (index(s), s.members.snapshot())
+    }
 }
 
 /// `body` as JSON with `X-Consul-Index`, `X-Consul-KnownLeader` and `X-Consul-LastContact`.
 pub fn with_meta(snap: &Snapshot, body: Value) -> Response {
+    with_index(snap.index, snap, body)
+}
+
+/// Like [`with_meta`] with the index of a result other than the member listing.
+pub fn with_index(index: u64, snap: &Snapshot, body: Value) -> Response {
     let mut h = HeaderMap::new();
-    let index = snap.index.max(1);
+    let index = index.max(1);
     h.insert("X-Consul-Index", HeaderValue::from(index));
     let known = servers::leader(snap).is_some();
     h.insert(

@@ -1,15 +1,19 @@
-//! `/v1/catalog/*`: nodes (blocking), one node with its services, datacenters.
+//! `/v1/catalog/*`: nodes (blocking), one node with its services, services and their instances (blocking
+//! per service), datacenters.
+
+use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::ApiState;
-use super::blocking::{Blocking, with_meta};
+use super::blocking::{Blocking, with_index, with_meta};
 use super::error::ApiResult;
-use super::json::{catalog_node, consul_service, in_catalog};
+use super::json::{catalog_node, in_catalog, node_service, service_node};
 use super::params::{Params, check_dc};
-use crate::state::servers;
+use crate::state::catalog::Instance;
+use crate::state::{MemberRecord, Snapshot};
 
 pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     check_dc(&s, &q)?;
@@ -18,9 +22,29 @@ pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -
         .members
         .iter()
         .filter(|m| in_catalog(m, &s.state.local.datacenter))
+        .filter(|m| node_meta_matches(m, &q))
         .map(|m| catalog_node(m))
         .collect();
     Ok(with_meta(&snap, Value::Array(nodes)))
+}
+
+/// The member `node` if it is in this datacenter's catalog.
+fn catalog_member<'a>(s: &ApiState, snap: &'a Snapshot, node: &str) -> Option<&'a MemberRecord> {
+    snap.members
+        .iter()
+        .find(|m| *m.name == *node && in_catalog(m, &s.state.local.datacenter))
+        .map(|m| &**m)
+}
+
+/// The node's published services as NodeService values.
+fn services_of(s: &ApiState, node: &str) -> Vec<Value> {
+    s.state.catalog.node(node).map_or_else(Vec::new, |e| {
+        e.record
+            .services
+            .iter()
+            .map(|svc| node_service(svc, (e.create_index, e.modify_index)))
+            .collect()
+    })
 }
 
 pub(super) async fn catalog_node_one(
@@ -29,23 +53,91 @@ pub(super) async fn catalog_node_one(
     Query(q): Params,
 ) -> ApiResult {
     check_dc(&s, &q)?;
-    let snap = Blocking::from_query(&q)?.members(&s.state).await;
-    let found = snap
-        .members
-        .iter()
-        .find(|m| *m.name == *node && in_catalog(m, &s.state.local.datacenter));
-    let body = match found {
+    let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
+    let body = match catalog_member(&s, &snap, &node) {
         None => Value::Null,
         Some(m) => {
-            let mut services = serde_json::Map::new();
-            if m.is_server() {
-                let rpc = servers::rpc_addr(m, s.state.local.server_port);
-                services.insert("consul".into(), consul_service(rpc.port()));
-            }
+            let services: Map<String, Value> = services_of(&s, &node)
+                .into_iter()
+                .map(|v| (v["ID"].as_str().unwrap_or_default().to_owned(), v))
+                .collect();
             json!({ "Node": catalog_node(m), "Services": services })
         }
     };
-    Ok(with_meta(&snap, body))
+    Ok(with_index(index, &snap, body))
+}
+
+pub(super) async fn node_services(
+    State(s): State<ApiState>,
+    Path(node): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    check_dc(&s, &q)?;
+    let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
+    let body = match catalog_member(&s, &snap, &node) {
+        None => Value::Null,
+        Some(m) => json!({ "Node": catalog_node(m), "Services": services_of(&s, &node) }),
+    };
+    Ok(with_index(index, &snap, body))
+}
+
+pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
+    check_dc(&s, &q)?;
+    let listing = Blocking::from_query(&q)?.listing(&s.state).await;
+    let body: Map<String, Value> = listing
+        .services
+        .iter()
+        .map(|(name, tags)| (name.clone(), json!(tags)))
+        .collect();
+    Ok(with_index(
+        listing.index,
+        &s.state.members.snapshot(),
+        Value::Object(body),
+    ))
+}
+
+pub(super) async fn catalog_service(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    check_dc(&s, &q)?;
+    let entries = Blocking::from_query(&q)?.service(&s.state, &name).await;
+    let snap = s.state.members.snapshot();
+    let body: Vec<Value> = visible(&s, &snap, &entries.instances, &q)
+        .map(|(m, i)| service_node(m, i))
+        .collect();
+    Ok(with_index(entries.index, &snap, Value::Array(body)))
+}
+
+/// The instances a read shows: of members in this datacenter's catalog, with `?tag=` and `?node-meta=`
+/// applied, each with its member.
+pub(super) fn visible<'a>(
+    s: &'a ApiState,
+    snap: &'a Snapshot,
+    instances: &'a [std::sync::Arc<Instance>],
+    q: &'a HashMap<String, String>,
+) -> impl Iterator<Item = (&'a MemberRecord, &'a Instance)> + 'a {
+    let dc = &s.state.local.datacenter;
+    instances.iter().filter_map(move |i| {
+        let m = snap
+            .members
+            .binary_search_by(|m| (*m.name).cmp(&*i.node))
+            .ok()?;
+        let m = &*snap.members[m];
+        let tag_ok = q
+            .get("tag")
+            .is_none_or(|t| i.service.tags.iter().any(|x| x == t));
+        (in_catalog(m, dc) && tag_ok && node_meta_matches(m, q)).then_some((m, &**i))
+    })
+}
+
+/// `?node-meta=key:value`.
+fn node_meta_matches(m: &MemberRecord, q: &HashMap<String, String>) -> bool {
+    q.get("node-meta").is_none_or(|kv| {
+        let (k, v) = kv.split_once(':').unwrap_or((kv, ""));
+        m.meta.get(k).is_some_and(|x| x == v)
+    })
 }
 
 pub(super) async fn datacenters(State(s): State<ApiState>) -> Response {

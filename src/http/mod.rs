@@ -1,6 +1,7 @@
 //! HTTP: the Consul-compatible API the agent serves, and the small client the CLI uses to call it.
 //!
-//! One file per route family (`agent.rs`, `agent_services.rs`, `catalog.rs`, `status.rs`, `operator.rs`); shared pieces in
+//! One file per route family (`agent.rs`, `agent_services.rs`, `catalog.rs`, `health.rs`, `status.rs`,
+//! `operator.rs`); shared pieces in
 //! `error.rs` (Consul's status codes and texts), `params.rs`, `blocking.rs` (`?index=&wait=` and the
 //! `X-Consul-*` headers) and `json.rs` (Consul's JSON shapes). A new endpoint goes into its family's
 //! file and one line of [`router`]. Handlers read and wait on [`crate::state`], never on the network.
@@ -11,6 +12,7 @@ mod blocking;
 mod catalog;
 pub mod client;
 mod error;
+mod health;
 pub mod json;
 mod operator;
 mod params;
@@ -84,6 +86,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/catalog/nodes", get(catalog::catalog_nodes))
         .route("/v1/catalog/node/{node}", get(catalog::catalog_node_one))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        .route("/v1/catalog/services", get(catalog::catalog_services))
+        .route("/v1/catalog/service/{name}", get(catalog::catalog_service))
+        .route(
+            "/v1/catalog/node-services/{node}",
+            get(catalog::node_services),
+        )
+        .route("/v1/health/service/{name}", get(health::service))
+        .route("/v1/health/checks/{name}", get(health::checks))
+        .route("/v1/health/node/{node}", get(health::node))
+        .route("/v1/health/state/{state}", get(health::state))
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
         .route(

@@ -42,7 +42,7 @@ pub struct Instance {
     pub checks: Vec<CheckRecord>,
     /// Catalog index when the node first published.
     pub create_index: u64,
-    /// Catalog index of the node record this instance comes from.
+    /// Catalog index of the instance's last change (its service or one of its checks).
     pub modify_index: u64,
 }
 
@@ -135,7 +135,7 @@ impl Catalog {
         });
         self.nodes.pin().insert(node.clone(), entry.clone());
         let touched = names(old.as_deref()).chain(names(Some(&entry)));
-        self.rebuild(node, Some(&entry), touched.collect(), index);
+        self.rebuild(node, Some(&entry), touched.collect(), index, false);
     }
 
     /// Removes a node (it left, was force-left or reaped).
@@ -144,7 +144,7 @@ impl Catalog {
             return;
         };
         let index = self.next_index();
-        self.rebuild(&old.node, None, names(Some(&old)).collect(), index);
+        self.rebuild(&old.node, None, names(Some(&old)).collect(), index, false);
     }
 
     /// The node's health changed (failed, or back alive): its services' results change with it.
@@ -154,42 +154,57 @@ impl Catalog {
             return;
         };
         let index = self.next_index();
-        self.rebuild(
-            &entry.node,
-            Some(&entry),
-            names(Some(&entry)).collect(),
-            index,
-        );
+        let touched = names(Some(&entry)).collect();
+        self.rebuild(&entry.node, Some(&entry), touched, index, true);
     }
 
     /// Replaces `node`'s instances in every service of `touched` with those of `entry`, stamps the
-    /// changed lists with `index` and wakes their watchers.
+    /// lists that changed with `index` and wakes their watchers. An instance whose service and checks
+    /// are unchanged is kept as it was, so a change to one service of a node leaves the node's other
+    /// services (and their watchers) alone; `force` restamps them all (the node's health changed).
     fn rebuild(
         &self,
         node: &Arc<str>,
         entry: Option<&Arc<NodeEntry>>,
         touched: BTreeSet<String>,
         index: u64,
+        force: bool,
     ) {
         let services = self.services.pin();
         let mut listing_changed = false;
-        for name in &touched {
+        let mut changed = Vec::new();
+        for name in touched {
             let old = services.get(name.as_str()).cloned().unwrap_or_default();
-            let mut instances: Vec<Arc<Instance>> = old
-                .instances
-                .iter()
-                .filter(|i| i.node != *node)
-                .cloned()
+            let (mine, others): (Vec<_>, Vec<_>) =
+                old.instances.iter().cloned().partition(|i| i.node == *node);
+            let fresh: Vec<Arc<Instance>> = entry
+                .map(|e| instances_of(e, &name, index))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|new| {
+                    let same = mine
+                        .iter()
+                        .find(|o| o.service == new.service && o.checks == new.checks);
+                    match same {
+                        Some(o) if !force => o.clone(),
+                        _ => new,
+                    }
+                })
                 .collect();
-            if let Some(e) = entry {
-                instances.extend(instances_of(e, name));
+            let unchanged = fresh.len() == mine.len()
+                && fresh.iter().zip(&mine).all(|(a, b)| Arc::ptr_eq(a, b));
+            if unchanged {
+                continue;
             }
+            let mut instances = others;
+            instances.extend(fresh);
             instances.sort_by(|a, b| (&*a.node, &a.service.id).cmp(&(&*b.node, &b.service.id)));
             let before: BTreeSet<&String> =
                 old.instances.iter().flat_map(|i| &i.service.tags).collect();
             let after: BTreeSet<&String> = instances.iter().flat_map(|i| &i.service.tags).collect();
             listing_changed |= before != after || old.instances.is_empty() != instances.is_empty();
             services.insert(name.clone(), Arc::new(ServiceEntries { index, instances }));
+            changed.push(name);
         }
         if listing_changed {
             let mut all = BTreeMap::new();
@@ -208,7 +223,7 @@ impl Catalog {
             }));
         }
         let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-        for name in &touched {
+        for name in &changed {
             if let Some(tx) = watches.get(name) {
                 tx.send_replace(index);
             }
@@ -312,14 +327,12 @@ fn names(entry: Option<&NodeEntry>) -> impl Iterator<Item = String> + '_ {
         .flat_map(|e| e.record.services.iter().map(|s| s.name.clone()))
 }
 
-fn instances_of<'a>(
-    e: &'a Arc<NodeEntry>,
-    name: &'a str,
-) -> impl Iterator<Item = Arc<Instance>> + 'a {
+/// The node's instances of service `name`, stamped `index` (by service ID, as the record lists them).
+fn instances_of(e: &NodeEntry, name: &str, index: u64) -> Vec<Arc<Instance>> {
     e.record
         .services
         .iter()
-        .filter(move |s| s.name == name)
+        .filter(|s| s.name == name)
         .map(|s| {
             let checks = e
                 .record
@@ -333,9 +346,10 @@ fn instances_of<'a>(
                 service: s.clone(),
                 checks,
                 create_index: e.create_index,
-                modify_index: e.modify_index,
+                modify_index: index,
             })
         })
+        .collect()
 }
 
 #[cfg(test)]
@@ -406,6 +420,21 @@ mod tests {
         // b changes web only: db's index stands still.
         publish(&c, "b", 2, vec![svc("web", "web", &["v3"])], vec![]);
         assert_eq!(c.service("db").index, db_index);
+        // a adds a service: its existing ones (and their watchers) are left alone.
+        let web_index = c.service("web").index;
+        publish(
+            &c,
+            "a",
+            2,
+            vec![
+                svc("web", "web", &["v1"]),
+                svc("db", "db", &[]),
+                svc("mq", "mq", &[]),
+            ],
+            vec![check("c1", "web", 0), check("n", "", 0)],
+        );
+        assert_eq!(c.service("web").index, web_index);
+        assert_eq!(c.service("mq").instances.len(), 1);
         assert!(c.service("web").index > db_index);
         let l = c.listing();
         assert_eq!(

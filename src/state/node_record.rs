@@ -255,6 +255,14 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzz_seed_decodes() {
+        let seed = include_bytes!("../../fuzz/corpus/node_record/seed-two-services-one-check");
+        let r = NodeRecord::decode(seed).unwrap();
+        assert_eq!(r.services[1], consul_service_record(8300));
+        assert_eq!(r.checks[0].output, "HTTP GET ok");
+    }
+
+    #[test]
     fn output_only_changes_are_told_apart() {
         let a = sample();
         let mut b = a.clone();

@@ -1,0 +1,139 @@
+//! `/v1/health/*`: checks by node, by service and by state, and service instances with their health
+//! (`?passing`), each node's `serfHealth` included. Service reads block on their own service only.
+
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::blocking::{Blocking, with_index};
+use super::catalog::visible;
+use super::error::{ApiResult, bad_request};
+use super::json::{
+    catalog_node, health_check, in_catalog, node_service, serf_health, serf_passing,
+};
+use super::params::{Params, check_dc, flag};
+use crate::state::MemberRecord;
+use crate::state::catalog::Instance;
+use crate::state::definitions::Status;
+
+/// An instance's checks: the node's `serfHealth`, then the node's and the service's published ones.
+fn instance_checks(m: &MemberRecord, i: &Instance) -> Vec<Value> {
+    let idx = (i.create_index, i.modify_index);
+    std::iter::once(serf_health(m))
+        .chain(i.checks.iter().map(|c| {
+            let own = (c.service_id == i.service.id).then_some(&i.service);
+            health_check(&m.name, c, own, idx)
+        }))
+        .collect()
+}
+
+fn all_passing(m: &MemberRecord, i: &Instance) -> bool {
+    serf_passing(m) && i.checks.iter().all(|c| c.status() == Status::Passing)
+}
+
+pub(super) async fn service(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    check_dc(&s, &q)?;
+    let entries = Blocking::from_query(&q)?.service(&s.state, &name).await;
+    let snap = s.state.members.snapshot();
+    let passing = flag(&q, "passing");
+    let body: Vec<Value> = visible(&s, &snap, &entries.instances, &q)
+        .filter(|(m, i)| !passing || all_passing(m, i))
+        .map(|(m, i)| {
+            json!({
+                "Node": catalog_node(m),
+                "Service": node_service(&i.service, (i.create_index, i.modify_index)),
+                "Checks": instance_checks(m, i),
+            })
+        })
+        .collect();
+    Ok(with_index(entries.index, &snap, Value::Array(body)))
+}
+
+pub(super) async fn checks(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    check_dc(&s, &q)?;
+    let entries = Blocking::from_query(&q)?.service(&s.state, &name).await;
+    let snap = s.state.members.snapshot();
+    let body: Vec<Value> = visible(&s, &snap, &entries.instances, &q)
+        .flat_map(|(m, i)| {
+            i.checks
+                .iter()
+                .filter(|c| c.service_id == i.service.id)
+                .map(|c| {
+                    health_check(
+                        &m.name,
+                        c,
+                        Some(&i.service),
+                        (i.create_index, i.modify_index),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Ok(with_index(entries.index, &snap, Value::Array(body)))
+}
+
+/// Every check of one node, `serfHealth` first.
+fn node_checks(s: &ApiState, m: &MemberRecord) -> Vec<Value> {
+    let mut out = vec![serf_health(m)];
+    if let Some(e) = s.state.catalog.node(&m.name) {
+        for c in &e.record.checks {
+            let service = e.record.services.iter().find(|x| x.id == c.service_id);
+            out.push(health_check(
+                &m.name,
+                c,
+                service,
+                (e.create_index, e.modify_index),
+            ));
+        }
+    }
+    out
+}
+
+pub(super) async fn node(
+    State(s): State<ApiState>,
+    Path(node): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    check_dc(&s, &q)?;
+    let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
+    let dc = &s.state.local.datacenter;
+    let body: Vec<Value> = snap
+        .members
+        .iter()
+        .filter(|m| *m.name == *node && in_catalog(m, dc))
+        .flat_map(|m| node_checks(&s, m))
+        .collect();
+    Ok(with_index(index, &snap, Value::Array(body)))
+}
+
+pub(super) async fn state(
+    State(s): State<ApiState>,
+    Path(state): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    check_dc(&s, &q)?;
+    let wanted = match state.as_str() {
+        "any" => None,
+        other => Some(
+            Status::parse(other).ok_or_else(|| bad_request(format!("Invalid state: {other}")))?,
+        ),
+    };
+    let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
+    let dc = &s.state.local.datacenter;
+    let body: Vec<Value> = snap
+        .members
+        .iter()
+        .filter(|m| in_catalog(m, dc))
+        .flat_map(|m| node_checks(&s, m))
+        .filter(|c| wanted.is_none_or(|w| c["Status"] == w.as_str()))
+        .collect();
+    Ok(with_index(index, &snap, Value::Array(body)))
+}
