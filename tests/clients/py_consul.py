@@ -72,6 +72,32 @@ def main():
         assert one.agent.check.ttl_pass("service:web-1", notes="serving") is True
         check = one.agent.checks()["service:web-1"]
         assert (check["Status"], check["Output"]) == ("passing", "serving"), check
+
+        # The catalog every agent holds: py-two, which registered nothing, answers for py-one's service.
+        assert wait(lambda: [s["ServiceID"] for s in two.catalog.service("web")[1]] == ["web-1"])
+        assert wait(lambda: [e["Node"]["Node"] for e in two.health.service("web", passing=True)[1]]
+                    == ["py-one"])
+        _, entries = two.health.service("web", passing=True)
+        assert [c["CheckID"] for c in entries[0]["Checks"]] == ["serfHealth", "service:web-1"], entries
+        assert entries[0]["Checks"][1]["Output"] == "serving", entries
+        # A blocking catalog.services returns once a new service appears anywhere in the cluster.
+        index, services = two.catalog.services()
+        assert services["web"] == ["v1"], services
+        listed = {}
+
+        def block_services():
+            listed["reply"] = two.catalog.services(index=index, wait="20s")
+
+        lister = threading.Thread(target=block_services)
+        lister.start()
+        lister.join(timeout=0.5)
+        assert lister.is_alive(), "catalog.services returned before any change"
+        assert one.agent.service.register("db", port=5432) is True
+        lister.join(timeout=20)
+        assert not lister.is_alive(), "catalog.services did not return after a new service"
+        index2, services2 = listed["reply"]
+        assert "db" in services2 and int(index2) > int(index), (index, index2, services2)
+        assert one.agent.service.deregister("db") is True
         assert one.agent.service.deregister("web-1") is True
         assert "web-1" not in one.agent.services()
 
