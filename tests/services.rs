@@ -64,7 +64,10 @@ fn definitions_from_the_config_dir_and_the_api() {
     // The TTL runs out without another report.
     assert!(wait_for(Duration::from_secs(10), || check(&a)["Status"]
         == "critical"));
-    assert_eq!(check(&a)["Output"], "TTL expired");
+    assert_eq!(
+        check(&a)["Output"],
+        "TTL expired (last output before timeout follows): all good"
+    );
     let update = json!({"Status": "warning", "Output": "slow"}).to_string();
     assert_eq!(
         a.http_body("PUT", "/v1/agent/check/update/service:api-1", &update)

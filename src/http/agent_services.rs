@@ -45,14 +45,22 @@ fn agent_check(s: &ApiState, c: &CheckState) -> Value {
         "ServiceID": c.def.service_id.clone().unwrap_or_default(),
         "ServiceName": service.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
         "ServiceTags": service.map(|s| s.tags).unwrap_or_default(),
-        "Type": "ttl",
-        "Interval": "",
-        "Timeout": "",
+        "Type": c.def.kind.type_name(),
+        "Interval": go_duration(c.def.schedule.interval),
+        "Timeout": go_duration(c.def.schedule.timeout),
         "ExposedPort": 0,
         "Definition": {},
         "CreateIndex": 0,
         "ModifyIndex": 0,
     })
+}
+
+/// A duration as Go prints it for these fields ("" for none, "10s", "1m30s", "500ms").
+fn go_duration(d: std::time::Duration) -> String {
+    if d.is_zero() {
+        return String::new();
+    }
+    crate::util::duration::go_string(d)
 }
 
 fn body(raw: &[u8]) -> Result<Value, ApiError> {
@@ -137,7 +145,12 @@ pub(super) async fn deregister_check(
 }
 
 fn ttl_error(e: TtlError) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, e.to_string())
+    let code = match e {
+        TtlError::Unknown(_) => StatusCode::NOT_FOUND,
+        // Consul returns its plain error: a 500.
+        TtlError::NotTtl(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError(code, e.to_string())
 }
 
 /// `PUT /v1/agent/check/{pass,warn,fail}/:id?note=`: the router gives each path its status.

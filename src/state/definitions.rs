@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::util::duration;
 
 /// A service as registered on this agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +33,22 @@ pub struct ServiceDef {
     pub weights: (u32, u32),
 }
 
-/// How a check's status is decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckKind {
-    /// The application reports; critical once `ttl` passes without a report.
-    Ttl(Duration),
+pub use super::check_kind::{CheckKind, HttpProbe, Schedule};
+use super::check_kind::{self, duration_of};
+
+/// Shortest `deregister_critical_service_after` (Consul's `check_deregister_interval_min`).
+pub const DEREGISTER_MIN: Duration = Duration::from_secs(60);
+
+/// How many results in a row move a check's status (Consul's `success_before_passing`,
+/// `failures_before_warning`, `failures_before_critical`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Thresholds {
+    /// Passing results in a row before the check turns passing.
+    pub success_before_passing: u32,
+    /// Failing results in a row before the check turns warning.
+    pub failures_before_warning: u32,
+    /// Failing results in a row before the check turns critical.
+    pub failures_before_critical: u32,
 }
 
 /// A health check as registered on this agent.
@@ -52,6 +62,12 @@ pub struct CheckDef {
     pub service_id: Option<String>,
     /// How it runs.
     pub kind: CheckKind,
+    /// Interval and timeout (interval checks).
+    pub schedule: Schedule,
+    /// Results in a row before the status moves.
+    pub thresholds: Thresholds,
+    /// Deregister the check's service once it has been critical this long.
+    pub deregister_after: Option<Duration>,
     /// Status at registration (`critical` unless given, as in Consul).
     pub status: Status,
     /// Notes for humans.
@@ -130,13 +146,6 @@ fn string(f: &BTreeMap<String, Value>, k: &str) -> Result<Option<String>, Defini
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => err(format!("{k}: expected a string, got {other}")),
-    }
-}
-
-fn duration_of(f: &BTreeMap<String, Value>, k: &str) -> Result<Option<Duration>, DefinitionError> {
-    match string(f, k)? {
-        None => Ok(None),
-        Some(s) => duration::parse(&s).map(Some).map_err(DefinitionError),
     }
 }
 
@@ -282,44 +291,63 @@ fn check_with(
         "checkid",
         "name",
         "serviceid",
-        "ttl",
         "status",
         "notes",
         "deregistercriticalserviceafter",
-        // Accepted and unused, as Consul does for TTL checks.
         "interval",
         "timeout",
-    ];
-    const LATER: &[&str] = &[
+        "ttl",
         "http",
+        "method",
+        "header",
+        "body",
+        "tlsskipverify",
+        "disableredirects",
         "tcp",
         "udp",
         "grpc",
+        "grpcusetls",
         "args",
+        "scriptargs",
         "aliasservice",
         "aliasnode",
+        "successbeforepassing",
+        "failuresbeforewarning",
+        "failuresbeforecritical",
         "h2ping",
         "dockercontainerid",
         "oscservice",
+        "shell",
     ];
-    if let Some(k) = f.keys().find(|k| LATER.contains(&k.as_str())) {
-        return err(format!(
-            "{} checks are not supported by murmur yet (only ttl checks are)",
-            k.to_ascii_uppercase()
-        ));
-    }
     if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return err(format!("check field {k:?} is not supported by murmur yet"));
     }
-    if f.contains_key("deregistercriticalserviceafter") {
-        return err("deregister_critical_service_after is not supported by murmur yet");
-    }
-    let Some(ttl) = duration_of(f, "ttl")? else {
-        return err("Invalid check: TTL must be > 0 for TTL checks");
+    let (kind, schedule) = check_kind::parse(f)?;
+    let count = |k: &str| -> Result<u32, DefinitionError> {
+        match f.get(k) {
+            None | Some(Value::Null) => Ok(0),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| DefinitionError(format!("{k}: expected a count, got {v}"))),
+        }
     };
-    if ttl.is_zero() {
-        return err("Invalid check: TTL must be > 0 for TTL checks");
+    let critical = count("failuresbeforecritical")?;
+    let thresholds = Thresholds {
+        success_before_passing: count("successbeforepassing")?,
+        // Consul: unset, it is the same as failures_before_critical.
+        failures_before_warning: match f.get("failuresbeforewarning") {
+            None | Some(Value::Null) => critical,
+            Some(_) => count("failuresbeforewarning")?,
+        },
+        failures_before_critical: critical,
+    };
+    if thresholds.failures_before_warning > thresholds.failures_before_critical {
+        return err("Invalid check: FailuresBeforeWarning can't be higher than FailuresBeforeCritical");
     }
+    // Consul raises shorter deregistration timeouts to its one-minute minimum.
+    let deregister_after = duration_of(f, "deregistercriticalserviceafter")?
+        .map(|d| d.max(DEREGISTER_MIN));
     let status = match string(f, "status")? {
         None => Status::Critical,
         Some(s) => Status::parse(&s)
@@ -334,7 +362,10 @@ fn check_with(
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| default_name.to_owned()),
         service_id: service_id.map(str::to_owned),
-        kind: CheckKind::Ttl(ttl),
+        kind,
+        schedule,
+        thresholds,
+        deregister_after,
         status,
         notes: string(f, "notes")?.unwrap_or_default(),
     })
@@ -381,15 +412,27 @@ pub fn service_json(def: &ServiceDef) -> Value {
 
 /// `def` as the JSON this agent persists and reads back with [`check`].
 pub fn check_json(def: &CheckDef) -> Value {
-    let CheckKind::Ttl(ttl) = def.kind;
-    serde_json::json!({
-        "CheckID": def.id,
-        "Name": def.name,
-        "ServiceID": def.service_id,
-        "TTL": format!("{}ms", ttl.as_millis()),
-        "Status": def.status.as_str(),
-        "Notes": def.notes,
-    })
+    let mut m = check_kind::to_json(&def.kind, def.schedule);
+    let t = &def.thresholds;
+    for (k, v) in [
+        ("CheckID", serde_json::json!(def.id)),
+        ("Name", serde_json::json!(def.name)),
+        ("ServiceID", serde_json::json!(def.service_id)),
+        ("Status", serde_json::json!(def.status.as_str())),
+        ("Notes", serde_json::json!(def.notes)),
+        ("SuccessBeforePassing", serde_json::json!(t.success_before_passing)),
+        ("FailuresBeforeWarning", serde_json::json!(t.failures_before_warning)),
+        ("FailuresBeforeCritical", serde_json::json!(t.failures_before_critical)),
+    ] {
+        m.insert(k.to_owned(), v);
+    }
+    if let Some(d) = def.deregister_after {
+        m.insert(
+            "DeregisterCriticalServiceAfter".into(),
+            serde_json::json!(format!("{}ms", d.as_millis())),
+        );
+    }
+    Value::Object(m)
 }
 
 #[cfg(test)]
@@ -423,15 +466,25 @@ mod tests {
         assert_eq!(ids, ["service:db:1", "service:db:2"]);
         // A definition this agent persisted reads back the same.
         assert_eq!(service(&service_json(&a)).unwrap().0, a);
-        assert_eq!(check(&check_json(&ca[0])).unwrap().kind, ca[0].kind);
+        assert_eq!(check(&check_json(&ca[0])).unwrap(), ca[0]);
+        let full = check(&json!({"name": "h", "http": "http://127.0.0.1:1/", "interval": "2s",
+            "failures_before_critical": 3, "success_before_passing": 2,
+            "deregister_critical_service_after": "10s"}))
+        .unwrap();
+        assert_eq!(check(&check_json(&full)).unwrap(), full);
+        assert_eq!(full.deregister_after, Some(DEREGISTER_MIN), "raised to the minimum");
     }
 
     #[test]
     fn refusals_use_consul_wording_or_say_not_supported_yet() {
         let e = |v: Value| service(&v).unwrap_err().0;
         assert_eq!(e(json!({"port": 80})), "Missing service name");
+        assert_eq!(
+            e(json!({"name": "w", "check": {"http": "http://x"}})),
+            "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks"
+        );
         assert!(
-            e(json!({"name": "w", "check": {"http": "http://x"}}))
+            e(json!({"name": "w", "check": {"h2ping": "x", "interval": "1s"}}))
                 .contains("not supported by murmur yet")
         );
         assert!(e(json!({"name": "w", "connect": {}})).contains("not supported by murmur yet"));

@@ -38,6 +38,12 @@ pub struct CheckState {
     pub output: String,
     deadline: Option<Instant>,
     source: Source,
+    /// Passing results in a row (for `success_before_passing`).
+    successes: u32,
+    /// Failing results in a row (for `failures_before_warning` / `_critical`).
+    failures: u32,
+    /// Since when the check has been critical.
+    critical_since: Option<Instant>,
 }
 
 /// Why a TTL report was refused.
@@ -45,6 +51,8 @@ pub struct CheckState {
 pub enum TtlError {
     /// No check by that ID.
     Unknown(String),
+    /// The check is not a TTL check: its runner decides its status.
+    NotTtl(String),
 }
 
 impl std::fmt::Display for TtlError {
@@ -54,6 +62,7 @@ impl std::fmt::Display for TtlError {
                 f,
                 "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
             ),
+            TtlError::NotTtl(id) => write!(f, "CheckID {id:?} does not have associated TTL"),
         }
     }
 }
@@ -64,6 +73,17 @@ impl std::error::Error for TtlError {}
 struct Inner {
     services: BTreeMap<String, (ServiceDef, Source)>,
     checks: BTreeMap<String, CheckState>,
+    scripts: ScriptPolicy,
+}
+
+/// Which script checks may be registered (Consul's `enable_script_checks` and
+/// `enable_local_script_checks`); none by default, as in Consul.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScriptPolicy {
+    /// From any source, the HTTP API included (`enable_script_checks`).
+    pub any: bool,
+    /// From config files (`enable_local_script_checks`).
+    pub local: bool,
 }
 
 /// The agent's local services and checks.
@@ -168,15 +188,30 @@ impl LocalServices {
         {
             return Err(format!("ServiceID {sid:?} does not exist"));
         }
+        if matches!(def.kind, CheckKind::Script(_)) {
+            let p = self.lock().scripts;
+            match source {
+                _ if p.any => {}
+                Source::Config if p.local => {}
+                Source::Config => return Err(SCRIPTS_OFF.into()),
+                Source::Api => return Err(SCRIPTS_OFF_REMOTE.into()),
+            }
+        }
         if source == Source::Api {
             self.persist("checks", &def.id, Some(check_json(&def)))?;
         }
-        let CheckKind::Ttl(ttl) = def.kind;
+        let deadline = match def.kind {
+            CheckKind::Ttl(ttl) => Some(now + ttl),
+            _ => None,
+        };
         let state = CheckState {
             status: def.status,
             output: String::new(),
-            deadline: Some(now + ttl),
+            deadline,
             source,
+            successes: def.thresholds.success_before_passing,
+            failures: def.thresholds.failures_before_critical,
+            critical_since: (def.status == Status::Critical).then_some(now),
             def,
         };
         self.lock().checks.insert(state.def.id.clone(), state);
@@ -258,9 +293,10 @@ impl LocalServices {
             .checks
             .get_mut(id)
             .ok_or_else(|| TtlError::Unknown(id.to_owned()))?;
-        let CheckKind::Ttl(ttl) = c.def.kind;
-        c.status = status;
-        c.output = truncate(output);
+        let CheckKind::Ttl(ttl) = c.def.kind else {
+            return Err(TtlError::NotTtl(id.to_owned()));
+        };
+        c.set(status, output, now);
         c.deadline = Some(now + ttl);
         drop(inner);
         self.changed.notify_one();
@@ -276,8 +312,12 @@ impl LocalServices {
         for c in inner.checks.values_mut() {
             let Some(d) = c.deadline else { continue };
             if d <= now {
-                c.status = Status::Critical;
-                c.output = "TTL expired".into();
+                let out = if c.output.is_empty() {
+                    "TTL expired".to_owned()
+                } else {
+                    format!("TTL expired (last output before timeout follows): {}", c.output)
+                };
+                c.set(Status::Critical, &out, now);
                 c.deadline = None;
                 expired = true;
             } else {
@@ -289,6 +329,46 @@ impl LocalServices {
             self.touched();
         }
         next
+    }
+
+    /// A check runner's result for check `id` (ignored if the check is gone or is a TTL check).
+    pub fn record_result(&self, id: &str, status: Status, output: &str, now: Instant) {
+        let mut inner = self.lock();
+        let Some(c) = inner.checks.get_mut(id) else {
+            return;
+        };
+        if matches!(c.def.kind, CheckKind::Ttl(_)) {
+            return;
+        }
+        let changed = c.apply_result(status, output, now);
+        drop(inner);
+        if changed {
+            self.touched();
+        }
+    }
+
+    /// Sets which script checks may be registered from now on.
+    pub fn set_script_policy(&self, p: ScriptPolicy) {
+        self.lock().scripts = p;
+    }
+
+    /// Services with a check that has been critical for longer than its
+    /// `deregister_critical_service_after`.
+    pub fn critical_too_long(&self, now: Instant) -> Vec<String> {
+        let inner = self.lock();
+        let mut ids: Vec<String> = inner
+            .checks
+            .values()
+            .filter(|c| {
+                let (Some(after), Some(since)) = (c.def.deregister_after, c.critical_since) else {
+                    return false;
+                };
+                c.status == Status::Critical && now.saturating_duration_since(since) >= after
+            })
+            .filter_map(|c| c.def.service_id.clone())
+            .collect();
+        ids.dedup();
+        ids
     }
 
     /// The services, by ID.
@@ -352,6 +432,49 @@ impl LocalServices {
     }
 }
 
+/// Consul's refusal of a script check from a config file while script checks are off.
+pub const SCRIPTS_OFF: &str = "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true";
+/// Consul's refusal of a script check registered over the HTTP API unless `enable_script_checks`.
+pub const SCRIPTS_OFF_REMOTE: &str = "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true";
+
+impl CheckState {
+    fn set(&mut self, status: Status, output: &str, now: Instant) {
+        if status != Status::Critical {
+            self.critical_since = None;
+        } else if self.status != Status::Critical || self.critical_since.is_none() {
+            self.critical_since = Some(now);
+        }
+        self.status = status;
+        self.output = truncate(output);
+    }
+
+    /// Applies one run's result through the thresholds (Consul's status handler): a passing or warning
+    /// result counts towards `success_before_passing`, a critical one towards `failures_before_warning`
+    /// (reported as warning) and `failures_before_critical`; until a count is reached the status
+    /// stands. The counts start at their thresholds, so a check's first result is reported at once.
+    /// True if anything a reader sees changed.
+    fn apply_result(&mut self, status: Status, output: &str, now: Instant) -> bool {
+        let t = self.def.thresholds;
+        let before = (self.status, self.output.clone());
+        if status != Status::Critical {
+            self.successes = self.successes.saturating_add(1);
+            self.failures = 0;
+            if self.successes >= t.success_before_passing {
+                self.set(status, output, now);
+            }
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            self.successes = 0;
+            if self.failures >= t.failures_before_critical {
+                self.set(Status::Critical, output, now);
+            } else if self.failures >= t.failures_before_warning {
+                self.set(Status::Warning, output, now);
+            }
+        }
+        before != (self.status, self.output.clone())
+    }
+}
+
 fn truncate(s: &str) -> String {
     if s.len() <= MAX_OUTPUT {
         return s.to_owned();
@@ -393,7 +516,10 @@ mod tests {
         let c = &l.checks()[0];
         assert_eq!(
             (c.status, c.output.as_str()),
-            (Status::Critical, "TTL expired")
+            (
+                Status::Critical,
+                "TTL expired (last output before timeout follows): ok"
+            )
         );
         assert_eq!(
             l.report("nope", Status::Passing, "", t0),

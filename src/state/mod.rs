@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod changes;
+pub mod check_kind;
 pub mod definitions;
 pub mod keyring;
 pub mod local_services;

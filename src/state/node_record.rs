@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::definitions::{CheckDef, CheckKind, ServiceDef, Status};
+use super::definitions::{CheckDef, ServiceDef, Status};
 use super::local_services::CheckState;
 
 /// The format byte of records this version writes.
@@ -201,9 +201,7 @@ fn check_record(def: &CheckDef, status: Status, output: &str) -> CheckRecord {
         notes: def.notes.clone(),
         output: output.to_owned(),
         service_id: def.service_id.clone().unwrap_or_default(),
-        kind: match def.kind {
-            CheckKind::Ttl(_) => "ttl".into(),
-        },
+        kind: def.kind.type_name().into(),
     }
 }
 

@@ -54,6 +54,30 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Formats as Go's `time.Duration.String()` does for whole milliseconds: "1h2m3s", "1.5s", "250ms", "0s".
+pub fn go_string(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m) = (ms / 3_600_000, (ms / 60_000) % 60);
+    let s_ms = ms % 60_000;
+    let secs = if s_ms % 1000 == 0 {
+        format!("{}s", s_ms / 1000)
+    } else {
+        let frac = format!("{:03}", s_ms % 1000);
+        format!("{}.{}s", s_ms / 1000, frac.trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +90,10 @@ mod tests {
         assert_eq!(parse("0").unwrap(), Duration::ZERO);
         for bad in ["", "10", "5x", "-1s", "s", "1..2s"] {
             assert!(parse(bad).is_err(), "{bad} accepted");
+        }
+        for (d, s) in [(0, "0s"), (250, "250ms"), (1500, "1.5s"), (10_000, "10s"), (90_000, "1m30s"), (3_723_000, "1h2m3s")] {
+            assert_eq!(go_string(Duration::from_millis(d)), s);
+            assert_eq!(parse(s).unwrap(), Duration::from_millis(d));
         }
     }
 }
