@@ -39,7 +39,10 @@ fn passing_nodes(a: &Agent, service: &str) -> Vec<String> {
 
 /// SRV targets `dig web.service.consul SRV` returns from agent `a`, sorted.
 fn srv_targets(a: &Agent, service: &str) -> Vec<String> {
-    let out = dig(&a.ip, &["+short", &format!("{service}.service.consul"), "SRV"]);
+    let out = dig(
+        &a.ip,
+        &["+short", &format!("{service}.service.consul"), "SRV"],
+    );
     let mut t: Vec<String> = out
         .lines()
         .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
@@ -71,19 +74,29 @@ fn services_health_and_blocking_queries_across_agents() {
         "cat-one",
         "127.0.50.1",
         &dir,
-        &["-server", "-bootstrap-expect", "1", "-config-dir", config_dir],
+        &[
+            "-server",
+            "-bootstrap-expect",
+            "1",
+            "-config-dir",
+            config_dir,
+        ],
     );
     let mut two = Agent::start("cat-two", "127.0.50.2", &dir, &["-join", "127.0.50.1"]);
     let three = Agent::start("cat-three", "127.0.50.3", &dir, &["-join", "127.0.50.1"]);
 
     // A service registered over the API on cat-two, with a TTL check that passes.
-    let reg = json!({"Name": "web", "ID": "web-2", "Port": 8080, "Tags": ["v2"], "Check": {"TTL": "3s"}});
+    let reg =
+        json!({"Name": "web", "ID": "web-2", "Port": 8080, "Tags": ["v2"], "Check": {"TTL": "3s"}});
     let put = |a: &Agent, path: &str, body: &str| a.http_body("PUT", path, body).map(|r| r.0);
     assert_eq!(
         put(&two, "/v1/agent/service/register", &reg.to_string()),
         Some(200)
     );
-    assert_eq!(put(&two, "/v1/agent/check/pass/service:web-2", ""), Some(200));
+    assert_eq!(
+        put(&two, "/v1/agent/check/pass/service:web-2", ""),
+        Some(200)
+    );
 
     // cat-three, which registered nothing, sees both instances: over HTTP and over DNS.
     let both = vec!["cat-one".to_string(), "cat-two".to_string()];
@@ -94,7 +107,11 @@ fn services_health_and_blocking_queries_across_agents() {
     );
     let services = three.get_json("/v1/catalog/services");
     assert_eq!(services["web"], json!(["rails", "v2"]));
-    assert_eq!(services["consul"], json!([]), "the server carries the consul service");
+    assert_eq!(
+        services["consul"],
+        json!([]),
+        "the server carries the consul service"
+    );
     let entry = &three.get_json("/v1/catalog/service/web?tag=v2")[0];
     assert_eq!(entry["ServiceID"], "web-2");
     assert_eq!(entry["ServicePort"], 8080);
@@ -140,13 +157,20 @@ fn services_health_and_blocking_queries_across_agents() {
         })
     };
     assert_eq!(
-        put(&one, "/v1/agent/service/register", r#"{"Name": "db", "Port": 5432}"#),
+        put(
+            &one,
+            "/v1/agent/service/register",
+            r#"{"Name": "db", "Port": 5432}"#
+        ),
         Some(200)
     );
     // The db watcher wakes with db in it; the web watcher is still asleep until web's check expires.
     let db = db_watch.join().unwrap();
     assert_eq!(db[0]["Node"], "cat-one");
-    assert!(!watcher.is_finished(), "a change to db woke a watcher of web");
+    assert!(
+        !watcher.is_finished(),
+        "a change to db woke a watcher of web"
+    );
     let (woke_at, body) = watcher.join().unwrap();
     assert!(woke_at > web_index);
     let two_checks = body
@@ -157,13 +181,15 @@ fn services_health_and_blocking_queries_across_agents() {
         .map(|e| e["Checks"][1]["Status"].clone());
     assert_eq!(two_checks, Some(json!("critical")), "{body}");
     // Critical instances leave ?passing and DNS, and stay in the catalog.
-    assert!(wait_for(CONVERGE, || passing_nodes(&three, "web")
-        == ["cat-one"]));
+    assert!(wait_for(CONVERGE, || passing_nodes(&three, "web") == ["cat-one"]));
     assert_eq!(srv_targets(&three, "web"), ["cat-one.node.dc1.consul."]);
     assert_eq!(catalog_nodes(&three, "web"), both);
 
     // Passing again, then cat-two is killed: its serfHealth goes critical and DNS drops it.
-    assert_eq!(put(&two, "/v1/agent/check/pass/service:web-2", ""), Some(200));
+    assert_eq!(
+        put(&two, "/v1/agent/check/pass/service:web-2", ""),
+        Some(200)
+    );
     assert!(wait_for(CONVERGE, || passing_nodes(&three, "web") == both));
     two.crash();
     assert!(
@@ -175,7 +201,11 @@ fn services_health_and_blocking_queries_across_agents() {
     );
     assert_eq!(passing_nodes(&three, "web"), ["cat-one"]);
     assert_eq!(srv_targets(&three, "web"), ["cat-one.node.dc1.consul."]);
-    assert_eq!(catalog_nodes(&three, "web"), both, "a failed node stays in the catalog");
+    assert_eq!(
+        catalog_nodes(&three, "web"),
+        both,
+        "a failed node stays in the catalog"
+    );
 
     // Restarted, cat-two comes back with its API registration from the data dir.
     two.restart();
@@ -192,7 +222,11 @@ fn services_health_and_blocking_queries_across_agents() {
     // Reload on cat-one with web.json gone: web leaves cat-one, everywhere.
     std::fs::remove_file(conf.join("web.json")).unwrap();
     let out = one.cli(&["reload"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         wait_for(CONVERGE, || catalog_nodes(&three, "web") == ["cat-two"]),
         "on cat-one: {}\n{}\non cat-three: {}",
@@ -203,7 +237,10 @@ fn services_health_and_blocking_queries_across_agents() {
     let out = dig("127.0.50.3", &["web.service.consul", "SRV"]);
     assert!(!out.contains("cat-one.node"), "{out}");
     // And cat-two's instance answers once its check passes.
-    assert_eq!(put(&two, "/v1/agent/check/pass/service:web-2", ""), Some(200));
+    assert_eq!(
+        put(&two, "/v1/agent/check/pass/service:web-2", ""),
+        Some(200)
+    );
     assert!(wait_for(CONVERGE, || {
         let out = dig("127.0.50.3", &["web.service.consul", "SRV"]);
         dns_status(&out) == "NOERROR" && srv_targets(&three, "web") == ["cat-two.node.dc1.consul."]

@@ -1,5 +1,6 @@
 //! The agent: configuration, data directory, and the runtime wiring of gossip, HTTP, DNS and signals.
 
+mod checks;
 pub mod config;
 mod consul_only;
 pub mod datadir;

@@ -12,9 +12,6 @@ use crate::net::GossipHandle;
 use crate::state::local_services::LocalServices;
 use crate::state::node_record::{NodeRecord, ServiceRecord};
 
-/// Consul's default `check_update_interval`.
-pub const CHECK_UPDATE_INTERVAL: Duration = Duration::from_secs(300);
-
 /// Publishes the record whenever the registry changes, until the gossip driver stops. `extra` are
 /// services the agent itself carries (`consul` on a server).
 pub async fn run(

@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 
 use murmur_gossip::{Core, Identity, tags};
 
+use super::checks;
 use super::config::{self, Config};
 use super::datadir::DataDir;
 use super::publish_record;
@@ -174,6 +175,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         serf_lan_port: cfg.ports.serf_lan,
     };
     let services = Arc::new(LocalServices::new(data_dir.as_ref().map(DataDir::path)));
+    services.set_script_policy(cfg.scripts);
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     for problem in services.load_persisted(Instant::now()) {
         warn!("skipping a persisted registration that no longer reads: {problem}");
@@ -191,8 +193,15 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         services.clone(),
         gossip.clone(),
         own,
-        publish_record::CHECK_UPDATE_INTERVAL,
+        cfg.check_update_interval,
     ));
+    let view = checks::ClusterView {
+        node: cfg.node_name.clone(),
+        catalog: catalog.clone(),
+        members: table.clone(),
+    };
+    tokio::spawn(checks::supervise(services.clone(), view));
+    tokio::spawn(reap_critical_services(services.clone()));
     let api = ApiState {
         state: AgentState::new(
             table.clone(),
@@ -399,11 +408,14 @@ fn member_tags(cfg: &Config, node_id: &str) -> Vec<(String, String)> {
     t
 }
 
-/// Re-reads the config files and flags and applies their service and check definitions. Other settings
+/// Re-reads the config files and flags and applies their service and check definitions (and which script
+/// checks are allowed). Other settings
 /// need a restart, as most of Consul's do. A bad file keeps the running definitions and says why.
 fn reload(flags: &flags::Parsed, services: &LocalServices) -> Result<(), String> {
-    let applied = config::load(flags)
-        .and_then(|cfg| services.replace_config(cfg.services, cfg.checks, Instant::now()));
+    let applied = config::load(flags).and_then(|cfg| {
+        services.set_script_policy(cfg.scripts);
+        services.replace_config(cfg.services, cfg.checks, Instant::now())
+    });
     match &applied {
         Ok(()) => info!("Reload complete: service and check definitions applied"),
         Err(e) => error!("Reload failed, the running definitions stay: {e}"),
@@ -421,6 +433,25 @@ async fn run_ttl_checks(services: Arc<LocalServices>) {
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
             _ = services.changed.notified() => {}
+        }
+    }
+}
+
+/// Consul's `check_reap_interval`: how often services critical for too long are looked for.
+const REAP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Deregisters services whose check has been critical for longer than its
+/// `deregister_critical_service_after`, as Consul's reaper does.
+async fn reap_critical_services(services: Arc<LocalServices>) {
+    loop {
+        tokio::time::sleep(REAP_INTERVAL).await;
+        for id in services.critical_too_long(Instant::now()) {
+            match services.remove_service(&id) {
+                Ok(_) => info!(
+                    "deregistered service {id:?}: critical for longer than its deregister_critical_service_after"
+                ),
+                Err(e) => warn!("could not deregister service {id:?}: {e}"),
+            }
         }
     }
 }

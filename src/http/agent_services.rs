@@ -12,7 +12,7 @@ use super::ApiState;
 use super::error::{ApiError, ApiResult, bad_request, server_error};
 use super::params::Params;
 use crate::state::definitions::{self, ServiceDef, Status};
-use crate::state::local_services::{CheckState, Source, TtlError};
+use crate::state::local_services::{CheckState, RegistryError, Source, TtlError};
 
 fn agent_service(s: &ApiState, d: &ServiceDef) -> Value {
     json!({
@@ -95,7 +95,7 @@ pub(super) async fn register_service(
     s.state
         .services
         .add_service(def, checks, Source::Api, Instant::now())
-        .map_err(server_error)?;
+        .map_err(registry_error)?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -130,7 +130,7 @@ pub(super) async fn register_check(State(s): State<ApiState>, raw: axum::body::B
     s.state
         .services
         .add_check(def, Source::Api, Instant::now())
-        .map_err(bad_request)?;
+        .map_err(registry_error)?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -142,6 +142,14 @@ pub(super) async fn deregister_check(
         return Err(ttl_error(TtlError::Unknown(id)));
     }
     Ok(StatusCode::OK.into_response())
+}
+
+/// A check naming a missing service is the caller's mistake; the rest are Consul's plain 500s.
+fn registry_error(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::NoService(_) => bad_request(e.to_string()),
+        _ => server_error(e.to_string()),
+    }
 }
 
 fn ttl_error(e: TtlError) -> ApiError {

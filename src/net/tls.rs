@@ -360,3 +360,43 @@ pub fn create_cert(
     let cert = p.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
     Ok((cert.pem(), key.serialize_pem()))
 }
+
+/// The system's trusted roots, read once (health checks of https endpoints verify against them).
+fn system_roots() -> Arc<rustls::RootCertStore> {
+    static ROOTS: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut store = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!("no system root certificates found: https checks cannot verify");
+            }
+            Arc::new(store)
+        })
+        .clone()
+}
+
+/// Client TLS for HTTPS and gRPC health checks: the system's roots, or with `skip_verify` any
+/// certificate (Consul's `tls_skip_verify`); `alpn` names the protocols offered.
+pub fn check_client(
+    skip_verify: bool,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let p = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(p.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let mut cfg = if skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert { provider: p }))
+            .with_no_client_auth()
+    } else {
+        builder
+            .with_root_certificates(system_roots())
+            .with_no_client_auth()
+    };
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    Ok(Arc::new(cfg))
+}

@@ -298,7 +298,10 @@ mod tests {
 
     #[test]
     fn kinds_defaults_and_consul_errors() {
-        let (k, s) = parse(&fields(json!({"http": "http://127.0.0.1/health", "interval": "500ms"}))).unwrap();
+        let (k, s) = parse(&fields(
+            json!({"http": "http://127.0.0.1/health", "interval": "500ms"}),
+        ))
+        .unwrap();
         let CheckKind::Http(p) = &k else { panic!() };
         assert_eq!(p.method, "GET");
         assert_eq!(s.interval, MIN_INTERVAL, "raised to the minimum");
@@ -307,13 +310,22 @@ mod tests {
         assert_eq!(k, CheckKind::Script(vec!["/bin/true".into()]));
         assert_eq!(s.timeout, DEFAULT_SCRIPT_TIMEOUT);
         let (k, _) = parse(&fields(json!({"alias_service": "web"}))).unwrap();
-        assert_eq!(k, CheckKind::Alias { node: None, service: "web".into() });
+        assert_eq!(
+            k,
+            CheckKind::Alias {
+                node: None,
+                service: "web".into()
+            }
+        );
         let e = |v| parse(&fields(v)).unwrap_err().0;
         assert_eq!(
             e(json!({"tcp": "127.0.0.1:1"})),
             "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks"
         );
-        assert_eq!(e(json!({"name": "x"})), "Invalid check: TTL must be > 0 for TTL checks");
+        assert_eq!(
+            e(json!({"name": "x"})),
+            "Invalid check: TTL must be > 0 for TTL checks"
+        );
         assert_eq!(
             e(json!({"ttl": "5s", "interval": "5s"})),
             "Invalid check: Interval and TTL cannot both be specified"
@@ -322,8 +334,13 @@ mod tests {
             e(json!({"alias_service": "web", "interval": "5s"})),
             "Invalid check: Interval cannot be set for Alias checks"
         );
-        assert!(e(json!({"h2ping": "x", "interval": "1s"})).contains("not supported by murmur yet"));
-        assert_eq!(e(json!({"ttl": "0s"})), "Invalid check: TTL must be > 0 for TTL checks");
+        assert!(
+            e(json!({"h2ping": "x", "interval": "1s"})).contains("not supported by murmur yet")
+        );
+        assert_eq!(
+            e(json!({"ttl": "0s"})),
+            "Invalid check: TTL must be > 0 for TTL checks"
+        );
         // What the data dir keeps reads back the same.
         for v in [
             json!({"http": "https://x/h", "method": "POST", "header": {"A": ["1", "2"]}, "body": "b",

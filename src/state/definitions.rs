@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-
 /// A service as registered on this agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceDef {
@@ -33,8 +32,8 @@ pub struct ServiceDef {
     pub weights: (u32, u32),
 }
 
-pub use super::check_kind::{CheckKind, HttpProbe, Schedule};
 use super::check_kind::{self, duration_of};
+pub use super::check_kind::{CheckKind, HttpProbe, Schedule};
 
 /// Shortest `deregister_critical_service_after` (Consul's `check_deregister_interval_min`).
 pub const DEREGISTER_MIN: Duration = Duration::from_secs(60);
@@ -343,11 +342,13 @@ fn check_with(
         failures_before_critical: critical,
     };
     if thresholds.failures_before_warning > thresholds.failures_before_critical {
-        return err("Invalid check: FailuresBeforeWarning can't be higher than FailuresBeforeCritical");
+        return err(
+            "Invalid check: FailuresBeforeWarning can't be higher than FailuresBeforeCritical",
+        );
     }
     // Consul raises shorter deregistration timeouts to its one-minute minimum.
-    let deregister_after = duration_of(f, "deregistercriticalserviceafter")?
-        .map(|d| d.max(DEREGISTER_MIN));
+    let deregister_after =
+        duration_of(f, "deregistercriticalserviceafter")?.map(|d| d.max(DEREGISTER_MIN));
     let status = match string(f, "status")? {
         None => Status::Critical,
         Some(s) => Status::parse(&s)
@@ -420,9 +421,18 @@ pub fn check_json(def: &CheckDef) -> Value {
         ("ServiceID", serde_json::json!(def.service_id)),
         ("Status", serde_json::json!(def.status.as_str())),
         ("Notes", serde_json::json!(def.notes)),
-        ("SuccessBeforePassing", serde_json::json!(t.success_before_passing)),
-        ("FailuresBeforeWarning", serde_json::json!(t.failures_before_warning)),
-        ("FailuresBeforeCritical", serde_json::json!(t.failures_before_critical)),
+        (
+            "SuccessBeforePassing",
+            serde_json::json!(t.success_before_passing),
+        ),
+        (
+            "FailuresBeforeWarning",
+            serde_json::json!(t.failures_before_warning),
+        ),
+        (
+            "FailuresBeforeCritical",
+            serde_json::json!(t.failures_before_critical),
+        ),
     ] {
         m.insert(k.to_owned(), v);
     }
@@ -467,12 +477,18 @@ mod tests {
         // A definition this agent persisted reads back the same.
         assert_eq!(service(&service_json(&a)).unwrap().0, a);
         assert_eq!(check(&check_json(&ca[0])).unwrap(), ca[0]);
-        let full = check(&json!({"name": "h", "http": "http://127.0.0.1:1/", "interval": "2s",
+        let full = check(
+            &json!({"name": "h", "http": "http://127.0.0.1:1/", "interval": "2s",
             "failures_before_critical": 3, "success_before_passing": 2,
-            "deregister_critical_service_after": "10s"}))
+            "deregister_critical_service_after": "10s"}),
+        )
         .unwrap();
         assert_eq!(check(&check_json(&full)).unwrap(), full);
-        assert_eq!(full.deregister_after, Some(DEREGISTER_MIN), "raised to the minimum");
+        assert_eq!(
+            full.deregister_after,
+            Some(DEREGISTER_MIN),
+            "raised to the minimum"
+        );
     }
 
     #[test]

@@ -46,6 +46,39 @@ pub struct CheckState {
     critical_since: Option<Instant>,
 }
 
+/// Why a registration or removal failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryError {
+    /// A check names a service this agent does not have.
+    NoService(String),
+    /// A script check while script checks are off (`remote`: registered over the HTTP API).
+    ScriptsOff {
+        /// Registered over the HTTP API rather than in a config file.
+        remote: bool,
+    },
+    /// The data dir could not be written.
+    Persist(String),
+}
+
+impl std::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryError::NoService(id) => write!(f, "ServiceID {id:?} does not exist"),
+            RegistryError::ScriptsOff { remote: false } => f.write_str(SCRIPTS_OFF),
+            RegistryError::ScriptsOff { remote: true } => f.write_str(SCRIPTS_OFF_REMOTE),
+            RegistryError::Persist(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+impl From<RegistryError> for String {
+    fn from(e: RegistryError) -> String {
+        e.to_string()
+    }
+}
+
 /// Why a TTL report was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TtlError {
@@ -94,6 +127,8 @@ pub struct LocalServices {
     pub changed: Notify,
     /// Counts every change a published record would show (the catalog publisher waits on it).
     pub generation: watch::Sender<u64>,
+    /// Counts check registrations and removals (the check runners' supervisor waits on it).
+    pub definitions: watch::Sender<u64>,
 }
 
 /// A file name for an ID (IDs may hold any character; the hex of its bytes never clashes).
@@ -110,6 +145,7 @@ impl LocalServices {
             dir: data_dir.map(Path::to_path_buf),
             changed: Notify::new(),
             generation: watch::Sender::new(0),
+            definitions: watch::Sender::new(0),
         }
     }
 
@@ -121,16 +157,22 @@ impl LocalServices {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn persist(&self, kind: &str, id: &str, body: Option<serde_json::Value>) -> Result<(), String> {
+    fn persist(
+        &self,
+        kind: &str,
+        id: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(), RegistryError> {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
         let path = dir.join(kind).join(file_name(id));
         match body {
-            Some(v) => write_atomic(&path, v.to_string().as_bytes(), Access::Owner),
+            Some(v) => write_atomic(&path, v.to_string().as_bytes(), Access::Owner)
+                .map_err(RegistryError::Persist),
             None => match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(format!("{}: {e}", path.display()))
+                    Err(RegistryError::Persist(format!("{}: {e}", path.display())))
                 }
                 _ => Ok(()),
             },
@@ -144,7 +186,7 @@ impl LocalServices {
         checks: Vec<CheckDef>,
         source: Source,
         now: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), RegistryError> {
         if source == Source::Api {
             self.persist("services", &def.id, Some(service_json(&def)))?;
         }
@@ -158,7 +200,7 @@ impl LocalServices {
     }
 
     /// Removes a service and its checks; false if there was none.
-    pub fn remove_service(&self, id: &str) -> Result<bool, String> {
+    pub fn remove_service(&self, id: &str) -> Result<bool, RegistryError> {
         let (removed, checks) = {
             let mut inner = self.lock();
             let removed = inner.services.remove(id);
@@ -182,19 +224,24 @@ impl LocalServices {
     }
 
     /// Registers (or replaces) a check; its service, if it names one, must exist.
-    pub fn add_check(&self, def: CheckDef, source: Source, now: Instant) -> Result<(), String> {
+    pub fn add_check(
+        &self,
+        def: CheckDef,
+        source: Source,
+        now: Instant,
+    ) -> Result<(), RegistryError> {
         if let Some(sid) = &def.service_id
             && !self.lock().services.contains_key(sid)
         {
-            return Err(format!("ServiceID {sid:?} does not exist"));
+            return Err(RegistryError::NoService(sid.clone()));
         }
         if matches!(def.kind, CheckKind::Script(_)) {
             let p = self.lock().scripts;
             match source {
                 _ if p.any => {}
                 Source::Config if p.local => {}
-                Source::Config => return Err(SCRIPTS_OFF.into()),
-                Source::Api => return Err(SCRIPTS_OFF_REMOTE.into()),
+                Source::Config => return Err(RegistryError::ScriptsOff { remote: false }),
+                Source::Api => return Err(RegistryError::ScriptsOff { remote: true }),
             }
         }
         if source == Source::Api {
@@ -217,15 +264,17 @@ impl LocalServices {
         self.lock().checks.insert(state.def.id.clone(), state);
         self.changed.notify_one();
         self.touched();
+        self.definitions.send_modify(|g| *g += 1);
         Ok(())
     }
 
     /// Removes a check; false if there was none.
-    pub fn remove_check(&self, id: &str) -> Result<bool, String> {
+    pub fn remove_check(&self, id: &str) -> Result<bool, RegistryError> {
         if self.lock().checks.remove(id).is_none() {
             return Ok(false);
         }
         self.touched();
+        self.definitions.send_modify(|g| *g += 1);
         self.persist("checks", id, None)?;
         Ok(true)
     }
@@ -315,7 +364,10 @@ impl LocalServices {
                 let out = if c.output.is_empty() {
                     "TTL expired".to_owned()
                 } else {
-                    format!("TTL expired (last output before timeout follows): {}", c.output)
+                    format!(
+                        "TTL expired (last output before timeout follows): {}",
+                        c.output
+                    )
                 };
                 c.set(Status::Critical, &out, now);
                 c.deadline = None;
@@ -337,10 +389,16 @@ impl LocalServices {
         let Some(c) = inner.checks.get_mut(id) else {
             return;
         };
-        if matches!(c.def.kind, CheckKind::Ttl(_)) {
-            return;
-        }
-        let changed = c.apply_result(status, output, now);
+        let changed = match c.def.kind {
+            CheckKind::Ttl(_) => return,
+            // Consul's alias checks report directly, without thresholds.
+            CheckKind::Alias { .. } => {
+                let before = (c.status, c.output.clone());
+                c.set(status, output, now);
+                before != (c.status, c.output.clone())
+            }
+            _ => c.apply_result(status, output, now),
+        };
         drop(inner);
         if changed {
             self.touched();
@@ -415,7 +473,7 @@ impl LocalServices {
         for (path, v) in read("services") {
             let r = definitions::service(&v)
                 .map_err(|e: DefinitionError| e.to_string())
-                .and_then(|(s, _)| self.add_service(s, Vec::new(), Source::Api, now));
+                .and_then(|(s, _)| Ok(self.add_service(s, Vec::new(), Source::Api, now)?));
             if let Err(e) = r {
                 problems.push(format!("{}: {e}", path.display()));
             }
@@ -423,7 +481,7 @@ impl LocalServices {
         for (path, v) in read("checks") {
             let r = definitions::check(&v)
                 .map_err(|e| e.to_string())
-                .and_then(|c| self.add_check(c, Source::Api, now));
+                .and_then(|c| Ok(self.add_check(c, Source::Api, now)?));
             if let Err(e) = r {
                 problems.push(format!("{}: {e}", path.display()));
             }
@@ -533,9 +591,33 @@ mod tests {
         let orphan =
             definitions::check(&json!({"name": "c", "ttl": "5s", "service_id": "gone"})).unwrap();
         assert_eq!(
-            l.add_check(orphan, Source::Api, t0).unwrap_err(),
+            l.add_check(orphan, Source::Api, t0)
+                .unwrap_err()
+                .to_string(),
             "ServiceID \"gone\" does not exist"
         );
+        // Script checks: off by default; config files only with enable_local_script_checks.
+        let script = |id: &str| {
+            definitions::check(&json!({"name": id, "args": ["true"], "interval": "10s"})).unwrap()
+        };
+        assert_eq!(
+            l.add_check(script("s1"), Source::Config, t0),
+            Err(RegistryError::ScriptsOff { remote: false })
+        );
+        l.set_script_policy(ScriptPolicy {
+            any: false,
+            local: true,
+        });
+        assert!(l.add_check(script("s2"), Source::Config, t0).is_ok());
+        assert_eq!(
+            l.add_check(script("s3"), Source::Api, t0),
+            Err(RegistryError::ScriptsOff { remote: true })
+        );
+        l.set_script_policy(ScriptPolicy {
+            any: true,
+            local: false,
+        });
+        assert!(l.add_check(script("s4"), Source::Api, t0).is_ok());
     }
 
     #[test]
@@ -560,6 +642,53 @@ mod tests {
             (c.status, c.output.as_str()),
             (Status::Passing, "up"),
             "an unchanged check keeps its state"
+        );
+    }
+
+    #[test]
+    fn results_move_the_status_only_past_the_thresholds() {
+        let l = LocalServices::new(None);
+        let t0 = Instant::now();
+        let def = definitions::check(&json!({"name": "h", "tcp": "127.0.0.1:1", "interval": "1s",
+            "success_before_passing": 2, "failures_before_warning": 1, "failures_before_critical": 3}))
+        .unwrap();
+        l.add_check(def, Source::Api, t0).unwrap();
+        let status = || l.checks()[0].status;
+        // The counts start at their thresholds: the first result is reported at once.
+        l.record_result("h", Status::Passing, "up", t0);
+        assert_eq!(status(), Status::Passing);
+        l.record_result("h", Status::Critical, "down 1", t0);
+        assert_eq!(
+            status(),
+            Status::Warning,
+            "one failure reaches the warning threshold"
+        );
+        assert_eq!(l.checks()[0].output, "down 1");
+        l.record_result("h", Status::Critical, "down 2", t0);
+        assert_eq!(status(), Status::Warning);
+        l.record_result("h", Status::Critical, "down 3", t0);
+        assert_eq!(status(), Status::Critical);
+        l.record_result("h", Status::Passing, "up", t0);
+        assert_eq!(status(), Status::Critical, "one success is not yet two");
+        l.record_result("h", Status::Passing, "up", t0);
+        assert_eq!(status(), Status::Passing);
+        // deregister_critical_service_after: only services, and only once critical long enough.
+        let (svc, checks) =
+            definitions::service(&json!({"name": "w", "check": {"tcp": "127.0.0.1:1",
+            "interval": "1s", "deregister_critical_service_after": "1m"}}))
+            .unwrap();
+        l.add_service(svc, checks, Source::Api, t0).unwrap();
+        assert!(l.critical_too_long(t0 + Duration::from_secs(59)).is_empty());
+        assert_eq!(l.critical_too_long(t0 + Duration::from_secs(60)), ["w"]);
+        l.record_result(
+            "service:w",
+            Status::Passing,
+            "",
+            t0 + Duration::from_secs(30),
+        );
+        assert!(
+            l.critical_too_long(t0 + Duration::from_secs(120))
+                .is_empty()
         );
     }
 

@@ -65,7 +65,7 @@ pub fn go_string(d: Duration) -> String {
     }
     let (h, m) = (ms / 3_600_000, (ms / 60_000) % 60);
     let s_ms = ms % 60_000;
-    let secs = if s_ms % 1000 == 0 {
+    let secs = if s_ms.is_multiple_of(1000) {
         format!("{}s", s_ms / 1000)
     } else {
         let frac = format!("{:03}", s_ms % 1000);
@@ -91,7 +91,14 @@ mod tests {
         for bad in ["", "10", "5x", "-1s", "s", "1..2s"] {
             assert!(parse(bad).is_err(), "{bad} accepted");
         }
-        for (d, s) in [(0, "0s"), (250, "250ms"), (1500, "1.5s"), (10_000, "10s"), (90_000, "1m30s"), (3_723_000, "1h2m3s")] {
+        for (d, s) in [
+            (0, "0s"),
+            (250, "250ms"),
+            (1500, "1.5s"),
+            (10_000, "10s"),
+            (90_000, "1m30s"),
+            (3_723_000, "1h2m3s"),
+        ] {
             assert_eq!(go_string(Duration::from_millis(d)), s);
             assert_eq!(parse(s).unwrap(), Duration::from_millis(d));
         }

@@ -56,6 +56,9 @@ impl Default for Ports {
     }
 }
 
+/// Consul's default `check_update_interval`.
+pub const DEFAULT_CHECK_UPDATE_INTERVAL: Duration = Duration::from_secs(300);
+
 /// The agent's final configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -99,6 +102,10 @@ pub struct Config {
     pub log_level: tracing::Level,
     /// Leave gracefully on SIGTERM.
     pub leave_on_terminate: bool,
+    /// Which script checks may be registered.
+    pub scripts: crate::state::local_services::ScriptPolicy,
+    /// How long a change of check output alone may wait before it is published.
+    pub check_update_interval: Duration,
     /// Exit without leaving on SIGINT.
     pub skip_leave_on_interrupt: bool,
     /// Ports.
@@ -319,6 +326,13 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         log_level,
         // Consul: servers stay on SIGINT and clients leave; SIGTERM the other way round.
         leave_on_terminate: f.leave_on_terminate.unwrap_or(!server),
+        scripts: crate::state::local_services::ScriptPolicy {
+            any: f.enable_script_checks.unwrap_or(false),
+            local: f.enable_local_script_checks.unwrap_or(false),
+        },
+        check_update_interval: f
+            .check_update_interval
+            .map_or(DEFAULT_CHECK_UPDATE_INTERVAL, |Dur(d)| d),
         skip_leave_on_interrupt: f.skip_leave_on_interrupt.unwrap_or(server),
         ports,
         gossip,
