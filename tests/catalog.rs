@@ -87,7 +87,7 @@ fn services_health_and_blocking_queries_across_agents() {
 
     // A service registered over the API on cat-two, with a TTL check that passes.
     let reg =
-        json!({"Name": "web", "ID": "web-2", "Port": 8080, "Tags": ["v2"], "Check": {"TTL": "3s"}});
+        json!({"Name": "web", "ID": "web-2", "Port": 8080, "Tags": ["v2"], "Check": {"TTL": "5s"}});
     let put = |a: &Agent, path: &str, body: &str| a.http_body("PUT", path, body).map(|r| r.0);
     assert_eq!(
         put(&two, "/v1/agent/service/register", &reg.to_string()),
@@ -236,6 +236,45 @@ fn services_health_and_blocking_queries_across_agents() {
     );
     let out = dig("127.0.50.3", &["web.service.consul", "SRV"]);
     assert!(!out.contains("cat-one.node"), "{out}");
+
+    // The CLI reads the same catalog; maintenance mode takes cat-two's web out of ?passing everywhere.
+    let text = |o: std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let nodes = text(three.cli(&["catalog", "nodes", "-service", "web"]));
+    assert_eq!(nodes.lines().count(), 2, "{nodes}");
+    assert!(
+        nodes.lines().nth(1).unwrap().starts_with("cat-two "),
+        "{nodes}"
+    );
+    let listed = text(three.cli(&["catalog", "services", "-tags"]));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["web", "v2"]),
+        "{listed}"
+    );
+    assert_eq!(
+        put(&two, "/v1/agent/check/pass/service:web-2", ""),
+        Some(200)
+    );
+    assert!(wait_for(CONVERGE, || passing_nodes(&three, "web") == ["cat-two"]));
+    let out = two.cli(&[
+        "maint", "-enable", "-service", "web-2", "-reason", "new disk",
+    ]);
+    assert_eq!(text(out).trim(), "Service entered maintenance mode");
+    assert!(wait_for(CONVERGE, || passing_nodes(&three, "web").is_empty()));
+    let maint = three.get_json("/v1/health/checks/web");
+    assert!(
+        maint
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["CheckID"] == "_service_maintenance:web-2"
+                && c["Notes"] == "new disk"
+                && c["Status"] == "critical"),
+        "{maint}"
+    );
+    let out = two.cli(&["maint", "-disable", "-service", "web-2"]);
+    assert_eq!(text(out).trim(), "Service left maintenance mode");
     // And cat-two's instance answers once its check passes.
     assert_eq!(
         put(&two, "/v1/agent/check/pass/service:web-2", ""),

@@ -182,6 +182,9 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     }
     // The same path a reload takes, so start-up and reload cannot disagree.
     services.replace_config(cfg.services.clone(), cfg.checks.clone(), Instant::now())?;
+    for problem in services.load_maintenance(Instant::now()) {
+        warn!("maintenance mode not restored: {problem}");
+    }
     tokio::spawn(run_ttl_checks(services.clone()));
     // A server carries the `consul` service, as Consul's leader registers it for every server.
     let own = cfg

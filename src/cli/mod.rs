@@ -1,5 +1,7 @@
-//! The `murmur` command line: `agent`, `members`, `join`, `leave`, `force-leave`, `version`.
+//! The `murmur` command line: `agent`, `members`, `join`, `leave`, `force-leave`, `services`, `catalog`,
+//! `maint`, `keyring`, `tls`, `version`.
 
+pub mod catalog;
 pub mod keys;
 pub mod members;
 pub mod ops;
@@ -24,6 +26,9 @@ Commands:
     leave          Gracefully leaves the cluster and shuts the agent down
     reload         Re-reads the agent's service and check definitions
     force-leave    Forces a failed member into the left state
+    services       Registers or deregisters services on the agent
+    catalog        Lists the services and nodes of the catalog
+    maint          Puts the node or a service in (or out of) maintenance mode
     keygen         Generates a new gossip encryption key
     keyring        Lists, installs, uses or removes gossip encryption keys cluster-wide
     tls            Creates the cluster CA and node certificates
@@ -51,6 +56,9 @@ pub fn main(args: &[String]) -> i32 {
         "leave" => ops::leave(rest),
         "reload" => ops::reload(rest),
         "force-leave" => ops::force_leave(rest),
+        "services" => catalog::services(rest),
+        "catalog" => catalog::catalog(rest),
+        "maint" => catalog::maint(rest),
         "keygen" => keys::keygen(rest),
         "keyring" => keys::keyring(rest),
         "tls" => tls::main(rest),

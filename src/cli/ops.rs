@@ -9,7 +9,7 @@ const WAN: Flag = Flag {
     help: "Use the WAN pool (not supported yet).",
 };
 
-fn parse(args: &[String], spec: &[Flag]) -> Option<flags::Parsed> {
+pub(super) fn parse(args: &[String], spec: &[Flag]) -> Option<flags::Parsed> {
     match flags::parse(args, spec) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -20,7 +20,7 @@ fn parse(args: &[String], spec: &[Flag]) -> Option<flags::Parsed> {
 }
 
 /// Percent-encodes one path segment.
-fn segment(s: &str) -> String {
+pub(super) fn segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {

@@ -13,6 +13,7 @@ use super::error::{ApiError, ApiResult, bad_request, server_error};
 use super::params::Params;
 use crate::state::definitions::{self, ServiceDef, Status};
 use crate::state::local_services::{CheckState, RegistryError, Source, TtlError};
+use crate::state::maintenance::MaintenanceError;
 
 fn agent_service(s: &ApiState, d: &ServiceDef) -> Value {
     json!({
@@ -196,4 +197,52 @@ pub(super) async fn update(
         .report(&id, status, field("output").unwrap_or(""), Instant::now())
         .map_err(ttl_error)?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// `?enable=true|false` as Consul reads it, with its error texts.
+fn enable_param(q: &std::collections::HashMap<String, String>) -> Result<bool, ApiError> {
+    match q.get("enable").map(String::as_str) {
+        None | Some("") => Err(bad_request("Missing value for enable")),
+        Some(v) => match v {
+            "true" | "1" | "t" | "T" | "TRUE" | "True" => Ok(true),
+            "false" | "0" | "f" | "F" | "FALSE" | "False" => Ok(false),
+            other => Err(bad_request(format!("Invalid value for enable: {other:?}"))),
+        },
+    }
+}
+
+fn maintenance(
+    s: &ApiState,
+    service: Option<&str>,
+    q: &std::collections::HashMap<String, String>,
+) -> ApiResult {
+    let enable = enable_param(q)?;
+    let services = &s.state.services;
+    let r = if enable {
+        let reason = q.get("reason").map(String::as_str).unwrap_or("");
+        services.enable_maintenance(service, reason, Instant::now())
+    } else {
+        services.disable_maintenance(service)
+    };
+    match r {
+        Ok(()) => Ok(StatusCode::OK.into_response()),
+        Err(e @ MaintenanceError::NoService(_)) => {
+            Err(ApiError(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e) => Err(server_error(e.to_string())),
+    }
+}
+
+/// `PUT /v1/agent/maintenance?enable=&reason=`.
+pub(super) async fn node_maintenance(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
+    maintenance(&s, None, &q)
+}
+
+/// `PUT /v1/agent/service/maintenance/:id?enable=&reason=`.
+pub(super) async fn service_maintenance(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    maintenance(&s, Some(&id), &q)
 }

@@ -83,6 +83,14 @@ pub fn router(state: ApiState) -> Router {
             put(|s, p, q| agent_services::report(Status::Critical, s, p, q)),
         )
         .route("/v1/agent/check/update/{id}", put(agent_services::update))
+        .route(
+            "/v1/agent/maintenance",
+            put(agent_services::node_maintenance),
+        )
+        .route(
+            "/v1/agent/service/maintenance/{id}",
+            put(agent_services::service_maintenance),
+        )
         .route("/v1/catalog/nodes", get(catalog::catalog_nodes))
         .route("/v1/catalog/node/{node}", get(catalog::catalog_node_one))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))

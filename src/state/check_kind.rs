@@ -56,6 +56,8 @@ pub enum CheckKind {
     },
     /// A command: exit 0 passing, 1 warning, anything else critical.
     Script(Vec<String>),
+    /// Maintenance mode (`/v1/agent/maintenance`, `murmur maint`): critical while it exists.
+    Maintenance,
     /// Mirrors the health of another service (on `node`, or on this agent).
     Alias {
         /// Node of the aliased service (this agent's when absent).
@@ -76,12 +78,16 @@ impl CheckKind {
             CheckKind::Grpc { .. } => "grpc",
             CheckKind::Script(_) => "script",
             CheckKind::Alias { .. } => "alias",
+            CheckKind::Maintenance => "maintenance",
         }
     }
 
     /// True for kinds the agent runs on an interval.
     pub fn runs_on_interval(&self) -> bool {
-        !matches!(self, CheckKind::Ttl(_) | CheckKind::Alias { .. })
+        !matches!(
+            self,
+            CheckKind::Ttl(_) | CheckKind::Alias { .. } | CheckKind::Maintenance
+        )
     }
 }
 
@@ -280,6 +286,8 @@ pub fn to_json(kind: &CheckKind, s: Schedule) -> Map<String, Value> {
                 put("AliasNode", json!(n));
             }
         }
+        // Kept in the data dir's maintenance file, never as a check definition.
+        CheckKind::Maintenance => {}
     }
     m
 }

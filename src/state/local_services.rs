@@ -103,9 +103,9 @@ impl std::fmt::Display for TtlError {
 impl std::error::Error for TtlError {}
 
 #[derive(Default)]
-struct Inner {
-    services: BTreeMap<String, (ServiceDef, Source)>,
-    checks: BTreeMap<String, CheckState>,
+pub(super) struct Inner {
+    pub(super) services: BTreeMap<String, (ServiceDef, Source)>,
+    pub(super) checks: BTreeMap<String, CheckState>,
     scripts: ScriptPolicy,
 }
 
@@ -122,7 +122,7 @@ pub struct ScriptPolicy {
 /// The agent's local services and checks.
 pub struct LocalServices {
     inner: Mutex<Inner>,
-    dir: Option<PathBuf>,
+    pub(super) dir: Option<PathBuf>,
     /// Wakes the TTL runner when a deadline may have moved.
     pub changed: Notify,
     /// Counts every change a published record would show (the catalog publisher waits on it).
@@ -149,11 +149,11 @@ impl LocalServices {
         }
     }
 
-    fn touched(&self) {
+    pub(super) fn touched(&self) {
         self.generation.send_modify(|g| *g += 1);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -247,25 +247,16 @@ impl LocalServices {
         if source == Source::Api {
             self.persist("checks", &def.id, Some(check_json(&def)))?;
         }
-        let deadline = match def.kind {
-            CheckKind::Ttl(ttl) => Some(now + ttl),
-            _ => None,
-        };
-        let state = CheckState {
-            status: def.status,
-            output: String::new(),
-            deadline,
-            source,
-            successes: def.thresholds.success_before_passing,
-            failures: def.thresholds.failures_before_critical,
-            critical_since: (def.status == Status::Critical).then_some(now),
-            def,
-        };
+        self.insert_check(CheckState::new(def, source, now));
+        Ok(())
+    }
+
+    /// Puts a check in the registry and tells whoever waits on it.
+    pub(super) fn insert_check(&self, state: CheckState) {
         self.lock().checks.insert(state.def.id.clone(), state);
         self.changed.notify_one();
         self.touched();
         self.definitions.send_modify(|g| *g += 1);
-        Ok(())
     }
 
     /// Removes a check; false if there was none.
@@ -390,7 +381,7 @@ impl LocalServices {
             return;
         };
         let changed = match c.def.kind {
-            CheckKind::Ttl(_) => return,
+            CheckKind::Ttl(_) | CheckKind::Maintenance => return,
             // Consul's alias checks report directly, without thresholds.
             CheckKind::Alias { .. } => {
                 let before = (c.status, c.output.clone());
@@ -496,6 +487,24 @@ pub const SCRIPTS_OFF: &str = "Scripts are disabled on this agent; to enable, co
 pub const SCRIPTS_OFF_REMOTE: &str = "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true";
 
 impl CheckState {
+    /// A newly registered check: its registered status, a TTL deadline, counts at their thresholds.
+    pub(super) fn new(def: CheckDef, source: Source, now: Instant) -> Self {
+        let deadline = match def.kind {
+            CheckKind::Ttl(ttl) => Some(now + ttl),
+            _ => None,
+        };
+        CheckState {
+            status: def.status,
+            output: String::new(),
+            deadline,
+            source,
+            successes: def.thresholds.success_before_passing,
+            failures: def.thresholds.failures_before_critical,
+            critical_since: (def.status == Status::Critical).then_some(now),
+            def,
+        }
+    }
+
     fn set(&mut self, status: Status, output: &str, now: Instant) {
         if status != Status::Critical {
             self.critical_since = None;

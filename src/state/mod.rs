@@ -9,6 +9,7 @@
 //! - `publish.rs`: the driver's member sink
 //! - `definitions.rs`, `local_services.rs`: this agent's own services and checks (config files and the
 //!   HTTP API), TTL deadlines, persistence
+//! - `maintenance.rs`: node and service maintenance mode (a critical check, kept in the data dir)
 //! - `node_record.rs`: the record a node publishes about its services and checks (gossip's bytes)
 //! - `catalog.rs`: every node's record, indexed by service, with a watch per service name
 
@@ -18,6 +19,7 @@ pub mod check_kind;
 pub mod definitions;
 pub mod keyring;
 pub mod local_services;
+pub mod maintenance;
 pub mod members;
 pub mod node_record;
 pub mod publish;

@@ -46,7 +46,9 @@ pub async fn supervise(services: Arc<LocalServices>, view: ClusterView) {
         let wanted: HashMap<String, CheckDef> = services
             .checks()
             .into_iter()
-            .filter(|c| !matches!(c.def.kind, CheckKind::Ttl(_)))
+            .filter(|c| {
+                c.def.kind.runs_on_interval() || matches!(c.def.kind, CheckKind::Alias { .. })
+            })
             .map(|c| (c.def.id.clone(), c.def))
             .collect();
         running.retain(|id, (def, task)| {
@@ -104,7 +106,7 @@ pub async fn run_once(kind: &CheckKind, timeout: Duration) -> Outcome {
                 tls_skip_verify,
             } => grpc::check(target, *tls, *tls_skip_verify, deadline).await,
             CheckKind::Script(args) => script::check(args, timeout).await,
-            CheckKind::Ttl(_) | CheckKind::Alias { .. } => {
+            CheckKind::Ttl(_) | CheckKind::Alias { .. } | CheckKind::Maintenance => {
                 (Status::Critical, "not an interval check".into())
             }
         }

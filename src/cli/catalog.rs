@@ -1,0 +1,349 @@
+//! `services register|deregister`, `catalog services|nodes` and `maint`: Consul's commands for the
+//! service catalog and maintenance mode, over the agent's HTTP API, with Consul's output.
+
+use serde_json::Value;
+
+use super::ops::{parse, segment};
+use super::{HTTP_ADDR, target};
+use crate::http::client::Target;
+use crate::util::flags::{Arity, Flag};
+
+const fn one(name: &'static str, help: &'static str) -> Flag {
+    Flag {
+        name,
+        arity: Arity::One,
+        help,
+    }
+}
+
+const fn boolean(name: &'static str, help: &'static str) -> Flag {
+    Flag {
+        name,
+        arity: Arity::Bool,
+        help,
+    }
+}
+
+/// A call that must answer 200: the reply's JSON body, or the error printed as `what: ...`.
+fn get_json(t: &Target, path: &str, what: &str) -> Option<Value> {
+    match t.call("GET", path) {
+        Ok(r) if r.status == 200 => match serde_json::from_slice(&r.body) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("{what}: {e}");
+                None
+            }
+        },
+        Ok(r) => {
+            eprintln!(
+                "{what}: Unexpected response code: {} ({})",
+                r.status,
+                r.text()
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("{what}: {e}");
+            None
+        }
+    }
+}
+
+fn put(t: &Target, path: &str, body: &[u8], what: &str) -> bool {
+    match t.call_with_body("PUT", path, body) {
+        Ok(r) if r.status == 200 => true,
+        Ok(r) => {
+            eprintln!(
+                "{what}: Unexpected response code: {} ({})",
+                r.status,
+                r.text()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("{what}: {e}");
+            false
+        }
+    }
+}
+
+/// The service definitions in a Consul file (JSON or HCL): its `service` and `services` entries.
+fn definitions_in(path: &str) -> Result<Vec<Value>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("Error reading {path}: {e}"))?;
+    let v: Value = if path.ends_with(".hcl") {
+        hcl::from_str(&text).map_err(|e| format!("Error parsing {path}: {e}"))?
+    } else {
+        serde_json::from_str(&text).map_err(|e| format!("Error parsing {path}: {e}"))?
+    };
+    let mut out = Vec::new();
+    for key in ["service", "services"] {
+        match v.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(a)) => out.extend(a.iter().cloned()),
+            Some(one) => out.push(one.clone()),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("Error: {path} defines no service"));
+    }
+    Ok(out)
+}
+
+/// `murmur services register FILE...` / `murmur services deregister FILE... | -id ID`.
+pub fn services(args: &[String]) -> i32 {
+    let Some((sub, rest)) = args.split_first() else {
+        eprintln!("Usage: murmur services register FILE... | deregister (FILE... | -id ID)");
+        return 1;
+    };
+    let Some(p) = parse(rest, &[HTTP_ADDR, one("id", "Service ID to deregister.")]) else {
+        return 1;
+    };
+    let Some(t) = target(p.get("http-addr")) else {
+        return 1;
+    };
+    let mut defs = Vec::new();
+    for f in &p.args {
+        match definitions_in(f) {
+            Ok(d) => defs.extend(d),
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        }
+    }
+    let name_of = |d: &Value, k: &[&str]| {
+        k.iter()
+            .find_map(|k| d.get(*k).and_then(Value::as_str))
+            .unwrap_or("")
+            .to_owned()
+    };
+    match sub.as_str() {
+        "register" => {
+            if defs.is_empty() {
+                eprintln!("At least one service definition file must be given.");
+                return 1;
+            }
+            for d in &defs {
+                let name = name_of(d, &["name", "Name"]);
+                let body = d.to_string();
+                if !put(
+                    &t,
+                    "/v1/agent/service/register",
+                    body.as_bytes(),
+                    "Error registering service",
+                ) {
+                    return 1;
+                }
+                println!("Registered service: {name}");
+            }
+            0
+        }
+        "deregister" => {
+            let mut ids: Vec<String> = defs
+                .iter()
+                .map(|d| {
+                    let id = name_of(d, &["id", "ID"]);
+                    if id.is_empty() {
+                        name_of(d, &["name", "Name"])
+                    } else {
+                        id
+                    }
+                })
+                .collect();
+            ids.extend(p.get("id").map(str::to_owned));
+            if ids.is_empty() {
+                eprintln!("Either a service definition file or -id must be given.");
+                return 1;
+            }
+            for id in ids {
+                let path = format!("/v1/agent/service/deregister/{}", segment(&id));
+                if !put(&t, &path, b"", "Error deregistering service") {
+                    return 1;
+                }
+                println!("Deregistered service: {id}");
+            }
+            0
+        }
+        other => {
+            eprintln!("Unknown services subcommand {other:?}: use register or deregister");
+            1
+        }
+    }
+}
+
+/// `murmur catalog services [-tags] [-node NODE]` / `murmur catalog nodes [-service NAME]`.
+pub fn catalog(args: &[String]) -> i32 {
+    let Some((sub, rest)) = args.split_first() else {
+        eprintln!("Usage: murmur catalog services|nodes [options]");
+        return 1;
+    };
+    let spec = [
+        HTTP_ADDR,
+        boolean("tags", "Show each service's tags."),
+        one("node", "Only the services of this node."),
+        one("service", "Only the nodes serving this service."),
+    ];
+    let Some(p) = parse(rest, &spec) else {
+        return 1;
+    };
+    let Some(t) = target(p.get("http-addr")) else {
+        return 1;
+    };
+    match sub.as_str() {
+        "services" => catalog_services(&t, p.get("node"), p.is_set("tags")),
+        "nodes" => catalog_nodes(&t, p.get("service")),
+        other => {
+            eprintln!("Unknown catalog subcommand {other:?}: use services or nodes");
+            1
+        }
+    }
+}
+
+fn catalog_services(t: &Target, node: Option<&str>, tags: bool) -> i32 {
+    let what = "Error listing services";
+    let mut rows: Vec<(String, Vec<String>)> = match node {
+        None => {
+            let Some(Value::Object(m)) = get_json(t, "/v1/catalog/services", what) else {
+                return 1;
+            };
+            m.into_iter()
+                .map(|(k, v)| (k, serde_json::from_value(v).unwrap_or_default()))
+                .collect()
+        }
+        Some(n) => {
+            let path = format!("/v1/catalog/node-services/{}", segment(n));
+            let Some(v) = get_json(t, &path, what) else {
+                return 1;
+            };
+            let Some(list) = v.get("Services").and_then(Value::as_array) else {
+                eprintln!("{what}: No node {n:?} in the catalog");
+                return 1;
+            };
+            list.iter()
+                .map(|s| {
+                    let name = s["Service"].as_str().unwrap_or("").to_owned();
+                    (
+                        name,
+                        serde_json::from_value(s["Tags"].clone()).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        }
+    };
+    rows.sort();
+    rows.dedup_by(|a, b| a.0 == b.0);
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    for (name, t) in rows {
+        if tags {
+            println!("{}", format!("{name:<width$}  {}", t.join(",")).trim_end());
+        } else {
+            println!("{name}");
+        }
+    }
+    0
+}
+
+fn catalog_nodes(t: &Target, service: Option<&str>) -> i32 {
+    let what = "Error listing nodes";
+    let path = match service {
+        None => "/v1/catalog/nodes".to_owned(),
+        Some(s) => format!("/v1/catalog/service/{}", segment(s)),
+    };
+    let Some(Value::Array(list)) = get_json(t, &path, what) else {
+        return 1;
+    };
+    let mut rows: Vec<[String; 4]> = list
+        .iter()
+        .map(|n| {
+            let s = |k: &str| n[k].as_str().unwrap_or("").to_owned();
+            let id: String = s("ID").chars().take(8).collect();
+            [s("Node"), id, s("Address"), s("Datacenter")]
+        })
+        .collect();
+    rows.sort();
+    rows.dedup();
+    let head = ["Node", "ID", "Address", "DC"].map(str::to_owned);
+    let mut widths = [0usize; 4];
+    for r in std::iter::once(&head).chain(&rows) {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    for r in std::iter::once(&head).chain(&rows) {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    0
+}
+
+/// `murmur maint [-enable|-disable] [-reason TEXT] [-service ID]`; without flags, what is in maintenance.
+pub fn maint(args: &[String]) -> i32 {
+    let spec = [
+        HTTP_ADDR,
+        boolean("enable", "Enable maintenance mode."),
+        boolean("disable", "Disable maintenance mode."),
+        one("reason", "Text saying why (shown as the check's notes)."),
+        one("service", "A service ID (the whole node when absent)."),
+    ];
+    let Some(p) = parse(args, &spec) else {
+        return 1;
+    };
+    let (enable, disable) = (p.is_set("enable"), p.is_set("disable"));
+    if enable && disable {
+        eprintln!("Only one of -enable or -disable may be provided");
+        return 1;
+    }
+    if !enable && p.get("reason").is_some() {
+        eprintln!("Reason may only be provided with -enable");
+        return 1;
+    }
+    let Some(t) = target(p.get("http-addr")) else {
+        return 1;
+    };
+    if !enable && !disable {
+        return list_maintenance(&t);
+    }
+    let reason = p.get("reason").unwrap_or("");
+    let query = format!("?enable={enable}&reason={}", segment(reason));
+    let (path, who) = match p.get("service") {
+        None => (format!("/v1/agent/maintenance{query}"), "Node"),
+        Some(s) => (
+            format!("/v1/agent/service/maintenance/{}{query}", segment(s)),
+            "Service",
+        ),
+    };
+    if !put(&t, &path, b"", "Error toggling maintenance mode") {
+        return 1;
+    }
+    if enable {
+        println!("{who} entered maintenance mode");
+    } else {
+        println!("{who} left maintenance mode");
+    }
+    0
+}
+
+fn list_maintenance(t: &Target) -> i32 {
+    let Some(Value::Object(checks)) = get_json(t, "/v1/agent/checks", "Error listing checks")
+    else {
+        return 1;
+    };
+    let name = get_json(t, "/v1/agent/self", "Error reading the agent")
+        .and_then(|v| v["Config"]["NodeName"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    for c in checks.values() {
+        let id = c["CheckID"].as_str().unwrap_or("");
+        let notes = c["Notes"].as_str().unwrap_or("");
+        if id == crate::state::maintenance::NODE_CHECK_ID {
+            println!("Node:\n  Name:   {name}\n  Reason: {notes}\n");
+        } else if id.starts_with("_service_maintenance:") {
+            let service = c["ServiceID"].as_str().unwrap_or("");
+            println!("Service:\n  ID:     {service}\n  Reason: {notes}\n");
+        }
+    }
+    0
+}
