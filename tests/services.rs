@@ -83,9 +83,20 @@ fn definitions_from_the_config_dir_and_the_api() {
         bad("/v1/agent/service/register", r#"{"Port": 80}"#),
         (400, "Missing service name".into())
     );
+    assert_eq!(
+        bad(
+            "/v1/agent/service/register",
+            r#"{"Name": "x", "Check": {"HTTP": "http://127.0.0.1:1/"}}"#,
+        ),
+        (
+            400,
+            "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks"
+                .into()
+        )
+    );
     let (code, text) = bad(
         "/v1/agent/service/register",
-        r#"{"Name": "x", "Check": {"HTTP": "http://127.0.0.1:1/"}}"#,
+        r#"{"Name": "x", "Check": {"H2PING": "127.0.0.1:1", "Interval": "5s"}}"#,
     );
     assert_eq!(code, 400);
     assert!(text.contains("not supported by murmur yet"), "{text}");

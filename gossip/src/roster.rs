@@ -7,6 +7,8 @@
 //! agent that sees many short-lived node names does not grow the roster without bound.
 
 use std::net::SocketAddr;
+
+use super::record::Record;
 use std::sync::{Arc, Mutex, Weak};
 
 /// Ids are dense from 0; a core's view uses them as indices.
@@ -18,6 +20,8 @@ pub struct Name {
     text: Arc<str>,
     /// Newest record announced for this name, for sharing between cores.
     latest: Mutex<Weak<Ident>>,
+    /// Newest application record held for this name, for sharing between cores.
+    latest_record: Mutex<Weak<Record>>,
     roster: Weak<Roster>,
 }
 
@@ -69,6 +73,11 @@ impl Ident {
     pub fn name(&self) -> &Arc<str> {
         &self.name.text
     }
+
+    /// The interned name.
+    pub(crate) fn interned(&self) -> &Arc<Name> {
+        &self.name
+    }
 }
 
 #[derive(Default)]
@@ -119,6 +128,7 @@ impl Roster {
             id,
             text: text.clone(),
             latest: Mutex::new(Weak::new()),
+            latest_record: Mutex::new(Weak::new()),
             roster: Arc::downgrade(self),
         });
         map.insert(text, Arc::downgrade(&name));
@@ -157,6 +167,24 @@ impl Roster {
             *latest = Arc::downgrade(&ident);
         }
         ident
+    }
+
+    /// `name`'s application record at `version`, shared with any core that holds an equal one (a
+    /// catalog of thousands of records in thousands of loadgen cores is then held once).
+    pub fn record(&self, name: &Name, version: u32, body: &[u8]) -> Arc<Record> {
+        let mut latest = name.latest_record.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = latest.upgrade()
+            && p.version == version
+            && *p.body == *body
+        {
+            return p;
+        }
+        let r = Arc::new(Record {
+            version,
+            body: body.into(),
+        });
+        *latest = Arc::downgrade(&r);
+        r
     }
 
     /// Names currently held.

@@ -4,6 +4,7 @@
 //! ```text
 //! packet  := version:u8 kind:u8 body count:u16 delta*
 //! body    := Ping: seq:u32 target:str8 known:varint | Ack: seq:u32 known:varint | ...
+//!            | Pull: requester:str8 name:str8 version:varint
 //! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -
 //!            | User: payload:bytes16 | Record: 0 len:varint body[len] | 1 len:varint)
 //! addr    := 4 ip[4] port:u16 | 6 ip[16] port:u16
@@ -93,6 +94,13 @@ pub enum Message<'a> {
         want_reply: bool,
         is_reply: bool,
     },
+    /// `requester` asks for member `name`'s record at `version` (or newer), which it heard of as a
+    /// digest from the receiver; the answer is a `Gossip` packet carrying the record whole.
+    Pull {
+        requester: &'a str,
+        name: &'a str,
+        version: u32,
+    },
 }
 
 const K_PING: u8 = 1;
@@ -101,6 +109,7 @@ const K_ACK: u8 = 3;
 const K_NACK: u8 = 4;
 const K_GOSSIP: u8 = 5;
 const K_SYNC: u8 = 6;
+const K_PULL: u8 = 7;
 
 /// A membership delta (or, inside a `Sync`, a member's full state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,6 +379,11 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
                 is_reply: flags & 2 != 0,
             }
         }
+        K_PULL => Message::Pull {
+            requester: r.str8()?,
+            name: r.str8()?,
+            version: r.varint()?,
+        },
         k => return Err(DecodeError::Kind(k)),
     };
     let count = r.u16()?;
@@ -479,6 +493,16 @@ pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
             buf.push(K_SYNC);
             buf.extend_from_slice(&seq.to_be_bytes());
             buf.push(u8::from(want_reply) | (u8::from(is_reply) << 1));
+        }
+        Message::Pull {
+            requester,
+            name,
+            version,
+        } => {
+            buf.push(K_PULL);
+            put_str8(buf, requester);
+            put_str8(buf, name);
+            put_varint(buf, version);
         }
     }
     let at = buf.len();
@@ -722,6 +746,15 @@ mod tests {
         set_count(&mut buf, at, 2);
         let ds: Vec<_> = decode(&buf).unwrap().deltas().collect();
         assert_eq!(ds, vec![whole, digest]);
+        let pull = Message::Pull {
+            requester: "node-c",
+            name: "node-a",
+            version: 70_000,
+        };
+        let mut p = Vec::new();
+        let at = encode_header(&mut p, &pull);
+        set_count(&mut p, at, 0);
+        assert_eq!(decode(&p).unwrap().msg, pull);
         // The form byte of the last delta (a digest): kind, name, version, then the form.
         let form = buf.len() - 1 - 3;
         assert_eq!(buf[form], 1);

@@ -76,11 +76,17 @@ fn a_record_and_each_change_to_it_reach_every_node() {
         b"web:80,db:5432",
         Duration::from_secs(5)
     ));
-    // Nobody fetched anything: small records travel whole in the datagrams.
-    let fetches: u64 = (0..sim.len())
-        .map(|i| sim.node(i).core.stats().record_fetches)
-        .sum();
-    assert_eq!(fetches, 0);
+    // Small records need no stream: each node pulled each version by datagram, about once.
+    let stat = |f: fn(&murmur_gossip::Stats) -> u64| -> u64 {
+        (0..sim.len()).map(|i| f(sim.node(i).core.stats())).sum()
+    };
+    assert_eq!(stat(|s| s.record_fetches), 0);
+    let pulls = stat(|s| s.record_pulls);
+    assert!(
+        (58..=70).contains(&pulls),
+        "{pulls} pulls for 2 versions x 29 nodes"
+    );
+    assert_eq!(stat(|s| s.pulls_answered), pulls);
 }
 
 #[test]
@@ -226,6 +232,32 @@ fn records_need_an_authenticated_packet_and_a_known_member() {
     // An older version changes nothing.
     core.handle_packet(now, sim_addr(1), &record_packet("node-1", 8, b"older"));
     assert_eq!(*core.record("node-1").unwrap().body, *b"ok");
+    // A pull is answered only to the requester's own address (no reflection to a spoofed source).
+    let pull = |requester: &str| {
+        let mut buf = Vec::new();
+        let msg = Message::Pull {
+            requester,
+            name: "node-1",
+            version: 9,
+        };
+        let at = wire::encode_header(&mut buf, &msg);
+        wire::set_count(&mut buf, at, 0);
+        buf
+    };
+    core.handle_packet(now, sim_addr(1), &pull("node-2"));
+    core.handle_packet(now, sim_addr(2), &pull("node-2"));
+    assert_eq!(core.stats().pulls_dropped, 1);
+    assert_eq!(core.stats().pulls_answered, 1);
+    let mut buf = Vec::new();
+    let t = core.poll_transmit(&mut buf).expect("the answer");
+    assert_eq!(t.dst, sim_addr(2));
+    let answer = wire::decode(&buf[..t.len]).unwrap();
+    assert!(answer.deltas().any(|d| d
+        == Delta::Record {
+            name: "node-1",
+            version: 9,
+            body: RecordBody::Inline(b"ok")
+        }));
 }
 
 #[test]
@@ -236,4 +268,61 @@ fn a_record_over_the_limit_is_refused() {
         sim.node_mut(0).core.set_record(too_big),
         Err(murmur_gossip::RecordError::TooLarge(wire::MAX_RECORD + 1))
     );
+}
+
+#[test]
+fn every_flip_reaches_every_node_and_each_node_pulls_each_version_once() {
+    let n = 200;
+    let mut sim = cluster(n, 11, NetModel::default());
+    for i in 0..n {
+        publish(&mut sim, i, format!("rec-{i}-0").as_bytes());
+    }
+    sim.run_for(Duration::from_secs(5));
+    let mut rng = murmur_gossip::Rng::new(5);
+    let mut flips = vec![];
+    // Ten flips a second cluster-wide, as loadgen's catalog scenario.
+    for k in 0..50 {
+        let i = rng.below(n);
+        let body = format!("rec-{i}-{k}");
+        let v = publish(&mut sim, i, body.as_bytes());
+        flips.push((i, v, body));
+        sim.run_for(Duration::from_millis(100));
+    }
+    sim.run_for(Duration::from_secs(3));
+    for (i, v, body) in &flips {
+        let newest = sim
+            .node(*i)
+            .core
+            .local_slot()
+            .record
+            .as_ref()
+            .unwrap()
+            .version;
+        if newest == *v {
+            assert_eq!(
+                holders(&sim, *i, *v, body.as_bytes()),
+                n - 1,
+                "node-{i} v{v}"
+            );
+        }
+    }
+    let stat = |f: fn(&murmur_gossip::Stats) -> u64| -> u64 {
+        (0..sim.len()).map(|i| f(sim.node(i).core.stats())).sum()
+    };
+    // Announcements arrive many times; the content is pulled once per node and version.
+    let versions: u64 = (0..n)
+        .map(|i| {
+            u64::from(
+                sim.node(i)
+                    .core
+                    .local_slot()
+                    .record
+                    .as_ref()
+                    .unwrap()
+                    .version,
+            )
+        })
+        .sum();
+    assert_eq!(stat(|s| s.record_pulls), versions * (n as u64 - 1));
+    assert_eq!(stat(|s| s.pulls_dropped), 0);
 }

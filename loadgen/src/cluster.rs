@@ -51,6 +51,8 @@ pub trait Cluster {
     fn set_watched(&mut self, watched: &[usize]);
     /// Gives every node the full membership at once (all alive), sharing one view copy-on-write.
     fn preform(&mut self);
+    /// Publishes node `i`'s application record (its services and checks).
+    fn set_record(&mut self, i: usize, body: Vec<u8>);
 }
 
 /// One view holding every given local slot, alive.
@@ -60,6 +62,14 @@ fn full_view<'a>(slots: impl Iterator<Item = &'a Slot>) -> View {
         v.insert(s.clone());
     }
     v
+}
+
+/// The (subject, version) of a record event.
+fn record_event(ev: &Event) -> Option<(usize, u32)> {
+    match ev {
+        Event::Record { name, record } => Some((node_index(name)?, record.version)),
+        _ => None,
+    }
 }
 
 fn observe_event(ev: &Event, watched: &[usize], mut f: impl FnMut(usize, State)) {
@@ -127,6 +137,9 @@ impl Cluster for SimCluster {
         let start = self.sim.now - self.sim.elapsed();
         let watched = &self.watched;
         self.sim.run_until(start + until, |now, i, ev| {
+            if let Some((s, v)) = record_event(&ev) {
+                rec.observe_record(now - start, i, s, v);
+            }
             observe_event(&ev, watched, |s, st| rec.observe(now - start, i, s, st));
         });
     }
@@ -151,6 +164,10 @@ impl Cluster for SimCluster {
     fn set_watched(&mut self, watched: &[usize]) {
         self.watched = watched.to_vec();
     }
+    fn set_record(&mut self, i: usize, body: Vec<u8>) {
+        let _ = self.sim.node_mut(i).core.set_record(body);
+        self.sim.touch(i);
+    }
     fn preform(&mut self) {
         let view = full_view((0..self.sim.len()).map(|i| self.sim.node(i).core.local_slot()));
         for i in 0..self.sim.len() {
@@ -165,11 +182,14 @@ enum Cmd {
     Leave,
     Crash,
     Stall(Duration),
+    SetRecord(Vec<u8>),
 }
 
 struct Shared {
     start: Instant,
     observations: Mutex<Vec<(Duration, u32, u32, State)>>,
+    /// (when, observer, subject, version) of records installed.
+    records: Mutex<Vec<(Duration, u32, u32, u32)>>,
     watched: ArcSwap<Vec<usize>>,
     lag: LagHistogram,
     packets: AtomicU64,
@@ -223,6 +243,7 @@ impl UdpCluster {
             shared: Arc::new(Shared {
                 start: Instant::now(),
                 observations: Mutex::new(Vec::new()),
+                records: Mutex::new(Vec::new()),
                 watched: ArcSwap::from_pointee(Vec::new()),
                 lag: LagHistogram::default(),
                 packets: AtomicU64::new(0),
@@ -269,6 +290,7 @@ async fn node_task(
     let mut buf = Vec::with_capacity(2048);
     let mut rng = murmur_gossip::Rng::new(seed);
     let mut pending = Vec::new();
+    let mut pending_records = Vec::new();
     // One timer entry per node, moved when the deadline changes: a fresh `sleep_until` per loop turn
     // registered and removed a wheel entry for every datagram.
     let mut armed = None;
@@ -298,9 +320,17 @@ async fn node_task(
         }
         let watched = shared.watched.load();
         while let Some(ev) = core.poll_event() {
+            if let Some((s, v)) = record_event(&ev).filter(|&(s, v)| v >= 2 && s != i) {
+                pending_records.push((s as u32, v));
+            }
             observe_event(&ev, &watched, |s, st| pending.push((s as u32, st)));
         }
         live.store(core.num_live(), Ordering::Relaxed);
+        if !pending_records.is_empty() {
+            let at = shared.start.elapsed();
+            let mut r = shared.records.lock().expect("records lock");
+            r.extend(pending_records.drain(..).map(|(s, v)| (at, i as u32, s, v)));
+        }
         if !pending.is_empty() {
             let at = shared.start.elapsed();
             let mut obs = shared.observations.lock().expect("observations lock");
@@ -320,6 +350,7 @@ async fn node_task(
                 Some(Cmd::Leave) => core.leave(Instant::now()),
                 Some(Cmd::Crash) | None => return,
                 Some(Cmd::Stall(d)) => tokio::time::sleep(d).await,
+                Some(Cmd::SetRecord(body)) => { let _ = core.set_record(body); }
             },
             r = socket.readable() => {
                 if r.is_ok() {
@@ -446,6 +477,10 @@ impl Cluster for UdpCluster {
         for (at, o, s, st) in obs {
             rec.observe(at, o as usize, s as usize, st);
         }
+        let records = std::mem::take(&mut *self.shared.records.lock().expect("records lock"));
+        for (at, o, s, v) in records {
+            rec.observe_record(at, o as usize, s as usize, v);
+        }
     }
     fn live_view(&self, i: usize) -> usize {
         self.nodes[i].live.load(Ordering::Relaxed)
@@ -467,6 +502,9 @@ impl Cluster for UdpCluster {
     }
     fn set_watched(&mut self, watched: &[usize]) {
         self.shared.watched.store(Arc::new(watched.to_vec()));
+    }
+    fn set_record(&mut self, i: usize, body: Vec<u8>) {
+        let _ = self.nodes[i].cmd.send(Cmd::SetRecord(body));
     }
     fn preform(&mut self) {
         let view = Arc::new(full_view(self.nodes.iter().map(|n| &n.local)));

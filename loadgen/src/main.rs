@@ -2,6 +2,7 @@
 //! timing convergence, dissemination and failure detection.
 
 mod announce;
+mod catalog;
 mod cluster;
 mod measure;
 mod report;
@@ -35,7 +36,7 @@ const SPEC: &[Flag] = &[
     f(
         "scenario",
         Arity::One,
-        "join, broadcast, crash, leave, false-positives, partition, churn, hold.",
+        "join, broadcast, crash, leave, false-positives, partition, churn, catalog, hold.",
     ),
     f(
         "seed",
@@ -86,6 +87,11 @@ const SPEC: &[Flag] = &[
         "duration",
         Arity::One,
         "Seconds of faults, split, churn or hold (default 60).",
+    ),
+    f(
+        "flip-rate",
+        Arity::One,
+        "catalog: check flips per second cluster-wide (default 10).",
     ),
     f(
         "churn-rate",
@@ -173,6 +179,7 @@ fn run() -> Result<(), String> {
         stalled: num(&p, "stalled", 0)?,
         duration: Duration::from_secs_f64(num(&p, "duration", 60.0)?),
         churn_rate: num(&p, "churn-rate", 1.0)?,
+        flip_rate: num(&p, "flip-rate", 10.0)?,
         seed,
         converged_start: match p.get("start").unwrap_or("join") {
             "join" => false,
@@ -225,6 +232,7 @@ fn run() -> Result<(), String> {
         "false-positives" => scenario::false_positives(c, &opts, &mut rec),
         "partition" => scenario::partition(c, &opts, &mut rec),
         "churn" => scenario::churn(c, &opts, &mut rec),
+        "catalog" => catalog::run(c, &opts, &mut rec),
         "hold" => scenario::hold(c, &opts, &mut rec),
         other => return Err(format!("unknown scenario {other:?}")),
     };

@@ -32,6 +32,9 @@ pub struct Recorder {
     pub false_positive_subjects: std::collections::HashSet<usize>,
     /// `Suspect` observations in total.
     pub suspicions: u64,
+    /// (subject, record version) -> times at which other nodes installed it; only versions from 2 on
+    /// (the first is every node's initial publish, not a change).
+    pub records: HashMap<(u32, u32), Vec<Duration>>,
 }
 
 impl Recorder {
@@ -52,6 +55,16 @@ impl Recorder {
                 .or_default()
                 .entry(observer)
                 .or_insert(at);
+        }
+    }
+
+    /// Feeds one record observation (`observer` installed `subject`'s record `version` at `at`).
+    pub fn observe_record(&mut self, at: Duration, observer: usize, subject: usize, version: u32) {
+        if observer != subject && version >= 2 {
+            self.records
+                .entry((subject as u32, version))
+                .or_default()
+                .push(at);
         }
     }
 

@@ -37,6 +37,8 @@ pub struct Opts {
     pub progress: bool,
     /// Outside agent to join (hold mode).
     pub join: Option<SocketAddr>,
+    /// Check flips per second cluster-wide (catalog).
+    pub flip_rate: f64,
 }
 
 /// What a scenario produced.
@@ -51,15 +53,15 @@ pub struct Outcome {
     pub curve_label: String,
 }
 
-const STEP: Duration = Duration::from_millis(50);
+pub(crate) const STEP: Duration = Duration::from_millis(50);
 
-fn secs(d: Option<Duration>) -> Value {
+pub(crate) fn secs(d: Option<Duration>) -> Value {
     d.map_or(Value::Null, |d| {
         json!((d.as_secs_f64() * 1000.0).round() / 1000.0)
     })
 }
 
-fn fmt(d: Option<Duration>) -> String {
+pub(crate) fn fmt(d: Option<Duration>) -> String {
     d.map_or("never".into(), |d| format!("{:.2}s", d.as_secs_f64()))
 }
 

@@ -135,6 +135,35 @@ impl Core {
                     true,
                 ),
                 Out::Gossip { dst } => (dst, wire::encode_header(buf, &Message::Gossip), 0, true),
+                Out::Pull {
+                    dst,
+                    ref name,
+                    version,
+                } => {
+                    let msg = Message::Pull {
+                        requester: &self.me,
+                        name,
+                        version,
+                    };
+                    // No piggyback on pulls and their answers: they go to members that just heard
+                    // the news, and would spend its retransmissions where they teach nothing.
+                    (dst, wire::encode_header(buf, &msg), 0, false)
+                }
+                Out::PullReply { dst, id } => {
+                    let at = wire::encode_header(buf, &Message::Gossip);
+                    let whole = self
+                        .view
+                        .get(id)
+                        .and_then(|s| records::record_delta(s, records::inline_limit(mtu)));
+                    let n = match whole {
+                        Some(d) => {
+                            wire::encode_delta(buf, &d);
+                            1
+                        }
+                        None => 0,
+                    };
+                    (dst, at, n, false)
+                }
                 Out::Sync {
                     dst,
                     seq,
@@ -166,7 +195,9 @@ impl Core {
             if piggyback {
                 let room = mtu.saturating_sub(buf.len());
                 let (view, me) = (&self.view, &self.me);
-                let inline = records::inline_limit(mtu);
+                // Piggybacked records go as digests: a node hears of a change many times over but
+                // pulls the content once, from whoever told it first.
+                let inline = 0;
                 count += self.broadcasts.fill(
                     buf,
                     room,
@@ -175,7 +206,7 @@ impl Core {
                     |item, out| encode_item(view, me, inline, item, out),
                 );
             }
-            if matches!(out, Out::Gossip { .. }) && count == 0 {
+            if matches!(out, Out::Gossip { .. } | Out::PullReply { .. }) && count == 0 {
                 continue;
             }
             wire::set_count(buf, at, count as u16);

@@ -189,6 +189,13 @@ pub struct Stats {
     pub dropped_untrusted_records: u64,
     /// Times the cluster held a version of our record we did not, and we republished above it.
     pub records_refuted: u64,
+    /// Records asked for by datagram from the member that announced them.
+    pub record_pulls: u64,
+    /// Pulls answered.
+    pub pulls_answered: u64,
+    /// Pulls dropped: unauthenticated, from an address that is not the requester's, or for a record we
+    /// do not hold.
+    pub pulls_dropped: u64,
 }
 
 #[derive(Debug)]
@@ -222,6 +229,17 @@ enum Out {
         is_reply: bool,
         cursor: usize,
     },
+    /// Ask `dst` for `name`'s record at `version`.
+    Pull {
+        dst: SocketAddr,
+        name: Arc<str>,
+        version: u32,
+    },
+    /// Member `id`'s record, whole, to `dst` who pulled it.
+    PullReply {
+        dst: SocketAddr,
+        id: Id,
+    },
 }
 
 /// How an alive delta reached us.
@@ -246,6 +264,8 @@ enum Timer {
     PushPull,
     Reconnect,
     JoinRetry(u32),
+    /// A record pull of member `id` may be overdue.
+    RecordPull(Id),
     /// `left` exchanges may still run; `mark` is [`Stats::learned_by_sync`] when the last one began.
     PostJoinSync {
         left: u8,
@@ -533,6 +553,11 @@ impl Core {
                 }
             }
             Message::Gossip => {}
+            Message::Pull {
+                requester,
+                name,
+                version,
+            } => self.on_pull(from, requester, name, version),
             Message::Sync {
                 seq,
                 want_reply,
@@ -602,6 +627,7 @@ impl Core {
                     }
                 }
                 Timer::PostJoinSync { left, mark } => self.post_join_sync(now, left, mark),
+                Timer::RecordPull(id) => self.on_pull_timeout(now, id),
                 Timer::Reconnect => {
                     self.timers
                         .push(now + self.cfg.reconnect_interval, Timer::Reconnect);

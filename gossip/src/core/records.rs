@@ -1,22 +1,45 @@
 //! Application records (each member's services and checks, opaque to the core): the owner raises the
-//! version on every change; the version and, when it fits, the content ride the same piggybacked
-//! dissemination as membership deltas, and full-state exchanges carry every record whole. A record too
-//! large for a datagram spreads as its version alone: a core that learns of a newer version asks its
-//! driver to fetch the content from the member that told it ([`Event::FetchRecord`]) and passes the news
-//! on only once it holds the content, so every fetch goes to a member that has it.
+//! version on every change; the version rides the same piggybacked dissemination as membership deltas,
+//! and full-state exchanges carry every record whole. A core that hears of a newer version pulls the
+//! content from the member that told it — by datagram when it fits one ([`Message::Pull`]), else
+//! through its driver's stream transport ([`Event::FetchRecord`]) — and passes the news on only once
+//! it holds the content, so every pull goes to a member that has it. Epidemic spreading delivers each
+//! announcement to a node many times (that is what makes it reach everyone); the content crosses the
+//! network to each node about once.
 
 use super::*;
 use crate::record::{Record, RecordError};
 use crate::wire::{MAX_RECORD, RecordBody};
 
-/// How long a fetch may stay unanswered before news of the same version asks again.
+/// How long a stream fetch may stay unanswered before news of the same version asks again.
 pub const RECORD_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a datagram pull may stay unanswered before news of the same version asks again (a lost
+/// pull or answer is then retried from the next member that announces the version).
+pub const RECORD_PULL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Pulls (and stream fetches) before a datagram pull is given up; the later ones go to the record's
+/// owner and the announcer in turn, so a lossy path or a holder that went away does not strand a node
+/// until the next full-state exchange.
+const MAX_PULL_ATTEMPTS: u8 = 5;
+
+/// A record asked for and not yet received.
+#[derive(Clone, Copy)]
+pub(super) struct Pending {
+    version: u32,
+    /// When the ask lapses (and a pull is retried).
+    until: Instant,
+    /// Who announced the version.
+    from: SocketAddr,
+    attempts: u8,
+    /// Asked of the driver's stream transport rather than by datagram.
+    stream: bool,
+}
 
 /// Record bookkeeping beyond the slots.
 #[derive(Default)]
 pub(super) struct Records {
-    /// Fetches asked of the driver: member -> (version wanted, when the ask lapses).
-    pending: HashMap<Id, (u32, Instant)>,
+    /// Records asked for, by member.
+    pending: HashMap<Id, Pending>,
     /// Highest version of our own record heard before we published one (from before a restart).
     own_floor: Option<u32>,
 }
@@ -37,13 +60,7 @@ impl Core {
             .map(|r| r.version)
             .or(self.records.own_floor)
             .map_or(1, incarnation::next);
-        self.install_record(
-            self.me_id,
-            Record {
-                version,
-                body: body.into(),
-            },
-        );
+        self.install_record(self.me_id, version, &body);
         Ok(version)
     }
 
@@ -62,20 +79,14 @@ impl Core {
         version: u32,
         body: &[u8],
     ) {
-        if let Some(id) = self.lookup(name)
-            && self
-                .records
-                .pending
-                .get(&id)
-                .is_some_and(|&(v, _)| incarnation::at_least(version, v))
-        {
-            self.records.pending.remove(&id);
-        }
         self.apply_record(now, from, name, version, RecordBody::Inline(body));
     }
 
-    fn install_record(&mut self, id: Id, record: Record) {
-        let record = Arc::new(record);
+    fn install_record(&mut self, id: Id, version: u32, body: &[u8]) {
+        let Some(ident) = self.view.get(id).map(|s| s.ident.clone()) else {
+            return;
+        };
+        let record = self.roster.record(ident.interned(), version, body);
         let Some(name) = self.view.update(id, |s| {
             s.record = Some(record.clone());
             s.ident.name().clone()
@@ -123,37 +134,54 @@ impl Core {
                     .records
                     .pending
                     .get(&id)
-                    .is_some_and(|&(v, _)| incarnation::at_least(version, v))
+                    .is_some_and(|p| incarnation::at_least(version, p.version))
                 {
                     self.records.pending.remove(&id);
                 }
-                self.install_record(
-                    id,
-                    Record {
-                        version,
-                        body: b.into(),
-                    },
-                )
+                self.install_record(id, version, b)
             }
-            RecordBody::Digest(_) => {
+            RecordBody::Digest(len) => {
                 if self
                     .records
                     .pending
                     .get(&id)
-                    .is_some_and(|&(v, until)| incarnation::at_least(v, version) && now < until)
+                    .is_some_and(|p| incarnation::at_least(p.version, version) && now < p.until)
                 {
                     return;
                 }
-                self.records
-                    .pending
-                    .insert(id, (version, now + RECORD_FETCH_TIMEOUT));
-                self.stats.record_fetches += 1;
                 let name = s.ident.name().clone();
-                self.events.push_back(Event::FetchRecord {
-                    name,
+                let stream = len as usize > inline_limit(self.cfg.mtu);
+                let until = now
+                    + if stream {
+                        RECORD_FETCH_TIMEOUT
+                    } else {
+                        RECORD_PULL_TIMEOUT
+                    };
+                let pending = Pending {
                     version,
+                    until,
                     from,
-                });
+                    attempts: 1,
+                    stream,
+                };
+                self.records.pending.insert(id, pending);
+                if !stream {
+                    // Small enough for one datagram: pull it from the member that announced it.
+                    self.stats.record_pulls += 1;
+                    self.out.push_back(Out::Pull {
+                        dst: from,
+                        name,
+                        version,
+                    });
+                    self.timers.push(until, Timer::RecordPull(id));
+                } else {
+                    self.stats.record_fetches += 1;
+                    self.events.push_back(Event::FetchRecord {
+                        name,
+                        version,
+                        from,
+                    });
+                }
             }
         }
     }
@@ -177,14 +205,69 @@ impl Core {
         if incarnation::newer(version, mine.version) || (version == mine.version && differs) {
             self.stats.records_refuted += 1;
             let version = incarnation::next(incarnation::later(version, mine.version));
-            self.install_record(
-                self.me_id,
-                Record {
-                    version,
-                    body: mine.body.clone(),
-                },
-            );
+            self.install_record(self.me_id, version, &mine.body);
         }
+    }
+
+    /// Answers a pull from `from` (who must be `requester`'s address) with the record we hold.
+    pub(super) fn on_pull(&mut self, from: SocketAddr, requester: &str, name: &str, version: u32) {
+        let genuine = self.trusted
+            && self
+                .lookup(requester)
+                .and_then(|r| self.view.get(r))
+                .is_some_and(|r| r.ident.addr == from);
+        let held = self.lookup(name).filter(|&id| {
+            self.view
+                .get(id)
+                .and_then(|s| s.record.as_ref())
+                .is_some_and(|r| incarnation::at_least(r.version, version))
+        });
+        match held {
+            Some(id) if genuine => {
+                self.stats.pulls_answered += 1;
+                self.out.push_back(Out::PullReply { dst: from, id });
+            }
+            _ => self.stats.pulls_dropped += 1,
+        }
+    }
+
+    /// A pull's answer is overdue: ask again (the owner and the announcer in turn), up to
+    /// [`MAX_PULL_ATTEMPTS`] in all.
+    pub(super) fn on_pull_timeout(&mut self, now: Instant, id: Id) {
+        let Some(mut p) = self.records.pending.get(&id).copied() else {
+            return;
+        };
+        if p.stream || now < p.until {
+            return;
+        }
+        let Some(s) = self.view.get(id) else {
+            self.records.pending.remove(&id);
+            return;
+        };
+        let held = s
+            .record
+            .as_ref()
+            .is_some_and(|r| incarnation::at_least(r.version, p.version));
+        if held || p.attempts >= MAX_PULL_ATTEMPTS || s.state == State::Left {
+            self.records.pending.remove(&id);
+            return;
+        }
+        p.attempts += 1;
+        p.until = now + RECORD_PULL_TIMEOUT;
+        let dst = if p.attempts % 2 == 0 {
+            s.ident.addr
+        } else {
+            p.from
+        };
+        let name = s.ident.name().clone();
+        self.records.pending.insert(id, p);
+        self.stats.record_pulls += 1;
+        self.out.push_back(Out::Pull {
+            dst,
+            name,
+            version: p.version,
+        });
+        self.timers.push(p.until, Timer::RecordPull(id));
     }
 
     /// Forgets pending fetches for a member that is gone.

@@ -1,0 +1,197 @@
+//! The `catalog` scenario: every node publishes a catalog record (3 services and 1 check, as the agent
+//! encodes them), then checks flip at a set rate cluster-wide. Reports how long a flip takes to reach
+//! 50/99/100% of the other nodes, gossip bytes and packets per node per second with and without the
+//! flips (against the same cluster before any record existed), and memory per virtual node.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use murmur::state::node_record::{CheckRecord, NodeRecord, ServiceRecord};
+use serde_json::json;
+
+use crate::cluster::Cluster;
+use crate::measure::{Recorder, quantile, rusage, time_to_fraction};
+use crate::scenario::{Opts, Outcome, STEP, bootstrap, fmt, secs};
+
+/// Length of each traffic window (membership only, then with records).
+const WINDOW: Duration = Duration::from_secs(10);
+
+/// Node `i`'s record with its check `passing` or not: three services, one check on the first.
+pub fn record_of(i: usize, passing: bool) -> Vec<u8> {
+    let service = |name: &str, port: u16, tags: &[&str]| ServiceRecord {
+        id: format!("{name}-{i}"),
+        name: name.into(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        address: String::new(),
+        port,
+        meta: BTreeMap::new(),
+        tagged_addresses: "{}".into(),
+        enable_tag_override: false,
+        weights: (1, 1),
+    };
+    NodeRecord {
+        services: vec![
+            service("web", 80, &["v1", "primary"]),
+            service("api", 8080, &["v2"]),
+            service("metrics", 9100, &[]),
+        ],
+        checks: vec![CheckRecord {
+            id: format!("service:web-{i}"),
+            name: "Service 'web' check".into(),
+            status: if passing { 0 } else { 2 },
+            notes: String::new(),
+            output: format!(
+                "HTTP GET http://127.0.0.1/health: {}",
+                if passing {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                }
+            ),
+            service_id: format!("web-{i}"),
+            kind: "http".into(),
+        }],
+    }
+    .encode()
+}
+
+/// Bytes and packets per node per second over `window`, advancing the cluster through it.
+fn traffic_rate(c: &mut dyn Cluster, rec: &mut Recorder, window: Duration) -> (f64, f64) {
+    let (p0, b0) = c.traffic();
+    let until = c.now() + window;
+    while c.now() < until {
+        let step = (c.now() + STEP * 4).min(until);
+        c.advance(step, rec);
+    }
+    let (p1, b1) = c.traffic();
+    let per = c.len() as f64 * window.as_secs_f64();
+    ((b1 - b0) as f64 / per, (p1 - p0) as f64 / per)
+}
+
+/// `catalog`: records everywhere, then `flip_rate` check flips per second for `duration`.
+pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
+    let (boot, mut summary, _) = bootstrap(c, o, rec);
+    let n = c.len();
+    let (base_bytes, base_packets) = traffic_rate(c, rec, WINDOW);
+    for i in 0..n {
+        c.set_record(i, record_of(i, true));
+    }
+    // Let the first publish spread, then measure the steady state with records held.
+    let settle = c.now() + WINDOW;
+    while c.now() < settle {
+        let step = c.now() + STEP * 4;
+        c.advance(step, rec);
+    }
+    let (held_bytes, held_packets) = traffic_rate(c, rec, WINDOW);
+
+    let mut rng = murmur_gossip::Rng::new(o.seed ^ 0xca7a);
+    let mut version = vec![1u32; n];
+    let mut passing = vec![true; n];
+    let mut flips: Vec<(u32, u32, Duration)> = Vec::new();
+    let every = Duration::from_secs_f64(1.0 / o.flip_rate.max(0.01));
+    let (p0, b0) = c.traffic();
+    let t0 = c.now();
+    let mut next = t0;
+    while c.now() < t0 + o.duration {
+        while c.now() >= next {
+            next += every;
+            let i = rng.below(n);
+            passing[i] = !passing[i];
+            version[i] += 1;
+            c.set_record(i, record_of(i, passing[i]));
+            flips.push((i as u32, version[i], c.now()));
+        }
+        let step = c.now() + STEP;
+        c.advance(step, rec);
+    }
+    let (p1, b1) = c.traffic();
+    let per = n as f64 * o.duration.as_secs_f64();
+    let (flip_bytes, flip_packets) = ((b1 - b0) as f64 / per, (p1 - p0) as f64 / per);
+    // Let the last flips finish spreading.
+    let tail = c.now() + Duration::from_secs(10);
+    while c.now() < tail {
+        let step = c.now() + STEP * 4;
+        c.advance(step, rec);
+    }
+    let (_, max_rss_kib) = rusage();
+
+    // A flip is superseded when its node flips again before it spread; those are left out.
+    let observers = n - 1;
+    let (mut r50, mut r99, mut r100) = (Vec::new(), Vec::new(), Vec::new());
+    let mut incomplete = 0;
+    for &(s, v, at) in &flips {
+        if version[s as usize] != v && rec.records.get(&(s, v + 1)).is_some() {
+            // Judge only flips that were the newest for long enough: the next one came later than 3 s.
+            let next_at = flips.iter().find(|f| f.0 == s && f.1 == v + 1).map(|f| f.2);
+            if next_at.is_some_and(|t| t < at + Duration::from_secs(3)) {
+                continue;
+            }
+        }
+        let mut times: Vec<Duration> = rec
+            .records
+            .get(&(s, v))
+            .map(|t| t.iter().map(|x| x.saturating_sub(at)).collect())
+            .unwrap_or_default();
+        times.sort();
+        match time_to_fraction(&times, observers, 1.0) {
+            Some(t) => r100.push(t),
+            None => incomplete += 1,
+        }
+        if let Some(t) = time_to_fraction(&times, observers, 0.5) {
+            r50.push(t);
+        }
+        if let Some(t) = time_to_fraction(&times, observers, 0.99) {
+            r99.push(t);
+        }
+    }
+    for v in [&mut r50, &mut r99, &mut r100] {
+        v.sort();
+    }
+    let record_bytes = record_of(0, true).len();
+    summary.push(format!(
+        "{} flips at {:.0}/s ({record_bytes}-byte records): reach 50% p50 {} | 99% p50 {} p99 {} max {} | 100% p50 {} p99 {} max {} ({incomplete} never reached all)",
+        flips.len(),
+        o.flip_rate,
+        fmt(quantile(&r50, 0.5)),
+        fmt(quantile(&r99, 0.5)),
+        fmt(quantile(&r99, 0.99)),
+        fmt(r99.last().copied()),
+        fmt(quantile(&r100, 0.5)),
+        fmt(quantile(&r100, 0.99)),
+        fmt(r100.last().copied()),
+    ));
+    summary.push(format!(
+        "gossip per node: {base_bytes:.0} B/s {base_packets:.1} pkt/s membership only; {held_bytes:.0} B/s {held_packets:.1} pkt/s with records; {flip_bytes:.0} B/s {flip_packets:.1} pkt/s while flipping ({:.2}x membership only)",
+        flip_bytes / base_bytes.max(1.0)
+    ));
+    let rss_per_node = max_rss_kib as f64 / n as f64;
+    summary.push(format!(
+        "memory: max RSS {:.0} MiB, {rss_per_node:.0} KiB per virtual node (whole process)",
+        max_rss_kib as f64 / 1024.0
+    ));
+    let curve = r100
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (t.as_secs_f64(), (k + 1) as f64 / r100.len().max(1) as f64))
+        .collect();
+    Outcome {
+        json: json!({
+            "bootstrap": boot,
+            "flips": flips.len(), "flip_rate": o.flip_rate, "record_bytes": record_bytes,
+            "reach_50pct_p50_s": secs(quantile(&r50, 0.5)),
+            "reach_99pct_p50_s": secs(quantile(&r99, 0.5)),
+            "reach_99pct_p99_s": secs(quantile(&r99, 0.99)),
+            "reach_99pct_max_s": secs(r99.last().copied()),
+            "reach_100pct_p50_s": secs(quantile(&r100, 0.5)),
+            "reach_100pct_p99_s": secs(quantile(&r100, 0.99)),
+            "reach_100pct_max_s": secs(r100.last().copied()),
+            "never_complete": incomplete,
+            "bytes_per_node_s": {"membership": base_bytes, "records_held": held_bytes, "flipping": flip_bytes},
+            "packets_per_node_s": {"membership": base_packets, "records_held": held_packets, "flipping": flip_packets},
+            "max_rss_kib": max_rss_kib, "rss_kib_per_node": rss_per_node,
+        }),
+        summary,
+        curve,
+        curve_label: "fraction of flips that reached every node (s since the flip)".into(),
+    }
+}
