@@ -115,17 +115,16 @@ pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     }
     let (_, max_rss_kib) = rusage();
 
-    // A flip is superseded when its node flips again before it spread; those are left out.
     let observers = n - 1;
     let (mut r50, mut r99, mut r100) = (Vec::new(), Vec::new(), Vec::new());
     let mut incomplete = 0;
     for &(s, v, at) in &flips {
-        if version[s as usize] != v && rec.records.get(&(s, v + 1)).is_some() {
-            // Judge only flips that were the newest for long enough: the next one came later than 3 s.
-            let next_at = flips.iter().find(|f| f.0 == s && f.1 == v + 1).map(|f| f.2);
-            if next_at.is_some_and(|t| t < at + Duration::from_secs(3)) {
-                continue;
-            }
+        // A flip its node flipped again within 3 s of is judged by the newer one.
+        let superseded = flips
+            .iter()
+            .any(|f| f.0 == s && f.1 == v + 1 && f.2 < at + Duration::from_secs(3));
+        if superseded {
+            continue;
         }
         let mut times: Vec<Duration> = rec
             .records
