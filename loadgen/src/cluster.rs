@@ -504,6 +504,14 @@ impl Cluster for UdpCluster {
         self.shared.watched.store(Arc::new(watched.to_vec()));
     }
     fn set_record(&mut self, i: usize, body: Vec<u8>) {
+        // The start-up slot follows (a converged start hands it to every node); the version counts as
+        // the core's does.
+        let local = &mut self.nodes[i].local;
+        let version = local.record.as_ref().map_or(1, |r| r.version + 1);
+        local.record = Some(Arc::new(murmur_gossip::Record {
+            version,
+            body: body.clone().into(),
+        }));
         let _ = self.nodes[i].cmd.send(Cmd::SetRecord(body));
     }
     fn preform(&mut self) {

@@ -112,9 +112,20 @@ pub fn bootstrap(
     o: &Opts,
     rec: &mut Recorder,
 ) -> (Value, Vec<String>, Vec<(f64, f64)>) {
+    bootstrap_with(c, o, rec, &|_, _| {})
+}
+
+/// [`bootstrap`], calling `init` on each node as it is added (before it joins or adopts the view).
+pub fn bootstrap_with(
+    c: &mut dyn Cluster,
+    o: &Opts,
+    rec: &mut Recorder,
+    init: &dyn Fn(&mut dyn Cluster, usize),
+) -> (Value, Vec<String>, Vec<(f64, f64)>) {
     let n = o.nodes;
     for _ in 0..n {
-        c.add_node();
+        let i = c.add_node();
+        init(c, i);
     }
     rec.gone.resize(n, false);
     let mut prog = Progress::new(o.progress);

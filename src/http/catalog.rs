@@ -2,6 +2,7 @@
 //! per service), datacenters.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -9,10 +10,10 @@ use serde_json::{Map, Value, json};
 
 use super::ApiState;
 use super::blocking::{Blocking, with_index, with_meta};
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use super::json::{catalog_node, in_catalog, node_service, service_node};
 use super::params::{Params, check_dc};
-use crate::state::catalog::Instance;
+use crate::state::catalog::{Instance, ServiceEntries};
 use crate::state::{MemberRecord, Snapshot};
 
 pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
@@ -52,8 +53,7 @@ pub(super) async fn catalog_node_one(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    check_dc(&s, &q)?;
-    let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
+    let (index, snap) = nodes_read(&s, &q).await?;
     let body = match catalog_member(&s, &snap, &node) {
         None => Value::Null,
         Some(m) => {
@@ -72,8 +72,7 @@ pub(super) async fn node_services(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    check_dc(&s, &q)?;
-    let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
+    let (index, snap) = nodes_read(&s, &q).await?;
     let body = match catalog_member(&s, &snap, &node) {
         None => Value::Null,
         Some(m) => json!({ "Node": catalog_node(m), "Services": services_of(&s, &node) }),
@@ -96,14 +95,32 @@ pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params
     ))
 }
 
+/// A (blocking) read of anything about nodes: the index and the members once the index passes `?index`.
+pub(super) async fn nodes_read(
+    s: &ApiState,
+    q: &HashMap<String, String>,
+) -> Result<(u64, Arc<Snapshot>), ApiError> {
+    check_dc(s, q)?;
+    Ok(Blocking::from_query(q)?.nodes(&s.state).await)
+}
+
+/// A (blocking) read of service `name`: its entries once they pass `?index`, and the members then.
+pub(super) async fn service_read(
+    s: &ApiState,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> Result<(Arc<ServiceEntries>, Arc<Snapshot>), ApiError> {
+    check_dc(s, q)?;
+    let entries = Blocking::from_query(q)?.service(&s.state, name).await;
+    Ok((entries, s.state.members.snapshot()))
+}
+
 pub(super) async fn catalog_service(
     State(s): State<ApiState>,
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    check_dc(&s, &q)?;
-    let entries = Blocking::from_query(&q)?.service(&s.state, &name).await;
-    let snap = s.state.members.snapshot();
+    let (entries, snap) = service_read(&s, &name, &q).await?;
     let body: Vec<Value> = visible(&s, &snap, &entries.instances, &q)
         .map(|(m, i)| service_node(m, i))
         .collect();
@@ -115,7 +132,7 @@ pub(super) async fn catalog_service(
 pub(super) fn visible<'a>(
     s: &'a ApiState,
     snap: &'a Snapshot,
-    instances: &'a [std::sync::Arc<Instance>],
+    instances: &'a [Arc<Instance>],
     q: &'a HashMap<String, String>,
 ) -> impl Iterator<Item = (&'a MemberRecord, &'a Instance)> + 'a {
     let dc = &s.state.local.datacenter;

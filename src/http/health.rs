@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::blocking::{Blocking, with_index};
-use super::catalog::visible;
+use super::catalog::{nodes_read, service_read, visible};
 use super::error::{ApiResult, bad_request};
 use super::json::{
     catalog_node, health_check, in_catalog, node_service, serf_health, serf_passing,
@@ -36,9 +36,7 @@ pub(super) async fn service(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    check_dc(&s, &q)?;
-    let entries = Blocking::from_query(&q)?.service(&s.state, &name).await;
-    let snap = s.state.members.snapshot();
+    let (entries, snap) = service_read(&s, &name, &q).await?;
     let passing = flag(&q, "passing");
     let body: Vec<Value> = visible(&s, &snap, &entries.instances, &q)
         .filter(|(m, i)| !passing || all_passing(m, i))
@@ -58,9 +56,7 @@ pub(super) async fn checks(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    check_dc(&s, &q)?;
-    let entries = Blocking::from_query(&q)?.service(&s.state, &name).await;
-    let snap = s.state.members.snapshot();
+    let (entries, snap) = service_read(&s, &name, &q).await?;
     let body: Vec<Value> = visible(&s, &snap, &entries.instances, &q)
         .flat_map(|(m, i)| {
             i.checks
@@ -102,8 +98,7 @@ pub(super) async fn node(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    check_dc(&s, &q)?;
-    let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
+    let (index, snap) = nodes_read(&s, &q).await?;
     let dc = &s.state.local.datacenter;
     let body: Vec<Value> = snap
         .members

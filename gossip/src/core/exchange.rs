@@ -202,16 +202,7 @@ impl Core {
             };
             self.apply(now, d, Some(from));
         }
-        for d in st.deltas() {
-            if let Delta::Record {
-                name,
-                version,
-                body,
-            } = d
-            {
-                self.apply_record(now, from, name, version, body);
-            }
-        }
+        self.apply_records(now, from, st.deltas());
         Ok(st
             .deltas()
             .filter(|d| !matches!(d, Delta::Record { .. }))

@@ -517,17 +517,7 @@ impl Core {
         for d in p.deltas() {
             self.apply(now, d, is_sync.then_some(from));
         }
-        // After the membership deltas, so a record about a member announced in the same packet applies.
-        for d in p.deltas() {
-            if let Delta::Record {
-                name,
-                version,
-                body,
-            } = d
-            {
-                self.apply_record(now, from, name, version, body);
-            }
-        }
+        self.apply_records(now, from, p.deltas());
         match p.msg {
             Message::Ping { seq, target, known } => {
                 self.compare_known(now, from, known);

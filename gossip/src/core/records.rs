@@ -98,6 +98,26 @@ impl Core {
         self.events.push_back(Event::Record { name, record });
     }
 
+    /// Applies the record deltas among `deltas` (a packet's or a full state's), heard from `from`; called
+    /// after their membership deltas, so a record about a member announced alongside it applies.
+    pub(super) fn apply_records<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        deltas: impl Iterator<Item = Delta<'a>>,
+    ) {
+        for d in deltas {
+            if let Delta::Record {
+                name,
+                version,
+                body,
+            } = d
+            {
+                self.apply_record(now, from, name, version, body);
+            }
+        }
+    }
+
     /// Applies news of member `name`'s record at `version`, heard from `from`.
     pub(super) fn apply_record(
         &mut self,
