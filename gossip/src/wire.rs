@@ -88,11 +88,13 @@ pub enum Message<'a> {
     Nack { seq: u32 },
     /// Deltas only.
     Gossip,
-    /// Full-state chunk; the deltas are member states, not news.
+    /// Full-state chunk; the deltas are member states, not news. Records go whole when
+    /// `whole_records` (a join), else as versions the receiver pulls if newer (anti-entropy).
     Sync {
         seq: u32,
         want_reply: bool,
         is_reply: bool,
+        whole_records: bool,
     },
     /// `requester` asks for member `name`'s record at `version` (or newer), which it heard of as a
     /// digest from the receiver; the answer is a `Gossip` packet carrying the record whole.
@@ -377,6 +379,7 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
                 seq,
                 want_reply: flags & 1 != 0,
                 is_reply: flags & 2 != 0,
+                whole_records: flags & 4 != 0,
             }
         }
         K_PULL => Message::Pull {
@@ -489,10 +492,13 @@ pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
             seq,
             want_reply,
             is_reply,
+            whole_records,
         } => {
             buf.push(K_SYNC);
             buf.extend_from_slice(&seq.to_be_bytes());
-            buf.push(u8::from(want_reply) | (u8::from(is_reply) << 1));
+            buf.push(
+                u8::from(want_reply) | (u8::from(is_reply) << 1) | (u8::from(whole_records) << 2),
+            );
         }
         Message::Pull {
             requester,

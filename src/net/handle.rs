@@ -59,6 +59,7 @@ pub(super) enum Command {
         reply: oneshot::Sender<Vec<Vec<u8>>>,
     },
     ExportState {
+        whole_records: bool,
         reply: oneshot::Sender<Result<Vec<u8>, String>>,
     },
     ImportState {
@@ -126,8 +127,19 @@ impl GossipHandle {
             .get()
             .ok_or("QUIC push/pull is not enabled")?
             .clone();
-        let ours = self.ask(|reply| Command::ExportState { reply }).await??;
-        let theirs = quic.exchange(addr, Stream::PushPull, &ours, peer).await?;
+        // A join (an address an operator named) needs every record; periodic exchanges only compare
+        // versions and pull what differs.
+        let (kind, whole_records) = match peer {
+            Peer::Named => (Stream::Join, true),
+            Peer::Member => (Stream::PushPull, false),
+        };
+        let ours = self
+            .ask(|reply| Command::ExportState {
+                whole_records,
+                reply,
+            })
+            .await??;
+        let theirs = quic.exchange(addr, kind, &ours, peer).await?;
         self.ask(|reply| Command::ImportState {
             from: addr,
             bytes: theirs,
@@ -145,14 +157,19 @@ impl GossipHandle {
         theirs: Vec<u8>,
     ) -> Result<Vec<u8>, String> {
         match kind {
-            Stream::PushPull => {
+            Stream::PushPull | Stream::Join => {
                 self.ask(|reply| Command::ImportState {
                     from,
                     bytes: theirs,
                     reply,
                 })
                 .await??;
-                self.ask(|reply| Command::ExportState { reply }).await?
+                let whole_records = kind == Stream::Join;
+                self.ask(|reply| Command::ExportState {
+                    whole_records,
+                    reply,
+                })
+                .await?
             }
             Stream::Record => {
                 self.ask(|reply| Command::ExportRecord {

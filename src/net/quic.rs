@@ -41,8 +41,10 @@ pub struct QuicStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Stream {
-    /// Full-state push/pull: the request is our state, the answer theirs.
+    /// Periodic full-state push/pull: the request is our state, the answer theirs, records as versions.
     PushPull = b'S',
+    /// A join's push/pull: as `PushPull`, with every record whole.
+    Join = b'J',
     /// A member record: the request is the member's name, the answer the record held for it.
     Record = b'R',
 }
@@ -51,6 +53,7 @@ impl Stream {
     fn from_byte(b: u8) -> Option<Self> {
         match b {
             b'S' => Some(Stream::PushPull),
+            b'J' => Some(Stream::Join),
             b'R' => Some(Stream::Record),
             _ => None,
         }

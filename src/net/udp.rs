@@ -204,9 +204,9 @@ impl UdpDriver {
     }
 
     /// Our full state, sealed with the gossip key when encrypting (push/pull is as protected as gossip).
-    fn export_state(&mut self) -> Result<Vec<u8>, String> {
+    fn export_state(&mut self, whole_records: bool) -> Result<Vec<u8>, String> {
         let mut plain = Vec::new();
-        self.core.encode_state(&mut plain);
+        self.core.encode_state(&mut plain, whole_records);
         let mut sealed = Vec::new();
         self.security.seal(&plain, &mut sealed).map(<[u8]>::to_vec)
     }
@@ -349,8 +349,11 @@ impl UdpDriver {
                 let r = keyring_sync::change(&mut self.core, &mut self.security, op, &key);
                 self.answer(reply, r);
             }
-            Command::ExportState { reply } => {
-                let _ = reply.send(self.export_state());
+            Command::ExportState {
+                whole_records,
+                reply,
+            } => {
+                let _ = reply.send(self.export_state(whole_records));
             }
             Command::ImportState { from, bytes, reply } => {
                 let r = self.import_state(now, from, bytes);
@@ -519,11 +522,11 @@ mod tests {
         for i in 0..5u8 {
             let mut other = Vec::new();
             let addr = SocketAddr::from(([127, 0, 17, 10 + i], 7946));
-            core(&format!("n{i}"), addr, 10 + u64::from(i)).encode_state(&mut other);
+            core(&format!("n{i}"), addr, 10 + u64::from(i)).encode_state(&mut other, true);
             peer.merge_state(now, addr, &other).unwrap();
         }
         let mut state = Vec::new();
-        peer.encode_state(&mut state);
+        peer.encode_state(&mut state, true);
 
         let (reply, mut rx) = oneshot::channel();
         driver.command(Command::ImportState {

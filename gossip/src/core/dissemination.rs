@@ -169,21 +169,24 @@ impl Core {
                     seq,
                     want_reply,
                     is_reply,
+                    whole_records,
                     cursor,
                 } => {
                     let msg = Message::Sync {
                         seq,
                         want_reply,
                         is_reply,
+                        whole_records,
                     };
                     let at = wire::encode_header(buf, &msg);
-                    let (n, next) = self.fill_states(buf, cursor, mtu);
+                    let (n, next) = self.fill_states(buf, cursor, mtu, whole_records);
                     if let Some(next) = next {
                         self.out.push_front(Out::Sync {
                             dst,
                             seq,
                             want_reply: false,
                             is_reply,
+                            whole_records,
                             cursor: next,
                         });
                     } else if is_reply {

@@ -31,7 +31,7 @@ impl Core {
     /// Starts a join: sends our full state to `addr` and asks for theirs, retrying every [`JOIN_RETRY`].
     /// Returns the sequence number that [`Event::SyncReply`] (or [`Event::JoinTimeout`]) will carry.
     pub fn join(&mut self, now: Instant, addr: SocketAddr) -> u32 {
-        let seq = self.send_sync(addr);
+        let seq = self.send_sync(addr, true);
         tracing::debug!(%addr, seq, "joining");
         self.exchanges.joins.push(PendingJoin {
             seq,
@@ -42,18 +42,21 @@ impl Core {
         seq
     }
 
-    pub(super) fn send_sync(&mut self, addr: SocketAddr) -> u32 {
+    /// Starts a full-state exchange with `addr`: with `whole_records` for a join (the joiner needs
+    /// every record), else with record versions only (anti-entropy: what differs is then pulled).
+    pub(super) fn send_sync(&mut self, addr: SocketAddr, whole_records: bool) -> u32 {
         let seq = self.next_seq();
-        self.resend_sync(addr, seq);
+        self.resend_sync(addr, seq, whole_records);
         seq
     }
 
-    pub(super) fn resend_sync(&mut self, addr: SocketAddr, seq: u32) {
+    pub(super) fn resend_sync(&mut self, addr: SocketAddr, seq: u32, whole_records: bool) {
         self.out.push_back(Out::Sync {
             dst: addr,
             seq,
             want_reply: true,
             is_reply: false,
+            whole_records,
             cursor: 0,
         });
     }
@@ -65,13 +68,19 @@ impl Core {
         buf: &mut Vec<u8>,
         cursor: usize,
         mtu: usize,
+        whole_records: bool,
     ) -> (usize, Option<usize>) {
+        let inline = if whole_records {
+            records::inline_limit(mtu)
+        } else {
+            0
+        };
         let mut n = 0;
         if cursor == 0 {
             let me = self.local_slot();
             wire::encode_delta(buf, &self.state_delta(me));
             n = 1;
-            if let Some(r) = records::record_delta(me, records::inline_limit(mtu)) {
+            if let Some(r) = records::record_delta(me, inline) {
                 wire::encode_delta(buf, &r);
                 n += 1;
             }
@@ -84,7 +93,7 @@ impl Core {
             }
             let mark = buf.len();
             wire::encode_delta(buf, &self.state_delta(s));
-            let record = records::record_delta(s, records::inline_limit(mtu));
+            let record = records::record_delta(s, inline);
             if let Some(r) = &record {
                 wire::encode_delta(buf, r);
             }
@@ -115,7 +124,7 @@ impl Core {
             self.events.push_back(Event::PushPull { addr });
         } else {
             // Periodic anti-entropy: one attempt, no retries (the next period tries again).
-            self.send_sync(addr);
+            self.send_sync(addr, false);
         }
     }
 
@@ -156,16 +165,16 @@ impl Core {
         }
     }
 
-    /// Appends our full state (every member, ourselves first) for a stream push/pull.
-    pub fn encode_state(&self, buf: &mut Vec<u8>) {
+    /// Appends our full state (every member, ourselves first) for a stream push/pull: with
+    /// `whole_records` (a join) every record whole, whatever its size; else their versions only.
+    pub fn encode_state(&self, buf: &mut Vec<u8>, whole_records: bool) {
         let me = self.local_slot();
         let others = self.view.iter().filter(|s| s.ident.id() != self.me_id);
-        // Streams carry records whole, whatever their size.
+        let inline = if whole_records { wire::MAX_RECORD } else { 0 };
         wire::encode_state(
             buf,
             std::iter::once(me).chain(others).flat_map(|s| {
-                std::iter::once(self.state_delta(s))
-                    .chain(records::record_delta(s, wire::MAX_RECORD))
+                std::iter::once(self.state_delta(s)).chain(records::record_delta(s, inline))
             }),
         );
     }

@@ -227,6 +227,7 @@ enum Out {
         seq: u32,
         want_reply: bool,
         is_reply: bool,
+        whole_records: bool,
         cursor: usize,
     },
     /// Ask `dst` for `name`'s record at `version`.
@@ -552,6 +553,7 @@ impl Core {
                 seq,
                 want_reply,
                 is_reply,
+                whole_records,
             } => {
                 if is_reply && let Some(k) = self.exchanges.joins.iter().position(|j| j.seq == seq)
                 {
@@ -564,11 +566,13 @@ impl Core {
                         self.stats.dropped_sync_busy += 1;
                     } else {
                         self.exchanges.sync_replies += 1;
+                        // Answered in kind: whole records to a joiner, versions otherwise.
                         self.out.push_back(Out::Sync {
                             dst: from,
                             seq,
                             want_reply: false,
                             is_reply: true,
+                            whole_records,
                             cursor: 0,
                         });
                     }
@@ -612,7 +616,7 @@ impl Core {
                         // UDP may lose the request or the reply: ask again under the same number.
                         self.exchanges.joins[k].attempts += 1;
                         let addr = self.exchanges.joins[k].addr;
-                        self.resend_sync(addr, seq);
+                        self.resend_sync(addr, seq, true);
                         self.timers.push(now + JOIN_RETRY, Timer::JoinRetry(seq));
                     }
                 }
