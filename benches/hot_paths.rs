@@ -103,7 +103,7 @@ fn broadcast_queue(c: &mut Criterion) {
                     for _ in 0..100 {
                         out.clear();
                         // A typical alive delta is about 28 bytes.
-                        q.fill(&mut out, 1400, 16, 1000, |_, out| {
+                        q.fill(&mut out, 1400, 16, 1000, |_, _, out| {
                             out.extend_from_slice(&[0u8; 28]);
                             true
                         });

@@ -178,8 +178,9 @@ impl BroadcastQueue {
     }
 
     /// Appends as many deltas as fit in `budget` bytes to `out` (least-sent and newest first), counts a
-    /// transmission for each, retires those that reached `limit`. `encode` writes a member item and
-    /// returns false when it is stale (its member gone or in another state); such items are dropped.
+    /// transmission for each, retires those that reached `limit`. `encode` writes an item (told how often
+    /// it was sent already) and returns false when it is stale (its member gone or in another state);
+    /// such items are dropped.
     /// Returns how many deltas were appended.
     pub fn fill(
         &mut self,
@@ -187,7 +188,7 @@ impl BroadcastQueue {
         budget: usize,
         limit: u32,
         max_count: usize,
-        mut encode: impl FnMut(&Item, &mut Vec<u8>) -> bool,
+        mut encode: impl FnMut(&Item, u32, &mut Vec<u8>) -> bool,
     ) -> usize {
         let start = out.len();
         let mut count = 0;
@@ -222,7 +223,7 @@ impl BroadcastQueue {
                         out.extend_from_slice(&e.bytes);
                         true
                     }
-                    Some(item) => encode(item, out),
+                    Some(item) => encode(item, s.transmits, out),
                     None => false,
                 };
                 if !fresh {
@@ -278,7 +279,7 @@ impl BroadcastQueue {
         out: &mut Vec<u8>,
         room: usize,
         max: usize,
-        encode: &mut impl FnMut(&Item, &mut Vec<u8>) -> bool,
+        encode: &mut impl FnMut(&Item, u32, &mut Vec<u8>) -> bool,
         count: &mut usize,
     ) -> bool {
         let start = out.len();
@@ -300,7 +301,7 @@ impl BroadcastQueue {
                 state: State::Alive,
                 from: None,
             };
-            let fresh = encode(&item, out);
+            let fresh = encode(&item, 0, out);
             if fresh && out.len() - start > room {
                 // Alive deltas differ little in size: the packet is as good as full.
                 out.truncate(mark);
@@ -346,8 +347,8 @@ mod tests {
     use super::*;
 
     /// Test items: member `id` encodes as `len` copies of byte `id`; ids in `stale` are gone.
-    fn enc(len: usize, stale: &[Id]) -> impl FnMut(&Item, &mut Vec<u8>) -> bool + '_ {
-        move |item, out| match item {
+    fn enc(len: usize, stale: &[Id]) -> impl FnMut(&Item, u32, &mut Vec<u8>) -> bool + '_ {
+        move |item, _, out| match item {
             Item::Member { id, .. } if !stale.contains(id) => {
                 out.extend(std::iter::repeat_n(*id as u8, len));
                 true
@@ -372,7 +373,7 @@ mod tests {
         assert_eq!(q.len(), 1);
         let mut seen = Vec::new();
         let mut out = Vec::new();
-        let n = q.fill(&mut out, 1000, 4, 100, |item, out| {
+        let n = q.fill(&mut out, 1000, 4, 100, |item, _, out| {
             seen.push(item.clone());
             out.push(1);
             true
@@ -406,7 +407,7 @@ mod tests {
         q.push(member(1, State::Alive));
         q.push(member(2, State::Alive));
         let mut out = vec![9u8; 3];
-        let n = q.fill(&mut out, 50, 4, 100, |item, out| {
+        let n = q.fill(&mut out, 50, 4, 100, |item, _, out| {
             let Item::Member { id, .. } = item else {
                 return false;
             };

@@ -76,16 +76,14 @@ fn a_record_and_each_change_to_it_reach_every_node() {
         b"web:80,db:5432",
         Duration::from_secs(5)
     ));
-    // Small records need no stream: each node pulled each version by datagram, about once.
+    // Small records need no stream. They go whole on a holder's first sends, so most nodes get the
+    // content with the news; the rest pull it by datagram, once.
     let stat = |f: fn(&murmur_gossip::Stats) -> u64| -> u64 {
         (0..sim.len()).map(|i| f(sim.node(i).core.stats())).sum()
     };
     assert_eq!(stat(|s| s.record_fetches), 0);
     let pulls = stat(|s| s.record_pulls);
-    assert!(
-        (58..=70).contains(&pulls),
-        "{pulls} pulls for 2 versions x 29 nodes"
-    );
+    assert!(pulls < 2 * 29, "{pulls} pulls for 2 versions x 29 nodes");
     assert_eq!(stat(|s| s.pulls_answered), pulls);
 }
 
@@ -271,7 +269,7 @@ fn a_record_over_the_limit_is_refused() {
 }
 
 #[test]
-fn every_flip_reaches_every_node_and_each_node_pulls_each_version_once() {
+fn every_flip_reaches_every_node_and_most_get_the_content_with_the_news() {
     let n = 200;
     let mut sim = cluster(n, 11, NetModel::default());
     for i in 0..n {
@@ -309,7 +307,8 @@ fn every_flip_reaches_every_node_and_each_node_pulls_each_version_once() {
     let stat = |f: fn(&murmur_gossip::Stats) -> u64| -> u64 {
         (0..sim.len()).map(|i| f(sim.node(i).core.stats())).sum()
     };
-    // Announcements arrive many times; the content is pulled once per node and version.
+    // Announcements arrive many times; the content comes with the first ones or is pulled, at most
+    // once per node and version.
     let versions: u64 = (0..n)
         .map(|i| {
             u64::from(
@@ -323,7 +322,8 @@ fn every_flip_reaches_every_node_and_each_node_pulls_each_version_once() {
             )
         })
         .sum();
-    assert_eq!(stat(|s| s.record_pulls), versions * (n as u64 - 1));
+    let pulls = stat(|s| s.record_pulls);
+    assert!(pulls < versions * (n as u64 - 1) / 2, "{pulls} pulls");
     assert_eq!(stat(|s| s.pulls_dropped), 0);
 }
 

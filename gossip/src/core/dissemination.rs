@@ -198,15 +198,13 @@ impl Core {
             if piggyback {
                 let room = mtu.saturating_sub(buf.len());
                 let (view, me) = (&self.view, &self.me);
-                // Piggybacked records go as digests: a node hears of a change many times over but
-                // pulls the content once, from whoever told it first.
-                let inline = 0;
+                let inline = records::inline_limit(mtu);
                 count += self.broadcasts.fill(
                     buf,
                     room,
                     limit,
                     u16::MAX as usize - count,
-                    |item, out| encode_item(view, me, inline, item, out),
+                    |item, sent, out| encode_item(view, me, (inline, sent), item, out),
                 );
             }
             if matches!(out, Out::Gossip { .. } | Out::PullReply { .. }) && count == 0 {
@@ -289,11 +287,26 @@ impl Core {
 
 /// Encodes a queued member delta from the view's current slot; false when the slot is gone or has moved
 /// on to another state (a newer delta would have replaced the entry, so this one is stale).
-fn encode_item(view: &View, me: &str, inline: usize, item: &Item, out: &mut Vec<u8>) -> bool {
+///
+/// A record goes whole on its first [`records::INLINE_SENDS`] sends (while the news is young, a send
+/// mostly reaches a member that lacks it, which then needs no pull), as a digest after that (by then
+/// a send mostly reaches a member that has it: a few bytes instead of the record).
+fn encode_item(
+    view: &View,
+    me: &str,
+    (inline, sent): (usize, u32),
+    item: &Item,
+    out: &mut Vec<u8>,
+) -> bool {
     let (id, state, from) = match item {
         Item::Member { id, state, from } => (id, state, from),
         Item::Record { id } => {
-            let Some(d) = view.get(*id).and_then(|s| records::record_delta(s, inline)) else {
+            let limit = if sent < records::INLINE_SENDS {
+                inline
+            } else {
+                0
+            };
+            let Some(d) = view.get(*id).and_then(|s| records::record_delta(s, limit)) else {
                 return false;
             };
             wire::encode_delta(out, &d);

@@ -1,6 +1,7 @@
 //! Application records (each member's services and checks, opaque to the core): the owner raises the
-//! version on every change; the version rides the same piggybacked dissemination as membership deltas,
-//! and full-state exchanges carry every record whole. A core that hears of a newer version pulls the
+//! version on every change; the record rides the same piggybacked dissemination as membership deltas,
+//! whole on a holder's first sends and as its version after, and joins' full-state exchanges carry every
+//! record whole (periodic ones carry versions). A core that hears of a newer version it lacks pulls the
 //! content from the member that told it — by datagram when it fits one ([`Message::Pull`]), else
 //! through its driver's stream transport ([`Event::FetchRecord`]) — and passes the news on only once
 //! it holds the content, so every pull goes to a member that has it. Epidemic spreading delivers each
@@ -16,6 +17,9 @@ pub const RECORD_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a datagram pull may stay unanswered before news of the same version asks again (a lost
 /// pull or answer is then retried from the next member that announces the version).
 pub const RECORD_PULL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Sends of a record (by each holder) that carry it whole; later ones carry its version only.
+pub(super) const INLINE_SENDS: u32 = 2;
 
 /// Pulls (and stream fetches) before a datagram pull is given up; the later ones go to the record's
 /// owner and the announcer in turn, so a lossy path or a holder that went away does not strand a node
