@@ -38,7 +38,7 @@ def cpu_seconds(pid):
 def http(method, path, body=None):
     req = urllib.request.Request(f"http://{IP}:{PORT}{path}", data=body, method=method)
     with urllib.request.urlopen(req, timeout=10) as r:
-        return r.status, dict(r.headers), r.read()
+        return r.status, r.headers, r.read()
 
 
 def register(k, tag):
