@@ -296,7 +296,7 @@ impl Answerer<'_> {
             return None;
         }
         rng.shuffle(&mut inst);
-        let ttl = self.cfg.service_ttl.as_secs() as u32;
+        let ttl = self.cfg.service_ttl.of(name).as_secs() as u32;
         let owner = q.name().clone();
         let t = q.query_type();
         match t {

@@ -23,8 +23,8 @@ pub struct DnsConfig {
     pub datacenter: String,
     /// TTL of node records.
     pub node_ttl: Duration,
-    /// TTL of service records.
-    pub service_ttl: Duration,
+    /// TTL of service records, by service.
+    pub service_ttl: ServiceTtl,
     /// Answers in a UDP reply without EDNS (Consul caps it at 8).
     pub udp_answer_limit: u32,
     /// Cap on A/AAAA answers on any transport (0 = none).
@@ -45,7 +45,7 @@ impl Default for DnsConfig {
             domain: "consul.".into(),
             datacenter: "dc1".into(),
             node_ttl: Duration::ZERO,
-            service_ttl: Duration::ZERO,
+            service_ttl: ServiceTtl::default(),
             udp_answer_limit: 3,
             a_record_limit: 0,
             enable_truncate: false,
@@ -56,14 +56,56 @@ impl Default for DnsConfig {
     }
 }
 
+/// Service TTLs as Consul's `dns_config.service_ttl` map gives them: a service's own entry, else the
+/// longest `prefix*` pattern that matches, else `*`, else zero. (A bare duration, as earlier murmur
+/// versions took, sets `*`.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceTtl {
+    /// `*`.
+    pub any: Duration,
+    /// Exact names and `prefix*` patterns.
+    pub by_name: Vec<(String, Duration)>,
+}
+
+impl ServiceTtl {
+    /// The TTL of `service` (case-insensitive, as DNS names are).
+    pub fn of(&self, service: &str) -> Duration {
+        let mut best: Option<(usize, Duration)> = None;
+        for (pattern, ttl) in &self.by_name {
+            match pattern.strip_suffix('*') {
+                None if pattern.eq_ignore_ascii_case(service) => return *ttl,
+                Some(prefix)
+                    if service.len() >= prefix.len()
+                        && service[..prefix.len()].eq_ignore_ascii_case(prefix)
+                        && best.is_none_or(|(l, _)| prefix.len() > l) =>
+                {
+                    best = Some((prefix.len(), *ttl));
+                }
+                _ => {}
+            }
+        }
+        best.map_or(self.any, |(_, ttl)| ttl)
+    }
+}
+
+/// `service_ttl` as written: Consul's map, or one duration.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ServiceTtlSection {
+    /// One duration for every service.
+    All(Dur),
+    /// Service names or patterns to durations.
+    Map(std::collections::BTreeMap<String, Dur>),
+}
+
 /// `dns_config { ... }` as a config file writes it; what is not given keeps [`DnsConfig::default`].
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnsSection {
     /// TTL of node records.
     pub node_ttl: Option<Dur>,
-    /// TTL of service records.
-    pub service_ttl: Option<Dur>,
+    /// TTL of service records (Consul's map of names and patterns, or one duration).
+    pub service_ttl: Option<ServiceTtlSection>,
     /// Answers in a UDP reply without EDNS.
     pub udp_answer_limit: Option<u32>,
     /// Cap on A/AAAA answers.
@@ -86,8 +128,24 @@ impl DnsSection {
         if let Some(Dur(d)) = self.node_ttl {
             cfg.node_ttl = d;
         }
-        if let Some(Dur(d)) = self.service_ttl {
-            cfg.service_ttl = d;
+        match &self.service_ttl {
+            None => {}
+            Some(ServiceTtlSection::All(Dur(d))) => {
+                cfg.service_ttl = ServiceTtl {
+                    any: *d,
+                    by_name: Vec::new(),
+                }
+            }
+            Some(ServiceTtlSection::Map(m)) => {
+                cfg.service_ttl = ServiceTtl {
+                    any: m.get("*").map_or(Duration::ZERO, |Dur(d)| *d),
+                    by_name: m
+                        .iter()
+                        .filter(|(k, _)| *k != "*")
+                        .map(|(k, Dur(d))| (k.clone(), *d))
+                        .collect(),
+                };
+            }
         }
         if let Some(n) = self.udp_answer_limit {
             cfg.udp_answer_limit = n;
@@ -104,5 +162,29 @@ impl DnsSection {
         if let Some(b) = self.enable_additional_node_meta_txt {
             cfg.additional_node_meta_txt = b;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_ttls_by_name_pattern_and_wildcard() {
+        let d = Duration::from_secs;
+        let t = ServiceTtl {
+            any: d(5),
+            by_name: vec![
+                ("web".into(), d(30)),
+                ("db*".into(), d(10)),
+                ("db-main*".into(), d(20)),
+            ],
+        };
+        assert_eq!(t.of("web"), d(30));
+        assert_eq!(t.of("WEB"), d(30));
+        assert_eq!(t.of("db-replica"), d(10));
+        assert_eq!(t.of("db-main-1"), d(20), "the longest pattern wins");
+        assert_eq!(t.of("api"), d(5));
+        assert_eq!(ServiceTtl::default().of("api"), Duration::ZERO);
     }
 }

@@ -382,6 +382,7 @@ mod tests {
                 Kind::Port => serde_json::json!(8000),
                 Kind::Count => serde_json::json!(3),
                 Kind::Dur => serde_json::json!("5s"),
+                Kind::DurMap => serde_json::json!({"*": "5s", "web": "30s"}),
                 Kind::List => serde_json::json!(["a"]),
                 Kind::StrMap => serde_json::json!({"k": "v"}),
                 Kind::Definitions => serde_json::json!({"name": "web"}),
@@ -464,7 +465,8 @@ mod tests {
         .unwrap();
         std::fs::write(
             d.join("b.hcl"),
-            "retry_join = [\"127.0.0.3\"]\nports { dns = 8601 }\ngossip_lan { profile = \"local\" }\n",
+            "retry_join = [\"127.0.0.3\"]\nports { dns = 8601 }\ngossip_lan { profile = \"local\" }\n\
+             dns_config {\n  service_ttl = {\n    \"*\" = \"5s\"\n    web = \"30s\"\n  }\n}\n",
         )
         .unwrap();
         std::fs::write(d.join("ignored.txt"), "not config").unwrap();
@@ -483,6 +485,9 @@ mod tests {
         assert_eq!(c.dns.domain, "consul.");
         assert_eq!(c.dns.datacenter, "east");
         assert_eq!(c.dns.udp_answer_limit, 3);
+        // Consul's service_ttl map, from HCL.
+        assert_eq!(c.dns.service_ttl.of("web"), Duration::from_secs(30));
+        assert_eq!(c.dns.service_ttl.of("api"), Duration::from_secs(5));
         let c = load_args(&[
             "-dev",
             "-node-meta=rack:r1",

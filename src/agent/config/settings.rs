@@ -20,6 +20,8 @@ pub enum Kind {
     Count,
     /// A duration string such as "30s".
     Dur,
+    /// A duration, or an object of names to durations (`dns_config.service_ttl`).
+    DurMap,
     /// A list of strings (flags repeat to add to it).
     List,
     /// An object of string values.
@@ -198,7 +200,7 @@ pub const SETTINGS: &[Setting] = &[
     key("reconnect_timeout", Kind::Dur),
     key("node_meta", Kind::StrMap),
     key("dns_config.node_ttl", Kind::Dur),
-    key("dns_config.service_ttl", Kind::Dur),
+    key("dns_config.service_ttl", Kind::DurMap),
     key("dns_config.udp_answer_limit", Kind::Count),
     key("dns_config.a_record_limit", Kind::Count),
     key("dns_config.enable_truncate", Kind::Bool),
@@ -345,6 +347,19 @@ fn check_value(kind: Kind, v: &Value) -> Result<(), String> {
             Some(s) => return duration::parse(s).map(|_| ()),
             None => false,
         },
+        Kind::DurMap => match v {
+            Value::String(s) => return duration::parse(s).map(|_| ()),
+            Value::Object(o) => {
+                for d in o.values() {
+                    let Some(s) = d.as_str() else {
+                        return Err(format!("expected {}, got {v}", describe(kind)));
+                    };
+                    duration::parse(s)?;
+                }
+                true
+            }
+            _ => false,
+        },
         Kind::List => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
         Kind::StrMap => v
             .as_object()
@@ -365,6 +380,7 @@ fn describe(kind: Kind) -> &'static str {
         Kind::Port => "a port number (1-65535)",
         Kind::Count => "a non-negative integer",
         Kind::Dur => "a duration string such as \"30s\"",
+        Kind::DurMap => "a duration, or an object of service names to durations",
         Kind::List => "a list of strings",
         Kind::StrMap => "an object of string values",
         Kind::Definitions => "a definition object or a list of them",
@@ -381,7 +397,9 @@ pub fn coerce(kind: Kind, s: &str) -> Result<Value, String> {
                 .map_err(|_| format!("expected {}, got {s:?}", describe(kind)))?,
         ),
         Kind::List => Value::Array(vec![Value::String(s.to_owned())]),
-        Kind::StrMap | Kind::Definitions => return Err("not settable from a flag".into()),
+        Kind::StrMap | Kind::DurMap | Kind::Definitions => {
+            return Err("not settable from a flag".into());
+        }
     };
     check_value(kind, &v)?;
     Ok(v)
