@@ -334,3 +334,86 @@ fn grpc_checks_speak_the_standard_health_protocol() {
         )));
     assert_eq!(check(&a, "g-db")["Type"], "grpc");
 }
+
+/// An HTTPS server with a self-signed certificate answering 200 "ok"; runs for at most two minutes.
+fn https_server(ip: &str) -> u16 {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = CertificateDer::from(ck.cert.der().to_vec());
+    let key = PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ip = ip.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind((ip.as_str(), 0)).await.unwrap();
+            tx.send(l.local_addr().unwrap().port()).unwrap();
+            let serve = async {
+                loop {
+                    let Ok((s, _)) = l.accept().await else { continue };
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(s).await else { return };
+                        let mut buf = [0u8; 4096];
+                        let _ = tls.read(&mut buf).await;
+                        let _ = tls
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                            .await;
+                        let _ = tls.shutdown().await;
+                    });
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(120), serve).await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+#[test]
+fn https_checks_verify_certificates_unless_told_not_to() {
+    let dir = tmp("https");
+    let port = https_server("127.0.51.7");
+    let a = Agent::start("https-checker", "127.0.51.3", &dir, &[]);
+    let url = format!("https://127.0.51.7:{port}/health");
+    for (id, skip) in [("skip", true), ("verify", false)] {
+        let body =
+            serde_json::json!({"Name": id, "HTTP": url, "Interval": "1s", "TLSSkipVerify": skip});
+        assert_eq!(
+            a.http_body("PUT", "/v1/agent/check/register", &body.to_string())
+                .map(|r| r.0),
+            Some(200)
+        );
+    }
+    assert!(
+        status_becomes(&a, "skip", "passing"),
+        "{}",
+        check(&a, "skip")
+    );
+    assert_eq!(
+        check(&a, "skip")["Output"],
+        format!("HTTP GET {url}: 200 OK Output: ok")
+    );
+    // A self-signed certificate is no proof of identity: without tls_skip_verify the check fails.
+    assert!(
+        wait_for(SETTLE, || check(&a, "verify")["Output"]
+            .as_str()
+            .is_some_and(|o| o.contains("certificate"))),
+        "{}",
+        check(&a, "verify")
+    );
+    assert_eq!(check(&a, "verify")["Status"], "critical");
+}
