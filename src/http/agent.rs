@@ -66,6 +66,20 @@ pub(super) async fn agent_self(State(s): State<ApiState>) -> Response {
                 "dropped_untrusted_events": c.dropped_untrusted_events.to_string(),
                 "dropped_implausible": c.dropped_implausible.to_string(),
             },
+            "catalog": {
+                "index": s.state.catalog.index().to_string(),
+                "nodes_with_records": s.state.catalog.nodes().len().to_string(),
+                "watched_services": s.state.catalog.watched_services().to_string(),
+                "undecodable_records": s.state.catalog.undecodable.load(Ordering::Relaxed).to_string(),
+                "records_applied": c.records_applied.to_string(),
+                "record_pulls": c.record_pulls.to_string(),
+                "pulls_answered": c.pulls_answered.to_string(),
+                "pulls_dropped": c.pulls_dropped.to_string(),
+                "record_fetches": c.record_fetches.to_string(),
+                "records_unknown_member": c.records_unknown_member.to_string(),
+                "dropped_untrusted_records": c.dropped_untrusted_records.to_string(),
+                "records_refuted": c.records_refuted.to_string(),
+            },
             "dns": dns_stats(&s.dns),
             "push_pull": s.state.push_pull_stats().map(|st| {
                 json!({
