@@ -4,6 +4,8 @@
 # that announces them and answers the agent's probes for all of them, so they stay alive without 5000 full
 # gossip nodes competing for the same two cores); NSD serves the same names from a static zone; dnsperf (90% node A, 10% SRV, EDNS) loads each in turn with the server
 # pinned to CPU 0 and dnsperf to CPU 1. Results are appended to perf/RESULTS.md.
+# Every announced member also publishes a catalog record of three services (member i runs web-K, api-K and
+# metrics-K, K = i/3: three instances per name), and a share of the queries asks for them (SRV, and A).
 # Every answer must be NOERROR and the agent must know all members first, or the script aborts: an NXDOMAIN
 # or SERVFAIL is cheaper to send than an answer and would count as speed. Five alternating rounds; the
 # table shows each round, then the medians, spreads and the ratio.
@@ -39,15 +41,35 @@ if [ "$c" -lt $((n + 1)) ]; then
   echo "aborting: the agent knows $c alive members, not $((n + 1)); see $work/agent.log and $work/loadgen.log" >&2
   exit 1
 fi
+names=$((3 * ((n + 2) / 3)))
+for _ in $(seq 1 60); do
+  s=$(curl -s http://127.0.20.1:8500/v1/catalog/services | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+  [ "$s" -ge "$names" ] && break
+  sleep 1
+done
+echo "agent's catalog holds $s service names"
+if [ "$s" -lt "$names" ]; then
+  echo "aborting: the agent's catalog holds $s service names, not $names" >&2
+  exit 1
+fi
 
-# 2. Queries: 90% node A, 10% SRV of the consul service.
+# 2. Queries: 60% node A, 20% SRV and 10% A of a catalog service (three instances each), 10% SRV of the
+# consul service.
 python3 - "$work/queries" $n <<'PY'
 import random, sys
 random.seed(7)
+n = int(sys.argv[2])
+kinds = ["web", "api", "metrics"]
 with open(sys.argv[1], "w") as f:
     for _ in range(100000):
-        if random.random() < 0.9:
-            f.write(f"n{random.randrange(int(sys.argv[2]))}.node.consul A\n")
+        r = random.random()
+        svc = f"{random.choice(kinds)}-{random.randrange((n + 2) // 3)}.service.consul"
+        if r < 0.6:
+            f.write(f"n{random.randrange(n)}.node.consul A\n")
+        elif r < 0.8:
+            f.write(f"{svc} SRV\n")
+        elif r < 0.9:
+            f.write(f"{svc} A\n")
         else:
             f.write("consul.service.consul SRV\n")
 PY
@@ -63,6 +85,18 @@ mkdir -p "$work/nsd"
   echo 'consul.service IN SRV 1 1 8300 agent.node.dc1.consul.'
   for i in $(seq 0 $((n - 1))); do
     echo "n$i.node IN A 127.1.0.1"
+    echo "n$i.node.dc1 IN A 127.1.0.1"
+  done
+  # The catalog's services, as murmur answers them: three SRV (targets in the additional section) and
+  # one A (every instance's node has the same address).
+  for k in $(seq 0 $(((n + 2) / 3 - 1))); do
+    for svc in web:80 api:8080 metrics:9100; do
+      name=${svc%%:*}-$k port=${svc##*:}
+      for i in $((3 * k)) $((3 * k + 1)) $((3 * k + 2)); do
+        [ $i -lt $n ] && echo "$name.service IN SRV 1 1 $port n$i.node.dc1.consul."
+      done
+      echo "$name.service IN A 127.1.0.1"
+    done
   done
 } > "$work/nsd/consul.zone"
 cat > "$work/nsd/nsd.conf" <<CONF
@@ -127,7 +161,9 @@ stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {printf "median %d 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 {
   echo
-  echo "### DNS: murmur vs NSD, $(date -u +%F), $(nproc) cores, $n members (perf/dns-bench.sh $secs, $murmur_bin)"
+  echo "### DNS: murmur vs NSD, $(date -u +%F), $(nproc) cores, $n members and $names services (perf/dns-bench.sh $secs, $murmur_bin)"
+  echo
+  echo "Queries: 60% node A, 20% service SRV, 10% service A (three instances per service), 10% consul SRV."
   echo
   echo "| server | QPS (dnsperf-bound) | server CPU s | queries per server CPU-second | latency avg (min max) |"
   echo "| --- | --- | --- | --- | --- |"

@@ -1,14 +1,44 @@
 //! `--scenario announce`: fills one outside agent's member table with N synthetic members that all
-//! live behind a single loopback socket, answering the agent's probes for every one of them. Used by
-//! perf/dns-bench.sh, which needs an agent that knows thousands of members without the O(N^2) cost of
-//! running that many full gossip nodes on the same two cores.
+//! live behind a single loopback socket, answering the agent's probes for every one of them, and its
+//! catalog with each member's record: member `i` runs `web-K`, `api-K` and `metrics-K` with K = i / 3,
+//! so every service name has three instances. Used by perf/dns-bench.sh, which needs an agent that knows
+//! thousands of members and services without the O(N^2) cost of running that many full gossip nodes on
+//! the same two cores.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use murmur_gossip::wire::{self, Delta, Message};
+use std::collections::BTreeMap;
+
+use murmur::state::node_record::{NodeRecord, ServiceRecord};
+use murmur_gossip::wire::{self, Delta, Message, RecordBody};
 
 use crate::measure::node_name;
+
+/// Member `i`'s catalog record: three services, each name shared by members 3K..3K+2.
+pub fn services_of(i: usize) -> Vec<u8> {
+    let k = i / 3;
+    let service = |name: &str, port: u16| ServiceRecord {
+        id: format!("{name}-{k}"),
+        name: format!("{name}-{k}"),
+        tags: vec!["v1".into()],
+        address: String::new(),
+        port,
+        meta: BTreeMap::new(),
+        tagged_addresses: "{}".into(),
+        enable_tag_override: false,
+        weights: (1, 1),
+    };
+    NodeRecord {
+        services: vec![
+            service("web", 80),
+            service("api", 8080),
+            service("metrics", 9100),
+        ],
+        checks: Vec::new(),
+    }
+    .encode()
+}
 
 /// Announces `n` members to `agent` from `bind`, then answers probes until `duration` has passed.
 pub fn run(
@@ -30,7 +60,7 @@ pub fn run(
             let mut buf = Vec::with_capacity(1400);
             let at = wire::encode_header(&mut buf, &Message::Gossip);
             let mut count = 0u16;
-            while i < n && buf.len() < 1300 {
+            while i < n && buf.len() < 1100 {
                 let name = node_name(i);
                 wire::encode_delta(
                     &mut buf,
@@ -41,8 +71,17 @@ pub fn run(
                         tags: &tags,
                     },
                 );
+                // After its member in the same packet, so the agent knows whose record it is.
+                wire::encode_delta(
+                    &mut buf,
+                    &Delta::Record {
+                        name: &name,
+                        version: 1,
+                        body: RecordBody::Inline(&services_of(i)),
+                    },
+                );
                 i += 1;
-                count += 1;
+                count += 2;
             }
             wire::set_count(&mut buf, at, count);
             sock.send_to(&buf, agent).map_err(|e| e.to_string())?;

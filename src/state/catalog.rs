@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -68,7 +67,11 @@ pub struct Listing {
 pub struct Catalog {
     nodes: papaya::HashMap<Arc<str>, Arc<NodeEntry>>,
     services: papaya::HashMap<String, Arc<ServiceEntries>>,
-    listing: ArcSwap<Listing>,
+    /// Index of the last change to the service names or tags.
+    listing_index: AtomicU64,
+    /// The listing as last built; rebuilt by the first reader after a change, so the writer (the
+    /// gossip driver) never walks every service for each record it applies.
+    listing: Mutex<Arc<Listing>>,
     index: AtomicU64,
     /// Per-service watches, created by the readers that wait. Writers notify under this lock after
     /// updating the maps, readers subscribe under it before reading them: no wake-up is lost.
@@ -84,10 +87,11 @@ impl Default for Catalog {
         Catalog {
             nodes: papaya::HashMap::new(),
             services: papaya::HashMap::new(),
-            listing: ArcSwap::from_pointee(Listing {
+            listing_index: AtomicU64::new(1),
+            listing: Mutex::new(Arc::new(Listing {
                 index: 1,
                 services: BTreeMap::new(),
-            }),
+            })),
             index: AtomicU64::new(1),
             watches: Mutex::new(HashMap::new()),
             any: watch::Sender::new(1),
@@ -207,20 +211,7 @@ impl Catalog {
             changed.push(name);
         }
         if listing_changed {
-            let mut all = BTreeMap::new();
-            for (name, e) in services.iter() {
-                if !e.instances.is_empty() {
-                    let tags = e
-                        .instances
-                        .iter()
-                        .flat_map(|i| i.service.tags.iter().cloned());
-                    all.insert(name.clone(), tags.collect());
-                }
-            }
-            self.listing.store(Arc::new(Listing {
-                index,
-                services: all,
-            }));
+            self.listing_index.store(index, Ordering::Release);
         }
         let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
         for name in &changed {
@@ -274,12 +265,31 @@ impl Catalog {
 
     /// Service names and tags.
     pub fn listing(&self) -> Arc<Listing> {
-        self.listing.load_full()
+        let mut cached = self.listing.lock().unwrap_or_else(|p| p.into_inner());
+        let index = self.listing_index.load(Ordering::Acquire);
+        if cached.index != index {
+            let mut all = BTreeMap::new();
+            for (name, e) in self.services.pin().iter() {
+                if !e.instances.is_empty() {
+                    let tags = e
+                        .instances
+                        .iter()
+                        .flat_map(|i| i.service.tags.iter().cloned());
+                    all.insert(name.clone(), tags.collect());
+                }
+            }
+            *cached = Arc::new(Listing {
+                index,
+                services: all,
+            });
+        }
+        cached.clone()
     }
 
     /// Waits until the listing's index passes `min` or `deadline` comes.
     pub async fn wait_listing(&self, min: u64, deadline: Instant) -> Arc<Listing> {
-        self.wait_any(min, deadline, |c| c.listing().index).await;
+        self.wait_any(min, deadline, |c| c.listing_index.load(Ordering::Acquire))
+            .await;
         self.listing()
     }
 
