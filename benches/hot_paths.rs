@@ -211,7 +211,7 @@ fn dns(c: &mut Criterion) {
     if let Some(murmur::dns::answer::Reply::Bytes(bytes, _)) =
         a.respond(&req, Transport::Udp, &mut rng)
     {
-        cache.insert(&key, &bytes);
+        cache.insert(&key, &bytes, false);
     }
     let mut out = Vec::with_capacity(512);
     g.bench_function("answer_cached", |b| {

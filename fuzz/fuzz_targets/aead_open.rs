@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use murmur_gossip::wire;
 use murmur::net::crypto::Keyring;
+use murmur_gossip::wire;
 
 fuzz_target!(|data: &[u8]| {
     let mut ring = Keyring::new(&[7u8; 32]).unwrap();

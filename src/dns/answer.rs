@@ -29,11 +29,23 @@ pub enum Transport {
 /// What to do with a query.
 #[derive(Debug)]
 pub enum Reply {
-    /// Send these bytes; the flag says whether the same query may be answered with them again until the
-    /// table changes (false for shuffled multi-instance service answers).
-    Bytes(Vec<u8>, bool),
+    /// Send these bytes; [`Reuse`] says whether the same query may be answered with them again until
+    /// the data behind them changes.
+    Bytes(Vec<u8>, Reuse),
     /// Outside our domain: forward to the recursors.
     Forward,
+}
+
+/// Whether an answer may be served again for the same question (until the data behind it changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Always the same answer.
+    Always,
+    /// One of several orders of the same instances (a shuffled service answer): a few of them may be
+    /// kept and served in turn.
+    Shuffled,
+    /// Never (error answers).
+    Never,
 }
 
 /// Answers queries from a consistent view of the cluster.
@@ -70,15 +82,15 @@ impl Answerer<'_> {
         // RFC 6891 6.1.3: a version we do not speak gets BADVERS and our own version (0) in the OPT.
         if req.edns.as_ref().is_some_and(|e| e.version() > 0) {
             resp.metadata.response_code = ResponseCode::BADVERS;
-            return Reply::Bytes(self.finish(resp, req, transport), true);
+            return Reply::Bytes(self.finish(resp, req, transport), Reuse::Always);
         }
         if req.metadata.op_code != OpCode::Query {
             resp.metadata.response_code = ResponseCode::NotImp;
-            return Reply::Bytes(self.finish(resp, req, transport), true);
+            return Reply::Bytes(self.finish(resp, req, transport), Reuse::Always);
         }
         let [q] = req.queries.as_slice() else {
             resp.metadata.response_code = ResponseCode::FormErr;
-            return Reply::Bytes(self.finish(resp, req, transport), true);
+            return Reply::Bytes(self.finish(resp, req, transport), Reuse::Always);
         };
         resp.add_query(q.clone());
         let lookup = classify(&q.name().to_ascii(), &self.cfg.domain);
@@ -88,11 +100,11 @@ impl Answerer<'_> {
             }
             resp.metadata.authoritative = false;
             resp.metadata.response_code = ResponseCode::Refused;
-            return Reply::Bytes(self.finish(resp, req, transport), true);
+            return Reply::Bytes(self.finish(resp, req, transport), Reuse::Always);
         }
         if q.query_type() == RecordType::AXFR || q.query_type() == RecordType::IXFR {
             resp.metadata.response_code = ResponseCode::NotImp;
-            return Reply::Bytes(self.finish(resp, req, transport), true);
+            return Reply::Bytes(self.finish(resp, req, transport), Reuse::Always);
         }
         if let Lookup::Reverse(ip) = lookup {
             return match self.reverse(q, ip, &mut resp) {
@@ -100,13 +112,13 @@ impl Answerer<'_> {
                     if resp.answers.is_empty() {
                         resp.add_authority(self.soa());
                     }
-                    Reply::Bytes(self.finish(resp, req, transport), true)
+                    Reply::Bytes(self.finish(resp, req, transport), Reuse::Always)
                 }
                 None if !self.cfg.recursors.is_empty() => Reply::Forward,
                 None => {
                     resp.metadata.response_code = ResponseCode::NXDomain;
                     resp.add_authority(self.soa());
-                    Reply::Bytes(self.finish(resp, req, transport), true)
+                    Reply::Bytes(self.finish(resp, req, transport), Reuse::Always)
                 }
             };
         }
@@ -126,7 +138,12 @@ impl Answerer<'_> {
             resp.add_authority(self.soa());
         }
         let shuffled = matches!(lookup, Lookup::Service { .. }) && resp.answers.len() > 1;
-        Reply::Bytes(self.finish(resp, req, transport), !shuffled)
+        let reuse = if shuffled {
+            Reuse::Shuffled
+        } else {
+            Reuse::Always
+        };
+        Reply::Bytes(self.finish(resp, req, transport), reuse)
     }
 
     fn domain_name(&self) -> Name {

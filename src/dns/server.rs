@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
 use super::DnsConfig;
-use super::answer::{Answerer, Reply, Transport, formerr};
+use super::answer::{Answerer, Reply, Reuse, Transport, formerr};
 use super::cache::{AnswerCache, shape};
 use super::services::ServiceCatalog;
 use crate::state::MemberTable;
@@ -82,7 +82,7 @@ impl DnsServer {
             }
             Err(_) => {
                 self.stats.formerr.fetch_add(1, Ordering::Relaxed);
-                formerr(raw).map(|b| Reply::Bytes(b, false))
+                formerr(raw).map(|b| Reply::Bytes(b, Reuse::Never))
             }
         }
     }
@@ -123,9 +123,9 @@ impl DnsServer {
                     send.clear_last();
                 }
                 match self.answer(raw, Transport::Udp, &mut rng) {
-                    Some(Reply::Bytes(bytes, cacheable)) => {
-                        if cacheable && shape(raw, &mut key).is_some() {
-                            cache.insert(&key, &bytes);
+                    Some(Reply::Bytes(bytes, reuse)) => {
+                        if reuse != Reuse::Never && shape(raw, &mut key).is_some() {
+                            cache.insert(&key, &bytes, reuse == Reuse::Shuffled);
                         }
                         send.next_buf(from).extend_from_slice(&bytes);
                     }
