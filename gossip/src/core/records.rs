@@ -14,16 +14,15 @@ use crate::wire::{MAX_RECORD, RecordBody};
 
 /// How long a stream fetch may stay unanswered before news of the same version asks again.
 pub const RECORD_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a datagram pull may stay unanswered before news of the same version asks again (a lost
-/// pull or answer is then retried from the next member that announces the version).
+/// How long a datagram pull may stay unanswered before it is asked again (see [`MAX_PULL_ATTEMPTS`]).
 pub const RECORD_PULL_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Sends of a record (by each holder) that carry it whole; later ones carry its version only.
 pub(super) const INLINE_SENDS: u32 = 2;
 
-/// Pulls (and stream fetches) before a datagram pull is given up; the later ones go to the record's
-/// owner and the announcer in turn, so a lossy path or a holder that went away does not strand a node
-/// until the next full-state exchange.
+/// Datagram pulls of one version before it is given up (to the next announcement or full-state
+/// exchange); the retries go to the record's owner and the announcer in turn, so a lossy path or a holder
+/// that went away does not strand a node.
 const MAX_PULL_ATTEMPTS: u8 = 5;
 
 /// A record asked for and not yet received.
