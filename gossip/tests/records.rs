@@ -356,3 +356,57 @@ fn anti_entropy_compares_versions_and_pulls_only_what_differs() {
     let pulled = sim.node(9).core.stats().record_pulls - before;
     assert!((1..=2).contains(&pulled), "{pulled} pulls");
 }
+
+#[test]
+fn an_unauthenticated_join_request_gets_versions_not_records() {
+    let mut sim = cluster(3, 13, NetModel::default());
+    for i in 0..3 {
+        publish(&mut sim, i, format!("secret-{i}").as_bytes());
+    }
+    sim.run_for(Duration::from_secs(3));
+    let sync = |whole_records| {
+        let mut buf = Vec::new();
+        let msg = Message::Sync {
+            seq: 7,
+            want_reply: true,
+            is_reply: false,
+            whole_records,
+        };
+        let at = wire::encode_header(&mut buf, &msg);
+        wire::set_count(&mut buf, at, 0);
+        buf
+    };
+    let bodies = |core: &mut murmur_gossip::Core| {
+        let mut inline = 0;
+        let mut buf = Vec::new();
+        while let Some(t) = core.poll_transmit(&mut buf) {
+            if let Ok(p) = wire::decode(&buf[..t.len]) {
+                inline += p
+                    .deltas()
+                    .filter(|d| {
+                        matches!(
+                            d,
+                            Delta::Record {
+                                body: RecordBody::Inline(_),
+                                ..
+                            }
+                        )
+                    })
+                    .count();
+            }
+        }
+        inline
+    };
+    let now = sim.now;
+    let stranger = "127.9.9.9:7946".parse().unwrap();
+    let core = &mut sim.node_mut(0).core;
+    bodies(core);
+    core.handle_untrusted_packet(now, stranger, &sync(true));
+    assert_eq!(
+        bodies(core),
+        0,
+        "records went to an unauthenticated requester"
+    );
+    core.handle_packet(now, stranger, &sync(true));
+    assert_eq!(bodies(core), 3, "a join gets every record whole");
+}

@@ -175,7 +175,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         serf_lan_port: cfg.ports.serf_lan,
     };
     let services = Arc::new(LocalServices::new(data_dir.as_ref().map(DataDir::path)));
-    services.set_script_policy(cfg.scripts);
+    let _ = services.set_script_policy(cfg.scripts);
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     for problem in services.load_persisted(Instant::now()) {
         warn!("skipping a persisted registration that no longer reads: {problem}");
@@ -416,7 +416,9 @@ fn member_tags(cfg: &Config, node_id: &str) -> Vec<(String, String)> {
 /// need a restart, as most of Consul's do. A bad file keeps the running definitions and says why.
 fn reload(flags: &flags::Parsed, services: &LocalServices) -> Result<(), String> {
     let applied = config::load(flags).and_then(|cfg| {
-        services.set_script_policy(cfg.scripts);
+        for id in services.set_script_policy(cfg.scripts) {
+            warn!("script check {id:?} removed: script checks are no longer enabled");
+        }
         services.replace_config(cfg.services, cfg.checks, Instant::now())
     });
     match &applied {

@@ -83,7 +83,9 @@ impl Blocking {
 
     /// Waits on anything about nodes (members or any record); returns the index and the members then.
     pub async fn nodes(&self, s: &AgentState) -> (u64, Arc<Snapshot>) {
-        let index = |s: &AgentState| s.members.snapshot().index.max(s.catalog.index());
+        // Both counters only grow, so their sum moves whenever either does (a max would hide a change
+        // to the smaller one).
+        let index = |s: &AgentState| s.members.snapshot().index + s.catalog.index();
         if let Some(min) = self.index
             && index(s) == min
         {

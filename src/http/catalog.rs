@@ -121,31 +121,29 @@ pub(super) async fn catalog_service(
     Query(q): Params,
 ) -> ApiResult {
     let (entries, snap) = service_read(&s, &name, &q).await?;
-    let body: Vec<Value> = visible(&s, &snap, &entries.instances, &q)
-        .map(|(m, i)| service_node(m, i))
+    let body: Vec<Value> = visible(&s, &entries.instances, &q)
+        .map(|(m, i)| service_node(&m, i))
         .collect();
     Ok(with_index(entries.index, &snap, Value::Array(body)))
 }
 
 /// The instances a read shows: of members in this datacenter's catalog, with `?tag=` and `?node-meta=`
 /// applied, each with its member.
+///
+/// Members are looked up in the table itself, not a published listing: the gossip driver writes a
+/// member there before it applies the record events of the same batch, which wake these readers.
 pub(super) fn visible<'a>(
     s: &'a ApiState,
-    snap: &'a Snapshot,
     instances: &'a [Arc<Instance>],
     q: &'a HashMap<String, String>,
-) -> impl Iterator<Item = (&'a MemberRecord, &'a Instance)> + 'a {
+) -> impl Iterator<Item = (Arc<MemberRecord>, &'a Instance)> + 'a {
     let dc = &s.state.local.datacenter;
     instances.iter().filter_map(move |i| {
-        let m = snap
-            .members
-            .binary_search_by(|m| (*m.name).cmp(&*i.node))
-            .ok()?;
-        let m = &*snap.members[m];
+        let m = s.state.members.get(&i.node)?;
         let tag_ok = q
             .get("tag")
             .is_none_or(|t| i.service.tags.iter().any(|x| x == t));
-        (in_catalog(m, dc) && tag_ok && node_meta_matches(m, q)).then_some((m, &**i))
+        (in_catalog(&m, dc) && tag_ok && node_meta_matches(&m, q)).then_some((m, &**i))
     })
 }
 

@@ -38,13 +38,13 @@ pub(super) async fn service(
 ) -> ApiResult {
     let (entries, snap) = service_read(&s, &name, &q).await?;
     let passing = flag(&q, "passing");
-    let body: Vec<Value> = visible(&s, &snap, &entries.instances, &q)
+    let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .filter(|(m, i)| !passing || all_passing(m, i))
         .map(|(m, i)| {
             json!({
-                "Node": catalog_node(m),
+                "Node": catalog_node(&m),
                 "Service": node_service(&i.service, (i.create_index, i.modify_index)),
-                "Checks": instance_checks(m, i),
+                "Checks": instance_checks(&m, i),
             })
         })
         .collect();
@@ -57,7 +57,7 @@ pub(super) async fn checks(
     Query(q): Params,
 ) -> ApiResult {
     let (entries, snap) = service_read(&s, &name, &q).await?;
-    let body: Vec<Value> = visible(&s, &snap, &entries.instances, &q)
+    let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .flat_map(|(m, i)| {
             i.checks
                 .iter()

@@ -72,7 +72,11 @@ pub struct Catalog {
     /// The listing as last built; rebuilt by the first reader after a change, so the writer (the
     /// gossip driver) never walks every service for each record it applies.
     listing: Mutex<Arc<Listing>>,
+    /// Last index handed out to a change.
     index: AtomicU64,
+    /// Index of the last change whose data readers can see: what [`Catalog::index`] reports, so a
+    /// reader never gets an index ahead of the data it read.
+    published: AtomicU64,
     /// Per-service watches, created by the readers that wait. Writers notify under this lock after
     /// updating the maps, readers subscribe under it before reading them: no wake-up is lost.
     watches: Mutex<HashMap<String, watch::Sender<u64>>>,
@@ -93,6 +97,7 @@ impl Default for Catalog {
                 services: BTreeMap::new(),
             })),
             index: AtomicU64::new(1),
+            published: AtomicU64::new(1),
             watches: Mutex::new(HashMap::new()),
             any: watch::Sender::new(1),
             undecodable: AtomicU64::new(0),
@@ -106,9 +111,9 @@ impl Catalog {
         Self::default()
     }
 
-    /// The catalog index now (never 0).
+    /// The index of the newest change readers can see (never 0).
     pub fn index(&self) -> u64 {
-        self.index.load(Ordering::Acquire)
+        self.published.load(Ordering::Acquire)
     }
 
     fn next_index(&self) -> u64 {
@@ -120,8 +125,13 @@ impl Catalog {
         let record = match NodeRecord::decode(bytes) {
             Ok(r) => r,
             Err(e) => {
+                // Not the old record either: the node has moved on (a newer format, or garbage), and
+                // advertising what it used to run would route traffic to services it may have dropped.
                 self.undecodable.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("catalog record of {node} (version {version}) dropped: {e}");
+                tracing::warn!(
+                    "catalog record of {node} (version {version}) unreadable, its services are left out: {e}"
+                );
+                self.remove_node(node);
                 return;
             }
         };
@@ -213,6 +223,7 @@ impl Catalog {
         if listing_changed {
             self.listing_index.store(index, Ordering::Release);
         }
+        self.published.store(index, Ordering::Release);
         let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
         for name in &changed {
             if let Some(tx) = watches.get(name) {
@@ -461,7 +472,10 @@ mod tests {
         // Garbage is counted, not applied.
         c.apply_record(&Arc::from("b"), 4, b"\x07junk");
         assert_eq!(c.undecodable.load(Ordering::Relaxed), 1);
-        assert_eq!(c.service("web").instances.len(), 1);
+        assert!(
+            c.service("web").instances.is_empty(),
+            "an unreadable record takes the node's old services out"
+        );
     }
 
     #[tokio::test]

@@ -396,9 +396,27 @@ impl LocalServices {
         }
     }
 
-    /// Sets which script checks may be registered from now on.
-    pub fn set_script_policy(&self, p: ScriptPolicy) {
-        self.lock().scripts = p;
+    /// Sets which script checks may be registered from now on, and removes the registered ones the new
+    /// policy no longer allows (a reload that turns script checks off stops them, as in Consul).
+    /// Returns the IDs removed.
+    pub fn set_script_policy(&self, p: ScriptPolicy) -> Vec<String> {
+        let disallowed: Vec<String> = {
+            let mut inner = self.lock();
+            inner.scripts = p;
+            inner
+                .checks
+                .values()
+                .filter(|c| matches!(c.def.kind, CheckKind::Script(_)))
+                .filter(|c| !(p.any || (p.local && c.source == Source::Config)))
+                .map(|c| c.def.id.clone())
+                .collect()
+        };
+        for id in &disallowed {
+            if let Err(e) = self.remove_check(id) {
+                tracing::warn!("script check {id:?} stays registered: {e}");
+            }
+        }
+        disallowed
     }
 
     /// Services with a check that has been critical for longer than its

@@ -32,8 +32,9 @@ impl MemberSink for Publisher {
         match (change, ev) {
             (Change::Leave | Change::Reap, Event::Member(m)) => self.catalog.remove_node(&m.name),
             (Change::Reap, Event::Reaped(name)) => self.catalog.remove_node(name),
-            // serfHealth follows the member: every result holding its services changes.
-            (Change::Failed | Change::Join, Event::Member(m)) => {
+            // serfHealth, the address and node meta follow the member: every result holding its
+            // services changes.
+            (Change::Failed | Change::Join | Change::Update, Event::Member(m)) => {
                 self.catalog.node_health_changed(&m.name)
             }
             _ => {}

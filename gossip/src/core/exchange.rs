@@ -170,10 +170,23 @@ impl Core {
     pub fn encode_state(&self, buf: &mut Vec<u8>, whole_records: bool) {
         let me = self.local_slot();
         let others = self.view.iter().filter(|s| s.ident.id() != self.me_id);
-        let inline = if whole_records { wire::MAX_RECORD } else { 0 };
+        // Whole records up to half the largest state a peer accepts, versions past that (pulled or
+        // fetched after the join): thousands of large records must not make every join fail.
+        let budget = std::cell::Cell::new(if whole_records {
+            wire::MAX_STATE / 2
+        } else {
+            0
+        });
         wire::encode_state(
             buf,
             std::iter::once(me).chain(others).flat_map(|s| {
+                let size = s.record.as_ref().map_or(0, |r| r.body.len());
+                let inline = if size <= budget.get() {
+                    budget.set(budget.get() - size);
+                    wire::MAX_RECORD
+                } else {
+                    0
+                };
                 std::iter::once(self.state_delta(s)).chain(records::record_delta(s, inline))
             }),
         );

@@ -566,13 +566,14 @@ impl Core {
                         self.stats.dropped_sync_busy += 1;
                     } else {
                         self.exchanges.sync_replies += 1;
-                        // Answered in kind: whole records to a joiner, versions otherwise.
+                        // Answered in kind: whole records to a joiner, versions otherwise; never whole
+                        // to an unauthenticated request (a spoofed source would get the catalog).
                         self.out.push_back(Out::Sync {
                             dst: from,
                             seq,
                             want_reply: false,
                             is_reply: true,
-                            whole_records,
+                            whole_records: whole_records && self.trusted,
                             cursor: 0,
                         });
                     }
