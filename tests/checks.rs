@@ -224,6 +224,38 @@ fn http_tcp_udp_script_and_alias_checks_run_as_in_consul() {
     );
 }
 
+/// Serves `ip:0` on a thread of its own for at most two minutes, handing each accepted connection to
+/// `handle` (spawned); returns the port.
+fn serve_on_thread<F, Fut>(ip: &str, handle: F) -> u16
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ip = ip.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind((ip.as_str(), 0))
+                .await
+                .unwrap();
+            tx.send(l.local_addr().unwrap().port()).unwrap();
+            let serve = async {
+                loop {
+                    if let Ok((s, _)) = l.accept().await {
+                        tokio::spawn(handle(s));
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(120), serve).await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
 /// A gRPC server answering `grpc.health.v1.Health/Check`: SERVING for the whole server and for "web",
 /// NOT_SERVING for anything else. Runs on its own thread for at most two minutes.
 fn grpc_health_server(ip: &str) -> u16 {
@@ -247,60 +279,34 @@ fn grpc_health_server(ip: &str) -> u16 {
         }
     }
 
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ip = ip.to_owned();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind((ip.as_str(), 0))
-                .await
-                .unwrap();
-            tx.send(l.local_addr().unwrap().port()).unwrap();
-            let serve = async {
-                loop {
-                    let Ok((s, _)) = l.accept().await else {
-                        continue;
-                    };
-                    let svc = hyper::service::service_fn(
-                        |req: hyper::Request<hyper::body::Incoming>| async move {
-                            use http_body_util::BodyExt;
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            // The request frame: 5-byte prefix, then field 1 (the service name) if any.
-                            let service = body
-                                .get(7..)
-                                .map(|b| String::from_utf8_lossy(b).into_owned())
-                                .unwrap_or_default();
-                            let status = if service.is_empty() || service == "web" {
-                                1
-                            } else {
-                                2
-                            };
-                            let frame = Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]);
-                            let mut trailers = hyper::HeaderMap::new();
-                            trailers.insert("grpc-status", "0".parse().unwrap());
-                            let resp = hyper::Response::builder()
-                                .header("content-type", "application/grpc")
-                                .body(Reply(Some(frame), Some(trailers)))
-                                .unwrap();
-                            Ok::<_, std::convert::Infallible>(resp)
-                        },
-                    );
-                    tokio::spawn(async move {
-                        let _ = hyper::server::conn::http2::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        )
-                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
-                        .await;
-                    });
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(120), serve).await;
-        });
-    });
-    rx.recv().unwrap()
+    serve_on_thread(ip, |s| async move {
+        let svc =
+            hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                use http_body_util::BodyExt;
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                // The request frame: 5-byte prefix, then field 1 (the service name) if any.
+                let service = body
+                    .get(7..)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                let status = if service.is_empty() || service == "web" {
+                    1
+                } else {
+                    2
+                };
+                let frame = Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]);
+                let mut trailers = hyper::HeaderMap::new();
+                trailers.insert("grpc-status", "0".parse().unwrap());
+                let resp = hyper::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(Reply(Some(frame), Some(trailers)))
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(resp)
+            });
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+            .await;
+    })
 }
 
 #[test]
@@ -352,35 +358,20 @@ fn https_server(ip: &str) -> u16 {
     .with_single_cert(vec![cert], key)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ip = ip.to_owned();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind((ip.as_str(), 0)).await.unwrap();
-            tx.send(l.local_addr().unwrap().port()).unwrap();
-            let serve = async {
-                loop {
-                    let Ok((s, _)) = l.accept().await else { continue };
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        let Ok(mut tls) = acceptor.accept(s).await else { return };
-                        let mut buf = [0u8; 4096];
-                        let _ = tls.read(&mut buf).await;
-                        let _ = tls
-                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-                            .await;
-                        let _ = tls.shutdown().await;
-                    });
-                }
+    serve_on_thread(ip, move |s| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(mut tls) = acceptor.accept(s).await else {
+                return;
             };
-            let _ = tokio::time::timeout(Duration::from_secs(120), serve).await;
-        });
-    });
-    rx.recv().unwrap()
+            let mut buf = [0u8; 4096];
+            let _ = tls.read(&mut buf).await;
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await;
+            let _ = tls.shutdown().await;
+        }
+    })
 }
 
 #[test]

@@ -8,8 +8,6 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeMap;
-
 use murmur::state::node_record::{NodeRecord, ServiceRecord};
 use murmur_gossip::wire::{self, Delta, Message, RecordBody};
 
@@ -18,16 +16,9 @@ use crate::measure::node_name;
 /// Member `i`'s catalog record: three services, each name shared by members 3K..3K+2.
 pub fn services_of(i: usize) -> Vec<u8> {
     let k = i / 3;
-    let service = |name: &str, port: u16| ServiceRecord {
-        id: format!("{name}-{k}"),
-        name: format!("{name}-{k}"),
-        tags: vec!["v1".into()],
-        address: String::new(),
-        port,
-        meta: BTreeMap::new(),
-        tagged_addresses: "{}".into(),
-        enable_tag_override: false,
-        weights: (1, 1),
+    let service = |name: &str, port: u16| {
+        let name = format!("{name}-{k}");
+        ServiceRecord::plain(&name, &name, &["v1"], port)
     };
     NodeRecord {
         services: vec![

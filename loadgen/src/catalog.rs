@@ -3,7 +3,6 @@
 //! 50/99/100% of the other nodes, gossip bytes and packets per node per second with records held and
 //! while flipping, and memory per virtual node.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use murmur::state::node_record::{CheckRecord, NodeRecord, ServiceRecord};
@@ -18,16 +17,8 @@ const WINDOW: Duration = Duration::from_secs(10);
 
 /// Node `i`'s record with its check `passing` or not: three services, one check on the first.
 pub fn record_of(i: usize, passing: bool) -> Vec<u8> {
-    let service = |name: &str, port: u16, tags: &[&str]| ServiceRecord {
-        id: format!("{name}-{i}"),
-        name: name.into(),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        address: String::new(),
-        port,
-        meta: BTreeMap::new(),
-        tagged_addresses: "{}".into(),
-        enable_tag_override: false,
-        weights: (1, 1),
+    let service = |name: &str, port: u16, tags: &[&str]| {
+        ServiceRecord::plain(&format!("{name}-{i}"), name, tags, port)
     };
     NodeRecord {
         services: vec![

@@ -380,17 +380,7 @@ mod tests {
     use std::time::Duration;
 
     fn svc(id: &str, name: &str, tags: &[&str]) -> ServiceRecord {
-        ServiceRecord {
-            id: id.into(),
-            name: name.into(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            address: String::new(),
-            port: 80,
-            meta: BTreeMap::new(),
-            tagged_addresses: "{}".into(),
-            enable_tag_override: false,
-            weights: (1, 1),
-        }
+        ServiceRecord::plain(id, name, tags, 80)
     }
 
     fn check(id: &str, service: &str, status: u8) -> CheckRecord {

@@ -35,6 +35,23 @@ pub struct ServiceRecord {
     pub weights: (u32, u32),
 }
 
+impl ServiceRecord {
+    /// A plain service: the node's address, no meta or tagged addresses, weights 1/1.
+    pub fn plain(id: &str, name: &str, tags: &[&str], port: u16) -> Self {
+        ServiceRecord {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            address: String::new(),
+            port,
+            meta: BTreeMap::new(),
+            tagged_addresses: "{}".into(),
+            enable_tag_override: false,
+            weights: (1, 1),
+        }
+    }
+}
+
 /// One health check on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckRecord {
@@ -166,17 +183,7 @@ impl NodeRecord {
 
 /// The `consul` service a server carries (Consul's leader registers it for every server).
 pub fn consul_service_record(server_port: u16) -> ServiceRecord {
-    ServiceRecord {
-        id: "consul".into(),
-        name: "consul".into(),
-        tags: Vec::new(),
-        address: String::new(),
-        port: server_port,
-        meta: BTreeMap::new(),
-        tagged_addresses: "{}".into(),
-        enable_tag_override: false,
-        weights: (1, 1),
-    }
+    ServiceRecord::plain("consul", "consul", &[], server_port)
 }
 
 fn service_record(s: &ServiceDef) -> ServiceRecord {
