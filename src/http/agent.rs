@@ -68,7 +68,7 @@ pub(super) async fn agent_self(State(s): State<ApiState>) -> Response {
             },
             "catalog": {
                 "index": s.state.catalog.index().to_string(),
-                "nodes_with_records": s.state.catalog.nodes().len().to_string(),
+                "nodes_with_records": s.state.catalog.node_count().to_string(),
                 "watched_services": s.state.catalog.watched_services().to_string(),
                 "undecodable_records": s.state.catalog.undecodable.load(Ordering::Relaxed).to_string(),
                 "records_applied": c.records_applied.to_string(),

@@ -331,9 +331,9 @@ impl Catalog {
         self.nodes.pin().get(node).cloned()
     }
 
-    /// Every node record, in no particular order.
-    pub fn nodes(&self) -> Vec<Arc<NodeEntry>> {
-        self.nodes.pin().values().cloned().collect()
+    /// Nodes that published a record.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     /// Number of blocking-query watches held open (for the agent's counters).

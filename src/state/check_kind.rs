@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::definitions::DefinitionError;
+use super::definitions::{DefinitionError, err, string};
 use crate::util::duration;
 
 /// Shortest interval a check runs at; shorter ones are raised to it, as Consul does.
@@ -98,18 +98,6 @@ pub struct Schedule {
     pub interval: Duration,
     /// Longest a run may take.
     pub timeout: Duration,
-}
-
-fn err<T>(msg: impl Into<String>) -> Result<T, DefinitionError> {
-    Err(DefinitionError(msg.into()))
-}
-
-fn string(f: &BTreeMap<String, Value>, k: &str) -> Result<Option<String>, DefinitionError> {
-    match f.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => err(format!("{k}: expected a string, got {other}")),
-    }
 }
 
 fn boolean(f: &BTreeMap<String, Value>, k: &str) -> Result<bool, DefinitionError> {

@@ -117,7 +117,8 @@ impl std::fmt::Display for DefinitionError {
 
 impl std::error::Error for DefinitionError {}
 
-fn err<T>(msg: impl Into<String>) -> Result<T, DefinitionError> {
+/// A refusal with `msg`.
+pub(super) fn err<T>(msg: impl Into<String>) -> Result<T, DefinitionError> {
     Err(DefinitionError(msg.into()))
 }
 
@@ -140,7 +141,11 @@ fn fields(v: &Value, what: &str) -> Result<BTreeMap<String, Value>, DefinitionEr
     Ok(out)
 }
 
-fn string(f: &BTreeMap<String, Value>, k: &str) -> Result<Option<String>, DefinitionError> {
+/// An optional string field of normalized fields `f`.
+pub(super) fn string(
+    f: &BTreeMap<String, Value>,
+    k: &str,
+) -> Result<Option<String>, DefinitionError> {
     match f.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),

@@ -117,18 +117,10 @@ async fn call(addr: &str, service: &str, tls: bool, skip_verify: bool) -> Result
         .await
         .map_err(|e| format!("rpc error: code = Unavailable desc = dial tcp {addr}: {e}"))?;
     if tls {
-        let cfg = crate::net::tls::check_client(skip_verify, &[b"h2"])?;
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let name =
-            rustls::pki_types::ServerName::try_from(host).map_err(|e| format!("tls: {e}"))?;
-        let stream = tokio_rustls::TlsConnector::from(cfg)
-            .connect(name, tcp)
+        let stream = super::tls_connect(tcp, host, skip_verify, &[b"h2"])
             .await
-            .map_err(|e| format!("rpc error: code = Unavailable desc = tls: {e}"))?;
+            .map_err(|e| format!("rpc error: code = Unavailable desc = {e}"))?;
         rpc(stream, "https", addr, service).await
     } else {
         rpc(tcp, "http", addr, service).await

@@ -139,21 +139,11 @@ async fn once(
     };
     let host = url.host().ok_or("no Host in request URL")?.to_owned();
     let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let bare = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let tcp = TcpStream::connect((bare.as_str(), port))
+    let tcp = TcpStream::connect((super::bare_host(&host), port))
         .await
         .map_err(|e| format!("dial tcp {host}:{port}: connect: {e}"))?;
     if https {
-        let cfg = crate::net::tls::check_client(p.tls_skip_verify, &[b"http/1.1"])?;
-        let name =
-            rustls::pki_types::ServerName::try_from(bare).map_err(|e| format!("tls: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(cfg)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("tls: {e}"))?;
+        let tls = super::tls_connect(tcp, &host, p.tls_skip_verify, &[b"http/1.1"]).await?;
         exchange(tls, url, method, p, body, deadline).await
     } else {
         exchange(tcp, url, method, p, body, deadline).await

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -123,6 +124,28 @@ pub async fn run_once(kind: &CheckKind, timeout: Duration) -> Outcome {
             format!("Timed out ({}) running check", go_string(timeout)),
         ),
     }
+}
+
+/// `host` without the brackets of an IPv6 literal (`[::1]` -> `::1`).
+pub fn bare_host(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// TLS over a check's connection to `host`, verified against the system's roots unless `skip_verify`,
+/// offering `alpn`.
+pub async fn tls_connect(
+    tcp: TcpStream,
+    host: &str,
+    skip_verify: bool,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let cfg = crate::net::tls::check_client(skip_verify, alpn)?;
+    let name = rustls::pki_types::ServerName::try_from(bare_host(host).to_owned())
+        .map_err(|e| format!("tls: {e}"))?;
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("tls: {e}"))
 }
 
 /// The last `MAX_OUTPUT` bytes of a stream, as Consul's circular buffer keeps them.
