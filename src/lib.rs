@@ -14,6 +14,7 @@ pub mod cli;
 pub mod dns;
 pub mod http;
 pub mod net;
+pub mod raft;
 pub mod state;
 pub mod util;
 pub mod version;

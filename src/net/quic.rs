@@ -80,15 +80,14 @@ pub struct Quic {
     pub stats: QuicStats,
 }
 
-async fn read_frame(r: &mut quinn::RecvStream) -> Result<Vec<u8>, String> {
+/// Reads one length-prefixed frame of at most `limit` bytes.
+pub(crate) async fn read_frame(r: &mut quinn::RecvStream, limit: usize) -> Result<Vec<u8>, String> {
     let n = r
         .read_u32()
         .await
         .map_err(|e| format!("reading frame length: {e}"))? as usize;
-    if n > MAX_FRAME {
-        return Err(format!(
-            "frame of {n} bytes exceeds the {MAX_FRAME}-byte limit"
-        ));
+    if n > limit {
+        return Err(format!("frame of {n} bytes exceeds the {limit}-byte limit"));
     }
     let mut buf = vec![0u8; n];
     r.read_exact(&mut buf)
@@ -97,7 +96,8 @@ async fn read_frame(r: &mut quinn::RecvStream) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-async fn write_frame(w: &mut quinn::SendStream, data: &[u8]) -> Result<(), String> {
+/// Writes one length-prefixed frame and finishes the stream.
+pub(crate) async fn write_frame(w: &mut quinn::SendStream, data: &[u8]) -> Result<(), String> {
     w.write_u32(data.len() as u32)
         .await
         .map_err(|e| format!("writing frame: {e}"))?;
@@ -163,7 +163,7 @@ impl Quic {
                 request.push(kind as u8);
                 request.extend_from_slice(ours);
                 write_frame(&mut send, &request).await?;
-                read_frame(&mut recv).await
+                read_frame(&mut recv, MAX_FRAME).await
             }
             .await;
             match exchanged {
@@ -232,7 +232,7 @@ impl Quic {
         let from = incoming.remote_address();
         let conn = incoming.await.map_err(|e| format!("handshake: {e}"))?;
         let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-        let mut theirs = read_frame(&mut recv).await?;
+        let mut theirs = read_frame(&mut recv, MAX_FRAME).await?;
         let kind = theirs.first().and_then(|b| Stream::from_byte(*b));
         let answered = match kind {
             Some(kind) => {

@@ -18,11 +18,13 @@ pub mod changes;
 pub mod check_kind;
 pub mod definitions;
 pub mod keyring;
+pub mod kv;
 pub mod local_services;
 pub mod maintenance;
 pub mod members;
 pub mod node_record;
 pub mod publish;
+pub mod replicated;
 pub mod servers;
 
 use std::net::SocketAddr;

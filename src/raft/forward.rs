@@ -1,0 +1,128 @@
+//! A client agent's way to the replicated store: every request goes to an alive server of the
+//! datacenter (taken in turn), which answers it or forwards it to its leader.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::bootstrap::gossip_servers;
+use super::command::Command;
+use super::network::{CallError, Transport};
+use super::rpc::{Answer, Rpc};
+use super::server::HOLD;
+use crate::state::MemberTable;
+use crate::state::kv::KvOp;
+use crate::state::replicated::{
+    BoxFuture, ReadRequest, ReadResult, Replicated, StoreError, Written,
+};
+
+/// Extra time over a request's own hold or wait.
+const SLACK: Duration = Duration::from_secs(10);
+
+/// Forwards to the servers.
+pub struct Forwarder {
+    transport: Arc<Transport>,
+    members: Arc<MemberTable>,
+    datacenter: String,
+    default_port: u16,
+    next: AtomicUsize,
+}
+
+impl Forwarder {
+    /// Forwards through `transport` to the servers gossip shows in `datacenter`.
+    pub fn new(
+        transport: Arc<Transport>,
+        members: Arc<MemberTable>,
+        datacenter: String,
+        default_port: u16,
+    ) -> Self {
+        Forwarder {
+            transport,
+            members,
+            datacenter,
+            default_port,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Sends `rpc` to a server; a server that cannot be reached is passed over for the next.
+    async fn call(&self, rpc: Rpc, timeout: Duration) -> Result<Answer, StoreError> {
+        let servers: Vec<SocketAddr> =
+            gossip_servers(&self.members, &self.datacenter, self.default_port)
+                .iter()
+                .filter_map(|c| c.node.addr.parse().ok())
+                .collect();
+        if servers.is_empty() {
+            return Err(StoreError::NoServers);
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last = String::new();
+        for i in 0..servers.len() {
+            let addr = servers[(start + i) % servers.len()];
+            match self.transport.call(addr, &rpc, timeout).await {
+                Ok(Answer::Refused(why)) => return Err(StoreError::Unavailable(why)),
+                Ok(a) => return Ok(a),
+                // Never sent: another server may take it.
+                Err(CallError::Unreachable(e)) => last = e,
+                Err(e) => return Err(StoreError::Unavailable(format!("server {addr}: {e}"))),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "no server could be reached: {last}"
+        )))
+    }
+
+    async fn status(&self) -> Option<super::rpc::Status> {
+        match self.call(Rpc::Status, Duration::from_secs(5)).await {
+            Ok(Answer::Status(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+fn unexpected() -> StoreError {
+    StoreError::Unavailable("unexpected answer from a server".into())
+}
+
+impl Replicated for Forwarder {
+    fn write(&self, op: KvOp) -> BoxFuture<'_, Result<Written, StoreError>> {
+        Box::pin(async move {
+            let rpc = Rpc::Write {
+                command: Command::Kv(op).encode(),
+                hops: 0,
+            };
+            match self.call(rpc, HOLD + SLACK).await? {
+                Answer::Write(r) => r,
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn read(&self, req: ReadRequest) -> BoxFuture<'_, Result<ReadResult, StoreError>> {
+        Box::pin(async move {
+            let timeout = req.wait.max(HOLD) + SLACK;
+            match self
+                .call(
+                    Rpc::Read {
+                        request: req,
+                        hops: 0,
+                    },
+                    timeout,
+                )
+                .await?
+            {
+                Answer::Read(r) => r,
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn leader(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move { self.status().await.and_then(|s| s.leader) })
+    }
+
+    fn peers(&self) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(async move { self.status().await.map(|s| s.peers).unwrap_or_default() })
+    }
+}

@@ -1,0 +1,355 @@
+//! The server transport: QUIC on the server port (`-server-port`, 8300), with the cluster's TLS (mutual
+//! when configured; server names checked with `verify_server_hostname`). Connections are kept per peer
+//! and each request takes its own bi-directional stream, so a long blocking read never holds up a
+//! heartbeat. Also openraft's [`RaftNetworkFactory`] over it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::AnyError;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use tokio::sync::Semaphore;
+
+use super::rpc::{self, Answer, MAX_FRAME, Rpc};
+use super::{ServerNode, TypeConfig};
+use crate::net::quic::{read_frame, write_frame};
+use crate::net::tls::{self, TlsSettings};
+
+/// Connections served at once; more are refused.
+const MAX_CONNECTIONS: usize = 1024;
+/// Streams one connection may have open: concurrent RPCs, blocking reads included.
+const MAX_STREAMS: u32 = 4096;
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// No connection could be made.
+    Unreachable(String),
+    /// The connection was made but the exchange failed.
+    Failed(String),
+    /// No answer in time.
+    Timeout,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Unreachable(e) => write!(f, "unreachable: {e}"),
+            CallError::Failed(e) => f.write_str(e),
+            CallError::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Requests answered.
+    pub served: AtomicU64,
+    /// Incoming requests that failed (handshake, size, decode).
+    pub failed_in: AtomicU64,
+    /// Connections made.
+    pub connects: AtomicU64,
+}
+
+/// The endpoint and its cached connections.
+pub struct Transport {
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    server_name: String,
+    conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// Counters.
+    pub stats: TransportStats,
+}
+
+fn rpc_transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    // Keep-alives hold idle client connections and long blocking reads open.
+    t.keep_alive_interval(Some(Duration::from_secs(2)));
+    t.max_idle_timeout(Some(
+        Duration::from_secs(15).try_into().expect("small timeout"),
+    ));
+    t.max_concurrent_bidi_streams(MAX_STREAMS.into());
+    t.stream_receive_window((8u32 << 20).into());
+    t.receive_window((64u32 << 20).into());
+    t.send_window(64 << 20);
+    Arc::new(t)
+}
+
+impl Transport {
+    /// Opens the endpoint: bound to `listen` on a server, on an ephemeral port otherwise.
+    pub fn open(
+        listen: Option<SocketAddr>,
+        local_ip: std::net::IpAddr,
+        settings: &TlsSettings,
+        datacenter: &str,
+    ) -> Result<Arc<Self>, String> {
+        let configs = tls::quic_configs(settings)?;
+        let transport = rpc_transport();
+        let mut client = configs.join;
+        client.transport_config(transport.clone());
+        let endpoint = match listen {
+            Some(addr) => {
+                let mut server = configs.server;
+                server.transport_config(transport);
+                quinn::Endpoint::server(server, addr)
+                    .map_err(|e| format!("Failed to bind the server port on {addr}: {e}"))?
+            }
+            None => quinn::Endpoint::client(SocketAddr::new(local_ip, 0))
+                .map_err(|e| format!("server transport: {e}"))?,
+        };
+        Ok(Arc::new(Transport {
+            endpoint,
+            client,
+            server_name: format!("server.{datacenter}.murmur"),
+            conns: Mutex::new(HashMap::new()),
+            stats: TransportStats::default(),
+        }))
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.local_addr().ok()
+    }
+
+    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, CallError> {
+        let cached = self
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&addr)
+            .cloned();
+        if let Some(c) = cached
+            && c.close_reason().is_none()
+        {
+            return Ok(c);
+        }
+        let c = self
+            .endpoint
+            .connect_with(self.client.clone(), addr, &self.server_name)
+            .map_err(|e| CallError::Unreachable(e.to_string()))?
+            .await
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        self.conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(addr, c.clone());
+        Ok(c)
+    }
+
+    fn forget(&self, addr: SocketAddr) {
+        self.conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&addr);
+    }
+
+    async fn exchange(&self, conn: &quinn::Connection, req: &[u8]) -> Result<Vec<u8>, String> {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        write_frame(&mut send, req).await?;
+        read_frame(&mut recv, MAX_FRAME).await
+    }
+
+    /// Sends `rpc` to `addr` and waits up to `timeout` for the answer. A cached connection that has
+    /// gone away is replaced once.
+    pub async fn call(
+        &self,
+        addr: SocketAddr,
+        rpc: &Rpc,
+        timeout: Duration,
+    ) -> Result<Answer, CallError> {
+        let req = rpc::encode(rpc).map_err(CallError::Failed)?;
+        let work = async {
+            let conn = self.connection(addr).await?;
+            let bytes = match self.exchange(&conn, &req).await {
+                Ok(b) => b,
+                Err(_) if conn.close_reason().is_some() => {
+                    self.forget(addr);
+                    let conn = self.connection(addr).await?;
+                    self.exchange(&conn, &req)
+                        .await
+                        .map_err(CallError::Failed)?
+                }
+                Err(e) => return Err(CallError::Failed(e)),
+            };
+            rpc::decode(&bytes).map_err(CallError::Failed)
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| CallError::Timeout)?
+    }
+
+    /// Answers incoming requests with `handler(from, rpc)` until the endpoint closes.
+    pub fn serve<F, Fut>(self: &Arc<Self>, handler: F)
+    where
+        F: Fn(SocketAddr, Rpc) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Answer> + Send + 'static,
+    {
+        let me = self.clone();
+        let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        tokio::spawn(async move {
+            while let Some(incoming) = me.endpoint.accept().await {
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    incoming.refuse();
+                    continue;
+                };
+                let (me, handler) = (me.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let from = incoming.remote_address();
+                    match incoming.await {
+                        Ok(conn) => me.serve_connection(from, conn, handler).await,
+                        Err(e) => {
+                            me.stats.failed_in.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!("server RPC handshake from {from} failed: {e}");
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+        });
+    }
+
+    async fn serve_connection<F, Fut>(
+        self: Arc<Self>,
+        from: SocketAddr,
+        conn: quinn::Connection,
+        handler: F,
+    ) where
+        F: Fn(SocketAddr, Rpc) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Answer> + Send + 'static,
+    {
+        while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+            let (me, handler) = (self.clone(), handler.clone());
+            tokio::spawn(async move {
+                let answered = async {
+                    let req = read_frame(&mut recv, MAX_FRAME).await?;
+                    let answer = match rpc::decode::<Rpc>(&req) {
+                        Ok(rpc) => handler(from, rpc).await,
+                        Err(e) => Answer::Refused(format!("{e} (a different murmur version?)")),
+                    };
+                    write_frame(&mut send, &rpc::encode(&answer)?).await
+                }
+                .await;
+                match answered {
+                    Ok(()) => me.stats.served.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::debug!("server RPC from {from} failed: {e}");
+                        me.stats.failed_in.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            });
+        }
+    }
+
+    /// Closes every connection and the endpoint.
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"shutdown");
+    }
+}
+
+/// openraft's view of the transport.
+#[derive(Clone)]
+pub struct Network {
+    /// The transport.
+    pub transport: Arc<Transport>,
+}
+
+/// One peer, as openraft's replication stream talks to it.
+pub struct Peer {
+    target: u64,
+    addr: Result<SocketAddr, String>,
+    transport: Arc<Transport>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: u64, node: &ServerNode) -> Peer {
+        Peer {
+            target,
+            addr: node
+                .addr
+                .parse()
+                .map_err(|_| format!("server {} has a bad address {:?}", node.name, node.addr)),
+            transport: self.transport.clone(),
+        }
+    }
+}
+
+type RpcErr<E = openraft::error::Infallible> = RPCError<u64, ServerNode, RaftError<u64, E>>;
+
+fn network_error<E: std::error::Error>(e: impl std::fmt::Display) -> RPCError<u64, ServerNode, E> {
+    RPCError::Network(NetworkError::new(&AnyError::error(e.to_string())))
+}
+
+impl Peer {
+    async fn send<E: std::error::Error>(
+        &self,
+        rpc: Rpc,
+        option: &RPCOption,
+    ) -> Result<Answer, RPCError<u64, ServerNode, E>> {
+        let addr = self.addr.clone().map_err(network_error)?;
+        match self.transport.call(addr, &rpc, option.hard_ttl()).await {
+            Ok(Answer::Refused(why)) => Err(network_error(why)),
+            Ok(a) => Ok(a),
+            // Back off from a peer that is down rather than spinning on it.
+            Err(e @ CallError::Unreachable(_)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(network_error(e)),
+        }
+    }
+
+    fn remote<E: std::error::Error>(
+        &self,
+        e: RaftError<u64, E>,
+    ) -> RPCError<u64, ServerNode, RaftError<u64, E>> {
+        RPCError::RemoteError(RemoteError::new(self.target, e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        req: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RpcErr> {
+        match self.send(Rpc::Append(req), &option).await? {
+            Answer::Append(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(network_error("unexpected answer to append entries")),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        req: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RpcErr<InstallSnapshotError>> {
+        match self.send(Rpc::Snapshot(req), &option).await? {
+            Answer::Snapshot(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(network_error("unexpected answer to install snapshot")),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        req: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RpcErr> {
+        match self.send(Rpc::Vote(req), &option).await? {
+            Answer::Vote(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(network_error("unexpected answer to vote")),
+        }
+    }
+}

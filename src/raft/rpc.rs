@@ -1,0 +1,157 @@
+//! The server transport's messages: raft's own RPCs, and what agents forward to servers (writes, reads,
+//! status). Each travels as one postcard frame on its own QUIC stream; the first field of every
+//! request says which it is, and an unknown one is answered with an error, not a dropped stream.
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use super::TypeConfig;
+use super::command::Request;
+use crate::state::replicated::{ReadRequest, ReadResult, StoreError, Written};
+
+/// Largest frame either way: a batch of entries at the value limit, or a snapshot chunk.
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// Forwards a request may take (client to server to leader).
+pub const MAX_HOPS: u8 = 2;
+
+/// A request on the server transport.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Rpc {
+    /// Raft: append entries (also the heartbeat).
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// Raft: request a vote.
+    Vote(VoteRequest<u64>),
+    /// Raft: a snapshot chunk.
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A write for the leader; `hops` counts forwards so far.
+    Write {
+        /// The command.
+        command: Request,
+        /// Forwards so far.
+        hops: u8,
+    },
+    /// A read for a server (or, by its mode, the leader).
+    Read {
+        /// The read.
+        request: ReadRequest,
+        /// Forwards so far.
+        hops: u8,
+    },
+    /// Whether the server holds raft state, and whom it knows as leader (for `bootstrap_expect`).
+    Status,
+}
+
+/// A server's raft status as [`Rpc::Status`] answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// True when the server has a raft configuration (bootstrapped, or joined one).
+    pub initialized: bool,
+    /// The leader's RPC address, when known.
+    pub leader: Option<String>,
+    /// The voters' RPC addresses.
+    pub peers: Vec<String>,
+}
+
+/// The answer to an [`Rpc`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Answer {
+    /// To [`Rpc::Append`].
+    Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    /// To [`Rpc::Vote`].
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    /// To [`Rpc::Snapshot`].
+    Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    /// To [`Rpc::Write`].
+    Write(Result<Written, StoreError>),
+    /// To [`Rpc::Read`].
+    Read(Result<ReadResult, StoreError>),
+    /// To [`Rpc::Status`].
+    Status(Status),
+    /// A request this server cannot serve (not a server, or a request it cannot read).
+    Refused(String),
+}
+
+/// Encodes a message.
+pub fn encode<T: Serialize>(m: &T) -> Result<Vec<u8>, String> {
+    postcard::to_allocvec(m).map_err(|e| format!("encoding an RPC: {e}"))
+}
+
+/// Decodes a message.
+pub fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(b).map_err(|e| format!("undecodable RPC: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::kv::{KvAnswer, KvEntry, KvQuery};
+    use crate::state::replicated::Consistency;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+    #[test]
+    fn raft_messages_survive_postcard() {
+        let req = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 9),
+            prev_log_id: Some(LogId::new(CommittedLeaderId::new(3, 9), 41)),
+            entries: vec![Entry {
+                log_id: LogId::new(CommittedLeaderId::new(3, 9), 42),
+                payload: EntryPayload::Normal(Request {
+                    tag: 1,
+                    body: vec![1, 2, 3],
+                }),
+            }],
+            leader_commit: Some(LogId::new(CommittedLeaderId::new(3, 9), 40)),
+        };
+        let back: Rpc = decode(&encode(&Rpc::Append(req.clone())).unwrap()).unwrap();
+        let Rpc::Append(got) = back else { panic!() };
+        assert_eq!(got.vote, req.vote);
+        assert_eq!(got.entries.len(), 1);
+        assert_eq!(got.leader_commit, req.leader_commit);
+
+        let a = Answer::Append(Ok(AppendEntriesResponse::Conflict));
+        let back: Answer = decode(&encode(&a).unwrap()).unwrap();
+        assert!(matches!(
+            back,
+            Answer::Append(Ok(AppendEntriesResponse::Conflict))
+        ));
+
+        let r = Answer::Read(Ok(ReadResult {
+            index: 7,
+            answer: KvAnswer::Entries(vec![KvEntry {
+                key: "k".into(),
+                value: None,
+                flags: 1,
+                lock_index: 0,
+                session: Some("s".into()),
+                create_index: 2,
+                modify_index: 7,
+            }]),
+            known_leader: true,
+            last_contact_ms: 3,
+        }));
+        let back: Answer = decode(&encode(&r).unwrap()).unwrap();
+        assert!(matches!(
+            back,
+            Answer::Read(Ok(ReadResult { index: 7, .. }))
+        ));
+        let q = Rpc::Read {
+            request: ReadRequest {
+                query: KvQuery::Get("x".into()),
+                consistency: Consistency::Stale,
+                min_index: Some(3),
+                wait: std::time::Duration::from_secs(5),
+            },
+            hops: 1,
+        };
+        assert!(matches!(
+            decode::<Rpc>(&encode(&q).unwrap()).unwrap(),
+            Rpc::Read { hops: 1, .. }
+        ));
+        assert!(decode::<Rpc>(&[250, 1, 2]).is_err());
+    }
+}

@@ -1,0 +1,591 @@
+//! A server's raft: start-up from the data dir, bootstrapping, the RPCs it answers, writes (forwarded
+//! to the leader), reads by consistency mode, and the leader's upkeep of the configuration from gossip
+//! (servers that appear join as learners and are promoted once stable; servers that leave go).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::bootstrap::{self, Candidate};
+use super::command::{Command, Reply, Request};
+use super::fsm::StateMachine;
+use super::log_store::LogStore;
+use super::network::{CallError, Network, Transport};
+use super::rpc::{Answer, MAX_HOPS, Rpc, Status};
+use super::{Raft, ServerNode, raft_id};
+use crate::net::tls::TlsSettings;
+use crate::state::MemberTable;
+use crate::state::kv::{KvOp, KvStore};
+use crate::state::replicated::{
+    BoxFuture, Consistency, ReadRequest, ReadResult, Replicated, StoreError, Written,
+};
+
+/// How long a write or read waits for a leader before failing (Consul's `rpc_hold_timeout`).
+pub const HOLD: Duration = Duration::from_secs(7);
+/// Extra time a forwarded request gets over its own wait.
+const FORWARD_SLACK: Duration = Duration::from_secs(10);
+/// How often the leader compares the configuration with gossip.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+
+/// Settings of a server's raft.
+#[derive(Debug, Clone)]
+pub struct ServerSetup {
+    /// Node name.
+    pub node_name: String,
+    /// Node ID (UUID).
+    pub node_id: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Address the server port binds.
+    pub bind: SocketAddr,
+    /// Address other servers reach it at.
+    pub advertise: SocketAddr,
+    /// Data directory (`None`: memory only, `-dev`).
+    pub data_dir: Option<PathBuf>,
+    /// `bootstrap_expect` (0: unset).
+    pub bootstrap_expect: u32,
+    /// Bootstrap alone (`-bootstrap`, `-dev`).
+    pub bootstrap: bool,
+    /// TLS of the server transport.
+    pub tls: TlsSettings,
+    /// Default server port of servers whose tags do not say.
+    pub default_port: u16,
+    /// Entries between snapshots (`raft_snapshot_threshold`).
+    pub snapshot_threshold: u64,
+    /// Entries kept behind a snapshot (`raft_trailing_logs`).
+    pub trailing_logs: u64,
+    /// How long a learner must keep up before it votes (`autopilot.server_stabilization_time`).
+    pub stabilization: Duration,
+}
+
+/// A running server.
+pub struct RaftServer {
+    raft: Raft,
+    id: u64,
+    me: ServerNode,
+    kv: Arc<KvStore>,
+    transport: Arc<Transport>,
+    members: Arc<MemberTable>,
+    datacenter: String,
+    default_port: u16,
+    stabilization: Duration,
+    /// When an append from the leader last arrived (`X-Consul-LastContact` on followers).
+    last_contact: Mutex<Option<Instant>>,
+    /// Learners and when they were first seen caught up.
+    caught_up: Mutex<HashMap<u64, Instant>>,
+    stop: watch::Sender<bool>,
+}
+
+fn raft_config(s: &ServerSetup) -> Result<Config, String> {
+    Config {
+        cluster_name: format!("murmur-{}", s.datacenter),
+        // Loopback and LAN timings: a leader's loss is noticed in 1-2 s, well inside the 7 s hold.
+        heartbeat_interval: 150,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        install_snapshot_timeout: 10_000,
+        max_payload_entries: 64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(s.snapshot_threshold.max(1)),
+        max_in_snapshot_log_to_keep: s.trailing_logs,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| format!("raft settings: {e}"))
+}
+
+impl RaftServer {
+    /// Opens the log and state in the data dir, binds the server port and starts raft; bootstraps
+    /// when told to and nothing is stored yet.
+    pub async fn start(
+        s: ServerSetup,
+        members: Arc<MemberTable>,
+        kv: Arc<KvStore>,
+    ) -> Result<Arc<Self>, String> {
+        let id =
+            raft_id(&s.node_id).ok_or_else(|| format!("node ID {:?} is not a UUID", s.node_id))?;
+        let (log, snapshots) = match &s.data_dir {
+            Some(d) => {
+                let dir = d.join("raft");
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                (
+                    LogStore::open(&dir.join("raft.db"))?,
+                    Some(dir.join("snapshots")),
+                )
+            }
+            None => (LogStore::memory()?, None),
+        };
+        let had_state = log.has_state()?;
+        let sm = StateMachine::open(snapshots, kv.clone())?;
+        let transport = Transport::open(Some(s.bind), s.bind.ip(), &s.tls, &s.datacenter)?;
+        let config = Arc::new(raft_config(&s)?);
+        let network = Network {
+            transport: transport.clone(),
+        };
+        let raft = Raft::new(id, config, network, log, sm)
+            .await
+            .map_err(|e| format!("starting raft: {e}"))?;
+        let me = ServerNode {
+            name: s.node_name.clone(),
+            id: s.node_id.clone(),
+            addr: s.advertise.to_string(),
+        };
+        let (stop, _) = watch::channel(false);
+        let server = Arc::new(RaftServer {
+            raft,
+            id,
+            me,
+            kv,
+            transport: transport.clone(),
+            members,
+            datacenter: s.datacenter.clone(),
+            default_port: s.default_port,
+            stabilization: s.stabilization,
+            last_contact: Mutex::new(None),
+            caught_up: Mutex::new(HashMap::new()),
+            stop,
+        });
+        let handler = server.clone();
+        transport.serve(move |from, rpc| {
+            let h = handler.clone();
+            async move { h.handle(from, rpc).await }
+        });
+        if had_state {
+            if s.bootstrap || s.bootstrap_expect > 0 {
+                tracing::info!("Raft data found, disabling bootstrap mode");
+            }
+        } else if s.bootstrap {
+            server
+                .initialize(BTreeMap::from([(id, server.me.clone())]))
+                .await;
+        } else if s.bootstrap_expect > 0 {
+            let me = server.clone();
+            tokio::spawn(async move {
+                let stop = me.stop.subscribe();
+                let found = bootstrap::await_peers(
+                    s.bootstrap_expect,
+                    me.id,
+                    &me.members,
+                    &me.datacenter,
+                    me.default_port,
+                    &me.transport,
+                    &stop,
+                )
+                .await;
+                if let Some(all) = found {
+                    me.initialize(all).await;
+                }
+            });
+        }
+        tokio::spawn(server.clone().upkeep());
+        Ok(server)
+    }
+
+    async fn initialize(&self, all: BTreeMap<u64, ServerNode>) {
+        let names: Vec<&str> = all.values().map(|n| n.name.as_str()).collect();
+        match self.raft.initialize(all.clone()).await {
+            Ok(()) => tracing::info!("bootstrapped the raft configuration with {names:?}"),
+            Err(e) => tracing::warn!("raft bootstrap with {names:?} not done: {e}"),
+        }
+    }
+
+    /// The KV store this server applies into.
+    pub fn kv(&self) -> &Arc<KvStore> {
+        &self.kv
+    }
+
+    /// The server transport (clients of this agent forward through it too).
+    pub fn transport(&self) -> &Arc<Transport> {
+        &self.transport
+    }
+
+    fn metrics(&self) -> openraft::RaftMetrics<u64, ServerNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    fn node_of(&self, id: u64) -> Option<ServerNode> {
+        self.metrics()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
+    }
+
+    /// The leader's RPC address, when known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.metrics();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// The voters' RPC addresses.
+    pub fn voter_addrs(&self) -> Vec<String> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| n.addr.clone()))
+            .collect()
+    }
+
+    fn status(&self) -> Status {
+        let m = self.metrics();
+        Status {
+            initialized: m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .next()
+                .is_some(),
+            leader: self.leader_addr(),
+            peers: self.voter_addrs(),
+        }
+    }
+
+    /// Answers one RPC.
+    pub async fn handle(self: &Arc<Self>, _from: SocketAddr, rpc: Rpc) -> Answer {
+        match rpc {
+            Rpc::Append(req) => {
+                *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                Answer::Append(self.raft.append_entries(req).await)
+            }
+            Rpc::Vote(req) => Answer::Vote(self.raft.vote(req).await),
+            Rpc::Snapshot(req) => Answer::Snapshot(self.raft.install_snapshot(req).await),
+            Rpc::Write { command, hops } => {
+                // Only commands this server can read go into the log.
+                if let Err(e) = Command::decode(&command) {
+                    return Answer::Write(Err(StoreError::Unavailable(e.to_string())));
+                }
+                Answer::Write(self.propose(command, hops).await)
+            }
+            Rpc::Read { request, hops } => Answer::Read(self.read_at(request, hops).await),
+            Rpc::Status => Answer::Status(self.status()),
+        }
+    }
+
+    /// Waits until a leader is known or `deadline`; false on the deadline.
+    async fn await_leader(&self, deadline: Instant) -> bool {
+        let mut rx = self.raft.metrics();
+        loop {
+            if rx.borrow_and_update().current_leader.is_some() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// Commits `command` through the leader: here when this server leads, forwarded otherwise.
+    async fn propose(&self, command: Request, hops: u8) -> Result<Written, StoreError> {
+        let deadline = Instant::now() + HOLD;
+        loop {
+            match self.raft.client_write(command.clone()).await {
+                Ok(r) => {
+                    return match r.data {
+                        Reply::Done(ok) => Ok(Written {
+                            index: r.log_id.index,
+                            ok,
+                        }),
+                        Reply::Nothing => Ok(Written {
+                            index: r.log_id.index,
+                            ok: true,
+                        }),
+                        Reply::Refused(why) => Err(StoreError::Refused(why)),
+                        Reply::Unreadable(e) => Err(StoreError::Unavailable(e)),
+                    };
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    if let Some(node) = f.leader_node
+                        && f.leader_id != Some(self.id)
+                    {
+                        if hops >= MAX_HOPS {
+                            return Err(StoreError::Unavailable(
+                                "write forwarded too many times".into(),
+                            ));
+                        }
+                        let rpc = Rpc::Write {
+                            command: command.clone(),
+                            hops: hops + 1,
+                        };
+                        match self.forward(&node.addr, &rpc, HOLD + FORWARD_SLACK).await {
+                            Ok(Answer::Write(r)) => return r,
+                            // Not sent at all: safe to try again once a leader is known.
+                            Err(CallError::Unreachable(_)) => {}
+                            Ok(other) => return Err(unexpected(other)),
+                            Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+                        }
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(StoreError::NoLeader);
+                    }
+                    // Give the election (or the forward target) a moment to settle.
+                    if !self.await_leader(deadline).await {
+                        return Err(StoreError::NoLeader);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+            }
+        }
+    }
+
+    async fn forward(&self, addr: &str, rpc: &Rpc, timeout: Duration) -> Result<Answer, CallError> {
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| CallError::Unreachable(format!("bad server address {addr:?}")))?;
+        self.transport.call(addr, rpc, timeout).await
+    }
+
+    /// Answers a read here, after waiting for its index when it blocks.
+    async fn answer_here(&self, r: &ReadRequest) -> ReadResult {
+        let (index, answer) = match r.min_index {
+            Some(min) => self.kv.wait(&r.query, min, Instant::now() + r.wait).await,
+            None => self.kv.query(&r.query),
+        };
+        let m = self.metrics();
+        let last_contact_ms = if m.current_leader == Some(self.id) {
+            0
+        } else {
+            self.last_contact
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .map_or(0, |t| t.elapsed().as_millis() as u64)
+        };
+        ReadResult {
+            index,
+            answer,
+            known_leader: m.current_leader.is_some(),
+            last_contact_ms,
+        }
+    }
+
+    /// Reads by the request's consistency mode: stale here; otherwise at the leader, which for
+    /// `?consistent` first confirms its leadership with a quorum.
+    async fn read_at(&self, r: ReadRequest, hops: u8) -> Result<ReadResult, StoreError> {
+        if r.consistency == Consistency::Stale {
+            return Ok(self.answer_here(&r).await);
+        }
+        let deadline = Instant::now() + HOLD;
+        loop {
+            let leader = self.metrics().current_leader;
+            match leader {
+                Some(l) if l == self.id => {
+                    if r.consistency == Consistency::Consistent
+                        && let Err(e) = self.raft.ensure_linearizable().await
+                    {
+                        // Lost the lead meanwhile: look again (the loop forwards to the new one).
+                        tracing::debug!("consistent read not confirmed: {e}");
+                        if Instant::now() >= deadline {
+                            return Err(StoreError::NoLeader);
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    return Ok(self.answer_here(&r).await);
+                }
+                Some(l) => {
+                    if hops >= MAX_HOPS {
+                        return Err(StoreError::Unavailable(
+                            "read forwarded too many times".into(),
+                        ));
+                    }
+                    let Some(node) = self.node_of(l) else {
+                        return Err(StoreError::NoLeader);
+                    };
+                    let rpc = Rpc::Read {
+                        request: r.clone(),
+                        hops: hops + 1,
+                    };
+                    match self.forward(&node.addr, &rpc, r.wait + FORWARD_SLACK).await {
+                        Ok(Answer::Read(res)) => return res,
+                        Ok(other) => return Err(unexpected(other)),
+                        Err(CallError::Unreachable(_)) if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+                    }
+                }
+                None => {
+                    if !self.await_leader(deadline).await {
+                        return Err(StoreError::NoLeader);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The leader's upkeep, once a second until the server stops.
+    async fn upkeep(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            if self.metrics().state == ServerState::Leader {
+                self.reconcile().await;
+            }
+        }
+    }
+
+    /// Brings the configuration in line with gossip: new servers join as learners and vote once they
+    /// have kept up for the stabilization time; servers that left, or whose name now belongs to a new
+    /// node ID (a wiped data dir), are removed.
+    async fn reconcile(&self) {
+        let m = self.metrics();
+        let membership = m.membership_config.membership().clone();
+        // One change at a time: openraft refuses a new one while a joint configuration is pending.
+        if membership.get_joint_config().len() > 1 {
+            return;
+        }
+        let alive: Vec<Candidate> =
+            bootstrap::gossip_servers(&self.members, &self.datacenter, self.default_port);
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let configured: BTreeMap<u64, ServerNode> =
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+
+        // Gone: left in gossip, or replaced under the same name by a new node ID.
+        let gone: BTreeSet<u64> = configured
+            .iter()
+            .filter(|(id, n)| **id != self.id && self.left_or_replaced(**id, n, &alive))
+            .map(|(id, _)| *id)
+            .collect();
+        if !gone.is_empty() {
+            let (gone_voters, gone_learners): (BTreeSet<u64>, BTreeSet<u64>) =
+                gone.iter().partition(|id| voters.contains(id));
+            let change = if gone_voters.is_empty() {
+                ChangeMembers::RemoveNodes(gone_learners)
+            } else {
+                ChangeMembers::RemoveVoters(gone_voters)
+            };
+            tracing::info!("removing servers {gone:?} from the raft configuration");
+            if let Err(e) = self.raft.change_membership(change, false).await {
+                tracing::warn!("removing servers {gone:?}: {e}");
+            }
+            return;
+        }
+
+        for c in alive.iter().filter(|c| !configured.contains_key(&c.id)) {
+            tracing::info!(
+                "adding server {} ({}) as a learner",
+                c.node.name,
+                c.node.addr
+            );
+            if let Err(e) = self.raft.add_learner(c.id, c.node.clone(), false).await {
+                tracing::warn!("adding server {}: {e}", c.node.name);
+            }
+        }
+
+        let last = m.last_log_index.unwrap_or(0);
+        let now = Instant::now();
+        let mut ready = BTreeSet::new();
+        {
+            let mut caught = self.caught_up.lock().unwrap_or_else(|p| p.into_inner());
+            let replication = m.replication.clone().unwrap_or_default();
+            caught.retain(|id, _| configured.contains_key(id) && !voters.contains(id));
+            for id in configured.keys().filter(|id| !voters.contains(id)) {
+                let matched = replication
+                    .get(id)
+                    .and_then(|l| l.map(|l| l.index))
+                    .unwrap_or(0);
+                let is_alive = alive.iter().any(|c| c.id == *id);
+                // Within a heartbeat's worth of entries of the leader.
+                if is_alive && matched + 64 >= last {
+                    let since = *caught.entry(*id).or_insert(now);
+                    if now.duration_since(since) >= self.stabilization {
+                        ready.insert(*id);
+                    }
+                } else {
+                    caught.remove(id);
+                }
+            }
+        }
+        if !ready.is_empty() {
+            tracing::info!("promoting servers {ready:?} to voters");
+            if let Err(e) = self
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds(ready.clone()), false)
+                .await
+            {
+                tracing::warn!("promoting servers {ready:?}: {e}");
+            }
+        }
+    }
+
+    fn left_or_replaced(&self, id: u64, node: &ServerNode, alive: &[Candidate]) -> bool {
+        if alive
+            .iter()
+            .any(|c| c.id != id && (c.node.name == node.name || c.node.addr == node.addr))
+        {
+            return true;
+        }
+        self.members
+            .get(&node.name)
+            .is_some_and(|m| m.status == crate::state::MemberStatus::Left)
+    }
+
+    /// On a graceful leave: a leader takes itself out of the configuration first (the others then
+    /// elect among themselves); a follower is removed by the leader when gossip says it left.
+    pub async fn leave(&self) {
+        if self.metrics().state == ServerState::Leader {
+            let me = BTreeSet::from([self.id]);
+            let r = tokio::time::timeout(
+                Duration::from_secs(5),
+                self.raft
+                    .change_membership(ChangeMembers::RemoveVoters(me), false),
+            )
+            .await;
+            match r {
+                Ok(Ok(_)) => tracing::info!("left the raft configuration"),
+                Ok(Err(e)) => tracing::warn!("leaving the raft configuration: {e}"),
+                Err(_) => tracing::warn!("leaving the raft configuration timed out"),
+            }
+        }
+    }
+
+    /// Stops raft and the server port.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let _ = self.raft.shutdown().await;
+        self.transport.close();
+    }
+}
+
+fn unexpected(a: Answer) -> StoreError {
+    match a {
+        Answer::Refused(why) => StoreError::Unavailable(why),
+        _ => StoreError::Unavailable("unexpected answer from a server".into()),
+    }
+}
+
+impl Replicated for RaftServer {
+    fn write(&self, op: KvOp) -> BoxFuture<'_, Result<Written, StoreError>> {
+        Box::pin(async move { self.propose(Command::Kv(op).encode(), 0).await })
+    }
+
+    fn read(&self, req: ReadRequest) -> BoxFuture<'_, Result<ReadResult, StoreError>> {
+        Box::pin(async move { self.read_at(req, 0).await })
+    }
+
+    fn leader(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move { self.leader_addr() })
+    }
+
+    fn peers(&self) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(async move { self.voter_addrs() })
+    }
+}

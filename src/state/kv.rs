@@ -1,0 +1,788 @@
+//! The KV store the servers replicate: Consul's keys, values, flags and locks, with the raft index of
+//! every change, tombstones for deleted keys, and a watch per key and per prefix so a blocking read
+//! wakes only when its own result changes.
+//!
+//! Writes come only from the raft state machine ([`KvStore::apply`], in log order, with the entry's
+//! index); readers take a short read lock. The store knows nothing of raft: the same [`KvOp`]s are
+//! applied on every server, so every server holds the same data at the same index.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Largest value Consul accepts (`raft_multiplier`-independent: 512 KiB).
+pub const MAX_VALUE: usize = 512 * 1024;
+
+/// One key, as `/v1/kv` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    /// The key.
+    pub key: String,
+    /// The value; `None` for a key stored without a body (Consul shows `null`).
+    pub value: Option<Vec<u8>>,
+    /// Opaque client flags.
+    pub flags: u64,
+    /// How many times a session has acquired the key.
+    pub lock_index: u64,
+    /// The session holding the lock, if any.
+    pub session: Option<String>,
+    /// Index at which the key was created.
+    pub create_index: u64,
+    /// Index of the key's last change.
+    pub modify_index: u64,
+}
+
+/// A write to the store; applied in log order on every server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvOp {
+    /// Sets a key unconditionally.
+    Set {
+        /// Key.
+        key: String,
+        /// Value (`None`: no body).
+        value: Option<Vec<u8>>,
+        /// Flags.
+        flags: u64,
+    },
+    /// Sets a key if its modify index is `index` (0: only if the key does not exist).
+    Cas {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Option<Vec<u8>>,
+        /// Flags.
+        flags: u64,
+        /// Expected modify index.
+        index: u64,
+    },
+    /// Sets a key and takes its lock for `session` if nobody else holds it.
+    Lock {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Option<Vec<u8>>,
+        /// Flags.
+        flags: u64,
+        /// Session ID.
+        session: String,
+    },
+    /// Sets a key and gives up its lock if `session` holds it.
+    Unlock {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Option<Vec<u8>>,
+        /// Flags.
+        flags: u64,
+        /// Session ID.
+        session: String,
+    },
+    /// Deletes a key.
+    Delete {
+        /// Key.
+        key: String,
+    },
+    /// Deletes a key if its modify index is `index`.
+    DeleteCas {
+        /// Key.
+        key: String,
+        /// Expected modify index.
+        index: u64,
+    },
+    /// Deletes every key under a prefix.
+    DeleteTree {
+        /// Prefix.
+        prefix: String,
+    },
+}
+
+/// Why an operation was not applied (the store is unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvRefusal {
+    /// A lock operation named a session the store does not hold.
+    UnknownSession(String),
+}
+
+impl std::fmt::Display for KvRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KvRefusal::UnknownSession(s) => write!(f, "invalid session \"{s}\""),
+        }
+    }
+}
+
+/// What a read asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvQuery {
+    /// One key.
+    Get(String),
+    /// Every key under a prefix.
+    Recurse(String),
+    /// Key names under a prefix, cut after the first `separator` past the prefix.
+    Keys {
+        /// Prefix.
+        prefix: String,
+        /// Separator (empty: none).
+        separator: String,
+    },
+}
+
+/// A read's answer and the index it carries (`X-Consul-Index`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvAnswer {
+    /// Entries (empty: nothing found).
+    Entries(Vec<KvEntry>),
+    /// Key names.
+    Keys(Vec<String>),
+}
+
+/// The store's whole contents, as a snapshot carries them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvImage {
+    /// Every key.
+    pub entries: Vec<KvEntry>,
+    /// Deleted keys and the index of their deletion.
+    pub tombstones: Vec<(String, u64)>,
+}
+
+#[derive(Default)]
+struct Data {
+    entries: BTreeMap<String, Arc<KvEntry>>,
+    tombstones: BTreeMap<String, u64>,
+}
+
+/// Per-key and per-prefix watches, created by readers that block.
+#[derive(Default)]
+struct Watches {
+    keys: HashMap<String, watch::Sender<u64>>,
+    prefixes: HashMap<String, watch::Sender<u64>>,
+}
+
+impl Watches {
+    /// Tells the watchers of `key` and of every prefix of it; drops watches nobody holds any more.
+    fn notify(&mut self, key: &str, index: u64) {
+        if let Some(w) = self.keys.get(key) {
+            if w.receiver_count() == 0 {
+                self.keys.remove(key);
+            } else {
+                w.send_replace(index);
+            }
+        }
+        if self.prefixes.is_empty() {
+            return;
+        }
+        // Every prefix of the key, by char boundary: a lookup per length, not a walk over all watches.
+        let cuts = key
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(key.len()));
+        for cut in cuts {
+            let p = &key[..cut];
+            if let Some(w) = self.prefixes.get(p) {
+                if w.receiver_count() == 0 {
+                    self.prefixes.remove(p);
+                } else {
+                    w.send_replace(index);
+                }
+            }
+        }
+    }
+}
+
+/// The replicated KV store.
+#[derive(Default)]
+pub struct KvStore {
+    data: RwLock<Data>,
+    watches: Mutex<Watches>,
+}
+
+fn max_under<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
+    map.range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(prefix))
+}
+
+impl KvStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Data> {
+        self.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Data> {
+        self.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `op` at raft index `index`. `session_ok` says whether a session exists. Returns Consul's
+    /// boolean answer (false: a compare or lock that did not hold), or why the op was refused.
+    pub fn apply(
+        &self,
+        index: u64,
+        op: &KvOp,
+        session_ok: impl Fn(&str) -> bool,
+    ) -> Result<bool, KvRefusal> {
+        let mut changed: Vec<String> = Vec::new();
+        let result = {
+            let mut d = self.write();
+            apply_locked(&mut d, index, op, &session_ok, &mut changed)
+        };
+        if !changed.is_empty() {
+            let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+            for k in &changed {
+                w.notify(k, index);
+            }
+        }
+        result
+    }
+
+    /// Releases every lock `session` holds (behavior `release`) or deletes its keys (`delete`), at
+    /// `index`; returns the keys touched.
+    pub fn release_session(&self, index: u64, session: &str, delete: bool) -> Vec<String> {
+        let touched: Vec<String> = {
+            let mut d = self.write();
+            let held: Vec<String> = d
+                .entries
+                .values()
+                .filter(|e| e.session.as_deref() == Some(session))
+                .map(|e| e.key.clone())
+                .collect();
+            for k in &held {
+                if delete {
+                    d.entries.remove(k);
+                    d.tombstones.insert(k.clone(), index);
+                } else if let Some(e) = d.entries.get_mut(k) {
+                    let e = Arc::make_mut(e);
+                    e.session = None;
+                    e.modify_index = index;
+                }
+            }
+            held
+        };
+        let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        for k in &touched {
+            w.notify(k, index);
+        }
+        touched
+    }
+
+    /// Answers `q` now: the result and its index, at least 1 (as Consul reports it), so a blocking
+    /// read of a key that never existed waits for its creation.
+    pub fn query(&self, q: &KvQuery) -> (u64, KvAnswer) {
+        let (index, answer) = self.query_raw(q);
+        (index.max(1), answer)
+    }
+
+    fn query_raw(&self, q: &KvQuery) -> (u64, KvAnswer) {
+        let d = self.read();
+        match q {
+            KvQuery::Get(key) => match d.entries.get(key) {
+                Some(e) => (e.modify_index, KvAnswer::Entries(vec![(**e).clone()])),
+                None => (
+                    d.tombstones.get(key).copied().unwrap_or(0),
+                    KvAnswer::Entries(Vec::new()),
+                ),
+            },
+            KvQuery::Recurse(prefix) => {
+                let entries: Vec<KvEntry> = max_under(&d.entries, prefix)
+                    .map(|(_, e)| (**e).clone())
+                    .collect();
+                (prefix_index(&d, prefix), KvAnswer::Entries(entries))
+            }
+            KvQuery::Keys { prefix, separator } => {
+                let mut keys: Vec<String> = Vec::new();
+                for (k, _) in max_under(&d.entries, prefix) {
+                    let name = cut_at_separator(k, prefix.len(), separator);
+                    if keys.last().map(String::as_str) != Some(name) {
+                        keys.push(name.to_owned());
+                    }
+                }
+                (prefix_index(&d, prefix), KvAnswer::Keys(keys))
+            }
+        }
+    }
+
+    /// Waits until `q`'s index differs from `min` (or `deadline`), then answers it.
+    pub async fn wait(&self, q: &KvQuery, min: u64, deadline: Instant) -> (u64, KvAnswer) {
+        let mut rx = {
+            let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+            let (map, name) = match q {
+                KvQuery::Get(k) => (&mut w.keys, k),
+                KvQuery::Recurse(p) | KvQuery::Keys { prefix: p, .. } => (&mut w.prefixes, p),
+            };
+            map.entry(name.clone())
+                .or_insert_with(|| watch::Sender::new(0))
+                .subscribe()
+        };
+        loop {
+            let current = self.query(q);
+            if current.0 != min {
+                return current;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return self.query(q);
+            }
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    /// True when the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole contents, for a snapshot.
+    pub fn image(&self) -> KvImage {
+        let d = self.read();
+        KvImage {
+            entries: d.entries.values().map(|e| (**e).clone()).collect(),
+            tombstones: d.tombstones.iter().map(|(k, i)| (k.clone(), *i)).collect(),
+        }
+    }
+
+    /// Replaces the contents with a snapshot's, waking every watcher whose result changed.
+    pub fn restore(&self, image: KvImage) {
+        let old = {
+            let mut d = self.write();
+            let new = Data {
+                entries: image
+                    .entries
+                    .into_iter()
+                    .map(|e| (e.key.clone(), Arc::new(e)))
+                    .collect(),
+                tombstones: image.tombstones.into_iter().collect(),
+            };
+            std::mem::replace(&mut *d, new)
+        };
+        // Every watcher re-reads; those whose index did not move go back to waiting.
+        let w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        for s in w.keys.values().chain(w.prefixes.values()) {
+            s.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        drop(old);
+    }
+}
+
+/// Highest index under a prefix, counting deletions.
+fn prefix_index(d: &Data, prefix: &str) -> u64 {
+    let live = max_under(&d.entries, prefix)
+        .map(|(_, e)| e.modify_index)
+        .max()
+        .unwrap_or(0);
+    let dead = max_under(&d.tombstones, prefix)
+        .map(|(_, i)| *i)
+        .max()
+        .unwrap_or(0);
+    live.max(dead)
+}
+
+/// `key` up to and including the first `separator` after `from` (the whole key without one).
+fn cut_at_separator<'k>(key: &'k str, from: usize, separator: &str) -> &'k str {
+    if separator.is_empty() {
+        return key;
+    }
+    match key.get(from..).and_then(|rest| rest.find(separator)) {
+        Some(at) => &key[..from + at + separator.len()],
+        None => key,
+    }
+}
+
+/// Writes `key` as Consul's state store does: the creation index stays, the session stays unless
+/// `session` says otherwise, and a write that changes nothing is no write (its index does not move).
+/// Returns whether anything changed.
+fn put(
+    d: &mut Data,
+    index: u64,
+    key: &str,
+    value: &Option<Vec<u8>>,
+    flags: u64,
+    lock_index: u64,
+    session: Option<Option<&str>>,
+) -> bool {
+    let existing = d.entries.get(key);
+    let session = match session {
+        Some(s) => s.map(str::to_owned),
+        None => existing.and_then(|e| e.session.clone()),
+    };
+    if let Some(e) = existing
+        && e.value == *value
+        && e.flags == flags
+        && e.lock_index == lock_index
+        && e.session == session
+    {
+        return false;
+    }
+    let create_index = existing.map_or(index, |e| e.create_index);
+    d.tombstones.remove(key);
+    d.entries.insert(
+        key.to_owned(),
+        Arc::new(KvEntry {
+            key: key.to_owned(),
+            value: value.clone(),
+            flags,
+            lock_index,
+            session,
+            create_index,
+            modify_index: index,
+        }),
+    );
+    true
+}
+
+fn remove(d: &mut Data, index: u64, key: &str) -> bool {
+    if d.entries.remove(key).is_some() {
+        d.tombstones.insert(key.to_owned(), index);
+        true
+    } else {
+        false
+    }
+}
+
+fn apply_locked(
+    d: &mut Data,
+    index: u64,
+    op: &KvOp,
+    session_ok: &dyn Fn(&str) -> bool,
+    changed: &mut Vec<String>,
+) -> Result<bool, KvRefusal> {
+    match op {
+        KvOp::Set { key, value, flags } => {
+            // A plain write carries no lock index (Consul stores the request's, 0) and keeps the holder.
+            if put(d, index, key, value, *flags, 0, None) {
+                changed.push(key.clone());
+            }
+            Ok(true)
+        }
+        KvOp::Cas {
+            key,
+            value,
+            flags,
+            index: expect,
+        } => {
+            let current = d.entries.get(key).map(|e| e.modify_index);
+            let holds = match (current, *expect) {
+                (None, 0) => true,
+                (Some(m), e) => m == e && e != 0,
+                (None, _) => false,
+            };
+            if holds && put(d, index, key, value, *flags, 0, None) {
+                changed.push(key.clone());
+            }
+            Ok(holds)
+        }
+        KvOp::Lock {
+            key,
+            value,
+            flags,
+            session,
+        } => {
+            if !session_ok(session) {
+                return Err(KvRefusal::UnknownSession(session.clone()));
+            }
+            let (holder, lock_index) = d
+                .entries
+                .get(key)
+                .map_or((None, 0), |e| (e.session.clone(), e.lock_index));
+            // Re-acquiring a lock one already holds only updates the value.
+            let lock_index = match holder {
+                Some(h) if h != *session => return Ok(false),
+                Some(_) => lock_index,
+                None => lock_index + 1,
+            };
+            if put(
+                d,
+                index,
+                key,
+                value,
+                *flags,
+                lock_index,
+                Some(Some(session)),
+            ) {
+                changed.push(key.clone());
+            }
+            Ok(true)
+        }
+        KvOp::Unlock {
+            key,
+            value,
+            flags,
+            session,
+        } => {
+            let Some(held) = d.entries.get(key) else {
+                return Ok(false);
+            };
+            if held.session.as_deref() != Some(session.as_str()) {
+                return Ok(false);
+            }
+            let lock_index = held.lock_index;
+            if put(d, index, key, value, *flags, lock_index, Some(None)) {
+                changed.push(key.clone());
+            }
+            Ok(true)
+        }
+        KvOp::Delete { key } => {
+            if remove(d, index, key) {
+                changed.push(key.clone());
+            }
+            Ok(true)
+        }
+        KvOp::DeleteCas { key, index: expect } => {
+            // As Consul's state store: deleting a key that is already gone succeeds whatever the index.
+            let holds = d.entries.get(key).is_none_or(|e| e.modify_index == *expect);
+            if holds && remove(d, index, key) {
+                changed.push(key.clone());
+            }
+            Ok(holds)
+        }
+        KvOp::DeleteTree { prefix } => {
+            let doomed: Vec<String> = max_under(&d.entries, prefix)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in &doomed {
+                remove(d, index, k);
+            }
+            changed.extend(doomed);
+            Ok(true)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(s: &KvStore, i: u64, k: &str, v: &str) {
+        let op = KvOp::Set {
+            key: k.into(),
+            value: Some(v.as_bytes().to_vec()),
+            flags: 0,
+        };
+        assert_eq!(s.apply(i, &op, |_| true), Ok(true));
+    }
+
+    fn entries(a: KvAnswer) -> Vec<KvEntry> {
+        match a {
+            KvAnswer::Entries(e) => e,
+            KvAnswer::Keys(k) => panic!("keys {k:?}"),
+        }
+    }
+
+    #[test]
+    fn set_get_and_indexes() {
+        let s = KvStore::new();
+        set(&s, 5, "a/b", "1");
+        set(&s, 7, "a/b", "2");
+        let (i, a) = s.query(&KvQuery::Get("a/b".into()));
+        assert_eq!(i, 7);
+        let e = &entries(a)[0];
+        assert_eq!((e.create_index, e.modify_index), (5, 7));
+        assert_eq!(e.value.as_deref(), Some(&b"2"[..]));
+        let (i, a) = s.query(&KvQuery::Get("missing".into()));
+        assert_eq!((i, entries(a).len()), (1, 0));
+    }
+
+    #[test]
+    fn deletes_leave_tombstones_so_indexes_never_go_back() {
+        let s = KvStore::new();
+        set(&s, 3, "p/x", "1");
+        set(&s, 4, "p/y", "1");
+        assert_eq!(s.query(&KvQuery::Recurse("p/".into())).0, 4);
+        s.apply(9, &KvOp::Delete { key: "p/y".into() }, |_| true)
+            .unwrap();
+        let (i, a) = s.query(&KvQuery::Recurse("p/".into()));
+        assert_eq!((i, entries(a).len()), (9, 1));
+        assert_eq!(s.query(&KvQuery::Get("p/y".into())).0, 9);
+        // Recreating the key replaces its tombstone.
+        set(&s, 11, "p/y", "2");
+        assert_eq!(s.query(&KvQuery::Get("p/y".into())).0, 11);
+        s.apply(
+            12,
+            &KvOp::DeleteTree {
+                prefix: "p/".into(),
+            },
+            |_| true,
+        )
+        .unwrap();
+        assert_eq!(s.query(&KvQuery::Recurse("p/".into())).0, 12);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn cas_creates_only_with_zero_and_updates_only_at_the_index() {
+        let s = KvStore::new();
+        let cas = |index: u64| KvOp::Cas {
+            key: "k".into(),
+            value: Some(vec![index as u8]),
+            flags: 42,
+            index,
+        };
+        assert_eq!(s.apply(2, &cas(5), |_| true), Ok(false));
+        assert_eq!(s.apply(3, &cas(0), |_| true), Ok(true));
+        assert_eq!(s.apply(4, &cas(0), |_| true), Ok(false));
+        assert_eq!(s.apply(5, &cas(2), |_| true), Ok(false));
+        assert_eq!(s.apply(6, &cas(3), |_| true), Ok(true));
+        let e = &entries(s.query(&KvQuery::Get("k".into())).1)[0];
+        assert_eq!((e.flags, e.modify_index, e.create_index), (42, 6, 3));
+        let del = |index| KvOp::DeleteCas {
+            key: "k".into(),
+            index,
+        };
+        assert_eq!(s.apply(7, &del(3), |_| true), Ok(false));
+        assert_eq!(s.apply(8, &del(6), |_| true), Ok(true));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn locks_exclude_other_sessions_and_count_acquisitions() {
+        let s = KvStore::new();
+        let lock = |session: &str| KvOp::Lock {
+            key: "l".into(),
+            value: Some(b"me".to_vec()),
+            flags: 0,
+            session: session.into(),
+        };
+        let unlock = |session: &str| KvOp::Unlock {
+            key: "l".into(),
+            value: None,
+            flags: 0,
+            session: session.into(),
+        };
+        assert_eq!(
+            s.apply(1, &lock("nope"), |x| x != "nope"),
+            Err(KvRefusal::UnknownSession("nope".into()))
+        );
+        assert!(s.is_empty(), "a refused lock writes nothing");
+        assert_eq!(s.apply(2, &lock("a"), |_| true), Ok(true));
+        assert_eq!(s.apply(3, &lock("b"), |_| true), Ok(false));
+        assert_eq!(s.apply(4, &lock("a"), |_| true), Ok(true));
+        let e = &entries(s.query(&KvQuery::Get("l".into())).1)[0];
+        assert_eq!((e.lock_index, e.session.as_deref()), (1, Some("a")));
+        assert_eq!(s.apply(5, &unlock("b"), |_| true), Ok(false));
+        assert_eq!(s.apply(6, &unlock("a"), |_| true), Ok(true));
+        assert_eq!(s.apply(7, &lock("b"), |_| true), Ok(true));
+        let e = &entries(s.query(&KvQuery::Get("l".into())).1)[0];
+        assert_eq!((e.lock_index, e.session.as_deref()), (2, Some("b")));
+        assert_eq!(s.release_session(8, "b", false), vec!["l".to_string()]);
+        let e = &entries(s.query(&KvQuery::Get("l".into())).1)[0];
+        assert_eq!((e.session.as_deref(), e.modify_index), (None, 8));
+    }
+
+    #[test]
+    fn a_write_that_changes_nothing_keeps_its_index_and_a_plain_write_keeps_the_holder() {
+        let s = KvStore::new();
+        set(&s, 1, "k", "v");
+        set(&s, 2, "k", "v");
+        assert_eq!(s.query(&KvQuery::Get("k".into())).0, 1);
+        let lock = KvOp::Lock {
+            key: "k".into(),
+            value: Some(b"v".to_vec()),
+            flags: 0,
+            session: "s".into(),
+        };
+        s.apply(3, &lock, |_| true).unwrap();
+        set(&s, 4, "k", "w");
+        let e = &entries(s.query(&KvQuery::Get("k".into())).1)[0];
+        assert_eq!(
+            (e.session.as_deref(), e.lock_index, e.modify_index),
+            (Some("s"), 0, 4)
+        );
+    }
+
+    #[test]
+    fn keys_cut_at_the_separator() {
+        let s = KvStore::new();
+        for (i, k) in ["web/a", "web/b/c", "web/b/d", "web/e/", "webx", "x"]
+            .iter()
+            .enumerate()
+        {
+            set(&s, i as u64 + 1, k, "v");
+        }
+        let q = KvQuery::Keys {
+            prefix: "web/".into(),
+            separator: "/".into(),
+        };
+        assert_eq!(
+            s.query(&q).1,
+            KvAnswer::Keys(vec!["web/a".into(), "web/b/".into(), "web/e/".into()])
+        );
+        let q = KvQuery::Keys {
+            prefix: "web".into(),
+            separator: String::new(),
+        };
+        let KvAnswer::Keys(all) = s.query(&q).1 else {
+            panic!()
+        };
+        assert_eq!(all.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_blocked_read_wakes_for_its_own_key_only() {
+        let s = Arc::new(KvStore::new());
+        set(&s, 1, "watched", "1");
+        set(&s, 2, "other", "1");
+        let s2 = s.clone();
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let waiter =
+            tokio::spawn(
+                async move { s2.wait(&KvQuery::Get("watched".into()), 1, deadline).await },
+            );
+        // Wait until the waiter has subscribed, then write elsewhere: it must keep waiting.
+        while s.watches.lock().unwrap().keys.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        set(&s, 3, "other", "2");
+        set(&s, 4, "watchedx", "2");
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        set(&s, 5, "watched", "2");
+        let (i, a) = waiter.await.unwrap();
+        assert_eq!(i, 5);
+        assert_eq!(entries(a)[0].value.as_deref(), Some(&b"2"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_prefix_watch_wakes_for_a_key_under_it() {
+        let s = Arc::new(KvStore::new());
+        let s2 = s.clone();
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let q = KvQuery::Recurse("svc/".into());
+        let waiter = tokio::spawn(async move { s2.wait(&q, 1, deadline).await });
+        while s.watches.lock().unwrap().prefixes.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        set(&s, 3, "svc", "outside the prefix");
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        set(&s, 4, "svc/deep/key", "in");
+        assert_eq!(waiter.await.unwrap().0, 4);
+    }
+
+    #[test]
+    fn image_round_trips() {
+        let s = KvStore::new();
+        set(&s, 1, "a", "1");
+        set(&s, 2, "b", "2");
+        s.apply(3, &KvOp::Delete { key: "a".into() }, |_| true)
+            .unwrap();
+        let img = s.image();
+        let t = KvStore::new();
+        t.restore(img.clone());
+        assert_eq!(t.image(), img);
+        assert_eq!(t.query(&KvQuery::Get("a".into())).0, 3);
+    }
+}
