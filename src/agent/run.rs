@@ -23,10 +23,15 @@ use crate::net::crypto::{self, Keyring};
 use crate::net::mux::QUIC_QUEUE;
 use crate::net::quic::Quic;
 use crate::net::{GossipHandle, Security, UdpDriver};
+use crate::raft::forward::Forwarder;
+use crate::raft::network::Transport;
+use crate::raft::server::{RaftServer, ServerSetup};
 use crate::state::catalog::Catalog;
 use crate::state::local_services::{self, LocalServices};
 use crate::state::node_record::consul_service_record;
 use crate::state::publish::Publisher;
+use crate::state::replicated::Replica;
+use crate::state::replicated::Replicated;
 use crate::state::{AgentState, ChangeIndex, LocalAgent, MemberTable};
 use crate::util::connlimit::ConnLimiter;
 use crate::util::{entropy, flags};
@@ -80,10 +85,26 @@ enum Stop {
 
 /// Runs the agent until it leaves, is signalled, or fails; `flags` are re-read on a reload.
 pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(cfg.log_level)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // openraft narrates every vote and replication step at INFO; at info an operator wants its
+    // warnings only, and murmur says what matters (bootstrap, membership changes) itself. At debug
+    // and trace, everything. (tracing orders levels by verbosity: TRACE is the greatest.)
+    let raft_level = if cfg.log_level >= tracing::Level::DEBUG {
+        cfg.log_level
+    } else {
+        cfg.log_level.min(tracing::Level::WARN)
+    };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(cfg.log_level)
+        .with_target("openraft", raft_level);
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+        )
+        .with(filter)
         .try_init();
     let data_dir = cfg.data_dir.as_deref().map(DataDir::open).transpose()?;
     let node_id = match &data_dir {
@@ -205,6 +226,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     };
     tokio::spawn(checks::supervise(services.clone(), view));
     tokio::spawn(reap_critical_services(services.clone()));
+    let (store, raft_server) = replicated_store(&cfg, &node_id, advertise_ip, &table).await?;
     let api = ApiState {
         state: AgentState::new(
             table.clone(),
@@ -212,6 +234,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
             local,
             services.clone(),
             catalog.clone(),
+            store,
             gossip.clone(),
         ),
         reload: reload_tx,
@@ -324,6 +347,11 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         }
         Stop::Fatal(_) => false,
     };
+    if let Some(r) = &raft_server
+        && (leave || matches!(stop, Stop::LeftViaApi))
+    {
+        r.leave().await;
+    }
     if leave {
         info!("Gracefully shutting down agent...");
         tokio::select! {
@@ -335,6 +363,9 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     }
     let _ = stop_http.send(());
     let _ = tokio::time::timeout(Duration::from_secs(3), http_task).await;
+    if let Some(r) = &raft_server {
+        r.shutdown().await;
+    }
     match stop {
         Stop::Fatal(e) => {
             error!("{e}");
@@ -342,6 +373,43 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         }
         _ => Ok(()),
     }
+}
+
+/// The servers' replicated store as this agent reaches it: its own raft on a server (binding the server
+/// port), forwarding to the servers on a client.
+async fn replicated_store(
+    cfg: &Config,
+    node_id: &str,
+    advertise_ip: IpAddr,
+    table: &Arc<MemberTable>,
+) -> Result<(Arc<dyn Replicated>, Option<Arc<RaftServer>>), String> {
+    if !cfg.server {
+        let transport = Transport::open(None, cfg.bind_addr, &cfg.tls, &cfg.datacenter)?;
+        let f = Forwarder::new(
+            transport,
+            table.clone(),
+            cfg.datacenter.clone(),
+            cfg.ports.server,
+        );
+        return Ok((Arc::new(f), None));
+    }
+    let setup = ServerSetup {
+        node_name: cfg.node_name.clone(),
+        node_id: node_id.to_string(),
+        datacenter: cfg.datacenter.clone(),
+        bind: SocketAddr::new(cfg.bind_addr, cfg.ports.server),
+        advertise: SocketAddr::new(advertise_ip, cfg.ports.server),
+        data_dir: cfg.data_dir.clone(),
+        bootstrap_expect: cfg.bootstrap_expect,
+        bootstrap: cfg.bootstrap,
+        tls: cfg.tls.clone(),
+        default_port: cfg.ports.server,
+        snapshot_threshold: cfg.raft.snapshot_threshold,
+        trailing_logs: cfg.raft.trailing_logs,
+        stabilization: cfg.raft.stabilization,
+    };
+    let server = RaftServer::start(setup, table.clone(), Arc::new(Replica::default())).await?;
+    Ok((server.clone(), Some(server)))
 }
 
 /// Keyring from the data dir (it wins, as in Consul) or from `-encrypt`, persisted for restarts.
@@ -399,6 +467,9 @@ fn member_tags(cfg: &Config, node_id: &str) -> Vec<(String, String)> {
         t.push(("raft_vsn", "3".to_string()));
         if cfg.bootstrap_expect > 0 {
             t.push(("expect", cfg.bootstrap_expect.to_string()));
+        }
+        if cfg.bootstrap {
+            t.push(("bootstrap", "1".to_string()));
         }
     }
     let mut t: Vec<(String, String)> = t.into_iter().map(|(k, v)| (k.to_string(), v)).collect();

@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use super::error::{ApiError, bad_request};
 use crate::state::catalog::{Listing, ServiceEntries};
-use crate::state::{AgentState, Snapshot, servers};
+use crate::state::replicated::{Query, ReadRequest, ReadResult};
+use crate::state::{AgentState, Snapshot};
 use tokio::time::Instant;
 
 /// Parsed `?index=&wait=` of a blocking query.
@@ -40,16 +41,25 @@ impl Blocking {
         Ok(Blocking { index, wait })
     }
 
-    /// When the wait ends: the requested wait plus up to a sixteenth of it, as Consul spreads the
-    /// returns of watchers that started together.
-    fn deadline(&self) -> Instant {
+    /// The client's index, if it gave one (the read blocks then).
+    pub fn index(&self) -> Option<u64> {
+        self.index
+    }
+
+    /// The requested wait plus up to a sixteenth of it, as Consul spreads the returns of watchers that
+    /// started together.
+    pub fn wait_with_jitter(&self) -> Duration {
         let jitter = self.wait.as_millis() as u64 / 16;
         let extra = if jitter > 0 {
             crate::util::entropy::u64().unwrap_or(0) % jitter
         } else {
             0
         };
-        Instant::now() + self.wait + Duration::from_millis(extra)
+        self.wait + Duration::from_millis(extra)
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.wait_with_jitter()
     }
 
     /// Waits until the index passes the client's, or the wait elapses (then with the same index), and
@@ -106,21 +116,39 @@ impl Blocking {
     }
 }
 
-/// `body` as JSON with `X-Consul-Index`, `X-Consul-KnownLeader` and `X-Consul-LastContact`.
-pub fn with_meta(snap: &Snapshot, body: Value) -> Response {
-    with_index(snap.index, snap, body)
+/// A read of the servers' store with the request's consistency mode and blocking parameters.
+pub async fn store_read(
+    s: &AgentState,
+    q: &HashMap<String, String>,
+    query: Query,
+) -> Result<ReadResult, ApiError> {
+    let blocking = Blocking::from_query(q)?;
+    let request = ReadRequest {
+        query,
+        consistency: super::params::consistency(q)?,
+        min_index: blocking.index(),
+        wait: blocking.wait_with_jitter(),
+    };
+    s.store
+        .read(request)
+        .await
+        .map_err(|e| super::error::server_error(e.to_string()))
 }
 
-/// Like [`with_meta`] with the index of a result other than the member listing.
-pub fn with_index(index: u64, snap: &Snapshot, body: Value) -> Response {
+/// `body` as JSON with `X-Consul-Index`, `X-Consul-KnownLeader` and `X-Consul-LastContact` (0: the
+/// agent answers catalog reads from its own replica).
+pub fn with_index(index: u64, known_leader: bool, body: Value) -> Response {
+    (meta(index, known_leader, 0), axum::Json(body)).into_response()
+}
+
+/// The `X-Consul-*` headers of a read.
+pub fn meta(index: u64, known_leader: bool, last_contact_ms: u64) -> HeaderMap {
     let mut h = HeaderMap::new();
-    let index = index.max(1);
-    h.insert("X-Consul-Index", HeaderValue::from(index));
-    let known = servers::leader(snap).is_some();
+    h.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
     h.insert(
         "X-Consul-KnownLeader",
-        HeaderValue::from_static(if known { "true" } else { "false" }),
+        HeaderValue::from_static(if known_leader { "true" } else { "false" }),
     );
-    h.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
-    (h, axum::Json(body)).into_response()
+    h.insert("X-Consul-LastContact", HeaderValue::from(last_contact_ms));
+    h
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::ApiState;
-use super::blocking::{Blocking, with_index, with_meta};
+use super::blocking::{Blocking, with_index};
 use super::error::{ApiError, ApiResult};
 use super::json::{catalog_node, in_catalog, node_service, service_node};
 use super::params::{Params, check_dc};
@@ -26,7 +26,11 @@ pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -
         .filter(|m| node_meta_matches(m, &q))
         .map(|m| catalog_node(m))
         .collect();
-    Ok(with_meta(&snap, Value::Array(nodes)))
+    Ok(with_index(
+        snap.index,
+        s.state.store.known_leader(),
+        Value::Array(nodes),
+    ))
 }
 
 /// The member `node` if it is in this datacenter's catalog.
@@ -64,7 +68,7 @@ pub(super) async fn catalog_node_one(
             json!({ "Node": catalog_node(m), "Services": services })
         }
     };
-    Ok(with_index(index, &snap, body))
+    Ok(with_index(index, s.state.store.known_leader(), body))
 }
 
 pub(super) async fn node_services(
@@ -77,7 +81,7 @@ pub(super) async fn node_services(
         None => Value::Null,
         Some(m) => json!({ "Node": catalog_node(m), "Services": services_of(&s, &node) }),
     };
-    Ok(with_index(index, &snap, body))
+    Ok(with_index(index, s.state.store.known_leader(), body))
 }
 
 pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
@@ -90,7 +94,7 @@ pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params
         .collect();
     Ok(with_index(
         listing.index,
-        &s.state.members.snapshot(),
+        s.state.store.known_leader(),
         Value::Object(body),
     ))
 }
@@ -104,15 +108,14 @@ pub(super) async fn nodes_read(
     Ok(Blocking::from_query(q)?.nodes(&s.state).await)
 }
 
-/// A (blocking) read of service `name`: its entries once they pass `?index`, and the members then.
+/// A (blocking) read of service `name`: its entries once they pass `?index`.
 pub(super) async fn service_read(
     s: &ApiState,
     name: &str,
     q: &HashMap<String, String>,
-) -> Result<(Arc<ServiceEntries>, Arc<Snapshot>), ApiError> {
+) -> Result<Arc<ServiceEntries>, ApiError> {
     check_dc(s, q)?;
-    let entries = Blocking::from_query(q)?.service(&s.state, name).await;
-    Ok((entries, s.state.members.snapshot()))
+    Ok(Blocking::from_query(q)?.service(&s.state, name).await)
 }
 
 pub(super) async fn catalog_service(
@@ -120,11 +123,15 @@ pub(super) async fn catalog_service(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let (entries, snap) = service_read(&s, &name, &q).await?;
+    let entries = service_read(&s, &name, &q).await?;
     let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .map(|(m, i)| service_node(&m, i))
         .collect();
-    Ok(with_index(entries.index, &snap, Value::Array(body)))
+    Ok(with_index(
+        entries.index,
+        s.state.store.known_leader(),
+        Value::Array(body),
+    ))
 }
 
 /// The instances a read shows: of members in this datacenter's catalog, with `?tag=` and `?node-meta=`

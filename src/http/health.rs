@@ -36,7 +36,7 @@ pub(super) async fn service(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let (entries, snap) = service_read(&s, &name, &q).await?;
+    let entries = service_read(&s, &name, &q).await?;
     let passing = flag(&q, "passing");
     let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .filter(|(m, i)| !passing || all_passing(m, i))
@@ -48,7 +48,11 @@ pub(super) async fn service(
             })
         })
         .collect();
-    Ok(with_index(entries.index, &snap, Value::Array(body)))
+    Ok(with_index(
+        entries.index,
+        s.state.store.known_leader(),
+        Value::Array(body),
+    ))
 }
 
 pub(super) async fn checks(
@@ -56,7 +60,7 @@ pub(super) async fn checks(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let (entries, snap) = service_read(&s, &name, &q).await?;
+    let entries = service_read(&s, &name, &q).await?;
     let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .flat_map(|(m, i)| {
             i.checks
@@ -73,7 +77,11 @@ pub(super) async fn checks(
                 .collect::<Vec<_>>()
         })
         .collect();
-    Ok(with_index(entries.index, &snap, Value::Array(body)))
+    Ok(with_index(
+        entries.index,
+        s.state.store.known_leader(),
+        Value::Array(body),
+    ))
 }
 
 /// Every check of one node, `serfHealth` first.
@@ -106,7 +114,11 @@ pub(super) async fn node(
         .filter(|m| *m.name == *node && in_catalog(m, dc))
         .flat_map(|m| node_checks(&s, m))
         .collect();
-    Ok(with_index(index, &snap, Value::Array(body)))
+    Ok(with_index(
+        index,
+        s.state.store.known_leader(),
+        Value::Array(body),
+    ))
 }
 
 pub(super) async fn state(
@@ -130,5 +142,9 @@ pub(super) async fn state(
         .flat_map(|m| node_checks(&s, m))
         .filter(|c| wanted.is_none_or(|w| c["Status"] == w.as_str()))
         .collect();
-    Ok(with_index(index, &snap, Value::Array(body)))
+    Ok(with_index(
+        index,
+        s.state.store.known_leader(),
+        Value::Array(body),
+    ))
 }

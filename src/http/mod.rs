@@ -14,9 +14,11 @@ pub mod client;
 mod error;
 mod health;
 pub mod json;
+mod kv;
 mod operator;
 mod params;
 pub mod serve;
+mod session;
 mod status;
 
 use std::sync::Arc;
@@ -46,6 +48,24 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/agent/members", get(agent::members))
+        .route(
+            "/v1/kv/{*key}",
+            get(|s, k, q| kv::get(s, Some(k), q))
+                .put(|s, k, q, h, b| kv::put(s, Some(k), q, h, b))
+                .delete(|s, k, q| kv::delete(s, Some(k), q)),
+        )
+        .route("/v1/session/create", put(session::create))
+        .route("/v1/session/destroy/{id}", put(session::destroy))
+        .route("/v1/session/renew/{id}", put(session::renew))
+        .route("/v1/session/info/{id}", get(session::info))
+        .route("/v1/session/node/{node}", get(session::node))
+        .route("/v1/session/list", get(session::all))
+        .route(
+            "/v1/kv/",
+            get(|s, q| kv::get(s, None, q))
+                .put(|s, q, h, b| kv::put(s, None, q, h, b))
+                .delete(|s, q| kv::delete(s, None, q)),
+        )
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/join/{address}", put(agent::join))
         .route("/v1/agent/leave", put(agent::leave))

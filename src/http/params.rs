@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use axum::extract::Query;
 
 use super::ApiState;
-use super::error::{ApiError, server_error};
+use super::error::{ApiError, bad_request, server_error};
+use crate::state::replicated::Consistency;
 
 /// The query string as a map.
 pub type Params = Query<HashMap<String, String>>;
@@ -22,5 +23,17 @@ pub fn check_dc(s: &ApiState, q: &HashMap<String, String>) -> Result<(), ApiErro
             Err(server_error("No path to datacenter"))
         }
         _ => Ok(()),
+    }
+}
+
+/// The read consistency a query asks for (`?stale`, `?consistent`), with Consul's conflict error.
+pub fn consistency(q: &HashMap<String, String>) -> Result<Consistency, ApiError> {
+    match (q.contains_key("stale"), q.contains_key("consistent")) {
+        (true, true) => Err(bad_request(
+            "Cannot specify ?stale with ?consistent, conflicting semantics.",
+        )),
+        (true, false) => Ok(Consistency::Stale),
+        (false, true) => Ok(Consistency::Consistent),
+        (false, false) => Ok(Consistency::Default),
     }
 }

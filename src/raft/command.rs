@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::kv::{KvOp, KvRefusal};
+use crate::state::kv::KvRefusal;
+use crate::state::replicated::Change;
 
 /// A command as the log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,14 +16,9 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-/// A command the state machine applies.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// A KV write.
-    Kv(KvOp),
-}
-
+/// The log's tags: a new command takes the next number; a number is never reused.
 const TAG_KV: u16 = 1;
+const TAG_SESSION: u16 = 2;
 
 /// Why a request could not be read as a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,11 +41,15 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
+/// Encodes and decodes [`Change`]s as log commands.
+pub struct Command;
+
 impl Command {
-    /// The command as a log entry carries it.
-    pub fn encode(&self) -> Request {
-        let (tag, body) = match self {
-            Command::Kv(op) => (TAG_KV, postcard::to_allocvec(op)),
+    /// The change as a log entry carries it.
+    pub fn encode(change: &Change) -> Request {
+        let (tag, body) = match change {
+            Change::Kv(op) => (TAG_KV, postcard::to_allocvec(op)),
+            Change::Session(op) => (TAG_SESSION, postcard::to_allocvec(op)),
         };
         Request {
             tag,
@@ -59,10 +59,13 @@ impl Command {
     }
 
     /// Reads a log entry's command.
-    pub fn decode(r: &Request) -> Result<Self, DecodeError> {
+    pub fn decode(r: &Request) -> Result<Change, DecodeError> {
         let body = |e: postcard::Error| DecodeError::Body(r.tag, e.to_string());
         match r.tag {
-            TAG_KV => Ok(Command::Kv(postcard::from_bytes(&r.body).map_err(body)?)),
+            TAG_KV => Ok(Change::Kv(postcard::from_bytes(&r.body).map_err(body)?)),
+            TAG_SESSION => Ok(Change::Session(
+                postcard::from_bytes(&r.body).map_err(body)?,
+            )),
             t => Err(DecodeError::UnknownTag(t)),
         }
     }
@@ -89,12 +92,14 @@ mod tests {
 
     #[test]
     fn commands_round_trip_and_unknown_tags_are_told_apart() {
-        let c = Command::Kv(KvOp::Set {
+        let c = Change::Kv(crate::state::kv::KvOp::Set {
             key: "k".into(),
             value: Some(vec![1, 2]),
             flags: 7,
         });
-        assert_eq!(Command::decode(&c.encode()), Ok(c));
+        assert_eq!(Command::decode(&Command::encode(&c)), Ok(c));
+        let d = Change::Session(crate::state::sessions::SessionOp::Destroy { id: "x".into() });
+        assert_eq!(Command::decode(&Command::encode(&d)), Ok(d));
         let future = Request {
             tag: 999,
             body: vec![1],

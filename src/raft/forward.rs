@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::bootstrap::gossip_servers;
@@ -12,10 +12,10 @@ use super::network::{CallError, Transport};
 use super::rpc::{Answer, Rpc};
 use super::server::HOLD;
 use crate::state::MemberTable;
-use crate::state::kv::KvOp;
 use crate::state::replicated::{
-    BoxFuture, ReadRequest, ReadResult, Replicated, StoreError, Written,
+    BoxFuture, Change, ReadRequest, ReadResult, Replicated, StoreError, Written,
 };
+use crate::state::sessions::Session;
 
 /// Extra time over a request's own hold or wait.
 const SLACK: Duration = Duration::from_secs(10);
@@ -27,6 +27,8 @@ pub struct Forwarder {
     datacenter: String,
     default_port: u16,
     next: AtomicUsize,
+    /// Whether the last server heard from knew a leader.
+    known: AtomicBool,
 }
 
 impl Forwarder {
@@ -43,12 +45,13 @@ impl Forwarder {
             datacenter,
             default_port,
             next: AtomicUsize::new(0),
+            known: AtomicBool::new(false),
         }
     }
 
     /// Sends `rpc` to a server; a server that cannot be reached is passed over for the next.
     async fn call(&self, rpc: Rpc, timeout: Duration) -> Result<Answer, StoreError> {
-        let servers: Vec<SocketAddr> =
+        let mut servers: Vec<SocketAddr> =
             gossip_servers(&self.members, &self.datacenter, self.default_port)
                 .iter()
                 .filter_map(|c| c.node.addr.parse().ok())
@@ -56,13 +59,18 @@ impl Forwarder {
         if servers.is_empty() {
             return Err(StoreError::NoServers);
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // In turn, and servers that just failed last (gossip may not have noticed a crash yet).
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % servers.len();
+        servers.rotate_left(start);
+        servers.sort_by_key(|a| self.transport.recently_down(*a));
         let mut last = String::new();
-        for i in 0..servers.len() {
-            let addr = servers[(start + i) % servers.len()];
+        for addr in servers {
             match self.transport.call(addr, &rpc, timeout).await {
                 Ok(Answer::Refused(why)) => return Err(StoreError::Unavailable(why)),
-                Ok(a) => return Ok(a),
+                Ok(a) => {
+                    self.note(&a);
+                    return Ok(a);
+                }
                 // Never sent: another server may take it.
                 Err(CallError::Unreachable(e)) => last = e,
                 Err(e) => return Err(StoreError::Unavailable(format!("server {addr}: {e}"))),
@@ -71,6 +79,20 @@ impl Forwarder {
         Err(StoreError::Unavailable(format!(
             "no server could be reached: {last}"
         )))
+    }
+
+    /// Remembers whether the answering server knew a leader.
+    fn note(&self, a: &Answer) {
+        let known = match a {
+            Answer::Read(Ok(r)) => r.known_leader,
+            Answer::Write(Ok(_)) => true,
+            Answer::Write(Err(StoreError::NoLeader)) | Answer::Read(Err(StoreError::NoLeader)) => {
+                false
+            }
+            Answer::Status(s) => s.leader.is_some(),
+            _ => return,
+        };
+        self.known.store(known, Ordering::Relaxed);
     }
 
     async fn status(&self) -> Option<super::rpc::Status> {
@@ -86,14 +108,23 @@ fn unexpected() -> StoreError {
 }
 
 impl Replicated for Forwarder {
-    fn write(&self, op: KvOp) -> BoxFuture<'_, Result<Written, StoreError>> {
+    fn write(&self, change: Change) -> BoxFuture<'_, Result<Written, StoreError>> {
         Box::pin(async move {
             let rpc = Rpc::Write {
-                command: Command::Kv(op).encode(),
+                command: Command::encode(&change),
                 hops: 0,
             };
             match self.call(rpc, HOLD + SLACK).await? {
                 Answer::Write(r) => r,
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn renew(&self, id: String) -> BoxFuture<'_, Result<Option<Session>, StoreError>> {
+        Box::pin(async move {
+            match self.call(Rpc::Renew { id, hops: 0 }, HOLD + SLACK).await? {
+                Answer::Renew(r) => r,
                 _ => Err(unexpected()),
             }
         })
@@ -124,5 +155,9 @@ impl Replicated for Forwarder {
 
     fn peers(&self) -> BoxFuture<'_, Vec<String>> {
         Box::pin(async move { self.status().await.map(|s| s.peers).unwrap_or_default() })
+    }
+
+    fn known_leader(&self) -> bool {
+        self.known.load(Ordering::Relaxed)
     }
 }

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Command, Reply};
 use super::{ServerNode, TypeConfig};
-use crate::state::kv::{KvImage, KvStore};
+use crate::state::kv::KvImage;
+use crate::state::replicated::Replica;
+use crate::state::sessions::Session;
 
 type StErr = StorageError<u64>;
 type Meta = SnapshotMeta<u64, ServerNode>;
@@ -26,6 +28,8 @@ type Meta = SnapshotMeta<u64, ServerNode>;
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Image {
     kv: KvImage,
+    sessions_index: u64,
+    sessions: Vec<Session>,
 }
 
 /// A snapshot as kept: its meta and its bytes.
@@ -95,7 +99,7 @@ impl Shelf {
 
 /// The state machine openraft drives.
 pub struct StateMachine {
-    kv: Arc<KvStore>,
+    state: Arc<Replica>,
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, ServerNode>,
     shelf: Shelf,
@@ -103,11 +107,11 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Restores from the snapshot in `dir` (none: memory only) into `kv`.
-    pub fn open(dir: Option<PathBuf>, kv: Arc<KvStore>) -> Result<Self, String> {
+    /// Restores from the snapshot in `dir` (none: memory only) into `state`.
+    pub fn open(dir: Option<PathBuf>, state: Arc<Replica>) -> Result<Self, String> {
         let shelf = Shelf::load(dir)?;
         let mut sm = StateMachine {
-            kv,
+            state,
             last_applied: None,
             membership: StoredMembership::default(),
             shelf,
@@ -122,7 +126,10 @@ impl StateMachine {
 
     fn restore(&mut self, meta: &Meta, data: &[u8]) -> Result<(), postcard::Error> {
         let image: Image = postcard::from_bytes(data)?;
-        self.kv.restore(image.kv);
+        self.state.kv.restore(image.kv);
+        self.state
+            .sessions
+            .restore(image.sessions_index, image.sessions);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         Ok(())
@@ -143,7 +150,7 @@ impl StateMachine {
                     tracing::warn!("raft entry {index} not applied: {err}");
                     Reply::Unreadable(err.to_string())
                 }
-                Ok(Command::Kv(op)) => match self.kv.apply(index, &op, |_| false) {
+                Ok(change) => match self.state.apply(index, &change) {
                     Ok(b) => Reply::Done(b),
                     Err(r) => Reply::Refused(r),
                 },
@@ -208,8 +215,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 last_membership: self.membership.clone(),
                 snapshot_id: id,
             },
-            image: Image {
-                kv: self.kv.image(),
+            image: {
+                let (sessions_index, sessions) = self.state.sessions.image();
+                Image {
+                    kv: self.state.kv.image(),
+                    sessions_index,
+                    sessions,
+                }
             },
             shelf: self.shelf.clone(),
         }
@@ -249,19 +261,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 mod tests {
     use super::*;
     use crate::state::kv::{KvOp, KvQuery};
+    use crate::state::replicated::Change;
     use openraft::CommittedLeaderId;
 
     fn set(index: u64, key: &str) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(
-                Command::Kv(KvOp::Set {
-                    key: key.into(),
-                    value: Some(b"v".to_vec()),
-                    flags: 0,
-                })
-                .encode(),
-            ),
+            payload: EntryPayload::Normal(Command::encode(&Change::Kv(KvOp::Set {
+                key: key.into(),
+                value: Some(b"v".to_vec()),
+                flags: 0,
+            }))),
         }
     }
 
@@ -269,8 +279,8 @@ mod tests {
     async fn snapshots_survive_a_restart() {
         let dir = std::env::temp_dir().join(format!("murmur-fsm-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let kv = Arc::new(KvStore::new());
-        let mut sm = StateMachine::open(Some(dir.clone()), kv.clone()).unwrap();
+        let st = Arc::new(Replica::default());
+        let mut sm = StateMachine::open(Some(dir.clone()), st.clone()).unwrap();
         let r = sm.apply(vec![set(1, "a"), set(2, "b")]).await.unwrap();
         assert_eq!(r, vec![Reply::Done(true), Reply::Done(true)]);
         let snap = sm
@@ -283,16 +293,18 @@ mod tests {
         // After the snapshot: not in it.
         sm.apply(vec![set(3, "c")]).await.unwrap();
 
-        let kv2 = Arc::new(KvStore::new());
-        let mut sm2 = StateMachine::open(Some(dir.clone()), kv2.clone()).unwrap();
+        let st2 = Arc::new(Replica::default());
+        let kv2 = &st2.kv;
+        let mut sm2 = StateMachine::open(Some(dir.clone()), st2.clone()).unwrap();
         let (applied, _) = sm2.applied_state().await.unwrap();
         assert_eq!(applied.map(|l| l.index), Some(2));
         assert_eq!(kv2.len(), 2);
         assert_eq!(kv2.query(&KvQuery::Get("b".into())).0, 2);
 
         // Installing a snapshot replaces the state.
-        let kv3 = Arc::new(KvStore::new());
-        let mut sm3 = StateMachine::open(None, kv3.clone()).unwrap();
+        let st3 = Arc::new(Replica::default());
+        let kv3 = &st3.kv;
+        let mut sm3 = StateMachine::open(None, st3.clone()).unwrap();
         sm3.apply(vec![set(1, "stale")]).await.unwrap();
         let cur = sm2.get_current_snapshot().await.unwrap().unwrap();
         sm3.install_snapshot(&cur.meta, cur.snapshot).await.unwrap();
@@ -303,8 +315,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_command_is_skipped_and_said() {
-        let kv = Arc::new(KvStore::new());
-        let mut sm = StateMachine::open(None, kv.clone()).unwrap();
+        let mut sm = StateMachine::open(None, Arc::new(Replica::default())).unwrap();
         let e = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
             payload: EntryPayload::Normal(super::super::command::Request {

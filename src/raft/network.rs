@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::AnyError;
 use openraft::error::{
@@ -24,6 +24,14 @@ use super::rpc::{self, Answer, MAX_FRAME, Rpc};
 use super::{ServerNode, TypeConfig};
 use crate::net::quic::{read_frame, write_frame};
 use crate::net::tls::{self, TlsSettings};
+
+/// How long a request may go unacknowledged by the peer's QUIC stack before the peer counts as gone
+/// and the request as never delivered (so it may go to another server). A live peer acknowledges in
+/// a round trip plus its ack delay (25 ms); a peer that crashed never does, and waiting for QUIC's
+/// idle timeout instead would hold every request sent to it for seconds.
+const DELIVERY: Duration = Duration::from_secs(2);
+/// Longest connection handshake.
+const CONNECT: Duration = Duration::from_secs(2);
 
 /// Connections served at once; more are refused.
 const MAX_CONNECTIONS: usize = 1024;
@@ -70,9 +78,14 @@ pub struct Transport {
     client: quinn::ClientConfig,
     server_name: String,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// Peers that last failed to acknowledge or connect, and when.
+    down: Mutex<HashMap<SocketAddr, Instant>>,
     /// Counters.
     pub stats: TransportStats,
 }
+
+/// How long a peer that failed is tried only after the others.
+const DOWN_FOR: Duration = Duration::from_secs(10);
 
 fn rpc_transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
@@ -115,6 +128,7 @@ impl Transport {
             client,
             server_name: format!("server.{datacenter}.murmur"),
             conns: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashMap::new()),
             stats: TransportStats::default(),
         }))
     }
@@ -136,11 +150,15 @@ impl Transport {
         {
             return Ok(c);
         }
-        let c = self
+        let connecting = self
             .endpoint
             .connect_with(self.client.clone(), addr, &self.server_name)
-            .map_err(|e| CallError::Unreachable(e.to_string()))?
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let c = tokio::time::timeout(CONNECT, connecting)
             .await
+            .map_err(|_| {
+                CallError::Unreachable(format!("no handshake with {addr} in {CONNECT:?}"))
+            })?
             .map_err(|e| CallError::Unreachable(e.to_string()))?;
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         self.conns
@@ -150,6 +168,15 @@ impl Transport {
         Ok(c)
     }
 
+    /// True when `addr` failed to answer in the last few seconds.
+    pub fn recently_down(&self, addr: SocketAddr) -> bool {
+        self.down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&addr)
+            .is_some_and(|t| t.elapsed() < DOWN_FOR)
+    }
+
     fn forget(&self, addr: SocketAddr) {
         self.conns
             .lock()
@@ -157,10 +184,29 @@ impl Transport {
             .remove(&addr);
     }
 
-    async fn exchange(&self, conn: &quinn::Connection, req: &[u8]) -> Result<Vec<u8>, String> {
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-        write_frame(&mut send, req).await?;
-        read_frame(&mut recv, MAX_FRAME).await
+    /// One request on its own stream. A request the peer never acknowledged is `Unreachable`: it was
+    /// not delivered, so it is safe to send elsewhere.
+    async fn exchange(&self, conn: &quinn::Connection, req: &[u8]) -> Result<Vec<u8>, CallError> {
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        write_frame(&mut send, req)
+            .await
+            .map_err(CallError::Unreachable)?;
+        let undelivered = async {
+            match tokio::time::timeout(DELIVERY, send.stopped()).await {
+                // Acknowledged (or stopped, which the read below reports): wait for the answer.
+                Ok(_) => std::future::pending::<()>().await,
+                Err(_) => {}
+            }
+        };
+        tokio::select! {
+            r = read_frame(&mut recv, MAX_FRAME) => r.map_err(CallError::Failed),
+            _ = undelivered => Err(CallError::Unreachable(format!(
+                "request not acknowledged in {DELIVERY:?}"
+            ))),
+        }
     }
 
     /// Sends `rpc` to `addr` and waits up to `timeout` for the answer. A cached connection that has
@@ -176,20 +222,37 @@ impl Transport {
             let conn = self.connection(addr).await?;
             let bytes = match self.exchange(&conn, &req).await {
                 Ok(b) => b,
-                Err(_) if conn.close_reason().is_some() => {
+                // A connection that had gone away before this request: once more on a new one.
+                Err(CallError::Unreachable(_)) if conn.close_reason().is_some() => {
                     self.forget(addr);
                     let conn = self.connection(addr).await?;
-                    self.exchange(&conn, &req)
-                        .await
-                        .map_err(CallError::Failed)?
+                    self.exchange(&conn, &req).await?
                 }
-                Err(e) => return Err(CallError::Failed(e)),
+                Err(e) => {
+                    if matches!(e, CallError::Unreachable(_)) {
+                        // Not acknowledged: the peer is gone; the next call reconnects.
+                        conn.close(0u32.into(), b"unresponsive");
+                        self.forget(addr);
+                    }
+                    return Err(e);
+                }
             };
             rpc::decode(&bytes).map_err(CallError::Failed)
         };
-        tokio::time::timeout(timeout, work)
+        let r = tokio::time::timeout(timeout, work)
             .await
-            .map_err(|_| CallError::Timeout)?
+            .map_err(|_| CallError::Timeout)
+            .and_then(|r| r);
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        match &r {
+            Err(CallError::Unreachable(_)) => {
+                down.insert(addr, Instant::now());
+            }
+            _ => {
+                down.remove(&addr);
+            }
+        }
+        r
     }
 
     /// Answers incoming requests with `handler(from, rpc)` until the endpoint closes.
@@ -305,8 +368,11 @@ impl Peer {
         match self.transport.call(addr, &rpc, option.hard_ttl()).await {
             Ok(Answer::Refused(why)) => Err(network_error(why)),
             Ok(a) => Ok(a),
-            // Back off from a peer that is down rather than spinning on it.
-            Err(e @ CallError::Unreachable(_)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            // Back off from a peer that is down (or too slow to answer a heartbeat in time) rather
+            // than spinning on it and logging each failure.
+            Err(e @ (CallError::Unreachable(_) | CallError::Timeout)) => {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
             Err(e) => Err(network_error(e)),
         }
     }
@@ -320,6 +386,10 @@ impl Peer {
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_secs(1)))
+    }
+
     async fn append_entries(
         &mut self,
         req: AppendEntriesRequest<TypeConfig>,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::TypeConfig;
 use super::command::Request;
 use crate::state::replicated::{ReadRequest, ReadResult, StoreError, Written};
+use crate::state::sessions::Session;
 
 /// Largest frame either way: a batch of entries at the value limit, or a snapshot chunk.
 pub const MAX_FRAME: usize = 64 << 20;
@@ -44,6 +45,13 @@ pub enum Rpc {
     },
     /// Whether the server holds raft state, and whom it knows as leader (for `bootstrap_expect`).
     Status,
+    /// Renews a session's TTL (the leader keeps the timers).
+    Renew {
+        /// Session ID.
+        id: String,
+        /// Forwards so far.
+        hops: u8,
+    },
 }
 
 /// A server's raft status as [`Rpc::Status`] answers it.
@@ -72,6 +80,8 @@ pub enum Answer {
     Read(Result<ReadResult, StoreError>),
     /// To [`Rpc::Status`].
     Status(Status),
+    /// To [`Rpc::Renew`]: the session, or `None` when there is none.
+    Renew(Result<Option<Session>, StoreError>),
     /// A request this server cannot serve (not a server, or a request it cannot read).
     Refused(String),
 }
@@ -90,7 +100,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, String> {
 mod tests {
     use super::*;
     use crate::state::kv::{KvAnswer, KvEntry, KvQuery};
-    use crate::state::replicated::Consistency;
+    use crate::state::replicated::{Consistency, Query, ReadAnswer};
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 
     #[test]
@@ -122,7 +132,7 @@ mod tests {
 
         let r = Answer::Read(Ok(ReadResult {
             index: 7,
-            answer: KvAnswer::Entries(vec![KvEntry {
+            answer: ReadAnswer::Kv(KvAnswer::Entries(vec![KvEntry {
                 key: "k".into(),
                 value: None,
                 flags: 1,
@@ -130,7 +140,7 @@ mod tests {
                 session: Some("s".into()),
                 create_index: 2,
                 modify_index: 7,
-            }]),
+            }])),
             known_leader: true,
             last_contact_ms: 3,
         }));
@@ -141,7 +151,7 @@ mod tests {
         ));
         let q = Rpc::Read {
             request: ReadRequest {
-                query: KvQuery::Get("x".into()),
+                query: Query::Kv(KvQuery::Get("x".into())),
                 consistency: Consistency::Stale,
                 min_index: Some(3),
                 wait: std::time::Duration::from_secs(5),

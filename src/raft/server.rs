@@ -21,11 +21,13 @@ use super::network::{CallError, Network, Transport};
 use super::rpc::{Answer, MAX_HOPS, Rpc, Status};
 use super::{Raft, ServerNode, raft_id};
 use crate::net::tls::TlsSettings;
-use crate::state::MemberTable;
-use crate::state::kv::{KvOp, KvStore};
+use crate::state::kv::KvOp;
 use crate::state::replicated::{
-    BoxFuture, Consistency, ReadRequest, ReadResult, Replicated, StoreError, Written,
+    BoxFuture, Change, Consistency, ReadRequest, ReadResult, Replica, Replicated, StoreError,
+    Written,
 };
+use crate::state::sessions::{Session, SessionOp};
+use crate::state::{MemberStatus, MemberTable};
 
 /// How long a write or read waits for a leader before failing (Consul's `rpc_hold_timeout`).
 pub const HOLD: Duration = Duration::from_secs(7);
@@ -65,12 +67,21 @@ pub struct ServerSetup {
     pub stabilization: Duration,
 }
 
+/// The leader's session TTL timers (not replicated, as Consul's are not): rebuilt at full length
+/// whenever this server starts a new term as leader.
+#[derive(Default)]
+struct Timers {
+    term: u64,
+    deadlines: HashMap<String, Instant>,
+}
+
 /// A running server.
 pub struct RaftServer {
     raft: Raft,
     id: u64,
     me: ServerNode,
-    kv: Arc<KvStore>,
+    state: Arc<Replica>,
+    timers: Mutex<Timers>,
     transport: Arc<Transport>,
     members: Arc<MemberTable>,
     datacenter: String,
@@ -106,7 +117,7 @@ impl RaftServer {
     pub async fn start(
         s: ServerSetup,
         members: Arc<MemberTable>,
-        kv: Arc<KvStore>,
+        state: Arc<Replica>,
     ) -> Result<Arc<Self>, String> {
         let id =
             raft_id(&s.node_id).ok_or_else(|| format!("node ID {:?} is not a UUID", s.node_id))?;
@@ -122,7 +133,7 @@ impl RaftServer {
             None => (LogStore::memory()?, None),
         };
         let had_state = log.has_state()?;
-        let sm = StateMachine::open(snapshots, kv.clone())?;
+        let sm = StateMachine::open(snapshots, state.clone())?;
         let transport = Transport::open(Some(s.bind), s.bind.ip(), &s.tls, &s.datacenter)?;
         let config = Arc::new(raft_config(&s)?);
         let network = Network {
@@ -141,7 +152,8 @@ impl RaftServer {
             raft,
             id,
             me,
-            kv,
+            state,
+            timers: Mutex::new(Timers::default()),
             transport: transport.clone(),
             members,
             datacenter: s.datacenter.clone(),
@@ -193,16 +205,6 @@ impl RaftServer {
             Ok(()) => tracing::info!("bootstrapped the raft configuration with {names:?}"),
             Err(e) => tracing::warn!("raft bootstrap with {names:?} not done: {e}"),
         }
-    }
-
-    /// The KV store this server applies into.
-    pub fn kv(&self) -> &Arc<KvStore> {
-        &self.kv
-    }
-
-    /// The server transport (clients of this agent forward through it too).
-    pub fn transport(&self) -> &Arc<Transport> {
-        &self.transport
     }
 
     fn metrics(&self) -> openraft::RaftMetrics<u64, ServerNode> {
@@ -269,6 +271,7 @@ impl RaftServer {
             }
             Rpc::Read { request, hops } => Answer::Read(self.read_at(request, hops).await),
             Rpc::Status => Answer::Status(self.status()),
+            Rpc::Renew { id, hops } => Answer::Renew(self.renew_at(id, hops).await),
         }
     }
 
@@ -290,6 +293,18 @@ impl RaftServer {
     async fn propose(&self, command: Request, hops: u8) -> Result<Written, StoreError> {
         let deadline = Instant::now() + HOLD;
         loop {
+            // A lock in its delay is refused by the leader before it reaches the log (as Consul's
+            // KVS.Apply does), so every server applies the same log alike.
+            if self.metrics().current_leader == Some(self.id)
+                && let Ok(Change::Kv(KvOp::Lock { key, .. })) = Command::decode(&command)
+                && self.state.sessions.delayed(&key)
+            {
+                tracing::debug!("refusing a lock of {key:?} in its lock delay");
+                return Ok(Written {
+                    index: 0,
+                    ok: false,
+                });
+            }
             match self.raft.client_write(command.clone()).await {
                 Ok(r) => {
                     return match r.data {
@@ -350,8 +365,12 @@ impl RaftServer {
     /// Answers a read here, after waiting for its index when it blocks.
     async fn answer_here(&self, r: &ReadRequest) -> ReadResult {
         let (index, answer) = match r.min_index {
-            Some(min) => self.kv.wait(&r.query, min, Instant::now() + r.wait).await,
-            None => self.kv.query(&r.query),
+            Some(min) => {
+                self.state
+                    .wait(&r.query, min, Instant::now() + r.wait)
+                    .await
+            }
+            None => self.state.query(&r.query),
         };
         let m = self.metrics();
         let last_contact_ms = if m.current_leader == Some(self.id) {
@@ -425,6 +444,87 @@ impl RaftServer {
         }
     }
 
+    /// Renews session `id` at the leader: its TTL timer starts again (the session itself is unchanged).
+    async fn renew_at(&self, id: String, hops: u8) -> Result<Option<Session>, StoreError> {
+        let deadline = Instant::now() + HOLD;
+        loop {
+            match self.metrics().current_leader {
+                Some(l) if l == self.id => {
+                    let s = self.state.sessions.get(&id);
+                    if let Some(s) = &s
+                        && let Some(ttl) = s.ttl()
+                    {
+                        let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+                        t.deadlines.insert(id, Instant::now() + ttl * 2);
+                    }
+                    return Ok(s);
+                }
+                Some(l) => {
+                    let Some(node) = self.node_of(l) else {
+                        return Err(StoreError::NoLeader);
+                    };
+                    if hops >= MAX_HOPS {
+                        return Err(StoreError::Unavailable(
+                            "renew forwarded too many times".into(),
+                        ));
+                    }
+                    let rpc = Rpc::Renew {
+                        id: id.clone(),
+                        hops: hops + 1,
+                    };
+                    match self.forward(&node.addr, &rpc, HOLD + FORWARD_SLACK).await {
+                        Ok(Answer::Renew(r)) => return r,
+                        Ok(other) => return Err(unexpected(other)),
+                        Err(CallError::Unreachable(_)) if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+                    }
+                }
+                None => {
+                    if !self.await_leader(deadline).await {
+                        return Err(StoreError::NoLeader);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sessions the leader ends now: TTLs run out (twice the TTL since creation or the last renewal,
+    /// as Consul allows), and sessions on `serfHealth` whose node failed or left.
+    fn sessions_to_end(&self, term: u64) -> Vec<String> {
+        let all = self.state.sessions.all();
+        let now = Instant::now();
+        let mut end = Vec::new();
+        {
+            let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+            if t.term != term {
+                t.term = term;
+                t.deadlines.clear();
+            }
+            let live: BTreeSet<&str> = all.iter().map(|s| s.id.as_str()).collect();
+            t.deadlines.retain(|id, _| live.contains(id.as_str()));
+            for s in &all {
+                if let Some(ttl) = s.ttl() {
+                    let due = *t.deadlines.entry(s.id.clone()).or_insert(now + ttl * 2);
+                    if due <= now {
+                        end.push(s.id.clone());
+                    }
+                }
+            }
+        }
+        for s in &all {
+            let failed = self
+                .members
+                .get(&s.node)
+                .is_some_and(|m| matches!(m.status, MemberStatus::Failed | MemberStatus::Left));
+            if failed && s.node_checks.iter().any(|c| c == "serfHealth") && !end.contains(&s.id) {
+                end.push(s.id.clone());
+            }
+        }
+        end
+    }
+
     /// The leader's upkeep, once a second until the server stops.
     async fn upkeep(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
@@ -436,8 +536,16 @@ impl RaftServer {
             if *stop.borrow() {
                 return;
             }
-            if self.metrics().state == ServerState::Leader {
+            let m = self.metrics();
+            if m.state == ServerState::Leader {
                 self.reconcile().await;
+                for id in self.sessions_to_end(m.current_term) {
+                    tracing::info!("session {id} invalidated (TTL expired or its node failed)");
+                    let change = Change::Session(SessionOp::Destroy { id: id.clone() });
+                    if let Err(e) = self.propose(Command::encode(&change), MAX_HOPS).await {
+                        tracing::warn!("ending session {id}: {e}");
+                    }
+                }
             }
         }
     }
@@ -573,8 +681,12 @@ fn unexpected(a: Answer) -> StoreError {
 }
 
 impl Replicated for RaftServer {
-    fn write(&self, op: KvOp) -> BoxFuture<'_, Result<Written, StoreError>> {
-        Box::pin(async move { self.propose(Command::Kv(op).encode(), 0).await })
+    fn write(&self, change: Change) -> BoxFuture<'_, Result<Written, StoreError>> {
+        Box::pin(async move { self.propose(Command::encode(&change), 0).await })
+    }
+
+    fn renew(&self, id: String) -> BoxFuture<'_, Result<Option<Session>, StoreError>> {
+        Box::pin(async move { self.renew_at(id, 0).await })
     }
 
     fn read(&self, req: ReadRequest) -> BoxFuture<'_, Result<ReadResult, StoreError>> {
@@ -587,5 +699,9 @@ impl Replicated for RaftServer {
 
     fn peers(&self) -> BoxFuture<'_, Vec<String>> {
         Box::pin(async move { self.voter_addrs() })
+    }
+
+    fn known_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader.is_some()
     }
 }

@@ -130,7 +130,7 @@ fn norm(k: &str) -> String {
 }
 
 /// The object's own fields under normalized keys (nested values untouched).
-fn fields(v: &Value, what: &str) -> Result<BTreeMap<String, Value>, DefinitionError> {
+pub(super) fn fields(v: &Value, what: &str) -> Result<BTreeMap<String, Value>, DefinitionError> {
     let Value::Object(o) = v else {
         return err(format!("{what}: expected an object"));
     };

@@ -12,6 +12,9 @@
 //! - `maintenance.rs`: node and service maintenance mode (a critical check, kept in the data dir)
 //! - `node_record.rs`: the record a node publishes about its services and checks (gossip's bytes)
 //! - `catalog.rs`: every node's record, indexed by service, with a watch per service name
+//! - `kv.rs`: the servers' KV store, with a watch per key and per prefix
+//! - `sessions.rs`: the servers' sessions (lock holders, behaviors, lock delays)
+//! - `replicated.rs`: what the agent asks of the servers' store, wherever it is answered
 
 pub mod catalog;
 pub mod changes;
@@ -26,6 +29,7 @@ pub mod node_record;
 pub mod publish;
 pub mod replicated;
 pub mod servers;
+pub mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +73,8 @@ pub struct AgentState {
     pub services: Arc<local_services::LocalServices>,
     /// Every node's services and checks.
     pub catalog: Arc<catalog::Catalog>,
+    /// The servers' replicated store (KV), here on a server, forwarded from a client.
+    pub store: Arc<dyn replicated::Replicated>,
     gossip: GossipHandle,
 }
 
@@ -80,6 +86,7 @@ impl AgentState {
         local: LocalAgent,
         services: Arc<local_services::LocalServices>,
         catalog: Arc<catalog::Catalog>,
+        store: Arc<dyn replicated::Replicated>,
         gossip: GossipHandle,
     ) -> Self {
         AgentState {
@@ -88,6 +95,7 @@ impl AgentState {
             local: Arc::new(local),
             services,
             catalog,
+            store,
             gossip,
         }
     }

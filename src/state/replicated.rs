@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::kv::{KvAnswer, KvOp, KvQuery, KvRefusal};
+use tokio::time::Instant;
+
+use super::kv::{KvAnswer, KvOp, KvQuery, KvRefusal, KvStore};
+use super::sessions::{Behavior, Session, SessionOp, SessionQuery, SessionStore};
 
 /// Consul's read consistency modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,11 +24,97 @@ pub enum Consistency {
     Stale,
 }
 
+/// A write to the replicated state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// A KV write.
+    Kv(KvOp),
+    /// A session created or ended.
+    Session(SessionOp),
+}
+
+/// What a read asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    /// Keys.
+    Kv(KvQuery),
+    /// Sessions.
+    Session(SessionQuery),
+}
+
+/// A read's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadAnswer {
+    /// Keys.
+    Kv(KvAnswer),
+    /// Sessions.
+    Sessions(Vec<Session>),
+}
+
+/// What a server's state machine holds: the KV store and the sessions that lock its keys.
+#[derive(Default)]
+pub struct Replica {
+    /// Keys.
+    pub kv: KvStore,
+    /// Sessions.
+    pub sessions: SessionStore,
+}
+
+impl Replica {
+    /// Applies `change` at raft index `index` (every server alike). Returns Consul's boolean answer.
+    pub fn apply(&self, index: u64, change: &Change) -> Result<bool, KvRefusal> {
+        match change {
+            Change::Kv(op) => self.kv.apply(index, op, |id| self.sessions.exists(id)),
+            Change::Session(SessionOp::Create(s)) => {
+                self.sessions.create(index, s.clone());
+                Ok(true)
+            }
+            Change::Session(SessionOp::Destroy { id }) => {
+                if let Some(s) = self.sessions.destroy(index, id) {
+                    let keys = self
+                        .kv
+                        .release_session(index, id, s.behavior == Behavior::Delete);
+                    self.sessions.delay(&keys, s.lock_delay);
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Answers `q` now.
+    pub fn query(&self, q: &Query) -> (u64, ReadAnswer) {
+        match q {
+            Query::Kv(q) => {
+                let (i, a) = self.kv.query(q);
+                (i, ReadAnswer::Kv(a))
+            }
+            Query::Session(q) => {
+                let (i, s) = self.sessions.query(q);
+                (i, ReadAnswer::Sessions(s))
+            }
+        }
+    }
+
+    /// Answers `q` once its index differs from `min`, or at `deadline`.
+    pub async fn wait(&self, q: &Query, min: u64, deadline: Instant) -> (u64, ReadAnswer) {
+        match q {
+            Query::Kv(q) => {
+                let (i, a) = self.kv.wait(q, min, deadline).await;
+                (i, ReadAnswer::Kv(a))
+            }
+            Query::Session(q) => {
+                let (i, s) = self.sessions.wait(q, min, deadline).await;
+                (i, ReadAnswer::Sessions(s))
+            }
+        }
+    }
+}
+
 /// A read, possibly blocking.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadRequest {
     /// What to read.
-    pub query: KvQuery,
+    pub query: Query,
     /// Who may answer.
     pub consistency: Consistency,
     /// Block until the result's index differs from this one.
@@ -40,7 +129,7 @@ pub struct ReadResult {
     /// Index of the result.
     pub index: u64,
     /// The result.
-    pub answer: KvAnswer,
+    pub answer: ReadAnswer,
     /// Whether the answering server knew a leader.
     pub known_leader: bool,
     /// Milliseconds since the answering server last heard from the leader (0 on the leader).
@@ -86,12 +175,16 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The replicated store as the agent sees it.
 pub trait Replicated: Send + Sync {
-    /// Commits a KV write.
-    fn write(&self, op: KvOp) -> BoxFuture<'_, Result<Written, StoreError>>;
+    /// Commits a write.
+    fn write(&self, change: Change) -> BoxFuture<'_, Result<Written, StoreError>>;
+    /// Renews a session's TTL at the leader; `None` when there is no such session.
+    fn renew(&self, id: String) -> BoxFuture<'_, Result<Option<Session>, StoreError>>;
     /// Reads, by consistency mode, blocking when asked.
     fn read(&self, req: ReadRequest) -> BoxFuture<'_, Result<ReadResult, StoreError>>;
     /// The leader's RPC address, when one is known.
     fn leader(&self) -> BoxFuture<'_, Option<String>>;
     /// RPC addresses of the voting servers.
     fn peers(&self) -> BoxFuture<'_, Vec<String>>;
+    /// Whether a leader was known when last heard (`X-Consul-KnownLeader` of local reads).
+    fn known_leader(&self) -> bool;
 }

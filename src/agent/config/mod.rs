@@ -59,6 +59,17 @@ impl Default for Ports {
 /// Consul's default `check_update_interval`.
 pub const DEFAULT_CHECK_UPDATE_INTERVAL: Duration = Duration::from_secs(300);
 
+/// Replicated-log tuning (Consul's defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftSettings {
+    /// Entries between snapshots (`raft_snapshot_threshold`, 16384).
+    pub snapshot_threshold: u64,
+    /// Entries kept behind a snapshot (`raft_trailing_logs`, 10240).
+    pub trailing_logs: u64,
+    /// How long a new server keeps up before it votes (`autopilot.server_stabilization_time`, 10s).
+    pub stabilization: Duration,
+}
+
 /// The agent's final configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -78,6 +89,10 @@ pub struct Config {
     pub server: bool,
     /// Expected servers (0 = not set).
     pub bootstrap_expect: u32,
+    /// Bootstrap the replicated log alone (`-bootstrap`, and `-dev`).
+    pub bootstrap: bool,
+    /// Replicated-log tuning.
+    pub raft: RaftSettings,
     /// Development mode.
     pub dev: bool,
     /// Joined at start; failure is fatal.
@@ -200,6 +215,16 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
     if bootstrap_expect > 0 && dev {
         return Err("bootstrap_expect (-bootstrap-expect) is not allowed in -dev mode".into());
     }
+    let bootstrap = f.bootstrap.unwrap_or(false);
+    if bootstrap && !server {
+        return Err("bootstrap (-bootstrap) requires server mode (-server)".into());
+    }
+    if bootstrap && bootstrap_expect > 0 {
+        return Err(
+            "bootstrap (-bootstrap) and bootstrap_expect (-bootstrap-expect) are mutually exclusive"
+                .into(),
+        );
+    }
     let node_name = match f.node_name {
         Some(n) => n,
         None => hostname()?,
@@ -303,6 +328,15 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         client_addr,
         server,
         bootstrap_expect,
+        bootstrap: bootstrap || dev,
+        raft: RaftSettings {
+            snapshot_threshold: f.raft_snapshot_threshold.map_or(16384, u64::from),
+            trailing_logs: f.raft_trailing_logs.map_or(10240, u64::from),
+            stabilization: f
+                .autopilot
+                .server_stabilization_time
+                .map_or(Duration::from_secs(10), |d| d.0),
+        },
         dev,
         start_join: f.start_join,
         retry_join: f.retry_join,

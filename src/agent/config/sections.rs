@@ -18,6 +18,10 @@ pub(super) struct File {
     pub(super) client_addr: Option<String>,
     pub(super) server: Option<bool>,
     pub(super) bootstrap_expect: Option<u32>,
+    pub(super) bootstrap: Option<bool>,
+    pub(super) raft_snapshot_threshold: Option<u32>,
+    pub(super) raft_trailing_logs: Option<u32>,
+    pub(super) autopilot: AutopilotSection,
     pub(super) start_join: Vec<String>,
     pub(super) retry_join: Vec<String>,
     pub(super) retry_interval: Option<Dur>,
@@ -59,6 +63,13 @@ pub(super) struct PortsSection {
     pub(super) dns: Option<u16>,
     pub(super) serf_lan: Option<u16>,
     pub(super) server: Option<u16>,
+}
+
+/// `autopilot { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct AutopilotSection {
+    pub(super) server_stabilization_time: Option<Dur>,
 }
 
 /// `limits { ... }`.

@@ -103,6 +103,12 @@ pub const SETTINGS: &[Setting] = &[
         "Servers expected before bootstrapping (needs -server).",
     ),
     flagged(
+        "bootstrap",
+        Kind::Bool,
+        "bootstrap",
+        "Bootstrap the replicated log with this server alone (needs -server; not with -bootstrap-expect).",
+    ),
+    flagged(
         "start_join",
         Kind::List,
         "join",
@@ -198,6 +204,9 @@ pub const SETTINGS: &[Setting] = &[
     key("check_update_interval", Kind::Dur),
     key("skip_leave_on_interrupt", Kind::Bool),
     key("reconnect_timeout", Kind::Dur),
+    key("raft_snapshot_threshold", Kind::Count),
+    key("raft_trailing_logs", Kind::Count),
+    key("autopilot.server_stabilization_time", Kind::Dur),
     key("node_meta", Kind::StrMap),
     key("dns_config.node_ttl", Kind::Dur),
     key("dns_config.service_ttl", Kind::DurMap),

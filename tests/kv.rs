@@ -1,0 +1,306 @@
+//! The servers' replicated KV store across real agents: `-bootstrap-expect 3` elects one leader that
+//! every agent agrees on, a write on any agent is read on every other, a `kill -9` of the leader loses
+//! no acknowledged write and a new leader takes writes, servers restarted with their data dirs have the
+//! data; and Consul's KV semantics and error texts on one server.
+
+mod support;
+
+use std::time::Duration;
+
+use murmur::http::client::Target;
+use serde_json::Value;
+use support::{Agent, tmp, wait_for};
+
+const SETTLE: Duration = Duration::from_secs(40);
+
+/// The leader an agent reports, if any.
+fn leader(a: &Agent) -> Option<String> {
+    let (code, body) = a.http("GET", "/v1/status/leader")?;
+    let l: String = serde_json::from_str(&body).ok()?;
+    (code == 200 && !l.is_empty()).then_some(l)
+}
+
+fn peers(a: &Agent) -> Vec<String> {
+    let Some((200, body)) = a.http("GET", "/v1/status/peers") else {
+        return Vec::new();
+    };
+    let mut p: Vec<String> = serde_json::from_str(&body).unwrap_or_default();
+    p.sort();
+    p
+}
+
+/// PUT `value` at `key` through `a`; true once the store answered `true`.
+fn put(a: &Agent, key: &str, value: &str) -> bool {
+    a.http_body("PUT", &format!("/v1/kv/{key}"), value)
+        .is_some_and(|(code, body)| code == 200 && body == "true")
+}
+
+/// The value at `key` as `a` reads it with `mode` ("" or "?stale" ...), decoded.
+fn get(a: &Agent, key: &str, mode: &str) -> Option<String> {
+    let (code, body) = a.http("GET", &format!("/v1/kv/{key}{mode}"))?;
+    if code != 200 {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&body).ok()?;
+    let b64 = v[0]["Value"].as_str()?;
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    String::from_utf8(raw).ok()
+}
+
+#[test]
+fn three_servers_elect_replicate_and_survive_a_leader_crash() {
+    let dir = tmp("kv-cluster");
+    let join = "-retry-join=127.0.52.1";
+    let server = |n: u8| {
+        Agent::start(
+            &format!("kv-s{n}"),
+            &format!("127.0.52.{n}"),
+            &dir,
+            &["-server", "-bootstrap-expect=3", join],
+        )
+    };
+    let mut servers = vec![server(1), server(2), server(3)];
+    let client = Agent::start("kv-c", "127.0.52.4", &dir, &[join]);
+    let want_peers: Vec<String> = (1..=3).map(|n| format!("127.0.52.{n}:8300")).collect();
+
+    // One leader, the same on every agent, and the three servers as peers.
+    assert!(
+        wait_for(SETTLE, || {
+            let l = leader(&client);
+            l.is_some() && servers.iter().all(|s| leader(s) == l) && peers(&client) == want_peers
+        }),
+        "no agreed leader; logs:\n{}",
+        servers[0].log_text()
+    );
+
+    // A write on any agent is read on every other.
+    let mut acknowledged = Vec::new();
+    for (i, a) in servers.iter().chain([&client]).enumerate() {
+        let key = format!("app/k{i}");
+        assert!(put(a, &key, &format!("v{i}")), "write through {}", a.name);
+        acknowledged.push((key, format!("v{i}")));
+    }
+    for a in servers.iter().chain([&client]) {
+        for (k, v) in &acknowledged {
+            assert_eq!(
+                get(a, k, "").as_deref(),
+                Some(v.as_str()),
+                "{} reads {k}",
+                a.name
+            );
+        }
+    }
+
+    // Crash the leader: another is elected and takes writes; nothing acknowledged is lost.
+    let old = leader(&client).unwrap();
+    let victim = servers
+        .iter()
+        .position(|s| old.starts_with(&format!("{}:", s.ip)))
+        .expect("the leader is one of the servers");
+    servers[victim].crash();
+    let mut n = 0;
+    assert!(
+        wait_for(SETTLE, || {
+            n += 1;
+            let key = format!("after/k{n}");
+            let ok = put(&client, &key, "x");
+            if ok {
+                acknowledged.push((key, "x".into()));
+            }
+            ok
+        }),
+        "no write accepted after the leader crashed"
+    );
+    let new = leader(&client).unwrap();
+    assert_ne!(new, old);
+    let alive: Vec<&Agent> = servers.iter().filter(|s| s.child.is_some()).collect();
+    for (k, v) in &acknowledged {
+        for a in &alive {
+            assert_eq!(
+                get(a, k, "?consistent").as_deref(),
+                Some(v.as_str()),
+                "{} reads {k}",
+                a.name
+            );
+        }
+    }
+
+    // The crashed server comes back with its data dir and catches up.
+    servers[victim].restart();
+    assert!(
+        wait_for(SETTLE, || acknowledged.iter().all(|(k, v)| get(
+            &servers[victim],
+            k,
+            "?stale"
+        )
+        .as_deref()
+            == Some(v.as_str()))),
+        "restarted server did not catch up"
+    );
+
+    // Every server down at once, then up again: the data is still there.
+    for s in servers.iter_mut() {
+        s.crash();
+    }
+    for s in servers.iter_mut() {
+        s.restart();
+    }
+    assert!(
+        wait_for(SETTLE, || acknowledged.iter().all(|(k, v)| get(
+            &client,
+            k,
+            "?consistent"
+        )
+        .as_deref()
+            == Some(v.as_str()))),
+        "data lost over a restart of every server"
+    );
+}
+
+#[test]
+fn kv_semantics_and_errors_as_consul() {
+    let dir = tmp("kv-one");
+    let a = Agent::start("kv-one", "127.0.52.10", &dir, &["-server", "-bootstrap"]);
+    assert!(wait_for(SETTLE, || leader(&a).is_some()));
+    let t = Target::parse(&a.http_addr()).unwrap();
+
+    // Flags, CAS (0 = create only), indexes.
+    let r = t
+        .call_with_body("PUT", "/v1/kv/web/config?flags=42", b"one")
+        .unwrap();
+    assert_eq!(r.text(), "true");
+    let v = a.get_json("/v1/kv/web/config");
+    assert_eq!(v[0]["Flags"], 42);
+    assert_eq!(v[0]["Value"], "b25l");
+    assert!(v[0].get("Session").is_none());
+    let modify = v[0]["ModifyIndex"].as_u64().unwrap();
+    assert_eq!(v[0]["CreateIndex"].as_u64().unwrap(), modify);
+    assert_eq!(
+        a.http_body("PUT", "/v1/kv/web/config?cas=0", "two")
+            .unwrap(),
+        (200, "false".into())
+    );
+    assert_eq!(
+        a.http_body("PUT", &format!("/v1/kv/web/config?cas={modify}"), "two")
+            .unwrap(),
+        (200, "true".into())
+    );
+    assert_eq!(
+        a.http_body("PUT", &format!("/v1/kv/web/config?cas={modify}"), "three")
+            .unwrap(),
+        (200, "false".into()),
+        "a stale CAS index fails"
+    );
+    let raw = t.call("GET", "/v1/kv/web/config?raw").unwrap();
+    assert_eq!(raw.text(), "two");
+    assert_eq!(raw.header("content-type"), Some("text/plain"));
+
+    // An empty body is a null value; keys with a separator.
+    assert!(put(&a, "web/folder/", ""));
+    assert!(put(&a, "web/folder/deep", "d"));
+    assert!(put(&a, "webx", "x"));
+    assert_eq!(a.get_json("/v1/kv/web/folder/")[0]["Value"], Value::Null);
+    assert_eq!(
+        a.get_json("/v1/kv/web/?keys&separator=/"),
+        serde_json::json!(["web/config", "web/folder/"])
+    );
+    assert_eq!(
+        a.get_json("/v1/kv/web?recurse").as_array().unwrap().len(),
+        4
+    );
+
+    // A missing key: 404 with the index headers, no body.
+    let r = t.call("GET", "/v1/kv/nothing/here").unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("x-consul-knownleader"), Some("true"));
+    assert!(r.header("x-consul-index").is_some());
+
+    // A blocking read on one key wakes for that key, not for a write elsewhere.
+    let r = t.call("GET", "/v1/kv/web/config").unwrap();
+    let index: u64 = r.header("x-consul-index").unwrap().parse().unwrap();
+    let t2 = t.clone();
+    let waiter = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let r = t2
+            .call("GET", &format!("/v1/kv/web/config?index={index}&wait=20s"))
+            .unwrap();
+        (started.elapsed(), r)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(put(&a, "webx", "elsewhere"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !waiter.is_finished(),
+        "a write to another key woke the reader"
+    );
+    assert!(put(&a, "web/config", "four"));
+    let (took, r) = waiter.join().unwrap();
+    assert!(took < Duration::from_secs(15));
+    let new_index: u64 = r.header("x-consul-index").unwrap().parse().unwrap();
+    assert!(new_index > index);
+    assert!(r.text().contains("Zm91cg=="), "{}", r.text());
+
+    // Deletes: CAS, recurse; a deleted key's index does not go back.
+    let idx = a.get_json("/v1/kv/webx")[0]["ModifyIndex"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        a.http("DELETE", "/v1/kv/webx?cas=1").unwrap(),
+        (200, "false".into())
+    );
+    assert_eq!(
+        a.http("DELETE", &format!("/v1/kv/webx?cas={idx}")).unwrap(),
+        (200, "true".into())
+    );
+    let r = t.call("GET", "/v1/kv/webx").unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.header("x-consul-index").unwrap().parse::<u64>().unwrap() > idx);
+    assert_eq!(
+        a.http("DELETE", "/v1/kv/web?recurse").unwrap(),
+        (200, "true".into())
+    );
+    assert_eq!(t.call("GET", "/v1/kv/web?recurse").unwrap().status, 404);
+
+    // Bad input gets Consul's status codes and texts.
+    assert_eq!(
+        a.http("GET", "/v1/kv/").unwrap(),
+        (400, "Missing key name".into())
+    );
+    assert_eq!(
+        a.http("GET", "/v1/kv/x?stale&consistent").unwrap(),
+        (
+            400,
+            "Cannot specify ?stale with ?consistent, conflicting semantics.".into()
+        )
+    );
+    let (code, body) = a.http_body("PUT", "/v1/kv/x?cas=1&acquire=s", "v").unwrap();
+    assert_eq!(code, 400);
+    assert!(body.starts_with("Conflicting flags: "), "{body}");
+    let (code, body) = a.http_body("PUT", "/v1/kv/x?flags=lots", "v").unwrap();
+    assert_eq!(code, 500);
+    assert!(body.contains("invalid syntax"), "{body}");
+    let big = "v".repeat(512 * 1024 + 1);
+    let (code, body) = a.http_body("PUT", "/v1/kv/big", &big).unwrap();
+    assert_eq!(code, 413);
+    assert!(
+        body.starts_with("Request body(524289 bytes) too large"),
+        "{body}"
+    );
+    assert!(put(&a, "fits", &"v".repeat(512 * 1024)));
+    let (code, body) = a
+        .http_body(
+            "PUT",
+            "/v1/kv/lock?acquire=00000000-0000-0000-0000-000000000000",
+            "v",
+        )
+        .unwrap();
+    assert_eq!(code, 500);
+    assert!(body.contains("invalid session"), "{body}");
+    assert_eq!(
+        t.call("GET", "/v1/kv/lock").unwrap().status,
+        404,
+        "nothing half-applied"
+    );
+}
