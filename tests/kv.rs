@@ -304,3 +304,81 @@ fn kv_semantics_and_errors_as_consul() {
         "nothing half-applied"
     );
 }
+
+#[test]
+fn locks_exclude_and_a_failed_node_gives_its_locks_up() {
+    let dir = tmp("kv-locks");
+    let server = Agent::start("lk-s", "127.0.52.20", &dir, &["-server", "-bootstrap"]);
+    let mut client = Agent::start("lk-c", "127.0.52.21", &dir, &["-retry-join=127.0.52.20"]);
+    assert!(wait_for(SETTLE, || leader(&client).is_some()));
+
+    // `murmur kv` round trip through the client agent.
+    let out = client.cli(&["kv", "put", "cfg/name", "value one"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Success! Data written to: cfg/name\n"
+    );
+    let out = server.cli(&["kv", "get", "cfg/name"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "value one\n");
+    let out = server.cli(&["kv", "get", "cfg/missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No key exists at: cfg/missing"));
+
+    // Two `murmur lock` contenders: the command of one never overlaps the other's.
+    let log = dir.join("critical.txt");
+    let cmd = format!("echo in >> {0}; sleep 1; echo out >> {0}", log.display());
+    let contenders: Vec<std::process::Child> = [&server, &client]
+        .iter()
+        .map(|a| {
+            std::process::Command::new(support::BIN)
+                .args(["lock", "jobs/nightly", &cmd])
+                .env("MURMUR_HTTP_ADDR", a.http_addr())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in contenders {
+        assert!(c.wait().unwrap().success());
+    }
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        lines,
+        ["in", "out", "in", "out"],
+        "the critical sections overlapped"
+    );
+
+    // A session on the client's node holds a lock; the client crashes; the lock is released.
+    let (code, body) = client.http("PUT", "/v1/session/create").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let id = v["ID"].as_str().unwrap().to_string();
+    let info = server.get_json(&format!("/v1/session/info/{id}"));
+    assert_eq!(info[0]["Node"], "lk-c");
+    assert_eq!(info[0]["NodeChecks"], serde_json::json!(["serfHealth"]));
+    assert_eq!(
+        client
+            .http_body("PUT", &format!("/v1/kv/leader?acquire={id}"), "lk-c")
+            .unwrap(),
+        (200, "true".into())
+    );
+    assert_eq!(server.get_json("/v1/kv/leader")[0]["Session"], id.as_str());
+    client.crash();
+    assert!(
+        wait_for(SETTLE, || server.get_json("/v1/kv/leader")[0]
+            .get("Session")
+            .is_none()),
+        "the lock of a failed node's session was not released"
+    );
+    assert_eq!(server.get_json("/v1/session/list"), serde_json::json!([]));
+    assert_eq!(
+        server
+            .http("PUT", &format!("/v1/session/renew/{id}"))
+            .unwrap(),
+        (404, format!("Session id '{id}' not found"))
+    );
+}

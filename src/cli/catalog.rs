@@ -4,25 +4,8 @@
 use serde_json::Value;
 
 use super::ops::{parse, segment};
-use super::{HTTP_ADDR, target};
+use super::{HTTP_ADDR, boolean, one, target};
 use crate::http::client::Target;
-use crate::util::flags::{Arity, Flag};
-
-const fn one(name: &'static str, help: &'static str) -> Flag {
-    Flag {
-        name,
-        arity: Arity::One,
-        help,
-    }
-}
-
-const fn boolean(name: &'static str, help: &'static str) -> Flag {
-    Flag {
-        name,
-        arity: Arity::Bool,
-        help,
-    }
-}
 
 /// A call that must answer 200: the reply's JSON body, or the error printed as `what: ...`.
 fn get_json(t: &Target, path: &str, what: &str) -> Option<Value> {

@@ -1,14 +1,34 @@
 //! The `murmur` command line: `agent`, `members`, `join`, `leave`, `force-leave`, `services`, `catalog`,
-//! `maint`, `keyring`, `tls`, `version`.
+//! `maint`, `kv`, `lock`, `keyring`, `tls`, `version`.
 
 pub mod catalog;
 pub mod keys;
+pub mod kv;
+pub mod lock;
 pub mod members;
 pub mod ops;
 pub mod tls;
 
 use crate::http::client::Target;
 use crate::util::flags::{Arity, Flag};
+
+/// A flag that takes a value.
+pub(crate) const fn one(name: &'static str, help: &'static str) -> Flag {
+    Flag {
+        name,
+        arity: Arity::One,
+        help,
+    }
+}
+
+/// A boolean flag.
+pub(crate) const fn boolean(name: &'static str, help: &'static str) -> Flag {
+    Flag {
+        name,
+        arity: Arity::Bool,
+        help,
+    }
+}
 
 /// `-http-addr`, accepted by every command that talks to an agent.
 pub const HTTP_ADDR: Flag = Flag {
@@ -28,6 +48,8 @@ Commands:
     force-leave    Forces a failed member into the left state
     services       Registers or deregisters services on the agent
     catalog        Lists the services and nodes of the catalog
+    kv             Reads and writes the servers' key/value store
+    lock           Runs a command while holding a lock in the key/value store
     maint          Puts the node or a service in (or out of) maintenance mode
     keygen         Generates a new gossip encryption key
     keyring        Lists, installs, uses or removes gossip encryption keys cluster-wide
@@ -59,6 +81,8 @@ pub fn main(args: &[String]) -> i32 {
         "services" => catalog::services(rest),
         "catalog" => catalog::catalog(rest),
         "maint" => catalog::maint(rest),
+        "kv" => kv::main(rest),
+        "lock" => lock::main(rest),
         "keygen" => keys::keygen(rest),
         "keyring" => keys::keyring(rest),
         "tls" => tls::main(rest),
