@@ -63,8 +63,6 @@ const KEYS: &[&str] = &[
     "log_rotate_max_files",
     "node_id",
     "non_voting_server",
-    "raft_logstore",
-    "raft_snapshot_interval",
     "peering",
     "performance",
     "pid_file",

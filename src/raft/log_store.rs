@@ -142,9 +142,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StErr> {
-        let purged: Option<LogId<u64>> = self
-            .meta(PURGED)
-            .map_err(|e| StorageIOError::read_logs(e))?;
+        let purged: Option<LogId<u64>> = self.meta(PURGED).map_err(StorageIOError::read_logs)?;
         let last = {
             let r = self
                 .db
@@ -188,8 +186,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StErr> {
-        let c: Option<Option<LogId<u64>>> =
-            self.meta(COMMITTED).map_err(|e| StorageIOError::read(e))?;
+        let c: Option<Option<LogId<u64>>> = self.meta(COMMITTED).map_err(StorageIOError::read)?;
         Ok(c.flatten())
     }
 

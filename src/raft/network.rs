@@ -29,9 +29,9 @@ use crate::net::tls::{self, TlsSettings};
 /// and the request as never delivered (so it may go to another server). A live peer acknowledges in
 /// a round trip plus its ack delay (25 ms); a peer that crashed never does, and waiting for QUIC's
 /// idle timeout instead would hold every request sent to it for seconds.
-const DELIVERY: Duration = Duration::from_secs(2);
+const DELIVERY: Duration = Duration::from_millis(500);
 /// Longest connection handshake.
-const CONNECT: Duration = Duration::from_secs(2);
+const CONNECT: Duration = Duration::from_millis(500);
 
 /// Connections served at once; more are refused.
 const MAX_CONNECTIONS: usize = 1024;
@@ -138,7 +138,9 @@ impl Transport {
         self.endpoint.local_addr().ok()
     }
 
-    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, CallError> {
+    /// A connection to `addr` and whether it came from the cache (it may lead to a process that has
+    /// since restarted, which drops its packets without a word).
+    async fn connection(&self, addr: SocketAddr) -> Result<(quinn::Connection, bool), CallError> {
         let cached = self
             .conns
             .lock()
@@ -148,7 +150,7 @@ impl Transport {
         if let Some(c) = cached
             && c.close_reason().is_none()
         {
-            return Ok(c);
+            return Ok((c, true));
         }
         let connecting = self
             .endpoint
@@ -165,7 +167,7 @@ impl Transport {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(addr, c.clone());
-        Ok(c)
+        Ok((c, false))
     }
 
     /// True when `addr` failed to answer in the last few seconds.
@@ -195,10 +197,9 @@ impl Transport {
             .await
             .map_err(CallError::Unreachable)?;
         let undelivered = async {
-            match tokio::time::timeout(DELIVERY, send.stopped()).await {
-                // Acknowledged (or stopped, which the read below reports): wait for the answer.
-                Ok(_) => std::future::pending::<()>().await,
-                Err(_) => {}
+            // Acknowledged (or stopped, which the read below reports): wait for the answer.
+            if tokio::time::timeout(DELIVERY, send.stopped()).await.is_ok() {
+                std::future::pending::<()>().await
             }
         };
         tokio::select! {
@@ -219,23 +220,22 @@ impl Transport {
     ) -> Result<Answer, CallError> {
         let req = rpc::encode(rpc).map_err(CallError::Failed)?;
         let work = async {
-            let conn = self.connection(addr).await?;
+            let (conn, cached) = self.connection(addr).await?;
             let bytes = match self.exchange(&conn, &req).await {
                 Ok(b) => b,
-                // A connection that had gone away before this request: once more on a new one.
-                Err(CallError::Unreachable(_)) if conn.close_reason().is_some() => {
+                Err(e @ CallError::Unreachable(_)) => {
+                    // Not delivered: drop the connection. A cached one may lead to the peer's
+                    // previous process (it restarted), so try once on a new one; a peer that is
+                    // really gone fails the handshake.
+                    conn.close(0u32.into(), b"unresponsive");
                     self.forget(addr);
-                    let conn = self.connection(addr).await?;
+                    if !cached {
+                        return Err(e);
+                    }
+                    let (conn, _) = self.connection(addr).await?;
                     self.exchange(&conn, &req).await?
                 }
-                Err(e) => {
-                    if matches!(e, CallError::Unreachable(_)) {
-                        // Not acknowledged: the peer is gone; the next call reconnects.
-                        conn.close(0u32.into(), b"unresponsive");
-                        self.forget(addr);
-                    }
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             };
             rpc::decode(&bytes).map_err(CallError::Failed)
         };

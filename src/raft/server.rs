@@ -31,6 +31,10 @@ use crate::state::{MemberStatus, MemberTable};
 
 /// How long a write or read waits for a leader before failing (Consul's `rpc_hold_timeout`).
 pub const HOLD: Duration = Duration::from_secs(7);
+/// How long a leader that failed to take a forward is left alone in its term.
+const FAILED_LEADER_PAUSE: Duration = Duration::from_secs(3);
+/// What a leader that cannot reach its quorum in the hold time answers.
+const TIMED_OUT: &str = "timed out enqueuing operation";
 /// Extra time a forwarded request gets over its own wait.
 const FORWARD_SLACK: Duration = Duration::from_secs(10);
 /// How often the leader compares the configuration with gossip.
@@ -89,6 +93,8 @@ pub struct RaftServer {
     stabilization: Duration,
     /// When an append from the leader last arrived (`X-Consul-LastContact` on followers).
     last_contact: Mutex<Option<Instant>>,
+    /// The leader (ID, term) a forward last failed to reach, and when.
+    failed_leader: Mutex<Option<(u64, u64, Instant)>>,
     /// Learners and when they were first seen caught up.
     caught_up: Mutex<HashMap<u64, Instant>>,
     stop: watch::Sender<bool>,
@@ -97,10 +103,13 @@ pub struct RaftServer {
 fn raft_config(s: &ServerSetup) -> Result<Config, String> {
     Config {
         cluster_name: format!("murmur-{}", s.datacenter),
-        // Loopback and LAN timings: a leader's loss is noticed in 1-2 s, well inside the 7 s hold.
-        heartbeat_interval: 150,
-        election_timeout_min: 1000,
-        election_timeout_max: 2000,
+        // LAN timings. openraft lets a follower stand for election only once the leader's lease
+        // (the largest election timeout) and then its own timeout have passed since the last
+        // heartbeat: 1.5-2 s here (Consul with raft_multiplier 1: a 1 s timeout plus a 0.5 s
+        // lease). perf/failover.py measures the whole failover; 400-800 ms was no faster there.
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
         install_snapshot_timeout: 10_000,
         max_payload_entries: 64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(s.snapshot_threshold.max(1)),
@@ -160,6 +169,7 @@ impl RaftServer {
             default_port: s.default_port,
             stabilization: s.stabilization,
             last_contact: Mutex::new(None),
+            failed_leader: Mutex::new(None),
             caught_up: Mutex::new(HashMap::new()),
             stop,
         });
@@ -275,17 +285,66 @@ impl RaftServer {
         }
     }
 
-    /// Waits until a leader is known or `deadline`; false on the deadline.
-    async fn await_leader(&self, deadline: Instant) -> bool {
+    /// Where requests for the leader go now. A leader that just failed to take a forwarded request is
+    /// not tried again in the same term: an election is under way, and the wait is for its outcome
+    /// (or for a while, in case the failure was a passing one).
+    async fn route(&self, deadline: Instant) -> Result<Route, StoreError> {
         let mut rx = self.raft.metrics();
         loop {
-            if rx.borrow_and_update().current_leader.is_some() {
-                return true;
+            let (leader, term) = {
+                let m = rx.borrow_and_update();
+                (m.current_leader, m.current_term)
+            };
+            match leader {
+                Some(l) if l == self.id => return Ok(Route::Here),
+                Some(l) => {
+                    let node = self.node_of(l).ok_or(StoreError::NoLeader)?;
+                    let failed = *self.failed_leader.lock().unwrap_or_else(|p| p.into_inner());
+                    let gave_up = failed.is_some_and(|(id, t, at)| {
+                        id == l && t == term && at.elapsed() < FAILED_LEADER_PAUSE
+                    });
+                    if !gave_up {
+                        return Ok(Route::Forward(Target {
+                            addr: node.addr,
+                            id: l,
+                            term,
+                        }));
+                    }
+                }
+                None => {}
             }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return false,
+            if Instant::now() >= deadline {
+                return Err(StoreError::NoLeader);
             }
+            // A new term or leader shows in the metrics; look again now and then regardless, since
+            // a follower's metrics may not move while it waits for an election.
+            let until = deadline.min(Instant::now() + Duration::from_millis(100));
+            let _ = tokio::time::timeout_at(until, rx.changed()).await;
+        }
+    }
+
+    /// Forwards `rpc` to the leader at `addr`; `None` when it was not delivered (the leader is gone;
+    /// the caller routes again).
+    async fn forward_to_leader(
+        &self,
+        to: &Target,
+        rpc: &Rpc,
+        timeout: Duration,
+        hops: u8,
+    ) -> Option<Result<Answer, StoreError>> {
+        if hops >= MAX_HOPS {
+            return Some(Err(StoreError::Unavailable(
+                "request forwarded too many times".into(),
+            )));
+        }
+        match self.forward(&to.addr, rpc, timeout).await {
+            Ok(a) => Some(Ok(a)),
+            Err(CallError::Unreachable(_)) => {
+                *self.failed_leader.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((to.id, to.term, Instant::now()));
+                None
+            }
+            Err(e) => Some(Err(StoreError::Unavailable(e.to_string()))),
         }
     }
 
@@ -293,64 +352,47 @@ impl RaftServer {
     async fn propose(&self, command: Request, hops: u8) -> Result<Written, StoreError> {
         let deadline = Instant::now() + HOLD;
         loop {
-            // A lock in its delay is refused by the leader before it reaches the log (as Consul's
-            // KVS.Apply does), so every server applies the same log alike.
-            if self.metrics().current_leader == Some(self.id)
-                && let Ok(Change::Kv(KvOp::Lock { key, .. })) = Command::decode(&command)
-                && self.state.sessions.delayed(&key)
-            {
-                tracing::debug!("refusing a lock of {key:?} in its lock delay");
-                return Ok(Written {
-                    index: 0,
-                    ok: false,
-                });
-            }
-            match self.raft.client_write(command.clone()).await {
-                Ok(r) => {
-                    return match r.data {
-                        Reply::Done(ok) => Ok(Written {
-                            index: r.log_id.index,
-                            ok,
-                        }),
-                        Reply::Nothing => Ok(Written {
-                            index: r.log_id.index,
-                            ok: true,
-                        }),
-                        Reply::Refused(why) => Err(StoreError::Refused(why)),
-                        Reply::Unreadable(e) => Err(StoreError::Unavailable(e)),
-                    };
-                }
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    if let Some(node) = f.leader_node
-                        && f.leader_id != Some(self.id)
+            let to = match self.route(deadline).await? {
+                Route::Here => {
+                    // A lock in its delay is refused by the leader before it reaches the log (as
+                    // Consul's KVS.Apply does), so every server applies the same log alike.
+                    if let Ok(Change::Kv(KvOp::Lock { key, .. })) = Command::decode(&command)
+                        && self.state.sessions.delayed(&key)
                     {
-                        if hops >= MAX_HOPS {
-                            return Err(StoreError::Unavailable(
-                                "write forwarded too many times".into(),
-                            ));
+                        tracing::debug!("refusing a lock of {key:?} in its lock delay");
+                        return Ok(Written {
+                            index: 0,
+                            ok: false,
+                        });
+                    }
+                    // A leader cut off from its quorum cannot commit: fail at the hold time (as
+                    // Consul's "timed out enqueuing operation") rather than hold the client forever.
+                    let write = self.raft.client_write(command.clone());
+                    match tokio::time::timeout_at(deadline, write).await {
+                        Err(_) => return Err(StoreError::Unavailable(TIMED_OUT.into())),
+                        Ok(Ok(r)) => return written(r.log_id.index, r.data),
+                        // Lost the lead meanwhile: route again once the metrics say so.
+                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
                         }
-                        let rpc = Rpc::Write {
-                            command: command.clone(),
-                            hops: hops + 1,
-                        };
-                        match self.forward(&node.addr, &rpc, HOLD + FORWARD_SLACK).await {
-                            Ok(Answer::Write(r)) => return r,
-                            // Not sent at all: safe to try again once a leader is known.
-                            Err(CallError::Unreachable(_)) => {}
-                            Ok(other) => return Err(unexpected(other)),
-                            Err(e) => return Err(StoreError::Unavailable(e.to_string())),
-                        }
+                        Ok(Err(e)) => return Err(StoreError::Unavailable(e.to_string())),
                     }
-                    if Instant::now() >= deadline {
-                        return Err(StoreError::NoLeader);
-                    }
-                    // Give the election (or the forward target) a moment to settle.
-                    if !self.await_leader(deadline).await {
-                        return Err(StoreError::NoLeader);
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+                Route::Forward(to) => to,
+            };
+            let rpc = Rpc::Write {
+                command: command.clone(),
+                hops: hops + 1,
+            };
+            match self
+                .forward_to_leader(&to, &rpc, HOLD + FORWARD_SLACK, hops)
+                .await
+            {
+                Some(Ok(Answer::Write(r))) => return r,
+                Some(Ok(other)) => return Err(unexpected(other)),
+                Some(Err(e)) => return Err(e),
+                None => {}
             }
         }
     }
@@ -397,49 +439,37 @@ impl RaftServer {
         }
         let deadline = Instant::now() + HOLD;
         loop {
-            let leader = self.metrics().current_leader;
-            match leader {
-                Some(l) if l == self.id => {
-                    if r.consistency == Consistency::Consistent
-                        && let Err(e) = self.raft.ensure_linearizable().await
-                    {
-                        // Lost the lead meanwhile: look again (the loop forwards to the new one).
-                        tracing::debug!("consistent read not confirmed: {e}");
-                        if Instant::now() >= deadline {
-                            return Err(StoreError::NoLeader);
+            let to = match self.route(deadline).await? {
+                Route::Here => {
+                    if r.consistency == Consistency::Consistent {
+                        let confirm = self.raft.ensure_linearizable();
+                        match tokio::time::timeout_at(deadline, confirm).await {
+                            Err(_) => return Err(StoreError::Unavailable(TIMED_OUT.into())),
+                            Ok(Ok(_)) => {}
+                            // Lost the lead meanwhile: route again once the metrics say so.
+                            Ok(Err(e)) => {
+                                tracing::debug!("consistent read not confirmed: {e}");
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                continue;
+                            }
                         }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
                     }
                     return Ok(self.answer_here(&r).await);
                 }
-                Some(l) => {
-                    if hops >= MAX_HOPS {
-                        return Err(StoreError::Unavailable(
-                            "read forwarded too many times".into(),
-                        ));
-                    }
-                    let Some(node) = self.node_of(l) else {
-                        return Err(StoreError::NoLeader);
-                    };
-                    let rpc = Rpc::Read {
-                        request: r.clone(),
-                        hops: hops + 1,
-                    };
-                    match self.forward(&node.addr, &rpc, r.wait + FORWARD_SLACK).await {
-                        Ok(Answer::Read(res)) => return res,
-                        Ok(other) => return Err(unexpected(other)),
-                        Err(CallError::Unreachable(_)) if Instant::now() < deadline => {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        Err(e) => return Err(StoreError::Unavailable(e.to_string())),
-                    }
-                }
-                None => {
-                    if !self.await_leader(deadline).await {
-                        return Err(StoreError::NoLeader);
-                    }
-                }
+                Route::Forward(to) => to,
+            };
+            let rpc = Rpc::Read {
+                request: r.clone(),
+                hops: hops + 1,
+            };
+            match self
+                .forward_to_leader(&to, &rpc, r.wait + FORWARD_SLACK, hops)
+                .await
+            {
+                Some(Ok(Answer::Read(res))) => return res,
+                Some(Ok(other)) => return Err(unexpected(other)),
+                Some(Err(e)) => return Err(e),
+                None => {}
             }
         }
     }
@@ -448,8 +478,8 @@ impl RaftServer {
     async fn renew_at(&self, id: String, hops: u8) -> Result<Option<Session>, StoreError> {
         let deadline = Instant::now() + HOLD;
         loop {
-            match self.metrics().current_leader {
-                Some(l) if l == self.id => {
+            let to = match self.route(deadline).await? {
+                Route::Here => {
                     let s = self.state.sessions.get(&id);
                     if let Some(s) = &s
                         && let Some(ttl) = s.ttl()
@@ -459,33 +489,20 @@ impl RaftServer {
                     }
                     return Ok(s);
                 }
-                Some(l) => {
-                    let Some(node) = self.node_of(l) else {
-                        return Err(StoreError::NoLeader);
-                    };
-                    if hops >= MAX_HOPS {
-                        return Err(StoreError::Unavailable(
-                            "renew forwarded too many times".into(),
-                        ));
-                    }
-                    let rpc = Rpc::Renew {
-                        id: id.clone(),
-                        hops: hops + 1,
-                    };
-                    match self.forward(&node.addr, &rpc, HOLD + FORWARD_SLACK).await {
-                        Ok(Answer::Renew(r)) => return r,
-                        Ok(other) => return Err(unexpected(other)),
-                        Err(CallError::Unreachable(_)) if Instant::now() < deadline => {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        Err(e) => return Err(StoreError::Unavailable(e.to_string())),
-                    }
-                }
-                None => {
-                    if !self.await_leader(deadline).await {
-                        return Err(StoreError::NoLeader);
-                    }
-                }
+                Route::Forward(to) => to,
+            };
+            let rpc = Rpc::Renew {
+                id: id.clone(),
+                hops: hops + 1,
+            };
+            match self
+                .forward_to_leader(&to, &rpc, HOLD + FORWARD_SLACK, hops)
+                .await
+            {
+                Some(Ok(Answer::Renew(r))) => return r,
+                Some(Ok(other)) => return Err(unexpected(other)),
+                Some(Err(e)) => return Err(e),
+                None => {}
             }
         }
     }
@@ -670,6 +687,31 @@ impl RaftServer {
         let _ = self.stop.send(true);
         let _ = self.raft.shutdown().await;
         self.transport.close();
+    }
+}
+
+/// Where a request for the leader is served.
+enum Route {
+    /// This server leads.
+    Here,
+    /// Another server leads.
+    Forward(Target),
+}
+
+/// The leader a request is forwarded to.
+struct Target {
+    addr: String,
+    id: u64,
+    term: u64,
+}
+
+/// A committed entry's reply as the agent sees it.
+fn written(index: u64, reply: Reply) -> Result<Written, StoreError> {
+    match reply {
+        Reply::Done(ok) => Ok(Written { index, ok }),
+        Reply::Nothing => Ok(Written { index, ok: true }),
+        Reply::Refused(why) => Err(StoreError::Refused(why)),
+        Reply::Unreadable(e) => Err(StoreError::Unavailable(e)),
     }
 }
 

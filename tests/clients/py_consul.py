@@ -101,6 +101,49 @@ def main():
         assert one.agent.service.deregister("web-1") is True
         assert "web-1" not in one.agent.services()
 
+        # The servers' KV store: written through the client agent, read on the server, and back.
+        assert two.kv.put("app/config", "v1", flags=7) is True
+        _, entry = one.kv.get("app/config")
+        assert (entry["Value"], entry["Flags"]) == (b"v1", 7), entry
+        assert two.kv.put("app/config", "v2", cas=entry["ModifyIndex"]) is True
+        assert two.kv.put("app/config", "v3", cas=entry["ModifyIndex"]) is False, "stale CAS"
+        assert one.kv.put("app/db/host", "db1") is True
+        assert one.kv.get("app/", keys=True, separator="/")[1] == ["app/config", "app/db/"]
+        assert [e["Key"] for e in two.kv.get("app", recurse=True)[1]] == ["app/config", "app/db/host"]
+        assert one.kv.get("app/none")[1] is None
+        # A blocking get returns when its key changes, not when another one does.
+        kv_index, _ = two.kv.get("app/config")
+        got = {}
+
+        def block_kv():
+            got["reply"] = two.kv.get("app/config", index=kv_index, wait="20s")
+
+        kv_waiter = threading.Thread(target=block_kv)
+        kv_waiter.start()
+        assert one.kv.put("app/other", "x") is True
+        kv_waiter.join(timeout=0.5)
+        assert kv_waiter.is_alive(), "a write to another key woke the blocking get"
+        assert one.kv.put("app/config", "v4") is True
+        kv_waiter.join(timeout=20)
+        assert not kv_waiter.is_alive(), "the blocking get did not return after its key changed"
+        new_index, new_entry = got["reply"]
+        assert new_entry["Value"] == b"v4" and int(new_index) > int(kv_index), got
+        # Sessions and locks.
+        sid = two.session.create(name="py", ttl=30)
+        other = one.session.create(name="other")
+        assert one.kv.put("locks/leader", "py-two", acquire=sid) is True
+        assert one.kv.put("locks/leader", "py-one", acquire=other) is False, "a held lock was taken"
+        assert one.kv.get("locks/leader")[1]["Session"] == sid
+        _, info = one.session.info(sid)
+        assert (info["Name"], info["TTL"], info["Node"]) == ("py", "30s", "py-two"), info
+        assert two.session.renew(sid)["ID"] == sid
+        assert two.kv.put("locks/leader", "", release=sid) is True
+        assert "Session" not in one.kv.get("locks/leader")[1]
+        assert one.session.destroy(sid) is True and one.session.destroy(other) is True
+        assert one.session.list()[1] == []
+        assert one.kv.delete("app", recurse=True) is True
+        assert one.kv.get("app", recurse=True)[1] is None
+
         try:
             two.agent.force_leave("nobody-here")
             raise AssertionError("force-leave of an unknown node must fail")
