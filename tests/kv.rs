@@ -60,7 +60,7 @@ fn three_servers_elect_replicate_and_survive_a_leader_crash() {
             &["-server", "-bootstrap-expect=3", join],
         )
     };
-    let mut servers = vec![server(1), server(2), server(3)];
+    let mut servers = [server(1), server(2), server(3)];
     let client = Agent::start("kv-c", "127.0.52.4", &dir, &[join]);
     let want_peers: Vec<String> = (1..=3).map(|n| format!("127.0.52.{n}:8300")).collect();
 
