@@ -382,3 +382,90 @@ fn locks_exclude_and_a_failed_node_gives_its_locks_up() {
         (404, format!("Session id '{id}' not found"))
     );
 }
+
+#[test]
+fn a_later_server_joins_as_a_non_voter_and_a_wiped_server_rejoins() {
+    let dir = tmp("kv-grow");
+    let fast = dir.join("autopilot.json");
+    std::fs::write(
+        &fast,
+        r#"{"autopilot": {"server_stabilization_time": "1s"}}"#,
+    )
+    .unwrap();
+    let fast = format!("-config-file={}", fast.display());
+    let join = "-retry-join=127.0.52.30";
+    let server = |n: u8, extra: &[&str]| {
+        let mut args = vec!["-server", join, fast.as_str()];
+        args.extend_from_slice(extra);
+        Agent::start(
+            &format!("kv-g{n}"),
+            &format!("127.0.52.{}", 30 + n),
+            &dir,
+            &args,
+        )
+    };
+    let mut servers = vec![
+        server(0, &["-bootstrap-expect=3"]),
+        server(1, &["-bootstrap-expect=3"]),
+        server(2, &["-bootstrap-expect=3"]),
+    ];
+    let addrs = |ns: &[u8]| -> Vec<String> {
+        let mut v: Vec<String> = ns
+            .iter()
+            .map(|n| format!("127.0.52.{}:8300", 30 + n))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(
+        wait_for(SETTLE, || peers(&servers[0]) == addrs(&[0, 1, 2])),
+        "three voters"
+    );
+    assert!(put(&servers[0], "grow/before", "1"));
+
+    // A fourth server without -bootstrap-expect is added by the leader, first without a vote.
+    servers.push(server(3, &[]));
+    assert!(
+        wait_for(SETTLE, || peers(&servers[0]) == addrs(&[0, 1, 2, 3])),
+        "the fourth server was not promoted to voter"
+    );
+    assert!(wait_for(SETTLE, || get(
+        &servers[3],
+        "grow/before",
+        "?stale"
+    )
+    .as_deref()
+        == Some("1")));
+
+    // A server whose data dir is wiped comes back with a new node ID under its old name: the leader
+    // replaces the old entry instead of counting a dead voter, and the cluster keeps taking writes.
+    let victim = servers
+        .iter()
+        .position(|s| leader(s).is_some_and(|l| !l.starts_with(&format!("{}:", s.ip))))
+        .expect("a follower");
+    servers[victim].crash();
+    std::fs::remove_dir_all(dir.join(&servers[victim].name)).unwrap();
+    servers[victim].restart();
+    assert!(
+        wait_for(SETTLE, || {
+            let p = peers(&servers[0]);
+            p == addrs(&[0, 1, 2, 3]) && put(&servers[victim], "grow/after", "2")
+        }),
+        "the wiped server did not rejoin"
+    );
+    let (_, body) = servers[0].http("GET", "/v1/status/peers").unwrap();
+    assert_eq!(serde_json::from_str::<Vec<String>>(&body).unwrap().len(), 4);
+    assert!(wait_for(SETTLE, || get(
+        &servers[victim],
+        "grow/before",
+        "?stale"
+    )
+    .as_deref()
+        == Some("1")));
+    assert!(
+        servers
+            .iter()
+            .any(|s| s.log_text().contains("from the raft configuration")),
+        "the old node ID was not taken out"
+    );
+}

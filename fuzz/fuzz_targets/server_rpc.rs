@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = rpc::decode::<Answer>(data);
     if let [a, b, body @ ..] = data {
         let req = Request {
+            id: 0,
             tag: u16::from_le_bytes([*a, *b]),
             body: body.to_vec(),
         };

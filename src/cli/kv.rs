@@ -295,7 +295,12 @@ fn import(args: &[String]) -> Result<(), String> {
     for e in &entries {
         let key = e["key"].as_str().ok_or("Error! An entry has no key")?;
         let flags = e["flags"].as_u64().unwrap_or(0);
-        let value = b64(&e["value"]);
+        let value = match e["value"].as_str() {
+            None => Vec::new(),
+            Some(v) => base64::engine::general_purpose::STANDARD
+                .decode(v)
+                .map_err(|err| format!("Error! Cannot base 64 decode value for {key}: {err}"))?,
+        };
         let (code, body) = call(
             &t,
             "PUT",

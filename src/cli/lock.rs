@@ -2,10 +2,9 @@
 //! does: a session with a TTL (renewed while it waits and while the command runs), the key
 //! `PREFIX/.lock` acquired with it, the command run through the shell, and the lock released and the
 //! session destroyed when the command ends. If the lock is lost (the session ended), the command is
-//! killed.
+//! stopped.
 
 use std::process::{Command, ExitStatus};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -19,6 +18,8 @@ use crate::http::client::Target;
 const SESSION_TTL: &str = "15s";
 /// How often the session is renewed and the lock checked: well inside the TTL.
 const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How often the command is looked at while it runs.
+const POLL: Duration = Duration::from_millis(100);
 
 struct Lock<'a> {
     t: &'a Target,
@@ -26,11 +27,28 @@ struct Lock<'a> {
     session: String,
 }
 
+/// What a look at the lock found.
+#[derive(PartialEq)]
+enum Held {
+    /// Still ours.
+    Yes,
+    /// The session or the lock is gone.
+    Lost,
+    /// No answer (the agent or the servers are busy, or a leader is being elected): the session's
+    /// TTL decides, so the command keeps running, as `consul lock` retries.
+    Unknown,
+}
+
 impl Lock<'_> {
-    fn renew(&self) -> bool {
-        self.t
+    fn renew(&self) -> Held {
+        match self
+            .t
             .call("PUT", &format!("/v1/session/renew/{}", self.session))
-            .is_ok_and(|r| r.status == 200)
+        {
+            Ok(r) if r.status == 200 => Held::Yes,
+            Ok(r) if r.status == 404 => Held::Lost,
+            _ => Held::Unknown,
+        }
     }
 
     fn try_acquire(&self) -> Result<bool, String> {
@@ -62,16 +80,19 @@ impl Lock<'_> {
         }
     }
 
-    fn still_held(&self) -> bool {
-        let Ok(r) = self.t.call("GET", &key_path(&self.key)) else {
-            // The agent is unreachable: keep going; the session TTL decides.
-            return true;
-        };
-        if r.status != 200 {
-            return false;
+    fn still_held(&self) -> Held {
+        match self.t.call("GET", &key_path(&self.key)) {
+            Ok(r) if r.status == 404 => Held::Lost,
+            Ok(r) if r.status == 200 => {
+                let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                if v[0]["Session"].as_str() == Some(self.session.as_str()) {
+                    Held::Yes
+                } else {
+                    Held::Lost
+                }
+            }
+            _ => Held::Unknown,
         }
-        let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-        v[0]["Session"].as_str() == Some(self.session.as_str())
     }
 
     fn release(&self) {
@@ -150,7 +171,7 @@ pub fn main(args: &[String]) -> i32 {
     };
     let mut index = 0;
     loop {
-        lock.renew();
+        let _ = lock.renew();
         match lock.try_acquire() {
             Ok(true) => break,
             Ok(false) => {}
@@ -185,34 +206,29 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-/// Runs `cmd` through the shell, renewing the session and checking the lock while it runs; kills it
-/// if the lock is lost.
+/// Runs `cmd` through the shell, renewing the session and checking the lock while it runs; stops it
+/// (SIGTERM) if the lock is lost.
 fn run_holding(lock: &Lock, cmd: &str) -> Result<ExitStatus, String> {
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(cmd)
         .spawn()
         .map_err(|e| format!("Error running the command: {e}"))?;
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
+    let mut checked = Instant::now();
     loop {
-        match rx.recv_timeout(RENEW_EVERY) {
-            Ok(status) => return status.map_err(|e| e.to_string()),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if !lock.renew() || !lock.still_held() {
-                    eprintln!("Lock lost, killing the command");
-                    // SAFETY: kill(2) on our own child, which the waiting thread has not reaped yet.
-                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                    let status = rx.recv().map_err(|e| e.to_string())?;
-                    return status.map_err(|e| e.to_string());
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err("lost track of the command".into());
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status);
+        }
+        if checked.elapsed() >= RENEW_EVERY {
+            checked = Instant::now();
+            if lock.renew() == Held::Lost || lock.still_held() == Held::Lost {
+                eprintln!("Lock lost, stopping the command");
+                // SAFETY: kill(2) on our own child. Only this function reaps it, and it has not
+                // (try_wait just returned None), so the pid still names it.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                return child.wait().map_err(|e| e.to_string());
             }
         }
+        std::thread::sleep(POLL);
     }
 }

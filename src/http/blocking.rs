@@ -132,7 +132,7 @@ pub async fn store_read(
     s.store
         .read(request)
         .await
-        .map_err(|e| super::error::server_error(e.to_string()))
+        .map_err(super::error::store_error)
 }
 
 /// `body` as JSON with `X-Consul-Index`, `X-Consul-KnownLeader` and `X-Consul-LastContact` (0: the

@@ -25,3 +25,8 @@ pub fn server_error(msg: impl Into<String>) -> ApiError {
 
 /// What a handler returns.
 pub type ApiResult = Result<Response, ApiError>;
+
+/// The servers' store could not answer: 500 with its text, as Consul answers RPC errors.
+pub fn store_error(e: crate::state::replicated::StoreError) -> ApiError {
+    server_error(e.to_string())
+}

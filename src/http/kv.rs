@@ -11,15 +11,10 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::blocking::{meta, store_read};
-use super::error::{ApiError, ApiResult, bad_request, server_error};
+use super::error::{ApiError, ApiResult, bad_request, server_error, store_error};
 use super::params::{Params, check_dc, flag};
 use crate::state::kv::{KvAnswer, KvEntry, KvOp, KvQuery, MAX_VALUE};
-use crate::state::replicated::{Change, Query as StoreQuery, ReadAnswer, StoreError};
-
-/// Consul's answer to a store failure: 500 with its text.
-pub(super) fn store_error(e: StoreError) -> ApiError {
-    server_error(e.to_string())
-}
+use crate::state::replicated::{Change, Query as StoreQuery, ReadAnswer};
 
 /// A KV entry as Consul shows it (api.KVPair).
 fn entry_json(e: &KvEntry) -> Value {

@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::blocking::{meta, store_read};
-use super::error::{ApiError, ApiResult, bad_request, server_error};
-use super::kv::store_error;
+use super::error::{ApiError, ApiResult, bad_request, server_error, store_error};
 use super::params::{Params, check_dc};
 use crate::state::MemberStatus;
 use crate::state::replicated::{Change, Query as StoreQuery, ReadAnswer};

@@ -22,6 +22,8 @@ pub struct Candidate {
     pub node: ServerNode,
     /// Its `expect` tag (0: none).
     pub expect: u32,
+    /// It bootstraps alone (`bootstrap` tag).
+    pub bootstrap: bool,
 }
 
 /// What to do now.
@@ -43,6 +45,12 @@ pub enum Decision {
 /// Decides for a server expecting `expect` servers, given the alive servers of its datacenter
 /// (itself included).
 pub fn decide(expect: u32, servers: &[Candidate]) -> Decision {
+    if let Some(alone) = servers.iter().find(|c| c.bootstrap) {
+        return Decision::Conflict(format!(
+            "Member {} has bootstrap mode. Expect disabled.",
+            alone.node.name
+        ));
+    }
     if let Some(odd) = servers.iter().find(|c| c.expect != 0 && c.expect != expect) {
         return Decision::Conflict(format!(
             "Member {} has a conflicting expect value. All nodes should expect the same number.",
@@ -74,6 +82,7 @@ pub fn gossip_servers(members: &MemberTable, dc: &str, default_port: u16) -> Vec
                     addr: servers::rpc_addr(m, default_port).to_string(),
                 },
                 expect: m.tag("expect").parse().unwrap_or(0),
+                bootstrap: m.tag("bootstrap") == "1",
             })
         })
         .collect()
@@ -168,7 +177,18 @@ mod tests {
                 addr: format!("127.0.0.{id}:8300"),
             },
             expect,
+            bootstrap: false,
         }
+    }
+
+    #[test]
+    fn a_server_bootstrapping_alone_disables_expect() {
+        let mut alone = c(2, 0);
+        alone.bootstrap = true;
+        assert_eq!(
+            decide(2, &[c(1, 2), alone]),
+            Decision::Conflict("Member s2 has bootstrap mode. Expect disabled.".into())
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! What a log entry carries. Each command is a tag and a postcard body: a server that meets a tag it
-//! does not know (a newer server wrote it during a rolling upgrade) applies nothing and says so, instead
-//! of failing to read its own log.
+//! What a log entry carries. Each command is a tag and a postcard body, so a server can tell a command
+//! it does not know (a newer server wrote it during a rolling upgrade) from a broken one. As in Consul,
+//! a tag with the [`IGNORABLE`] bit may be skipped by a server that does not know it; any other unknown
+//! command stops the server rather than let it diverge from the others.
+//!
+//! Each write also carries an ID its proposer chose, so a request retried after a lost answer is
+//! applied once: the state machine remembers the replies of recent IDs.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,11 +14,16 @@ use crate::state::replicated::Change;
 /// A command as the log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
+    /// The proposer's ID for this write (0: none); a second entry with the same ID is not applied again.
+    pub id: u128,
     /// Which command ([`Command`]'s tags).
     pub tag: u16,
     /// The command's own encoding.
     pub body: Vec<u8>,
 }
+
+/// A tag with this bit is a command an older server may skip.
+pub const IGNORABLE: u16 = 0x8000;
 
 /// The log's tags: a new command takes the next number; a number is never reused.
 const TAG_KV: u16 = 1;
@@ -52,9 +61,20 @@ impl Command {
             Change::Session(op) => (TAG_SESSION, postcard::to_allocvec(op)),
         };
         Request {
+            id: 0,
             tag,
             // Encoding into a Vec fails only on types postcard cannot express, which ours are not.
             body: body.expect("commands encode"),
+        }
+    }
+
+    /// The change as a log entry carries it, with a fresh write ID.
+    pub fn encode_write(change: &Change) -> Request {
+        let id = (u128::from(crate::util::entropy::u64().unwrap_or(0)) << 64)
+            | u128::from(crate::util::entropy::u64().unwrap_or(0));
+        Request {
+            id: id.max(1),
+            ..Self::encode(change)
         }
     }
 
@@ -101,11 +121,13 @@ mod tests {
         let d = Change::Session(crate::state::sessions::SessionOp::Destroy { id: "x".into() });
         assert_eq!(Command::decode(&Command::encode(&d)), Ok(d));
         let future = Request {
+            id: 0,
             tag: 999,
             body: vec![1],
         };
         assert_eq!(Command::decode(&future), Err(DecodeError::UnknownTag(999)));
         let broken = Request {
+            id: 0,
             tag: TAG_KV,
             body: vec![200],
         };

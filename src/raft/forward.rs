@@ -111,7 +111,7 @@ impl Replicated for Forwarder {
     fn write(&self, change: Change) -> BoxFuture<'_, Result<Written, StoreError>> {
         Box::pin(async move {
             let rpc = Rpc::Write {
-                command: Command::encode(&change),
+                command: Command::encode_write(&change),
                 hops: 0,
             };
             match self.call(rpc, HOLD + SLACK).await? {

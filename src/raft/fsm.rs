@@ -4,6 +4,7 @@
 //! plus the committed log after it; a snapshot is written to a temporary file, fsynced and renamed
 //! over `snapshots/current.snap`, so a crash leaves either the old snapshot or the new one.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{Cursor, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::command::{Command, Reply};
+use super::command::{Command, DecodeError, IGNORABLE, Reply};
 use super::{ServerNode, TypeConfig};
 use crate::state::kv::KvImage;
 use crate::state::replicated::Replica;
@@ -30,6 +31,47 @@ struct Image {
     kv: KvImage,
     sessions_index: u64,
     sessions: Vec<Session>,
+    /// Recent write IDs and their replies, oldest first.
+    recent: Vec<(u128, Reply)>,
+}
+
+/// Write IDs remembered; a retry comes within seconds, long before this many other writes.
+const RECENT: usize = 65_536;
+
+/// The replies of recent writes by ID, so a retried write is answered, not applied again. Part of
+/// the replicated state (in snapshots too): every server must skip the same duplicates.
+#[derive(Default)]
+struct Recent {
+    replies: HashMap<u128, Reply>,
+    order: VecDeque<u128>,
+}
+
+impl Recent {
+    fn remember(&mut self, id: u128, reply: Reply) {
+        if self.replies.insert(id, reply).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > RECENT {
+            if let Some(old) = self.order.pop_front() {
+                self.replies.remove(&old);
+            }
+        }
+    }
+
+    fn image(&self) -> Vec<(u128, Reply)> {
+        self.order
+            .iter()
+            .filter_map(|id| self.replies.get(id).map(|r| (*id, r.clone())))
+            .collect()
+    }
+
+    fn restore(image: Vec<(u128, Reply)>) -> Self {
+        let mut r = Recent::default();
+        for (id, reply) in image {
+            r.remember(id, reply);
+        }
+        r
+    }
 }
 
 /// A snapshot as kept: its meta and its bytes.
@@ -71,21 +113,34 @@ impl Shelf {
         })
     }
 
+    /// Keeps `s` as the current snapshot, on disk first, unless a newer one is already kept: a build
+    /// (its own task in openraft) may finish after a newer snapshot was installed, and must not
+    /// replace it, or the log purged behind the newer one would be missing after a restart. The
+    /// lock makes concurrent keeps take turns over the file.
     fn keep(&self, s: Stored) -> Result<(), AnyError> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current
+            .as_ref()
+            .is_some_and(|c| c.meta.last_log_id > s.meta.last_log_id)
+        {
+            return Ok(());
+        }
         if let Some(d) = &self.dir {
             let bytes = postcard::to_allocvec(&s).map_err(|e| AnyError::new(&e))?;
-            let tmp = d.join(format!("{CURRENT}.tmp"));
-            let io = |e: std::io::Error| AnyError::new(&e);
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&bytes).map_err(io)?;
-            f.sync_all().map_err(io)?;
-            std::fs::rename(&tmp, d.join(CURRENT)).map_err(io)?;
-            // The rename itself must reach the disk before the log behind it may be purged.
-            std::fs::File::open(d)
-                .and_then(|f| f.sync_all())
-                .map_err(io)?;
+            super::log_store::blocking(|| -> Result<(), AnyError> {
+                let tmp = d.join(format!("{CURRENT}.tmp"));
+                let io = |e: std::io::Error| AnyError::new(&e);
+                let mut f = std::fs::File::create(&tmp).map_err(io)?;
+                f.write_all(&bytes).map_err(io)?;
+                f.sync_all().map_err(io)?;
+                std::fs::rename(&tmp, d.join(CURRENT)).map_err(io)?;
+                // The rename itself must reach the disk before the log behind it may be purged.
+                std::fs::File::open(d)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io)
+            })?;
         }
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+        *current = Some(s);
         Ok(())
     }
 
@@ -102,6 +157,7 @@ pub struct StateMachine {
     state: Arc<Replica>,
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, ServerNode>,
+    recent: Recent,
     shelf: Shelf,
     snapshots_built: u64,
 }
@@ -114,6 +170,7 @@ impl StateMachine {
             state,
             last_applied: None,
             membership: StoredMembership::default(),
+            recent: Recent::default(),
             shelf,
             snapshots_built: 0,
         };
@@ -130,32 +187,49 @@ impl StateMachine {
         self.state
             .sessions
             .restore(image.sessions_index, image.sessions);
+        self.recent = Recent::restore(image.recent);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         Ok(())
     }
 
-    fn apply_one(&mut self, e: &Entry<TypeConfig>) -> Reply {
+    /// Applies one entry; an entry this server cannot apply is returned with why.
+    fn apply_one(&mut self, e: &Entry<TypeConfig>) -> Result<Reply, (LogId<u64>, DecodeError)> {
         self.last_applied = Some(e.log_id);
         let index = e.log_id.index;
-        match &e.payload {
-            EntryPayload::Blank => Reply::Nothing,
+        let req = match &e.payload {
+            EntryPayload::Blank => return Ok(Reply::Nothing),
             EntryPayload::Membership(m) => {
                 self.membership = StoredMembership::new(Some(e.log_id), m.clone());
-                Reply::Nothing
+                return Ok(Reply::Nothing);
             }
-            EntryPayload::Normal(req) => match Command::decode(req) {
-                // Every server skips the same unreadable entry, so they stay alike.
-                Err(err) => {
-                    tracing::warn!("raft entry {index} not applied: {err}");
-                    Reply::Unreadable(err.to_string())
-                }
-                Ok(change) => match self.state.apply(index, &change) {
-                    Ok(b) => Reply::Done(b),
-                    Err(r) => Reply::Refused(r),
-                },
-            },
+            EntryPayload::Normal(req) => req,
+        };
+        if req.id != 0
+            && let Some(reply) = self.recent.replies.get(&req.id)
+        {
+            return Ok(reply.clone());
         }
+        let reply = match Command::decode(req) {
+            Ok(change) => match self.state.apply(index, &change) {
+                Ok(b) => Reply::Done(b),
+                Err(r) => Reply::Refused(r),
+            },
+            // Every server that does not know an ignorable command skips it alike.
+            Err(err @ DecodeError::UnknownTag(t)) if t & IGNORABLE != 0 => {
+                tracing::warn!("raft entry {index} skipped: {err}");
+                Reply::Unreadable(err.to_string())
+            }
+            // Applying less than the others would make this server's state differ: stop instead.
+            Err(err) => {
+                tracing::error!("raft entry {index} cannot be applied: {err}");
+                return Err((e.log_id, err));
+            }
+        };
+        if req.id != 0 {
+            self.recent.remember(req.id, reply.clone());
+        }
+        Ok(reply)
     }
 }
 
@@ -199,7 +273,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        Ok(entries.into_iter().map(|e| self.apply_one(&e)).collect())
+        entries
+            .into_iter()
+            .map(|e| self.apply_one(&e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|(id, err)| StorageIOError::apply(id, AnyError::error(err.to_string())).into())
     }
 
     async fn get_snapshot_builder(&mut self) -> Builder {
@@ -221,6 +299,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     kv: self.state.kv.image(),
                     sessions_index,
                     sessions,
+                    recent: self.recent.image(),
                 }
             },
             shelf: self.shelf.clone(),
@@ -313,21 +392,73 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    fn raw(index: u64, id: u128, tag: u16, body: Vec<u8>) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(super::super::command::Request { id, tag, body }),
+        }
+    }
+
     #[tokio::test]
-    async fn an_unknown_command_is_skipped_and_said() {
+    async fn an_unknown_command_is_skipped_only_when_ignorable() {
         let mut sm = StateMachine::open(None, Arc::new(Replica::default())).unwrap();
-        let e = Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
-            payload: EntryPayload::Normal(super::super::command::Request {
-                tag: 4242,
-                body: vec![],
-            }),
-        };
-        let r = sm.apply(vec![e]).await.unwrap();
-        assert!(matches!(&r[0], Reply::Unreadable(t) if t.contains("4242")));
+        let r = sm
+            .apply(vec![raw(1, 0, IGNORABLE | 7, vec![])])
+            .await
+            .unwrap();
+        assert!(matches!(&r[0], Reply::Unreadable(t) if t.contains("32775")));
         assert_eq!(
             sm.applied_state().await.unwrap().0.map(|l| l.index),
             Some(1)
         );
+        assert!(sm.apply(vec![raw(2, 0, 4242, vec![])]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_retried_write_is_applied_once_also_after_a_snapshot() {
+        let st = Arc::new(Replica::default());
+        let mut sm = StateMachine::open(None, st.clone()).unwrap();
+        let body = Command::encode(&Change::Kv(KvOp::Cas {
+            key: "k".into(),
+            value: None,
+            flags: 0,
+            index: 0,
+        }))
+        .body;
+        let r = sm
+            .apply(vec![
+                raw(1, 77, 1, body.clone()),
+                raw(2, 77, 1, body.clone()),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![Reply::Done(true), Reply::Done(true)],
+            "the retry gets the first answer"
+        );
+        assert_eq!(
+            st.kv.query(&KvQuery::Get("k".into())).0,
+            1,
+            "applied once, at index 1"
+        );
+        // A server restored from a snapshot skips the same duplicate.
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let st2 = Arc::new(Replica::default());
+        let mut sm2 = StateMachine::open(None, st2.clone()).unwrap();
+        sm2.install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        let r = sm2.apply(vec![raw(3, 77, 1, body.clone())]).await.unwrap();
+        assert_eq!(r, vec![Reply::Done(true)]);
+        assert_eq!(st2.kv.query(&KvQuery::Get("k".into())).0, 1);
+        // A different ID is a new write: the CAS now fails.
+        let r = sm2.apply(vec![raw(4, 78, 1, body)]).await.unwrap();
+        assert_eq!(r, vec![Reply::Done(false)]);
     }
 }

@@ -25,11 +25,16 @@ use super::{ServerNode, TypeConfig};
 use crate::net::quic::{read_frame, write_frame};
 use crate::net::tls::{self, TlsSettings};
 
-/// How long a request may go unacknowledged by the peer's QUIC stack before the peer counts as gone
-/// and the request as never delivered (so it may go to another server). A live peer acknowledges in
-/// a round trip plus its ack delay (25 ms); a peer that crashed never does, and waiting for QUIC's
-/// idle timeout instead would hold every request sent to it for seconds.
+/// How long a small request may go unacknowledged by the peer's QUIC stack before the peer counts as
+/// gone (so the request goes to another server or waits for a new leader). A live peer acknowledges
+/// in a round trip plus its ack delay (25 ms); a peer that crashed never does, and waiting for QUIC's
+/// idle timeout instead would hold every request sent to it for seconds. A late acknowledgement can
+/// still mean the request arrived: resending is safe because raft's own RPCs are idempotent, reads
+/// have no effect, and writes carry an ID the state machine applies once (`raft::command`).
 const DELIVERY: Duration = Duration::from_millis(500);
+/// Bytes a large request may take per millisecond on top of [`DELIVERY`] (10 MB/s: a batch of entries
+/// at the value limit is not taken for a dead peer on a slow link).
+const DELIVERY_BYTES_PER_MS: usize = 10_000;
 /// Longest connection handshake.
 const CONNECT: Duration = Duration::from_millis(500);
 
@@ -41,7 +46,7 @@ const MAX_STREAMS: u32 = 4096;
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
-    /// No connection could be made.
+    /// No connection could be made, or the peer did not acknowledge the request in time.
     Unreachable(String),
     /// The connection was made but the exchange failed.
     Failed(String),
@@ -186,8 +191,8 @@ impl Transport {
             .remove(&addr);
     }
 
-    /// One request on its own stream. A request the peer never acknowledged is `Unreachable`: it was
-    /// not delivered, so it is safe to send elsewhere.
+    /// One request on its own stream. A request the peer did not acknowledge in time is `Unreachable`:
+    /// the peer is taken for gone (see [`DELIVERY`] on why sending it again is safe).
     async fn exchange(&self, conn: &quinn::Connection, req: &[u8]) -> Result<Vec<u8>, CallError> {
         let (mut send, mut recv) = conn
             .open_bi()
@@ -196,16 +201,17 @@ impl Transport {
         write_frame(&mut send, req)
             .await
             .map_err(CallError::Unreachable)?;
+        let limit = DELIVERY + Duration::from_millis((req.len() / DELIVERY_BYTES_PER_MS) as u64);
         let undelivered = async {
             // Acknowledged (or stopped, which the read below reports): wait for the answer.
-            if tokio::time::timeout(DELIVERY, send.stopped()).await.is_ok() {
+            if tokio::time::timeout(limit, send.stopped()).await.is_ok() {
                 std::future::pending::<()>().await
             }
         };
         tokio::select! {
             r = read_frame(&mut recv, MAX_FRAME) => r.map_err(CallError::Failed),
             _ = undelivered => Err(CallError::Unreachable(format!(
-                "request not acknowledged in {DELIVERY:?}"
+                "request not acknowledged in {limit:?}"
             ))),
         }
     }

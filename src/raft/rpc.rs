@@ -111,6 +111,7 @@ mod tests {
             entries: vec![Entry {
                 log_id: LogId::new(CommittedLeaderId::new(3, 9), 42),
                 payload: EntryPayload::Normal(Request {
+                    id: 9,
                     tag: 1,
                     body: vec![1, 2, 3],
                 }),

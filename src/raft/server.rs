@@ -31,6 +31,12 @@ use crate::state::{MemberStatus, MemberTable};
 
 /// How long a write or read waits for a leader before failing (Consul's `rpc_hold_timeout`).
 pub const HOLD: Duration = Duration::from_secs(7);
+/// Longest blocking read (Consul's).
+const MAX_WAIT: Duration = Duration::from_secs(600);
+/// Longest wait for a configuration change to commit.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest snapshot accepted from a leader: a chunk offset beyond it is refused, not allocated.
+const MAX_SNAPSHOT: u64 = 1 << 30;
 /// How long a leader that failed to take a forward is left alone in its term.
 const FAILED_LEADER_PAUSE: Duration = Duration::from_secs(3);
 /// What a leader that cannot reach its quorum in the hold time answers.
@@ -271,7 +277,15 @@ impl RaftServer {
                 Answer::Append(self.raft.append_entries(req).await)
             }
             Rpc::Vote(req) => Answer::Vote(self.raft.vote(req).await),
-            Rpc::Snapshot(req) => Answer::Snapshot(self.raft.install_snapshot(req).await),
+            Rpc::Snapshot(req) => {
+                if req.offset.saturating_add(req.data.len() as u64) > MAX_SNAPSHOT {
+                    return Answer::Refused(format!(
+                        "snapshot chunk at offset {} is past the {MAX_SNAPSHOT}-byte limit",
+                        req.offset
+                    ));
+                }
+                Answer::Snapshot(self.raft.install_snapshot(req).await)
+            }
             Rpc::Write { command, hops } => {
                 // Only commands this server can read go into the log.
                 if let Err(e) = Command::decode(&command) {
@@ -434,6 +448,11 @@ impl RaftServer {
     /// Reads by the request's consistency mode: stale here; otherwise at the leader, which for
     /// `?consistent` first confirms its leadership with a quorum.
     async fn read_at(&self, r: ReadRequest, hops: u8) -> Result<ReadResult, StoreError> {
+        // A request from the network may ask for any wait: at most Consul's ten minutes.
+        let r = ReadRequest {
+            wait: r.wait.min(MAX_WAIT),
+            ..r
+        };
         if r.consistency == Consistency::Stale {
             return Ok(self.answer_here(&r).await);
         }
@@ -559,7 +578,7 @@ impl RaftServer {
                 for id in self.sessions_to_end(m.current_term) {
                     tracing::info!("session {id} invalidated (TTL expired or its node failed)");
                     let change = Change::Session(SessionOp::Destroy { id: id.clone() });
-                    if let Err(e) = self.propose(Command::encode(&change), MAX_HOPS).await {
+                    if let Err(e) = self.propose(Command::encode_write(&change), MAX_HOPS).await {
                         tracing::warn!("ending session {id}: {e}");
                     }
                 }
@@ -598,9 +617,8 @@ impl RaftServer {
                 ChangeMembers::RemoveVoters(gone_voters)
             };
             tracing::info!("removing servers {gone:?} from the raft configuration");
-            if let Err(e) = self.raft.change_membership(change, false).await {
-                tracing::warn!("removing servers {gone:?}: {e}");
-            }
+            self.change(&format!("removing servers {gone:?}"), change)
+                .await;
             return;
         }
 
@@ -610,8 +628,11 @@ impl RaftServer {
                 c.node.name,
                 c.node.addr
             );
-            if let Err(e) = self.raft.add_learner(c.id, c.node.clone(), false).await {
-                tracing::warn!("adding server {}: {e}", c.node.name);
+            let add = self.raft.add_learner(c.id, c.node.clone(), false);
+            match tokio::time::timeout(CHANGE_TIMEOUT, add).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("adding server {}: {e}", c.node.name),
+                Err(_) => tracing::warn!("adding server {}: timed out", c.node.name),
             }
         }
 
@@ -623,13 +644,11 @@ impl RaftServer {
             let replication = m.replication.clone().unwrap_or_default();
             caught.retain(|id, _| configured.contains_key(id) && !voters.contains(id));
             for id in configured.keys().filter(|id| !voters.contains(id)) {
-                let matched = replication
-                    .get(id)
-                    .and_then(|l| l.map(|l| l.index))
-                    .unwrap_or(0);
+                // A learner never reached has no match at all: it is not caught up.
+                let matched = replication.get(id).and_then(|l| l.map(|l| l.index));
                 let is_alive = alive.iter().any(|c| c.id == *id);
                 // Within a heartbeat's worth of entries of the leader.
-                if is_alive && matched + 64 >= last {
+                if is_alive && matched.is_some_and(|m| m + 64 >= last) {
                     let since = *caught.entry(*id).or_insert(now);
                     if now.duration_since(since) >= self.stabilization {
                         ready.insert(*id);
@@ -641,13 +660,11 @@ impl RaftServer {
         }
         if !ready.is_empty() {
             tracing::info!("promoting servers {ready:?} to voters");
-            if let Err(e) = self
-                .raft
-                .change_membership(ChangeMembers::AddVoterIds(ready.clone()), false)
-                .await
-            {
-                tracing::warn!("promoting servers {ready:?}: {e}");
-            }
+            self.change(
+                &format!("promoting servers {ready:?}"),
+                ChangeMembers::AddVoterIds(ready),
+            )
+            .await;
         }
     }
 
@@ -663,21 +680,31 @@ impl RaftServer {
             .is_some_and(|m| m.status == crate::state::MemberStatus::Left)
     }
 
+    /// Commits a configuration change, giving up after [`CHANGE_TIMEOUT`] (without a quorum it
+    /// never commits, and the upkeep must go on); true once committed.
+    async fn change(&self, what: &str, change: ChangeMembers<u64, ServerNode>) -> bool {
+        let commit = self.raft.change_membership(change, false);
+        match tokio::time::timeout(CHANGE_TIMEOUT, commit).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!("{what}: {e}");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("{what}: timed out");
+                false
+            }
+        }
+    }
+
     /// On a graceful leave: a leader takes itself out of the configuration first (the others then
     /// elect among themselves); a follower is removed by the leader when gossip says it left.
     pub async fn leave(&self) {
         if self.metrics().state == ServerState::Leader {
             let me = BTreeSet::from([self.id]);
-            let r = tokio::time::timeout(
-                Duration::from_secs(5),
-                self.raft
-                    .change_membership(ChangeMembers::RemoveVoters(me), false),
-            )
-            .await;
-            match r {
-                Ok(Ok(_)) => tracing::info!("left the raft configuration"),
-                Ok(Err(e)) => tracing::warn!("leaving the raft configuration: {e}"),
-                Err(_) => tracing::warn!("leaving the raft configuration timed out"),
+            let what = "leaving the raft configuration";
+            if self.change(what, ChangeMembers::RemoveVoters(me)).await {
+                tracing::info!("left the raft configuration");
             }
         }
     }
@@ -724,7 +751,7 @@ fn unexpected(a: Answer) -> StoreError {
 
 impl Replicated for RaftServer {
     fn write(&self, change: Change) -> BoxFuture<'_, Result<Written, StoreError>> {
-        Box::pin(async move { self.propose(Command::encode(&change), 0).await })
+        Box::pin(async move { self.propose(Command::encode_write(&change), 0).await })
     }
 
     fn renew(&self, id: String) -> BoxFuture<'_, Result<Option<Session>, StoreError>> {

@@ -105,12 +105,15 @@ pub enum KvOp {
 pub enum KvRefusal {
     /// A lock operation named a session the store does not hold.
     UnknownSession(String),
+    /// A session was created with an ID already in use.
+    SessionExists(String),
 }
 
 impl std::fmt::Display for KvRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             KvRefusal::UnknownSession(s) => write!(f, "invalid session \"{s}\""),
+            KvRefusal::SessionExists(s) => write!(f, "session {s:?} already exists"),
         }
     }
 }
@@ -312,28 +315,27 @@ impl KvStore {
 
     /// Waits until `q`'s index differs from `min` (or `deadline`), then answers it.
     pub async fn wait(&self, q: &KvQuery, min: u64, deadline: Instant) -> (u64, KvAnswer) {
+        let (is_key, name) = match q {
+            KvQuery::Get(k) => (true, k),
+            KvQuery::Recurse(p) | KvQuery::Keys { prefix: p, .. } => (false, p),
+        };
         let mut rx = {
             let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-            let (map, name) = match q {
-                KvQuery::Get(k) => (&mut w.keys, k),
-                KvQuery::Recurse(p) | KvQuery::Keys { prefix: p, .. } => (&mut w.prefixes, p),
-            };
+            let map = if is_key { &mut w.keys } else { &mut w.prefixes };
             map.entry(name.clone())
                 .or_insert_with(|| watch::Sender::new(0))
                 .subscribe()
         };
-        loop {
-            let current = self.query(q);
-            if current.0 != min {
-                return current;
-            }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                return self.query(q);
-            }
+        let answer = block_past(&mut rx, min, deadline, || self.query(q)).await;
+        drop(rx);
+        // The last reader of a key nobody writes takes its watch along, so reads of random keys
+        // cannot grow the map.
+        let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        let map = if is_key { &mut w.keys } else { &mut w.prefixes };
+        if map.get(name).is_some_and(|s| s.receiver_count() == 0) {
+            map.remove(name);
         }
+        answer
     }
 
     /// Number of keys.
@@ -375,6 +377,29 @@ impl KvStore {
             s.send_modify(|v| *v = v.wrapping_add(1));
         }
         drop(old);
+    }
+}
+
+/// Reads with `read` until its index passes `min` (Consul's rule: a result at or below the client's
+/// index keeps the read waiting, so a server that lags behind the one that answered before does not
+/// send the client back in time) or until `deadline`, waking on `rx`.
+pub(super) async fn block_past<T>(
+    rx: &mut watch::Receiver<u64>,
+    min: u64,
+    deadline: Instant,
+    read: impl Fn() -> (u64, T),
+) -> (u64, T) {
+    loop {
+        let current = read();
+        if current.0 > min {
+            return current;
+        }
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            return read();
+        }
     }
 }
 
@@ -753,6 +778,10 @@ mod tests {
         let (i, a) = waiter.await.unwrap();
         assert_eq!(i, 5);
         assert_eq!(entries(a)[0].value.as_deref(), Some(&b"2"[..]));
+        // A read of a key nobody writes leaves no watch behind once it times out.
+        let soon = Instant::now() + std::time::Duration::from_millis(10);
+        s.wait(&KvQuery::Get("never".into()), 1, soon).await;
+        assert!(s.watches.lock().unwrap().keys.is_empty());
     }
 
     #[tokio::test]

@@ -66,8 +66,11 @@ impl Replica {
         match change {
             Change::Kv(op) => self.kv.apply(index, op, |id| self.sessions.exists(id)),
             Change::Session(SessionOp::Create(s)) => {
-                self.sessions.create(index, s.clone());
-                Ok(true)
+                if self.sessions.create(index, s.clone()) {
+                    Ok(true)
+                } else {
+                    Err(KvRefusal::SessionExists(s.id.clone()))
+                }
             }
             Change::Session(SessionOp::Destroy { id }) => {
                 if let Some(s) = self.sessions.destroy(index, id) {

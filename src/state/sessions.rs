@@ -284,16 +284,20 @@ impl SessionStore {
         self.read().sessions.values().cloned().collect()
     }
 
-    /// Adds `s` at `index`.
-    pub fn create(&self, index: u64, mut s: Session) {
+    /// Adds `s` at `index`; false (and nothing changes) when its ID is taken.
+    pub fn create(&self, index: u64, mut s: Session) -> bool {
         s.create_index = index;
         s.modify_index = index;
         {
             let mut d = self.write();
+            if d.sessions.contains_key(&s.id) {
+                return false;
+            }
             d.sessions.insert(s.id.clone(), s);
             d.index = index;
         }
         self.notify(index);
+        true
     }
 
     /// Removes session `id` at `index`; returns it if it existed.
@@ -359,18 +363,7 @@ impl SessionStore {
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert_with(|| watch::Sender::new(0))
             .subscribe();
-        loop {
-            let current = self.query(q);
-            if current.0 != min {
-                return current;
-            }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                return self.query(q);
-            }
-        }
+        super::kv::block_past(&mut rx, min, deadline, || self.query(q)).await
     }
 
     /// The whole contents, for a snapshot.
@@ -413,8 +406,12 @@ mod tests {
     fn sessions_are_created_listed_and_destroyed_with_indexes() {
         let s = SessionStore::new();
         assert_eq!(s.query(&SessionQuery::List), (1, vec![]));
-        s.create(4, session("a", "n1"));
-        s.create(5, session("b", "n2"));
+        assert!(s.create(4, session("a", "n1")));
+        assert!(s.create(5, session("b", "n2")));
+        assert!(
+            !s.create(6, session("b", "n3")),
+            "an ID is never taken over"
+        );
         let (i, l) = s.query(&SessionQuery::Node("n1".into()));
         assert_eq!((i, l.len(), l[0].create_index), (5, 1, 4));
         assert_eq!(s.get("b").unwrap().ttl(), Some(Duration::from_secs(10)));
