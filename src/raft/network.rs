@@ -38,8 +38,10 @@ const DELIVERY_BYTES_PER_MS: usize = 10_000;
 /// Longest connection handshake.
 const CONNECT: Duration = Duration::from_millis(500);
 
-/// Connections served at once; more are refused.
-const MAX_CONNECTIONS: usize = 1024;
+/// Connections served at once; more are refused. Every client agent keeps one to each server it
+/// forwarded to (kept alive for its blocking reads), so this is sized for thousands of clients; an
+/// idle QUIC connection costs a few kilobytes.
+const MAX_CONNECTIONS: usize = 16_384;
 /// Streams one connection may have open: concurrent RPCs, blocking reads included.
 const MAX_STREAMS: u32 = 4096;
 
