@@ -74,6 +74,33 @@ fn three_servers_elect_replicate_and_survive_a_leader_crash() {
         servers[0].log_text()
     );
 
+    // The configuration as Consul's operator API and CLI show it: three voters, one leader.
+    let c = client.get_json("/v1/operator/raft/configuration");
+    let servers_json = c["Servers"].as_array().unwrap();
+    assert_eq!(servers_json.len(), 3, "{c}");
+    assert!(servers_json.iter().all(|s| s["Voter"] == true));
+    assert_eq!(
+        servers_json.iter().filter(|s| s["Leader"] == true).count(),
+        1
+    );
+    let leader_node = servers_json.iter().find(|s| s["Leader"] == true).unwrap();
+    assert_eq!(
+        format!("\"{}\"", leader_node["Address"].as_str().unwrap()),
+        client.http("GET", "/v1/status/leader").unwrap().1
+    );
+    let self_id = servers[0].get_json("/v1/agent/self")["Config"]["NodeID"].clone();
+    assert!(
+        servers_json
+            .iter()
+            .any(|s| s["ID"] == self_id && s["Node"] == "kv-s1"),
+        "{c} lacks kv-s1 with ID {self_id}"
+    );
+    let out = client.cli(&["operator", "raft", "list-peers"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("Node"), "{table}");
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert_eq!(table.matches("leader").count(), 1, "{table}");
+
     // A write on any agent is read on every other.
     let mut acknowledged = Vec::new();
     for (i, a) in servers.iter().chain([&client]).enumerate() {

@@ -8,7 +8,7 @@ use super::{HTTP_ADDR, boolean, one, target};
 use crate::http::client::Target;
 
 /// A call that must answer 200: the reply's JSON body, or the error printed as `what: ...`.
-fn get_json(t: &Target, path: &str, what: &str) -> Option<Value> {
+pub(super) fn get_json(t: &Target, path: &str, what: &str) -> Option<Value> {
     match t.call("GET", path) {
         Ok(r) if r.status == 200 => match serde_json::from_slice(&r.body) {
             Ok(v) => Some(v),

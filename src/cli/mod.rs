@@ -6,6 +6,7 @@ pub mod keys;
 pub mod kv;
 pub mod lock;
 pub mod members;
+pub mod operator;
 pub mod ops;
 pub mod tls;
 
@@ -50,6 +51,7 @@ Commands:
     catalog        Lists the services and nodes of the catalog
     kv             Reads and writes the servers' key/value store
     lock           Runs a command while holding a lock in the key/value store
+    operator       Shows the servers of the replicated log (operator raft list-peers)
     maint          Puts the node or a service in (or out of) maintenance mode
     keygen         Generates a new gossip encryption key
     keyring        Lists, installs, uses or removes gossip encryption keys cluster-wide
@@ -83,6 +85,7 @@ pub fn main(args: &[String]) -> i32 {
         "maint" => catalog::maint(rest),
         "kv" => kv::main(rest),
         "lock" => lock::main(rest),
+        "operator" => operator::main(rest),
         "keygen" => keys::keygen(rest),
         "keyring" => keys::keyring(rest),
         "tls" => tls::main(rest),

@@ -127,6 +127,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
         .route(
+            "/v1/operator/raft/configuration",
+            get(operator::raft_configuration),
+        )
+        .route(
             "/v1/operator/keyring",
             get(operator::list)
                 .post(|s, b| operator::change(s, KeyOp::Install, b))

@@ -1,4 +1,5 @@
-//! `/v1/operator/keyring`: list, install, use and remove gossip keys cluster-wide.
+//! `/v1/operator/keyring`: list, install, use and remove gossip keys cluster-wide; and
+//! `/v1/operator/raft/configuration`: the servers of the replicated log.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,7 +7,7 @@ use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
 
 use super::ApiState;
-use super::error::{ApiResult, bad_request, server_error};
+use super::error::{ApiResult, bad_request, server_error, store_error};
 use crate::state::KeyOp;
 use crate::state::keyring::{KeyCount, parse_key};
 
@@ -53,4 +54,24 @@ pub(super) async fn change(
         .await
         .map_err(server_error)?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// `GET /v1/operator/raft/configuration`, in Consul's shape.
+pub(super) async fn raft_configuration(State(s): State<ApiState>) -> ApiResult {
+    let c = s.state.store.configuration().await.map_err(store_error)?;
+    let servers: Vec<Value> = c
+        .servers
+        .iter()
+        .map(|p| {
+            json!({
+                "ID": p.id,
+                "Node": p.node,
+                "Address": p.address,
+                "Leader": p.leader,
+                "ProtocolVersion": "3",
+                "Voter": p.voter,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "Servers": servers, "Index": c.index })).into_response())
 }

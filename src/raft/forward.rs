@@ -13,7 +13,7 @@ use super::rpc::{Answer, Rpc};
 use super::server::HOLD;
 use crate::state::MemberTable;
 use crate::state::replicated::{
-    BoxFuture, Change, ReadRequest, ReadResult, Replicated, StoreError, Written,
+    BoxFuture, Change, RaftConfiguration, ReadRequest, ReadResult, Replicated, StoreError, Written,
 };
 use crate::state::sessions::Session;
 
@@ -159,5 +159,14 @@ impl Replicated for Forwarder {
 
     fn known_leader(&self) -> bool {
         self.known.load(Ordering::Relaxed)
+    }
+
+    fn configuration(&self) -> BoxFuture<'_, Result<RaftConfiguration, StoreError>> {
+        Box::pin(async move {
+            match self.call(Rpc::Status, HOLD + SLACK).await? {
+                Answer::Status(s) => Ok(s.configuration),
+                _ => Err(unexpected()),
+            }
+        })
     }
 }

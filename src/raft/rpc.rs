@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TypeConfig;
 use super::command::Request;
-use crate::state::replicated::{ReadRequest, ReadResult, StoreError, Written};
+use crate::state::replicated::{RaftConfiguration, ReadRequest, ReadResult, StoreError, Written};
 use crate::state::sessions::Session;
 
 /// Largest frame either way: a batch of entries at the value limit, or a snapshot chunk.
@@ -63,6 +63,8 @@ pub struct Status {
     pub leader: Option<String>,
     /// The voters' RPC addresses.
     pub peers: Vec<String>,
+    /// The whole configuration.
+    pub configuration: RaftConfiguration,
 }
 
 /// The answer to an [`Rpc`].

@@ -23,8 +23,8 @@ use super::{Raft, ServerNode, raft_id};
 use crate::net::tls::TlsSettings;
 use crate::state::kv::KvOp;
 use crate::state::replicated::{
-    BoxFuture, Change, Consistency, ReadRequest, ReadResult, Replica, Replicated, StoreError,
-    Written,
+    BoxFuture, Change, Consistency, RaftConfiguration, RaftPeer, ReadRequest, ReadResult, Replica,
+    Replicated, StoreError, Written,
 };
 use crate::state::sessions::{Session, SessionOp};
 use crate::state::{MemberStatus, MemberTable};
@@ -255,6 +255,26 @@ impl RaftServer {
             .collect()
     }
 
+    /// Every server of the configuration, the leader marked.
+    pub fn raft_configuration(&self) -> RaftConfiguration {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        RaftConfiguration {
+            servers: membership
+                .nodes()
+                .map(|(id, n)| RaftPeer {
+                    id: n.id.clone(),
+                    node: n.name.clone(),
+                    address: n.addr.clone(),
+                    leader: m.current_leader == Some(*id),
+                    voter: voters.contains(id),
+                })
+                .collect(),
+            index: m.membership_config.log_id().map_or(0, |l| l.index),
+        }
+    }
+
     fn status(&self) -> Status {
         let m = self.metrics();
         Status {
@@ -266,6 +286,7 @@ impl RaftServer {
                 .is_some(),
             leader: self.leader_addr(),
             peers: self.voter_addrs(),
+            configuration: self.raft_configuration(),
         }
     }
 
@@ -772,5 +793,9 @@ impl Replicated for RaftServer {
 
     fn known_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader.is_some()
+    }
+
+    fn configuration(&self) -> BoxFuture<'_, Result<RaftConfiguration, StoreError>> {
+        Box::pin(async move { Ok(self.raft_configuration()) })
     }
 }

@@ -173,6 +173,30 @@ impl std::fmt::Display for StoreError {
     }
 }
 
+/// One server of the raft configuration (`/v1/operator/raft/configuration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftPeer {
+    /// Node ID (UUID).
+    pub id: String,
+    /// Node name.
+    pub node: String,
+    /// RPC address.
+    pub address: String,
+    /// Whether it leads.
+    pub leader: bool,
+    /// Whether it votes.
+    pub voter: bool,
+}
+
+/// The raft configuration and the log index it was committed at.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftConfiguration {
+    /// The servers, voters and non-voters.
+    pub servers: Vec<RaftPeer>,
+    /// Index of the configuration's log entry.
+    pub index: u64,
+}
+
 /// A boxed future, as trait objects return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -190,4 +214,6 @@ pub trait Replicated: Send + Sync {
     fn peers(&self) -> BoxFuture<'_, Vec<String>>;
     /// Whether a leader was known when last heard (`X-Consul-KnownLeader` of local reads).
     fn known_leader(&self) -> bool;
+    /// The raft configuration as a server sees it.
+    fn configuration(&self) -> BoxFuture<'_, Result<RaftConfiguration, StoreError>>;
 }
