@@ -28,6 +28,8 @@ pub const IGNORABLE: u16 = 0x8000;
 /// The log's tags: a new command takes the next number; a number is never reused.
 const TAG_KV: u16 = 1;
 const TAG_SESSION: u16 = 2;
+/// Several writes in one entry (the leader's group commit): each applied in order, at the entry's index.
+const TAG_BATCH: u16 = 3;
 
 /// Why a request could not be read as a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,22 @@ impl Command {
         }
     }
 
+    /// One entry carrying `requests`, applied in order at its index.
+    pub fn batch(requests: &[Request]) -> Request {
+        Request {
+            id: 0,
+            tag: TAG_BATCH,
+            body: postcard::to_allocvec(requests).expect("commands encode"),
+        }
+    }
+
+    /// The requests of a batch entry; `None` when `r` is not one.
+    pub fn unbatch(r: &Request) -> Option<Result<Vec<Request>, DecodeError>> {
+        (r.tag == TAG_BATCH).then(|| {
+            postcard::from_bytes(&r.body).map_err(|e| DecodeError::Body(r.tag, e.to_string()))
+        })
+    }
+
     /// Reads a log entry's command.
     pub fn decode(r: &Request) -> Result<Change, DecodeError> {
         let body = |e: postcard::Error| DecodeError::Body(r.tag, e.to_string());
@@ -104,6 +122,8 @@ pub enum Reply {
     /// No command (blank and membership entries).
     #[default]
     Nothing,
+    /// A batch's replies, one per request in order.
+    Batch(Vec<Reply>),
 }
 
 #[cfg(test)]
@@ -117,9 +137,9 @@ mod tests {
             value: Some(vec![1, 2]),
             flags: 7,
         });
-        assert_eq!(Command::decode(&Command::encode(&c)), Ok(c));
+        assert_eq!(Command::decode(&Command::encode(&c)), Ok(c.clone()));
         let d = Change::Session(crate::state::sessions::SessionOp::Destroy { id: "x".into() });
-        assert_eq!(Command::decode(&Command::encode(&d)), Ok(d));
+        assert_eq!(Command::decode(&Command::encode(&d)), Ok(d.clone()));
         let future = Request {
             id: 0,
             tag: 999,
@@ -135,5 +155,14 @@ mod tests {
             Command::decode(&broken),
             Err(DecodeError::Body(1, _))
         ));
+        // A batch is no single command, and gives back its requests in order.
+        let both = Command::batch(&[Command::encode(&c), Command::encode(&d)]);
+        assert!(matches!(
+            Command::decode(&both),
+            Err(DecodeError::UnknownTag(TAG_BATCH))
+        ));
+        let back = Command::unbatch(&both).unwrap().unwrap();
+        assert_eq!(Command::decode(&back[1]), Ok(d));
+        assert!(Command::unbatch(&Command::encode(&c)).is_none());
     }
 }

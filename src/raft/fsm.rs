@@ -16,7 +16,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::command::{Command, DecodeError, IGNORABLE, Reply};
+use super::command::{Command, DecodeError, IGNORABLE, Reply, Request};
 use super::{ServerNode, TypeConfig};
 use crate::state::kv::KvImage;
 use crate::state::replicated::Replica;
@@ -205,6 +205,27 @@ impl StateMachine {
             }
             EntryPayload::Normal(req) => req,
         };
+        match Command::unbatch(req) {
+            None => self.apply_request(e.log_id, req),
+            Some(Ok(reqs)) => reqs
+                .iter()
+                .map(|r| self.apply_request(e.log_id, r))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Reply::Batch),
+            Some(Err(err)) => {
+                tracing::error!("raft entry {index} cannot be applied: {err}");
+                Err((e.log_id, err))
+            }
+        }
+    }
+
+    /// Applies one write at the index of the entry that carries it (once per write ID).
+    fn apply_request(
+        &mut self,
+        log_id: LogId<u64>,
+        req: &Request,
+    ) -> Result<Reply, (LogId<u64>, DecodeError)> {
+        let index = log_id.index;
         if req.id != 0
             && let Some(reply) = self.recent.replies.get(&req.id)
         {
@@ -223,7 +244,7 @@ impl StateMachine {
             // Applying less than the others would make this server's state differ: stop instead.
             Err(err) => {
                 tracing::error!("raft entry {index} cannot be applied: {err}");
-                return Err((e.log_id, err));
+                return Err((log_id, err));
             }
         };
         if req.id != 0 {
@@ -412,6 +433,47 @@ mod tests {
             Some(1)
         );
         assert!(sm.apply(vec![raw(2, 0, 4242, vec![])]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_batch_applies_its_writes_in_order_at_one_index() {
+        let st = Arc::new(Replica::default());
+        let mut sm = StateMachine::open(None, st.clone()).unwrap();
+        let cas = |id, index| {
+            let mut r = Command::encode(&Change::Kv(KvOp::Cas {
+                key: "k".into(),
+                value: Some(vec![index as u8]),
+                flags: 0,
+                index,
+            }));
+            r.id = id;
+            r
+        };
+        // Create-only CAS twice in one entry: the first wins, the second sees the key.
+        let batch = Command::batch(&[cas(100, 0), cas(101, 0)]);
+        let r = sm
+            .apply(vec![raw(5, 0, batch.tag, batch.body)])
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![Reply::Batch(vec![Reply::Done(true), Reply::Done(false)])]
+        );
+        let (index, _) = st.kv.query(&KvQuery::Get("k".into()));
+        assert_eq!(index, 5, "the key was written at the batch's index");
+        // A batch with a write seen before answers it from memory, and applies the rest.
+        let batch = Command::batch(&[cas(100, 0), cas(102, 5)]);
+        let r = sm
+            .apply(vec![raw(6, 0, batch.tag, batch.body)])
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![Reply::Batch(vec![Reply::Done(true), Reply::Done(true)])]
+        );
+        assert_eq!(st.kv.query(&KvQuery::Get("k".into())).0, 6);
+        // A batch that does not decode stops the server rather than apply part of it.
+        assert!(sm.apply(vec![raw(7, 0, batch.tag, vec![9])]).await.is_err());
     }
 
     #[tokio::test]

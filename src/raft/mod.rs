@@ -10,6 +10,7 @@
 //! - `bootstrap.rs`: when and with whom a datacenter's servers initialize the log
 //! - `server.rs`: start-up, leadership, forwarding, reads by consistency mode
 
+pub mod batcher;
 pub mod bootstrap;
 pub mod command;
 pub mod forward;

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::batcher::{BatchError, Batcher};
 use super::bootstrap::{self, Candidate};
 use super::command::{Command, Reply, Request};
 use super::fsm::StateMachine;
@@ -88,6 +88,8 @@ struct Timers {
 /// A running server.
 pub struct RaftServer {
     raft: Raft,
+    /// The leader's group commit of writes.
+    batcher: Batcher,
     id: u64,
     me: ServerNode,
     state: Arc<Replica>,
@@ -164,6 +166,7 @@ impl RaftServer {
         };
         let (stop, _) = watch::channel(false);
         let server = Arc::new(RaftServer {
+            batcher: Batcher::start(raft.clone()),
             raft,
             id,
             me,
@@ -402,16 +405,16 @@ impl RaftServer {
                     }
                     // A leader cut off from its quorum cannot commit: fail at the hold time (as
                     // Consul's "timed out enqueuing operation") rather than hold the client forever.
-                    let write = self.raft.client_write(command.clone());
+                    let write = self.batcher.write(command.clone());
                     match tokio::time::timeout_at(deadline, write).await {
                         Err(_) => return Err(StoreError::Unavailable(TIMED_OUT.into())),
-                        Ok(Ok(r)) => return written(r.log_id.index, r.data),
+                        Ok(Ok((index, reply))) => return written(index, reply),
                         // Lost the lead meanwhile: route again once the metrics say so.
-                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                        Ok(Err(BatchError::NotLeader)) => {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                             continue;
                         }
-                        Ok(Err(e)) => return Err(StoreError::Unavailable(e.to_string())),
+                        Ok(Err(BatchError::Failed(e))) => return Err(StoreError::Unavailable(e)),
                     }
                 }
                 Route::Forward(to) => to,
@@ -760,6 +763,9 @@ fn written(index: u64, reply: Reply) -> Result<Written, StoreError> {
         Reply::Nothing => Ok(Written { index, ok: true }),
         Reply::Refused(why) => Err(StoreError::Refused(why)),
         Reply::Unreadable(e) => Err(StoreError::Unavailable(e)),
+        Reply::Batch(_) => Err(StoreError::Unavailable(
+            "a batch's reply where one write's was due".into(),
+        )),
     }
 }
 

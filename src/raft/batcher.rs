@@ -1,0 +1,128 @@
+//! The leader's group commit: writes that arrive while earlier ones are being committed go into the
+//! log together, as one entry.
+//!
+//! Why: openraft 0.9 appends each client write inside its core task and waits there for the log's
+//! flush, so one write cost one fsync in series, and the core could not take replication answers
+//! meanwhile (followers were idle 13 ms between appends). perf/kv-bench.sh measured 2.2k writes/s at 64
+//! clients that way. One entry per group keeps the log's order and each write's reply; the writes of a
+//! group share the entry's index, as the writes of a Consul transaction do.
+
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::Raft;
+use super::command::{Command, Reply, Request};
+
+/// Most writes in one entry.
+const MAX_WRITES: usize = 256;
+/// A group stops growing at this many bytes of commands (a larger single write goes alone). With
+/// openraft's 64 entries per append this keeps an append well inside the server port's frame limit.
+const MAX_BYTES: usize = 512 << 10;
+/// Groups being committed at once: while they are, the next group gathers.
+const IN_FLIGHT: usize = 2;
+
+/// Why a write was not committed.
+#[derive(Debug)]
+pub enum BatchError {
+    /// This server is not (or no longer) the leader.
+    NotLeader,
+    /// Raft failed otherwise (stopped, storage error).
+    Failed(String),
+}
+
+type Answer = Result<(u64, Reply), BatchError>;
+
+/// Hands writes to the group-commit task.
+pub struct Batcher {
+    tx: mpsc::UnboundedSender<(Request, oneshot::Sender<Answer>)>,
+}
+
+impl Batcher {
+    /// Starts the task that commits groups through `raft`.
+    pub fn start(raft: Raft) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx));
+        Batcher { tx }
+    }
+
+    /// Commits `request` (with whatever else is waiting): the entry's index and this write's reply.
+    pub async fn write(&self, request: Request) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((request, tx))
+            .map_err(|_| BatchError::Failed("raft has stopped".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(BatchError::Failed("raft has stopped".into())))
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Request, oneshot::Sender<Answer>)>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut held: Option<(Request, oneshot::Sender<Answer>)> = None;
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let first = match held.take() {
+            Some(w) => w,
+            None => match rx.recv().await {
+                Some(w) => w,
+                None => return,
+            },
+        };
+        let mut bytes = first.0.body.len();
+        let mut group = vec![first];
+        while group.len() < MAX_WRITES {
+            match rx.try_recv() {
+                Ok(w) if bytes + w.0.body.len() > MAX_BYTES => {
+                    held = Some(w);
+                    break;
+                }
+                Ok(w) => {
+                    bytes += w.0.body.len();
+                    group.push(w);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            commit(&raft, group).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Commits one group and answers each of its writes.
+async fn commit(raft: &Raft, group: Vec<(Request, oneshot::Sender<Answer>)>) {
+    let (requests, waiters): (Vec<Request>, Vec<_>) = group.into_iter().unzip();
+    // A lone write goes into the log as itself.
+    let entry = match requests.as_slice() {
+        [one] => one.clone(),
+        many => Command::batch(many),
+    };
+    let n = waiters.len();
+    let answers: Vec<Answer> = match raft.client_write(entry).await {
+        Ok(r) => match r.data {
+            Reply::Batch(replies) if replies.len() == n => replies
+                .into_iter()
+                .map(|reply| Ok((r.log_id.index, reply)))
+                .collect(),
+            reply if n == 1 => vec![Ok((r.log_id.index, reply))],
+            _ => (0..n)
+                .map(|_| Err(BatchError::Failed("a batch's replies do not match".into())))
+                .collect(),
+        },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+            (0..n).map(|_| Err(BatchError::NotLeader)).collect()
+        }
+        Err(e) => (0..n)
+            .map(|_| Err(BatchError::Failed(e.to_string())))
+            .collect(),
+    };
+    for (w, a) in waiters.into_iter().zip(answers) {
+        let _ = w.send(a);
+    }
+}
