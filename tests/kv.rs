@@ -428,6 +428,108 @@ fn locks_exclude_and_a_failed_node_gives_its_locks_up() {
         (200, "true".into())
     );
     assert_eq!(server.get_json("/v1/kv/leader")[0]["Session"], id.as_str());
+
+    // Transactions through the client agent: all or nothing, Consul's shapes and texts.
+    let txn = |body: &str| {
+        let (code, text) = client.http_body("PUT", "/v1/txn", body).unwrap();
+        (
+            code,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)),
+        )
+    };
+    let (code, v) = txn(&format!(
+        r#"[{{"KV":{{"Verb":"check-session","Key":"leader","Session":"{id}"}}}},
+            {{"kv":{{"verb":"set","key":"tx/a","value":"YQ==","flags":7}}}},
+            {{"KV":{{"Verb":"set","Key":"tx/b","Value":"Yg=="}}}},
+            {{"KV":{{"Verb":"get-tree","Key":"tx/"}}}}]"#
+    ));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["Errors"], Value::Null);
+    let results = v["Results"].as_array().unwrap();
+    assert_eq!(results.len(), 5, "{v}");
+    assert_eq!(results[0]["KV"]["Session"], id.as_str());
+    assert_eq!(
+        results[1]["KV"]["Value"],
+        Value::Null,
+        "a write reports no value"
+    );
+    assert_eq!(results[1]["KV"]["Flags"], 7);
+    assert_eq!(
+        results[1]["KV"]["ModifyIndex"], results[2]["KV"]["ModifyIndex"],
+        "one index for the whole transaction"
+    );
+    assert_eq!(
+        results[3]["KV"]["Value"], "YQ==",
+        "a read reports the value"
+    );
+    assert_eq!(results[4]["KV"]["Key"], "tx/b");
+    let before = server.get_json("/v1/kv/tx/?recurse");
+    let (code, v) = txn(r#"[{"KV":{"Verb":"delete-tree","Key":"tx/"}},
+            {"KV":{"Verb":"cas","Key":"tx/a","Value":"eA==","Index":1}},
+            {"KV":{"Verb":"lock","Key":"leader","Session":"00000000-0000-0000-0000-000000000000"}},
+            {"KV":{"Verb":"frobnicate","Key":"k"}}]"#);
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(
+        v["Errors"],
+        serde_json::json!([{"OpIndex": 3, "What": "unknown KV verb \"frobnicate\""}]),
+        "a verb it does not know stops the transaction before the log"
+    );
+    let (code, v) = txn(r#"[{"KV":{"Verb":"delete-tree","Key":"tx/"}},
+            {"KV":{"Verb":"cas","Key":"tx/a","Value":"eA==","Index":1}},
+            {"KV":{"Verb":"lock","Key":"leader","Session":"00000000-0000-0000-0000-000000000000"}}]"#);
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["Results"], Value::Null);
+    assert_eq!(
+        v["Errors"],
+        serde_json::json!([
+            {"OpIndex": 1, "What": "failed to set key \"tx/a\", index is stale"},
+            {"OpIndex": 2, "What": "invalid session \"00000000-0000-0000-0000-000000000000\""}
+        ])
+    );
+    assert_eq!(
+        server.get_json("/v1/kv/tx/?recurse"),
+        before,
+        "a failed transaction changes nothing"
+    );
+    // Read-only: served as a read, with the leader headers and no index.
+    let r = Target::parse(&client.http_addr())
+        .unwrap()
+        .call_with_body(
+            "PUT",
+            "/v1/txn?stale",
+            br#"[{"KV":{"Verb":"get","Key":"tx/missing"}}]"#,
+        )
+        .unwrap();
+    assert_eq!(r.status, 409);
+    assert!(
+        r.text().contains(r#"key \"tx/missing\" doesn't exist"#),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("x-consul-knownleader"), Some("true"));
+    assert!(r.header("x-consul-index").is_none());
+    // Bad bodies.
+    assert_eq!(txn("[{").0, 400);
+    let many = format!(
+        "[{}]",
+        vec![r#"{"KV":{"Verb":"get","Key":"k"}}"#; 129].join(",")
+    );
+    assert_eq!(
+        txn(&many),
+        (
+            413,
+            Value::String("Transaction contains too many operations (129 > 128)".into())
+        )
+    );
+    let (code, v) = txn(r#"[{"Node":{"Verb":"get"}}]"#);
+    assert_eq!(code, 400);
+    assert!(
+        v.as_str()
+            .unwrap()
+            .contains("does not implement node operations"),
+        "{v}"
+    );
+
     client.crash();
     assert!(
         wait_for(SETTLE, || server.get_json("/v1/kv/leader")[0]

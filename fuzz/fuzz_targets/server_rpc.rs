@@ -18,11 +18,19 @@ fuzz_target!(|data: &[u8]| {
             tag: u16::from_le_bytes([*a, *b]),
             body: body.to_vec(),
         };
-        if let Ok(change) = Command::decode(&req) {
-            assert_eq!(Command::decode(&Command::encode(&change)), Ok(change.clone()));
-            let replica = Replica::default();
-            let _ = replica.apply(1, &change);
-            let _ = replica.query(&Query::Kv(KvQuery::Recurse(String::new())));
+        // A batch entry carries requests of its own; each goes the way of a lone one.
+        let requests = match Command::unbatch(&req) {
+            Some(Ok(batch)) => batch,
+            Some(Err(_)) => Vec::new(),
+            None => vec![req],
+        };
+        let replica = Replica::default();
+        for req in &requests {
+            if let Ok(change) = Command::decode(req) {
+                assert_eq!(Command::decode(&Command::encode(&change)), Ok(change.clone()));
+                let _ = replica.apply(1, &change);
+                let _ = replica.query(&Query::Kv(KvQuery::Recurse(String::new())));
+            }
         }
     }
 });

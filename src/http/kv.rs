@@ -17,7 +17,7 @@ use crate::state::kv::{KvAnswer, KvEntry, KvOp, KvQuery, MAX_VALUE};
 use crate::state::replicated::{Change, Query as StoreQuery, ReadAnswer};
 
 /// A KV entry as Consul shows it (api.KVPair).
-fn entry_json(e: &KvEntry) -> Value {
+pub(super) fn entry_json(e: &KvEntry) -> Value {
     let mut v = json!({
         "LockIndex": e.lock_index,
         "Key": e.key,

@@ -20,6 +20,7 @@ mod params;
 pub mod serve;
 mod session;
 mod status;
+pub mod txn;
 
 use std::sync::Arc;
 
@@ -54,6 +55,7 @@ pub fn router(state: ApiState) -> Router {
                 .put(|s, k, q, h, b| kv::put(s, Some(k), q, h, b))
                 .delete(|s, k, q| kv::delete(s, Some(k), q)),
         )
+        .route("/v1/txn", put(txn::txn))
         .route("/v1/session/create", put(session::create))
         .route("/v1/session/destroy/{id}", put(session::destroy))
         .route("/v1/session/renew/{id}", put(session::renew))

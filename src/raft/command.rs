@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::kv::KvRefusal;
 use crate::state::replicated::Change;
+use crate::state::txn::TxnOutcome;
 
 /// A command as the log stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,7 @@ const TAG_KV: u16 = 1;
 const TAG_SESSION: u16 = 2;
 /// Several writes in one entry (the leader's group commit): each applied in order, at the entry's index.
 const TAG_BATCH: u16 = 3;
+const TAG_TXN: u16 = 4;
 
 /// Why a request could not be read as a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,7 @@ impl Command {
         let (tag, body) = match change {
             Change::Kv(op) => (TAG_KV, postcard::to_allocvec(op)),
             Change::Session(op) => (TAG_SESSION, postcard::to_allocvec(op)),
+            Change::Txn(ops) => (TAG_TXN, postcard::to_allocvec(ops)),
         };
         Request {
             id: 0,
@@ -104,6 +107,7 @@ impl Command {
             TAG_SESSION => Ok(Change::Session(
                 postcard::from_bytes(&r.body).map_err(body)?,
             )),
+            TAG_TXN => Ok(Change::Txn(postcard::from_bytes(&r.body).map_err(body)?)),
             t => Err(DecodeError::UnknownTag(t)),
         }
     }
@@ -124,6 +128,8 @@ pub enum Reply {
     Nothing,
     /// A batch's replies, one per request in order.
     Batch(Vec<Reply>),
+    /// A transaction's outcome.
+    Txn(TxnOutcome),
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::command::{Command, DecodeError, IGNORABLE, Reply, Request};
 use super::{ServerNode, TypeConfig};
 use crate::state::kv::KvImage;
-use crate::state::replicated::Replica;
+use crate::state::replicated::{Applied, Replica};
 use crate::state::sessions::Session;
 
 type StErr = StorageError<u64>;
@@ -233,7 +233,8 @@ impl StateMachine {
         }
         let reply = match Command::decode(req) {
             Ok(change) => match self.state.apply(index, &change) {
-                Ok(b) => Reply::Done(b),
+                Ok(Applied::Answer(b)) => Reply::Done(b),
+                Ok(Applied::Txn(outcome)) => Reply::Txn(outcome),
                 Err(r) => Reply::Refused(r),
             },
             // Every server that does not know an ignorable command skips it alike.

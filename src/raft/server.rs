@@ -27,6 +27,7 @@ use crate::state::replicated::{
     Replicated, StoreError, Written,
 };
 use crate::state::sessions::{Session, SessionOp};
+use crate::state::txn::{TxnError, TxnOp};
 use crate::state::{MemberStatus, MemberTable};
 
 /// How long a write or read waits for a leader before failing (Consul's `rpc_hold_timeout`).
@@ -394,14 +395,8 @@ impl RaftServer {
                 Route::Here => {
                     // A lock in its delay is refused by the leader before it reaches the log (as
                     // Consul's KVS.Apply does), so every server applies the same log alike.
-                    if let Ok(Change::Kv(KvOp::Lock { key, .. })) = Command::decode(&command)
-                        && self.state.sessions.delayed(&key)
-                    {
-                        tracing::debug!("refusing a lock of {key:?} in its lock delay");
-                        return Ok(Written {
-                            index: 0,
-                            ok: false,
-                        });
+                    if let Some(refused) = self.in_lock_delay(&command) {
+                        return Ok(refused);
                     }
                     // A leader cut off from its quorum cannot commit: fail at the hold time (as
                     // Consul's "timed out enqueuing operation") rather than hold the client forever.
@@ -432,6 +427,44 @@ impl RaftServer {
                 Some(Err(e)) => return Err(e),
                 None => {}
             }
+        }
+    }
+
+    /// The answer to a write that takes a lock in its delay, if `command` is one: `false` for a KV
+    /// lock, Consul's error per operation for a transaction.
+    fn in_lock_delay(&self, command: &Request) -> Option<Written> {
+        let delayed = |key: &str| {
+            let d = self.state.sessions.delayed(key);
+            if d {
+                tracing::debug!("refusing a lock of {key:?} in its lock delay");
+            }
+            d
+        };
+        match Command::decode(command) {
+            Ok(Change::Kv(KvOp::Lock { key, .. })) if delayed(&key) => Some(Written {
+                index: 0,
+                ok: false,
+                txn: None,
+            }),
+            Ok(Change::Txn(ops)) => {
+                let errors: Vec<TxnError> = ops
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(op_index, op)| match op {
+                        TxnOp::Write(KvOp::Lock { key, .. }) if delayed(key) => Some(TxnError {
+                            op_index,
+                            what: format!("failed to lock key {key:?} due to lock delay"),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                (!errors.is_empty()).then_some(Written {
+                    index: 0,
+                    ok: false,
+                    txn: Some(Err(errors)),
+                })
+            }
+            _ => None,
         }
     }
 
@@ -759,8 +792,21 @@ struct Target {
 /// A committed entry's reply as the agent sees it.
 fn written(index: u64, reply: Reply) -> Result<Written, StoreError> {
     match reply {
-        Reply::Done(ok) => Ok(Written { index, ok }),
-        Reply::Nothing => Ok(Written { index, ok: true }),
+        Reply::Done(ok) => Ok(Written {
+            index,
+            ok,
+            txn: None,
+        }),
+        Reply::Nothing => Ok(Written {
+            index,
+            ok: true,
+            txn: None,
+        }),
+        Reply::Txn(outcome) => Ok(Written {
+            index,
+            ok: outcome.is_ok(),
+            txn: Some(outcome),
+        }),
         Reply::Refused(why) => Err(StoreError::Refused(why)),
         Reply::Unreadable(e) => Err(StoreError::Unavailable(e)),
         Reply::Batch(_) => Err(StoreError::Unavailable(

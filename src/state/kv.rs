@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::txn::{self, TxnCheck, TxnError, TxnOp, TxnOutcome};
+
 /// Largest value Consul accepts (`raft_multiplier`-independent: 512 KiB).
 pub const MAX_VALUE: usize = 512 * 1024;
 
@@ -247,6 +249,115 @@ impl KvStore {
         result
     }
 
+    /// Applies a transaction at `index`: every operation, or none when any fails (then each failure is
+    /// reported, and the store is left as it was).
+    pub fn apply_txn(
+        &self,
+        index: u64,
+        ops: &[TxnOp],
+        session_ok: impl Fn(&str) -> bool,
+    ) -> TxnOutcome {
+        let mut changed: Vec<String> = Vec::new();
+        let outcome = {
+            let mut d = self.write();
+            // Each touched key's entry and tombstone as they were, to put back on failure.
+            let mut undo: HashMap<String, (Option<Arc<KvEntry>>, Option<u64>)> = HashMap::new();
+            let mut results = Vec::new();
+            let mut errors = Vec::new();
+            for (op_index, op) in ops.iter().enumerate() {
+                let fail = |what: String| TxnError { op_index, what };
+                let w = match op {
+                    TxnOp::Check(c) => {
+                        match check_locked(&d, c) {
+                            Ok(found) => results.extend(found),
+                            Err(what) => errors.push(fail(what)),
+                        }
+                        continue;
+                    }
+                    TxnOp::Write(w) => w,
+                };
+                if let KvOp::Lock { session, .. } | KvOp::Unlock { session, .. } = w
+                    && session.is_empty()
+                {
+                    errors.push(fail("missing session".into()));
+                    continue;
+                }
+                let touched: Vec<String> = match w {
+                    KvOp::DeleteTree { prefix } => max_under(&d.entries, prefix)
+                        .map(|(k, _)| k.clone())
+                        .collect(),
+                    KvOp::Set { key, .. }
+                    | KvOp::Cas { key, .. }
+                    | KvOp::Lock { key, .. }
+                    | KvOp::Unlock { key, .. }
+                    | KvOp::Delete { key }
+                    | KvOp::DeleteCas { key, .. } => vec![key.clone()],
+                };
+                for k in touched {
+                    let was = (d.entries.get(&k).cloned(), d.tombstones.get(&k).copied());
+                    undo.entry(k).or_insert(was);
+                }
+                match apply_locked(&mut d, index, w, &session_ok, &mut changed) {
+                    Ok(true) => {
+                        if let Some(e) = txn::reported_key(w).and_then(|k| d.entries.get(k)) {
+                            results.push(KvEntry {
+                                value: None,
+                                ..(**e).clone()
+                            });
+                        }
+                    }
+                    Ok(false) => errors.push(fail(txn::refused_text(w))),
+                    Err(r) => errors.push(fail(r.to_string())),
+                }
+            }
+            if errors.is_empty() {
+                Ok(results)
+            } else {
+                for (k, (entry, tombstone)) in undo {
+                    match tombstone {
+                        Some(t) => d.tombstones.insert(k.clone(), t),
+                        None => d.tombstones.remove(&k),
+                    };
+                    match entry {
+                        Some(e) => d.entries.insert(k, e),
+                        None => d.entries.remove(&k),
+                    };
+                }
+                changed.clear();
+                Err(errors)
+            }
+        };
+        if !changed.is_empty() {
+            let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+            for k in &changed {
+                w.notify(k, index);
+            }
+        }
+        outcome
+    }
+
+    /// Answers a transaction that only reads and compares; the index is the store's highest.
+    pub fn read_txn(&self, checks: &[TxnCheck]) -> (u64, TxnOutcome) {
+        let d = self.read();
+        let mut results = Vec::new();
+        let mut errors = Vec::new();
+        for (op_index, c) in checks.iter().enumerate() {
+            match check_locked(&d, c) {
+                Ok(found) => results.extend(found),
+                Err(what) => errors.push(TxnError { op_index, what }),
+            }
+        }
+        let index = prefix_index(&d, "").max(1);
+        (
+            index,
+            if errors.is_empty() {
+                Ok(results)
+            } else {
+                Err(errors)
+            },
+        )
+    }
+
     /// Releases every lock `session` holds (behavior `release`) or deletes its keys (`delete`), at
     /// `index`; returns the keys touched.
     pub fn release_session(&self, index: u64, session: &str, delete: bool) -> Vec<String> {
@@ -401,6 +512,19 @@ pub(super) async fn block_past<T>(
             return read();
         }
     }
+}
+
+/// A transaction's check against the store as it stands.
+fn check_locked(d: &Data, c: &TxnCheck) -> Result<Vec<KvEntry>, String> {
+    txn::check(
+        c,
+        |k| d.entries.get(k).map(|e| (**e).clone()),
+        |p| {
+            max_under(&d.entries, p)
+                .map(|(_, e)| (**e).clone())
+                .collect()
+        },
+    )
 }
 
 /// Highest index under a prefix, counting deletions.
@@ -799,6 +923,130 @@ mod tests {
         assert!(!waiter.is_finished());
         set(&s, 4, "svc/deep/key", "in");
         assert_eq!(waiter.await.unwrap().0, 4);
+    }
+
+    #[test]
+    fn a_transaction_applies_all_at_one_index_or_nothing() {
+        let s = KvStore::new();
+        set(&s, 1, "a", "1");
+        set(&s, 2, "t/x", "x");
+        set(&s, 3, "t/y", "y");
+        let w = |op| TxnOp::Write(op);
+        let put = |k: &str| {
+            w(KvOp::Set {
+                key: k.into(),
+                value: Some(b"new".to_vec()),
+                flags: 3,
+            })
+        };
+        // Success: writes share the index; results carry no value except reads'.
+        let ok = s
+            .apply_txn(
+                10,
+                &[
+                    TxnOp::Check(TxnCheck::Index {
+                        key: "a".into(),
+                        index: 1,
+                    }),
+                    put("a"),
+                    put("b"),
+                    w(KvOp::Delete { key: "t/x".into() }),
+                    TxnOp::Check(TxnCheck::Get { key: "t/y".into() }),
+                ],
+                |_| true,
+            )
+            .unwrap();
+        let seen: Vec<(&str, u64, bool)> = ok
+            .iter()
+            .map(|e| (e.key.as_str(), e.modify_index, e.value.is_some()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("a", 1, false),
+                ("a", 10, false),
+                ("b", 10, false),
+                ("t/y", 3, true)
+            ]
+        );
+        assert_eq!(
+            s.query(&KvQuery::Get("t/x".into())).0,
+            10,
+            "tombstone at 10"
+        );
+
+        // Failure: every failing operation is told, and nothing changes (also a deleted tree and a
+        // tombstone written over come back).
+        let before = s.image();
+        let err = s
+            .apply_txn(
+                11,
+                &[
+                    w(KvOp::DeleteTree { prefix: "".into() }),
+                    put("t/x"),
+                    w(KvOp::Cas {
+                        key: "a".into(),
+                        value: None,
+                        flags: 0,
+                        index: 1,
+                    }),
+                    w(KvOp::Lock {
+                        key: "a".into(),
+                        value: None,
+                        flags: 0,
+                        session: "nope".into(),
+                    }),
+                    w(KvOp::Unlock {
+                        key: "a".into(),
+                        value: None,
+                        flags: 0,
+                        session: String::new(),
+                    }),
+                    TxnOp::Check(TxnCheck::NotExists { key: "t/y".into() }),
+                    TxnOp::Check(TxnCheck::Session {
+                        key: "b".into(),
+                        session: "s".into(),
+                    }),
+                ],
+                |id| id != "nope",
+            )
+            .unwrap_err();
+        let whats: Vec<(usize, &str)> = err.iter().map(|e| (e.op_index, e.what.as_str())).collect();
+        assert_eq!(
+            whats,
+            vec![
+                (2, "failed to set key \"a\", index is stale"),
+                (3, "invalid session \"nope\""),
+                (4, "missing session"),
+                // Operations see the ones before them: the tree is gone by now.
+                (6, "failed to check session, key \"b\" doesn't exist"),
+            ]
+        );
+        assert_eq!(
+            s.image(),
+            before,
+            "a failed transaction leaves the store as it was"
+        );
+
+        // A read-only transaction answers from the store as it stands.
+        let (_, read) = s.read_txn(&[TxnCheck::GetTree { prefix: "".into() }]);
+        let keys: Vec<String> = read.unwrap().into_iter().map(|e| e.key).collect();
+        assert_eq!(keys, vec!["a", "b", "t/y"]);
+        let (_, read) = s.read_txn(&[
+            TxnCheck::NotExists { key: "a".into() },
+            TxnCheck::Session {
+                key: "b".into(),
+                session: "s".into(),
+            },
+        ]);
+        let whats: Vec<String> = read.unwrap_err().into_iter().map(|e| e.what).collect();
+        assert_eq!(
+            whats,
+            vec![
+                "key \"a\" exists",
+                "failed session check for key \"b\", current session \"\" != \"s\""
+            ]
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod publish;
 pub mod replicated;
 pub mod servers;
 pub mod sessions;
+pub mod txn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

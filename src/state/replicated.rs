@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::kv::{KvAnswer, KvOp, KvQuery, KvRefusal, KvStore};
 use super::sessions::{Behavior, Session, SessionOp, SessionQuery, SessionStore};
+use super::txn::{TxnCheck, TxnOp, TxnOutcome};
 
 /// Consul's read consistency modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,17 @@ pub enum Change {
     Kv(KvOp),
     /// A session created or ended.
     Session(SessionOp),
+    /// A KV transaction, applied all or none.
+    Txn(Vec<TxnOp>),
+}
+
+/// What applying a change answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Consul's boolean (false: a compare or lock that did not hold).
+    Answer(bool),
+    /// A transaction's outcome.
+    Txn(TxnOutcome),
 }
 
 /// What a read asks for.
@@ -40,6 +52,8 @@ pub enum Query {
     Kv(KvQuery),
     /// Sessions.
     Session(SessionQuery),
+    /// A transaction that only reads and compares.
+    Txn(Vec<TxnCheck>),
 }
 
 /// A read's result.
@@ -49,6 +63,8 @@ pub enum ReadAnswer {
     Kv(KvAnswer),
     /// Sessions.
     Sessions(Vec<Session>),
+    /// A read-only transaction's outcome.
+    Txn(TxnOutcome),
 }
 
 /// What a server's state machine holds: the KV store and the sessions that lock its keys.
@@ -61,13 +77,15 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Applies `change` at raft index `index` (every server alike). Returns Consul's boolean answer.
-    pub fn apply(&self, index: u64, change: &Change) -> Result<bool, KvRefusal> {
+    /// Applies `change` at raft index `index` (every server alike).
+    pub fn apply(&self, index: u64, change: &Change) -> Result<Applied, KvRefusal> {
+        let exists = |id: &str| self.sessions.exists(id);
         match change {
-            Change::Kv(op) => self.kv.apply(index, op, |id| self.sessions.exists(id)),
+            Change::Kv(op) => self.kv.apply(index, op, exists).map(Applied::Answer),
+            Change::Txn(ops) => Ok(Applied::Txn(self.kv.apply_txn(index, ops, exists))),
             Change::Session(SessionOp::Create(s)) => {
                 if self.sessions.create(index, s.clone()) {
-                    Ok(true)
+                    Ok(Applied::Answer(true))
                 } else {
                     Err(KvRefusal::SessionExists(s.id.clone()))
                 }
@@ -79,7 +97,7 @@ impl Replica {
                         .release_session(index, id, s.behavior == Behavior::Delete);
                     self.sessions.delay(&keys, s.lock_delay);
                 }
-                Ok(true)
+                Ok(Applied::Answer(true))
             }
         }
     }
@@ -95,6 +113,10 @@ impl Replica {
                 let (i, s) = self.sessions.query(q);
                 (i, ReadAnswer::Sessions(s))
             }
+            Query::Txn(c) => {
+                let (i, o) = self.kv.read_txn(c);
+                (i, ReadAnswer::Txn(o))
+            }
         }
     }
 
@@ -109,6 +131,8 @@ impl Replica {
                 let (i, s) = self.sessions.wait(q, min, deadline).await;
                 (i, ReadAnswer::Sessions(s))
             }
+            // Transactions do not block (as Consul's).
+            Query::Txn(_) => self.query(q),
         }
     }
 }
@@ -140,12 +164,14 @@ pub struct ReadResult {
 }
 
 /// A write's outcome once committed and applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Written {
     /// Log index of the write.
     pub index: u64,
-    /// Consul's answer: false for a compare or lock that did not hold.
+    /// Consul's answer: false for a compare or lock that did not hold (or a failed transaction).
     pub ok: bool,
+    /// A transaction's outcome.
+    pub txn: Option<TxnOutcome>,
 }
 
 /// Why the store could not answer.

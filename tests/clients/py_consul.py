@@ -3,6 +3,7 @@
 Usage: python3 tests/clients/py_consul.py path/to/murmur
 Exit code 0 when every call behaves as it does against Consul.
 """
+import base64
 import os
 import shutil
 import subprocess
@@ -141,6 +142,23 @@ def main():
         assert "Session" not in one.kv.get("locks/leader")[1]
         assert one.session.destroy(sid) is True and one.session.destroy(other) is True
         assert one.session.list()[1] == []
+        # Transactions: applied together, or refused with every failure and nothing applied.
+        b64 = lambda b: base64.b64encode(b).decode()
+        r = one.txn.put([
+            {"KV": {"Verb": "set", "Key": "app/t1", "Value": b64(b"x")}},
+            {"KV": {"Verb": "get", "Key": "app/t1"}},
+        ])
+        assert r["Errors"] is None and base64.b64decode(r["Results"][1]["KV"]["Value"]) == b"x", r
+        try:
+            two.txn.put([
+                {"KV": {"Verb": "set", "Key": "app/t2", "Value": b64(b"y")}},
+                {"KV": {"Verb": "cas", "Key": "app/t1", "Index": 1, "Value": b64(b"z")}},
+            ])
+            raise AssertionError("a transaction with a stale CAS was applied")
+        except consul.exceptions.ClientError as e:
+            assert "409" in str(e) and "index is stale" in str(e), e
+        assert one.kv.get("app/t2")[1] is None, "half a transaction was applied"
+
         assert one.kv.delete("app", recurse=True) is True
         assert one.kv.get("app", recurse=True)[1] is None
 
