@@ -600,6 +600,77 @@ fn a_later_server_joins_as_a_non_voter_and_a_wiped_server_rejoins() {
     .as_deref()
         == Some("1")));
 
+    // Autopilot's view through the newest server (forwarded to the leader): four healthy voters, one
+    // of which may fail.
+    let mut health = Value::Null;
+    assert!(
+        wait_for(SETTLE, || {
+            let (code, body) = servers[3]
+                .http("GET", "/v1/operator/autopilot/health")
+                .unwrap();
+            health = serde_json::from_str(&body).unwrap_or(Value::Null);
+            code == 200
+        }),
+        "never healthy: {health}"
+    );
+    assert_eq!(health["Healthy"], true);
+    assert_eq!(health["FailureTolerance"], 1);
+    let list = health["Servers"].as_array().unwrap();
+    assert_eq!(list.len(), 4);
+    assert_eq!(list.iter().filter(|s| s["Leader"] == true).count(), 1);
+    for s in list {
+        assert_eq!(
+            (s["Voter"].clone(), s["SerfStatus"].clone()),
+            (true.into(), "alive".into())
+        );
+        let contact = s["LastContact"].as_str().unwrap();
+        assert!(contact == "0s" || contact.ends_with("ms"), "{contact}");
+        assert!(s["StableSince"].as_str().unwrap().ends_with('Z'), "{s}");
+    }
+
+    // remove-peer as Consul's: refused without a peer or for an unknown one; a live server removed
+    // comes back (gossip still shows it), first without a vote.
+    let out = servers[1].cli(&["operator", "raft", "remove-peer"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error removing peer: an address or id is required for the peer to remove\n"
+    );
+    let out = servers[1].cli(&[
+        "operator",
+        "raft",
+        "remove-peer",
+        "-address=127.0.0.99:8300",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error removing peer: Unexpected response code: 500 (address \"127.0.0.99:8300\" was not \
+         found in the Raft configuration)\n"
+    );
+    assert_eq!(
+        servers[1]
+            .http("DELETE", "/v1/operator/raft/peer")
+            .unwrap()
+            .0,
+        400
+    );
+    let out = servers[1].cli(&[
+        "operator",
+        "raft",
+        "remove-peer",
+        "-address=127.0.52.33:8300",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Removed peer with address \"127.0.52.33:8300\"\n"
+    );
+    assert!(
+        wait_for(SETTLE, || peers(&servers[0]) == addrs(&[0, 1, 2, 3])),
+        "the removed live server did not come back"
+    );
+
     // A server whose data dir is wiped comes back with a new node ID under its old name: the leader
     // replaces the old entry instead of counting a dead voter, and the cluster keeps taking writes.
     let victim = servers
@@ -631,4 +702,19 @@ fn a_later_server_joins_as_a_non_voter_and_a_wiped_server_rejoins() {
             .any(|s| s.log_text().contains("from the raft configuration")),
         "the old node ID was not taken out"
     );
+
+    // A server that crashes and stays down is removed once gossip declares it failed (autopilot's
+    // cleanup_dead_servers); the other three keep the quorum.
+    let gone = servers
+        .iter()
+        .position(|s| leader(s).is_some_and(|l| !l.starts_with(&format!("{}:", s.ip))))
+        .expect("a follower");
+    servers[gone].crash();
+    let rest: Vec<u8> = (0..4u8).filter(|n| usize::from(*n) != gone).collect();
+    let watcher = &servers[usize::from(rest[0])];
+    assert!(
+        wait_for(SETTLE, || peers(watcher) == addrs(&rest)),
+        "the failed server stayed in the raft configuration"
+    );
+    assert!(put(watcher, "grow/three", "3"));
 }

@@ -406,7 +406,7 @@ async fn replicated_store(
         default_port: cfg.ports.server,
         snapshot_threshold: cfg.raft.snapshot_threshold,
         trailing_logs: cfg.raft.trailing_logs,
-        stabilization: cfg.raft.stabilization,
+        autopilot: cfg.raft.autopilot.clone(),
     };
     let server = RaftServer::start(setup, table.clone(), Arc::new(Replica::default())).await?;
     Ok((server.clone(), Some(server)))

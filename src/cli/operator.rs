@@ -1,13 +1,47 @@
 //! `murmur operator raft list-peers`: the servers of the replicated log, as `consul operator raft
-//! list-peers` prints them.
+//! list-peers` prints them; `remove-peer -id=|-address=` takes one out, as Consul's does.
 
 use serde_json::Value;
 
 use super::catalog::get_json;
 use super::ops::parse;
-use super::{HTTP_ADDR, target};
+use super::{HTTP_ADDR, one, target};
 
-const USAGE: &str = "Usage: murmur operator raft list-peers";
+/// `remove-peer`: what it prints on success, or the error after "Error removing peer: ".
+fn remove_peer(args: &[String]) -> Result<String, String> {
+    let p = parse(
+        args,
+        &[
+            HTTP_ADDR,
+            one("id", "The ID of the server to remove."),
+            one("address", "The IP:port of the server to remove."),
+        ],
+    )
+    .ok_or_else(String::new)?;
+    let (query, done) = match (p.get("id"), p.get("address")) {
+        (Some(_), Some(_)) => return Err("cannot give both an address and id".into()),
+        (None, None) => return Err("an address or id is required for the peer to remove".into()),
+        (Some(id), None) => (format!("id={id}"), format!("Removed peer with id {id:?}")),
+        (None, Some(a)) => (
+            format!("address={a}"),
+            format!("Removed peer with address {a:?}"),
+        ),
+    };
+    let t = target(p.get("http-addr")).ok_or_else(String::new)?;
+    let r = t
+        .call("DELETE", &format!("/v1/operator/raft/peer?{query}"))
+        .map_err(|e| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!(
+            "Unexpected response code: {} ({})",
+            r.status,
+            r.text().trim_end()
+        ));
+    }
+    Ok(done)
+}
+
+const USAGE: &str = "Usage: murmur operator raft list-peers\n       murmur operator raft remove-peer -id=ID | -address=IP:PORT";
 
 /// Runs `murmur operator ...`; returns the exit code.
 pub fn main(args: &[String]) -> i32 {
@@ -18,6 +52,18 @@ pub fn main(args: &[String]) -> i32 {
         .as_slice()
     {
         ["raft", "list-peers", ..] => list_peers(&args[2..]),
+        ["raft", "remove-peer", ..] => match remove_peer(&args[2..]) {
+            Ok(done) => {
+                println!("{done}");
+                0
+            }
+            Err(e) => {
+                if !e.is_empty() {
+                    eprintln!("Error removing peer: {e}");
+                }
+                1
+            }
+        },
         ["raft", other, ..] => {
             eprintln!(
                 "operator raft {other} is a Consul command that murmur does not support yet\n{USAGE}"

@@ -25,7 +25,7 @@ pub mod txn;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, put};
+use axum::routing::{delete, get, put};
 use tokio::sync::mpsc;
 
 use crate::dns::server::DnsStats;
@@ -131,6 +131,11 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/operator/raft/configuration",
             get(operator::raft_configuration),
+        )
+        .route("/v1/operator/raft/peer", delete(operator::remove_peer))
+        .route(
+            "/v1/operator/autopilot/health",
+            get(operator::autopilot_health),
         )
         .route(
             "/v1/operator/keyring",

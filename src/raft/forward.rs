@@ -12,6 +12,7 @@ use super::network::{CallError, Transport};
 use super::rpc::{Answer, Rpc};
 use super::server::HOLD;
 use crate::state::MemberTable;
+use crate::state::autopilot::{OperatorOp, OperatorReply};
 use crate::state::replicated::{
     BoxFuture, Change, RaftConfiguration, ReadRequest, ReadResult, Replicated, StoreError, Written,
 };
@@ -165,6 +166,18 @@ impl Replicated for Forwarder {
         Box::pin(async move {
             match self.call(Rpc::Status, HOLD + SLACK).await? {
                 Answer::Status(s) => Ok(s.configuration),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn operator(&self, op: OperatorOp) -> BoxFuture<'_, Result<OperatorReply, StoreError>> {
+        Box::pin(async move {
+            match self
+                .call(Rpc::Operator { op, hops: 0 }, HOLD + SLACK)
+                .await?
+            {
+                Answer::Operator(r) => r,
                 _ => Err(unexpected()),
             }
         })

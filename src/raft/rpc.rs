@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TypeConfig;
 use super::command::Request;
+use crate::state::autopilot::{OperatorOp, OperatorReply};
 use crate::state::replicated::{RaftConfiguration, ReadRequest, ReadResult, StoreError, Written};
 use crate::state::sessions::Session;
 
@@ -52,6 +53,13 @@ pub enum Rpc {
         /// Forwards so far.
         hops: u8,
     },
+    /// An operator request for the leader.
+    Operator {
+        /// The request.
+        op: OperatorOp,
+        /// Forwards so far.
+        hops: u8,
+    },
 }
 
 /// A server's raft status as [`Rpc::Status`] answers it.
@@ -65,6 +73,10 @@ pub struct Status {
     pub peers: Vec<String>,
     /// The whole configuration.
     pub configuration: RaftConfiguration,
+    /// Milliseconds since it last heard from the leader (0 on the leader; `None`: never).
+    pub last_contact_ms: Option<u64>,
+    /// Term and index of its last log entry.
+    pub last_log: (u64, u64),
 }
 
 /// The answer to an [`Rpc`].
@@ -84,6 +96,8 @@ pub enum Answer {
     Status(Status),
     /// To [`Rpc::Renew`]: the session, or `None` when there is none.
     Renew(Result<Option<Session>, StoreError>),
+    /// To [`Rpc::Operator`].
+    Operator(Result<OperatorReply, StoreError>),
     /// A request this server cannot serve (not a server, or a request it cannot read).
     Refused(String),
 }

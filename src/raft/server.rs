@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
@@ -21,6 +21,9 @@ use super::network::{CallError, Network, Transport};
 use super::rpc::{Answer, MAX_HOPS, Rpc, Status};
 use super::{Raft, ServerNode, raft_id};
 use crate::net::tls::TlsSettings;
+use crate::state::autopilot::{
+    self, AutopilotConfig, AutopilotHealth, OperatorOp, OperatorReply, PeerRef, ServerStats,
+};
 use crate::state::kv::KvOp;
 use crate::state::replicated::{
     BoxFuture, Change, Consistency, RaftConfiguration, RaftPeer, ReadRequest, ReadResult, Replica,
@@ -44,6 +47,8 @@ const FAILED_LEADER_PAUSE: Duration = Duration::from_secs(3);
 const TIMED_OUT: &str = "timed out enqueuing operation";
 /// Extra time a forwarded request gets over its own wait.
 const FORWARD_SLACK: Duration = Duration::from_secs(10);
+/// How long the leader waits for a server's report when judging health.
+const HEALTH_ASK: Duration = Duration::from_secs(1);
 /// How often the leader compares the configuration with gossip.
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 
@@ -74,8 +79,8 @@ pub struct ServerSetup {
     pub snapshot_threshold: u64,
     /// Entries kept behind a snapshot (`raft_trailing_logs`).
     pub trailing_logs: u64,
-    /// How long a learner must keep up before it votes (`autopilot.server_stabilization_time`).
-    pub stabilization: Duration,
+    /// Consul's `autopilot` settings (promotion, health, dead-server cleanup).
+    pub autopilot: AutopilotConfig,
 }
 
 /// The leader's session TTL timers (not replicated, as Consul's are not): rebuilt at full length
@@ -99,7 +104,9 @@ pub struct RaftServer {
     members: Arc<MemberTable>,
     datacenter: String,
     default_port: u16,
-    stabilization: Duration,
+    autopilot: AutopilotConfig,
+    /// Each server's health as last judged, and since when (`StableSince`).
+    stable: Mutex<HashMap<String, (bool, SystemTime)>>,
     /// When an append from the leader last arrived (`X-Consul-LastContact` on followers).
     last_contact: Mutex<Option<Instant>>,
     /// The leader (ID, term) a forward last failed to reach, and when.
@@ -177,7 +184,8 @@ impl RaftServer {
             members,
             datacenter: s.datacenter.clone(),
             default_port: s.default_port,
-            stabilization: s.stabilization,
+            autopilot: s.autopilot.clone(),
+            stable: Mutex::new(HashMap::new()),
             last_contact: Mutex::new(None),
             failed_leader: Mutex::new(None),
             caught_up: Mutex::new(HashMap::new()),
@@ -279,9 +287,31 @@ impl RaftServer {
         }
     }
 
+    /// Milliseconds since this server last heard from the leader (0 when it leads; `None`: never).
+    fn last_contact_ms(&self) -> Option<u64> {
+        if self.metrics().state == ServerState::Leader {
+            return Some(0);
+        }
+        self.last_contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed().as_millis() as u64)
+    }
+
+    /// Term and index of the last log entry.
+    fn last_log(&self) -> (u64, u64) {
+        self.raft
+            .data_metrics()
+            .borrow()
+            .last_log
+            .map_or((0, 0), |l| (l.leader_id.term, l.index))
+    }
+
     fn status(&self) -> Status {
         let m = self.metrics();
         Status {
+            last_contact_ms: self.last_contact_ms(),
+            last_log: self.last_log(),
             initialized: m
                 .membership_config
                 .membership()
@@ -321,6 +351,7 @@ impl RaftServer {
             Rpc::Read { request, hops } => Answer::Read(self.read_at(request, hops).await),
             Rpc::Status => Answer::Status(self.status()),
             Rpc::Renew { id, hops } => Answer::Renew(self.renew_at(id, hops).await),
+            Rpc::Operator { op, hops } => Answer::Operator(self.operator_at(op, hops).await),
         }
     }
 
@@ -583,6 +614,118 @@ impl RaftServer {
         }
     }
 
+    /// Serves an operator request at the leader.
+    async fn operator_at(&self, op: OperatorOp, hops: u8) -> Result<OperatorReply, StoreError> {
+        let deadline = Instant::now() + HOLD;
+        loop {
+            let to = match self.route(deadline).await? {
+                Route::Here => {
+                    return match op {
+                        OperatorOp::RemovePeer(peer) => self
+                            .remove_peer(&peer)
+                            .await
+                            .map(|()| OperatorReply::Removed),
+                        OperatorOp::Health => Ok(OperatorReply::Health(self.health().await)),
+                    };
+                }
+                Route::Forward(to) => to,
+            };
+            let rpc = Rpc::Operator {
+                op: op.clone(),
+                hops: hops + 1,
+            };
+            match self
+                .forward_to_leader(&to, &rpc, HOLD + FORWARD_SLACK, hops)
+                .await
+            {
+                Some(Ok(Answer::Operator(r))) => return r,
+                Some(Ok(other)) => return Err(unexpected(other)),
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+    }
+
+    /// Takes `peer` out of the raft configuration (a server gossip still shows alive comes back as a
+    /// learner at the next reconcile, as in Consul).
+    async fn remove_peer(&self, peer: &PeerRef) -> Result<(), StoreError> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let found = membership.nodes().find(|(_, n)| match peer {
+            PeerRef::Id(id) => n.id == *id,
+            PeerRef::Address(a) => n.addr == *a,
+        });
+        let Some((id, _)) = found else {
+            return Err(StoreError::Unavailable(format!(
+                "{peer} was not found in the Raft configuration"
+            )));
+        };
+        let ids = BTreeSet::from([*id]);
+        let change = if membership.voter_ids().any(|v| v == *id) {
+            ChangeMembers::RemoveVoters(ids)
+        } else {
+            ChangeMembers::RemoveNodes(ids)
+        };
+        if self.change(&format!("removing peer {peer}"), change).await {
+            tracing::info!("removed raft peer with {peer}");
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "removing the peer with {peer} did not commit"
+            )))
+        }
+    }
+
+    /// Every server's health, as the leader judges it from each one's own report.
+    async fn health(&self) -> AutopilotHealth {
+        let config = self.raft_configuration();
+        let asks = config.servers.iter().map(|p| async move {
+            let (contact, (term, index)) = if p.leader && p.id == self.me.id {
+                (Some(0), self.last_log())
+            } else {
+                let addr = p.address.parse::<SocketAddr>();
+                match addr {
+                    Ok(a) => match self.transport.call(a, &Rpc::Status, HEALTH_ASK).await {
+                        Ok(Answer::Status(s)) => (s.last_contact_ms, s.last_log),
+                        _ => (None, (0, 0)),
+                    },
+                    Err(_) => (None, (0, 0)),
+                }
+            };
+            let serf_status = self
+                .members
+                .get(&p.node)
+                .map_or("none", |m| m.status.as_str());
+            ServerStats {
+                id: p.id.clone(),
+                name: p.node.clone(),
+                address: p.address.clone(),
+                serf_status: serf_status.into(),
+                leader: p.leader,
+                voter: p.voter,
+                last_contact: contact.map(Duration::from_millis),
+                last_term: term,
+                last_index: index,
+            }
+        });
+        let stats = futures_util::future::join_all(asks).await;
+        let mut stable = self.stable.lock().unwrap_or_else(|p| p.into_inner());
+        stable.retain(|id, _| stats.iter().any(|s| s.id == *id));
+        let now = SystemTime::now();
+        autopilot::assess(
+            stats,
+            &self.autopilot,
+            env!("CARGO_PKG_VERSION"),
+            |s, ok| {
+                let e = stable.entry(s.id.clone()).or_insert((ok, now));
+                if e.0 != ok {
+                    *e = (ok, now);
+                }
+                e.1
+            },
+        )
+    }
+
     /// Sessions the leader ends now: TTLs run out (twice the TTL since creation or the last renewal,
     /// as Consul allows), and sessions on `serfHealth` whose node failed or left.
     fn sessions_to_end(&self, term: u64) -> Vec<String> {
@@ -659,12 +802,28 @@ impl RaftServer {
         let configured: BTreeMap<u64, ServerNode> =
             membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
 
-        // Gone: left in gossip, or replaced under the same name by a new node ID.
-        let gone: BTreeSet<u64> = configured
+        // Gone: left in gossip, or replaced under the same name by a new node ID; and, with autopilot's
+        // cleanup_dead_servers, failed in gossip.
+        let mut gone: BTreeSet<u64> = configured
             .iter()
             .filter(|(id, n)| **id != self.id && self.left_or_replaced(**id, n, &alive))
             .map(|(id, _)| *id)
             .collect();
+        if self.autopilot.cleanup_dead_servers {
+            let failed: Vec<u64> = configured
+                .iter()
+                .filter(|(id, n)| {
+                    **id != self.id
+                        && !gone.contains(id)
+                        && self
+                            .members
+                            .get(&n.name)
+                            .is_some_and(|m| m.status == MemberStatus::Failed)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            gone.extend(dead_to_remove(&failed, &voters, self.autopilot.min_quorum));
+        }
         if !gone.is_empty() {
             let (gone_voters, gone_learners): (BTreeSet<u64>, BTreeSet<u64>) =
                 gone.iter().partition(|id| voters.contains(id));
@@ -707,7 +866,7 @@ impl RaftServer {
                 // Within a heartbeat's worth of entries of the leader.
                 if is_alive && matched.is_some_and(|m| m + 64 >= last) {
                     let since = *caught.entry(*id).or_insert(now);
-                    if now.duration_since(since) >= self.stabilization {
+                    if now.duration_since(since) >= self.autopilot.server_stabilization_time {
                         ready.insert(*id);
                     }
                 } else {
@@ -772,6 +931,25 @@ impl RaftServer {
         let _ = self.raft.shutdown().await;
         self.transport.close();
     }
+}
+
+/// Which of the `failed` servers autopilot removes now: every non-voter, and voters while at most
+/// (voters - 1) / 2 go in one pass (a majority is never removed) and `min_quorum` voters stay.
+fn dead_to_remove(failed: &[u64], voters: &BTreeSet<u64>, min_quorum: u64) -> Vec<u64> {
+    let p = voters.len() as u64;
+    let mut out: Vec<u64> = failed
+        .iter()
+        .copied()
+        .filter(|id| !voters.contains(id))
+        .collect();
+    let mut removed = 0;
+    for id in failed.iter().filter(|id| voters.contains(id)) {
+        if removed < p.saturating_sub(1) / 2 && p - removed > min_quorum {
+            out.push(*id);
+            removed += 1;
+        }
+    }
+    out
 }
 
 /// Where a request for the leader is served.
@@ -849,5 +1027,27 @@ impl Replicated for RaftServer {
 
     fn configuration(&self) -> BoxFuture<'_, Result<RaftConfiguration, StoreError>> {
         Box::pin(async move { Ok(self.raft_configuration()) })
+    }
+
+    fn operator(&self, op: OperatorOp) -> BoxFuture<'_, Result<OperatorReply, StoreError>> {
+        Box::pin(async move { self.operator_at(op, 0).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_servers_go_without_taking_the_quorum_with_them() {
+        let voters = |n: u64| (1..=n).collect::<BTreeSet<u64>>();
+        // 3 voters: one may go per pass; a failed learner always goes.
+        assert_eq!(dead_to_remove(&[2, 3, 9], &voters(3), 0), vec![9, 2]);
+        // 2 voters: none.
+        assert!(dead_to_remove(&[2], &voters(2), 0).is_empty());
+        // 5 voters: two; min_quorum 4 keeps all but one.
+        assert_eq!(dead_to_remove(&[3, 4, 5], &voters(5), 0), vec![3, 4]);
+        assert_eq!(dead_to_remove(&[3, 4, 5], &voters(5), 4), vec![3]);
+        assert!(dead_to_remove(&[3], &voters(5), 5).is_empty());
     }
 }

@@ -16,6 +16,7 @@
 //! - `sessions.rs`: the servers' sessions (lock holders, behaviors, lock delays)
 //! - `replicated.rs`: what the agent asks of the servers' store, wherever it is answered
 
+pub mod autopilot;
 pub mod catalog;
 pub mod changes;
 pub mod check_kind;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use tokio::time::Instant;
 
+use super::autopilot::{OperatorOp, OperatorReply};
 use super::kv::{KvAnswer, KvOp, KvQuery, KvRefusal, KvStore};
 use super::sessions::{Behavior, Session, SessionOp, SessionQuery, SessionStore};
 use super::txn::{TxnCheck, TxnOp, TxnOutcome};
@@ -242,4 +243,6 @@ pub trait Replicated: Send + Sync {
     fn known_leader(&self) -> bool;
     /// The raft configuration as a server sees it.
     fn configuration(&self) -> BoxFuture<'_, Result<RaftConfiguration, StoreError>>;
+    /// An operator request, served by the leader.
+    fn operator(&self, op: OperatorOp) -> BoxFuture<'_, Result<OperatorReply, StoreError>>;
 }

@@ -66,8 +66,8 @@ pub struct RaftSettings {
     pub snapshot_threshold: u64,
     /// Entries kept behind a snapshot (`raft_trailing_logs`, 10240).
     pub trailing_logs: u64,
-    /// How long a new server keeps up before it votes (`autopilot.server_stabilization_time`, 10s).
-    pub stabilization: Duration,
+    /// Consul's `autopilot` settings.
+    pub autopilot: crate::state::autopilot::AutopilotConfig,
 }
 
 /// The agent's final configuration.
@@ -332,10 +332,21 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         raft: RaftSettings {
             snapshot_threshold: f.raft_snapshot_threshold.map_or(16384, u64::from),
             trailing_logs: f.raft_trailing_logs.map_or(10240, u64::from),
-            stabilization: f
-                .autopilot
-                .server_stabilization_time
-                .map_or(Duration::from_secs(10), |d| d.0),
+            autopilot: {
+                let a = &f.autopilot;
+                let d = crate::state::autopilot::AutopilotConfig::default();
+                crate::state::autopilot::AutopilotConfig {
+                    cleanup_dead_servers: a.cleanup_dead_servers.unwrap_or(d.cleanup_dead_servers),
+                    last_contact_threshold: a
+                        .last_contact_threshold
+                        .map_or(d.last_contact_threshold, |t| t.0),
+                    max_trailing_logs: a.max_trailing_logs.map_or(d.max_trailing_logs, u64::from),
+                    min_quorum: a.min_quorum.map_or(d.min_quorum, u64::from),
+                    server_stabilization_time: a
+                        .server_stabilization_time
+                        .map_or(d.server_stabilization_time, |t| t.0),
+                }
+            },
         },
         dev,
         start_join: f.start_join,

@@ -69,6 +69,10 @@ pub(super) struct PortsSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct AutopilotSection {
+    pub(super) cleanup_dead_servers: Option<bool>,
+    pub(super) last_contact_threshold: Option<Dur>,
+    pub(super) max_trailing_logs: Option<u32>,
+    pub(super) min_quorum: Option<u32>,
     pub(super) server_stabilization_time: Option<Dur>,
 }
 
