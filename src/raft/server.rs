@@ -583,67 +583,83 @@ impl RaftServer {
 
     /// Renews session `id` at the leader: its TTL timer starts again (the session itself is unchanged).
     async fn renew_at(&self, id: String, hops: u8) -> Result<Option<Session>, StoreError> {
-        let deadline = Instant::now() + HOLD;
-        loop {
-            let to = match self.route(deadline).await? {
-                Route::Here => {
-                    let s = self.state.sessions.get(&id);
-                    if let Some(s) = &s
-                        && let Some(ttl) = s.ttl()
-                    {
-                        let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
-                        t.deadlines.insert(id, Instant::now() + ttl * 2);
-                    }
-                    return Ok(s);
-                }
-                Route::Forward(to) => to,
-            };
-            let rpc = Rpc::Renew {
-                id: id.clone(),
-                hops: hops + 1,
-            };
-            match self
-                .forward_to_leader(&to, &rpc, HOLD + FORWARD_SLACK, hops)
-                .await
+        let forward = |hops| Rpc::Renew {
+            id: id.clone(),
+            hops,
+        };
+        let unpack = |a| match a {
+            Answer::Renew(r) => Some(r),
+            _ => None,
+        };
+        self.at_leader(hops, forward, unpack, async {
+            let s = self.state.sessions.get(&id);
+            if let Some(s) = &s
+                && let Some(ttl) = s.ttl()
             {
-                Some(Ok(Answer::Renew(r))) => return r,
-                Some(Ok(other)) => return Err(unexpected(other)),
-                Some(Err(e)) => return Err(e),
-                None => {}
+                let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+                t.deadlines.insert(id.clone(), Instant::now() + ttl * 2);
             }
-        }
+            Ok(s)
+        })
+        .await
     }
 
     /// Serves an operator request at the leader.
     async fn operator_at(&self, op: OperatorOp, hops: u8) -> Result<OperatorReply, StoreError> {
+        let forward = |hops| Rpc::Operator {
+            op: op.clone(),
+            hops,
+        };
+        let unpack = |a| match a {
+            Answer::Operator(r) => Some(r),
+            _ => None,
+        };
+        self.at_leader(hops, forward, unpack, async {
+            match &op {
+                OperatorOp::RemovePeer(peer) => self
+                    .remove_peer(peer)
+                    .await
+                    .map(|()| OperatorReply::Removed),
+                OperatorOp::Health => Ok(OperatorReply::Health(self.health().await)),
+            }
+        })
+        .await
+    }
+
+    /// Runs `here` when this server leads; otherwise forwards `forward(hops + 1)` to the leader and
+    /// takes the leader's result out of its answer with `unpack` (`None`: not the answer asked for).
+    /// `here` is only awaited when this server leads (a future does nothing until then).
+    async fn at_leader<T>(
+        &self,
+        hops: u8,
+        forward: impl Fn(u8) -> Rpc,
+        unpack: impl Fn(Answer) -> Option<Result<T, StoreError>>,
+        here: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let deadline = Instant::now() + HOLD;
         loop {
             let to = match self.route(deadline).await? {
-                Route::Here => {
-                    return match op {
-                        OperatorOp::RemovePeer(peer) => self
-                            .remove_peer(&peer)
-                            .await
-                            .map(|()| OperatorReply::Removed),
-                        OperatorOp::Health => Ok(OperatorReply::Health(self.health().await)),
-                    };
-                }
+                Route::Here => break,
                 Route::Forward(to) => to,
             };
-            let rpc = Rpc::Operator {
-                op: op.clone(),
-                hops: hops + 1,
-            };
+            let rpc = forward(hops + 1);
             match self
                 .forward_to_leader(&to, &rpc, HOLD + FORWARD_SLACK, hops)
                 .await
             {
-                Some(Ok(Answer::Operator(r))) => return r,
-                Some(Ok(other)) => return Err(unexpected(other)),
+                Some(Ok(Answer::Refused(why))) => return Err(StoreError::Unavailable(why)),
+                Some(Ok(answer)) => {
+                    return unpack(answer).unwrap_or_else(|| {
+                        Err(StoreError::Unavailable(
+                            "unexpected answer from a server".into(),
+                        ))
+                    });
+                }
                 Some(Err(e)) => return Err(e),
                 None => {}
             }
         }
+        here.await
     }
 
     /// Takes `peer` out of the raft configuration (a server gossip still shows alive comes back as a
