@@ -7,7 +7,11 @@ every watcher of that service, the time from the registration's `PUT` returning 
 watchers of other services must not answer (Consul wakes every watcher of the table, hashicorp/consul
 #3890). Also measured: the agent's CPU while it holds the watchers idle, and per round.
 
-Usage: perf/blocking-bench.py [--watchers 10000] [--services 100] [--rounds 20]
+With --kind kv the agent is a one-server cluster (-server -bootstrap) and the watchers hold
+`GET /v1/kv/watch/kK?index=..&wait=300s` over S keys; each round writes one key (a `PUT` committed through
+the replicated log) and times its watchers the same way.
+
+Usage: perf/blocking-bench.py [--kind health|kv] [--watchers 10000] [--services 100] [--rounds 20]
        (MURMUR_BIN=path picks the binary; default ./target/release/murmur)
 Prints one JSON object; perf/RESULTS.md records the figures with the command.
 """
@@ -41,20 +45,31 @@ def http(method, path, body=None):
         return r.status, r.headers, r.read()
 
 
+KIND = "health"
+
+
 def register(k, tag):
+    if KIND == "kv":
+        status, _, body = http("PUT", f"/v1/kv/watch/k{k}", tag.encode())
+        assert status == 200 and body == b"true", body
+        return
     body = json.dumps({"Name": f"svc-{k}", "ID": f"svc-{k}", "Port": 1000 + k, "Tags": [tag]}).encode()
     status, _, _ = http("PUT", "/v1/agent/service/register", body)
     assert status == 200
 
 
+def watched(k):
+    return f"/v1/kv/watch/k{k}" if KIND == "kv" else f"/v1/health/service/svc-{k}"
+
+
 def index_of(k):
-    _, headers, _ = http("GET", f"/v1/health/service/svc-{k}")
+    _, headers, _ = http("GET", watched(k))
     return int(headers["X-Consul-Index"])
 
 
 async def watch(k, index, results, key):
     reader, writer = await asyncio.open_connection(IP, PORT)
-    path = f"/v1/health/service/svc-{k}?index={index}&wait=300s"
+    path = f"{watched(k)}?index={index}&wait=300s"
     writer.write(f"GET {path} HTTP/1.1\r\nHost: {IP}\r\nConnection: close\r\n\r\n".encode())
     await writer.drain()
     await reader.read()  # the whole answer: the agent closes after it
@@ -70,9 +85,10 @@ async def main(args):
     conf = os.path.join(work, "limits.json")
     with open(conf, "w") as f:
         json.dump({"limits": {"http_max_conns_per_client": args.watchers * 2}}, f)
+    server = ["-server", "-bootstrap"] if KIND == "kv" else []
     agent = subprocess.Popen(
         [binary, "agent", "-node", "blocking-bench", "-bind", IP, "-client", IP,
-         "-data-dir", os.path.join(work, "data"), "-config-file", conf, "-log-level", "warn"],
+         "-data-dir", os.path.join(work, "data"), "-config-file", conf, "-log-level", "warn"] + server,
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "agent.log"), "w"))
     try:
         for _ in range(200):
@@ -81,9 +97,15 @@ async def main(args):
                 break
             except OSError:
                 await asyncio.sleep(0.05)
+        for _ in range(400):
+            if KIND != "kv" or http("GET", "/v1/status/leader")[2] not in (b'""', b""):
+                break
+            await asyncio.sleep(0.05)
         for k in range(args.services):
             register(k, "v0")
         for _ in range(400):
+            if KIND == "kv":
+                break
             _, _, body = http("GET", "/v1/catalog/services")
             if len(json.loads(body)) >= args.services:
                 break
@@ -125,7 +147,7 @@ async def main(args):
         latencies.sort()
         q = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
         out = {
-            "watchers": args.watchers, "services": args.services, "rounds": args.rounds,
+            "kind": KIND, "watchers": args.watchers, "services": args.services, "rounds": args.rounds,
             "woken": len(latencies), "spurious_wakeups": spurious,
             "wake_ms": {"p50": round(q(0.5), 2), "p99": round(q(0.99), 2), "max": round(latencies[-1] * 1000, 2),
                         "mean": round(statistics.mean(latencies) * 1000, 2)},
@@ -143,7 +165,10 @@ async def main(args):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kind", choices=["health", "kv"], default="health")
     p.add_argument("--watchers", type=int, default=10000)
     p.add_argument("--services", type=int, default=100)
     p.add_argument("--rounds", type=int, default=20)
-    asyncio.run(main(p.parse_args()))
+    a = p.parse_args()
+    KIND = a.kind
+    asyncio.run(main(a))
