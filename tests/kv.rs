@@ -439,7 +439,7 @@ fn locks_exclude_and_a_failed_node_gives_its_locks_up() {
     };
     let (code, v) = txn(&format!(
         r#"[{{"KV":{{"Verb":"check-session","Key":"leader","Session":"{id}"}}}},
-            {{"kv":{{"verb":"set","key":"tx/a","value":"YQ==","flags":7}}}},
+            {{"kv":{{"verb":"set","key":"tx/a","value":"YQ==","flags":7}},"Node":null,"Service":null,"Check":null}},
             {{"KV":{{"Verb":"set","Key":"tx/b","Value":"Yg=="}}}},
             {{"KV":{{"Verb":"get-tree","Key":"tx/"}}}}]"#
     ));

@@ -53,9 +53,18 @@ struct KvRequest {
 
 fn kv_request(v: &Value) -> Result<KvRequest, ApiError> {
     let f = fields(v, "KV")?;
-    for k in f.keys() {
-        if !["verb", "key", "value", "flags", "index", "session"].contains(&k.as_str()) {
-            return Err(parse_error(format!("json: unknown field {k:?}")));
+    for (k, v) in &f {
+        match k.as_str() {
+            "verb" | "key" | "value" | "flags" | "index" | "session" => {}
+            // Enterprise fields: only the default (or none) is served here.
+            "namespace" | "partition" => {
+                if !matches!(v.as_str(), None | Some("") | Some("default")) {
+                    return Err(bad_request(format!(
+                        "murmur does not implement {k}s yet (only the default)"
+                    )));
+                }
+            }
+            _ => return Err(parse_error(format!("json: unknown field {k:?}"))),
         }
     }
     let string = |k: &str| -> Result<String, ApiError> {
@@ -170,6 +179,8 @@ pub fn parse(body: &[u8]) -> Result<Result<Vec<TxnOp>, Vec<TxnError>>, ApiError>
         for (k, v) in &f {
             match k.as_str() {
                 "kv" => kv = Some(v),
+                // Consul's Go client sends every kind, the unused ones as null.
+                "node" | "service" | "check" if v.is_null() => {}
                 "node" | "service" | "check" => {
                     return Err(bad_request(format!(
                         "murmur does not implement {k} operations in transactions yet (only KV)"

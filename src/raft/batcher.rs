@@ -9,11 +9,12 @@
 
 use std::sync::Arc;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, Fatal};
+use openraft::raft::ClientWriteResponse;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::Raft;
 use super::command::{Command, Reply, Request};
+use super::{Raft, ServerNode, TypeConfig};
 
 /// Most writes in one entry.
 const MAX_WRITES: usize = 256;
@@ -74,9 +75,11 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Request, oneshot::Send
         };
         let mut bytes = first.0.body.len();
         let mut group = vec![first];
-        while group.len() < MAX_WRITES {
+        while group.len() < MAX_WRITES && Command::groupable(&group[0].0) {
             match rx.try_recv() {
-                Ok(w) if bytes + w.0.body.len() > MAX_BYTES => {
+                // Its caller gave up (the hold time passed): not proposed at all.
+                Ok(w) if w.1.is_closed() => {}
+                Ok(w) if !Command::groupable(&w.0) || bytes + w.0.body.len() > MAX_BYTES => {
                     held = Some(w);
                     break;
                 }
@@ -87,40 +90,46 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Request, oneshot::Send
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
+        let (requests, waiters): (Vec<Request>, Vec<_>) = group.into_iter().unzip();
+        // A lone write goes into the log as itself.
+        let entry = match requests.as_slice() {
+            [one] => one.clone(),
+            many => Command::batch(many),
+        };
+        // Handed to raft here, in arrival order; answered by a task of its own.
+        let proposed = raft.client_write_ff(entry).await;
         tokio::spawn(async move {
-            commit(&raft, group).await;
+            answer(proposed, waiters).await;
             drop(slot);
         });
     }
 }
 
-/// Commits one group and answers each of its writes.
-async fn commit(raft: &Raft, group: Vec<(Request, oneshot::Sender<Answer>)>) {
-    let (requests, waiters): (Vec<Request>, Vec<_>) = group.into_iter().unzip();
-    // A lone write goes into the log as itself.
-    let entry = match requests.as_slice() {
-        [one] => one.clone(),
-        many => Command::batch(many),
-    };
+/// What openraft answers a proposed entry with.
+type Committed = Result<ClientWriteResponse<TypeConfig>, ClientWriteError<u64, ServerNode>>;
+
+/// Waits for one group's commit and answers each of its writes.
+async fn answer<R, E>(proposed: Result<R, Fatal<u64>>, waiters: Vec<oneshot::Sender<Answer>>)
+where
+    R: std::future::Future<Output = Result<Committed, E>>,
+{
     let n = waiters.len();
-    let answers: Vec<Answer> = match raft.client_write(entry).await {
-        Ok(r) => match r.data {
-            Reply::Batch(replies) if replies.len() == n => replies
-                .into_iter()
-                .map(|reply| Ok((r.log_id.index, reply)))
-                .collect(),
-            reply if n == 1 => vec![Ok((r.log_id.index, reply))],
-            _ => (0..n)
-                .map(|_| Err(BatchError::Failed("a batch's replies do not match".into())))
-                .collect(),
+    let all = |a: &dyn Fn() -> Answer| (0..n).map(|_| a()).collect::<Vec<Answer>>();
+    let answers: Vec<Answer> = match proposed {
+        Err(e) => all(&|| Err(BatchError::Failed(e.to_string()))),
+        Ok(rx) => match rx.await {
+            Err(_) => all(&|| Err(BatchError::Failed("raft has stopped".into()))),
+            Ok(Err(ClientWriteError::ForwardToLeader(_))) => all(&|| Err(BatchError::NotLeader)),
+            Ok(Err(e)) => all(&|| Err(BatchError::Failed(e.to_string()))),
+            Ok(Ok(r)) => match r.data {
+                Reply::Batch(replies) if replies.len() == n => replies
+                    .into_iter()
+                    .map(|reply| Ok((r.log_id.index, reply)))
+                    .collect(),
+                reply if n == 1 => vec![Ok((r.log_id.index, reply))],
+                _ => all(&|| Err(BatchError::Failed("a batch's replies do not match".into()))),
+            },
         },
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-            (0..n).map(|_| Err(BatchError::NotLeader)).collect()
-        }
-        Err(e) => (0..n)
-            .map(|_| Err(BatchError::Failed(e.to_string())))
-            .collect(),
     };
     for (w, a) in waiters.into_iter().zip(answers) {
         let _ = w.send(a);

@@ -83,6 +83,12 @@ impl Command {
         }
     }
 
+    /// Whether the leader may group `r` with others in one entry: plain KV writes only (the state
+    /// machine applies a group of them under one lock; sessions and transactions go alone).
+    pub fn groupable(r: &Request) -> bool {
+        r.tag == TAG_KV
+    }
+
     /// One entry carrying `requests`, applied in order at its index.
     pub fn batch(requests: &[Request]) -> Request {
         Request {

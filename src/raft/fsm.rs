@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::command::{Command, DecodeError, IGNORABLE, Reply, Request};
 use super::{ServerNode, TypeConfig};
 use crate::state::kv::KvImage;
-use crate::state::replicated::{Applied, Replica};
+use crate::state::replicated::{Applied, Change, Replica};
 use crate::state::sessions::Session;
 
 type StErr = StorageError<u64>;
@@ -46,8 +46,27 @@ struct Recent {
     order: VecDeque<u128>,
 }
 
+/// Largest transaction result remembered for a retry, in key and value bytes.
+const MAX_REMEMBERED: usize = 64 << 10;
+
+fn txn_size(entries: &[crate::state::kv::KvEntry]) -> usize {
+    entries
+        .iter()
+        .map(|e| e.key.len() + e.value.as_ref().map_or(0, Vec::len))
+        .sum()
+}
+
 impl Recent {
     fn remember(&mut self, id: u128, reply: Reply) {
+        // A transaction's reads can carry much of the store: past a bound, a retry is told the write
+        // was applied rather than given the results again (this table is in every snapshot).
+        let reply = match reply {
+            Reply::Txn(Ok(entries)) if txn_size(&entries) > MAX_REMEMBERED => Reply::Unreadable(
+                "the transaction was applied; its results were too large to keep for a retry"
+                    .into(),
+            ),
+            other => other,
+        };
         if self.replies.insert(id, reply).is_none() {
             self.order.push_back(id);
         }
@@ -207,16 +226,68 @@ impl StateMachine {
         };
         match Command::unbatch(req) {
             None => self.apply_request(e.log_id, req),
-            Some(Ok(reqs)) => reqs
-                .iter()
-                .map(|r| self.apply_request(e.log_id, r))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Reply::Batch),
+            Some(Ok(reqs)) => self.apply_batch(e.log_id, &reqs).map(Reply::Batch),
             Some(Err(err)) => {
                 tracing::error!("raft entry {index} cannot be applied: {err}");
                 Err((e.log_id, err))
             }
         }
+    }
+
+    /// Applies a group of KV writes at one index, all under one lock of the store (once per write ID;
+    /// a write seen earlier, also earlier in the group, gets that answer). A group holding anything
+    /// else (the leader never makes one) is applied one write after another, alike on every server.
+    fn apply_batch(
+        &mut self,
+        log_id: LogId<u64>,
+        reqs: &[Request],
+    ) -> Result<Vec<Reply>, (LogId<u64>, DecodeError)> {
+        let mut ops = Vec::new();
+        let mut fresh = Vec::new();
+        for (i, r) in reqs.iter().enumerate() {
+            let seen = r.id != 0
+                && (self.recent.replies.contains_key(&r.id)
+                    || reqs[..i].iter().any(|earlier| earlier.id == r.id));
+            if seen {
+                continue;
+            }
+            match Command::decode(r) {
+                Ok(Change::Kv(op)) => {
+                    ops.push(op);
+                    fresh.push(i);
+                }
+                _ => {
+                    return reqs.iter().map(|r| self.apply_request(log_id, r)).collect();
+                }
+            }
+        }
+        let mut unnamed = HashMap::new();
+        let sessions = &self.state.sessions;
+        let results = self
+            .state
+            .kv
+            .apply_all(log_id.index, &ops, |id| sessions.exists(id));
+        for (i, result) in fresh.into_iter().zip(results) {
+            let reply = match result {
+                Ok(b) => Reply::Done(b),
+                Err(r) => Reply::Refused(r),
+            };
+            if reqs[i].id == 0 {
+                unnamed.insert(i, reply);
+            } else {
+                self.recent.remember(reqs[i].id, reply);
+            }
+        }
+        Ok(reqs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                unnamed
+                    .remove(&i)
+                    .or_else(|| self.recent.replies.get(&r.id).cloned())
+                    .unwrap_or_default()
+            })
+            .collect())
     }
 
     /// Applies one write at the index of the entry that carries it (once per write ID).

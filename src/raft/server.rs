@@ -838,7 +838,13 @@ impl RaftServer {
                 })
                 .map(|(id, _)| *id)
                 .collect();
-            gone.extend(dead_to_remove(&failed, &voters, self.autopilot.min_quorum));
+            let leaving = gone.iter().filter(|id| voters.contains(id)).count() as u64;
+            gone.extend(dead_to_remove(
+                &failed,
+                &voters,
+                leaving,
+                self.autopilot.min_quorum,
+            ));
         }
         if !gone.is_empty() {
             let (gone_voters, gone_learners): (BTreeSet<u64>, BTreeSet<u64>) =
@@ -949,21 +955,21 @@ impl RaftServer {
     }
 }
 
-/// Which of the `failed` servers autopilot removes now: every non-voter, and voters while at most
-/// (voters - 1) / 2 go in one pass (a majority is never removed) and `min_quorum` voters stay.
-fn dead_to_remove(failed: &[u64], voters: &BTreeSet<u64>, min_quorum: u64) -> Vec<u64> {
+/// Which of the `failed` servers autopilot removes now: every non-voter; and the failed voters, only
+/// if they are at most (voters - 1) / 2 together with the `leaving` voters already going (more failed
+/// than that looks like this leader being cut off, not like them being dead), and `min_quorum` voters
+/// stay.
+fn dead_to_remove(
+    failed: &[u64],
+    voters: &BTreeSet<u64>,
+    leaving: u64,
+    min_quorum: u64,
+) -> Vec<u64> {
     let p = voters.len() as u64;
-    let mut out: Vec<u64> = failed
-        .iter()
-        .copied()
-        .filter(|id| !voters.contains(id))
-        .collect();
-    let mut removed = 0;
-    for id in failed.iter().filter(|id| voters.contains(id)) {
-        if removed < p.saturating_sub(1) / 2 && p - removed > min_quorum {
-            out.push(*id);
-            removed += 1;
-        }
+    let (dead, mut out): (Vec<u64>, Vec<u64>) = failed.iter().partition(|id| voters.contains(id));
+    let going = leaving + dead.len() as u64;
+    if going <= p.saturating_sub(1) / 2 && p.saturating_sub(going) >= min_quorum {
+        out.extend(dead);
     }
     out
 }
@@ -1057,13 +1063,17 @@ mod tests {
     #[test]
     fn dead_servers_go_without_taking_the_quorum_with_them() {
         let voters = |n: u64| (1..=n).collect::<BTreeSet<u64>>();
-        // 3 voters: one may go per pass; a failed learner always goes.
-        assert_eq!(dead_to_remove(&[2, 3, 9], &voters(3), 0), vec![9, 2]);
+        // 3 voters: one failed voter goes; two failed look like this leader cut off, and stay. A
+        // failed learner always goes.
+        assert_eq!(dead_to_remove(&[2, 9], &voters(3), 0, 0), vec![9, 2]);
+        assert_eq!(dead_to_remove(&[2, 3, 9], &voters(3), 0, 0), vec![9]);
         // 2 voters: none.
-        assert!(dead_to_remove(&[2], &voters(2), 0).is_empty());
-        // 5 voters: two; min_quorum 4 keeps all but one.
-        assert_eq!(dead_to_remove(&[3, 4, 5], &voters(5), 0), vec![3, 4]);
-        assert_eq!(dead_to_remove(&[3, 4, 5], &voters(5), 4), vec![3]);
-        assert!(dead_to_remove(&[3], &voters(5), 5).is_empty());
+        assert!(dead_to_remove(&[2], &voters(2), 0, 0).is_empty());
+        // 5 voters: two may go, counting one that is leaving anyway; min_quorum keeps them.
+        assert_eq!(dead_to_remove(&[3, 4], &voters(5), 0, 0), vec![3, 4]);
+        assert!(dead_to_remove(&[3, 4], &voters(5), 1, 0).is_empty());
+        assert_eq!(dead_to_remove(&[3], &voters(5), 1, 0), vec![3]);
+        assert!(dead_to_remove(&[3, 4], &voters(5), 0, 4).is_empty());
+        assert_eq!(dead_to_remove(&[3], &voters(5), 0, 4), vec![3]);
     }
 }

@@ -235,10 +235,24 @@ impl KvStore {
         op: &KvOp,
         session_ok: impl Fn(&str) -> bool,
     ) -> Result<bool, KvRefusal> {
+        let mut all = self.apply_all(index, std::slice::from_ref(op), session_ok);
+        all.pop().unwrap_or(Ok(false))
+    }
+
+    /// Applies `ops` in order at `index` under one lock: a reader sees none of them or all (the writes
+    /// the leader grouped into one log entry share its index, so a reader must not see half of them).
+    pub fn apply_all(
+        &self,
+        index: u64,
+        ops: &[KvOp],
+        session_ok: impl Fn(&str) -> bool,
+    ) -> Vec<Result<bool, KvRefusal>> {
         let mut changed: Vec<String> = Vec::new();
-        let result = {
+        let results = {
             let mut d = self.write();
-            apply_locked(&mut d, index, op, &session_ok, &mut changed)
+            ops.iter()
+                .map(|op| apply_locked(&mut d, index, op, &session_ok, &mut changed))
+                .collect()
         };
         if !changed.is_empty() {
             let mut w = self.watches.lock().unwrap_or_else(|p| p.into_inner());
@@ -246,7 +260,7 @@ impl KvStore {
                 w.notify(k, index);
             }
         }
-        result
+        results
     }
 
     /// Applies a transaction at `index`: every operation, or none when any fails (then each failure is
