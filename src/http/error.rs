@@ -23,6 +23,31 @@ pub fn server_error(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.into())
 }
 
+/// 413 with Consul's text when a request body, by its `Content-Length` or its length, is over `max`
+/// bytes; `setting` names the config key that sets the limit.
+pub fn check_body_size(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    max: usize,
+    setting: &str,
+) -> Result<(), ApiError> {
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let size = declared.unwrap_or(0).max(body.len());
+    if size > max {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Request body({size} bytes) too large, max size: {max} bytes. See \
+                 https://developer.hashicorp.com/docs/agent/config/config-files#{setting}."
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// What a handler returns.
 pub type ApiResult = Result<Response, ApiError>;
 

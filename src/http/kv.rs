@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::blocking::{meta, store_read};
-use super::error::{ApiError, ApiResult, bad_request, server_error, store_error};
+use super::error::{ApiError, ApiResult, bad_request, check_body_size, server_error, store_error};
 use super::params::{Params, check_dc, flag};
 use crate::state::kv::{KvAnswer, KvEntry, KvOp, KvQuery, MAX_VALUE};
 use crate::state::replicated::{Change, Query as StoreQuery, ReadAnswer};
@@ -154,20 +154,7 @@ pub(super) async fn put(
         return Err(conflicting(&q));
     }
     let flags = uint(&q, "flags")?.unwrap_or(0);
-    let declared = req_headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let size = declared.unwrap_or(0).max(body.len());
-    if size > MAX_VALUE {
-        return Err(ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "Request body({size} bytes) too large, max size: {MAX_VALUE} bytes. See \
-                 https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size."
-            ),
-        ));
-    }
+    check_body_size(&req_headers, &body, MAX_VALUE, "kv_max_value_size")?;
     let value = (!body.is_empty()).then(|| body.to_vec());
     let session = |k: &str| -> Result<Option<String>, ApiError> {
         match q.get(k) {

@@ -11,7 +11,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::ApiState;
-use super::error::{ApiError, ApiResult, bad_request, store_error};
+use super::error::{ApiError, ApiResult, bad_request, check_body_size, store_error};
 use super::kv::entry_json;
 use super::params::{Params, check_dc, consistency};
 use crate::state::kv::{KvOp, MAX_VALUE};
@@ -248,17 +248,7 @@ pub(super) async fn txn(
     body: axum::body::Bytes,
 ) -> ApiResult {
     check_dc(&s, &q)?;
-    let declared = req_headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let size = declared.unwrap_or(0).max(body.len());
-    if size > MAX_BODY {
-        return Err(too_large(format!(
-            "Request body({size} bytes) too large, max size: {MAX_BODY} bytes. See \
-             https://developer.hashicorp.com/docs/agent/config/config-files#txn_max_req_len."
-        )));
-    }
+    check_body_size(&req_headers, &body, MAX_BODY, "txn_max_req_len")?;
     let ops = match parse(&body)? {
         Ok(ops) => ops,
         Err(errors) => return Ok(reply(Err(errors), HeaderMap::new())),
