@@ -530,6 +530,56 @@ fn locks_exclude_and_a_failed_node_gives_its_locks_up() {
         "{v}"
     );
 
+    // A session bound to one of the client's own checks ends when that check turns critical, and
+    // gives up its lock; serfHealth is still passing.
+    let (code, body) = client
+        .http_body(
+            "PUT",
+            "/v1/agent/check/register",
+            r#"{"ID": "lk-ttl", "Name": "lease", "TTL": "60s", "Status": "passing"}"#,
+        )
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = client
+        .http_body(
+            "PUT",
+            "/v1/session/create",
+            r#"{"Name": "on-check", "NodeChecks": ["serfHealth", "lk-ttl"]}"#,
+        )
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let bound: Value = serde_json::from_str(&body).unwrap();
+    let bound = bound["ID"].as_str().unwrap().to_string();
+    assert_eq!(
+        client.http_body("PUT", &format!("/v1/kv/bound?acquire={bound}"), "x"),
+        Some((200, "true".into()))
+    );
+    assert_eq!(
+        client
+            .http("PUT", "/v1/agent/check/fail/lk-ttl?note=gone")
+            .map(|r| r.0),
+        Some(200)
+    );
+    assert!(
+        wait_for(SETTLE, || server.get_json("/v1/kv/bound")[0]
+            .get("Session")
+            .is_none()),
+        "the session of a critical check kept its lock"
+    );
+    assert_eq!(
+        server.get_json(&format!("/v1/session/info/{bound}")),
+        serde_json::json!([])
+    );
+    // A session cannot be created on a check that is critical (Consul's text).
+    assert_eq!(
+        client.http_body(
+            "PUT",
+            "/v1/session/create",
+            r#"{"NodeChecks": ["serfHealth", "lk-ttl"]}"#
+        ),
+        Some((500, "Check 'lk-ttl' is in critical state".into()))
+    );
+
     client.crash();
     assert!(
         wait_for(SETTLE, || server.get_json("/v1/kv/leader")[0]

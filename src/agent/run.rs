@@ -226,7 +226,8 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     };
     tokio::spawn(checks::supervise(services.clone(), view));
     tokio::spawn(reap_critical_services(services.clone()));
-    let (store, raft_server) = replicated_store(&cfg, &node_id, advertise_ip, &table).await?;
+    let (store, raft_server) =
+        replicated_store(&cfg, &node_id, advertise_ip, &table, &catalog).await?;
     let api = ApiState {
         state: AgentState::new(
             table.clone(),
@@ -382,6 +383,7 @@ async fn replicated_store(
     node_id: &str,
     advertise_ip: IpAddr,
     table: &Arc<MemberTable>,
+    catalog: &Arc<Catalog>,
 ) -> Result<(Arc<dyn Replicated>, Option<Arc<RaftServer>>), String> {
     if !cfg.server {
         let transport = Transport::open(None, cfg.bind_addr, &cfg.tls, &cfg.datacenter)?;
@@ -408,7 +410,13 @@ async fn replicated_store(
         trailing_logs: cfg.raft.trailing_logs,
         autopilot: cfg.raft.autopilot.clone(),
     };
-    let server = RaftServer::start(setup, table.clone(), Arc::new(Replica::default())).await?;
+    let server = RaftServer::start(
+        setup,
+        table.clone(),
+        catalog.clone(),
+        Arc::new(Replica::default()),
+    )
+    .await?;
     Ok((server.clone(), Some(server)))
 }
 

@@ -8,6 +8,7 @@ pub mod lock;
 pub mod members;
 pub mod operator;
 pub mod ops;
+pub mod snapshot;
 pub mod tls;
 
 use crate::http::client::Target;
@@ -52,6 +53,7 @@ Commands:
     kv             Reads and writes the servers' key/value store
     lock           Runs a command while holding a lock in the key/value store
     operator       Shows the servers of the replicated log (operator raft list-peers)
+    snapshot       Saves, restores and inspects snapshots of the servers' state
     maint          Puts the node or a service in (or out of) maintenance mode
     keygen         Generates a new gossip encryption key
     keyring        Lists, installs, uses or removes gossip encryption keys cluster-wide
@@ -86,6 +88,7 @@ pub fn main(args: &[String]) -> i32 {
         "kv" => kv::main(rest),
         "lock" => lock::main(rest),
         "operator" => operator::main(rest),
+        "snapshot" => snapshot::main(rest),
         "keygen" => keys::keygen(rest),
         "keyring" => keys::keyring(rest),
         "tls" => tls::main(rest),

@@ -1,7 +1,7 @@
 //! HTTP: the Consul-compatible API the agent serves, and the small client the CLI uses to call it.
 //!
 //! One file per route family (`agent.rs`, `agent_services.rs`, `catalog.rs`, `health.rs`, `status.rs`,
-//! `operator.rs`); shared pieces in
+//! `operator.rs`, `kv.rs`, `session.rs`, `txn.rs`, `snapshot.rs`); shared pieces in
 //! `error.rs` (Consul's status codes and texts), `params.rs`, `blocking.rs` (`?index=&wait=` and the
 //! `X-Consul-*` headers) and `json.rs` (Consul's JSON shapes). A new endpoint goes into its family's
 //! file and one line of [`router`]. Handlers read and wait on [`crate::state`], never on the network.
@@ -19,17 +19,20 @@ mod operator;
 mod params;
 pub mod serve;
 mod session;
+mod snapshot;
 mod status;
 pub mod txn;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, put};
 use tokio::sync::mpsc;
 
 use crate::dns::server::DnsStats;
 use crate::state::definitions::Status;
+use crate::state::replicated::MAX_RESTORE_FILE;
 use crate::state::{AgentState, KeyOp};
 
 /// Shared state of the handlers.
@@ -136,6 +139,12 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/operator/autopilot/health",
             get(operator::autopilot_health),
+        )
+        .route(
+            "/v1/snapshot",
+            get(snapshot::save)
+                .put(snapshot::restore)
+                .layer(DefaultBodyLimit::max(MAX_RESTORE_FILE)),
         )
         .route(
             "/v1/operator/keyring",

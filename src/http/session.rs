@@ -12,9 +12,10 @@ use super::ApiState;
 use super::blocking::{meta, store_read};
 use super::error::{ApiError, ApiResult, bad_request, server_error, store_error};
 use super::params::{Params, check_dc};
-use crate::state::MemberStatus;
 use crate::state::replicated::{Change, Query as StoreQuery, ReadAnswer};
-use crate::state::sessions::{Session, SessionOp, SessionQuery, SessionRequestError};
+use crate::state::sessions::{
+    Session, SessionHealth, SessionOp, SessionQuery, SessionRequestError,
+};
 
 /// A session as Consul shows it (api.SessionEntry).
 fn session_json(s: &Session) -> Value {
@@ -40,31 +41,18 @@ fn session_json(s: &Session) -> Value {
 
 /// Refuses a session whose node or checks are missing or critical, with Consul's texts.
 fn check_health(s: &ApiState, session: &Session) -> Result<(), ApiError> {
-    let Some(member) = s.state.members.get(&session.node) else {
-        return Err(server_error("Missing node registration"));
-    };
+    let member = s.state.members.get(&session.node);
     let record = s.state.catalog.node(&session.node);
-    let ids = session
-        .node_checks
-        .iter()
-        .chain(session.service_checks.iter().map(|c| &c.id));
-    for id in ids {
-        let critical = if id == "serfHealth" {
-            member.status != MemberStatus::Alive
-        } else {
-            let check = record
-                .as_ref()
-                .and_then(|r| r.record.checks.iter().find(|c| c.id == *id));
-            match check {
-                None => return Err(server_error(format!("Missing check '{id}' registration"))),
-                Some(c) => c.status == 2,
-            }
-        };
-        if critical {
-            return Err(server_error(format!("Check '{id}' is in critical state")));
+    match session.health(member.as_deref(), record.as_ref().map(|r| &r.record)) {
+        SessionHealth::Healthy => Ok(()),
+        SessionHealth::MissingNode => Err(server_error("Missing node registration")),
+        SessionHealth::MissingCheck(id) => {
+            Err(server_error(format!("Missing check '{id}' registration")))
+        }
+        SessionHealth::Critical(id) => {
+            Err(server_error(format!("Check '{id}' is in critical state")))
         }
     }
-    Ok(())
 }
 
 pub(super) async fn create(

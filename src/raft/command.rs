@@ -32,6 +32,8 @@ const TAG_SESSION: u16 = 2;
 /// Several writes in one entry (the leader's group commit): each applied in order, at the entry's index.
 const TAG_BATCH: u16 = 3;
 const TAG_TXN: u16 = 4;
+/// An operator's snapshot replacing the state; never ignorable (skipping it would diverge).
+const TAG_RESTORE: u16 = 5;
 
 /// Why a request could not be read as a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +66,7 @@ impl Command {
             Change::Kv(op) => (TAG_KV, postcard::to_allocvec(op)),
             Change::Session(op) => (TAG_SESSION, postcard::to_allocvec(op)),
             Change::Txn(ops) => (TAG_TXN, postcard::to_allocvec(ops)),
+            Change::Restore(image) => (TAG_RESTORE, postcard::to_allocvec(image)),
         };
         Request {
             id: 0,
@@ -114,6 +117,9 @@ impl Command {
                 postcard::from_bytes(&r.body).map_err(body)?,
             )),
             TAG_TXN => Ok(Change::Txn(postcard::from_bytes(&r.body).map_err(body)?)),
+            TAG_RESTORE => Ok(Change::Restore(
+                postcard::from_bytes(&r.body).map_err(body)?,
+            )),
             t => Err(DecodeError::UnknownTag(t)),
         }
     }

@@ -18,21 +18,25 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Command, DecodeError, IGNORABLE, Reply, Request};
 use super::{ServerNode, TypeConfig};
-use crate::state::kv::KvImage;
-use crate::state::replicated::{Applied, Change, Replica};
-use crate::state::sessions::Session;
+use crate::state::replicated::{Applied, Change, Replica, StateImage};
 
 type StErr = StorageError<u64>;
 type Meta = SnapshotMeta<u64, ServerNode>;
 
 /// What a snapshot's bytes hold.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Image {
-    kv: KvImage,
-    sessions_index: u64,
-    sessions: Vec<Session>,
+pub struct Image {
+    /// The replicated state.
+    pub state: StateImage,
     /// Recent write IDs and their replies, oldest first.
     recent: Vec<(u128, Reply)>,
+}
+
+impl Image {
+    /// Reads a snapshot's bytes.
+    pub fn decode(data: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(data)
+    }
 }
 
 /// Write IDs remembered; a retry comes within seconds, long before this many other writes.
@@ -201,11 +205,8 @@ impl StateMachine {
     }
 
     fn restore(&mut self, meta: &Meta, data: &[u8]) -> Result<(), postcard::Error> {
-        let image: Image = postcard::from_bytes(data)?;
-        self.state.kv.restore(image.kv);
-        self.state
-            .sessions
-            .restore(image.sessions_index, image.sessions);
+        let image = Image::decode(data)?;
+        self.state.restore(image.state);
         self.recent = Recent::restore(image.recent);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -386,14 +387,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 last_membership: self.membership.clone(),
                 snapshot_id: id,
             },
-            image: {
-                let (sessions_index, sessions) = self.state.sessions.image();
-                Image {
-                    kv: self.state.kv.image(),
-                    sessions_index,
-                    sessions,
-                    recent: self.recent.image(),
-                }
+            image: Image {
+                state: self.state.image(),
+                recent: self.recent.image(),
             },
             shelf: self.shelf.clone(),
         }

@@ -9,7 +9,10 @@
 //! - `rpc.rs`: the RPC messages and their codec; `network.rs`: the QUIC transport both ways
 //! - `bootstrap.rs`: when and with whom a datacenter's servers initialize the log
 //! - `server.rs`: start-up, leadership, forwarding, reads by consistency mode
+//! - `archive.rs`: the operator's snapshot file; `backup.rs`: saving one and restoring from one
 
+pub mod archive;
+pub mod backup;
 pub mod batcher;
 pub mod bootstrap;
 pub mod command;

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -12,6 +13,7 @@ use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::backup;
 use super::batcher::{BatchError, Batcher};
 use super::bootstrap::{self, Candidate};
 use super::command::{Command, Reply, Request};
@@ -24,12 +26,13 @@ use crate::net::tls::TlsSettings;
 use crate::state::autopilot::{
     self, AutopilotConfig, AutopilotHealth, OperatorOp, OperatorReply, PeerRef, ServerStats,
 };
+use crate::state::catalog::Catalog;
 use crate::state::kv::KvOp;
 use crate::state::replicated::{
     BoxFuture, Change, Consistency, RaftConfiguration, RaftPeer, ReadRequest, ReadResult, Replica,
     Replicated, StoreError, Written,
 };
-use crate::state::sessions::{Session, SessionOp};
+use crate::state::sessions::{Session, SessionHealth, SessionOp};
 use crate::state::txn::{TxnError, TxnOp};
 use crate::state::{MemberStatus, MemberTable};
 
@@ -102,6 +105,8 @@ pub struct RaftServer {
     timers: Mutex<Timers>,
     transport: Arc<Transport>,
     members: Arc<MemberTable>,
+    /// Every node's checks (sessions end when one of theirs turns critical).
+    catalog: Arc<Catalog>,
     datacenter: String,
     default_port: u16,
     autopilot: AutopilotConfig,
@@ -113,6 +118,8 @@ pub struct RaftServer {
     failed_leader: Mutex<Option<(u64, u64, Instant)>>,
     /// Learners and when they were first seen caught up.
     caught_up: Mutex<HashMap<u64, Instant>>,
+    /// The term in which this server, as leader, caught up with its log (default reads may go).
+    ready_term: AtomicU64,
     stop: watch::Sender<bool>,
 }
 
@@ -142,6 +149,7 @@ impl RaftServer {
     pub async fn start(
         s: ServerSetup,
         members: Arc<MemberTable>,
+        catalog: Arc<Catalog>,
         state: Arc<Replica>,
     ) -> Result<Arc<Self>, String> {
         let id =
@@ -182,6 +190,7 @@ impl RaftServer {
             timers: Mutex::new(Timers::default()),
             transport: transport.clone(),
             members,
+            catalog,
             datacenter: s.datacenter.clone(),
             default_port: s.default_port,
             autopilot: s.autopilot.clone(),
@@ -189,6 +198,7 @@ impl RaftServer {
             last_contact: Mutex::new(None),
             failed_leader: Mutex::new(None),
             caught_up: Mutex::new(HashMap::new()),
+            ready_term: AtomicU64::new(0),
             stop,
         });
         let handler = server.clone();
@@ -560,6 +570,8 @@ impl RaftServer {
                                 continue;
                             }
                         }
+                    } else if !self.caught_up_as_leader(deadline).await? {
+                        continue;
                     }
                     return Ok(self.answer_here(&r).await);
                 }
@@ -579,6 +591,50 @@ impl RaftServer {
                 None => {}
             }
         }
+    }
+
+    /// Before the first default read of its term: confirms with a quorum that this server leads, and
+    /// waits until it has applied every entry its log held then: those include everything earlier
+    /// leaders committed (and, after a restart, writes whose commit the data dir had not recorded
+    /// yet), so a default read never shows a client state older than it saw before. Later reads in
+    /// the term go at once (Consul's default mode). False: it does not lead (any more).
+    async fn caught_up_as_leader(&self, deadline: Instant) -> Result<bool, StoreError> {
+        let m = self.metrics();
+        let term = m.current_term;
+        if self.ready_term.load(Ordering::Acquire) == term {
+            return Ok(true);
+        }
+        let (me, target) = (self.id, m.last_log_index.unwrap_or(0));
+        // Confirm once per term with a quorum that this server leads: openraft restarts a server
+        // that led before as leader of its old term, which it no longer is if another was elected.
+        match tokio::time::timeout_at(deadline, self.raft.ensure_linearizable()).await {
+            Err(_) => return Err(StoreError::Unavailable(TIMED_OUT.into())),
+            Ok(Err(e)) => {
+                tracing::debug!("leadership not confirmed for a read: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                return Ok(false);
+            }
+            Ok(Ok(_)) => {}
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let m = self
+            .raft
+            .wait(Some(wait))
+            .metrics(
+                |m| {
+                    m.current_leader != Some(me)
+                        || m.current_term != term
+                        || m.last_applied.map_or(0, |l| l.index) >= target
+                },
+                "leader applied its log",
+            )
+            .await
+            .map_err(|_| StoreError::Unavailable(TIMED_OUT.into()))?;
+        let ready = m.current_leader == Some(me) && m.current_term == term;
+        if ready {
+            self.ready_term.store(term, Ordering::Release);
+        }
+        Ok(ready)
     }
 
     /// Renews session `id` at the leader: its TTL timer starts again (the session itself is unchanged).
@@ -606,6 +662,10 @@ impl RaftServer {
 
     /// Serves an operator request at the leader.
     async fn operator_at(&self, op: OperatorOp, hops: u8) -> Result<OperatorReply, StoreError> {
+        if op == (OperatorOp::Save { stale: true }) {
+            let (index, file) = backup::save(&self.raft).await?;
+            return Ok(OperatorReply::Snapshot { index, file });
+        }
         let forward = |hops| Rpc::Operator {
             op: op.clone(),
             hops,
@@ -621,6 +681,16 @@ impl RaftServer {
                     .await
                     .map(|()| OperatorReply::Removed),
                 OperatorOp::Health => Ok(OperatorReply::Health(self.health().await)),
+                OperatorOp::Save { .. } => {
+                    let (index, file) = backup::save(&self.raft).await?;
+                    Ok(OperatorReply::Snapshot { index, file })
+                }
+                OperatorOp::Restore(file) => {
+                    let change = backup::restore_change(file)?;
+                    let w = self.propose(Command::encode_write(&change), hops).await?;
+                    tracing::info!("restored a snapshot at index {}", w.index);
+                    Ok(OperatorReply::Restored { index: w.index })
+                }
             }
         })
         .await
@@ -743,7 +813,8 @@ impl RaftServer {
     }
 
     /// Sessions the leader ends now: TTLs run out (twice the TTL since creation or the last renewal,
-    /// as Consul allows), and sessions on `serfHealth` whose node failed or left.
+    /// as Consul allows), and sessions one of whose checks is critical (`serfHealth`: the node failed
+    /// or left).
     fn sessions_to_end(&self, term: u64) -> Vec<String> {
         let all = self.state.sessions.all();
         let now = Instant::now();
@@ -766,11 +837,13 @@ impl RaftServer {
             }
         }
         for s in &all {
-            let failed = self
-                .members
-                .get(&s.node)
-                .is_some_and(|m| matches!(m.status, MemberStatus::Failed | MemberStatus::Left));
-            if failed && s.node_checks.iter().any(|c| c == "serfHealth") && !end.contains(&s.id) {
+            // Only a check seen critical ends a session: a missing node or check may be one whose
+            // record gossip has not brought to this leader yet (the agent that created the session
+            // checked they exist).
+            let member = self.members.get(&s.node);
+            let record = self.catalog.node(&s.node);
+            let health = s.health(member.as_deref(), record.as_ref().map(|r| &r.record));
+            if matches!(health, SessionHealth::Critical(_)) && !end.contains(&s.id) {
                 end.push(s.id.clone());
             }
         }

@@ -1,6 +1,6 @@
 //! The operator's view of the servers: Consul's autopilot settings, each server's health as the
 //! leader judges it (`/v1/operator/autopilot/health`), and the operator requests that go to the
-//! leader (removing a raft peer).
+//! leader (removing a raft peer, saving and restoring snapshots).
 
 use std::time::{Duration, SystemTime};
 
@@ -58,6 +58,13 @@ pub enum OperatorOp {
     RemovePeer(PeerRef),
     /// Judge every server's health.
     Health,
+    /// A snapshot file of the state (`stale`: any server's, not only the leader's).
+    Save {
+        /// Whether any server may answer.
+        stale: bool,
+    },
+    /// Replace the state with a snapshot file's.
+    Restore(Vec<u8>),
 }
 
 /// The leader's answer to an [`OperatorOp`].
@@ -67,6 +74,18 @@ pub enum OperatorReply {
     Removed,
     /// The servers' health.
     Health(AutopilotHealth),
+    /// A snapshot file and the index of its state.
+    Snapshot {
+        /// Log index the state is at.
+        index: u64,
+        /// The file.
+        file: Vec<u8>,
+    },
+    /// The snapshot was restored by the entry at this index.
+    Restored {
+        /// Log index.
+        index: u64,
+    },
 }
 
 /// What a server reports of its raft state, and what gossip says of it.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::autopilot::{OperatorOp, OperatorReply};
-use super::kv::{KvAnswer, KvOp, KvQuery, KvRefusal, KvStore};
+use super::kv::{KvAnswer, KvImage, KvOp, KvQuery, KvRefusal, KvStore};
 use super::sessions::{Behavior, Session, SessionOp, SessionQuery, SessionStore};
 use super::txn::{TxnCheck, TxnOp, TxnOutcome};
 
@@ -35,6 +35,26 @@ pub enum Change {
     Session(SessionOp),
     /// A KV transaction, applied all or none.
     Txn(Vec<TxnOp>),
+    /// The whole state replaced by a snapshot's (`/v1/snapshot` restore).
+    Restore(StateImage),
+}
+
+/// Largest state an operator's snapshot file may hold unpacked: a restore travels as one log entry,
+/// which must fit the server transport's frame with room for the entries around it.
+pub const MAX_RESTORE_STATE: usize = 32 << 20;
+
+/// Largest snapshot file a restore takes (gzip never makes the state larger than this).
+pub const MAX_RESTORE_FILE: usize = MAX_RESTORE_STATE + (1 << 20);
+
+/// The replicated state as a snapshot carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateImage {
+    /// Keys and tombstones.
+    pub kv: KvImage,
+    /// The sessions table's index.
+    pub sessions_index: u64,
+    /// Sessions.
+    pub sessions: Vec<Session>,
 }
 
 /// What applying a change answered.
@@ -78,12 +98,52 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// The state as a snapshot carries it.
+    pub fn image(&self) -> StateImage {
+        let (sessions_index, sessions) = self.sessions.image();
+        StateImage {
+            kv: self.kv.image(),
+            sessions_index,
+            sessions,
+        }
+    }
+
+    /// Replaces the state with a snapshot's (raft's own snapshots: indexes as they were).
+    pub fn restore(&self, image: StateImage) {
+        self.kv.restore(image.kv);
+        self.sessions.restore(image.sessions_index, image.sessions);
+    }
+
+    /// Replaces the state with an operator's snapshot at raft index `index`. Everything in it counts
+    /// as modified at `index`: the snapshot may come from another cluster whose indexes are ahead of
+    /// this log (Consul moves its raft index past the snapshot's instead, which openraft cannot), and
+    /// every blocking reader must see that its result changed.
+    fn restore_at(&self, index: u64, mut image: StateImage) {
+        for e in &mut image.kv.entries {
+            e.create_index = e.create_index.min(index);
+            e.modify_index = index;
+        }
+        for t in &mut image.kv.tombstones {
+            t.1 = index;
+        }
+        for s in &mut image.sessions {
+            s.create_index = s.create_index.min(index);
+            s.modify_index = index;
+        }
+        image.sessions_index = index;
+        self.restore(image);
+    }
+
     /// Applies `change` at raft index `index` (every server alike).
     pub fn apply(&self, index: u64, change: &Change) -> Result<Applied, KvRefusal> {
         let exists = |id: &str| self.sessions.exists(id);
         match change {
             Change::Kv(op) => self.kv.apply(index, op, exists).map(Applied::Answer),
             Change::Txn(ops) => Ok(Applied::Txn(self.kv.apply_txn(index, ops, exists))),
+            Change::Restore(image) => {
+                self.restore_at(index, image.clone());
+                Ok(Applied::Answer(true))
+            }
             Change::Session(SessionOp::Create(s)) => {
                 if self.sessions.create(index, s.clone()) {
                     Ok(Applied::Answer(true))

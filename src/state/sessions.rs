@@ -15,6 +15,10 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::definitions::Status;
+use super::node_record::NodeRecord;
+use super::{MemberRecord, MemberStatus};
+
 /// Longest lock delay Consul honours.
 pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 /// Shortest and longest session TTL (Consul's `session_ttl_min` default and `SessionTTLMax`).
@@ -75,7 +79,50 @@ pub struct Session {
     pub modify_index: u64,
 }
 
+/// How a session's node and checks stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionHealth {
+    /// Its node is a member and none of its checks is critical.
+    Healthy,
+    /// Its node is not a member.
+    MissingNode,
+    /// One of its checks is not in its node's record.
+    MissingCheck(String),
+    /// One of its checks is critical (`serfHealth`: the node failed or left).
+    Critical(String),
+}
+
 impl Session {
+    /// How its node (`member`, from gossip) and its checks (in the node's catalog `record`) stand;
+    /// the first check that is missing or critical decides.
+    pub fn health(
+        &self,
+        member: Option<&MemberRecord>,
+        record: Option<&NodeRecord>,
+    ) -> SessionHealth {
+        let Some(member) = member else {
+            return SessionHealth::MissingNode;
+        };
+        let ids = self
+            .node_checks
+            .iter()
+            .chain(self.service_checks.iter().map(|c| &c.id));
+        for id in ids {
+            let critical = if id == "serfHealth" {
+                matches!(member.status, MemberStatus::Failed | MemberStatus::Left)
+            } else {
+                match record.and_then(|r| r.checks.iter().find(|c| c.id == *id)) {
+                    None => return SessionHealth::MissingCheck(id.clone()),
+                    Some(c) => c.status() == Status::Critical,
+                }
+            };
+            if critical {
+                return SessionHealth::Critical(id.clone());
+            }
+        }
+        SessionHealth::Healthy
+    }
+
     /// The TTL as a duration (none when unset).
     pub fn ttl(&self) -> Option<Duration> {
         if self.ttl.is_empty() {
