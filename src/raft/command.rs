@@ -34,6 +34,9 @@ const TAG_BATCH: u16 = 3;
 const TAG_TXN: u16 = 4;
 /// An operator's snapshot replacing the state; never ignorable (skipping it would diverge).
 const TAG_RESTORE: u16 = 5;
+/// Tombstones reaped. Ignorable: a server that keeps them differs only in the indexes of deleted keys
+/// (higher, never lower), which no reader can tell from a later write.
+const TAG_REAP: u16 = 6 | IGNORABLE;
 
 /// Why a request could not be read as a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +70,7 @@ impl Command {
             Change::Session(op) => (TAG_SESSION, postcard::to_allocvec(op)),
             Change::Txn(ops) => (TAG_TXN, postcard::to_allocvec(ops)),
             Change::Restore(image) => (TAG_RESTORE, postcard::to_allocvec(image)),
+            Change::Reap(up_to) => (TAG_REAP, postcard::to_allocvec(up_to)),
         };
         Request {
             id: 0,
@@ -117,6 +121,7 @@ impl Command {
                 postcard::from_bytes(&r.body).map_err(body)?,
             )),
             TAG_TXN => Ok(Change::Txn(postcard::from_bytes(&r.body).map_err(body)?)),
+            TAG_REAP => Ok(Change::Reap(postcard::from_bytes(&r.body).map_err(body)?)),
             TAG_RESTORE => Ok(Change::Restore(
                 postcard::from_bytes(&r.body).map_err(body)?,
             )),
@@ -158,6 +163,17 @@ mod tests {
         assert_eq!(Command::decode(&Command::encode(&c)), Ok(c.clone()));
         let d = Change::Session(crate::state::sessions::SessionOp::Destroy { id: "x".into() });
         assert_eq!(Command::decode(&Command::encode(&d)), Ok(d.clone()));
+        let mut image = crate::state::replicated::StateImage::default();
+        image.kv.tombstones.push(("gone".into(), 4));
+        for other in [Change::Reap(41), Change::Restore(image)] {
+            assert_eq!(Command::decode(&Command::encode(&other)), Ok(other.clone()));
+        }
+        // Reaping may be skipped by a server that does not know it; a restore may not.
+        assert_ne!(Command::encode(&Change::Reap(1)).tag & IGNORABLE, 0);
+        assert_eq!(
+            Command::encode(&Change::Restore(Default::default())).tag & IGNORABLE,
+            0
+        );
         let future = Request {
             id: 0,
             tag: 999,

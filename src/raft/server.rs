@@ -33,6 +33,7 @@ use crate::state::replicated::{
     Replicated, StoreError, Written,
 };
 use crate::state::sessions::{Session, SessionHealth, SessionOp};
+use crate::state::tombstones::TombstoneGc;
 use crate::state::txn::{TxnError, TxnOp};
 use crate::state::{MemberStatus, MemberTable};
 
@@ -120,6 +121,8 @@ pub struct RaftServer {
     caught_up: Mutex<HashMap<u64, Instant>>,
     /// The term in which this server, as leader, caught up with its log (default reads may go).
     ready_term: AtomicU64,
+    /// When the leader may reap KV tombstones.
+    tombstones: Mutex<TombstoneGc>,
     stop: watch::Sender<bool>,
 }
 
@@ -199,6 +202,7 @@ impl RaftServer {
             failed_leader: Mutex::new(None),
             caught_up: Mutex::new(HashMap::new()),
             ready_term: AtomicU64::new(0),
+            tombstones: Mutex::new(TombstoneGc::default()),
             stop,
         });
         let handler = server.clone();
@@ -864,6 +868,18 @@ impl RaftServer {
             let m = self.metrics();
             if m.state == ServerState::Leader {
                 self.reconcile().await;
+                let due = {
+                    let mut gc = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
+                    let now = Instant::now();
+                    gc.observe(now, m.current_term, m.last_applied.map_or(0, |l| l.index));
+                    gc.due(now, self.state.kv.oldest_tombstone())
+                };
+                if let Some(up_to) = due {
+                    let change = Change::Reap(up_to);
+                    if let Err(e) = self.propose(Command::encode_write(&change), MAX_HOPS).await {
+                        tracing::warn!("reaping tombstones up to index {up_to}: {e}");
+                    }
+                }
                 for id in self.sessions_to_end(m.current_term) {
                     tracing::info!("session {id} invalidated (TTL expired or its node failed)");
                     let change = Change::Session(SessionOp::Destroy { id: id.clone() });

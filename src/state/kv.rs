@@ -473,6 +473,21 @@ impl KvStore {
         self.len() == 0
     }
 
+    /// Index of the oldest tombstone, if any.
+    pub fn oldest_tombstone(&self) -> Option<u64> {
+        self.read().tombstones.values().min().copied()
+    }
+
+    /// Drops the tombstones of deletions at or below `up_to`; returns how many. Nobody is woken:
+    /// no result changes, and a key's or prefix's index that falls back below a reader's keeps
+    /// that reader waiting for the next real change.
+    pub fn reap(&self, up_to: u64) -> usize {
+        let mut d = self.write();
+        let before = d.tombstones.len();
+        d.tombstones.retain(|_, i| *i > up_to);
+        before - d.tombstones.len()
+    }
+
     /// The whole contents, for a snapshot.
     pub fn image(&self) -> KvImage {
         let d = self.read();
@@ -783,6 +798,29 @@ mod tests {
         .unwrap();
         assert_eq!(s.query(&KvQuery::Recurse("p/".into())).0, 12);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn reaping_drops_only_old_tombstones() {
+        let s = KvStore::new();
+        for (i, k) in [(2, "a"), (3, "b"), (4, "c")] {
+            set(&s, i, k, "v");
+        }
+        for (i, k) in [(5, "a"), (8, "b")] {
+            s.apply(i, &KvOp::Delete { key: k.into() }, |_| true)
+                .unwrap();
+        }
+        assert_eq!(s.oldest_tombstone(), Some(5));
+        assert_eq!(s.reap(6), 1);
+        assert_eq!(s.oldest_tombstone(), Some(8));
+        // The reaped key's index falls back (no tombstone), the kept one's does not.
+        assert_eq!(s.query(&KvQuery::Get("a".into())).0, 1);
+        assert_eq!(s.query(&KvQuery::Get("b".into())).0, 8);
+        assert_eq!(s.query(&KvQuery::Recurse(String::new())).0, 8);
+        assert_eq!(s.reap(8), 1);
+        assert_eq!(s.oldest_tombstone(), None);
+        assert_eq!(s.query(&KvQuery::Recurse(String::new())).0, 4);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

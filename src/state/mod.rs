@@ -14,6 +14,7 @@
 //! - `catalog.rs`: every node's record, indexed by service, with a watch per service name
 //! - `kv.rs`: the servers' KV store, with a watch per key and per prefix
 //! - `sessions.rs`: the servers' sessions (lock holders, behaviors, lock delays)
+//! - `tombstones.rs`: when the leader reaps the KV store's tombstones
 //! - `replicated.rs`: what the agent asks of the servers' store, wherever it is answered
 
 pub mod autopilot;
@@ -31,6 +32,7 @@ pub mod publish;
 pub mod replicated;
 pub mod servers;
 pub mod sessions;
+pub mod tombstones;
 pub mod txn;
 
 use std::net::SocketAddr;

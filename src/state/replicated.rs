@@ -37,6 +37,8 @@ pub enum Change {
     Txn(Vec<TxnOp>),
     /// The whole state replaced by a snapshot's (`/v1/snapshot` restore).
     Restore(StateImage),
+    /// KV tombstones of deletions at or below this index dropped (the leader's tombstone GC).
+    Reap(u64),
 }
 
 /// Largest state an operator's snapshot file may hold unpacked: a restore travels as one log entry,
@@ -140,6 +142,11 @@ impl Replica {
         match change {
             Change::Kv(op) => self.kv.apply(index, op, exists).map(Applied::Answer),
             Change::Txn(ops) => Ok(Applied::Txn(self.kv.apply_txn(index, ops, exists))),
+            Change::Reap(up_to) => {
+                let n = self.kv.reap(*up_to);
+                tracing::debug!("reaped {n} tombstones up to index {up_to}");
+                Ok(Applied::Answer(true))
+            }
             Change::Restore(image) => {
                 self.restore_at(index, image.clone());
                 Ok(Applied::Answer(true))
