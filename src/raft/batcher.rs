@@ -23,6 +23,9 @@ const MAX_WRITES: usize = 256;
 const MAX_BYTES: usize = 512 << 10;
 /// Groups being committed at once: while they are, the next group gathers.
 const IN_FLIGHT: usize = 2;
+/// Writes waiting for a group: past this, a writer waits to be queued (within its hold time) rather
+/// than the queue growing without bound while raft cannot keep up.
+const QUEUE: usize = 16 * MAX_WRITES;
 
 /// Why a write was not committed.
 #[derive(Debug)]
@@ -37,13 +40,13 @@ type Answer = Result<(u64, Reply), BatchError>;
 
 /// Hands writes to the group-commit task.
 pub struct Batcher {
-    tx: mpsc::UnboundedSender<(Request, oneshot::Sender<Answer>)>,
+    tx: mpsc::Sender<(Request, oneshot::Sender<Answer>)>,
 }
 
 impl Batcher {
     /// Starts the task that commits groups through `raft`.
     pub fn start(raft: Raft) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(raft, rx));
         Batcher { tx }
     }
@@ -53,13 +56,14 @@ impl Batcher {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send((request, tx))
+            .await
             .map_err(|_| BatchError::Failed("raft has stopped".into()))?;
         rx.await
             .unwrap_or_else(|_| Err(BatchError::Failed("raft has stopped".into())))
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Request, oneshot::Sender<Answer>)>) {
+async fn run(raft: Raft, mut rx: mpsc::Receiver<(Request, oneshot::Sender<Answer>)>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut held: Option<(Request, oneshot::Sender<Answer>)> = None;
     loop {
@@ -73,6 +77,10 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(Request, oneshot::Send
                 None => return,
             },
         };
+        // Its caller gave up (the hold time passed): not proposed at all.
+        if first.1.is_closed() {
+            continue;
+        }
         let mut bytes = first.0.body.len();
         let mut group = vec![first];
         while group.len() < MAX_WRITES && Command::groupable(&group[0].0) {

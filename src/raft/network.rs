@@ -91,6 +91,44 @@ pub struct Transport {
     pub stats: TransportStats,
 }
 
+/// A server's QUIC stateless-reset secret, kept in the data dir so it outlives the process.
+///
+/// Why: a peer that cached a connection to this server's previous process keeps sending on it after
+/// a restart. With the same secret, the new process answers those packets with a stateless reset the
+/// peer can verify, and the peer reconnects at once. With a fresh secret the packets vanish, and
+/// raft's calls (100 ms for an append) end before the transport's own 500 ms delivery limit could
+/// notice: a restarted follower got no appends for quinn's 15 s idle timeout and stood for election.
+pub struct ResetKey(pub [u8; 32]);
+
+impl ResetKey {
+    /// The key in `file`, created on first use; a random one when there is no data dir.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, String> {
+        let mut key = [0u8; 32];
+        let Some(file) = file else {
+            crate::util::entropy::fill(&mut key)?;
+            return Ok(ResetKey(key));
+        };
+        match std::fs::read(file) {
+            Ok(b) if b.len() == key.len() => {
+                key.copy_from_slice(&b);
+                Ok(ResetKey(key))
+            }
+            Ok(b) => Err(format!(
+                "{}: {} bytes, expected {}",
+                file.display(),
+                b.len(),
+                key.len()
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                crate::util::entropy::fill(&mut key)?;
+                crate::util::files::write_atomic(file, &key, crate::util::files::Access::Owner)?;
+                Ok(ResetKey(key))
+            }
+            Err(e) => Err(format!("{}: {e}", file.display())),
+        }
+    }
+}
+
 /// How long a peer that failed is tried only after the others.
 const DOWN_FOR: Duration = Duration::from_secs(10);
 
@@ -110,8 +148,9 @@ fn rpc_transport() -> Arc<quinn::TransportConfig> {
 
 impl Transport {
     /// Opens the endpoint: bound to `listen` on a server, on an ephemeral port otherwise.
+    /// `reset_key` is the server's stateless-reset secret (see [`ResetKey`]).
     pub fn open(
-        listen: Option<SocketAddr>,
+        listen: Option<(SocketAddr, &ResetKey)>,
         local_ip: std::net::IpAddr,
         settings: &TlsSettings,
         datacenter: &str,
@@ -121,11 +160,19 @@ impl Transport {
         let mut client = configs.join;
         client.transport_config(transport.clone());
         let endpoint = match listen {
-            Some(addr) => {
+            Some((addr, key)) => {
                 let mut server = configs.server;
                 server.transport_config(transport);
-                quinn::Endpoint::server(server, addr)
-                    .map_err(|e| format!("Failed to bind the server port on {addr}: {e}"))?
+                let bind_failed =
+                    |e: std::io::Error| format!("Failed to bind the server port on {addr}: {e}");
+                let socket = std::net::UdpSocket::bind(addr).map_err(bind_failed)?;
+                let runtime = quinn::default_runtime()
+                    .ok_or_else(|| "server transport: no async runtime".to_string())?;
+                let config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+                    ring::hmac::HMAC_SHA256,
+                    &key.0,
+                )));
+                quinn::Endpoint::new(config, Some(server), socket, runtime).map_err(bind_failed)?
             }
             None => quinn::Endpoint::client(SocketAddr::new(local_ip, 0))
                 .map_err(|e| format!("server transport: {e}"))?,
@@ -429,5 +476,27 @@ impl RaftNetwork<TypeConfig> for Peer {
             Answer::Vote(r) => r.map_err(|e| self.remote(e)),
             _ => Err(network_error("unexpected answer to vote")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reset_key_outlives_the_process_and_a_bad_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("murmur-reset-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let file = dir.join("raft").join("quic-reset-key");
+        let first = ResetKey::load(Some(&file)).unwrap();
+        assert_eq!(crate::util::files::mode(&file).unwrap() & 0o777, 0o600);
+        let again = ResetKey::load(Some(&file)).unwrap();
+        assert_eq!(first.0, again.0, "the same key after a restart");
+        assert_ne!(first.0, [0u8; 32]);
+        assert_ne!(ResetKey::load(None).unwrap().0, first.0);
+        std::fs::write(&file, b"short").unwrap();
+        let err = ResetKey::load(Some(&file)).err().unwrap();
+        assert!(err.contains("5 bytes, expected 32"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -19,7 +19,7 @@ use super::bootstrap::{self, Candidate};
 use super::command::{Command, Reply, Request};
 use super::fsm::StateMachine;
 use super::log_store::LogStore;
-use super::network::{CallError, Network, Transport};
+use super::network::{CallError, Network, ResetKey, Transport};
 use super::rpc::{Answer, MAX_HOPS, Rpc, Status};
 use super::{Raft, ServerNode, raft_id};
 use crate::net::tls::TlsSettings;
@@ -170,7 +170,18 @@ impl RaftServer {
         };
         let had_state = log.has_state()?;
         let sm = StateMachine::open(snapshots, state.clone())?;
-        let transport = Transport::open(Some(s.bind), s.bind.ip(), &s.tls, &s.datacenter)?;
+        let reset_key = ResetKey::load(
+            s.data_dir
+                .as_ref()
+                .map(|d| d.join("raft").join("quic-reset-key"))
+                .as_deref(),
+        )?;
+        let transport = Transport::open(
+            Some((s.bind, &reset_key)),
+            s.bind.ip(),
+            &s.tls,
+            &s.datacenter,
+        )?;
         let config = Arc::new(raft_config(&s)?);
         let network = Network {
             transport: transport.clone(),
@@ -238,6 +249,7 @@ impl RaftServer {
             });
         }
         tokio::spawn(server.clone().upkeep());
+        tokio::spawn(server.clone().log_leaders());
         Ok(server)
     }
 
@@ -854,6 +866,39 @@ impl RaftServer {
         end
     }
 
+    /// Logs each change of leader, as Consul's servers do ("New leader elected").
+    async fn log_leaders(self: Arc<Self>) {
+        let mut rx = self.raft.metrics();
+        let mut stop = self.stop.subscribe();
+        let mut known: Option<(u64, Option<u64>)> = None;
+        loop {
+            let now = {
+                let m = rx.borrow_and_update();
+                (m.current_term, m.current_leader)
+            };
+            if known.map(|k| k.1) != Some(now.1) {
+                match now.1 {
+                    Some(id) if id == self.id => {
+                        tracing::info!("raft: entering leader state, term {}", now.0);
+                    }
+                    Some(id) => {
+                        let name = self.node_of(id).map_or_else(|| id.to_string(), |n| n.name);
+                        tracing::info!("raft: new leader elected: {name}, term {}", now.0);
+                    }
+                    None if known.is_some() => {
+                        tracing::info!("raft: no known leader, term {}", now.0)
+                    }
+                    None => {}
+                }
+                known = Some(now);
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
     /// The leader's upkeep, once a second until the server stops.
     async fn upkeep(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
@@ -872,7 +917,7 @@ impl RaftServer {
                     let mut gc = self.tombstones.lock().unwrap_or_else(|p| p.into_inner());
                     let now = Instant::now();
                     gc.observe(now, m.current_term, m.last_applied.map_or(0, |l| l.index));
-                    gc.due(now, self.state.kv.oldest_tombstone())
+                    gc.due(now, || self.state.kv.oldest_tombstone())
                 };
                 if let Some(up_to) = due {
                     let change = Change::Reap(up_to);
@@ -881,7 +926,9 @@ impl RaftServer {
                     }
                 }
                 for id in self.sessions_to_end(m.current_term) {
-                    tracing::info!("session {id} invalidated (TTL expired or its node failed)");
+                    tracing::info!(
+                        "session {id} invalidated (TTL expired or one of its checks critical)"
+                    );
                     let change = Change::Session(SessionOp::Destroy { id: id.clone() });
                     if let Err(e) = self.propose(Command::encode_write(&change), MAX_HOPS).await {
                         tracing::warn!("ending session {id}: {e}");

@@ -21,7 +21,8 @@ pub struct TombstoneGc {
     term: u64,
     /// (when, applied index), oldest first, one per granularity.
     marks: VecDeque<(Instant, u64)>,
-    last_reap: Option<Instant>,
+    /// When the store's tombstones were last looked at.
+    last_check: Option<Instant>,
 }
 
 impl Default for TombstoneGc {
@@ -38,7 +39,7 @@ impl TombstoneGc {
             granularity,
             term: 0,
             marks: VecDeque::new(),
-            last_reap: None,
+            last_check: None,
         }
     }
 
@@ -48,7 +49,7 @@ impl TombstoneGc {
         if term != self.term {
             self.term = term;
             self.marks.clear();
-            self.last_reap = None;
+            self.last_check = None;
         }
         let fresh = self
             .marks
@@ -60,8 +61,9 @@ impl TombstoneGc {
     }
 
     /// The index up to which tombstones may be reaped now, if a reap is due: the highest index the
-    /// leader had applied at least `ttl` ago, when the oldest tombstone (`oldest`) is at or below it.
-    pub fn due(&mut self, now: Instant, oldest: Option<u64>) -> Option<u64> {
+    /// leader had applied at least `ttl` ago, when the oldest tombstone (`oldest()`, asked only once
+    /// the time has come: it walks the store) is at or below it.
+    pub fn due(&mut self, now: Instant, oldest: impl FnOnce() -> Option<u64>) -> Option<u64> {
         let old_enough = |t: &Instant| now.duration_since(*t) >= self.ttl;
         while self.marks.len() >= 2 && old_enough(&self.marks[1].0) {
             self.marks.pop_front();
@@ -71,16 +73,13 @@ impl TombstoneGc {
             return None;
         }
         if self
-            .last_reap
+            .last_check
             .is_some_and(|t| now.duration_since(t) < self.granularity)
         {
             return None;
         }
-        if oldest? > index {
-            return None;
-        }
-        self.last_reap = Some(now);
-        Some(index)
+        self.last_check = Some(now);
+        (oldest()? <= index).then_some(index)
     }
 }
 
@@ -98,19 +97,29 @@ mod tests {
         for s in 0..=300u64 {
             gc.observe(t0 + s as u32 * S, 1, s * 10);
             if s < 100 {
-                assert_eq!(gc.due(t0 + s as u32 * S, Some(0)), None, "before the TTL");
+                assert_eq!(
+                    gc.due(t0 + s as u32 * S, || Some(0)),
+                    None,
+                    "before the TTL"
+                );
             }
         }
         let now = t0 + 300 * S;
         // Applied at least 100 s ago: at most index 2000 (second 200, a mark every 10 s).
-        assert_eq!(gc.due(now, Some(1500)), Some(2000));
-        assert_eq!(gc.due(now + S, Some(1500)), None, "within the granularity");
+        assert_eq!(gc.due(now, || Some(1500)), Some(2000));
+        assert_eq!(
+            gc.due(now + S, || Some(1500)),
+            None,
+            "within the granularity"
+        );
         // Nothing old enough to reap: no reap (and no reap time used up).
         let mut gc2 = TombstoneGc::new(100 * S, 10 * S);
         gc2.observe(t0, 1, 5);
-        assert_eq!(gc2.due(t0 + 200 * S, Some(6)), None);
-        assert_eq!(gc2.due(t0 + 200 * S, None), None);
-        assert_eq!(gc2.due(t0 + 200 * S, Some(5)), Some(5));
+        assert_eq!(gc2.due(t0 + 200 * S, || Some(6)), None);
+        assert_eq!(gc2.due(t0 + 210 * S, || None), None);
+        // The store is walked at most once per granularity.
+        assert_eq!(gc2.due(t0 + 215 * S, || panic!("walked again")), None);
+        assert_eq!(gc2.due(t0 + 220 * S, || Some(5)), Some(5));
     }
 
     #[test]
@@ -119,7 +128,7 @@ mod tests {
         let mut gc = TombstoneGc::new(100 * S, 10 * S);
         gc.observe(t0, 1, 10);
         gc.observe(t0 + 150 * S, 2, 900);
-        assert_eq!(gc.due(t0 + 150 * S, Some(1)), None);
-        assert_eq!(gc.due(t0 + 250 * S, Some(1)), Some(900));
+        assert_eq!(gc.due(t0 + 150 * S, || Some(1)), None);
+        assert_eq!(gc.due(t0 + 250 * S, || Some(1)), Some(900));
     }
 }
