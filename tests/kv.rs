@@ -13,13 +13,6 @@ use support::{Agent, tmp, wait_for};
 
 const SETTLE: Duration = Duration::from_secs(40);
 
-/// The leader an agent reports, if any.
-fn leader(a: &Agent) -> Option<String> {
-    let (code, body) = a.http("GET", "/v1/status/leader")?;
-    let l: String = serde_json::from_str(&body).ok()?;
-    (code == 200 && !l.is_empty()).then_some(l)
-}
-
 fn peers(a: &Agent) -> Vec<String> {
     let Some((200, body)) = a.http("GET", "/v1/status/peers") else {
         return Vec::new();
@@ -72,8 +65,8 @@ fn three_servers_elect_replicate_and_survive_a_leader_crash() {
     // One leader, the same on every agent, and the three servers as peers.
     assert!(
         wait_for(SETTLE, || {
-            let l = leader(&client);
-            l.is_some() && servers.iter().all(|s| leader(s) == l) && peers(&client) == want_peers
+            let l = client.leader();
+            l.is_some() && servers.iter().all(|s| s.leader() == l) && peers(&client) == want_peers
         }),
         "no agreed leader; logs:\n{}",
         servers[0].log_text()
@@ -154,7 +147,7 @@ fn three_servers_elect_replicate_and_survive_a_leader_crash() {
     }
 
     // Crash the leader: another is elected and takes writes; nothing acknowledged is lost.
-    let old = leader(&client).unwrap();
+    let old = client.leader().unwrap();
     let victim = servers
         .iter()
         .position(|s| old.starts_with(&format!("{}:", s.ip)))
@@ -173,7 +166,7 @@ fn three_servers_elect_replicate_and_survive_a_leader_crash() {
         }),
         "no write accepted after the leader crashed"
     );
-    let new = leader(&client).unwrap();
+    let new = client.leader().unwrap();
     assert_ne!(new, old);
     let alive: Vec<&Agent> = servers.iter().filter(|s| s.child.is_some()).collect();
     for (k, v) in &acknowledged {
@@ -223,7 +216,7 @@ fn three_servers_elect_replicate_and_survive_a_leader_crash() {
 fn kv_semantics_and_errors_as_consul() {
     let dir = tmp("kv-one");
     let a = Agent::start("kv-one", "127.0.52.10", &dir, &["-server", "-bootstrap"]);
-    assert!(wait_for(SETTLE, || leader(&a).is_some()));
+    assert!(wait_for(SETTLE, || a.leader().is_some()));
     let t = Target::parse(&a.http_addr()).unwrap();
 
     // Flags, CAS (0 = create only), indexes.
@@ -371,7 +364,7 @@ fn locks_exclude_and_a_failed_node_gives_its_locks_up() {
     let dir = tmp("kv-locks");
     let server = Agent::start("lk-s", "127.0.52.20", &dir, &["-server", "-bootstrap"]);
     let mut client = Agent::start("lk-c", "127.0.52.21", &dir, &["-retry-join=127.0.52.20"]);
-    assert!(wait_for(SETTLE, || leader(&client).is_some()));
+    assert!(wait_for(SETTLE, || client.leader().is_some()));
 
     // `murmur kv` round trip through the client agent.
     let out = client.cli(&["kv", "put", "cfg/name", "value one"]);
@@ -725,7 +718,10 @@ fn a_later_server_joins_as_a_non_voter_and_a_wiped_server_rejoins() {
     // replaces the old entry instead of counting a dead voter, and the cluster keeps taking writes.
     let victim = servers
         .iter()
-        .position(|s| leader(s).is_some_and(|l| !l.starts_with(&format!("{}:", s.ip))))
+        .position(|s| {
+            s.leader()
+                .is_some_and(|l| !l.starts_with(&format!("{}:", s.ip)))
+        })
         .expect("a follower");
     servers[victim].crash();
     std::fs::remove_dir_all(dir.join(&servers[victim].name)).unwrap();
@@ -757,7 +753,10 @@ fn a_later_server_joins_as_a_non_voter_and_a_wiped_server_rejoins() {
     // cleanup_dead_servers); the other three keep the quorum.
     let gone = servers
         .iter()
-        .position(|s| leader(s).is_some_and(|l| !l.starts_with(&format!("{}:", s.ip))))
+        .position(|s| {
+            s.leader()
+                .is_some_and(|l| !l.starts_with(&format!("{}:", s.ip)))
+        })
         .expect("a follower");
     servers[gone].crash();
     let rest: Vec<u8> = (0..4u8).filter(|n| usize::from(*n) != gone).collect();

@@ -101,12 +101,6 @@ fn relay(listen: UdpSocket, server: SocketAddr, blocked: Blocked, stop: Arc<Atom
     }
 }
 
-fn leader(a: &Agent) -> Option<String> {
-    let (code, body) = a.http("GET", "/v1/status/leader")?;
-    let l: String = serde_json::from_str(&body).ok()?;
-    (code == 200 && !l.is_empty()).then_some(l)
-}
-
 fn value(a: &Agent, mode: &str) -> Option<String> {
     let (code, body) = a.http("GET", &format!("/v1/kv/p?raw{mode}"))?;
     (code == 200).then_some(body)
@@ -137,8 +131,8 @@ fn the_minority_cannot_write_and_its_write_never_shows() {
         .collect();
     assert!(
         wait_for(SETTLE, || {
-            let l = leader(&servers[0]);
-            l.is_some() && servers.iter().all(|s| leader(s) == l)
+            let l = servers[0].leader();
+            l.is_some() && servers.iter().all(|s| s.leader() == l)
         }),
         "no agreed leader through the relays; log:\n{}",
         servers[0].log_text()
@@ -149,7 +143,7 @@ fn the_minority_cannot_write_and_its_write_never_shows() {
     );
 
     // Cut the leader off: it is the minority.
-    let old = leader(&servers[0]).unwrap();
+    let old = servers[0].leader().unwrap();
     let cut = (1..=3u8)
         .position(|n| old == format!("{}:8300", advertised(n)))
         .expect("the leader is one of the relayed servers");
@@ -172,7 +166,7 @@ fn the_minority_cannot_write_and_its_write_never_shows() {
 
     // The majority elects a leader of its own and writes.
     assert!(
-        wait_for(SETTLE, || leader(majority[0]).is_some_and(|l| l != old)),
+        wait_for(SETTLE, || majority[0].leader().is_some_and(|l| l != old)),
         "the majority elected no leader"
     );
     assert!(wait_for(SETTLE, || majority[0]
@@ -193,8 +187,8 @@ fn the_minority_cannot_write_and_its_write_never_shows() {
         "the healed server did not catch up"
     );
     assert!(wait_for(SETTLE, || {
-        let l = leader(minority);
-        l.is_some() && servers.iter().all(|s| leader(s) == l)
+        let l = minority.leader();
+        l.is_some() && servers.iter().all(|s| s.leader() == l)
     }));
     assert!(wait_for(SETTLE, || minority
         .http_body("PUT", "/v1/kv/q", "after")

@@ -6,6 +6,8 @@ use std::path::Path;
 use super::ops::parse;
 use super::{HTTP_ADDR, boolean, target};
 use crate::raft::archive;
+// A saved file came through the server transport: its state fits one frame.
+use crate::raft::rpc::MAX_FRAME;
 use crate::util::files::{Access, write_atomic};
 
 const USAGE: &str = "Usage: murmur snapshot save [-stale] FILE\n       murmur snapshot restore FILE\n       murmur snapshot inspect FILE";
@@ -75,8 +77,8 @@ fn save(args: &[String]) -> Result<String, String> {
         ));
     }
     // Check the file before it replaces anything at FILE (Consul verifies its download the same way).
-    let (meta, _) =
-        archive::read(&r.body).map_err(|e| format!("Error verifying snapshot file: {e}"))?;
+    let (meta, _) = archive::read(&r.body, MAX_FRAME)
+        .map_err(|e| format!("Error verifying snapshot file: {e}"))?;
     write_atomic(file, &r.body, Access::Owner)
         .map_err(|e| format!("Error writing snapshot file: {e}"))?;
     Ok(format!(
@@ -107,7 +109,8 @@ fn inspect(args: &[String]) -> Result<String, String> {
     let p = parse(args, &[]).ok_or_else(String::new)?;
     let file = file_arg(&p)?;
     let data = std::fs::read(file).map_err(|e| format!("Error opening snapshot file: {e}"))?;
-    let (m, _) = archive::read(&data).map_err(|e| format!("Error inspecting snapshot: {e}"))?;
+    let (m, _) =
+        archive::read(&data, MAX_FRAME).map_err(|e| format!("Error inspecting snapshot: {e}"))?;
     let rows = [
         ("ID", m.id),
         ("Size", m.size.to_string()),

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 
 use super::ApiState;
 use super::blocking::meta;
-use super::error::{ApiResult, bad_request, server_error, store_error};
+use super::error::{ApiResult, server_error, store_error};
 use super::params::Params;
 use crate::state::autopilot::{OperatorOp, OperatorReply};
 
@@ -37,9 +37,9 @@ pub(super) async fn save(State(s): State<ApiState>, Query(q): Params) -> ApiResu
 
 /// `PUT /v1/snapshot`: restores the state from the file in the body (its size capped by the route).
 pub(super) async fn restore(State(s): State<ApiState>, Query(q): Params, body: Bytes) -> ApiResult {
-    // A restore is a write: only the leader may apply it (Consul's text).
+    // A restore is a write: only the leader may apply it (Consul's text, a 500 as its RPC error).
     if q.contains_key("stale") {
-        return Err(bad_request("stale not allowed for restore"));
+        return Err(server_error("stale not allowed for restore"));
     }
     s.state
         .store

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 /// The `Format` field murmur writes into `meta.json`; a file without it was not written by murmur.
 const FORMAT: &str = "murmur-1";
 
-use crate::state::replicated::MAX_RESTORE_STATE as MAX_STATE;
+/// Unpacked bytes allowed besides the state: headers, `meta.json`, `SHA256SUMS`.
+const HEADROOM: u64 = 1 << 20;
 
 /// One server of the configuration at the snapshot's index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +76,7 @@ pub enum ArchiveError {
     Missing(&'static str),
     /// A file the archive may not hold.
     Unexpected(String),
-    /// The state is over [`MAX_STATE`].
+    /// The state (or the unpacked file) is over the limit given, in bytes.
     TooLarge(u64),
     /// A file's SHA-256 is not the one `SHA256SUMS` lists.
     Checksum(&'static str),
@@ -92,10 +93,9 @@ impl std::fmt::Display for ArchiveError {
             ArchiveError::Meta(e) => write!(f, "failed to decode snapshot metadata: {e}"),
             ArchiveError::Missing(name) => write!(f, "snapshot file is missing {name}"),
             ArchiveError::Unexpected(name) => write!(f, "unexpected file {name:?} in snapshot"),
-            ArchiveError::TooLarge(n) => write!(
-                f,
-                "snapshot state is larger than the {MAX_STATE}-byte limit ({n} bytes or more)"
-            ),
+            ArchiveError::TooLarge(limit) => {
+                write!(f, "snapshot state is larger than the {limit}-byte limit")
+            }
             ArchiveError::Checksum(name) => {
                 write!(f, "snapshot file {name} does not match its SHA-256 sum")
             }
@@ -168,18 +168,25 @@ fn read_capped(r: impl Read, max: usize) -> Result<Vec<u8>, ArchiveError> {
     let mut out = Vec::new();
     r.take(max as u64 + 1).read_to_end(&mut out)?;
     if out.len() > max {
-        return Err(ArchiveError::TooLarge(out.len() as u64));
+        return Err(ArchiveError::TooLarge(max as u64));
     }
     Ok(out)
 }
 
-/// The metadata and state of a snapshot file, after checking both against `SHA256SUMS`.
-pub fn read(archive: &[u8]) -> Result<(ArchiveMeta, Vec<u8>), ArchiveError> {
-    let mut t = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+/// The metadata and state of a snapshot file, after checking both against `SHA256SUMS`; a state
+/// over `max_state` bytes is refused.
+pub fn read(archive: &[u8], max_state: usize) -> Result<(ArchiveMeta, Vec<u8>), ArchiveError> {
+    // The whole unpacked stream is capped, not only the files read here: tar keeps GNU long-name and
+    // PAX headers in memory whole, and gzip would let a small file claim gigabytes of them.
+    let unpacked = flate2::read::GzDecoder::new(archive).take(max_state as u64 + HEADROOM);
+    let mut t = tar::Archive::new(unpacked);
     let (mut meta_json, mut state, mut sums) = (None, None, None);
     for entry in t.entries()? {
         let entry = entry?;
         let name = entry.path()?.to_string_lossy().into_owned();
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(ArchiveError::Unexpected(name));
+        }
         let slot = match name.as_str() {
             "meta.json" => &mut meta_json,
             "state.bin" => &mut state,
@@ -189,7 +196,7 @@ pub fn read(archive: &[u8]) -> Result<(ArchiveMeta, Vec<u8>), ArchiveError> {
         if slot.is_some() {
             return Err(ArchiveError::Unexpected(name));
         }
-        *slot = Some(read_capped(entry, MAX_STATE)?);
+        *slot = Some(read_capped(entry, max_state)?);
     }
     let meta_json = meta_json.ok_or(ArchiveError::Missing("meta.json"))?;
     let state = state.ok_or(ArchiveError::Missing("state.bin"))?;
@@ -220,7 +227,9 @@ pub fn read(archive: &[u8]) -> Result<(ArchiveMeta, Vec<u8>), ArchiveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::replicated::MAX_RESTORE_FILE as MAX_ARCHIVE;
+
+    /// The limit the tests read with.
+    const LIMIT: usize = 1 << 20;
 
     fn meta() -> ArchiveMeta {
         ArchiveMeta {
@@ -256,7 +265,7 @@ mod tests {
         let state = b"the state machine's bytes".repeat(100);
         let file = write(&meta(), &state).unwrap();
         assert!(file.len() < state.len(), "gzipped");
-        let (m, s) = read(&file).unwrap();
+        let (m, s) = read(&file, LIMIT).unwrap();
         assert_eq!(s, state);
         assert_eq!(m.index, 40);
         assert_eq!(m.term, 2);
@@ -286,13 +295,13 @@ mod tests {
             ("SHA256SUMS", &sums),
         ]);
         assert!(matches!(
-            read(&changed),
+            read(&changed, LIMIT),
             Err(ArchiveError::Checksum("state.bin"))
         ));
 
         let no_sums = pack(&[("meta.json", &meta_json), ("state.bin", &state)]);
         assert!(matches!(
-            read(&no_sums),
+            read(&no_sums, LIMIT),
             Err(ArchiveError::Missing("SHA256SUMS"))
         ));
 
@@ -301,7 +310,10 @@ mod tests {
             ("extra/passwd", b"x"),
             ("state.bin", &state),
         ]);
-        assert!(matches!(read(&extra), Err(ArchiveError::Unexpected(_))));
+        assert!(matches!(
+            read(&extra, LIMIT),
+            Err(ArchiveError::Unexpected(_))
+        ));
 
         // Consul's own file: same layout, no Format field.
         let consul_meta = br#"{"Version":1,"ID":"2-9-1","Index":9,"Term":2,"Configuration":{"Servers":[]},"ConfigurationIndex":1,"Size":3}"#;
@@ -315,13 +327,16 @@ mod tests {
             ("state.bin", &state),
             ("SHA256SUMS", consul_sums.as_bytes()),
         ]);
-        let err = read(&consul).unwrap_err();
+        let err = read(&consul, LIMIT).unwrap_err();
         assert!(matches!(err, ArchiveError::Foreign(_)));
         assert!(err.to_string().contains("not written by murmur"), "{err}");
 
-        assert!(matches!(read(b"not gzip at all"), Err(ArchiveError::Io(_))));
         assert!(matches!(
-            read(&good[..good.len() / 2]),
+            read(b"not gzip at all", LIMIT),
+            Err(ArchiveError::Io(_))
+        ));
+        assert!(matches!(
+            read(&good[..good.len() / 2], LIMIT),
             Err(ArchiveError::Io(_))
         ));
     }
@@ -331,14 +346,42 @@ mod tests {
         let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         let mut t = tar::Builder::new(gz);
         let mut h = tar::Header::new_gnu();
-        let big = MAX_STATE as u64 + 10;
+        let big = LIMIT as u64 + 10;
         h.set_size(big);
         h.set_mode(0o600);
         h.set_entry_type(tar::EntryType::Regular);
         t.append_data(&mut h, "state.bin", std::io::repeat(0).take(big))
             .unwrap();
         let file = t.into_inner().unwrap().finish().unwrap();
-        assert!(file.len() < MAX_ARCHIVE / 100);
-        assert!(matches!(read(&file), Err(ArchiveError::TooLarge(_))));
+        assert!(file.len() < LIMIT / 100);
+        assert!(matches!(read(&file, LIMIT), Err(ArchiveError::TooLarge(_))));
+    }
+
+    #[test]
+    fn a_huge_tar_header_stops_at_the_limit_too() {
+        // A GNU long-name entry of 64 MiB: tar would hold it in memory whole.
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut t = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        let big = 64u64 << 20;
+        h.set_size(big);
+        h.set_entry_type(tar::EntryType::GNULongName);
+        t.append_data(&mut h, "x", std::io::repeat(b'a').take(big))
+            .unwrap();
+        let file = t.into_inner().unwrap().finish().unwrap();
+        assert!(file.len() < 1 << 20);
+        assert!(read(&file, LIMIT).is_err());
+        // And an entry that is not a plain file is refused by name.
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut t = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        t.append_link(&mut h, "state.bin", "/etc/shadow").unwrap();
+        let file = t.into_inner().unwrap().finish().unwrap();
+        assert!(matches!(
+            read(&file, LIMIT),
+            Err(ArchiveError::Unexpected(_))
+        ));
     }
 }

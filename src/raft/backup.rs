@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::Raft;
 use super::archive::{self, ArchiveConfiguration, ArchiveMeta, ArchiveServer};
 use super::fsm::Image;
-use crate::state::replicated::{Change, StoreError};
+use crate::state::replicated::{Change, MAX_RESTORE_STATE, StateImage, StoreError};
 
 /// How long a save waits for the snapshot it asked raft to build.
 const BUILD_WAIT: Duration = Duration::from_secs(30);
@@ -73,15 +73,20 @@ pub async fn save(raft: &Raft) -> Result<(u64, Vec<u8>), StoreError> {
         size: 0,
         format: String::new(),
     };
-    let file = archive::write(&meta, snap.snapshot.get_ref())
-        .map_err(|e| unavailable("packing the snapshot", e))?;
+    // Only the replicated state: the table of recent write IDs means nothing to another cluster.
+    let image = Image::decode(snap.snapshot.get_ref())
+        .map_err(|e| unavailable("reading the snapshot", e))?;
+    let state =
+        postcard::to_allocvec(&image.state).map_err(|e| unavailable("encoding the snapshot", e))?;
+    let file = archive::write(&meta, &state).map_err(|e| unavailable("packing the snapshot", e))?;
     Ok((last.index, file))
 }
 
 /// The change that replaces the state with `file`'s (checked whole before anything is proposed).
 pub fn restore_change(file: &[u8]) -> Result<Change, StoreError> {
-    let (_, state) = archive::read(file).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    let image = Image::decode(&state)
+    let (_, state) = archive::read(file, MAX_RESTORE_STATE)
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let image: StateImage = postcard::from_bytes(&state)
         .map_err(|e| unavailable("failed to decode the snapshot's state", e))?;
-    Ok(Change::Restore(image.state))
+    Ok(Change::Restore(image))
 }

@@ -24,7 +24,8 @@ const MAX_BYTES: usize = 512 << 10;
 /// Groups being committed at once: while they are, the next group gathers.
 const IN_FLIGHT: usize = 2;
 /// Writes waiting for a group: past this, a writer waits to be queued (within its hold time) rather
-/// than the queue growing without bound while raft cannot keep up.
+/// than the queue growing while raft cannot keep up. Counted in writes; their bytes are bounded by
+/// the HTTP API's body limits and the number of requests in flight.
 const QUEUE: usize = 16 * MAX_WRITES;
 
 /// Why a write was not committed.

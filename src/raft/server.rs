@@ -574,19 +574,13 @@ impl RaftServer {
         loop {
             let to = match self.route(deadline).await? {
                 Route::Here => {
-                    if r.consistency == Consistency::Consistent {
-                        let confirm = self.raft.ensure_linearizable();
-                        match tokio::time::timeout_at(deadline, confirm).await {
-                            Err(_) => return Err(StoreError::Unavailable(TIMED_OUT.into())),
-                            Ok(Ok(_)) => {}
-                            // Lost the lead meanwhile: route again once the metrics say so.
-                            Ok(Err(e)) => {
-                                tracing::debug!("consistent read not confirmed: {e}");
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                                continue;
-                            }
-                        }
-                    } else if !self.caught_up_as_leader(deadline).await? {
+                    // Lost the lead meanwhile: route again once the metrics say so.
+                    if r.consistency == Consistency::Consistent
+                        && !self.confirm_leadership(deadline).await?
+                    {
+                        continue;
+                    }
+                    if !self.caught_up_as_leader(deadline).await? {
                         continue;
                     }
                     return Ok(self.answer_here(&r).await);
@@ -609,11 +603,26 @@ impl RaftServer {
         }
     }
 
-    /// Before the first default read of its term: confirms with a quorum that this server leads, and
+    /// Confirms with a quorum that this server still leads, and waits until it has applied what
+    /// openraft then counts as committed. False: it does not lead.
+    async fn confirm_leadership(&self, deadline: Instant) -> Result<bool, StoreError> {
+        match tokio::time::timeout_at(deadline, self.raft.ensure_linearizable()).await {
+            Err(_) => Err(StoreError::Unavailable(TIMED_OUT.into())),
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(e)) => {
+                tracing::debug!("leadership not confirmed: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Before the first read of its term: confirms with a quorum that this server leads, and
     /// waits until it has applied every entry its log held then: those include everything earlier
     /// leaders committed (and, after a restart, writes whose commit the data dir had not recorded
-    /// yet), so a default read never shows a client state older than it saw before. Later reads in
-    /// the term go at once (Consul's default mode). False: it does not lead (any more).
+    /// yet), so no read shows a client state older than it saw before: openraft's own confirmation
+    /// waits only for the committed index it read from disk, which trails the last write. Later
+    /// default reads in the term go at once (Consul's default mode). False: it does not lead.
     async fn caught_up_as_leader(&self, deadline: Instant) -> Result<bool, StoreError> {
         let m = self.metrics();
         let term = m.current_term;
@@ -623,14 +632,8 @@ impl RaftServer {
         let (me, target) = (self.id, m.last_log_index.unwrap_or(0));
         // Confirm once per term with a quorum that this server leads: openraft restarts a server
         // that led before as leader of its old term, which it no longer is if another was elected.
-        match tokio::time::timeout_at(deadline, self.raft.ensure_linearizable()).await {
-            Err(_) => return Err(StoreError::Unavailable(TIMED_OUT.into())),
-            Ok(Err(e)) => {
-                tracing::debug!("leadership not confirmed for a read: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                return Ok(false);
-            }
-            Ok(Ok(_)) => {}
+        if !self.confirm_leadership(deadline).await? {
+            return Ok(false);
         }
         let wait = deadline.saturating_duration_since(Instant::now());
         let m = self
@@ -679,8 +682,7 @@ impl RaftServer {
     /// Serves an operator request at the leader.
     async fn operator_at(&self, op: OperatorOp, hops: u8) -> Result<OperatorReply, StoreError> {
         if op == (OperatorOp::Save { stale: true }) {
-            let (index, file) = backup::save(&self.raft).await?;
-            return Ok(OperatorReply::Snapshot { index, file });
+            return self.save(false).await;
         }
         let forward = |hops| Rpc::Operator {
             op: op.clone(),
@@ -697,10 +699,7 @@ impl RaftServer {
                     .await
                     .map(|()| OperatorReply::Removed),
                 OperatorOp::Health => Ok(OperatorReply::Health(self.health().await)),
-                OperatorOp::Save { .. } => {
-                    let (index, file) = backup::save(&self.raft).await?;
-                    Ok(OperatorReply::Snapshot { index, file })
-                }
+                OperatorOp::Save { .. } => self.save(true).await,
                 OperatorOp::Restore(file) => {
                     let change = backup::restore_change(file)?;
                     let w = self.propose(Command::encode_write(&change), hops).await?;
@@ -746,6 +745,21 @@ impl RaftServer {
             }
         }
         here.await
+    }
+
+    /// A snapshot file of this server's state; `consistent`: as Consul's leader does, first confirm
+    /// the lead and catch up, so the file holds every write acknowledged before the request.
+    async fn save(&self, consistent: bool) -> Result<OperatorReply, StoreError> {
+        if consistent {
+            let deadline = Instant::now() + HOLD;
+            if !self.confirm_leadership(deadline).await?
+                || !self.caught_up_as_leader(deadline).await?
+            {
+                return Err(StoreError::NoLeader);
+            }
+        }
+        let (index, file) = backup::save(&self.raft).await?;
+        Ok(OperatorReply::Snapshot { index, file })
     }
 
     /// Takes `peer` out of the raft configuration (a server gossip still shows alive comes back as a

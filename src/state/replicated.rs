@@ -41,9 +41,11 @@ pub enum Change {
     Reap(u64),
 }
 
-/// Largest state an operator's snapshot file may hold unpacked: a restore travels as one log entry,
-/// which must fit the server transport's frame with room for the entries around it.
-pub const MAX_RESTORE_STATE: usize = 32 << 20;
+/// Largest state an operator's snapshot file may hold unpacked. A restore travels as one log entry,
+/// and openraft 0.9 gives each append to a follower 100 ms (the heartbeat interval): an entry that
+/// cannot be sent, stored and acknowledged in that time is never replicated. Chunked restores would
+/// lift this.
+pub const MAX_RESTORE_STATE: usize = 4 << 20;
 
 /// Largest snapshot file a restore takes (gzip never makes the state larger than this).
 pub const MAX_RESTORE_FILE: usize = MAX_RESTORE_STATE + (1 << 20);
@@ -128,6 +130,24 @@ impl Replica {
         for t in &mut image.kv.tombstones {
             t.1 = index;
         }
+        // A key held now and absent from the snapshot is deleted by the restore: its tombstone
+        // wakes the readers blocked on it (and on its prefixes) and keeps its index from falling.
+        let kept: std::collections::HashSet<String> = image
+            .kv
+            .entries
+            .iter()
+            .map(|e| e.key.clone())
+            .chain(image.kv.tombstones.iter().map(|t| t.0.clone()))
+            .collect();
+        let now = self.kv.image();
+        let gone = now
+            .entries
+            .iter()
+            .map(|e| &e.key)
+            .chain(now.tombstones.iter().map(|t| &t.0))
+            .filter(|k| !kept.contains(*k));
+        let gone: Vec<(String, u64)> = gone.map(|k| (k.clone(), index)).collect();
+        image.kv.tombstones.extend(gone);
         for s in &mut image.sessions {
             s.create_index = s.create_index.min(index);
             s.modify_index = index;

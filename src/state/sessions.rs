@@ -93,8 +93,8 @@ pub enum SessionHealth {
 }
 
 impl Session {
-    /// How its node (`member`, from gossip) and its checks (in the node's catalog `record`) stand;
-    /// the first check that is missing or critical decides.
+    /// How its node (`member`, from gossip) and its checks (in the node's catalog `record`) stand: a
+    /// critical check first (so a missing one cannot hide it), then a missing one.
     pub fn health(
         &self,
         member: Option<&MemberRecord>,
@@ -107,12 +107,16 @@ impl Session {
             .node_checks
             .iter()
             .chain(self.service_checks.iter().map(|c| &c.id));
+        let mut missing = None;
         for id in ids {
             let critical = if id == "serfHealth" {
                 matches!(member.status, MemberStatus::Failed | MemberStatus::Left)
             } else {
                 match record.and_then(|r| r.checks.iter().find(|c| c.id == *id)) {
-                    None => return SessionHealth::MissingCheck(id.clone()),
+                    None => {
+                        missing.get_or_insert(id);
+                        false
+                    }
                     Some(c) => c.status() == Status::Critical,
                 }
             };
@@ -120,7 +124,9 @@ impl Session {
                 return SessionHealth::Critical(id.clone());
             }
         }
-        SessionHealth::Healthy
+        missing.map_or(SessionHealth::Healthy, |id| {
+            SessionHealth::MissingCheck(id.clone())
+        })
     }
 
     /// The TTL as a duration (none when unset).
@@ -447,6 +453,55 @@ mod tests {
             create_index: 0,
             modify_index: 0,
         }
+    }
+
+    #[test]
+    fn health_finds_a_critical_check_behind_a_missing_one() {
+        let member = |status| MemberRecord {
+            name: "n1".into(),
+            addr: "127.0.0.1:8301".parse().unwrap(),
+            status,
+            incarnation: 1,
+            tags: Default::default(),
+            meta: Default::default(),
+            create_index: 1,
+            modify_index: 1,
+        };
+        let check = |id: &str, status: u8| crate::state::node_record::CheckRecord {
+            id: id.into(),
+            name: id.into(),
+            status,
+            notes: String::new(),
+            output: String::new(),
+            service_id: String::new(),
+            kind: "ttl".into(),
+        };
+        let record = NodeRecord {
+            services: Vec::new(),
+            checks: vec![check("ok", 0), check("bad", 2)],
+        };
+        let mut s = session("a", "n1");
+        s.node_checks = vec!["serfHealth".into(), "gone".into(), "bad".into()];
+        let alive = member(MemberStatus::Alive);
+        assert_eq!(
+            s.health(Some(&alive), Some(&record)),
+            SessionHealth::Critical("bad".into())
+        );
+        s.node_checks = vec!["serfHealth".into(), "gone".into(), "ok".into()];
+        assert_eq!(
+            s.health(Some(&alive), Some(&record)),
+            SessionHealth::MissingCheck("gone".into())
+        );
+        s.node_checks = vec!["serfHealth".into(), "ok".into()];
+        assert_eq!(
+            s.health(Some(&alive), Some(&record)),
+            SessionHealth::Healthy
+        );
+        assert_eq!(
+            s.health(Some(&member(MemberStatus::Failed)), Some(&record)),
+            SessionHealth::Critical("serfHealth".into())
+        );
+        assert_eq!(s.health(None, Some(&record)), SessionHealth::MissingNode);
     }
 
     #[test]

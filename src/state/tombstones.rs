@@ -112,7 +112,7 @@ mod tests {
             None,
             "within the granularity"
         );
-        // Nothing old enough to reap: no reap (and no reap time used up).
+        // Nothing old enough to reap: no reap, and the store is next looked at a granularity later.
         let mut gc2 = TombstoneGc::new(100 * S, 10 * S);
         gc2.observe(t0, 1, 5);
         assert_eq!(gc2.due(t0 + 200 * S, || Some(6)), None);

@@ -24,12 +24,6 @@ const CLIENTS: u64 = 4;
 const MAX_OPS: u64 = 1000;
 const KEY: &str = "/v1/kv/lin";
 
-fn leader(a: &Agent) -> Option<String> {
-    let (code, body) = a.http("GET", "/v1/status/leader")?;
-    let l: String = serde_json::from_str(&body).ok()?;
-    (code == 200 && !l.is_empty()).then_some(l)
-}
-
 /// What became of a request.
 enum Outcome {
     /// Answered with this status and body.
@@ -182,8 +176,8 @@ fn kv_history_through_a_leader_crash_is_linearizable() {
     let mut servers = [server(1), server(2), server(3)];
     assert!(
         wait_for(SETTLE, || {
-            let l = leader(&servers[0]);
-            l.is_some() && servers.iter().all(|s| leader(s) == l)
+            let l = servers[0].leader();
+            l.is_some() && servers.iter().all(|s| s.leader() == l)
         }),
         "no agreed leader"
     );
@@ -223,7 +217,7 @@ fn kv_history_through_a_leader_crash_is_linearizable() {
     for _ in 0..2 {
         progress(100);
         let alive = servers.iter().position(|s| s.child.is_some()).unwrap();
-        let old = leader(&servers[alive]).unwrap();
+        let old = servers[alive].leader().unwrap();
         let victim = servers
             .iter()
             .position(|s| old == format!("{}:8300", s.ip))
@@ -232,12 +226,12 @@ fn kv_history_through_a_leader_crash_is_linearizable() {
         servers[victim].crash();
         let other = (victim + 1) % 3;
         assert!(
-            wait_for(SETTLE, || leader(&servers[other]).is_some_and(|l| l != old)),
+            wait_for(SETTLE, || servers[other].leader().is_some_and(|l| l != old)),
             "no new leader"
         );
         progress(100);
         servers[victim].restart();
-        assert!(wait_for(SETTLE, || leader(&servers[victim]).is_some()));
+        assert!(wait_for(SETTLE, || servers[victim].leader().is_some()));
     }
     progress(100);
     stop.store(true, Ordering::Relaxed);

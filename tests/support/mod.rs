@@ -150,6 +150,13 @@ impl Agent {
             .unwrap()
     }
 
+    /// The leader this agent reports (`IP:port`), if any.
+    pub fn leader(&self) -> Option<String> {
+        let (code, body) = self.http("GET", "/v1/status/leader")?;
+        let l: String = serde_json::from_str(&body).ok()?;
+        (code == 200 && !l.is_empty()).then_some(l)
+    }
+
     /// Raw HTTP call: (status, body), or None if the agent is unreachable.
     pub fn http(&self, method: &str, path: &str) -> Option<(u16, String)> {
         let t = murmur::http::client::Target::parse(&self.http_addr()).unwrap();
