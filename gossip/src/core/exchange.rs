@@ -207,7 +207,7 @@ impl Core {
     }
 
     /// Merges a full state received from `from` (remote failures are only suspected); returns how many
-    /// entries it held.
+    /// member entries it held (the node records riding along are not counted).
     pub fn merge_state(
         &mut self,
         now: Instant,
