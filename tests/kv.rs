@@ -46,6 +46,17 @@ fn entry(a: &Agent, key: &str, mode: &str) -> Option<(u64, String)> {
     Some((v[0]["ModifyIndex"].as_u64()?, String::from_utf8(raw).ok()?))
 }
 
+/// The position of a server that knows a leader other than itself.
+fn follower(servers: &[Agent]) -> usize {
+    servers
+        .iter()
+        .position(|s| {
+            s.leader()
+                .is_some_and(|l| !l.starts_with(&format!("{}:", s.ip)))
+        })
+        .expect("a follower")
+}
+
 #[test]
 fn three_servers_elect_replicate_and_survive_a_leader_crash() {
     let dir = tmp("kv-cluster");
@@ -716,13 +727,7 @@ fn a_later_server_joins_as_a_non_voter_and_a_wiped_server_rejoins() {
 
     // A server whose data dir is wiped comes back with a new node ID under its old name: the leader
     // replaces the old entry instead of counting a dead voter, and the cluster keeps taking writes.
-    let victim = servers
-        .iter()
-        .position(|s| {
-            s.leader()
-                .is_some_and(|l| !l.starts_with(&format!("{}:", s.ip)))
-        })
-        .expect("a follower");
+    let victim = follower(&servers);
     servers[victim].crash();
     std::fs::remove_dir_all(dir.join(&servers[victim].name)).unwrap();
     servers[victim].restart();
@@ -751,13 +756,7 @@ fn a_later_server_joins_as_a_non_voter_and_a_wiped_server_rejoins() {
 
     // A server that crashes and stays down is removed once gossip declares it failed (autopilot's
     // cleanup_dead_servers); the other three keep the quorum.
-    let gone = servers
-        .iter()
-        .position(|s| {
-            s.leader()
-                .is_some_and(|l| !l.starts_with(&format!("{}:", s.ip)))
-        })
-        .expect("a follower");
+    let gone = follower(&servers);
     servers[gone].crash();
     let rest: Vec<u8> = (0..4u8).filter(|n| usize::from(*n) != gone).collect();
     let watcher = &servers[usize::from(rest[0])];

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::util::entropy;
-use crate::util::files::{Access, create_private_dir, write_atomic};
+use crate::util::files::{Access, create_private_dir, read_or_create};
 
 /// Name of the lock file; it holds the owning agent's process ID.
 pub const LOCK_FILE: &str = "murmur.lock";
@@ -44,21 +44,14 @@ impl DataDir {
     /// it was created now.
     pub fn node_id(&self) -> Result<(String, bool), String> {
         let f = self.path.join("node-id");
-        match std::fs::read_to_string(&f) {
-            Ok(s) => {
-                let id = s.trim().to_ascii_lowercase();
-                if entropy::is_uuid(&id) {
-                    Ok((id, false))
-                } else {
-                    Err(format!("{}: not a UUID: {:?}", f.display(), s.trim()))
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let id = entropy::uuid()?;
-                write_atomic(&f, id.as_bytes(), Access::Public)?;
-                Ok((id, true))
-            }
-            Err(e) => Err(format!("{}: {e}", f.display())),
+        let (b, created) =
+            read_or_create(&f, Access::Public, || Ok(entropy::uuid()?.into_bytes()))?;
+        let s = String::from_utf8_lossy(&b);
+        let id = s.trim().to_ascii_lowercase();
+        if entropy::is_uuid(&id) {
+            Ok((id, created))
+        } else {
+            Err(format!("{}: not a UUID: {:?}", f.display(), s.trim()))
         }
     }
 
@@ -66,9 +59,10 @@ impl DataDir {
     /// one member: a second name on the same ID would show two members with one identity.
     pub fn claim_name(&self, name: &str, node_id: &str) -> Result<(), String> {
         let f = self.path.join("node-name");
-        match std::fs::read_to_string(&f) {
-            Ok(s) if s.trim() == name => Ok(()),
-            Ok(s) => Err(format!(
+        let (b, _) = read_or_create(&f, Access::Public, || Ok(name.as_bytes().to_vec()))?;
+        match String::from_utf8_lossy(&b) {
+            s if s.trim() == name => Ok(()),
+            s => Err(format!(
                 "data_dir {} belongs to node {:?} (node ID {node_id}), not {name:?}: start it with \
                  -node={}, or give {name:?} its own -data-dir. To rename the node, let it leave \
                  the cluster under its old name first, then delete {}",
@@ -77,10 +71,6 @@ impl DataDir {
                 s.trim(),
                 f.display()
             )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                write_atomic(&f, name.as_bytes(), Access::Public)
-            }
-            Err(e) => Err(format!("{}: {e}", f.display())),
         }
     }
 }

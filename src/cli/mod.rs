@@ -11,7 +11,7 @@ pub mod ops;
 pub mod snapshot;
 pub mod tls;
 
-use crate::http::client::Target;
+use crate::http::client::{Reply, Target};
 use crate::util::flags::{Arity, Flag};
 
 /// A flag that takes a value.
@@ -112,6 +112,15 @@ pub fn main(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// Consul's text for an answer other than 200, the agent's message trimmed of its line end.
+pub(crate) fn unexpected(r: &Reply) -> String {
+    format!(
+        "Unexpected response code: {} ({})",
+        r.status,
+        r.text().trim_end()
+    )
 }
 
 /// Resolves the agent address from `-http-addr` and the environment, printing an error on failure.

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::catalog::get_json;
 use super::ops::parse;
-use super::{HTTP_ADDR, one, target};
+use super::{HTTP_ADDR, one, target, unexpected};
 
 /// `remove-peer`: what it prints on success, or the error after "Error removing peer: ".
 fn remove_peer(args: &[String]) -> Result<String, String> {
@@ -32,11 +32,7 @@ fn remove_peer(args: &[String]) -> Result<String, String> {
         .call("DELETE", &format!("/v1/operator/raft/peer?{query}"))
         .map_err(|e| e.to_string())?;
     if r.status != 200 {
-        return Err(format!(
-            "Unexpected response code: {} ({})",
-            r.status,
-            r.text().trim_end()
-        ));
+        return Err(unexpected(&r));
     }
     Ok(done)
 }

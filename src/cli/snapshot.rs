@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::ops::parse;
-use super::{HTTP_ADDR, boolean, target};
+use super::{HTTP_ADDR, boolean, target, unexpected};
 use crate::raft::archive;
 // A saved file came through the server transport: its state fits one frame.
 use crate::raft::rpc::MAX_FRAME;
@@ -70,11 +70,7 @@ fn save(args: &[String]) -> Result<String, String> {
         .call("GET", path)
         .map_err(|e| format!("Error saving snapshot: {e}"))?;
     if r.status != 200 {
-        return Err(format!(
-            "Error saving snapshot: Unexpected response code: {} ({})",
-            r.status,
-            r.text().trim_end()
-        ));
+        return Err(format!("Error saving snapshot: {}", unexpected(&r)));
     }
     // Check the file before it replaces anything at FILE (Consul verifies its download the same way).
     let (meta, _) = archive::read(&r.body, MAX_FRAME)
@@ -96,11 +92,7 @@ fn restore(args: &[String]) -> Result<String, String> {
         .call_with_body("PUT", "/v1/snapshot", &data)
         .map_err(|e| format!("Error restoring snapshot: {e}"))?;
     if r.status != 200 {
-        return Err(format!(
-            "Error restoring snapshot: Unexpected response code: {} ({})",
-            r.status,
-            r.text().trim_end()
-        ));
+        return Err(format!("Error restoring snapshot: {}", unexpected(&r)));
     }
     Ok("Restored snapshot".into())
 }

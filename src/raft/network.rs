@@ -24,6 +24,7 @@ use super::rpc::{self, Answer, MAX_FRAME, Rpc};
 use super::{ServerNode, TypeConfig};
 use crate::net::quic::{read_frame, write_frame};
 use crate::net::tls::{self, TlsSettings};
+use crate::util::files::{Access, read_or_create};
 
 /// How long a small request may go unacknowledged by the peer's QUIC stack before the peer counts as
 /// gone (so the request goes to another server or waits for a new leader). A live peer acknowledges
@@ -103,29 +104,19 @@ pub struct ResetKey(pub [u8; 32]);
 impl ResetKey {
     /// The key in `file`, created on first use; a random one when there is no data dir.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, String> {
-        let mut key = [0u8; 32];
-        let Some(file) = file else {
-            crate::util::entropy::fill(&mut key)?;
-            return Ok(ResetKey(key));
+        let random = || {
+            let mut key = [0u8; 32];
+            crate::util::entropy::fill(&mut key).map(|()| key.to_vec())
         };
-        match std::fs::read(file) {
-            Ok(b) if b.len() == key.len() => {
-                key.copy_from_slice(&b);
-                Ok(ResetKey(key))
-            }
-            Ok(b) => Err(format!(
-                "{}: {} bytes, expected {}",
-                file.display(),
-                b.len(),
-                key.len()
-            )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                crate::util::entropy::fill(&mut key)?;
-                crate::util::files::write_atomic(file, &key, crate::util::files::Access::Owner)?;
-                Ok(ResetKey(key))
-            }
-            Err(e) => Err(format!("{}: {e}", file.display())),
-        }
+        let b = match file {
+            None => random()?,
+            Some(file) => read_or_create(file, Access::Owner, random)?.0,
+        };
+        let key: [u8; 32] = b.as_slice().try_into().map_err(|_| {
+            let shown = file.map_or_else(String::new, |f| f.display().to_string());
+            format!("{shown}: {} bytes, expected 32", b.len())
+        })?;
+        Ok(ResetKey(key))
     }
 }
 

@@ -473,6 +473,16 @@ impl KvStore {
         self.len() == 0
     }
 
+    /// The name of every key held or deleted (tombstoned), without their values.
+    pub fn names(&self) -> Vec<String> {
+        let d = self.read();
+        d.entries
+            .keys()
+            .chain(d.tombstones.keys())
+            .cloned()
+            .collect()
+    }
+
     /// Index of the oldest tombstone, if any.
     pub fn oldest_tombstone(&self) -> Option<u64> {
         self.read().tombstones.values().min().copied()

@@ -132,21 +132,20 @@ impl Replica {
         }
         // A key held now and absent from the snapshot is deleted by the restore: its tombstone
         // wakes the readers blocked on it (and on its prefixes) and keeps its index from falling.
-        let kept: std::collections::HashSet<String> = image
+        let kept: std::collections::HashSet<&str> = image
             .kv
             .entries
             .iter()
-            .map(|e| e.key.clone())
-            .chain(image.kv.tombstones.iter().map(|t| t.0.clone()))
+            .map(|e| e.key.as_str())
+            .chain(image.kv.tombstones.iter().map(|t| t.0.as_str()))
             .collect();
-        let now = self.kv.image();
-        let gone = now
-            .entries
-            .iter()
-            .map(|e| &e.key)
-            .chain(now.tombstones.iter().map(|t| &t.0))
-            .filter(|k| !kept.contains(*k));
-        let gone: Vec<(String, u64)> = gone.map(|k| (k.clone(), index)).collect();
+        let gone: Vec<(String, u64)> = self
+            .kv
+            .names()
+            .into_iter()
+            .filter(|k| !kept.contains(k.as_str()))
+            .map(|k| (k, index))
+            .collect();
         image.kv.tombstones.extend(gone);
         for s in &mut image.sessions {
             s.create_index = s.create_index.min(index);

@@ -46,6 +46,25 @@ pub fn write_atomic(path: &Path, data: &[u8], access: Access) -> Result<(), Stri
     written.map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+/// The contents of `path`; when there is no such file, `create()`'s, first written there through
+/// [`write_atomic`] (files made on first start: node ID, node name, secrets). The flag says whether
+/// the file was created now.
+pub fn read_or_create(
+    path: &Path,
+    access: Access,
+    create: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Result<(Vec<u8>, bool), String> {
+    match std::fs::read(path) {
+        Ok(b) => Ok((b, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let b = create()?;
+            write_atomic(path, &b, access)?;
+            Ok((b, true))
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 /// Creates `path` with `data`; refuses to replace an existing file.
 pub fn create_new(path: &Path, data: &[u8], access: Access) -> Result<(), String> {
     OpenOptions::new()
