@@ -86,7 +86,7 @@ pub async fn save(raft: &Raft) -> Result<(u64, Vec<u8>), StoreError> {
 pub fn restore_change(file: &[u8]) -> Result<Change, StoreError> {
     let (_, state) = archive::read(file, MAX_RESTORE_STATE)
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    let image: StateImage = postcard::from_bytes(&state)
+    let image = StateImage::decode(&state)
         .map_err(|e| unavailable("failed to decode the snapshot's state", e))?;
     Ok(Change::Restore(image))
 }

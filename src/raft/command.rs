@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::kv::KvRefusal;
+use crate::state::kv::Refusal;
 use crate::state::replicated::Change;
 use crate::state::txn::TxnOutcome;
 
@@ -37,6 +37,8 @@ const TAG_RESTORE: u16 = 5;
 /// Tombstones reaped. Ignorable: a server that keeps them differs only in the indexes of deleted keys
 /// (higher, never lower), which no reader can tell from a later write.
 const TAG_REAP: u16 = 6 | IGNORABLE;
+/// An external catalog registration or deregistration.
+const TAG_CATALOG: u16 = 7;
 
 /// Why a request could not be read as a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +73,7 @@ impl Command {
             Change::Txn(ops) => (TAG_TXN, postcard::to_allocvec(ops)),
             Change::Restore(image) => (TAG_RESTORE, postcard::to_allocvec(image)),
             Change::Reap(up_to) => (TAG_REAP, postcard::to_allocvec(up_to)),
+            Change::Catalog(op) => (TAG_CATALOG, postcard::to_allocvec(op)),
         };
         Request {
             id: 0,
@@ -123,6 +126,9 @@ impl Command {
             TAG_TXN => Ok(Change::Txn(postcard::from_bytes(&r.body).map_err(body)?)),
             TAG_REAP => Ok(Change::Reap(postcard::from_bytes(&r.body).map_err(body)?)),
             TAG_RESTORE => Ok(Change::Restore(
+                crate::state::replicated::StateImage::decode(&r.body).map_err(body)?,
+            )),
+            TAG_CATALOG => Ok(Change::Catalog(
                 postcard::from_bytes(&r.body).map_err(body)?,
             )),
             t => Err(DecodeError::UnknownTag(t)),
@@ -137,7 +143,7 @@ pub enum Reply {
     /// that did not hold is `false`).
     Done(bool),
     /// Not applied: the state refused it.
-    Refused(KvRefusal),
+    Refused(Refusal),
     /// Not applied: this server cannot read the command.
     Unreadable(String),
     /// No command (blank and membership entries).

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Command, DecodeError, IGNORABLE, Reply, Request};
 use super::{ServerNode, TypeConfig};
-use crate::state::replicated::{Applied, Change, Replica, StateImage};
+use crate::state::replicated::{Applied, Change, Replica, StateImage, StateImageV1, decode_exact};
 
 type StErr = StorageError<u64>;
 type Meta = SnapshotMeta<u64, ServerNode>;
@@ -32,10 +32,24 @@ pub struct Image {
     recent: Vec<(u128, Reply)>,
 }
 
+/// [`Image`] as servers wrote it before the external catalog.
+#[derive(Deserialize)]
+struct ImageV1 {
+    state: StateImageV1,
+    recent: Vec<(u128, Reply)>,
+}
+
 impl Image {
-    /// Reads a snapshot's bytes.
+    /// Reads a snapshot's bytes, in this version's layout or the one before it.
     pub fn decode(data: &[u8]) -> Result<Self, postcard::Error> {
-        postcard::from_bytes(data)
+        decode_exact::<Image>(data).or_else(|e| {
+            decode_exact::<ImageV1>(data)
+                .map(|v| Image {
+                    state: v.state.into(),
+                    recent: v.recent,
+                })
+                .map_err(|_| e)
+        })
     }
 }
 

@@ -153,6 +153,22 @@ pub(super) fn string(
     }
 }
 
+/// An optional map of strings (`meta`, a node's `tagged_addresses`), `what` naming it in errors.
+pub(super) fn string_map(
+    v: Option<&Value>,
+    what: &str,
+) -> Result<BTreeMap<String, String>, DefinitionError> {
+    match v {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+            .collect::<Option<BTreeMap<_, _>>>()
+            .ok_or_else(|| DefinitionError(format!("{what}: values must be strings"))),
+        Some(other) => err(format!("{what}: expected an object, got {other}")),
+    }
+}
+
 /// A service definition (config file or `PUT /v1/agent/service/register`) and the checks it carries.
 pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError> {
     let f = fields(v, "service")?;
@@ -200,15 +216,7 @@ pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError
             .and_then(|p| u16::try_from(p).ok())
             .ok_or_else(|| DefinitionError(format!("port: expected 0-65535, got {p}")))?,
     };
-    let meta = match f.get("meta") {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(o)) => o
-            .iter()
-            .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-            .collect::<Option<BTreeMap<_, _>>>()
-            .ok_or_else(|| DefinitionError("meta: values must be strings".into()))?,
-        Some(other) => return err(format!("meta: expected an object, got {other}")),
-    };
+    let meta = string_map(f.get("meta"), "meta")?;
     let tagged_addresses = match f.get("taggedaddresses") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(o)) => o.clone(),

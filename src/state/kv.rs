@@ -104,18 +104,25 @@ pub enum KvOp {
 
 /// Why an operation was not applied (the store is unchanged).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KvRefusal {
+pub enum Refusal {
     /// A lock operation named a session the store does not hold.
     UnknownSession(String),
     /// A session was created with an ID already in use.
     SessionExists(String),
+    /// A catalog registration that skips the node update named a node the catalog lacks.
+    MissingNode(String),
+    /// A catalog check named a service its node does not have.
+    MissingService(String),
 }
 
-impl std::fmt::Display for KvRefusal {
+impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            KvRefusal::UnknownSession(s) => write!(f, "invalid session \"{s}\""),
-            KvRefusal::SessionExists(s) => write!(f, "session {s:?} already exists"),
+            Refusal::UnknownSession(s) => write!(f, "invalid session \"{s}\""),
+            Refusal::SessionExists(s) => write!(f, "session {s:?} already exists"),
+            // Consul's texts (state.ErrMissingNode, state.ErrMissingService).
+            Refusal::MissingNode(_) => f.write_str("Missing node registration"),
+            Refusal::MissingService(_) => f.write_str("Missing service registration"),
         }
     }
 }
@@ -234,7 +241,7 @@ impl KvStore {
         index: u64,
         op: &KvOp,
         session_ok: impl Fn(&str) -> bool,
-    ) -> Result<bool, KvRefusal> {
+    ) -> Result<bool, Refusal> {
         let mut all = self.apply_all(index, std::slice::from_ref(op), session_ok);
         all.pop().unwrap_or(Ok(false))
     }
@@ -246,7 +253,7 @@ impl KvStore {
         index: u64,
         ops: &[KvOp],
         session_ok: impl Fn(&str) -> bool,
-    ) -> Vec<Result<bool, KvRefusal>> {
+    ) -> Vec<Result<bool, Refusal>> {
         let mut changed: Vec<String> = Vec::new();
         let results = {
             let mut d = self.write();
@@ -647,7 +654,7 @@ fn apply_locked(
     op: &KvOp,
     session_ok: &dyn Fn(&str) -> bool,
     changed: &mut Vec<String>,
-) -> Result<bool, KvRefusal> {
+) -> Result<bool, Refusal> {
     match op {
         KvOp::Set { key, value, flags } => {
             // A plain write carries no lock index (Consul stores the request's, 0) and keeps the holder.
@@ -680,7 +687,7 @@ fn apply_locked(
             session,
         } => {
             if !session_ok(session) {
-                return Err(KvRefusal::UnknownSession(session.clone()));
+                return Err(Refusal::UnknownSession(session.clone()));
             }
             let (holder, lock_index) = d
                 .entries
@@ -875,7 +882,7 @@ mod tests {
         };
         assert_eq!(
             s.apply(1, &lock("nope"), |x| x != "nope"),
-            Err(KvRefusal::UnknownSession("nope".into()))
+            Err(Refusal::UnknownSession("nope".into()))
         );
         assert!(s.is_empty(), "a refused lock writes nothing");
         assert_eq!(s.apply(2, &lock("a"), |_| true), Ok(true));

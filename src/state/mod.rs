@@ -13,6 +13,8 @@
 //! - `node_record.rs`: the record a node publishes about its services and checks (gossip's bytes)
 //! - `catalog.rs`: every node's record, indexed by service, with a watch per service name
 //! - `kv.rs`: the servers' KV store, with a watch per key and per prefix
+//! - `external.rs`, `registration.rs`: the servers' external catalog (`/v1/catalog/register`) and the
+//!   bodies that write it
 //! - `sessions.rs`: the servers' sessions (lock holders, behaviors, lock delays)
 //! - `tombstones.rs`: when the leader reaps the KV store's tombstones
 //! - `replicated.rs`: what the agent asks of the servers' store, wherever it is answered
@@ -22,6 +24,7 @@ pub mod catalog;
 pub mod changes;
 pub mod check_kind;
 pub mod definitions;
+pub mod external;
 pub mod keyring;
 pub mod kv;
 pub mod local_services;
@@ -29,6 +32,7 @@ pub mod maintenance;
 pub mod members;
 pub mod node_record;
 pub mod publish;
+pub mod registration;
 pub mod replicated;
 pub mod servers;
 pub mod sessions;

@@ -114,7 +114,8 @@ impl std::fmt::Display for RecordDecodeError {
 
 impl std::error::Error for RecordDecodeError {}
 
-fn status_code(s: Status) -> u8 {
+/// A status as records carry it.
+pub(super) fn status_code(s: Status) -> u8 {
     match s {
         Status::Passing => 0,
         Status::Warning => 1,
@@ -186,7 +187,8 @@ pub fn consul_service_record(server_port: u16) -> ServiceRecord {
     ServiceRecord::plain("consul", "consul", &[], server_port)
 }
 
-fn service_record(s: &ServiceDef) -> ServiceRecord {
+/// A service definition as records carry it.
+pub(super) fn service_record(s: &ServiceDef) -> ServiceRecord {
     ServiceRecord {
         id: s.id.clone(),
         name: s.name.clone(),

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::autopilot::{OperatorOp, OperatorReply};
-use super::kv::{KvAnswer, KvImage, KvOp, KvQuery, KvRefusal, KvStore};
+use super::external::{CatalogOp, ExternalCatalog, ExternalImage, ExternalNode};
+use super::kv::{KvAnswer, KvImage, KvOp, KvQuery, KvStore, Refusal};
 use super::sessions::{Behavior, Session, SessionOp, SessionQuery, SessionStore};
 use super::txn::{TxnCheck, TxnOp, TxnOutcome};
 
@@ -39,6 +40,8 @@ pub enum Change {
     Restore(StateImage),
     /// KV tombstones of deletions at or below this index dropped (the leader's tombstone GC).
     Reap(u64),
+    /// An external node, service or check registered or deregistered.
+    Catalog(CatalogOp),
 }
 
 /// Largest state an operator's snapshot file may hold unpacked. A restore travels as one log entry,
@@ -59,6 +62,47 @@ pub struct StateImage {
     pub sessions_index: u64,
     /// Sessions.
     pub sessions: Vec<Session>,
+    /// The external catalog. Last, so that the layout without it still reads (see [`StateImage::decode`]).
+    pub external: ExternalImage,
+}
+
+/// [`StateImage`] as servers wrote it before the external catalog.
+#[derive(Deserialize)]
+pub struct StateImageV1 {
+    kv: KvImage,
+    sessions_index: u64,
+    sessions: Vec<Session>,
+}
+
+impl From<StateImageV1> for StateImage {
+    fn from(v: StateImageV1) -> Self {
+        StateImage {
+            kv: v.kv,
+            sessions_index: v.sessions_index,
+            sessions: v.sessions,
+            external: ExternalImage::default(),
+        }
+    }
+}
+
+/// Decodes `bytes` as a `T` that uses all of them.
+pub fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
+    match postcard::take_from_bytes(bytes)? {
+        (v, []) => Ok(v),
+        _ => Err(postcard::Error::DeserializeBadEncoding),
+    }
+}
+
+impl StateImage {
+    /// Reads an image in this version's layout or the one before it. Postcard does not describe its
+    /// fields, so the layout is told by which one reads the bytes exactly.
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        decode_exact::<StateImage>(bytes).or_else(|e| {
+            decode_exact::<StateImageV1>(bytes)
+                .map(Into::into)
+                .map_err(|_| e)
+        })
+    }
 }
 
 /// What applying a change answered.
@@ -79,6 +123,8 @@ pub enum Query {
     Session(SessionQuery),
     /// A transaction that only reads and compares.
     Txn(Vec<TxnCheck>),
+    /// The external catalog (agents mirror it).
+    External,
 }
 
 /// A read's result.
@@ -90,15 +136,20 @@ pub enum ReadAnswer {
     Sessions(Vec<Session>),
     /// A read-only transaction's outcome.
     Txn(TxnOutcome),
+    /// The external catalog.
+    External(Vec<ExternalNode>),
 }
 
-/// What a server's state machine holds: the KV store and the sessions that lock its keys.
+/// What a server's state machine holds: the KV store, the sessions that lock its keys, and the
+/// external catalog.
 #[derive(Default)]
 pub struct Replica {
     /// Keys.
     pub kv: KvStore,
     /// Sessions.
     pub sessions: SessionStore,
+    /// Nodes and services registered through `/v1/catalog/register`.
+    pub external: ExternalCatalog,
 }
 
 impl Replica {
@@ -109,6 +160,7 @@ impl Replica {
             kv: self.kv.image(),
             sessions_index,
             sessions,
+            external: self.external.image(),
         }
     }
 
@@ -116,6 +168,7 @@ impl Replica {
     pub fn restore(&self, image: StateImage) {
         self.kv.restore(image.kv);
         self.sessions.restore(image.sessions_index, image.sessions);
+        self.external.restore(image.external);
     }
 
     /// Replaces the state with an operator's snapshot at raft index `index`. Everything in it counts
@@ -152,11 +205,16 @@ impl Replica {
             s.modify_index = index;
         }
         image.sessions_index = index;
+        for n in &mut image.external.nodes {
+            n.create_index = n.create_index.min(index);
+            n.modify_index = index;
+        }
+        image.external.index = index;
         self.restore(image);
     }
 
     /// Applies `change` at raft index `index` (every server alike).
-    pub fn apply(&self, index: u64, change: &Change) -> Result<Applied, KvRefusal> {
+    pub fn apply(&self, index: u64, change: &Change) -> Result<Applied, Refusal> {
         let exists = |id: &str| self.sessions.exists(id);
         match change {
             Change::Kv(op) => self.kv.apply(index, op, exists).map(Applied::Answer),
@@ -166,6 +224,10 @@ impl Replica {
                 tracing::debug!("reaped {n} tombstones up to index {up_to}");
                 Ok(Applied::Answer(true))
             }
+            Change::Catalog(op) => self
+                .external
+                .apply(index, op)
+                .map(|()| Applied::Answer(true)),
             Change::Restore(image) => {
                 self.restore_at(index, image.clone());
                 Ok(Applied::Answer(true))
@@ -174,7 +236,7 @@ impl Replica {
                 if self.sessions.create(index, s.clone()) {
                     Ok(Applied::Answer(true))
                 } else {
-                    Err(KvRefusal::SessionExists(s.id.clone()))
+                    Err(Refusal::SessionExists(s.id.clone()))
                 }
             }
             Change::Session(SessionOp::Destroy { id }) => {
@@ -204,6 +266,10 @@ impl Replica {
                 let (i, o) = self.kv.read_txn(c);
                 (i, ReadAnswer::Txn(o))
             }
+            Query::External => {
+                let (i, n) = self.external.query();
+                (i, ReadAnswer::External(n))
+            }
         }
     }
 
@@ -217,6 +283,10 @@ impl Replica {
             Query::Session(q) => {
                 let (i, s) = self.sessions.wait(q, min, deadline).await;
                 (i, ReadAnswer::Sessions(s))
+            }
+            Query::External => {
+                let (i, n) = self.external.wait(min, deadline).await;
+                (i, ReadAnswer::External(n))
             }
             // Transactions do not block (as Consul's).
             Query::Txn(_) => self.query(q),
@@ -269,7 +339,7 @@ pub enum StoreError {
     /// A client agent knows no server.
     NoServers,
     /// The state refused the operation.
-    Refused(KvRefusal),
+    Refused(Refusal),
     /// The servers could not be reached or failed.
     Unavailable(String),
 }
