@@ -4,5 +4,6 @@ mod checks;
 pub mod config;
 mod consul_only;
 pub mod datadir;
+mod external_mirror;
 mod publish_record;
 pub mod run;

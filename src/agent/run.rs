@@ -228,6 +228,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     tokio::spawn(reap_critical_services(services.clone()));
     let (store, raft_server) =
         replicated_store(&cfg, &node_id, advertise_ip, &table, &catalog).await?;
+    tokio::spawn(super::external_mirror::run(store.clone(), catalog.clone()));
     let api = ApiState {
         state: AgentState::new(
             table.clone(),

@@ -5,12 +5,13 @@ use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, NS, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::DnsConfig;
 use super::names::{Lookup, classify};
 use super::services::{Health, Instance, ServiceCatalog};
+use crate::state::catalog_node::NodeView;
 use crate::state::{MemberRecord, MemberStatus, MemberTable};
 use murmur_gossip::Rng;
 
@@ -249,26 +250,40 @@ impl Answerer<'_> {
         if !self.local_dc(dc) {
             return None;
         }
-        let m = self.find_node(name)?;
-        if m.status != MemberStatus::Alive
-            || !m.tag("dc").eq_ignore_ascii_case(&self.cfg.datacenter)
-        {
-            return None;
-        }
+        let here = |dc: &str| dc.eq_ignore_ascii_case(&self.cfg.datacenter);
+        let n = match self.find_node(name) {
+            Some(m) if m.status == MemberStatus::Alive && here(m.tag("dc")) => NodeView::Member(m),
+            Some(_) => return None,
+            None => NodeView::External(
+                self.services
+                    .external_node(name)
+                    .filter(|e| here(&e.datacenter))?,
+            ),
+        };
         let ttl = self.cfg.node_ttl.as_secs() as u32;
         let owner = q.name().clone();
-        let ip = m.addr.ip();
         let t = q.query_type();
-        let wants_addr = matches!(
-            (t, ip),
-            (RecordType::A, IpAddr::V4(_))
-                | (RecordType::AAAA, IpAddr::V6(_))
-                | (RecordType::ANY, _)
-        );
-        if wants_addr {
-            resp.add_answer(addr_record(owner.clone(), ip, ttl));
+        let wants_addr = |ip: IpAddr| {
+            matches!(
+                (t, ip),
+                (RecordType::A, IpAddr::V4(_))
+                    | (RecordType::AAAA, IpAddr::V6(_))
+                    | (RecordType::ANY, _)
+            )
+        };
+        match n.ip() {
+            Some(ip) if wants_addr(ip) => {
+                resp.add_answer(addr_record(owner.clone(), ip, ttl));
+            }
+            // An external node registered by host name.
+            None if matches!(t, RecordType::A | RecordType::AAAA | RecordType::ANY) => {
+                let target = fqdn(&n.address())?;
+                resp.add_answer(Record::from_rdata(owner, ttl, RData::CNAME(CNAME(target))));
+                return Some(());
+            }
+            _ => {}
         }
-        let txt = meta_txt(&m);
+        let txt = meta_txt(n.meta());
         match t {
             RecordType::TXT | RecordType::ANY => {
                 for r in txt {
@@ -301,7 +316,11 @@ impl Answerer<'_> {
             .services
             .instances(name)
             .into_iter()
-            .filter(|i| i.node.tag("dc").eq_ignore_ascii_case(&self.cfg.datacenter))
+            .filter(|i| {
+                i.node
+                    .datacenter()
+                    .eq_ignore_ascii_case(&self.cfg.datacenter)
+            })
             .filter(|i| tag.is_none_or(|t| i.tags.iter().any(|x| x.eq_ignore_ascii_case(t))))
             .filter(|i| match i.health {
                 Health::Passing => true,
@@ -319,8 +338,7 @@ impl Answerer<'_> {
         match t {
             RecordType::A | RecordType::AAAA | RecordType::ANY => {
                 let mut seen: Vec<IpAddr> = Vec::new();
-                for i in &inst {
-                    let ip = i.address.unwrap_or(i.node.addr.ip());
+                for ip in inst.iter().filter_map(|i| i.address.or(i.node.ip())) {
                     let fits = matches!(
                         (t, ip),
                         (RecordType::A, IpAddr::V4(_))
@@ -332,18 +350,28 @@ impl Answerer<'_> {
                         resp.add_answer(addr_record(owner.clone(), ip, ttl));
                     }
                 }
+                // Only host names (external services): one CNAME, as Consul answers them; a name that
+                // owns a CNAME owns nothing else, so addresses, when there are any, win.
+                if seen.is_empty()
+                    && let Some(target) = inst.iter().find_map(|i| fqdn(i.host.as_deref()?))
+                {
+                    resp.add_answer(Record::from_rdata(owner, ttl, RData::CNAME(CNAME(target))));
+                }
             }
             RecordType::SRV => {
                 for i in &inst {
-                    let target = match i.address {
-                        None => self.node_fqdn(&i.node.name),
-                        Some(ip) => Name::from_ascii(format!(
+                    let ip = i.address.or(i.node.ip());
+                    let target = match (i.address, ip, &i.host) {
+                        (Some(ip), _, _) => Name::from_ascii(format!(
                             "{}.addr.{}.{}",
                             hex_ip(ip),
                             self.cfg.datacenter,
                             self.cfg.domain
                         ))
                         .ok(),
+                        (None, Some(_), _) => self.node_fqdn(i.node.name()),
+                        (None, None, Some(host)) => fqdn(host),
+                        (None, None, None) => None,
                     };
                     let Some(target) = target else { continue };
                     let weight = match i.health {
@@ -352,8 +380,9 @@ impl Answerer<'_> {
                     };
                     let srv = SRV::new(1, weight, i.port, target.clone());
                     resp.add_answer(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)));
-                    let ip = i.address.unwrap_or(i.node.addr.ip());
-                    resp.add_additional(addr_record(target, ip, ttl));
+                    if let Some(ip) = ip {
+                        resp.add_additional(addr_record(target, ip, ttl));
+                    }
                 }
             }
             _ => {}
@@ -418,6 +447,13 @@ fn encode(m: &Message) -> Vec<u8> {
     })
 }
 
+/// A host name as an absolute DNS name.
+fn fqdn(host: &str) -> Option<Name> {
+    let mut n = Name::from_ascii(host).ok()?;
+    n.set_fqdn(true);
+    Some(n)
+}
+
 fn addr_record(owner: Name, ip: IpAddr, ttl: u32) -> Record {
     let rdata = match ip {
         IpAddr::V4(v4) => RData::A(A(v4)),
@@ -426,9 +462,8 @@ fn addr_record(owner: Name, ip: IpAddr, ttl: u32) -> Record {
     Record::from_rdata(owner, ttl, rdata)
 }
 
-fn meta_txt(m: &MemberRecord) -> Vec<TXT> {
-    m.meta
-        .iter()
+fn meta_txt(meta: &std::collections::BTreeMap<String, String>) -> Vec<TXT> {
+    meta.iter()
         .map(|(k, v)| TXT::new(vec![format!("{k}={v}")]))
         .collect()
 }

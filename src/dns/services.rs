@@ -4,9 +4,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::state::catalog::{self, Catalog};
+use crate::state::catalog_node::NodeView;
 use crate::state::definitions::Status;
+use crate::state::external::ExternalNode;
 use crate::state::node_record::{NodeRecord, consul_service_record};
-use crate::state::{MemberRecord, MemberStatus, MemberTable};
+use crate::state::{MemberStatus, MemberTable};
 
 /// Health of an instance as DNS filters it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +25,14 @@ pub enum Health {
 #[derive(Debug, Clone)]
 pub struct Instance {
     /// The node it runs on.
-    pub node: Arc<MemberRecord>,
+    pub node: NodeView,
     /// Service port.
     pub port: u16,
     /// Service address, if it has its own.
     pub address: Option<IpAddr>,
+    /// The host name answers point to when neither the service nor its node has an IP (an external
+    /// service registered as `www.example.com`).
+    pub host: Option<String>,
     /// Service tags.
     pub tags: Vec<String>,
     /// SRV weight while passing.
@@ -44,6 +49,11 @@ pub trait ServiceCatalog: Send + Sync {
     fn instances(&self, service: &str) -> Vec<Instance>;
     /// Changes whenever any answer could change (drives the answer cache).
     fn version(&self) -> u64;
+    /// External node `name` (case-insensitive), registered at the servers.
+    fn external_node(&self, name: &str) -> Option<Arc<ExternalNode>> {
+        let _ = name;
+        None
+    }
 }
 
 /// The agent's catalog as DNS sees it: each published instance with its node from the member table and
@@ -80,8 +90,8 @@ impl CatalogServices {
     }
 }
 
-fn health(m: &MemberRecord, i: &catalog::Instance) -> Health {
-    if !matches!(m.status, MemberStatus::Alive | MemberStatus::Leaving) {
+fn health(n: &NodeView, i: &catalog::Instance) -> Health {
+    if !n.serf_passing() {
         return Health::Critical;
     }
     let worst = i.checks.iter().map(|c| c.status()).max();
@@ -110,15 +120,23 @@ impl ServiceCatalog for CatalogServices {
             .instances
             .iter()
             .filter_map(|i| {
-                let node = self.table.get(&i.node)?;
-                if node.status == MemberStatus::Left {
-                    return None;
-                }
+                let node = match self.table.get(&i.node) {
+                    Some(m) if m.status == MemberStatus::Left => return None,
+                    Some(m) => NodeView::Member(m),
+                    None => NodeView::External(self.catalog.node(&i.node)?.external.clone()?),
+                };
                 let health = health(&node, i);
                 let s = &i.service;
+                let address: Option<IpAddr> = s.address.parse().ok();
+                let host = match (&address, s.address.is_empty()) {
+                    (Some(_), _) => None,
+                    (None, false) => Some(s.address.clone()),
+                    (None, true) => node.ip().is_none().then(|| node.address()),
+                };
                 Some(Instance {
                     port: s.port,
-                    address: s.address.parse().ok(),
+                    address,
+                    host,
                     tags: s.tags.clone(),
                     weight_passing: s.weights.0.min(u16::MAX as u32) as u16,
                     weight_warning: s.weights.1.min(u16::MAX as u32) as u16,
@@ -132,5 +150,16 @@ impl ServiceCatalog for CatalogServices {
     fn version(&self) -> u64 {
         // Either counter moving can change an answer; their sum moves whenever one does.
         self.table.snapshot().index + self.catalog.index()
+    }
+
+    fn external_node(&self, name: &str) -> Option<Arc<ExternalNode>> {
+        if let Some(e) = self.catalog.node(name).and_then(|e| e.external.clone()) {
+            return Some(e);
+        }
+        self.catalog
+            .external_nodes()
+            .iter()
+            .find(|n| n.node.eq_ignore_ascii_case(name))
+            .cloned()
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult, bad_request, server_error};
-use super::params::Params;
+use super::params::{Params, json_body};
 use crate::state::definitions::{self, ServiceDef, Status};
 use crate::state::local_services::{CheckState, RegistryError, Source, TtlError};
 use crate::state::maintenance::MaintenanceError;
@@ -64,10 +64,6 @@ fn go_duration(d: std::time::Duration) -> String {
     crate::util::duration::go_string(d)
 }
 
-fn body(raw: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(raw).map_err(|e| bad_request(format!("Request decode failed: {e}")))
-}
-
 pub(super) async fn services(State(s): State<ApiState>) -> Response {
     let map: Map<String, Value> = s
         .state
@@ -92,7 +88,7 @@ pub(super) async fn register_service(
     State(s): State<ApiState>,
     raw: axum::body::Bytes,
 ) -> ApiResult {
-    let (def, checks) = definitions::service(&body(&raw)?).map_err(|e| bad_request(e.0))?;
+    let (def, checks) = definitions::service(&json_body(&raw)?).map_err(|e| bad_request(e.0))?;
     s.state
         .services
         .add_service(def, checks, Source::Api, Instant::now())
@@ -127,7 +123,7 @@ pub(super) async fn checks(State(s): State<ApiState>) -> Response {
 }
 
 pub(super) async fn register_check(State(s): State<ApiState>, raw: axum::body::Bytes) -> ApiResult {
-    let def = definitions::check(&body(&raw)?).map_err(|e| bad_request(e.0))?;
+    let def = definitions::check(&json_body(&raw)?).map_err(|e| bad_request(e.0))?;
     s.state
         .services
         .add_check(def, Source::Api, Instant::now())
@@ -183,7 +179,7 @@ pub(super) async fn update(
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> ApiResult {
-    let v = body(&raw)?;
+    let v = json_body(&raw)?;
     let field = |k: &str| {
         v.as_object()
             .and_then(|o| o.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)))

@@ -62,19 +62,6 @@ impl Blocking {
         Instant::now() + self.wait_with_jitter()
     }
 
-    /// Waits until the index passes the client's, or the wait elapses (then with the same index), and
-    /// returns the members as of then.
-    pub async fn members(&self, s: &AgentState) -> Arc<Snapshot> {
-        if let Some(min) = self.index {
-            let deadline = self.deadline();
-            // The table may have published before the index moved; either is enough.
-            if s.members.snapshot().index <= min {
-                s.changes.wait_past(min, deadline).await;
-            }
-        }
-        s.members.snapshot()
-    }
-
     /// Waits on service `name` alone: a change to another service does not end the wait.
     pub async fn service(&self, s: &AgentState, name: &str) -> Arc<ServiceEntries> {
         match self.index {
@@ -93,9 +80,23 @@ impl Blocking {
 
     /// Waits on anything about nodes (members or any record); returns the index and the members then.
     pub async fn nodes(&self, s: &AgentState) -> (u64, Arc<Snapshot>) {
+        self.nodes_by(s, |s| s.catalog.index()).await
+    }
+
+    /// Waits on the list of nodes (members, or the external nodes' own fields), not on their services.
+    pub async fn node_list(&self, s: &AgentState) -> (u64, Arc<Snapshot>) {
+        self.nodes_by(s, |s| s.catalog.external_index()).await
+    }
+
+    /// Waits until the member table or `catalog_index` moves past the client's index.
+    async fn nodes_by(
+        &self,
+        s: &AgentState,
+        catalog_index: impl Fn(&AgentState) -> u64,
+    ) -> (u64, Arc<Snapshot>) {
         // Both counters only grow, so their sum moves whenever either does (a max would hide a change
         // to the smaller one).
-        let index = |s: &AgentState| s.members.snapshot().index + s.catalog.index();
+        let index = |s: &AgentState| s.members.snapshot().index + catalog_index(s);
         if let Some(min) = self.index
             && index(s) == min
         {

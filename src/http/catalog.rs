@@ -11,34 +11,28 @@ use serde_json::{Map, Value, json};
 use super::ApiState;
 use super::blocking::{Blocking, with_index};
 use super::error::{ApiError, ApiResult};
-use super::json::{catalog_node, in_catalog, node_service, service_node};
+use super::json::{catalog_node, node_service, service_node};
 use super::params::{Params, check_dc};
+use crate::state::Snapshot;
 use crate::state::catalog::{Instance, ServiceEntries};
-use crate::state::{MemberRecord, Snapshot};
+use crate::state::catalog_node::NodeView;
 
 pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     check_dc(&s, &q)?;
-    let snap = Blocking::from_query(&q)?.members(&s.state).await;
-    let nodes: Vec<Value> = snap
-        .members
+    let (index, snap) = Blocking::from_query(&q)?.node_list(&s.state).await;
+    let nodes: Vec<Value> = s
+        .state
+        .catalog_nodes()
+        .all(&snap)
         .iter()
-        .filter(|m| in_catalog(m, &s.state.local.datacenter))
-        .filter(|m| node_meta_matches(m, &q))
-        .map(|m| catalog_node(m))
+        .filter(|n| node_meta_matches(n, &q))
+        .map(catalog_node)
         .collect();
     Ok(with_index(
-        snap.index,
+        index,
         s.state.store.known_leader(),
         Value::Array(nodes),
     ))
-}
-
-/// The member `node` if it is in this datacenter's catalog.
-fn catalog_member<'a>(s: &ApiState, snap: &'a Snapshot, node: &str) -> Option<&'a MemberRecord> {
-    snap.members
-        .iter()
-        .find(|m| *m.name == *node && in_catalog(m, &s.state.local.datacenter))
-        .map(|m| &**m)
 }
 
 /// The node's published services as NodeService values.
@@ -57,15 +51,15 @@ pub(super) async fn catalog_node_one(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let (index, snap) = nodes_read(&s, &q).await?;
-    let body = match catalog_member(&s, &snap, &node) {
+    let (index, _) = nodes_read(&s, &q).await?;
+    let body = match s.state.catalog_nodes().get(&node) {
         None => Value::Null,
         Some(m) => {
             let services: Map<String, Value> = services_of(&s, &node)
                 .into_iter()
                 .map(|v| (v["ID"].as_str().unwrap_or_default().to_owned(), v))
                 .collect();
-            json!({ "Node": catalog_node(m), "Services": services })
+            json!({ "Node": catalog_node(&m), "Services": services })
         }
     };
     Ok(with_index(index, s.state.store.known_leader(), body))
@@ -76,10 +70,10 @@ pub(super) async fn node_services(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let (index, snap) = nodes_read(&s, &q).await?;
-    let body = match catalog_member(&s, &snap, &node) {
+    let (index, _) = nodes_read(&s, &q).await?;
+    let body = match s.state.catalog_nodes().get(&node) {
         None => Value::Null,
-        Some(m) => json!({ "Node": catalog_node(m), "Services": services_of(&s, &node) }),
+        Some(m) => json!({ "Node": catalog_node(&m), "Services": services_of(&s, &node) }),
     };
     Ok(with_index(index, s.state.store.known_leader(), body))
 }
@@ -134,8 +128,8 @@ pub(super) async fn catalog_service(
     ))
 }
 
-/// The instances a read shows: of members in this datacenter's catalog, with `?tag=` and `?node-meta=`
-/// applied, each with its member.
+/// The instances a read shows: of nodes in this datacenter's catalog, with `?tag=` and `?node-meta=`
+/// applied, each with its node.
 ///
 /// Members are looked up in the table itself, not a published listing: the gossip driver writes a
 /// member there before it applies the record events of the same batch, which wake these readers.
@@ -143,22 +137,22 @@ pub(super) fn visible<'a>(
     s: &'a ApiState,
     instances: &'a [Arc<Instance>],
     q: &'a HashMap<String, String>,
-) -> impl Iterator<Item = (Arc<MemberRecord>, &'a Instance)> + 'a {
-    let dc = &s.state.local.datacenter;
+) -> impl Iterator<Item = (NodeView, &'a Instance)> + 'a {
+    let nodes = s.state.catalog_nodes();
     instances.iter().filter_map(move |i| {
-        let m = s.state.members.get(&i.node)?;
+        let n = nodes.get(&i.node)?;
         let tag_ok = q
             .get("tag")
             .is_none_or(|t| i.service.tags.iter().any(|x| x == t));
-        (in_catalog(&m, dc) && tag_ok && node_meta_matches(&m, q)).then_some((m, &**i))
+        (tag_ok && node_meta_matches(&n, q)).then_some((n, &**i))
     })
 }
 
 /// `?node-meta=key:value`.
-fn node_meta_matches(m: &MemberRecord, q: &HashMap<String, String>) -> bool {
+fn node_meta_matches(n: &NodeView, q: &HashMap<String, String>) -> bool {
     q.get("node-meta").is_none_or(|kv| {
         let (k, v) = kv.split_once(':').unwrap_or((kv, ""));
-        m.meta.get(k).is_some_and(|x| x == v)
+        n.meta().get(k).is_some_and(|x| x == v)
     })
 }
 

@@ -8,27 +8,27 @@ use super::ApiState;
 use super::blocking::{Blocking, with_index};
 use super::catalog::{nodes_read, service_read, visible};
 use super::error::{ApiResult, bad_request};
-use super::json::{
-    catalog_node, health_check, in_catalog, node_service, serf_health, serf_passing,
-};
+use super::json::{catalog_node, health_check, node_service, serf_health};
 use super::params::{Params, check_dc, flag};
-use crate::state::MemberRecord;
 use crate::state::catalog::Instance;
+use crate::state::catalog_node::NodeView;
 use crate::state::definitions::Status;
 
-/// An instance's checks: the node's `serfHealth`, then the node's and the service's published ones.
-fn instance_checks(m: &MemberRecord, i: &Instance) -> Vec<Value> {
+/// An instance's checks: a member's `serfHealth`, then the node's and the service's published ones.
+fn instance_checks(n: &NodeView, i: &Instance) -> Vec<Value> {
     let idx = (i.create_index, i.modify_index);
-    std::iter::once(serf_health(m))
+    n.member()
+        .map(serf_health)
+        .into_iter()
         .chain(i.checks.iter().map(|c| {
             let own = (c.service_id == i.service.id).then_some(&i.service);
-            health_check(&m.name, c, own, idx)
+            health_check(n.name(), c, own, idx)
         }))
         .collect()
 }
 
-fn all_passing(m: &MemberRecord, i: &Instance) -> bool {
-    serf_passing(m) && i.checks.iter().all(|c| c.status() == Status::Passing)
+fn all_passing(n: &NodeView, i: &Instance) -> bool {
+    n.serf_passing() && i.checks.iter().all(|c| c.status() == Status::Passing)
 }
 
 pub(super) async fn service(
@@ -68,7 +68,7 @@ pub(super) async fn checks(
                 .filter(|c| c.service_id == i.service.id)
                 .map(|c| {
                     health_check(
-                        &m.name,
+                        m.name(),
                         c,
                         Some(&i.service),
                         (i.create_index, i.modify_index),
@@ -84,14 +84,14 @@ pub(super) async fn checks(
     ))
 }
 
-/// Every check of one node, `serfHealth` first.
-fn node_checks(s: &ApiState, m: &MemberRecord) -> Vec<Value> {
-    let mut out = vec![serf_health(m)];
-    if let Some(e) = s.state.catalog.node(&m.name) {
+/// Every check of one node, a member's `serfHealth` first.
+fn node_checks(s: &ApiState, n: &NodeView) -> Vec<Value> {
+    let mut out: Vec<Value> = n.member().map(serf_health).into_iter().collect();
+    if let Some(e) = s.state.catalog.node(n.name()) {
         for c in &e.record.checks {
             let service = e.record.services.iter().find(|x| x.id == c.service_id);
             out.push(health_check(
-                &m.name,
+                n.name(),
                 c,
                 service,
                 (e.create_index, e.modify_index),
@@ -106,13 +106,13 @@ pub(super) async fn node(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let (index, snap) = nodes_read(&s, &q).await?;
-    let dc = &s.state.local.datacenter;
-    let body: Vec<Value> = snap
-        .members
+    let (index, _) = nodes_read(&s, &q).await?;
+    let body: Vec<Value> = s
+        .state
+        .catalog_nodes()
+        .get(&node)
         .iter()
-        .filter(|m| *m.name == *node && in_catalog(m, dc))
-        .flat_map(|m| node_checks(&s, m))
+        .flat_map(|n| node_checks(&s, n))
         .collect();
     Ok(with_index(
         index,
@@ -134,12 +134,12 @@ pub(super) async fn state(
         ),
     };
     let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
-    let dc = &s.state.local.datacenter;
-    let body: Vec<Value> = snap
-        .members
+    let body: Vec<Value> = s
+        .state
+        .catalog_nodes()
+        .all(&snap)
         .iter()
-        .filter(|m| in_catalog(m, dc))
-        .flat_map(|m| node_checks(&s, m))
+        .flat_map(|n| node_checks(&s, n))
         .filter(|c| wanted.is_none_or(|w| c["Status"] == w.as_str()))
         .collect();
     Ok(with_index(

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::state::catalog::Instance;
+use crate::state::catalog_node::NodeView;
 use crate::state::node_record::{CheckRecord, ServiceRecord};
 use crate::state::{MemberRecord, MemberStatus};
 use crate::version;
@@ -25,30 +26,24 @@ pub fn agent_member(m: &MemberRecord) -> Value {
     })
 }
 
-/// Catalog node (structs.Node) for a member.
-pub fn catalog_node(m: &MemberRecord) -> Value {
-    let ip = m.addr.ip().to_string();
-    let mut tagged = json!({ "lan": ip, "wan": ip });
-    let family = if m.addr.is_ipv4() { "ipv4" } else { "ipv6" };
-    tagged[format!("lan_{family}")] = json!(ip);
-    tagged[format!("wan_{family}")] = json!(ip);
-    let mut meta = json!(m.meta);
-    meta["consul-network-segment"] = json!("");
+/// Catalog node (structs.Node).
+pub fn catalog_node(n: &NodeView) -> Value {
+    let mut meta = json!(n.meta());
+    if n.member().is_some() {
+        // Consul's agents put their network segment in their node's meta.
+        meta["consul-network-segment"] = json!("");
+    }
+    let (create, modify) = n.indexes();
     json!({
-        "ID": m.tag("id"),
-        "Node": &*m.name,
-        "Address": ip,
-        "Datacenter": m.tag("dc"),
-        "TaggedAddresses": tagged,
+        "ID": n.id(),
+        "Node": n.name(),
+        "Address": n.address(),
+        "Datacenter": n.datacenter(),
+        "TaggedAddresses": n.tagged_addresses(),
         "Meta": meta,
-        "CreateIndex": m.create_index,
-        "ModifyIndex": m.modify_index,
+        "CreateIndex": create,
+        "ModifyIndex": modify,
     })
-}
-
-/// True when a member belongs in the catalog of datacenter `dc` (left members are deregistered).
-pub fn in_catalog(m: &MemberRecord, dc: &str) -> bool {
-    m.tag("dc") == dc && m.status != MemberStatus::Left
 }
 
 /// The `serfHealth` check every catalog node carries, from its membership status.
@@ -75,11 +70,6 @@ pub fn serf_health(m: &MemberRecord) -> Value {
         "CreateIndex": m.create_index,
         "ModifyIndex": m.modify_index,
     })
-}
-
-/// True when the member's `serfHealth` is passing.
-pub fn serf_passing(m: &MemberRecord) -> bool {
-    matches!(m.status, MemberStatus::Alive | MemberStatus::Leaving)
 }
 
 /// A published check (structs.HealthCheck); `service` names the service it belongs to, if any.
@@ -134,8 +124,8 @@ pub fn node_service(s: &ServiceRecord, (create, modify): (u64, u64)) -> Value {
 }
 
 /// A service instance with its node's fields (structs.ServiceNode: `/v1/catalog/service/:name`).
-pub fn service_node(m: &MemberRecord, i: &Instance) -> Value {
-    let node = catalog_node(m);
+pub fn service_node(n: &NodeView, i: &Instance) -> Value {
+    let node = catalog_node(n);
     let s = &i.service;
     json!({
         "ID": node["ID"],

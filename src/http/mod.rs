@@ -10,6 +10,7 @@ mod agent;
 mod agent_services;
 mod blocking;
 mod catalog;
+mod catalog_write;
 pub mod client;
 mod error;
 mod health;
@@ -116,6 +117,8 @@ pub fn router(state: ApiState) -> Router {
             "/v1/agent/service/maintenance/{id}",
             put(agent_services::service_maintenance),
         )
+        .route("/v1/catalog/register", put(catalog_write::register))
+        .route("/v1/catalog/deregister", put(catalog_write::deregister))
         .route("/v1/catalog/nodes", get(catalog::catalog_nodes))
         .route("/v1/catalog/node/{node}", get(catalog::catalog_node_one))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))

@@ -26,6 +26,11 @@ pub fn check_dc(s: &ApiState, q: &HashMap<String, String>) -> Result<(), ApiErro
     }
 }
 
+/// A JSON request body, or Consul's 400.
+pub fn json_body(raw: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(raw).map_err(|e| bad_request(format!("Request decode failed: {e}")))
+}
+
 /// The read consistency a query asks for (`?stale`, `?consistent`), with Consul's conflict error.
 pub fn consistency(q: &HashMap<String, String>) -> Result<Consistency, ApiError> {
     match (q.contains_key("stale"), q.contains_key("consistent")) {

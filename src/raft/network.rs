@@ -242,14 +242,34 @@ impl Transport {
             .await
             .map_err(CallError::Unreachable)?;
         let limit = DELIVERY + Duration::from_millis((req.len() / DELIVERY_BYTES_PER_MS) as u64);
+        let acked = std::sync::atomic::AtomicBool::new(false);
         let undelivered = async {
-            // Acknowledged (or stopped, which the read below reports): wait for the answer.
-            if tokio::time::timeout(limit, send.stopped()).await.is_ok() {
-                std::future::pending::<()>().await
+            match tokio::time::timeout(limit, send.stopped()).await {
+                // Acknowledged: wait for the answer.
+                Ok(Ok(_)) => {
+                    acked.store(true, Ordering::Relaxed);
+                    std::future::pending::<()>().await
+                }
+                // The connection failed: the read below reports it.
+                Ok(Err(_)) => std::future::pending::<()>().await,
+                Err(_) => {}
             }
         };
         tokio::select! {
-            r = read_frame(&mut recv, MAX_FRAME) => r.map_err(CallError::Failed),
+            r = read_frame(&mut recv, MAX_FRAME) => r.map_err(|e| {
+                // The connection went before the peer acknowledged the request: closed here (a
+                // concurrent call found it dead) or reset by a process that never had it (the peer
+                // restarted). No one could have acted on the request, so it may go again.
+                let gone = matches!(
+                    conn.close_reason(),
+                    Some(quinn::ConnectionError::Reset | quinn::ConnectionError::LocallyClosed)
+                );
+                if gone && !acked.load(Ordering::Relaxed) {
+                    CallError::Unreachable(format!("{e} before the request was acknowledged"))
+                } else {
+                    CallError::Failed(e)
+                }
+            }),
             _ = undelivered => Err(CallError::Unreachable(format!(
                 "request not acknowledged in {limit:?}"
             ))),

@@ -1,8 +1,12 @@
 //! The service catalog every agent holds: each node's published record (its services and checks, from
 //! gossip), indexed by service name for catalog, health and DNS reads that never leave the agent.
 //!
-//! One writer (the gossip driver, through [`super::publish::Publisher`]) and lock-free readers: records
-//! and per-service instance lists sit in papaya maps of `Arc`s, replaced whole. Each service name has
+//! Nodes registered at the servers' external catalog (`/v1/catalog/register`) sit beside them, mirrored
+//! from the servers; a gossip member of the same name takes precedence.
+//!
+//! Two writers (the gossip driver, through [`super::publish::Publisher`], and the external mirror) that
+//! take turns, and lock-free readers: records and per-service instance lists sit in papaya maps of
+//! `Arc`s, replaced whole. Each service name has
 //! its own modify index, and a blocking query on a service waits on that name's own watch, so a change
 //! to `db` wakes nobody who watches `web` (Consul wakes every watcher of a table, hashicorp/consul #3890).
 
@@ -13,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::external::ExternalNode;
 use super::node_record::{CheckRecord, NodeRecord, ServiceRecord};
 
 /// One node's record as the catalog holds it.
@@ -28,6 +33,8 @@ pub struct NodeEntry {
     pub create_index: u64,
     /// Catalog index of its last change.
     pub modify_index: u64,
+    /// The node's own fields when it is an external node (no agent, registered at the servers).
+    pub external: Option<Arc<ExternalNode>>,
 }
 
 /// One service instance: the service on its node, with the node's checks and the service's own.
@@ -84,6 +91,14 @@ pub struct Catalog {
     any: watch::Sender<u64>,
     /// Records that did not decode (a newer format, or garbage), dropped.
     pub undecodable: AtomicU64,
+    /// Held by each writer for a whole change: an instance list is read, edited and replaced.
+    writer: Mutex<()>,
+    /// External nodes as the servers last listed them, by name.
+    externals: arc_swap::ArcSwap<Vec<Arc<ExternalNode>>>,
+    /// Index of the last change to the external nodes (0: none yet).
+    external_index: AtomicU64,
+    /// The servers' index of the external catalog last mirrored (raft's, not this catalog's).
+    mirrored: watch::Sender<u64>,
 }
 
 impl Default for Catalog {
@@ -101,6 +116,10 @@ impl Default for Catalog {
             watches: Mutex::new(HashMap::new()),
             any: watch::Sender::new(1),
             undecodable: AtomicU64::new(0),
+            writer: Mutex::new(()),
+            externals: Default::default(),
+            external_index: AtomicU64::new(0),
+            mirrored: watch::Sender::new(0),
         }
     }
 }
@@ -120,8 +139,13 @@ impl Catalog {
         self.index.fetch_add(1, Ordering::AcqRel) + 1
     }
 
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Applies node `node`'s record at `version` (raw bytes from gossip). Only the driver calls this.
     pub fn apply_record(&self, node: &Arc<str>, version: u32, bytes: &[u8]) {
+        let _turn = self.lock_writer();
         let record = match NodeRecord::decode(bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -131,7 +155,7 @@ impl Catalog {
                 tracing::warn!(
                     "catalog record of {node} (version {version}) unreadable, its services are left out: {e}"
                 );
-                self.remove_node(node);
+                self.remove_entry(node, false);
                 return;
             }
         };
@@ -146,30 +170,127 @@ impl Catalog {
             record,
             create_index: old.as_ref().map_or(index, |o| o.create_index),
             modify_index: index,
+            external: None,
         });
         self.nodes.pin().insert(node.clone(), entry.clone());
-        let touched = names(old.as_deref()).chain(names(Some(&entry)));
+        let touched = names_of(old.as_deref()).chain(names_of(Some(&entry)));
         self.rebuild(node, Some(&entry), touched.collect(), index, false);
     }
 
-    /// Removes a node (it left, was force-left or reaped).
+    /// Removes a member's record (it left, was force-left or reaped); an external node of the name
+    /// stays.
     pub fn remove_node(&self, node: &str) {
-        let Some(old) = self.nodes.pin().remove(node).cloned() else {
+        let _turn = self.lock_writer();
+        self.remove_entry(node, false);
+    }
+
+    fn remove_entry(&self, node: &str, external: bool) {
+        let nodes = self.nodes.pin();
+        let Some(old) = nodes.get(node).cloned() else {
             return;
         };
+        if old.external.is_some() != external {
+            return;
+        }
+        nodes.remove(node);
         let index = self.next_index();
-        self.rebuild(&old.node, None, names(Some(&old)).collect(), index, false);
+        self.rebuild(
+            &old.node,
+            None,
+            names_of(Some(&old)).collect(),
+            index,
+            false,
+        );
     }
 
     /// The node's health changed (failed, or back alive): its services' results change with it.
     pub fn node_health_changed(&self, node: &str) {
+        let _turn = self.lock_writer();
         let Some(entry) = self.nodes.pin().get(node).cloned() else {
             // No services: only node-level queries see it, and they wait on the member table too.
             return;
         };
         let index = self.next_index();
-        let touched = names(Some(&entry)).collect();
+        let touched = names_of(Some(&entry)).collect();
         self.rebuild(&entry.node, Some(&entry), touched, index, true);
+    }
+
+    /// Replaces the external nodes with the servers' list (sorted by name) as of the servers' index
+    /// `servers_index`: nodes that changed are rebuilt, nodes no longer listed removed. A name a
+    /// gossip member publishes under is left to it.
+    pub fn set_external(&self, servers_index: u64, nodes: Vec<ExternalNode>) {
+        let _turn = self.lock_writer();
+        self.set_external_nodes(nodes);
+        self.mirrored.send_replace(servers_index);
+    }
+
+    /// Waits until the mirror has reached the servers' index `index` (a write of this agent's is then
+    /// visible in its reads), or `deadline`; true when it has.
+    pub async fn wait_mirrored(&self, index: u64, deadline: Instant) -> bool {
+        let mut rx = self.mirrored.subscribe();
+        tokio::time::timeout_at(deadline, rx.wait_for(|seen| *seen >= index))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    fn set_external_nodes(&self, nodes: Vec<ExternalNode>) {
+        let listed: Vec<Arc<ExternalNode>> = nodes.into_iter().map(Arc::new).collect();
+        let names: BTreeSet<&str> = listed.iter().map(|n| n.node.as_str()).collect();
+        let gone: Vec<Arc<str>> = self
+            .nodes
+            .pin()
+            .iter()
+            .filter(|(name, e)| e.external.is_some() && !names.contains(&***name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut changed = !gone.is_empty();
+        for name in gone {
+            self.remove_entry(&name, true);
+        }
+        for n in &listed {
+            let name: Arc<str> = Arc::from(n.node.as_str());
+            let old = self.nodes.pin().get(&*name).cloned();
+            match &old {
+                Some(o) if o.external.is_none() => continue,
+                Some(o) if o.external.as_deref() == Some(&**n) => continue,
+                _ => {}
+            }
+            changed = true;
+            let index = self.next_index();
+            let entry = Arc::new(NodeEntry {
+                node: name.clone(),
+                version: 0,
+                record: NodeRecord {
+                    services: n.services.clone(),
+                    checks: n.checks.clone(),
+                },
+                create_index: old.as_ref().map_or(index, |o| o.create_index),
+                modify_index: index,
+                external: Some(n.clone()),
+            });
+            self.nodes.pin().insert(name.clone(), entry.clone());
+            let touched = names_of(old.as_deref()).chain(names_of(Some(&entry)));
+            self.rebuild(&name, Some(&entry), touched.collect(), index, true);
+        }
+        self.externals.store(Arc::new(listed));
+        if !changed {
+            return;
+        }
+        // Node-level readers wait on `any`: a node's own fields may have changed without a service.
+        let index = self.next_index();
+        self.external_index.store(index, Ordering::Release);
+        self.published.store(index, Ordering::Release);
+        self.any.send_replace(index);
+    }
+
+    /// Index of the last change to the external nodes (0: none yet).
+    pub fn external_index(&self) -> u64 {
+        self.external_index.load(Ordering::Acquire)
+    }
+
+    /// The external nodes, sorted by name (a name a member also has is listed here too).
+    pub fn external_nodes(&self) -> Arc<Vec<Arc<ExternalNode>>> {
+        self.externals.load_full()
     }
 
     /// Replaces `node`'s instances in every service of `touched` with those of `entry`, stamps the
@@ -342,7 +463,7 @@ impl Catalog {
     }
 }
 
-fn names(entry: Option<&NodeEntry>) -> impl Iterator<Item = String> + '_ {
+fn names_of(entry: Option<&NodeEntry>) -> impl Iterator<Item = String> + '_ {
     entry
         .into_iter()
         .flat_map(|e| e.record.services.iter().map(|s| s.name.clone()))
@@ -466,6 +587,47 @@ mod tests {
             c.service("web").instances.is_empty(),
             "an unreadable record takes the node's old services out"
         );
+    }
+
+    #[tokio::test]
+    async fn external_nodes_sit_beside_members_and_follow_the_servers_list() {
+        let c = Catalog::new();
+        publish(&c, "member", 1, vec![svc("web", "web", &[])], vec![]);
+        let ext = |name: &str, port: u16| ExternalNode {
+            node: name.into(),
+            address: "10.0.0.9".into(),
+            datacenter: "dc1".into(),
+            services: vec![ServiceRecord::plain("web", "web", &[], port)],
+            ..Default::default()
+        };
+        // A name a member publishes under stays the member's.
+        c.set_external(5, vec![ext("db", 80), ext("member", 81)]);
+        let web = c.service("web");
+        let ports: Vec<(&str, u16)> = web
+            .instances
+            .iter()
+            .map(|i| (&*i.node, i.service.port))
+            .collect();
+        assert_eq!(ports, [("db", 80), ("member", 80)]);
+        assert!(c.node("db").unwrap().external.is_some());
+        assert!(c.node("member").unwrap().external.is_none());
+        let index = c.external_index();
+        assert!(index > 0);
+        // The same list again changes nothing; the mirror's position still moves.
+        c.set_external(6, vec![ext("db", 80), ext("member", 81)]);
+        assert_eq!(c.external_index(), index);
+        let soon = Instant::now() + Duration::from_millis(10);
+        assert!(c.wait_mirrored(6, soon).await);
+        assert!(!c.wait_mirrored(7, soon).await);
+        // Gossip removing its member leaves external nodes alone; the servers' list removes them.
+        c.remove_node("db");
+        assert_eq!(c.service("web").instances.len(), 2);
+        c.set_external(7, vec![]);
+        let web = c.service("web");
+        let nodes: Vec<&str> = web.instances.iter().map(|i| &*i.node).collect();
+        assert_eq!(nodes, ["member"]);
+        assert!(c.node("db").is_none());
+        assert!(c.external_index() > index);
     }
 
     #[tokio::test]

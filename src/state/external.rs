@@ -81,7 +81,7 @@ pub struct Registration {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CatalogOp {
     /// `/v1/catalog/register`.
-    Register(Registration),
+    Register(Box<Registration>),
     /// `/v1/catalog/deregister`: a service (with its checks), else a check, else the whole node.
     Deregister {
         /// Node name.
@@ -140,8 +140,9 @@ impl ExternalCatalog {
         }
     }
 
-    /// Applies `op` at raft index `index`; the table is unchanged when it is refused.
-    pub fn apply(&self, index: u64, op: &CatalogOp) -> Result<(), Refusal> {
+    /// Applies `op` at raft index `index`: true when the table changed (and its index moved to
+    /// `index`); a refused operation changes nothing.
+    pub fn apply(&self, index: u64, op: &CatalogOp) -> Result<bool, Refusal> {
         let changed = {
             let mut d = self.write();
             let changed = match op {
@@ -166,7 +167,7 @@ impl ExternalCatalog {
         if changed {
             self.notify(index);
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Every node and the table's index (at least 1).
@@ -301,7 +302,7 @@ mod tests {
     use super::*;
 
     fn reg(node: &str, service: Option<&str>, checks: &[(&str, &str)]) -> CatalogOp {
-        CatalogOp::Register(Registration {
+        CatalogOp::Register(Box::new(Registration {
             node: node.into(),
             id: String::new(),
             address: "10.1.0.1".into(),
@@ -322,7 +323,7 @@ mod tests {
                     kind: String::new(),
                 })
                 .collect(),
-        })
+        }))
     }
 
     fn dereg(node: &str, service: Option<&str>, check: Option<&str>) -> CatalogOp {
@@ -349,7 +350,7 @@ mod tests {
         assert_eq!(nodes[0].services.len(), 2);
         assert_eq!((nodes[0].create_index, nodes[0].modify_index), (5, 6));
         // The same registration again changes nothing, not even the index.
-        t.apply(7, &reg("db", Some("redis"), &[])).unwrap();
+        assert!(!t.apply(7, &reg("db", Some("redis"), &[])).unwrap());
         assert_eq!(t.query().0, 6);
         // A check of a service the node lacks is refused as a whole.
         let bad = reg("db", Some("mq"), &[("x", "nope")]);

@@ -21,6 +21,7 @@
 
 pub mod autopilot;
 pub mod catalog;
+pub mod catalog_node;
 pub mod changes;
 pub mod check_kind;
 pub mod definitions;
@@ -105,6 +106,15 @@ impl AgentState {
             catalog,
             store,
             gossip,
+        }
+    }
+
+    /// Catalog nodes of this datacenter: members and external nodes.
+    pub fn catalog_nodes(&self) -> catalog_node::NodeLookup<'_> {
+        catalog_node::NodeLookup {
+            members: &self.members,
+            catalog: &self.catalog,
+            dc: &self.local.datacenter,
         }
     }
 

@@ -64,7 +64,7 @@ pub fn register(v: &Value, datacenter: &str) -> Result<CatalogOp, DefinitionErro
         .into_iter()
         .map(|c| catalog_check(c, &node))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(CatalogOp::Register(Registration {
+    Ok(CatalogOp::Register(Box::new(Registration {
         datacenter: string(&f, "datacenter")?
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| datacenter.to_owned()),
@@ -76,7 +76,7 @@ pub fn register(v: &Value, datacenter: &str) -> Result<CatalogOp, DefinitionErro
         skip_node_update,
         service,
         checks,
-    }))
+    })))
 }
 
 /// The datacenter a body names, if it names one (the caller refuses other datacenters).

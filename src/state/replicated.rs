@@ -224,10 +224,9 @@ impl Replica {
                 tracing::debug!("reaped {n} tombstones up to index {up_to}");
                 Ok(Applied::Answer(true))
             }
-            Change::Catalog(op) => self
-                .external
-                .apply(index, op)
-                .map(|()| Applied::Answer(true)),
+            // The answer says whether the table changed: the writer's agent waits for its mirror
+            // to reach this index only then (Consul's HTTP answer is `true` either way).
+            Change::Catalog(op) => self.external.apply(index, op).map(Applied::Answer),
             Change::Restore(image) => {
                 self.restore_at(index, image.clone());
                 Ok(Applied::Answer(true))
@@ -401,4 +400,44 @@ pub trait Replicated: Send + Sync {
     fn configuration(&self) -> BoxFuture<'_, Result<RaftConfiguration, StoreError>>;
     /// An operator request, served by the leader.
     fn operator(&self, op: OperatorOp) -> BoxFuture<'_, Result<OperatorReply, StoreError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_in_the_layout_before_the_external_catalog_still_decode() {
+        #[derive(Serialize)]
+        struct Old<'a> {
+            kv: &'a KvImage,
+            sessions_index: u64,
+            sessions: Vec<Session>,
+        }
+        let mut image = StateImage::default();
+        image.kv.tombstones.push(("gone".into(), 4));
+        image.sessions_index = 9;
+        let old = postcard::to_allocvec(&Old {
+            kv: &image.kv,
+            sessions_index: 9,
+            sessions: Vec::new(),
+        })
+        .unwrap();
+        assert_eq!(StateImage::decode(&old).unwrap(), image);
+        image.external.index = 12;
+        image
+            .external
+            .nodes
+            .push(super::super::external::ExternalNode {
+                node: "db".into(),
+                ..Default::default()
+            });
+        let new = postcard::to_allocvec(&image).unwrap();
+        assert_eq!(StateImage::decode(&new).unwrap(), image);
+        // Neither layout with bytes to spare, nor a cut one.
+        let mut longer = new.clone();
+        longer.push(0);
+        assert!(StateImage::decode(&longer).is_err());
+        assert!(StateImage::decode(&new[..new.len() - 1]).is_err());
+    }
 }
