@@ -24,6 +24,9 @@ pub fn register(v: &Value, datacenter: &str) -> Result<CatalogOp, DefinitionErro
         "check",
         "checks",
         "skipnodeupdate",
+        // An ACL token (py-consul sends one in the body): murmur has no ACLs, so, as a Consul
+        // without ACLs does, it has no use for it.
+        "writerequest",
     ];
     if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return err(format!(
@@ -171,7 +174,7 @@ fn catalog_check(v: &Value, node: &str) -> Result<CheckRecord, DefinitionError> 
 /// A deregister body as an operation.
 pub fn deregister(v: &Value) -> Result<CatalogOp, DefinitionError> {
     let f = fields(v, "deregistration")?;
-    const KNOWN: &[&str] = &["node", "datacenter", "serviceid", "checkid"];
+    const KNOWN: &[&str] = &["node", "datacenter", "serviceid", "checkid", "writerequest"];
     if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return err(format!(
             "deregistration field {k:?} is not supported by murmur yet"

@@ -159,6 +159,21 @@ def main():
             assert "409" in str(e) and "index is stale" in str(e), e
         assert one.kv.get("app/t2")[1] is None, "half a transaction was applied"
 
+        # External services at the servers' catalog, written through the client: every agent answers.
+        assert two.catalog.register(
+            "ext-db", "10.17.0.9", service={"Service": "pg", "ID": "pg1", "Port": 5432},
+            check={"Name": "pg up", "ServiceID": "pg1", "Status": "passing"}) is True
+        _, instances = two.catalog.service("pg")
+        assert [(s["Node"], s["Address"], s["ServicePort"]) for s in instances] == \
+            [("ext-db", "10.17.0.9", 5432)], instances
+        assert wait(lambda: [e["Node"]["Node"] for e in one.health.service("pg", passing=True)[1]]
+                    == ["ext-db"])
+        assert two.catalog.deregister("ext-db", service_id="pg1") is True
+        assert two.catalog.service("pg")[1] == []
+        assert "ext-db" in [n["Node"] for n in two.catalog.nodes()[1]]
+        assert two.catalog.deregister("ext-db") is True
+        assert wait(lambda: "ext-db" not in [n["Node"] for n in one.catalog.nodes()[1]])
+
         assert one.kv.delete("app", recurse=True) is True
         assert one.kv.get("app", recurse=True)[1] is None
 

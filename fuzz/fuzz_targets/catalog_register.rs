@@ -1,0 +1,32 @@
+//! Decoding `/v1/catalog/register` and `/deregister` bodies (one per line) and applying them in turn to
+//! one external catalog: a refusal with Consul's text, or an operation that keeps the catalog whole
+//! (nodes sorted and unique, every service check pointing at a service of its node), never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use murmur::state::external::ExternalCatalog;
+use murmur::state::registration::{deregister, register};
+
+fuzz_target!(|data: &[u8]| {
+    let table = ExternalCatalog::default();
+    for (i, line) in data.split(|b| *b == b'\n').enumerate().take(32) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        let op = if i % 2 == 0 { register(&v, "dc1") } else { deregister(&v) };
+        let Ok(op) = op else { continue };
+        assert!(!op.node().is_empty(), "an operation without a node");
+        let before = table.query();
+        match table.apply(i as u64 + 1, &op) {
+            Ok(true) => assert_eq!(table.query().0, i as u64 + 1),
+            Ok(false) | Err(_) => assert_eq!(table.query(), before, "unchanged"),
+        }
+        let (_, nodes) = table.query();
+        assert!(nodes.windows(2).all(|w| w[0].node < w[1].node));
+        for n in &nodes {
+            for c in n.checks.iter().filter(|c| !c.service_id.is_empty()) {
+                assert!(n.services.iter().any(|s| s.id == c.service_id), "orphan check");
+            }
+        }
+    }
+});
