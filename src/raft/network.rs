@@ -461,7 +461,12 @@ impl RaftNetwork<TypeConfig> for Peer {
         req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RpcErr> {
+        let (req, cut) = bounded_append(req);
         match self.send(Rpc::Append(req), &option).await? {
+            // Only the first entries went: openraft sends the rest next.
+            Answer::Append(Ok(AppendEntriesResponse::Success)) if cut.is_some() => {
+                Ok(AppendEntriesResponse::PartialSuccess(cut))
+            }
             Answer::Append(r) => r.map_err(|e| self.remote(e)),
             _ => Err(network_error("unexpected answer to append entries")),
         }
@@ -490,9 +495,79 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 }
 
+/// Most entry bytes one append carries. openraft 0.9 bounds an append by entry count only and gives
+/// it its heartbeat interval (100 ms): a follower that fell behind by a few hundred 512 KiB values
+/// would get them all in one request that can never finish in time, and would never catch up.
+const APPEND_BYTES: usize = 1 << 20;
+
+/// The request cut to its first entries that fit [`APPEND_BYTES`] (at least one), and the log ID of
+/// the last entry kept when it was cut.
+fn bounded_append(
+    mut req: AppendEntriesRequest<TypeConfig>,
+) -> (
+    AppendEntriesRequest<TypeConfig>,
+    Option<openraft::LogId<u64>>,
+) {
+    let size = |e: &openraft::Entry<TypeConfig>| match &e.payload {
+        openraft::EntryPayload::Normal(r) => r.body.len() + 32,
+        _ => 256,
+    };
+    let mut total = 0;
+    let keep = req
+        .entries
+        .iter()
+        .take_while(|e| {
+            total += size(e);
+            total <= APPEND_BYTES
+        })
+        .count()
+        .max(1);
+    if keep >= req.entries.len() {
+        return (req, None);
+    }
+    req.entries.truncate(keep);
+    let last = req.entries.last().map(|e| e.log_id);
+    (req, last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appends_are_cut_by_bytes_and_keep_at_least_one_entry() {
+        let entry = |index: u64, bytes: usize| openraft::Entry::<TypeConfig> {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(super::super::command::Request {
+                id: 0,
+                tag: 1,
+                body: vec![0; bytes],
+            }),
+        };
+        let req = |sizes: &[usize]| AppendEntriesRequest::<TypeConfig> {
+            vote: openraft::Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, b)| entry(i as u64 + 1, *b))
+                .collect(),
+            leader_commit: None,
+        };
+        let (r, cut) = bounded_append(req(&[512 << 10, 400 << 10, 512 << 10, 10]));
+        assert_eq!(r.entries.len(), 2);
+        assert_eq!(cut.map(|l| l.index), Some(2));
+        let (r, cut) = bounded_append(req(&[4 << 20, 10]));
+        assert_eq!(
+            (r.entries.len(), cut.map(|l| l.index)),
+            (1, Some(1)),
+            "one oversized entry alone"
+        );
+        let (r, cut) = bounded_append(req(&[10, 10, 10]));
+        assert_eq!((r.entries.len(), cut), (3, None));
+        let (r, cut) = bounded_append(req(&[]));
+        assert_eq!((r.entries.len(), cut), (0, None), "a heartbeat");
+    }
 
     #[test]
     fn the_reset_key_outlives_the_process_and_a_bad_file_is_refused() {
