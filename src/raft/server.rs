@@ -32,7 +32,7 @@ use crate::state::replicated::{
     BoxFuture, Change, Consistency, RaftConfiguration, RaftPeer, ReadRequest, ReadResult, Replica,
     Replicated, StoreError, Written,
 };
-use crate::state::sessions::{Session, SessionHealth, SessionOp};
+use crate::state::sessions::{MissingSince, Session, SessionHealth, SessionOp};
 use crate::state::tombstones::TombstoneGc;
 use crate::state::txn::{TxnError, TxnOp};
 use crate::state::{MemberStatus, MemberTable};
@@ -93,6 +93,7 @@ pub struct ServerSetup {
 struct Timers {
     term: u64,
     deadlines: HashMap<String, Instant>,
+    missing: MissingSince,
 }
 
 /// A running server.
@@ -843,8 +844,10 @@ impl RaftServer {
     }
 
     /// Sessions the leader ends now: TTLs run out (twice the TTL since creation or the last renewal,
-    /// as Consul allows), and sessions one of whose checks is critical (`serfHealth`: the node failed
-    /// or left).
+    /// as Consul allows), sessions one of whose checks is critical (`serfHealth`: the node failed or
+    /// left), and sessions whose node or check has been missing for [`MISSING_GRACE`] (deregistered).
+    ///
+    /// [`MISSING_GRACE`]: crate::state::sessions::MISSING_GRACE
     fn sessions_to_end(&self, term: u64) -> Vec<String> {
         let all = self.state.sessions.all();
         let now = Instant::now();
@@ -854,9 +857,11 @@ impl RaftServer {
             if t.term != term {
                 t.term = term;
                 t.deadlines.clear();
+                t.missing.clear();
             }
             let live: BTreeSet<&str> = all.iter().map(|s| s.id.as_str()).collect();
             t.deadlines.retain(|id, _| live.contains(id.as_str()));
+            t.missing.retain(|id| live.contains(id));
             for s in &all {
                 if let Some(ttl) = s.ttl() {
                     let due = *t.deadlines.entry(s.id.clone()).or_insert(now + ttl * 2);
@@ -866,14 +871,19 @@ impl RaftServer {
                 }
             }
         }
+        let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
         for s in &all {
-            // Only a check seen critical ends a session: a missing node or check may be one whose
-            // record gossip has not brought to this leader yet (the agent that created the session
-            // checked they exist).
             let member = self.members.get(&s.node);
             let record = self.catalog.node(&s.node);
             let health = s.health(member.as_deref(), record.as_ref().map(|r| &r.record));
-            if matches!(health, SessionHealth::Critical(_)) && !end.contains(&s.id) {
+            if t.missing.ends(&s.id, &health, now) && !end.contains(&s.id) {
+                if !matches!(health, SessionHealth::Critical(_)) {
+                    tracing::info!(
+                        "ending session {}: {health:?} for {:?}",
+                        s.id,
+                        crate::state::sessions::MISSING_GRACE
+                    );
+                }
                 end.push(s.id.clone());
             }
         }

@@ -92,6 +92,45 @@ pub enum SessionHealth {
     Critical(String),
 }
 
+/// How long a session's node or check may be missing before the leader ends it. Consul ends a session
+/// at once when its node or check is deregistered; here a missing one may also be one whose record
+/// gossip has not yet brought to the leader (seconds at 5000 nodes), so it waits this long first.
+pub const MISSING_GRACE: Duration = Duration::from_secs(30);
+
+/// The leader's view, for one term, of sessions whose node or check is missing, and since when.
+#[derive(Debug, Default)]
+pub struct MissingSince {
+    since: HashMap<String, Instant>,
+}
+
+impl MissingSince {
+    /// Takes session `id`'s `health` at `now`: true when the session is to end (a critical check, or a
+    /// node or check missing for [`MISSING_GRACE`]).
+    pub fn ends(&mut self, id: &str, health: &SessionHealth, now: Instant) -> bool {
+        match health {
+            SessionHealth::Critical(_) => true,
+            SessionHealth::Healthy => {
+                self.since.remove(id);
+                false
+            }
+            SessionHealth::MissingNode | SessionHealth::MissingCheck(_) => {
+                let first = *self.since.entry(id.to_owned()).or_insert(now);
+                now.duration_since(first) >= MISSING_GRACE
+            }
+        }
+    }
+
+    /// Forgets sessions that `live` no longer holds.
+    pub fn retain(&mut self, live: impl Fn(&str) -> bool) {
+        self.since.retain(|id, _| live(id));
+    }
+
+    /// Forgets everything (a new term: another leader's observations are not ours).
+    pub fn clear(&mut self) {
+        self.since.clear();
+    }
+}
+
 impl Session {
     /// How its node (`member`, from gossip) and its checks (in the node's catalog `record`) stand: a
     /// critical check first (so a missing one cannot hide it), then a missing one.
@@ -453,6 +492,23 @@ mod tests {
             create_index: 0,
             modify_index: 0,
         }
+    }
+
+    #[test]
+    fn a_missing_node_or_check_ends_a_session_only_after_the_grace() {
+        let mut m = MissingSince::default();
+        let t0 = Instant::now();
+        let missing = SessionHealth::MissingCheck("web".into());
+        assert!(!m.ends("s", &missing, t0));
+        assert!(!m.ends("s", &missing, t0 + MISSING_GRACE / 2));
+        // Back in time: the clock starts over when it is missing again.
+        assert!(!m.ends("s", &SessionHealth::Healthy, t0 + MISSING_GRACE / 2));
+        assert!(!m.ends("s", &SessionHealth::MissingNode, t0 + MISSING_GRACE));
+        assert!(m.ends("s", &SessionHealth::MissingNode, t0 + MISSING_GRACE * 2));
+        // A critical check ends it at once; a forgotten session starts over.
+        assert!(m.ends("t", &SessionHealth::Critical("serfHealth".into()), t0));
+        m.retain(|id| id != "s");
+        assert!(!m.ends("s", &missing, t0 + MISSING_GRACE * 3));
     }
 
     #[test]
