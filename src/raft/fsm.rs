@@ -446,6 +446,36 @@ mod tests {
     use crate::state::replicated::Change;
     use openraft::CommittedLeaderId;
 
+    #[test]
+    fn snapshots_written_before_the_external_catalog_still_restore() {
+        // The previous layout: the state's three fields, then the recent writes.
+        #[derive(Serialize)]
+        struct Old {
+            kv: crate::state::kv::KvImage,
+            sessions_index: u64,
+            sessions: Vec<crate::state::sessions::Session>,
+            recent: Vec<(u128, Reply)>,
+        }
+        let mut kv = crate::state::kv::KvImage::default();
+        kv.tombstones.push(("gone".into(), 3));
+        let old = Old {
+            kv: kv.clone(),
+            sessions_index: 5,
+            sessions: Vec::new(),
+            recent: vec![(42, Reply::Done(true))],
+        };
+        let image = Image::decode(&postcard::to_allocvec(&old).unwrap()).unwrap();
+        assert_eq!(image.state.kv, kv);
+        assert_eq!(image.state.sessions_index, 5);
+        assert_eq!(image.recent, vec![(42, Reply::Done(true))]);
+        assert!(image.state.external.nodes.is_empty());
+        // And this version's layout reads as itself.
+        let mut now = image;
+        now.state.external.index = 9;
+        let back = Image::decode(&postcard::to_allocvec(&now).unwrap()).unwrap();
+        assert_eq!(back.state, now.state);
+    }
+
     fn set(index: u64, key: &str) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
