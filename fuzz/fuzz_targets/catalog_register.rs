@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(false) | Err(_) => assert_eq!(table.query(), before, "unchanged"),
         }
         let (_, nodes) = table.query();
-        assert!(nodes.windows(2).all(|w| w[0].node < w[1].node));
+        assert!(nodes.windows(2).all(|w| w[0].info.node < w[1].info.node));
         for n in &nodes {
             for c in n.checks.iter().filter(|c| !c.service_id.is_empty()) {
                 assert!(n.services.iter().any(|s| s.id == c.service_id), "orphan check");

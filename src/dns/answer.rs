@@ -257,7 +257,7 @@ impl Answerer<'_> {
             None => NodeView::External(
                 self.services
                     .external_node(name)
-                    .filter(|e| here(&e.datacenter))?,
+                    .filter(|e| here(&e.info.datacenter))?,
             ),
         };
         let ttl = self.cfg.node_ttl.as_secs() as u32;

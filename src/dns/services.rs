@@ -159,7 +159,7 @@ impl ServiceCatalog for CatalogServices {
         self.catalog
             .external_nodes()
             .iter()
-            .find(|n| n.node.eq_ignore_ascii_case(name))
+            .find(|n| n.info.node.eq_ignore_ascii_case(name))
             .cloned()
     }
 }

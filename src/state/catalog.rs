@@ -235,7 +235,7 @@ impl Catalog {
 
     fn set_external_nodes(&self, nodes: Vec<ExternalNode>) {
         let listed: Vec<Arc<ExternalNode>> = nodes.into_iter().map(Arc::new).collect();
-        let names: BTreeSet<&str> = listed.iter().map(|n| n.node.as_str()).collect();
+        let names: BTreeSet<&str> = listed.iter().map(|n| n.info.node.as_str()).collect();
         let gone: Vec<Arc<str>> = self
             .nodes
             .pin()
@@ -248,7 +248,7 @@ impl Catalog {
             self.remove_entry(&name, true);
         }
         for n in &listed {
-            let name: Arc<str> = Arc::from(n.node.as_str());
+            let name: Arc<str> = Arc::from(n.info.node.as_str());
             let old = self.nodes.pin().get(&*name).cloned();
             match &old {
                 Some(o) if o.external.is_none() => continue,
@@ -594,9 +594,12 @@ mod tests {
         let c = Catalog::new();
         publish(&c, "member", 1, vec![svc("web", "web", &[])], vec![]);
         let ext = |name: &str, port: u16| ExternalNode {
-            node: name.into(),
-            address: "10.0.0.9".into(),
-            datacenter: "dc1".into(),
+            info: crate::state::external::NodeInfo {
+                node: name.into(),
+                address: "10.0.0.9".into(),
+                datacenter: "dc1".into(),
+                ..Default::default()
+            },
             services: vec![ServiceRecord::plain("web", "web", &[], port)],
             ..Default::default()
         };

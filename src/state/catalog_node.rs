@@ -29,7 +29,7 @@ impl NodeView {
     pub fn name(&self) -> &str {
         match self {
             NodeView::Member(m) => &m.name,
-            NodeView::External(n) => &n.node,
+            NodeView::External(n) => &n.info.node,
         }
     }
 
@@ -37,7 +37,7 @@ impl NodeView {
     pub fn address(&self) -> String {
         match self {
             NodeView::Member(m) => m.addr.ip().to_string(),
-            NodeView::External(n) => n.address.clone(),
+            NodeView::External(n) => n.info.address.clone(),
         }
     }
 
@@ -45,7 +45,7 @@ impl NodeView {
     pub fn ip(&self) -> Option<IpAddr> {
         match self {
             NodeView::Member(m) => Some(m.addr.ip()),
-            NodeView::External(n) => n.address.parse().ok(),
+            NodeView::External(n) => n.info.address.parse().ok(),
         }
     }
 
@@ -53,7 +53,7 @@ impl NodeView {
     pub fn datacenter(&self) -> &str {
         match self {
             NodeView::Member(m) => m.tag("dc"),
-            NodeView::External(n) => &n.datacenter,
+            NodeView::External(n) => &n.info.datacenter,
         }
     }
 
@@ -61,7 +61,7 @@ impl NodeView {
     pub fn id(&self) -> &str {
         match self {
             NodeView::Member(m) => m.tag("id"),
-            NodeView::External(n) => &n.id,
+            NodeView::External(n) => &n.info.id,
         }
     }
 
@@ -69,7 +69,7 @@ impl NodeView {
     pub fn meta(&self) -> &BTreeMap<String, String> {
         match self {
             NodeView::Member(m) => &m.meta,
-            NodeView::External(n) => &n.meta,
+            NodeView::External(n) => &n.info.meta,
         }
     }
 
@@ -90,7 +90,9 @@ impl NodeView {
                 .map(|k| (k.to_owned(), ip.clone()))
                 .collect()
             }
-            NodeView::External(n) => node_tagged_addresses(&n.address, &n.tagged_addresses),
+            NodeView::External(n) => {
+                node_tagged_addresses(&n.info.address, &n.info.tagged_addresses)
+            }
         }
     }
 
@@ -134,7 +136,7 @@ impl NodeLookup<'_> {
             return Some(NodeView::Member(m));
         }
         let e = self.catalog.node(name)?.external.clone()?;
-        (e.datacenter == self.dc).then_some(NodeView::External(e))
+        (e.info.datacenter == self.dc).then_some(NodeView::External(e))
     }
 
     /// Every catalog node, sorted by name: members from `snap`, and the external nodes no member
@@ -149,14 +151,14 @@ impl NodeLookup<'_> {
         let externals = self.catalog.external_nodes();
         let shadowed = |n: &ExternalNode| {
             self.members
-                .get(&n.node)
+                .get(&n.info.node)
                 .is_some_and(|m| in_catalog(&m, self.dc))
         };
         let before = out.len();
         out.extend(
             externals
                 .iter()
-                .filter(|n| n.datacenter == self.dc && !shadowed(n))
+                .filter(|n| n.info.datacenter == self.dc && !shadowed(n))
                 .map(|n| NodeView::External(n.clone())),
         );
         if out.len() > before {

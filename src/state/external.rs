@@ -9,18 +9,18 @@
 //! refused; the whole registration applies or none of it does.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::kv::Refusal;
 use super::node_record::{CheckRecord, ServiceRecord};
+use super::watched::Watched;
 
-/// One external node with everything registered on it.
+/// An external node's own fields (structs.Node).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExternalNode {
+pub struct NodeInfo {
     /// Node name.
     pub node: String,
     /// Node ID (a UUID, or empty).
@@ -33,6 +33,13 @@ pub struct ExternalNode {
     pub tagged_addresses: BTreeMap<String, String>,
     /// Node metadata.
     pub meta: BTreeMap<String, String>,
+}
+
+/// One external node with everything registered on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalNode {
+    /// The node's own fields.
+    pub info: NodeInfo,
     /// Services, sorted by ID.
     pub services: Vec<ServiceRecord>,
     /// Checks, sorted by ID.
@@ -57,18 +64,8 @@ impl ExternalNode {
 /// `PUT /v1/catalog/register` (structs.RegisterRequest), validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
-    /// Node name.
-    pub node: String,
-    /// Node ID.
-    pub id: String,
-    /// Node address.
-    pub address: String,
-    /// Datacenter.
-    pub datacenter: String,
-    /// Tagged addresses.
-    pub tagged_addresses: BTreeMap<String, String>,
-    /// Node metadata.
-    pub meta: BTreeMap<String, String>,
+    /// The node's fields.
+    pub info: NodeInfo,
     /// Leave the node's own fields as they are (the node must exist).
     pub skip_node_update: bool,
     /// A service to create or replace.
@@ -97,7 +94,7 @@ impl CatalogOp {
     /// The node the operation is about.
     pub fn node(&self) -> &str {
         match self {
-            CatalogOp::Register(r) => &r.node,
+            CatalogOp::Register(r) => &r.info.node,
             CatalogOp::Deregister { node, .. } => node,
         }
     }
@@ -121,30 +118,15 @@ struct Data {
 /// The replicated table of external nodes.
 #[derive(Default)]
 pub struct ExternalCatalog {
-    data: RwLock<Data>,
-    changed: Mutex<Option<watch::Sender<u64>>>,
+    table: Watched<Data>,
 }
 
 impl ExternalCatalog {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Data> {
-        self.data.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Data> {
-        self.data.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn notify(&self, index: u64) {
-        if let Some(tx) = &*self.changed.lock().unwrap_or_else(|p| p.into_inner()) {
-            tx.send_replace(index);
-        }
-    }
-
     /// Applies `op` at raft index `index`: true when the table changed (and its index moved to
     /// `index`); a refused operation changes nothing.
     pub fn apply(&self, index: u64, op: &CatalogOp) -> Result<bool, Refusal> {
         let changed = {
-            let mut d = self.write();
+            let mut d = self.table.write();
             let changed = match op {
                 CatalogOp::Register(r) => register(&mut d.nodes, index, r)?,
                 CatalogOp::Deregister {
@@ -165,34 +147,28 @@ impl ExternalCatalog {
             changed
         };
         if changed {
-            self.notify(index);
+            self.table.notify(index);
         }
         Ok(changed)
     }
 
     /// Every node and the table's index (at least 1).
     pub fn query(&self) -> (u64, Vec<ExternalNode>) {
-        let d = self.read();
+        let d = self.table.read();
         let nodes = d.nodes.values().map(|n| (**n).clone()).collect();
         (d.index.max(1), nodes)
     }
 
     /// Waits until the table's index passes `min` (or `deadline`), then answers.
     pub async fn wait(&self, min: u64, deadline: Instant) -> (u64, Vec<ExternalNode>) {
-        let mut rx = self
-            .changed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(|| watch::Sender::new(0))
-            .subscribe();
-        super::kv::block_past(&mut rx, min, deadline, || self.query()).await
+        self.table.wait(min, deadline, || self.query()).await
     }
 
     /// The whole table, for a snapshot.
     pub fn image(&self) -> ExternalImage {
         let (_, nodes) = self.query();
         ExternalImage {
-            index: self.read().index,
+            index: self.table.read().index,
             nodes,
         }
     }
@@ -200,15 +176,15 @@ impl ExternalCatalog {
     /// Replaces the table with a snapshot's.
     pub fn restore(&self, image: ExternalImage) {
         {
-            let mut d = self.write();
+            let mut d = self.table.write();
             d.index = image.index;
             d.nodes = image
                 .nodes
                 .into_iter()
-                .map(|n| (n.node.clone(), Arc::new(n)))
+                .map(|n| (n.info.node.clone(), Arc::new(n)))
                 .collect();
         }
-        self.notify(image.index);
+        self.table.notify(image.index);
     }
 }
 
@@ -232,22 +208,17 @@ fn register(
     index: u64,
     r: &Registration,
 ) -> Result<bool, Refusal> {
-    let old = nodes.get(&r.node);
+    let old = nodes.get(&r.info.node);
     let mut n = match old {
         Some(n) => (**n).clone(),
-        None if r.skip_node_update => return Err(Refusal::MissingNode(r.node.clone())),
+        None if r.skip_node_update => return Err(Refusal::MissingNode(r.info.node.clone())),
         None => ExternalNode {
-            node: r.node.clone(),
             create_index: index,
             ..ExternalNode::default()
         },
     };
     if !r.skip_node_update {
-        n.id.clone_from(&r.id);
-        n.address.clone_from(&r.address);
-        n.datacenter.clone_from(&r.datacenter);
-        n.tagged_addresses.clone_from(&r.tagged_addresses);
-        n.meta.clone_from(&r.meta);
+        n.info.clone_from(&r.info);
     }
     if let Some(s) = &r.service {
         upsert(&mut n.services, s, |s| &s.id);
@@ -262,7 +233,7 @@ fn register(
         return Ok(false);
     }
     n.modify_index = index;
-    nodes.insert(n.node.clone(), Arc::new(n));
+    nodes.insert(n.info.node.clone(), Arc::new(n));
     Ok(true)
 }
 
@@ -293,7 +264,7 @@ fn deregister(
         return false;
     }
     n.modify_index = index;
-    nodes.insert(n.node.clone(), Arc::new(n));
+    nodes.insert(n.info.node.clone(), Arc::new(n));
     true
 }
 
@@ -303,12 +274,14 @@ mod tests {
 
     fn reg(node: &str, service: Option<&str>, checks: &[(&str, &str)]) -> CatalogOp {
         CatalogOp::Register(Box::new(Registration {
-            node: node.into(),
-            id: String::new(),
-            address: "10.1.0.1".into(),
-            datacenter: "dc1".into(),
-            tagged_addresses: BTreeMap::new(),
-            meta: BTreeMap::from([("external-node".into(), "true".into())]),
+            info: NodeInfo {
+                node: node.into(),
+                id: String::new(),
+                address: "10.1.0.1".into(),
+                datacenter: "dc1".into(),
+                tagged_addresses: BTreeMap::new(),
+                meta: BTreeMap::from([("external-node".into(), "true".into())]),
+            },
             skip_node_update: false,
             service: service.map(|s| ServiceRecord::plain(s, s, &[], 80)),
             checks: checks

@@ -39,6 +39,7 @@ pub mod servers;
 pub mod sessions;
 pub mod tombstones;
 pub mod txn;
+pub mod watched;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::definitions::{self, DefinitionError, Status, err, fields, string, string_map};
-use super::external::{CatalogOp, Registration};
+use super::external::{CatalogOp, NodeInfo, Registration};
 use super::node_record::{CheckRecord, service_record, status_code};
 
 /// A register body as an operation; `datacenter` fills an absent `Datacenter`.
@@ -68,14 +68,16 @@ pub fn register(v: &Value, datacenter: &str) -> Result<CatalogOp, DefinitionErro
         .map(|c| catalog_check(c, &node))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(CatalogOp::Register(Box::new(Registration {
-        datacenter: string(&f, "datacenter")?
-            .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| datacenter.to_owned()),
-        tagged_addresses: string_map(f.get("taggedaddresses"), "TaggedAddresses")?,
-        meta: string_map(f.get("nodemeta"), "NodeMeta")?,
-        node,
-        id,
-        address,
+        info: NodeInfo {
+            datacenter: string(&f, "datacenter")?
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| datacenter.to_owned()),
+            tagged_addresses: string_map(f.get("taggedaddresses"), "TaggedAddresses")?,
+            meta: string_map(f.get("nodemeta"), "NodeMeta")?,
+            node,
+            id,
+            address,
+        },
         skip_node_update,
         service,
         checks,

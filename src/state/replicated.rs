@@ -425,13 +425,9 @@ mod tests {
         .unwrap();
         assert_eq!(StateImage::decode(&old).unwrap(), image);
         image.external.index = 12;
-        image
-            .external
-            .nodes
-            .push(super::super::external::ExternalNode {
-                node: "db".into(),
-                ..Default::default()
-            });
+        let mut db = super::super::external::ExternalNode::default();
+        db.info.node = "db".into();
+        image.external.nodes.push(db);
         let new = postcard::to_allocvec(&image).unwrap();
         assert_eq!(StateImage::decode(&new).unwrap(), image);
         // Neither layout with bytes to spare, nor a cut one.

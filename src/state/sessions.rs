@@ -7,16 +7,16 @@
 //! them when it applies the end of a session; only the leader consults them, before it proposes).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::definitions::Status;
 use super::node_record::NodeRecord;
+use super::watched::Watched;
 use super::{MemberRecord, MemberStatus};
 
 /// Longest lock delay Consul honours.
@@ -335,8 +335,7 @@ struct Data {
 /// The replicated sessions.
 #[derive(Default)]
 pub struct SessionStore {
-    data: RwLock<Data>,
-    changed: Mutex<Option<watch::Sender<u64>>>,
+    table: Watched<Data>,
     /// Keys in their lock delay, until when (this server's clock).
     delays: Mutex<HashMap<String, Instant>>,
 }
@@ -347,33 +346,19 @@ impl SessionStore {
         Self::default()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Data> {
-        self.data.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Data> {
-        self.data.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn notify(&self, index: u64) {
-        if let Some(tx) = &*self.changed.lock().unwrap_or_else(|p| p.into_inner()) {
-            tx.send_replace(index);
-        }
-    }
-
     /// True when session `id` exists.
     pub fn exists(&self, id: &str) -> bool {
-        self.read().sessions.contains_key(id)
+        self.table.read().sessions.contains_key(id)
     }
 
     /// Session `id`.
     pub fn get(&self, id: &str) -> Option<Session> {
-        self.read().sessions.get(id).cloned()
+        self.table.read().sessions.get(id).cloned()
     }
 
     /// Every session.
     pub fn all(&self) -> Vec<Session> {
-        self.read().sessions.values().cloned().collect()
+        self.table.read().sessions.values().cloned().collect()
     }
 
     /// Adds `s` at `index`; false (and nothing changes) when its ID is taken.
@@ -381,21 +366,21 @@ impl SessionStore {
         s.create_index = index;
         s.modify_index = index;
         {
-            let mut d = self.write();
+            let mut d = self.table.write();
             if d.sessions.contains_key(&s.id) {
                 return false;
             }
             d.sessions.insert(s.id.clone(), s);
             d.index = index;
         }
-        self.notify(index);
+        self.table.notify(index);
         true
     }
 
     /// Removes session `id` at `index`; returns it if it existed.
     pub fn destroy(&self, index: u64, id: &str) -> Option<Session> {
         let gone = {
-            let mut d = self.write();
+            let mut d = self.table.write();
             let gone = d.sessions.remove(id);
             if gone.is_some() {
                 d.index = index;
@@ -403,7 +388,7 @@ impl SessionStore {
             gone
         };
         if gone.is_some() {
-            self.notify(index);
+            self.table.notify(index);
         }
         gone
     }
@@ -433,7 +418,7 @@ impl SessionStore {
 
     /// Answers `q` now, with the sessions' index (at least 1).
     pub fn query(&self, q: &SessionQuery) -> (u64, Vec<Session>) {
-        let d = self.read();
+        let d = self.table.read();
         let list = match q {
             SessionQuery::Info(id) => d.sessions.get(id).cloned().into_iter().collect(),
             SessionQuery::Node(n) => d
@@ -449,29 +434,23 @@ impl SessionStore {
 
     /// Waits until the sessions' index differs from `min` (or `deadline`), then answers.
     pub async fn wait(&self, q: &SessionQuery, min: u64, deadline: Instant) -> (u64, Vec<Session>) {
-        let mut rx = self
-            .changed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(|| watch::Sender::new(0))
-            .subscribe();
-        super::kv::block_past(&mut rx, min, deadline, || self.query(q)).await
+        self.table.wait(min, deadline, || self.query(q)).await
     }
 
     /// The whole contents, for a snapshot.
     pub fn image(&self) -> (u64, Vec<Session>) {
-        let d = self.read();
+        let d = self.table.read();
         (d.index, d.sessions.values().cloned().collect())
     }
 
     /// Replaces the contents with a snapshot's.
     pub fn restore(&self, index: u64, sessions: Vec<Session>) {
         {
-            let mut d = self.write();
+            let mut d = self.table.write();
             d.index = index;
             d.sessions = sessions.into_iter().map(|s| (s.id.clone(), s)).collect();
         }
-        self.notify(index);
+        self.table.notify(index);
     }
 }
 
