@@ -1,9 +1,12 @@
 //! Keeps this agent's catalog in step with the servers' external catalog: a blocking `?stale` read
-//! of the whole table (any server answers, also without a leader), applied each time its index
-//! moves. Reads of external services then stay on the agent, as reads of gossip-owned ones do.
+//! (any server answers, also without a leader) of what changed since the index last seen, applied
+//! each time the index moves. Reads of external services then stay on the agent, as reads of
+//! gossip-owned ones do.
 //!
-//! The whole table travels on each change, as a Consul blocking query returns its whole result;
-//! external registrations are few and change rarely (a node per appliance or SaaS endpoint).
+//! Only the changed nodes travel (the whole table on the first read, or when the answering server no
+//! longer remembers a removal the agent may have missed): a Consul blocking query returns its whole
+//! result each time, which, sent to every agent, would cost the servers the table's size times the
+//! number of agents for each check an external monitor updates.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,15 +32,21 @@ pub async fn run(store: Arc<dyn Replicated>, catalog: Arc<Catalog>) {
     let mut warned = false;
     loop {
         let request = ReadRequest {
-            query: Query::External,
+            query: Query::External {
+                since: seen.unwrap_or(0),
+            },
             consistency: Consistency::Stale,
             min_index: seen,
             wait: WAIT,
         };
         let failure = match store.read(request).await {
             Ok(r) => match r.answer {
-                ReadAnswer::External(nodes) => {
-                    catalog.set_external(r.index, nodes);
+                ReadAnswer::External(delta) => {
+                    if delta.whole {
+                        catalog.set_external(r.index, delta.nodes);
+                    } else {
+                        catalog.patch_external(r.index, delta.nodes, &delta.removed);
+                    }
                     seen = Some(r.index);
                     backoff = MIN_BACKOFF;
                     (failing_since, warned) = (None, false);

@@ -177,11 +177,15 @@ impl Catalog {
         self.rebuild(node, Some(&entry), touched.collect(), index, false);
     }
 
-    /// Removes a member's record (it left, was force-left or reaped); an external node of the name
-    /// stays.
+    /// Removes a member's record (it left, was force-left or reaped); an external node of the name,
+    /// which the member's record hid, shows again.
     pub fn remove_node(&self, node: &str) {
         let _turn = self.lock_writer();
         self.remove_entry(node, false);
+        let externals = self.externals.load();
+        if let Some(n) = externals.iter().find(|n| n.info.node == node) {
+            self.put_external(n);
+        }
     }
 
     fn remove_entry(&self, node: &str, external: bool) {
@@ -220,7 +224,32 @@ impl Catalog {
     /// gossip member publishes under is left to it.
     pub fn set_external(&self, servers_index: u64, nodes: Vec<ExternalNode>) {
         let _turn = self.lock_writer();
-        self.set_external_nodes(nodes);
+        self.set_external_nodes(nodes.into_iter().map(Arc::new).collect());
+        self.mirrored.send_replace(servers_index);
+    }
+
+    /// Applies the servers' changes as of `servers_index`: `changed` nodes replace theirs, `removed`
+    /// ones go.
+    pub fn patch_external(
+        &self,
+        servers_index: u64,
+        changed: Vec<ExternalNode>,
+        removed: &[String],
+    ) {
+        let _turn = self.lock_writer();
+        let mut by_name: BTreeMap<String, Arc<ExternalNode>> = self
+            .externals
+            .load()
+            .iter()
+            .map(|n| (n.info.node.clone(), n.clone()))
+            .collect();
+        for name in removed {
+            by_name.remove(name);
+        }
+        for n in changed {
+            by_name.insert(n.info.node.clone(), Arc::new(n));
+        }
+        self.set_external_nodes(by_name.into_values().collect());
         self.mirrored.send_replace(servers_index);
     }
 
@@ -233,8 +262,7 @@ impl Catalog {
             .is_ok_and(|r| r.is_ok())
     }
 
-    fn set_external_nodes(&self, nodes: Vec<ExternalNode>) {
-        let listed: Vec<Arc<ExternalNode>> = nodes.into_iter().map(Arc::new).collect();
+    fn set_external_nodes(&self, listed: Vec<Arc<ExternalNode>>) {
         let names: BTreeSet<&str> = listed.iter().map(|n| n.info.node.as_str()).collect();
         let gone: Vec<Arc<str>> = self
             .nodes
@@ -248,29 +276,7 @@ impl Catalog {
             self.remove_entry(&name, true);
         }
         for n in &listed {
-            let name: Arc<str> = Arc::from(n.info.node.as_str());
-            let old = self.nodes.pin().get(&*name).cloned();
-            match &old {
-                Some(o) if o.external.is_none() => continue,
-                Some(o) if o.external.as_deref() == Some(&**n) => continue,
-                _ => {}
-            }
-            changed = true;
-            let index = self.next_index();
-            let entry = Arc::new(NodeEntry {
-                node: name.clone(),
-                version: 0,
-                record: NodeRecord {
-                    services: n.services.clone(),
-                    checks: n.checks.clone(),
-                },
-                create_index: old.as_ref().map_or(index, |o| o.create_index),
-                modify_index: index,
-                external: Some(n.clone()),
-            });
-            self.nodes.pin().insert(name.clone(), entry.clone());
-            let touched = names_of(old.as_deref()).chain(names_of(Some(&entry)));
-            self.rebuild(&name, Some(&entry), touched.collect(), index, true);
+            changed |= self.put_external(n);
         }
         self.externals.store(Arc::new(listed));
         if !changed {
@@ -281,6 +287,40 @@ impl Catalog {
         self.external_index.store(index, Ordering::Release);
         self.published.store(index, Ordering::Release);
         self.any.send_replace(index);
+    }
+
+    /// Puts external node `n` in the catalog unless a member's record holds its name or it is there
+    /// as it is; true when it changed something.
+    fn put_external(&self, n: &Arc<ExternalNode>) -> bool {
+        let name: Arc<str> = Arc::from(n.info.node.as_str());
+        let old = self.nodes.pin().get(&*name).cloned();
+        match &old {
+            Some(o) if o.external.is_none() => return false,
+            Some(o)
+                if o.external
+                    .as_ref()
+                    .is_some_and(|e| Arc::ptr_eq(e, n) || **e == **n) =>
+            {
+                return false;
+            }
+            _ => {}
+        }
+        let index = self.next_index();
+        let entry = Arc::new(NodeEntry {
+            node: name.clone(),
+            version: 0,
+            record: NodeRecord {
+                services: n.services.clone(),
+                checks: n.checks.clone(),
+            },
+            create_index: old.as_ref().map_or(index, |o| o.create_index),
+            modify_index: index,
+            external: Some(n.clone()),
+        });
+        self.nodes.pin().insert(name.clone(), entry.clone());
+        let touched = names_of(old.as_deref()).chain(names_of(Some(&entry)));
+        self.rebuild(&name, Some(&entry), touched.collect(), index, true);
+        true
     }
 
     /// Index of the last change to the external nodes (0: none yet).
@@ -625,10 +665,28 @@ mod tests {
         // Gossip removing its member leaves external nodes alone; the servers' list removes them.
         c.remove_node("db");
         assert_eq!(c.service("web").instances.len(), 2);
-        c.set_external(7, vec![]);
+        // Once the member goes, the external node of its name shows.
+        c.remove_node("member");
         let web = c.service("web");
-        let nodes: Vec<&str> = web.instances.iter().map(|i| &*i.node).collect();
-        assert_eq!(nodes, ["member"]);
+        let ports: Vec<(&str, u16)> = web
+            .instances
+            .iter()
+            .map(|i| (&*i.node, i.service.port))
+            .collect();
+        assert_eq!(ports, [("db", 80), ("member", 81)]);
+        c.set_external(7, vec![]);
+        assert!(c.service("web").instances.is_empty());
+        // Deltas patch the list: a changed node in, a removed one out.
+        c.patch_external(8, vec![ext("db", 82)], &[]);
+        assert_eq!(c.service("web").instances[0].service.port, 82);
+        c.patch_external(9, vec![ext("mq", 83)], &["db".to_string()]);
+        let names: Vec<String> = c
+            .external_nodes()
+            .iter()
+            .map(|n| n.info.node.clone())
+            .collect();
+        assert_eq!(names, ["mq"]);
+        assert!(c.wait_mirrored(9, Instant::now()).await);
         assert!(c.node("db").is_none());
         assert!(c.external_index() > index);
     }

@@ -109,10 +109,47 @@ pub struct ExternalImage {
     pub nodes: Vec<ExternalNode>,
 }
 
+/// What changed in the table since a reader's index: every agent mirrors the table, and sending it
+/// whole on each change would cost the servers the table's size times the number of agents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalDelta {
+    /// The whole table follows (the reader is new, or too far behind for this server's record of
+    /// removals): replace, do not patch.
+    pub whole: bool,
+    /// Nodes changed since the reader's index (all of them when `whole`), sorted by name.
+    pub nodes: Vec<ExternalNode>,
+    /// Nodes removed since the reader's index.
+    pub removed: Vec<String>,
+}
+
+/// Removed node names a server remembers for deltas; a reader further behind gets the whole table.
+const MAX_REMOVED: usize = 4096;
+
 #[derive(Default)]
 struct Data {
     nodes: BTreeMap<String, Arc<ExternalNode>>,
     index: u64,
+    /// Nodes removed, with the index of their removal. This server's own record for deltas, not part
+    /// of the replicated state (each server answers deltas from its own).
+    removed: BTreeMap<String, u64>,
+    /// A delta from an index below this may miss a removal: such a reader gets the whole table.
+    floor: u64,
+}
+
+impl Data {
+    fn note_removed(&mut self, node: &str, index: u64) {
+        self.removed.insert(node.to_owned(), index);
+        if self.removed.len() > MAX_REMOVED
+            && let Some((oldest, at)) = self
+                .removed
+                .iter()
+                .min_by_key(|(_, i)| **i)
+                .map(|(n, i)| (n.clone(), *i))
+        {
+            self.removed.remove(&oldest);
+            self.floor = self.floor.max(at);
+        }
+    }
 }
 
 /// The replicated table of external nodes.
@@ -128,18 +165,28 @@ impl ExternalCatalog {
         let changed = {
             let mut d = self.table.write();
             let changed = match op {
-                CatalogOp::Register(r) => register(&mut d.nodes, index, r)?,
+                CatalogOp::Register(r) => {
+                    let changed = register(&mut d.nodes, index, r)?;
+                    d.removed.remove(&r.info.node);
+                    changed
+                }
                 CatalogOp::Deregister {
                     node,
                     service_id,
                     check_id,
-                } => deregister(
-                    &mut d.nodes,
-                    index,
-                    node,
-                    service_id.as_deref(),
-                    check_id.as_deref(),
-                ),
+                } => {
+                    let changed = deregister(
+                        &mut d.nodes,
+                        index,
+                        node,
+                        service_id.as_deref(),
+                        check_id.as_deref(),
+                    );
+                    if changed && !d.nodes.contains_key(node) {
+                        d.note_removed(node, index);
+                    }
+                    changed
+                }
             };
             if changed {
                 d.index = index;
@@ -159,9 +206,48 @@ impl ExternalCatalog {
         (d.index.max(1), nodes)
     }
 
-    /// Waits until the table's index passes `min` (or `deadline`), then answers.
-    pub async fn wait(&self, min: u64, deadline: Instant) -> (u64, Vec<ExternalNode>) {
-        self.table.wait(min, deadline, || self.query()).await
+    /// What changed since index `since` (0: everything), and the table's index.
+    pub fn delta(&self, since: u64) -> (u64, ExternalDelta) {
+        let d = self.table.read();
+        let index = d.index.max(1);
+        // A reader ahead of this server saw another history (a lagging server, or a restored one).
+        if since == 0 || since < d.floor || since > d.index {
+            let nodes = d.nodes.values().map(|n| (**n).clone()).collect();
+            return (
+                index,
+                ExternalDelta {
+                    whole: true,
+                    nodes,
+                    removed: Vec::new(),
+                },
+            );
+        }
+        let nodes = d
+            .nodes
+            .values()
+            .filter(|n| n.modify_index > since)
+            .map(|n| (**n).clone())
+            .collect();
+        let removed = d
+            .removed
+            .iter()
+            .filter(|(_, i)| **i > since)
+            .map(|(n, _)| n.clone())
+            .collect();
+        (
+            index,
+            ExternalDelta {
+                whole: false,
+                nodes,
+                removed,
+            },
+        )
+    }
+
+    /// Waits until the table's index passes `min` (or `deadline`), then answers what changed since
+    /// `since`.
+    pub async fn wait(&self, min: u64, since: u64, deadline: Instant) -> (u64, ExternalDelta) {
+        self.table.wait(min, deadline, || self.delta(since)).await
     }
 
     /// The whole table, for a snapshot.
@@ -177,6 +263,9 @@ impl ExternalCatalog {
     pub fn restore(&self, image: ExternalImage) {
         {
             let mut d = self.table.write();
+            // Removals before the snapshot are unknown here: readers from before it get it whole.
+            d.removed.clear();
+            d.floor = image.index;
             d.index = image.index;
             d.nodes = image
                 .nodes
@@ -363,6 +452,56 @@ mod tests {
         assert_eq!(t.query(), (5, vec![]));
     }
 
+    fn names(nodes: &[ExternalNode]) -> Vec<&str> {
+        nodes.iter().map(|n| n.info.node.as_str()).collect()
+    }
+
+    #[test]
+    fn deltas_carry_changes_and_removals_and_fall_back_to_the_whole_table() {
+        let t = ExternalCatalog::default();
+        t.apply(1, &reg("a", None, &[])).unwrap();
+        t.apply(2, &reg("b", None, &[])).unwrap();
+        let (index, d) = t.delta(0);
+        assert_eq!(index, 2);
+        assert!(d.whole);
+        assert_eq!(names(&d.nodes), ["a", "b"]);
+        t.apply(3, &reg("b", Some("s"), &[])).unwrap();
+        t.apply(4, &dereg("a", None, None)).unwrap();
+        let (index, d) = t.delta(2);
+        assert_eq!(index, 4);
+        assert!(!d.whole);
+        assert_eq!(names(&d.nodes), ["b"]);
+        assert_eq!(d.removed, ["a"]);
+        // Registered again: a change, no longer a removal.
+        t.apply(5, &reg("a", None, &[])).unwrap();
+        let (_, d) = t.delta(4);
+        assert_eq!((names(&d.nodes), d.removed.len()), (vec!["a"], 0));
+        // A reader ahead of this server gets it whole, and so do readers from before a restore.
+        assert!(t.delta(99).1.whole);
+        let restored = ExternalCatalog::default();
+        restored.restore(t.image());
+        assert!(restored.delta(3).1.whole);
+        assert!(!restored.delta(5).1.whole);
+    }
+
+    #[test]
+    fn readers_behind_the_removals_kept_get_the_whole_table() {
+        let t = ExternalCatalog::default();
+        let n = MAX_REMOVED as u64 + 1;
+        for i in 1..=n {
+            t.apply(i, &reg(&format!("n{i}"), None, &[])).unwrap();
+        }
+        for i in 1..=n {
+            t.apply(n + i, &dereg(&format!("n{i}"), None, None))
+                .unwrap();
+        }
+        // The first removal (index n + 1) was forgotten: a reader from before it cannot be patched.
+        assert!(t.delta(n).1.whole);
+        let (_, d) = t.delta(n + 1);
+        assert!(!d.whole);
+        assert_eq!(d.removed.len(), MAX_REMOVED);
+    }
+
     #[tokio::test]
     async fn a_blocked_reader_wakes_on_a_change_and_restores_replace_the_table() {
         let t = Arc::new(ExternalCatalog::default());
@@ -370,7 +509,7 @@ mod tests {
         let far = Instant::now() + std::time::Duration::from_secs(30);
         let waiter = {
             let t = t.clone();
-            tokio::spawn(async move { t.wait(3, far).await.0 })
+            tokio::spawn(async move { t.wait(3, 3, far).await.0 })
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::autopilot::{OperatorOp, OperatorReply};
-use super::external::{CatalogOp, ExternalCatalog, ExternalImage, ExternalNode};
+use super::external::{CatalogOp, ExternalCatalog, ExternalDelta, ExternalImage};
 use super::kv::{KvAnswer, KvImage, KvOp, KvQuery, KvStore, Refusal};
 use super::sessions::{Behavior, Session, SessionOp, SessionQuery, SessionStore};
 use super::txn::{TxnCheck, TxnOp, TxnOutcome};
@@ -123,8 +123,11 @@ pub enum Query {
     Session(SessionQuery),
     /// A transaction that only reads and compares.
     Txn(Vec<TxnCheck>),
-    /// The external catalog (agents mirror it).
-    External,
+    /// What changed in the external catalog since an index (0: all of it); agents mirror it.
+    External {
+        /// The reader's index.
+        since: u64,
+    },
 }
 
 /// A read's result.
@@ -136,8 +139,8 @@ pub enum ReadAnswer {
     Sessions(Vec<Session>),
     /// A read-only transaction's outcome.
     Txn(TxnOutcome),
-    /// The external catalog.
-    External(Vec<ExternalNode>),
+    /// What changed in the external catalog.
+    External(ExternalDelta),
 }
 
 /// What a server's state machine holds: the KV store, the sessions that lock its keys, and the
@@ -265,9 +268,9 @@ impl Replica {
                 let (i, o) = self.kv.read_txn(c);
                 (i, ReadAnswer::Txn(o))
             }
-            Query::External => {
-                let (i, n) = self.external.query();
-                (i, ReadAnswer::External(n))
+            Query::External { since } => {
+                let (i, d) = self.external.delta(*since);
+                (i, ReadAnswer::External(d))
             }
         }
     }
@@ -283,9 +286,9 @@ impl Replica {
                 let (i, s) = self.sessions.wait(q, min, deadline).await;
                 (i, ReadAnswer::Sessions(s))
             }
-            Query::External => {
-                let (i, n) = self.external.wait(min, deadline).await;
-                (i, ReadAnswer::External(n))
+            Query::External { since } => {
+                let (i, d) = self.external.wait(min, *since, deadline).await;
+                (i, ReadAnswer::External(d))
             }
             // Transactions do not block (as Consul's).
             Query::Txn(_) => self.query(q),
