@@ -14,6 +14,7 @@
 mod awareness;
 mod broadcast;
 mod config;
+pub mod coordinate;
 mod core;
 pub mod incarnation;
 mod member;

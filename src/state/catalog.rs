@@ -237,19 +237,30 @@ impl Catalog {
         removed: &[String],
     ) {
         let _turn = self.lock_writer();
+        // Only the nodes named are touched: a check flip on one of thousands costs one node's work.
         let mut by_name: BTreeMap<String, Arc<ExternalNode>> = self
             .externals
             .load()
             .iter()
             .map(|n| (n.info.node.clone(), n.clone()))
             .collect();
+        let mut any = false;
         for name in removed {
-            by_name.remove(name);
+            if by_name.remove(name).is_some() {
+                self.remove_entry(name, true);
+                any = true;
+            }
         }
         for n in changed {
-            by_name.insert(n.info.node.clone(), Arc::new(n));
+            let n = Arc::new(n);
+            any |= self.put_external(&n);
+            by_name.insert(n.info.node.clone(), n);
         }
-        self.set_external_nodes(by_name.into_values().collect());
+        self.externals
+            .store(Arc::new(by_name.into_values().collect()));
+        if any {
+            self.external_changed();
+        }
         self.mirrored.send_replace(servers_index);
     }
 
@@ -279,10 +290,14 @@ impl Catalog {
             changed |= self.put_external(n);
         }
         self.externals.store(Arc::new(listed));
-        if !changed {
-            return;
+        if changed {
+            self.external_changed();
         }
-        // Node-level readers wait on `any`: a node's own fields may have changed without a service.
+    }
+
+    /// Moves the external nodes' index and wakes node-level readers (they wait on `any`: a node's own
+    /// fields may have changed without any service).
+    fn external_changed(&self) {
         let index = self.next_index();
         self.external_index.store(index, Ordering::Release);
         self.published.store(index, Ordering::Release);
