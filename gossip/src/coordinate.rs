@@ -231,8 +231,7 @@ impl Vivaldi {
             + self.coord.error * (1.0 - c.ce * weight))
             .min(c.error_max);
         let force = c.cc * weight * (rtt - dist);
-        let config = self.config.clone();
-        self.coord.push(&config, force, theirs, rng);
+        self.coord.push(c, force, theirs, rng);
         // The adjustment: the mean of recent (RTT - estimate) errors, half on each side.
         if !self.adjustments.is_empty() {
             let err = rtt - self.coord.raw_distance(theirs);
@@ -243,9 +242,8 @@ impl Vivaldi {
         }
         // Gravity: a pull towards the origin growing with the square of the distance from it.
         let from_origin = self.coord.raw_distance(&self.origin);
-        let pull = -(from_origin / config.gravity_rho).powi(2);
-        let origin = self.origin.clone();
-        self.coord.push(&config, pull, &origin, rng);
+        let pull = -(from_origin / c.gravity_rho).powi(2);
+        self.coord.push(c, pull, &self.origin, rng);
     }
 }
 

@@ -852,31 +852,27 @@ impl RaftServer {
         let all = self.state.sessions.all();
         let now = Instant::now();
         let mut end = Vec::new();
-        {
-            let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
-            if t.term != term {
-                t.term = term;
-                t.deadlines.clear();
-                t.missing.clear();
-            }
-            let live: BTreeSet<&str> = all.iter().map(|s| s.id.as_str()).collect();
-            t.deadlines.retain(|id, _| live.contains(id.as_str()));
-            t.missing.retain(|id| live.contains(id));
-            for s in &all {
-                if let Some(ttl) = s.ttl() {
-                    let due = *t.deadlines.entry(s.id.clone()).or_insert(now + ttl * 2);
-                    if due <= now {
-                        end.push(s.id.clone());
-                    }
+        let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+        if t.term != term {
+            t.term = term;
+            t.deadlines.clear();
+            t.missing.clear();
+        }
+        let live: BTreeSet<&str> = all.iter().map(|s| s.id.as_str()).collect();
+        t.deadlines.retain(|id, _| live.contains(id.as_str()));
+        t.missing.retain(|id| live.contains(id));
+        for s in &all {
+            if let Some(ttl) = s.ttl() {
+                let due = *t.deadlines.entry(s.id.clone()).or_insert(now + ttl * 2);
+                if due <= now {
+                    end.push(s.id.clone());
+                    continue;
                 }
             }
-        }
-        let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
-        for s in &all {
             let member = self.members.get(&s.node);
             let record = self.catalog.node(&s.node);
             let health = s.health(member.as_deref(), record.as_ref().map(|r| &r.record));
-            if t.missing.ends(&s.id, &health, now) && !end.contains(&s.id) {
+            if t.missing.ends(&s.id, &health, now) {
                 if !matches!(health, SessionHealth::Critical(_)) {
                     tracing::info!(
                         "ending session {}: {health:?} for {:?}",

@@ -188,13 +188,15 @@ impl Catalog {
         }
     }
 
-    fn remove_entry(&self, node: &str, external: bool) {
+    /// Removes `node`'s entry if it is a member's (`external` false) or an external node's (true);
+    /// true when it did.
+    fn remove_entry(&self, node: &str, external: bool) -> bool {
         let nodes = self.nodes.pin();
         let Some(old) = nodes.get(node).cloned() else {
-            return;
+            return false;
         };
         if old.external.is_some() != external {
-            return;
+            return false;
         }
         nodes.remove(node);
         let index = self.next_index();
@@ -205,6 +207,7 @@ impl Catalog {
             index,
             false,
         );
+        true
     }
 
     /// The node's health changed (failed, or back alive): its services' results change with it.
@@ -247,8 +250,7 @@ impl Catalog {
         let mut any = false;
         for name in removed {
             if by_name.remove(name).is_some() {
-                self.remove_entry(name, true);
-                any = true;
+                any |= self.remove_entry(name, true);
             }
         }
         for n in changed {
@@ -274,17 +276,13 @@ impl Catalog {
     }
 
     fn set_external_nodes(&self, listed: Vec<Arc<ExternalNode>>) {
+        // Only the servers' previous list can hold nodes that are gone (not every member's entry).
         let names: BTreeSet<&str> = listed.iter().map(|n| n.info.node.as_str()).collect();
-        let gone: Vec<Arc<str>> = self
-            .nodes
-            .pin()
-            .iter()
-            .filter(|(name, e)| e.external.is_some() && !names.contains(&***name))
-            .map(|(name, _)| name.clone())
-            .collect();
-        let mut changed = !gone.is_empty();
-        for name in gone {
-            self.remove_entry(&name, true);
+        let mut changed = false;
+        for old in self.externals.load().iter() {
+            if !names.contains(old.info.node.as_str()) {
+                changed |= self.remove_entry(&old.info.node, true);
+            }
         }
         for n in &listed {
             changed |= self.put_external(n);
@@ -658,15 +656,17 @@ mod tests {
             services: vec![ServiceRecord::plain("web", "web", &[], port)],
             ..Default::default()
         };
+        let ports = |c: &Catalog| -> Vec<(String, u16)> {
+            c.service("web")
+                .instances
+                .iter()
+                .map(|i| (i.node.to_string(), i.service.port))
+                .collect()
+        };
+        let pair = |n: &str, p: u16| (n.to_string(), p);
         // A name a member publishes under stays the member's.
         c.set_external(5, vec![ext("db", 80), ext("member", 81)]);
-        let web = c.service("web");
-        let ports: Vec<(&str, u16)> = web
-            .instances
-            .iter()
-            .map(|i| (&*i.node, i.service.port))
-            .collect();
-        assert_eq!(ports, [("db", 80), ("member", 80)]);
+        assert_eq!(ports(&c), [pair("db", 80), pair("member", 80)]);
         assert!(c.node("db").unwrap().external.is_some());
         assert!(c.node("member").unwrap().external.is_none());
         let index = c.external_index();
@@ -682,13 +682,7 @@ mod tests {
         assert_eq!(c.service("web").instances.len(), 2);
         // Once the member goes, the external node of its name shows.
         c.remove_node("member");
-        let web = c.service("web");
-        let ports: Vec<(&str, u16)> = web
-            .instances
-            .iter()
-            .map(|i| (&*i.node, i.service.port))
-            .collect();
-        assert_eq!(ports, [("db", 80), ("member", 81)]);
+        assert_eq!(ports(&c), [pair("db", 80), pair("member", 81)]);
         c.set_external(7, vec![]);
         assert!(c.service("web").instances.is_empty());
         // Deltas patch the list: a changed node in, a removed one out.

@@ -153,6 +153,18 @@ pub(super) fn string(
     }
 }
 
+/// Refuses the first of normalized fields `f` not in `known`, naming it as a field of `what`.
+pub(super) fn only_known(
+    f: &BTreeMap<String, Value>,
+    known: &[&str],
+    what: &str,
+) -> Result<(), DefinitionError> {
+    match f.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => err(format!("{what} field {k:?} is not supported by murmur yet")),
+        None => Ok(()),
+    }
+}
+
 /// An optional map of strings (`meta`, a node's `tagged_addresses`), `what` naming it in errors.
 pub(super) fn string_map(
     v: Option<&Value>,
@@ -186,11 +198,7 @@ pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError
         "checks",
         "kind",
     ];
-    if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return err(format!(
-            "service field {k:?} is not supported by murmur yet"
-        ));
-    }
+    only_known(&f, KNOWN, "service")?;
     let Some(name) = string(&f, "name")?.filter(|n| !n.is_empty()) else {
         return err("Missing service name");
     };
@@ -331,9 +339,7 @@ fn check_with(
         "oscservice",
         "shell",
     ];
-    if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return err(format!("check field {k:?} is not supported by murmur yet"));
-    }
+    only_known(f, KNOWN, "check")?;
     let (kind, schedule) = check_kind::parse(f)?;
     let count = |k: &str| -> Result<u32, DefinitionError> {
         match f.get(k) {

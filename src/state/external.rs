@@ -252,10 +252,10 @@ impl ExternalCatalog {
 
     /// The whole table, for a snapshot.
     pub fn image(&self) -> ExternalImage {
-        let (_, nodes) = self.query();
+        let d = self.table.read();
         ExternalImage {
-            index: self.table.read().index,
-            nodes,
+            index: d.index,
+            nodes: d.nodes.values().map(|n| (**n).clone()).collect(),
         }
     }
 

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::definitions::{self, DefinitionError, Status, err, fields, string, string_map};
+use super::definitions::{
+    self, DefinitionError, Status, err, fields, only_known, string, string_map,
+};
 use super::external::{CatalogOp, NodeInfo, Registration};
 use super::node_record::{CheckRecord, service_record, status_code};
 
@@ -28,11 +30,7 @@ pub fn register(v: &Value, datacenter: &str) -> Result<CatalogOp, DefinitionErro
         // without ACLs does, it has no use for it.
         "writerequest",
     ];
-    if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return err(format!(
-            "registration field {k:?} is not supported by murmur yet"
-        ));
-    }
+    only_known(&f, KNOWN, "registration")?;
     let node = string(&f, "node")?.unwrap_or_default();
     if node.is_empty() {
         return err("Must provide node");
@@ -135,9 +133,7 @@ fn catalog_check(v: &Value, node: &str) -> Result<CheckRecord, DefinitionError> 
         "type",
         "definition",
     ];
-    if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return err(format!("check field {k:?} is not supported by murmur yet"));
-    }
+    only_known(&f, KNOWN, "check")?;
     match f.get("definition") {
         None | Some(Value::Null) => {}
         Some(Value::Object(o)) if o.is_empty() => {}
@@ -177,11 +173,7 @@ fn catalog_check(v: &Value, node: &str) -> Result<CheckRecord, DefinitionError> 
 pub fn deregister(v: &Value) -> Result<CatalogOp, DefinitionError> {
     let f = fields(v, "deregistration")?;
     const KNOWN: &[&str] = &["node", "datacenter", "serviceid", "checkid", "writerequest"];
-    if let Some(k) = f.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return err(format!(
-            "deregistration field {k:?} is not supported by murmur yet"
-        ));
-    }
+    only_known(&f, KNOWN, "deregistration")?;
     let node = string(&f, "node")?.unwrap_or_default();
     if node.is_empty() {
         return err("Must provide node");
