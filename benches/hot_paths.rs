@@ -24,6 +24,7 @@ fn gossip_packet(n: usize) -> Vec<u8> {
             seq: 7,
             target: "node-0",
             known: n as u32,
+            want_coord: true,
         },
     );
     for i in 0..n {

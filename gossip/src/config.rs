@@ -45,6 +45,9 @@ pub struct GossipConfig {
     /// Periodic and reconnect full-state exchanges are left to the driver ([`crate::Event::PushPull`],
     /// e.g. over QUIC streams) instead of being chunked into datagrams by the core.
     pub external_push_pull: bool,
+    /// Network coordinates (Vivaldi) from the RTTs of direct probes; Consul's `disable_coordinates`
+    /// turns them off.
+    pub coordinates: bool,
 }
 
 impl GossipConfig {
@@ -70,6 +73,7 @@ impl GossipConfig {
             max_sync_replies: 16,
             lifeguard: true,
             external_push_pull: false,
+            coordinates: true,
         }
     }
 

@@ -6,8 +6,9 @@
 //! Sans-IO like the rest of the core: the caller hands in a peer's coordinate and a measured RTT; the
 //! client owns no clock and no socket. Distances are in seconds.
 
-use std::collections::HashMap;
 use std::time::Duration;
+
+use foldhash::HashMap;
 
 use crate::rng::Rng;
 
@@ -150,8 +151,23 @@ pub struct Vivaldi {
     origin: Coordinate,
     adjustments: Vec<f64>,
     next_adjustment: usize,
-    /// Recent RTT samples per peer, in seconds, oldest first.
-    samples: HashMap<String, Vec<f64>>,
+    /// Recent RTT samples per peer (by the core's member id), in seconds, oldest first.
+    samples: HashMap<u32, Samples>,
+}
+
+/// Peers whose recent samples are kept. A node probes each of N peers about once per N probe periods,
+/// so at scale the filter mostly sees one sample per peer; bounding it keeps 5000 cores in one loadgen
+/// process from holding 5000 x 5000 entries.
+const MAX_FILTERED_PEERS: usize = 32;
+
+/// Most samples the median filter keeps per peer.
+const MAX_FILTER: usize = 4;
+
+/// A peer's recent RTT samples, oldest first.
+#[derive(Debug, Clone, Default)]
+struct Samples {
+    rtts: [f32; MAX_FILTER],
+    len: u8,
 }
 
 impl Vivaldi {
@@ -167,7 +183,7 @@ impl Vivaldi {
             },
             adjustments: vec![0.0; config.adjustment_window],
             next_adjustment: 0,
-            samples: HashMap::new(),
+            samples: HashMap::default(),
             coord,
             config,
         }
@@ -178,28 +194,40 @@ impl Vivaldi {
         &self.coord
     }
 
-    /// Forgets a peer's samples (it left or was reaped).
-    pub fn forget(&mut self, peer: &str) {
-        self.samples.remove(peer);
+    /// Forgets a peer's samples (it left or was reaped; its id may name another member next).
+    pub fn forget(&mut self, peer: u32) {
+        self.samples.remove(&peer);
     }
 
     /// The median of the peer's recent samples, with `rtt` added.
-    fn filtered(&mut self, peer: &str, rtt: f64) -> f64 {
-        let keep = self.config.latency_filter.max(1);
-        let s = self.samples.entry(peer.to_owned()).or_default();
-        s.push(rtt);
-        if s.len() > keep {
-            s.remove(0);
+    fn filtered(&mut self, peer: u32, rtt: f64) -> f64 {
+        let keep = self.config.latency_filter.clamp(1, MAX_FILTER);
+        if self.samples.len() >= MAX_FILTERED_PEERS && !self.samples.contains_key(&peer) {
+            // Any one will do: the map's order is as good as random, and a dropped peer costs one
+            // unfiltered sample later.
+            if let Some(&old) = self.samples.keys().next() {
+                self.samples.remove(&old);
+            }
         }
-        let mut sorted = s.clone();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
+        let s = self.samples.entry(peer).or_default();
+        let n = s.len as usize;
+        if n == keep {
+            s.rtts.copy_within(1..n, 0);
+            s.rtts[n - 1] = rtt as f32;
+        } else {
+            s.rtts[n] = rtt as f32;
+            s.len += 1;
+        }
+        let mut sorted = s.rtts;
+        let sorted = &mut sorted[..s.len as usize];
+        sorted.sort_by(f32::total_cmp);
+        f64::from(sorted[sorted.len() / 2])
     }
 
     /// Takes one measurement: `peer` (whose coordinate is `theirs`) answered in `rtt`.
     pub fn observe(
         &mut self,
-        peer: &str,
+        peer: u32,
         theirs: &Coordinate,
         rtt: Duration,
         rng: &mut Rng,
@@ -259,9 +287,9 @@ mod tests {
         let rtt = Duration::from_millis(40);
         for _ in 0..200 {
             let theirs = b.coordinate().clone();
-            a.observe("b", &theirs, rtt, &mut rng).unwrap();
+            a.observe(2, &theirs, rtt, &mut rng).unwrap();
             let theirs = a.coordinate().clone();
-            b.observe("a", &theirs, rtt, &mut rng).unwrap();
+            b.observe(1, &theirs, rtt, &mut rng).unwrap();
         }
         let est = a.coordinate().distance(b.coordinate()).as_secs_f64();
         assert!((est - 0.040).abs() < 0.004, "estimate {est}");
@@ -269,11 +297,11 @@ mod tests {
         let mut bad = b.coordinate().clone();
         bad.vec[3] = f64::NAN;
         assert_eq!(
-            a.observe("b", &bad, rtt, &mut rng),
+            a.observe(2, &bad, rtt, &mut rng),
             Err(SampleError::InvalidCoordinate)
         );
         assert!(matches!(
-            a.observe("b", b.coordinate(), Duration::ZERO, &mut rng),
+            a.observe(2, b.coordinate(), Duration::ZERO, &mut rng),
             Err(SampleError::ImplausibleRtt(_))
         ));
         assert!(a.coordinate().is_valid());
@@ -284,15 +312,21 @@ mod tests {
         let mut rng = Rng::new(1);
         let mut a = Vivaldi::new(VivaldiConfig::default());
         let peer = Coordinate::origin(&VivaldiConfig::default());
-        a.observe("b", &peer, Duration::from_millis(10), &mut rng)
+        a.observe(2, &peer, Duration::from_millis(10), &mut rng)
             .unwrap();
-        a.observe("b", &peer, Duration::from_millis(11), &mut rng)
+        a.observe(2, &peer, Duration::from_millis(11), &mut rng)
             .unwrap();
-        assert_eq!(
-            a.filtered("b", 0.9),
-            0.011,
-            "the median of 10, 11 and 900 ms"
+        let median = a.filtered(2, 0.9);
+        assert!(
+            (median - 0.011).abs() < 1e-6,
+            "the median of 10, 11 and 900 ms: {median}"
         );
+        // The fourth sample pushes out the first: 11, 900 and 12 ms.
+        assert!((a.filtered(2, 0.012) - 0.012).abs() < 1e-6);
+        for peer in 0..1000 {
+            a.filtered(100 + peer, 0.01);
+        }
+        assert!(a.samples.len() <= MAX_FILTERED_PEERS);
     }
 
     /// 200 nodes in a plane (a continent: up to ~100 ms apart) with access links of 0-5 ms; each round
@@ -319,7 +353,6 @@ mod tests {
         let mut nodes: Vec<Vivaldi> = (0..n)
             .map(|_| Vivaldi::new(VivaldiConfig::default()))
             .collect();
-        let names: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
         for _round in 0..100 {
             for i in 0..n {
                 let j = (i + 1 + rng.below(n - 1)) % n;
@@ -327,7 +360,7 @@ mod tests {
                 let rtt = truth(i, j) * (0.95 + 0.1 * unit(&mut rng));
                 let theirs = nodes[j].coordinate().clone();
                 nodes[i]
-                    .observe(&names[j], &theirs, Duration::from_secs_f64(rtt), &mut rng)
+                    .observe(j as u32, &theirs, Duration::from_secs_f64(rtt), &mut rng)
                     .unwrap();
             }
         }

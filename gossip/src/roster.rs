@@ -61,6 +61,8 @@ pub struct Ident {
     pub tags: Arc<[u8]>,
     /// Incarnation this record was announced at.
     pub incarnation: u32,
+    /// Wire extensions the member announced in its tags ([`crate::wire::FEATURES_TAG`]).
+    pub features: u32,
 }
 
 impl Ident {
@@ -157,11 +159,15 @@ impl Roster {
             Some(p) if *p.tags == *tags => p.tags.clone(),
             _ => Arc::from(tags),
         };
+        let features = crate::tags::get(&tags, crate::wire::FEATURES_TAG)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let ident = Arc::new(Ident {
             name: name.clone(),
             addr,
             tags,
             incarnation,
+            features,
         });
         if prev.is_none_or(|p| super::incarnation::at_least(incarnation, p.incarnation)) {
             *latest = Arc::downgrade(&ident);

@@ -31,6 +31,12 @@ impl Default for NetModel {
     }
 }
 
+/// One-way latency of the path from node `src` to node `dst`, replacing [`NetModel::latency`].
+pub type LinkLatency = Box<dyn Fn(usize, usize) -> Duration>;
+
+/// Sees every datagram the network carries: `(src, dst, bytes)`.
+pub type Tap = Box<dyn FnMut(usize, usize, &[u8])>;
+
 /// One simulated node.
 pub struct SimNode {
     /// Its gossip core.
@@ -78,6 +84,8 @@ pub struct Sim {
     pub sent: u64,
     /// Datagrams lost to the network model.
     pub dropped: u64,
+    links: Option<LinkLatency>,
+    tap: Option<Tap>,
 }
 
 /// Deterministic loopback-range address of simulated node `i` (nothing is ever sent to it).
@@ -104,7 +112,19 @@ impl Sim {
             pool: Vec::new(),
             sent: 0,
             dropped: 0,
+            links: None,
+            tap: None,
         }
+    }
+
+    /// Gives every path its own one-way latency (jitter still adds to it), e.g. from planted positions.
+    pub fn set_link_latency(&mut self, links: LinkLatency) {
+        self.links = Some(links);
+    }
+
+    /// Shows every datagram sent (before loss) to `tap`, for tests of what goes on the wire.
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap = Some(tap);
     }
 
     /// Virtual time elapsed since the start.
@@ -218,6 +238,9 @@ impl Sim {
                 self.dropped += 1;
                 continue;
             };
+            if let Some(tap) = self.tap.as_mut() {
+                tap(i, dst, &self.buf[..t.len]);
+            }
             if self.nodes[dst].group != self.nodes[i].group
                 || (self.net.loss > 0.0 && (self.rng.below(1_000_000) as f64) < self.net.loss * 1e6)
             {
@@ -233,8 +256,12 @@ impl Sim {
             } else {
                 Duration::ZERO
             };
+            let latency = match &self.links {
+                Some(f) => f(i, dst),
+                None => self.net.latency,
+            };
             self.work.push(
-                self.now + self.net.latency + extra,
+                self.now + latency + extra,
                 Work::Deliver { dst, from, bytes },
             );
         }

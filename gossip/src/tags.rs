@@ -76,6 +76,25 @@ pub fn validate(b: &[u8]) -> Result<(), TagsError> {
     walk(b, |_, _| {})
 }
 
+/// The value of `key`, if the (valid) tags hold it; malformed tags hold nothing.
+pub fn get<'a>(b: &'a [u8], key: &str) -> Option<&'a str> {
+    let mut found = None;
+    walk(b, |k, v| {
+        if k == key {
+            found = Some(v);
+        }
+    })
+    .ok()?;
+    found
+}
+
+/// The tags with `key` set to `value` (added, or replaced where present); sorted by key.
+pub fn with(b: &[u8], key: &str, value: &str) -> Result<Vec<u8>, TagsError> {
+    let mut m = decode(b)?;
+    m.insert(key.to_owned(), value.to_owned());
+    encode(&m.into_iter().collect::<Vec<_>>())
+}
+
 /// Decodes tags into a sorted map.
 pub fn decode(b: &[u8]) -> Result<BTreeMap<String, String>, TagsError> {
     let mut m = BTreeMap::new();
@@ -99,5 +118,11 @@ mod tests {
         assert!(validate(&e[..e.len() - 1]).is_err());
         assert!(validate(&[1, 0, 0]).is_err(), "empty key accepted");
         assert!(encode(&[("k", "v".repeat(300))]).is_err());
+        assert_eq!(get(&e, "expect"), Some("3"));
+        assert_eq!(get(&e, "dc"), None);
+        assert_eq!(get(&e[..e.len() - 1], "role"), None, "malformed tags hold nothing");
+        let w = with(&e, "expect", "5").unwrap();
+        assert_eq!(get(&w, "expect"), Some("5"));
+        assert_eq!(get(&with(&w, "dc", "x").unwrap(), "role"), Some("consul"));
     }
 }

@@ -4,6 +4,8 @@
 //! ```text
 //! packet  := version:u8 kind:u8 body count:u16 delta*
 //! body    := Ping: seq:u32 target:str8 known:varint | Ack: seq:u32 known:varint | ...
+//!            | PingCoord: as Ping | AckCoord: as Ack, then coord
+//! coord   := 11 x f32 (8 vector components, error, adjustment, height; seconds)
 //!            | Pull: requester:str8 name:str8 version:varint
 //! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -
 //!            | User: payload:bytes16 | Record: 0 len:varint body[len] | 1 len:varint)
@@ -69,11 +71,14 @@ impl std::error::Error for DecodeError {}
 /// The header message of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
-    /// Direct probe of `target`; `known` is how many members the sender knows (0: not said).
+    /// Direct probe of `target`; `known` is how many members the sender knows (0: not said). With
+    /// `want_coord` the answer carries the target's network coordinate; it is only sent to members
+    /// that announce [`FEATURE_COORDINATES`], since older ones would drop the packet.
     Ping {
         seq: u32,
         target: &'a str,
         known: u32,
+        want_coord: bool,
     },
     /// Ask the receiver to probe `target` at `addr` on our behalf.
     PingReq {
@@ -82,8 +87,12 @@ pub enum Message<'a> {
         addr: SocketAddr,
         nack: bool,
     },
-    /// Probe answered; `known` as in `Ping`.
-    Ack { seq: u32, known: u32 },
+    /// Probe answered; `known` as in `Ping`; `coord` is the answerer's coordinate when asked for.
+    Ack {
+        seq: u32,
+        known: u32,
+        coord: Option<WireCoord>,
+    },
     /// Relay could not reach the target in time (Lifeguard).
     Nack { seq: u32 },
     /// Deltas only.
@@ -112,6 +121,49 @@ const K_NACK: u8 = 4;
 const K_GOSSIP: u8 = 5;
 const K_SYNC: u8 = 6;
 const K_PULL: u8 = 7;
+const K_PING_COORD: u8 = 8;
+const K_ACK_COORD: u8 = 9;
+
+/// The member tag in which the core announces which wire extensions it understands (a decimal bit set),
+/// so that peers send them only to members that will not drop them: the negotiation that lets old and
+/// new versions share a cluster.
+pub const FEATURES_TAG: &str = "mwf";
+/// Wire extension: probes may ask for, and acks carry, network coordinates.
+pub const FEATURE_COORDINATES: u32 = 1;
+/// Every extension this build understands.
+pub const FEATURES: u32 = FEATURE_COORDINATES;
+
+/// A network coordinate as the wire carries it: the bits of 11 `f32`s (vector, error, adjustment,
+/// height). Kept as bits so messages stay `Eq`; a non-finite value is refused where it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireCoord(pub [u32; COORD_FIELDS]);
+
+/// Fields of an encoded coordinate.
+pub const COORD_FIELDS: usize = crate::coordinate::DIMENSIONS + 3;
+
+impl WireCoord {
+    /// Encodes `c` (to `f32` precision: sub-microsecond for any plausible distance).
+    pub fn from_coordinate(c: &crate::coordinate::Coordinate) -> Self {
+        let mut bits = [0u32; COORD_FIELDS];
+        let tail = [c.error, c.adjustment, c.height];
+        for (b, v) in bits.iter_mut().zip(c.vec.iter().chain(&tail)) {
+            *b = (*v as f32).to_bits();
+        }
+        WireCoord(bits)
+    }
+
+    /// Decodes to a coordinate (which may hold non-finite values from a hostile peer).
+    pub fn to_coordinate(&self) -> crate::coordinate::Coordinate {
+        let f = |i: usize| f64::from(f32::from_bits(self.0[i]));
+        const D: usize = crate::coordinate::DIMENSIONS;
+        crate::coordinate::Coordinate {
+            vec: std::array::from_fn(f),
+            error: f(D),
+            adjustment: f(D + 1),
+            height: f(D + 2),
+        }
+    }
+}
 
 /// A membership delta (or, inside a `Sync`, a member's full state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,10 +407,11 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
         return Err(DecodeError::Version(version));
     }
     let msg = match r.u8()? {
-        K_PING => Message::Ping {
+        k @ (K_PING | K_PING_COORD) => Message::Ping {
             seq: r.u32()?,
             target: r.str8()?,
             known: r.varint()?,
+            want_coord: k == K_PING_COORD,
         },
         K_PING_REQ => Message::PingReq {
             seq: r.u32()?,
@@ -366,9 +419,18 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
             addr: r.addr()?,
             nack: r.u8()? & 1 == 1,
         },
-        K_ACK => Message::Ack {
+        k @ (K_ACK | K_ACK_COORD) => Message::Ack {
             seq: r.u32()?,
             known: r.varint()?,
+            coord: if k == K_ACK_COORD {
+                let mut bits = [0u32; COORD_FIELDS];
+                for b in &mut bits {
+                    *b = r.u32()?;
+                }
+                Some(WireCoord(bits))
+            } else {
+                None
+            },
         },
         K_NACK => Message::Nack { seq: r.u32()? },
         K_GOSSIP => Message::Gossip,
@@ -460,8 +522,13 @@ pub fn decode_state(buf: &[u8]) -> Result<State<'_>, DecodeError> {
 pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
     buf.push(PROTOCOL_VERSION);
     match *msg {
-        Message::Ping { seq, target, known } => {
-            buf.push(K_PING);
+        Message::Ping {
+            seq,
+            target,
+            known,
+            want_coord,
+        } => {
+            buf.push(if want_coord { K_PING_COORD } else { K_PING });
             buf.extend_from_slice(&seq.to_be_bytes());
             put_str8(buf, target);
             put_varint(buf, known);
@@ -478,10 +545,13 @@ pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
             put_addr(buf, addr);
             buf.push(u8::from(nack));
         }
-        Message::Ack { seq, known } => {
-            buf.push(K_ACK);
+        Message::Ack { seq, known, coord } => {
+            buf.push(if coord.is_some() { K_ACK_COORD } else { K_ACK });
             buf.extend_from_slice(&seq.to_be_bytes());
             put_varint(buf, known);
+            for b in coord.iter().flat_map(|c| c.0) {
+                buf.extend_from_slice(&b.to_be_bytes());
+            }
         }
         Message::Nack { seq } => {
             buf.push(K_NACK);
@@ -851,6 +921,29 @@ mod tests {
         }
 
         #[test]
+        fn acks_carry_coordinates_to_f32_precision(seq in any::<u32>(), known in any::<u32>(), v in proptest::collection::vec(-1.0f64..1.0, COORD_FIELDS)) {
+            let c = crate::coordinate::Coordinate {
+                vec: std::array::from_fn(|i| v[i]),
+                error: v[8].abs(),
+                adjustment: v[9],
+                height: v[10].abs(),
+            };
+            let coord = Some(WireCoord::from_coordinate(&c));
+            let mut buf = Vec::new();
+            encode_header(&mut buf, &Message::Ack { seq, known, coord });
+            let p = decode(&buf).unwrap();
+            prop_assert_eq!(p.msg, Message::Ack { seq, known, coord });
+            let back = coord.unwrap().to_coordinate();
+            for (a, b) in back.vec.iter().zip(&c.vec) {
+                prop_assert!((a - b).abs() < 1e-6);
+            }
+            prop_assert!((back.height - c.height).abs() < 1e-6);
+            for n in 0..buf.len() {
+                prop_assert!(decode(&buf[..n]).is_err());
+            }
+        }
+
+        #[test]
         fn varints_roundtrip(v in any::<u32>()) {
             let mut buf = Vec::new();
             put_varint(&mut buf, v);
@@ -862,11 +955,12 @@ mod tests {
         #[test]
         fn suspect_roundtrip(name in "[a-z0-9-]{1,40}", from in "[a-z0-9-]{1,40}", inc in any::<u32>(), seq in any::<u32>()) {
             let mut buf = Vec::new();
-            let at = encode_header(&mut buf, &Message::Ping { seq, target: &name, known: inc });
+            let want_coord = inc % 2 == 0;
+            let at = encode_header(&mut buf, &Message::Ping { seq, target: &name, known: inc, want_coord });
             encode_delta(&mut buf, &Delta::Dead { name: &name, incarnation: inc, from: &from });
             set_count(&mut buf, at, 1);
             let p = decode(&buf).unwrap();
-            prop_assert_eq!(p.msg, Message::Ping { seq, target: &name, known: inc });
+            prop_assert_eq!(p.msg, Message::Ping { seq, target: &name, known: inc, want_coord });
             let d: Vec<_> = p.deltas().collect();
             prop_assert_eq!(d, vec![Delta::Dead { name: &name, incarnation: inc, from: &from }]);
         }

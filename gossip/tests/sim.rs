@@ -675,6 +675,7 @@ fn ping_saying(target: &str, known: u32) -> Vec<u8> {
             seq: 1,
             target,
             known,
+            want_coord: false,
         },
     );
     wire::set_count(&mut b, at, 0);
@@ -734,6 +735,7 @@ fn forged(target: &str, d: &Delta<'_>) -> Vec<u8> {
             seq: 9,
             target,
             known: 0,
+            want_coord: false,
         },
     );
     wire::encode_delta(&mut b, d);

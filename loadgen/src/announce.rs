@@ -103,7 +103,12 @@ pub fn run(
             _ => continue,
         };
         out.clear();
-        let at = wire::encode_header(&mut out, &Message::Ack { seq, known: 0 });
+        let ack = Message::Ack {
+            seq,
+            known: 0,
+            coord: None,
+        };
+        let at = wire::encode_header(&mut out, &ack);
         wire::set_count(&mut out, at, 0);
         let _ = sock.send_to(&out, from);
         acks += 1;

@@ -88,9 +88,16 @@ impl Core {
                     dst,
                     seq,
                     ref target,
+                    want_coord,
                 } => {
                     let known = self.view.len() as u32;
-                    let at = wire::encode_header(buf, &Message::Ping { seq, target, known });
+                    let msg = Message::Ping {
+                        seq,
+                        target,
+                        known,
+                        want_coord,
+                    };
+                    let at = wire::encode_header(buf, &msg);
                     // Buddy system: tell a suspect it is suspected so it can refute at once.
                     let mut n = 0;
                     if self.cfg.lifeguard
@@ -123,9 +130,12 @@ impl Core {
                     };
                     (dst, wire::encode_header(buf, &msg), 0, true)
                 }
-                Out::Ack { dst, seq } => {
+                Out::Ack { dst, seq, coord } => {
                     let known = self.view.len() as u32;
-                    let at = wire::encode_header(buf, &Message::Ack { seq, known });
+                    let coord = coord
+                        .then(|| self.coordinate().map(wire::WireCoord::from_coordinate))
+                        .flatten();
+                    let at = wire::encode_header(buf, &Message::Ack { seq, known, coord });
                     (dst, at, 0, true)
                 }
                 Out::Nack { dst, seq } => (

@@ -31,6 +31,7 @@ impl Core {
     /// Replaces the local tags and announces them.
     pub fn set_tags(&mut self, encoded: Vec<u8>) -> Result<(), tags::TagsError> {
         tags::validate(&encoded)?;
+        let encoded = announced_tags(&self.cfg, encoded)?;
         let inc = incarnation::next(self.local_slot().incarnation);
         self.reannounce_self(inc, &encoded);
         Ok(())
@@ -409,6 +410,9 @@ impl Core {
         }
         self.suspicions.remove(&id);
         self.forget_fetch(id);
+        if let Some(v) = self.vivaldi.as_mut() {
+            v.forget(id);
+        }
         if let Some(gone) = self.view.remove(id) {
             self.events
                 .push_back(Event::Reaped(gone.ident.name().clone()));

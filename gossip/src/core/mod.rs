@@ -26,6 +26,7 @@ use super::suspicion::Suspicion;
 use super::tags;
 use super::timers::TimerHeap;
 use super::view::{Slot, View};
+use super::coordinate::{Coordinate, Vivaldi, VivaldiConfig};
 use super::wire::{self, DecodeError, Delta, Message};
 
 mod dissemination;
@@ -196,6 +197,10 @@ pub struct Stats {
     /// Pulls dropped: unauthenticated, from an address that is not the requester's, or for a record we
     /// do not hold.
     pub pulls_dropped: u64,
+    /// Probe round trips that moved our network coordinate.
+    pub coordinate_samples: u64,
+    /// Coordinates or round trips refused as implausible (non-finite values, a stalled answer).
+    pub coordinate_rejected: u64,
 }
 
 #[derive(Debug)]
@@ -204,6 +209,7 @@ enum Out {
         dst: SocketAddr,
         seq: u32,
         target: Arc<str>,
+        want_coord: bool,
     },
     PingReq {
         dst: SocketAddr,
@@ -214,6 +220,8 @@ enum Out {
     Ack {
         dst: SocketAddr,
         seq: u32,
+        /// Whether to carry our coordinate (the prober asked and we have one).
+        coord: bool,
     },
     Nack {
         dst: SocketAddr,
@@ -274,6 +282,14 @@ enum Timer {
     },
 }
 
+/// The tags we announce: the application's, plus the wire extensions we understand when any is on.
+fn announced_tags(cfg: &GossipConfig, app: Vec<u8>) -> Result<Vec<u8>, tags::TagsError> {
+    if !cfg.coordinates {
+        return Ok(app);
+    }
+    tags::with(&app, wire::FEATURES_TAG, &wire::FEATURES.to_string())
+}
+
 /// Tenths of a second: the resolution of [`Slot::since`].
 const SINCE_UNIT: Duration = Duration::from_millis(100);
 
@@ -305,6 +321,9 @@ pub struct Core {
     token: u32,
     stats: Stats,
     picks: Vec<Id>,
+    /// Network coordinates, unless [`GossipConfig::coordinates`] is off. Boxed: most of a core's
+    /// state is per member, this is per core, and loadgen's cores are many.
+    vivaldi: Option<Box<Vivaldi>>,
 }
 
 impl Core {
@@ -332,8 +351,9 @@ impl Core {
             return Err(NewCoreError::Name);
         }
         tags::validate(&id.tags).map_err(NewCoreError::Tags)?;
+        let own_tags = announced_tags(&cfg, id.tags).map_err(NewCoreError::Tags)?;
         let name = roster.name(&id.name);
-        let me_ident = roster.ident(&name, id.addr, &id.tags, id.incarnation);
+        let me_ident = roster.ident(&name, id.addr, &own_tags, id.incarnation);
         let me_id = name.id();
         let mut view = View::default();
         view.insert(Slot {
@@ -373,6 +393,9 @@ impl Core {
             token: 0,
             stats: Stats::default(),
             picks: Vec::new(),
+            vivaldi: cfg
+                .coordinates
+                .then(|| Box::new(Vivaldi::new(VivaldiConfig::default()))),
             cfg,
         };
         // Random phases keep thousands of nodes started together from probing in lockstep.
@@ -487,6 +510,11 @@ impl Core {
         &self.cfg
     }
 
+    /// Our network coordinate, unless coordinates are off.
+    pub fn coordinate(&self) -> Option<&Coordinate> {
+        self.vivaldi.as_deref().map(Vivaldi::coordinate)
+    }
+
     /// Feeds a datagram that did not arrive authenticated (e.g. plaintext while a keyring is set):
     /// membership deltas apply, user events are dropped.
     pub fn handle_untrusted_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
@@ -520,10 +548,20 @@ impl Core {
         }
         self.apply_records(now, from, p.deltas());
         match p.msg {
-            Message::Ping { seq, target, known } => {
+            Message::Ping {
+                seq,
+                target,
+                known,
+                want_coord,
+            } => {
                 self.compare_known(now, from, known);
                 if target == &*self.me {
-                    self.out.push_back(Out::Ack { dst: from, seq });
+                    let coord = want_coord && self.vivaldi.is_some();
+                    self.out.push_back(Out::Ack {
+                        dst: from,
+                        seq,
+                        coord,
+                    });
                 } else {
                     self.stats.ping_name_mismatch += 1;
                 }
@@ -534,9 +572,9 @@ impl Core {
                 addr,
                 nack,
             } => self.relay(now, from, seq, target, addr, nack),
-            Message::Ack { seq, known } => {
+            Message::Ack { seq, known, coord } => {
                 self.compare_known(now, from, known);
-                self.on_ack(seq);
+                self.on_ack(now, seq, coord);
             }
             Message::Nack { seq } => {
                 if let Some(p) = self.probing.current.as_mut().filter(|p| p.seq == seq) {

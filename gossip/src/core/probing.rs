@@ -19,6 +19,10 @@ pub(super) struct Probe {
     pub(super) target: Arc<Ident>,
     pub(super) expected_nacks: u32,
     pub(super) nacks: u32,
+    /// When the ping went out, for the round trip that feeds the coordinate.
+    pub(super) sent: Instant,
+    /// Whether the ping asked for the target's coordinate.
+    pub(super) want_coord: bool,
 }
 
 /// A reconnect ping in flight; only an answer from the failed member earns it a full-state exchange.
@@ -61,10 +65,12 @@ impl Core {
             Some(n) => n.text().clone(),
             None => Arc::from(target),
         };
+        // A relayed round trip is not ours to measure.
         self.out.push_back(Out::Ping {
             dst: addr,
             seq,
             target,
+            want_coord: false,
         });
         if nack {
             // Leave the origin time to count our nack before its probe interval ends.
@@ -75,10 +81,17 @@ impl Core {
             .push(now + self.cfg.probe_interval, Timer::RelayExpire(seq));
     }
 
-    pub(super) fn on_ack(&mut self, seq: u32) {
-        if self.probing.current.as_ref().is_some_and(|p| p.seq == seq) {
-            self.probing.current = None;
+    pub(super) fn on_ack(&mut self, now: Instant, seq: u32, coord: Option<wire::WireCoord>) {
+        if let Some(p) = self.probing.current.take_if(|p| p.seq == seq) {
             self.awareness.apply(-1);
+            if let (Some(v), Some(c), true) = (self.vivaldi.as_mut(), coord, p.want_coord) {
+                // Only a direct answer to our own ping measures the path; indirect acks arrive
+                // without a coordinate.
+                match v.observe(p.target.id(), &c.to_coordinate(), now - p.sent, &mut self.rng) {
+                    Ok(()) => self.stats.coordinate_samples += 1,
+                    Err(_) => self.stats.coordinate_rejected += 1,
+                }
+            }
             return;
         }
         if let Some(r) = self.probing.reconnect.take_if(|r| r.seq == seq) {
@@ -89,6 +102,7 @@ impl Core {
             self.out.push_back(Out::Ack {
                 dst: r.origin,
                 seq: r.origin_seq,
+                coord: false,
             });
         }
     }
@@ -123,16 +137,21 @@ impl Core {
         };
         let seq = self.next_seq();
         let (dst, name) = (target.addr, target.name().clone());
+        let want_coord =
+            self.vivaldi.is_some() && target.features & wire::FEATURE_COORDINATES != 0;
         self.probing.current = Some(Probe {
             seq,
             target,
             expected_nacks: 0,
             nacks: 0,
+            sent: now,
+            want_coord,
         });
         self.out.push_back(Out::Ping {
             dst,
             seq,
             target: name,
+            want_coord,
         });
         let direct = self.awareness.scale(self.cfg.probe_timeout);
         self.timers.push(now + direct, Timer::ProbeDirect(seq));
@@ -200,6 +219,7 @@ impl Core {
             dst: target.addr,
             seq,
             target: target.name().clone(),
+            want_coord: false,
         });
         // An answer later than the next interval's ping is ignored; that ping replaces this one.
         self.probing.reconnect = Some(ReconnectPing { seq, target });
