@@ -120,7 +120,11 @@ mod tests {
         assert!(encode(&[("k", "v".repeat(300))]).is_err());
         assert_eq!(get(&e, "expect"), Some("3"));
         assert_eq!(get(&e, "dc"), None);
-        assert_eq!(get(&e[..e.len() - 1], "role"), None, "malformed tags hold nothing");
+        assert_eq!(
+            get(&e[..e.len() - 1], "role"),
+            None,
+            "malformed tags hold nothing"
+        );
         let w = with(&e, "expect", "5").unwrap();
         assert_eq!(get(&w, "expect"), Some("5"));
         assert_eq!(get(&with(&w, "dc", "x").unwrap(), "role"), Some("consul"));

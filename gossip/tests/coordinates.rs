@@ -58,7 +58,13 @@ fn planted(n: usize, seed: u64) -> (Sim, Vec<Place>) {
 /// Median over every pair of |estimate - planted| / planted.
 fn median_error(sim: &Sim, places: &[Place]) -> f64 {
     let coords: Vec<_> = (0..sim.len())
-        .map(|i| sim.node(i).core.coordinate().expect("on by default").clone())
+        .map(|i| {
+            sim.node(i)
+                .core
+                .coordinate()
+                .expect("on by default")
+                .clone()
+        })
         .collect();
     let mut errors = Vec::new();
     for i in 0..coords.len() {
@@ -82,7 +88,10 @@ fn two_hundred_nodes_estimate_planted_latencies_within_twenty_percent() {
     for secs in [30, 60, 120, 300] {
         let until = Duration::from_secs(secs) - sim.elapsed();
         sim.run_for(until);
-        eprintln!("after {secs} s: median relative error {:.3}", median_error(&sim, &places));
+        eprintln!(
+            "after {secs} s: median relative error {:.3}",
+            median_error(&sim, &places)
+        );
     }
     let err = median_error(&sim, &places);
     assert!(err < 0.20, "median relative error {err:.3} after 300 s");
@@ -131,7 +140,11 @@ fn members_that_do_not_announce_coordinates_get_plain_probes() {
         }
     }));
     sim.run_for(Duration::from_secs(60));
-    assert!(to_plain.get() > 10, "{} pings to the plain member", to_plain.get());
+    assert!(
+        to_plain.get() > 10,
+        "{} pings to the plain member",
+        to_plain.get()
+    );
     assert!(extended.get() > 30, "{} coordinate pings", extended.get());
     for i in 0..3 {
         let core = &sim.node(i).core;
@@ -180,7 +193,14 @@ fn a_non_finite_coordinate_is_refused() {
     bad.vec[0] = f64::NAN;
     let mut b = Vec::new();
     let coord = Some(wire::WireCoord::from_coordinate(&bad));
-    let at = wire::encode_header(&mut b, &wire::Message::Ack { seq, known: 0, coord });
+    let at = wire::encode_header(
+        &mut b,
+        &wire::Message::Ack {
+            seq,
+            known: 0,
+            coord,
+        },
+    );
     wire::set_count(&mut b, at, 0);
     let before = sim.node(0).core.stats().clone();
     sim.deliver_raw(0, murmur_gossip::sim::sim_addr(target), &b);

@@ -24,7 +24,6 @@ const KEYS: &[&str] = &[
     "config_entries",
     "connect",
     "disable_anonymous_signature",
-    "disable_coordinates",
     "disable_host_node_id",
     "disable_http_unprintable_char_filter",
     "disable_keyring_file",

@@ -3,6 +3,7 @@
 mod checks;
 pub mod config;
 mod consul_only;
+mod coordinate_sync;
 pub mod datadir;
 mod external_mirror;
 mod publish_record;

@@ -194,6 +194,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         advertise,
         server_port: cfg.ports.server,
         serf_lan_port: cfg.ports.serf_lan,
+        coordinates: cfg.gossip.coordinates,
     };
     let services = Arc::new(LocalServices::new(data_dir.as_ref().map(DataDir::path)));
     let _ = services.set_script_policy(cfg.scripts);
@@ -229,6 +230,12 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     let (store, raft_server) =
         replicated_store(&cfg, &node_id, advertise_ip, &table, &catalog).await?;
     tokio::spawn(super::external_mirror::run(store.clone(), catalog.clone()));
+    tokio::spawn(super::coordinate_sync::run(
+        cfg.node_name.clone(),
+        gossip.clone(),
+        table.clone(),
+        store.clone(),
+    ));
     let api = ApiState {
         state: AgentState::new(
             table.clone(),

@@ -8,6 +8,7 @@ pub mod lock;
 pub mod members;
 pub mod operator;
 pub mod ops;
+pub mod rtt;
 pub mod snapshot;
 pub mod tls;
 
@@ -55,6 +56,7 @@ Commands:
     operator       Shows the servers of the replicated log (operator raft list-peers)
     snapshot       Saves, restores and inspects snapshots of the servers' state
     maint          Puts the node or a service in (or out of) maintenance mode
+    rtt            Estimates the round trip between two nodes from their network coordinates
     keygen         Generates a new gossip encryption key
     keyring        Lists, installs, uses or removes gossip encryption keys cluster-wide
     tls            Creates the cluster CA and node certificates
@@ -85,6 +87,7 @@ pub fn main(args: &[String]) -> i32 {
         "services" => catalog::services(rest),
         "catalog" => catalog::catalog(rest),
         "maint" => catalog::maint(rest),
+        "rtt" => rtt::main(rest),
         "kv" => kv::main(rest),
         "lock" => lock::main(rest),
         "operator" => operator::main(rest),

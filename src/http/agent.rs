@@ -29,6 +29,7 @@ pub(super) async fn agent_self(State(s): State<ApiState>) -> Response {
     let member = s.state.members.get(&i.node_name).map(|m| agent_member(&m));
     let stats = s.state.gossip_stats().await.unwrap_or_default();
     let c = &stats.core;
+    let coord = s.state.coordinate().await;
     let body = json!({
         "Config": {
             "Datacenter": i.datacenter,
@@ -39,6 +40,7 @@ pub(super) async fn agent_self(State(s): State<ApiState>) -> Response {
             "Revision": version::REVISION,
             "Version": version::VERSION,
         },
+        "Coord": coord,
         "Member": member,
         "Meta": {},
         "Stats": {
@@ -65,6 +67,8 @@ pub(super) async fn agent_self(State(s): State<ApiState>) -> Response {
                 "dropped_quic": stats.dropped_quic.to_string(),
                 "dropped_untrusted_events": c.dropped_untrusted_events.to_string(),
                 "dropped_implausible": c.dropped_implausible.to_string(),
+                "coordinate_samples": c.coordinate_samples.to_string(),
+                "coordinate_rejected": c.coordinate_rejected.to_string(),
             },
             "catalog": {
                 "index": s.state.catalog.index().to_string(),

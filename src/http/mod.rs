@@ -12,6 +12,7 @@ mod blocking;
 mod catalog;
 mod catalog_write;
 pub mod client;
+mod coordinate;
 mod error;
 mod health;
 pub mod json;
@@ -132,6 +133,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/health/checks/{name}", get(health::checks))
         .route("/v1/health/node/{node}", get(health::node))
         .route("/v1/health/state/{state}", get(health::state))
+        .route("/v1/coordinate/nodes", get(coordinate::nodes))
+        .route("/v1/coordinate/node/{node}", get(coordinate::node))
+        .route("/v1/coordinate/datacenters", get(coordinate::datacenters))
+        .route("/v1/coordinate/update", put(coordinate::update))
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
         .route(

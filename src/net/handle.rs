@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use murmur_gossip::coordinate::Coordinate;
 use murmur_gossip::{Record, Stats};
 use tokio::sync::{mpsc, oneshot};
 
@@ -83,6 +84,9 @@ pub(super) enum Command {
     },
     LocalRecord {
         reply: oneshot::Sender<Option<std::sync::Arc<Record>>>,
+    },
+    Coordinate {
+        reply: oneshot::Sender<Option<Coordinate>>,
     },
 }
 
@@ -205,6 +209,14 @@ impl GossipHandle {
     /// The record this node publishes, as the core holds it.
     pub async fn local_record(&self) -> Option<std::sync::Arc<Record>> {
         self.ask(|reply| Command::LocalRecord { reply })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// This node's network coordinate (none when `disable_coordinates` is set or the driver stopped).
+    pub async fn coordinate(&self) -> Option<Coordinate> {
+        self.ask(|reply| Command::Coordinate { reply })
             .await
             .ok()
             .flatten()

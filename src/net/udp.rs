@@ -371,6 +371,9 @@ impl UdpDriver {
             Command::LocalRecord { reply } => {
                 let _ = reply.send(self.core.local_slot().record.clone());
             }
+            Command::Coordinate { reply } => {
+                let _ = reply.send(self.core.coordinate().cloned());
+            }
             Command::ListKeys { reply } => {
                 let keys = self
                     .security

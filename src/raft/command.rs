@@ -39,6 +39,8 @@ const TAG_RESTORE: u16 = 5;
 const TAG_REAP: u16 = 6 | IGNORABLE;
 /// An external catalog registration or deregistration.
 const TAG_CATALOG: u16 = 7;
+/// Network coordinates. Ignorable: a server that skips them only has older estimates.
+const TAG_COORDINATES: u16 = 8 | IGNORABLE;
 
 /// Why a request could not be read as a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,7 @@ impl Command {
             Change::Restore(image) => (TAG_RESTORE, postcard::to_allocvec(image)),
             Change::Reap(up_to) => (TAG_REAP, postcard::to_allocvec(up_to)),
             Change::Catalog(op) => (TAG_CATALOG, postcard::to_allocvec(op)),
+            Change::Coordinates(op) => (TAG_COORDINATES, postcard::to_allocvec(op)),
         };
         Request {
             id: 0,
@@ -93,10 +96,11 @@ impl Command {
         }
     }
 
-    /// Whether the leader may group `r` with others in one entry: plain KV writes only (the state
-    /// machine applies a group of them under one lock; sessions and transactions go alone).
+    /// Whether the leader may group `r` with others in one entry: plain KV writes (the state machine
+    /// applies a group of them under one lock) and coordinate updates (every agent sends one now and
+    /// then: alone, 5000 agents would cost an entry each); sessions and transactions go alone.
     pub fn groupable(r: &Request) -> bool {
-        r.tag == TAG_KV
+        r.tag == TAG_KV || r.tag == TAG_COORDINATES
     }
 
     /// One entry carrying `requests`, applied in order at its index.
@@ -129,6 +133,9 @@ impl Command {
                 crate::state::replicated::StateImage::decode(&r.body).map_err(body)?,
             )),
             TAG_CATALOG => Ok(Change::Catalog(
+                postcard::from_bytes(&r.body).map_err(body)?,
+            )),
+            TAG_COORDINATES => Ok(Change::Coordinates(
                 postcard::from_bytes(&r.body).map_err(body)?,
             )),
             t => Err(DecodeError::UnknownTag(t)),

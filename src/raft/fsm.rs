@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Command, DecodeError, IGNORABLE, Reply, Request};
 use super::{ServerNode, TypeConfig};
-use crate::state::replicated::{Applied, Change, Replica, StateImage, StateImageV1, decode_exact};
+use crate::state::replicated::{
+    Applied, Change, Replica, StateImage, StateImageV1, StateImageV2, decode_exact,
+};
 
 type StErr = StorageError<u64>;
 type Meta = SnapshotMeta<u64, ServerNode>;
@@ -32,22 +34,30 @@ pub struct Image {
     recent: Vec<(u128, Reply)>,
 }
 
-/// [`Image`] as servers wrote it before the external catalog.
+/// [`Image`] in an earlier layout of the state (`S`: [`StateImageV1`], before the external catalog;
+/// [`StateImageV2`], before coordinates).
 #[derive(Deserialize)]
-struct ImageV1 {
-    state: StateImageV1,
+struct OldImage<S> {
+    state: S,
     recent: Vec<(u128, Reply)>,
 }
 
+impl<S: Into<StateImage>> OldImage<S> {
+    fn upgrade(self) -> Image {
+        Image {
+            state: self.state.into(),
+            recent: self.recent,
+        }
+    }
+}
+
 impl Image {
-    /// Reads a snapshot's bytes, in this version's layout or the one before it.
+    /// Reads a snapshot's bytes, in this version's layout or an earlier one.
     pub fn decode(data: &[u8]) -> Result<Self, postcard::Error> {
         decode_exact::<Image>(data).or_else(|e| {
-            decode_exact::<ImageV1>(data)
-                .map(|v| Image {
-                    state: v.state.into(),
-                    recent: v.recent,
-                })
+            decode_exact::<OldImage<StateImageV2>>(data)
+                .map(OldImage::upgrade)
+                .or_else(|_| decode_exact::<OldImage<StateImageV1>>(data).map(OldImage::upgrade))
                 .map_err(|_| e)
         })
     }
@@ -447,7 +457,7 @@ mod tests {
     use openraft::CommittedLeaderId;
 
     #[test]
-    fn snapshots_written_before_the_external_catalog_still_restore() {
+    fn snapshots_in_earlier_layouts_still_restore() {
         // The previous layout: the state's three fields, then the recent writes.
         #[derive(Serialize)]
         struct Old {
@@ -469,9 +479,27 @@ mod tests {
         assert_eq!(image.state.sessions_index, 5);
         assert_eq!(image.recent, vec![(42, Reply::Done(true))]);
         assert!(image.state.external.nodes.is_empty());
-        // And this version's layout reads as itself.
+        // The layout before coordinates, and this version's, read as themselves.
+        #[derive(Serialize)]
+        struct V2<'a> {
+            kv: &'a crate::state::kv::KvImage,
+            sessions_index: u64,
+            sessions: Vec<crate::state::sessions::Session>,
+            external: &'a crate::state::external::ExternalImage,
+            recent: Vec<(u128, Reply)>,
+        }
         let mut now = image;
         now.state.external.index = 9;
+        let v2 = V2 {
+            kv: &now.state.kv,
+            sessions_index: 5,
+            sessions: Vec::new(),
+            external: &now.state.external,
+            recent: now.recent.clone(),
+        };
+        let back = Image::decode(&postcard::to_allocvec(&v2).unwrap()).unwrap();
+        assert_eq!(back.state, now.state);
+        now.state.coordinates.index = 11;
         let back = Image::decode(&postcard::to_allocvec(&now).unwrap()).unwrap();
         assert_eq!(back.state, now.state);
     }

@@ -27,6 +27,7 @@ use crate::state::autopilot::{
     self, AutopilotConfig, AutopilotHealth, OperatorOp, OperatorReply, PeerRef, ServerStats,
 };
 use crate::state::catalog::Catalog;
+use crate::state::coordinates::CoordinateOp;
 use crate::state::kv::KvOp;
 use crate::state::replicated::{
     BoxFuture, Change, Consistency, RaftConfiguration, RaftPeer, ReadRequest, ReadResult, Replica,
@@ -886,6 +887,16 @@ impl RaftServer {
         end
     }
 
+    /// Coordinates of nodes no longer in the catalog: members that left (or were reaped) and external
+    /// nodes deregistered, as Consul drops a node's coordinate with the node.
+    fn coordinates_to_drop(&self) -> Vec<String> {
+        self.state.coordinates.unwanted(|node| {
+            let member = self.members.get(node);
+            member.is_some_and(|m| crate::state::catalog_node::in_catalog(&m, &self.datacenter))
+                || self.state.external.contains(node)
+        })
+    }
+
     /// Logs each change of leader, as Consul's servers do ("New leader elected").
     async fn log_leaders(self: Arc<Self>) {
         let mut rx = self.raft.metrics();
@@ -943,6 +954,14 @@ impl RaftServer {
                     let change = Change::Reap(up_to);
                     if let Err(e) = self.propose(Command::encode_write(&change), MAX_HOPS).await {
                         tracing::warn!("reaping tombstones up to index {up_to}: {e}");
+                    }
+                }
+                let gone = self.coordinates_to_drop();
+                if !gone.is_empty() {
+                    let n = gone.len();
+                    let change = Change::Coordinates(CoordinateOp::Remove(gone));
+                    if let Err(e) = self.propose(Command::encode_write(&change), MAX_HOPS).await {
+                        tracing::warn!("dropping the coordinates of {n} departed nodes: {e}");
                     }
                 }
                 for id in self.sessions_to_end(m.current_term) {

@@ -199,7 +199,12 @@ impl ExternalCatalog {
         Ok(changed)
     }
 
-    /// Every node and the table's index (at least 1).
+    /// Whether `node` is in the table.
+    pub fn contains(&self, node: &str) -> bool {
+        self.table.read().nodes.contains_key(node)
+    }
+
+    /// Every node, with the table's index.
     pub fn query(&self) -> (u64, Vec<ExternalNode>) {
         let d = self.table.read();
         let nodes = d.nodes.values().map(|n| (**n).clone()).collect();

@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod catalog_node;
 pub mod changes;
 pub mod check_kind;
+pub mod coordinates;
 pub mod definitions;
 pub mod external;
 pub mod keyring;
@@ -68,6 +69,8 @@ pub struct LocalAgent {
     pub server_port: u16,
     /// Gossip port joins use when an address names none.
     pub serf_lan_port: u16,
+    /// Network coordinates are on (no `disable_coordinates`).
+    pub coordinates: bool,
 }
 
 /// Shared state of the agent; cheap to clone.
@@ -127,6 +130,12 @@ impl AgentState {
     /// Leaves the cluster gracefully (the driver stops afterwards).
     pub async fn leave(&self) {
         self.gossip.leave().await
+    }
+
+    /// This node's network coordinate (`None` when coordinates are off or the driver stopped).
+    pub async fn coordinate(&self) -> Option<coordinates::Coord> {
+        let c = self.gossip.coordinate().await?;
+        Some(coordinates::Coord::from_core(&c))
     }
 
     /// Marks a failed member `left`.

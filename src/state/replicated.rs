@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::autopilot::{OperatorOp, OperatorReply};
+use super::coordinates::{CoordinateEntry, CoordinateImage, CoordinateOp, Coordinates};
 use super::external::{CatalogOp, ExternalCatalog, ExternalDelta, ExternalImage};
 use super::kv::{KvAnswer, KvImage, KvOp, KvQuery, KvStore, Refusal};
 use super::sessions::{Behavior, Session, SessionOp, SessionQuery, SessionStore};
@@ -42,6 +43,8 @@ pub enum Change {
     Reap(u64),
     /// An external node, service or check registered or deregistered.
     Catalog(CatalogOp),
+    /// Nodes' network coordinates updated or dropped.
+    Coordinates(CoordinateOp),
 }
 
 /// Largest state an operator's snapshot file may hold unpacked. A restore travels as one log entry,
@@ -62,8 +65,32 @@ pub struct StateImage {
     pub sessions_index: u64,
     /// Sessions.
     pub sessions: Vec<Session>,
-    /// The external catalog. Last, so that the layout without it still reads (see [`StateImage::decode`]).
+    /// The external catalog.
     pub external: ExternalImage,
+    /// Network coordinates. Last, so that the layouts without it still read (see
+    /// [`StateImage::decode`]).
+    pub coordinates: CoordinateImage,
+}
+
+/// [`StateImage`] as servers wrote it before network coordinates.
+#[derive(Deserialize)]
+pub struct StateImageV2 {
+    kv: KvImage,
+    sessions_index: u64,
+    sessions: Vec<Session>,
+    external: ExternalImage,
+}
+
+impl From<StateImageV2> for StateImage {
+    fn from(v: StateImageV2) -> Self {
+        StateImage {
+            kv: v.kv,
+            sessions_index: v.sessions_index,
+            sessions: v.sessions,
+            external: v.external,
+            coordinates: CoordinateImage::default(),
+        }
+    }
 }
 
 /// [`StateImage`] as servers wrote it before the external catalog.
@@ -81,6 +108,7 @@ impl From<StateImageV1> for StateImage {
             sessions_index: v.sessions_index,
             sessions: v.sessions,
             external: ExternalImage::default(),
+            coordinates: CoordinateImage::default(),
         }
     }
 }
@@ -94,12 +122,13 @@ pub fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, p
 }
 
 impl StateImage {
-    /// Reads an image in this version's layout or the one before it. Postcard does not describe its
+    /// Reads an image in this version's layout or an earlier one. Postcard does not describe its
     /// fields, so the layout is told by which one reads the bytes exactly.
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
         decode_exact::<StateImage>(bytes).or_else(|e| {
-            decode_exact::<StateImageV1>(bytes)
+            decode_exact::<StateImageV2>(bytes)
                 .map(Into::into)
+                .or_else(|_| decode_exact::<StateImageV1>(bytes).map(Into::into))
                 .map_err(|_| e)
         })
     }
@@ -128,6 +157,8 @@ pub enum Query {
         /// The reader's index.
         since: u64,
     },
+    /// Every node's network coordinate.
+    Coordinates,
 }
 
 /// A read's result.
@@ -141,6 +172,8 @@ pub enum ReadAnswer {
     Txn(TxnOutcome),
     /// What changed in the external catalog.
     External(ExternalDelta),
+    /// Network coordinates, sorted by node.
+    Coordinates(Vec<CoordinateEntry>),
 }
 
 /// What a server's state machine holds: the KV store, the sessions that lock its keys, and the
@@ -153,6 +186,8 @@ pub struct Replica {
     pub sessions: SessionStore,
     /// Nodes and services registered through `/v1/catalog/register`.
     pub external: ExternalCatalog,
+    /// Nodes' network coordinates.
+    pub coordinates: Coordinates,
 }
 
 impl Replica {
@@ -164,6 +199,7 @@ impl Replica {
             sessions_index,
             sessions,
             external: self.external.image(),
+            coordinates: self.coordinates.image(),
         }
     }
 
@@ -172,6 +208,7 @@ impl Replica {
         self.kv.restore(image.kv);
         self.sessions.restore(image.sessions_index, image.sessions);
         self.external.restore(image.external);
+        self.coordinates.restore(image.coordinates);
     }
 
     /// Replaces the state with an operator's snapshot at raft index `index`. Everything in it counts
@@ -213,6 +250,7 @@ impl Replica {
             n.modify_index = index;
         }
         image.external.index = index;
+        image.coordinates.index = index;
         self.restore(image);
     }
 
@@ -230,6 +268,7 @@ impl Replica {
             // The answer says whether the table changed: the writer's agent waits for its mirror
             // to reach this index only then (Consul's HTTP answer is `true` either way).
             Change::Catalog(op) => self.external.apply(index, op).map(Applied::Answer),
+            Change::Coordinates(op) => Ok(Applied::Answer(self.coordinates.apply(index, op))),
             Change::Restore(image) => {
                 self.restore_at(index, image.clone());
                 Ok(Applied::Answer(true))
@@ -272,6 +311,10 @@ impl Replica {
                 let (i, d) = self.external.delta(*since);
                 (i, ReadAnswer::External(d))
             }
+            Query::Coordinates => {
+                let (i, c) = self.coordinates.all();
+                (i, ReadAnswer::Coordinates(c))
+            }
         }
     }
 
@@ -289,6 +332,10 @@ impl Replica {
             Query::External { since } => {
                 let (i, d) = self.external.wait(min, *since, deadline).await;
                 (i, ReadAnswer::External(d))
+            }
+            Query::Coordinates => {
+                let (i, c) = self.coordinates.wait(min, deadline).await;
+                (i, ReadAnswer::Coordinates(c))
             }
             // Transactions do not block (as Consul's).
             Query::Txn(_) => self.query(q),
@@ -410,7 +457,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn images_in_the_layout_before_the_external_catalog_still_decode() {
+    fn images_in_earlier_layouts_still_decode() {
         #[derive(Serialize)]
         struct Old<'a> {
             kv: &'a KvImage,
@@ -431,6 +478,33 @@ mod tests {
         let mut db = super::super::external::ExternalNode::default();
         db.info.node = "db".into();
         image.external.nodes.push(db);
+        // The layout before coordinates: the external catalog last.
+        #[derive(Serialize)]
+        struct V2<'a> {
+            kv: &'a KvImage,
+            sessions_index: u64,
+            sessions: Vec<Session>,
+            external: &'a ExternalImage,
+        }
+        let v2 = postcard::to_allocvec(&V2 {
+            kv: &image.kv,
+            sessions_index: 9,
+            sessions: Vec::new(),
+            external: &image.external,
+        })
+        .unwrap();
+        assert_eq!(StateImage::decode(&v2).unwrap(), image);
+        image.coordinates.index = 14;
+        image.coordinates.entries.push(CoordinateEntry {
+            node: "db".into(),
+            segment: String::new(),
+            coord: super::super::coordinates::Coord {
+                vec: vec![0.5; 8],
+                error: 0.1,
+                adjustment: 0.0,
+                height: 0.001,
+            },
+        });
         let new = postcard::to_allocvec(&image).unwrap();
         assert_eq!(StateImage::decode(&new).unwrap(), image);
         // Neither layout with bytes to spare, nor a cut one.

@@ -159,6 +159,16 @@ def main():
             assert "409" in str(e) and "index is stale" in str(e), e
         assert one.kv.get("app/t2")[1] is None, "half a transaction was applied"
 
+        # Network coordinates: each agent reports its own to the servers; every agent reads them.
+        assert wait(lambda: sorted(c["Node"] for c in two.coordinate.nodes()[1])
+                    == ["py-one", "py-two"], limit=30)
+        index, mine = two.coordinate.node("py-two")
+        assert int(index) >= 1 and len(mine[0]["Coord"]["Vec"]) == 8, mine
+        planted = dict(mine[0]["Coord"], Vec=[0.125] + [0.0] * 7)
+        assert two.coordinate.update("py-two", planted) is True
+        assert one.coordinate.node("py-two")[1][0]["Coord"]["Vec"][0] == 0.125
+        assert one.coordinate.datacenters()[0]["Datacenter"] == "dc1"
+
         # External services at the servers' catalog, written through the client: every agent answers.
         assert two.catalog.register(
             "ext-db", "10.17.0.9", service={"Service": "pg", "ID": "pg1", "Port": 5432},

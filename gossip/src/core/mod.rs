@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::awareness::Awareness;
 use super::broadcast::{BroadcastQueue, Encoded, Item};
 use super::config::GossipConfig;
+use super::coordinate::{Coordinate, Vivaldi, VivaldiConfig};
 use super::incarnation;
 use super::member::{Member, State};
 use super::probe_order::ProbeOrder;
@@ -26,7 +27,6 @@ use super::suspicion::Suspicion;
 use super::tags;
 use super::timers::TimerHeap;
 use super::view::{Slot, View};
-use super::coordinate::{Coordinate, Vivaldi, VivaldiConfig};
 use super::wire::{self, DecodeError, Delta, Message};
 
 mod dissemination;

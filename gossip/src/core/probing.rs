@@ -87,7 +87,12 @@ impl Core {
             if let (Some(v), Some(c), true) = (self.vivaldi.as_mut(), coord, p.want_coord) {
                 // Only a direct answer to our own ping measures the path; indirect acks arrive
                 // without a coordinate.
-                match v.observe(p.target.id(), &c.to_coordinate(), now - p.sent, &mut self.rng) {
+                match v.observe(
+                    p.target.id(),
+                    &c.to_coordinate(),
+                    now - p.sent,
+                    &mut self.rng,
+                ) {
                     Ok(()) => self.stats.coordinate_samples += 1,
                     Err(_) => self.stats.coordinate_rejected += 1,
                 }
@@ -137,8 +142,7 @@ impl Core {
         };
         let seq = self.next_seq();
         let (dst, name) = (target.addr, target.name().clone());
-        let want_coord =
-            self.vivaldi.is_some() && target.features & wire::FEATURE_COORDINATES != 0;
+        let want_coord = self.vivaldi.is_some() && target.features & wire::FEATURE_COORDINATES != 0;
         self.probing.current = Some(Probe {
             seq,
             target,

@@ -273,6 +273,7 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
     if let Some(Dur(d)) = f.reconnect_timeout {
         gossip.reconnect_timeout = d;
     }
+    gossip.coordinates = !f.disable_coordinates.unwrap_or(false);
     gossip.validate().map_err(|e| format!("gossip_lan: {e}"))?;
     let node_meta: Vec<(String, String)> = f.node_meta.into_iter().collect();
     if node_meta.len() > 64

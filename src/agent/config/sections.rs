@@ -37,6 +37,7 @@ pub(super) struct File {
     pub(super) verify_server_hostname: Option<bool>,
     pub(super) log_level: Option<String>,
     pub(super) leave_on_terminate: Option<bool>,
+    pub(super) disable_coordinates: Option<bool>,
     pub(super) enable_script_checks: Option<bool>,
     pub(super) enable_local_script_checks: Option<bool>,
     pub(super) check_update_interval: Option<Dur>,

@@ -189,6 +189,7 @@ pub const SETTINGS: &[Setting] = &[
     key("verify_outgoing", Kind::Bool),
     key("verify_server_hostname", Kind::Bool),
     key("leave_on_terminate", Kind::Bool),
+    key("disable_coordinates", Kind::Bool),
     flagged(
         "enable_script_checks",
         Kind::Bool,

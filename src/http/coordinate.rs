@@ -1,0 +1,106 @@
+//! `/v1/coordinate/*`: the network coordinates agents report to the servers (read with Consul's
+//! blocking and consistency modes), and `PUT /v1/coordinate/update`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::ApiState;
+use super::blocking::{meta, store_read};
+use super::error::{ApiError, ApiResult, bad_request, server_error, store_error};
+use super::params::{Params, check_dc, json_body};
+use crate::state::coordinates::{CoordinateEntry, CoordinateOp, parse_update};
+use crate::state::replicated::{Change, Query as StoreQuery, ReadAnswer};
+
+/// Consul's refusal when the agent runs with `disable_coordinates`.
+fn enabled(s: &ApiState) -> Result<(), ApiError> {
+    if s.state.local.coordinates {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "Coordinate support disabled".into(),
+        ))
+    }
+}
+
+/// The coordinates of catalog nodes (a node that left keeps its row until the leader prunes it),
+/// filtered by `?segment=` as Consul filters them, with the read's headers.
+async fn read(
+    s: &ApiState,
+    q: &HashMap<String, String>,
+) -> Result<(axum::http::HeaderMap, Vec<CoordinateEntry>), ApiError> {
+    enabled(s)?;
+    check_dc(s, q)?;
+    let r = store_read(&s.state, q, StoreQuery::Coordinates).await?;
+    let ReadAnswer::Coordinates(all) = r.answer else {
+        return Err(server_error(
+            "a server answered a coordinate read with something else",
+        ));
+    };
+    let lookup = s.state.catalog_nodes();
+    let segment = q.get("segment");
+    let entries = all
+        .into_iter()
+        .filter(|e| segment.is_none_or(|seg| &e.segment == seg))
+        .filter(|e| lookup.get(&e.node).is_some())
+        .collect();
+    Ok((meta(r.index, r.known_leader, r.last_contact_ms), entries))
+}
+
+pub(super) async fn nodes(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
+    let (headers, entries) = read(&s, &q).await?;
+    Ok((headers, axum::Json(entries)).into_response())
+}
+
+pub(super) async fn node(
+    State(s): State<ApiState>,
+    Path(node): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    let (headers, mut entries) = read(&s, &q).await?;
+    entries.retain(|e| e.node == node);
+    if entries.is_empty() {
+        return Ok((StatusCode::NOT_FOUND, headers).into_response());
+    }
+    Ok((headers, axum::Json(entries)).into_response())
+}
+
+/// Servers' coordinates by datacenter. Consul answers from the WAN pool; until murmur's servers
+/// gossip across datacenters, this datacenter's servers are listed with their LAN coordinates.
+pub(super) async fn datacenters(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
+    let (_, entries) = read(&s, &q).await?;
+    let servers: Vec<&CoordinateEntry> = entries
+        .iter()
+        .filter(|e| s.state.members.get(&e.node).is_some_and(|m| m.is_server()))
+        .collect();
+    let dc = &s.state.local.datacenter;
+    Ok(
+        axum::Json(json!([{"Datacenter": dc, "AreaID": "WAN", "Coordinates": servers}]))
+            .into_response(),
+    )
+}
+
+pub(super) async fn update(
+    State(s): State<ApiState>,
+    Query(q): Params,
+    raw: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    enabled(&s)?;
+    check_dc(&s, &q)?;
+    let entry = parse_update(&json_body(&raw)?)
+        .map_err(|e| bad_request(format!("Request decode failed: {e}")))?;
+    entry
+        .coord
+        .check()
+        .map_err(|e| server_error(e.to_string()))?;
+    s.state
+        .store
+        .write(Change::Coordinates(CoordinateOp::Update(vec![entry])))
+        .await
+        .map_err(store_error)?;
+    Ok(StatusCode::OK.into_response())
+}
