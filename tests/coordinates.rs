@@ -139,6 +139,49 @@ fn agents_report_coordinates_and_estimate_round_trips() {
         |a: &Agent| a.get_json("/v1/agent/self")["Stats"]["serf_lan"]["probes_failed"].clone();
     assert_eq!(failed(&plain), "0");
 
+    // `?near=`: results sorted by estimated round trip from a node (`_agent`: the agent's own), nodes
+    // without a coordinate last. The agents' own reports would move them, so the places are planted
+    // again until a read shows them.
+    let place = |node: &str, x: f64| {
+        let body = format!(
+            r#"{{"Node": "{node}", "Coord": {{"Vec": [{x}, 0, 0, 0, 0, 0, 0, 0], "Error": 0.1, "Adjustment": 0, "Height": 0.0001}}}}"#
+        );
+        one.http_body("PUT", "/v1/coordinate/update", &body)
+            .unwrap()
+            .0
+            == 200
+    };
+    let names = |v: Value, key: &str| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| match &e[key] {
+                Value::String(n) => n.clone(),
+                node => node["Node"].as_str().unwrap().to_string(),
+            })
+            .collect()
+    };
+    let near_order = || {
+        place("co-1", 0.0) && place("co-2", 0.1) && place("co-s", 0.3) && {
+            names(one.get_json("/v1/catalog/nodes?near=_agent"), "Node")
+                == ["co-1", "co-2", "co-s", "co-plain"]
+        }
+    };
+    assert!(wait_for(SETTLE, near_order));
+    assert_eq!(
+        names(one.get_json("/v1/catalog/nodes?near=co-s"), "Node"),
+        ["co-s", "co-2", "co-1", "co-plain"]
+    );
+    assert_eq!(
+        names(two.get_json("/v1/health/state/any?near=co-1"), "Node"),
+        ["co-1", "co-2", "co-s", "co-plain"]
+    );
+    // Without `near`, and near a node without a coordinate: name order.
+    assert_eq!(
+        names(one.get_json("/v1/catalog/nodes?near=co-plain"), "Node"),
+        ["co-1", "co-2", "co-plain", "co-s"]
+    );
+
     // A node that leaves loses its coordinate.
     assert!(two.cli(&["leave"]).status.success());
     two.wait_exit(Duration::from_secs(20));

@@ -20,7 +20,7 @@ use crate::state::catalog_node::NodeView;
 pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     check_dc(&s, &q)?;
     let (index, snap) = Blocking::from_query(&q)?.node_list(&s.state).await;
-    let nodes: Vec<Value> = s
+    let mut nodes: Vec<Value> = s
         .state
         .catalog_nodes()
         .all(&snap)
@@ -28,6 +28,7 @@ pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -
         .filter(|n| node_meta_matches(n, &q))
         .map(catalog_node)
         .collect();
+    super::near::sort(&s, &q, &mut nodes).await;
     Ok(with_index(
         index,
         s.state.store.known_leader(),
@@ -118,9 +119,10 @@ pub(super) async fn catalog_service(
     Query(q): Params,
 ) -> ApiResult {
     let entries = service_read(&s, &name, &q).await?;
-    let body: Vec<Value> = visible(&s, &entries.instances, &q)
+    let mut body: Vec<Value> = visible(&s, &entries.instances, &q)
         .map(|(m, i)| service_node(&m, i))
         .collect();
+    super::near::sort(&s, &q, &mut body).await;
     Ok(with_index(
         entries.index,
         s.state.store.known_leader(),

@@ -38,7 +38,7 @@ pub(super) async fn service(
 ) -> ApiResult {
     let entries = service_read(&s, &name, &q).await?;
     let passing = flag(&q, "passing");
-    let body: Vec<Value> = visible(&s, &entries.instances, &q)
+    let mut body: Vec<Value> = visible(&s, &entries.instances, &q)
         .filter(|(m, i)| !passing || all_passing(m, i))
         .map(|(m, i)| {
             json!({
@@ -48,6 +48,7 @@ pub(super) async fn service(
             })
         })
         .collect();
+    super::near::sort(&s, &q, &mut body).await;
     Ok(with_index(
         entries.index,
         s.state.store.known_leader(),
@@ -61,7 +62,7 @@ pub(super) async fn checks(
     Query(q): Params,
 ) -> ApiResult {
     let entries = service_read(&s, &name, &q).await?;
-    let body: Vec<Value> = visible(&s, &entries.instances, &q)
+    let mut body: Vec<Value> = visible(&s, &entries.instances, &q)
         .flat_map(|(m, i)| {
             i.checks
                 .iter()
@@ -77,6 +78,7 @@ pub(super) async fn checks(
                 .collect::<Vec<_>>()
         })
         .collect();
+    super::near::sort(&s, &q, &mut body).await;
     Ok(with_index(
         entries.index,
         s.state.store.known_leader(),
@@ -134,7 +136,7 @@ pub(super) async fn state(
         ),
     };
     let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
-    let body: Vec<Value> = s
+    let mut body: Vec<Value> = s
         .state
         .catalog_nodes()
         .all(&snap)
@@ -142,6 +144,7 @@ pub(super) async fn state(
         .flat_map(|n| node_checks(&s, n))
         .filter(|c| wanted.is_none_or(|w| c["Status"] == w.as_str()))
         .collect();
+    super::near::sort(&s, &q, &mut body).await;
     Ok(with_index(
         index,
         s.state.store.known_leader(),

@@ -17,6 +17,7 @@ mod error;
 mod health;
 pub mod json;
 mod kv;
+mod near;
 mod operator;
 mod params;
 pub mod serve;

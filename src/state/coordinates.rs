@@ -210,6 +210,73 @@ impl Coordinates {
     }
 }
 
+/// Every node's coordinate by name, as `?near=` sorts by them.
+pub type CoordinateMap = std::collections::HashMap<String, Coord>;
+
+/// How long an agent sorts by the coordinates it last read (they move slowly: each agent reports
+/// every 15 s or more).
+const NEAR_CACHE_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The coordinates an agent last read from the servers, for `?near=` sorting of its local catalog
+/// reads: one stale read per [`NEAR_CACHE_AGE`] at most, not one per request.
+#[derive(Default)]
+pub struct NearCache {
+    last: std::sync::Mutex<Option<(Instant, std::sync::Arc<CoordinateMap>)>>,
+}
+
+impl NearCache {
+    /// The coordinates, read again from `store` when the cached ones are older than
+    /// [`NEAR_CACHE_AGE`].
+    pub async fn get(
+        &self,
+        store: &dyn super::replicated::Replicated,
+    ) -> Result<std::sync::Arc<CoordinateMap>, super::replicated::StoreError> {
+        use super::replicated::{Consistency, Query, ReadAnswer, ReadRequest};
+        let fresh = |at: &Instant| at.elapsed() < NEAR_CACHE_AGE;
+        if let Some((at, map)) = &*self.last.lock().unwrap_or_else(|p| p.into_inner())
+            && fresh(at)
+        {
+            return Ok(map.clone());
+        }
+        let request = ReadRequest {
+            query: Query::Coordinates,
+            consistency: Consistency::Stale,
+            min_index: None,
+            wait: std::time::Duration::ZERO,
+        };
+        let r = store.read(request).await?;
+        let ReadAnswer::Coordinates(entries) = r.answer else {
+            return Err(super::replicated::StoreError::Unavailable(
+                "a server answered a coordinate read with something else".into(),
+            ));
+        };
+        let map: std::sync::Arc<CoordinateMap> =
+            std::sync::Arc::new(entries.into_iter().map(|e| (e.node, e.coord)).collect());
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), map.clone()));
+        Ok(map)
+    }
+}
+
+/// Reorders `items` by the estimated round trip from `source`'s coordinate to each item's node
+/// (`node_of`), nearest first; items of nodes without a coordinate keep their order after the rest,
+/// as Consul sorts them. Nothing moves when `source` has no coordinate.
+pub fn sort_near<T>(
+    items: &mut [T],
+    coords: &CoordinateMap,
+    source: &str,
+    node_of: impl Fn(&T) -> &str,
+) {
+    let Some(from) = coords.get(source).map(Coord::to_core) else {
+        return;
+    };
+    // Stable: equal distances, and all the unknown ones, keep the name order they came in.
+    items.sort_by_cached_key(|item| {
+        coords
+            .get(node_of(item))
+            .map_or(std::time::Duration::MAX, |c| from.distance(&c.to_core()))
+    });
+}
+
 /// Reads Consul's `CoordinateUpdateRequest` body (`Node`, `Segment`, `Coord`; keys in any case, as
 /// Consul's decoder takes them).
 pub fn parse_update(v: &serde_json::Value) -> Result<CoordinateEntry, DefinitionError> {
@@ -332,6 +399,22 @@ mod tests {
         assert!(err(serde_json::json!({"Node": "n", "Coord": {"Vec": ["x"]}})).contains("Vec"));
         assert!(err(serde_json::json!({"Node": "n", "Area": 1})).contains("\"area\""));
         assert!(err(serde_json::json!([1])).contains("expected an object"));
+    }
+
+    #[test]
+    fn near_sorts_by_estimated_round_trip_and_puts_the_unknown_last() {
+        let coords: CoordinateMap = [("a", 0.0), ("far", 0.3), ("mid", 0.1), ("near", 0.02)]
+            .into_iter()
+            .map(|(n, x)| (n.to_string(), entry(n, x).coord))
+            .collect();
+        let mut names = vec!["a", "far", "ghost", "mid", "near", "other-ghost"];
+        sort_near(&mut names, &coords, "a", |n| n);
+        assert_eq!(names, ["a", "near", "mid", "far", "ghost", "other-ghost"]);
+        sort_near(&mut names, &coords, "far", |n| n);
+        assert_eq!(names, ["far", "mid", "near", "a", "ghost", "other-ghost"]);
+        let before = names.clone();
+        sort_near(&mut names, &coords, "ghost", |n| n);
+        assert_eq!(names, before, "no coordinate for the source: nothing moves");
     }
 
     #[test]

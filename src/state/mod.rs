@@ -88,6 +88,8 @@ pub struct AgentState {
     pub catalog: Arc<catalog::Catalog>,
     /// The servers' replicated store (KV), here on a server, forwarded from a client.
     pub store: Arc<dyn replicated::Replicated>,
+    /// Coordinates read for `?near=`.
+    pub near: Arc<coordinates::NearCache>,
     gossip: GossipHandle,
 }
 
@@ -109,6 +111,7 @@ impl AgentState {
             services,
             catalog,
             store,
+            near: Arc::default(),
             gossip,
         }
     }
