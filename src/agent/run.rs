@@ -32,6 +32,7 @@ use crate::state::node_record::consul_service_record;
 use crate::state::publish::Publisher;
 use crate::state::replicated::Replica;
 use crate::state::replicated::Replicated;
+use crate::state::user_events::UserEvents;
 use crate::state::{AgentState, ChangeIndex, LocalAgent, MemberTable};
 use crate::util::connlimit::ConnLimiter;
 use crate::util::{entropy, flags};
@@ -153,10 +154,13 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     let table = Arc::new(MemberTable::new());
     let changes = Arc::new(ChangeIndex::new(table.snapshot().index));
     let catalog = Arc::new(Catalog::new());
+    let events = Arc::new(UserEvents::default());
     let publisher = Arc::new(Publisher {
         members: table.clone(),
         changes: changes.clone(),
         catalog: catalog.clone(),
+        events: events.clone(),
+        node: cfg.node_name.clone(),
     });
     let encrypted = security.keyring.is_some();
     let (quic_tx, quic_rx) = mpsc::channel(QUIC_QUEUE);
@@ -245,6 +249,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
             catalog.clone(),
             store,
             gossip.clone(),
+            events,
         ),
         reload: reload_tx,
         shutdown: shutdown_tx,

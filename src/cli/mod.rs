@@ -2,6 +2,7 @@
 //! `maint`, `kv`, `lock`, `keyring`, `tls`, `version`.
 
 pub mod catalog;
+pub mod event;
 pub mod keys;
 pub mod kv;
 pub mod lock;
@@ -56,6 +57,7 @@ Commands:
     operator       Shows the servers of the replicated log (operator raft list-peers)
     snapshot       Saves, restores and inspects snapshots of the servers' state
     maint          Puts the node or a service in (or out of) maintenance mode
+    event          Fires a user event to the agents of the datacenter
     rtt            Estimates the round trip between two nodes from their network coordinates
     keygen         Generates a new gossip encryption key
     keyring        Lists, installs, uses or removes gossip encryption keys cluster-wide
@@ -88,6 +90,7 @@ pub fn main(args: &[String]) -> i32 {
         "catalog" => catalog::catalog(rest),
         "maint" => catalog::maint(rest),
         "rtt" => rtt::main(rest),
+        "event" => event::main(rest),
         "kv" => kv::main(rest),
         "lock" => lock::main(rest),
         "operator" => operator::main(rest),

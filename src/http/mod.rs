@@ -14,6 +14,7 @@ mod catalog_write;
 pub mod client;
 mod coordinate;
 mod error;
+mod event;
 mod health;
 pub mod json;
 mod kv;
@@ -138,6 +139,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/coordinate/node/{node}", get(coordinate::node))
         .route("/v1/coordinate/datacenters", get(coordinate::datacenters))
         .route("/v1/coordinate/update", put(coordinate::update))
+        .route("/v1/event/fire/{name}", put(event::fire))
+        .route("/v1/event/list", get(event::list))
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
         .route(

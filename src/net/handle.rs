@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use murmur_gossip::coordinate::Coordinate;
-use murmur_gossip::{Record, Stats};
+use murmur_gossip::{EventKind, Record, Stats};
 use tokio::sync::{mpsc, oneshot};
 
 use super::keyring_sync::KeyOp;
@@ -87,6 +87,11 @@ pub(super) enum Command {
     },
     Coordinate {
         reply: oneshot::Sender<Option<Coordinate>>,
+    },
+    UserEvent {
+        kind: EventKind,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
     },
 }
 
@@ -212,6 +217,16 @@ impl GossipHandle {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Spreads an application event of `kind` to every member.
+    pub async fn user_event(&self, kind: EventKind, payload: Vec<u8>) -> Result<(), String> {
+        self.ask(|reply| Command::UserEvent {
+            kind,
+            payload,
+            reply,
+        })
+        .await?
     }
 
     /// This node's network coordinate (none when `disable_coordinates` is set or the driver stopped).

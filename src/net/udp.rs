@@ -374,6 +374,17 @@ impl UdpDriver {
             Command::Coordinate { reply } => {
                 let _ = reply.send(self.core.coordinate().cloned());
             }
+            Command::UserEvent {
+                kind,
+                payload,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.core
+                        .user_event(kind, &payload)
+                        .map_err(|e| e.to_string()),
+                );
+            }
             Command::ListKeys { reply } => {
                 let keys = self
                     .security
@@ -440,10 +451,12 @@ impl UdpDriver {
                         "no response from {addr} after {JOIN_ATTEMPTS} attempts"
                     )),
                 )),
-                Event::User { kind, payload, .. } => {
-                    if kind == EventKind::KEYRING {
-                        keyring_sync::on_event(&mut self.core, &mut self.security, &payload);
-                    }
+                Event::User { kind, payload, .. } if kind == EventKind::KEYRING => {
+                    keyring_sync::on_event(&mut self.core, &mut self.security, &payload);
+                }
+                // The application's own events (Consul's user events) go where members go.
+                Event::User { .. } => {
+                    self.sink.apply(&ev);
                 }
                 Event::PushPull { addr } => self.start_push_pull(addr),
                 Event::FetchRecord { name, from, .. } => self.start_fetch(&name, from),

@@ -40,6 +40,7 @@ pub mod servers;
 pub mod sessions;
 pub mod tombstones;
 pub mod txn;
+pub mod user_events;
 pub mod watched;
 
 use std::net::SocketAddr;
@@ -90,6 +91,8 @@ pub struct AgentState {
     pub store: Arc<dyn replicated::Replicated>,
     /// Coordinates read for `?near=`.
     pub near: Arc<coordinates::NearCache>,
+    /// User events this agent keeps.
+    pub events: Arc<user_events::UserEvents>,
     gossip: GossipHandle,
 }
 
@@ -103,6 +106,7 @@ impl AgentState {
         catalog: Arc<catalog::Catalog>,
         store: Arc<dyn replicated::Replicated>,
         gossip: GossipHandle,
+        events: Arc<user_events::UserEvents>,
     ) -> Self {
         AgentState {
             members,
@@ -112,6 +116,7 @@ impl AgentState {
             catalog,
             store,
             near: Arc::default(),
+            events,
             gossip,
         }
     }
@@ -133,6 +138,15 @@ impl AgentState {
     /// Leaves the cluster gracefully (the driver stops afterwards).
     pub async fn leave(&self) {
         self.gossip.leave().await
+    }
+
+    /// Spreads an application event of `kind` to every member.
+    pub async fn user_event(
+        &self,
+        kind: murmur_gossip::EventKind,
+        payload: Vec<u8>,
+    ) -> Result<(), String> {
+        self.gossip.user_event(kind, payload).await
     }
 
     /// This node's network coordinate (`None` when coordinates are off or the driver stopped).

@@ -4,11 +4,14 @@
 
 use std::sync::Arc;
 
-use murmur_gossip::Event;
+use std::sync::atomic::Ordering;
+
+use murmur_gossip::{Event, EventKind};
 
 use super::catalog::Catalog;
 use super::changes::ChangeIndex;
 use super::members::{Change, MemberTable};
+use super::user_events::{UserEvent, UserEvents};
 use crate::net::MemberSink;
 
 /// Writes member changes where HTTP and DNS read them.
@@ -19,14 +22,48 @@ pub struct Publisher {
     pub changes: Arc<ChangeIndex>,
     /// Where member records (services and checks) go.
     pub catalog: Arc<Catalog>,
+    /// Where user events this node's filters select go.
+    pub events: Arc<UserEvents>,
+    /// This node's name, for the events' filters.
+    pub node: String,
+}
+
+impl Publisher {
+    /// Keeps a gossiped user event if its filters select this node (by name, and by the services and
+    /// tags this node publishes); an event that does not decode is counted and dropped.
+    fn user_event(&self, payload: &[u8]) {
+        let ev = match UserEvent::decode(payload) {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.events.undecodable.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("dropped a user event that does not decode: {e}");
+                return;
+            }
+        };
+        if ev.selects_node(&self.node, &self.catalog) {
+            tracing::debug!("new event {:?} ({})", ev.name, ev.id);
+            self.events.keep(ev);
+        } else {
+            self.events.witness(ev.ltime);
+        }
+    }
 }
 
 impl MemberSink for Publisher {
     fn apply(&self, ev: &Event) -> bool {
-        if let Event::Record { name, record } = ev {
-            self.catalog
-                .apply_record(name, record.version, &record.body);
-            return false;
+        match ev {
+            Event::Record { name, record } => {
+                self.catalog
+                    .apply_record(name, record.version, &record.body);
+                return false;
+            }
+            Event::User { kind, payload, .. } => {
+                if *kind == EventKind::USER {
+                    self.user_event(payload);
+                }
+                return false;
+            }
+            _ => {}
         }
         let change = self.members.apply(ev);
         match (change, ev) {

@@ -49,6 +49,8 @@ pub struct EventKind(pub u8);
 impl EventKind {
     /// Gossip key-ring changes (`murmur keyring`).
     pub const KEYRING: EventKind = EventKind(b'K');
+    /// Consul's user events (`/v1/event/fire`).
+    pub const USER: EventKind = EventKind(b'E');
 }
 
 /// Who the local node is.
