@@ -152,19 +152,18 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     let core = Core::new(gossip_cfg, identity, Instant::now(), entropy::u64()?)
         .map_err(|e| e.to_string())?;
     let table = Arc::new(MemberTable::new());
-    let changes = Arc::new(ChangeIndex::new(table.snapshot().index));
     let catalog = Arc::new(Catalog::new());
-    let events = Arc::new(UserEvents::default());
     let publisher = Arc::new(Publisher {
         members: table.clone(),
-        changes: changes.clone(),
+        changes: Arc::new(ChangeIndex::new(table.snapshot().index)),
         catalog: catalog.clone(),
-        events: events.clone(),
+        events: Arc::new(UserEvents::default()),
         node: cfg.node_name.clone(),
     });
     let encrypted = security.keyring.is_some();
     let (quic_tx, quic_rx) = mpsc::channel(QUIC_QUEUE);
-    let (driver, gossip) = UdpDriver::new(core, socket.clone(), publisher, security, Some(quic_tx));
+    let (driver, gossip) =
+        UdpDriver::new(core, socket.clone(), publisher.clone(), security, Some(quic_tx));
     let mut driver_task = tokio::spawn(driver.run());
     let server_name = format!("server.{}.murmur", cfg.datacenter);
     let quic = Quic::new(socket, quic_rx, &cfg.tls, server_name)?;
@@ -241,16 +240,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         store.clone(),
     ));
     let api = ApiState {
-        state: AgentState::new(
-            table.clone(),
-            changes,
-            local,
-            services.clone(),
-            catalog.clone(),
-            store,
-            gossip.clone(),
-            events,
-        ),
+        state: AgentState::new(&publisher, local, services.clone(), store, gossip.clone()),
         reload: reload_tx,
         shutdown: shutdown_tx,
         dns: dns_stats.clone(),

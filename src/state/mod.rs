@@ -97,26 +97,24 @@ pub struct AgentState {
 }
 
 impl AgentState {
-    /// Wraps the table and index the driver publishes to, and the driver's handle.
+    /// Reads what the gossip driver writes through `published` (members, the change index, the
+    /// catalog, user events), with the driver's handle.
     pub fn new(
-        members: Arc<MemberTable>,
-        changes: Arc<ChangeIndex>,
+        published: &publish::Publisher,
         local: LocalAgent,
         services: Arc<local_services::LocalServices>,
-        catalog: Arc<catalog::Catalog>,
         store: Arc<dyn replicated::Replicated>,
         gossip: GossipHandle,
-        events: Arc<user_events::UserEvents>,
     ) -> Self {
         AgentState {
-            members,
-            changes,
+            members: published.members.clone(),
+            changes: published.changes.clone(),
             local: Arc::new(local),
             services,
-            catalog,
+            catalog: published.catalog.clone(),
             store,
             near: Arc::default(),
-            events,
+            events: published.events.clone(),
             gossip,
         }
     }
