@@ -162,8 +162,13 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     });
     let encrypted = security.keyring.is_some();
     let (quic_tx, quic_rx) = mpsc::channel(QUIC_QUEUE);
-    let (driver, gossip) =
-        UdpDriver::new(core, socket.clone(), publisher.clone(), security, Some(quic_tx));
+    let (driver, gossip) = UdpDriver::new(
+        core,
+        socket.clone(),
+        publisher.clone(),
+        security,
+        Some(quic_tx),
+    );
     let mut driver_task = tokio::spawn(driver.run());
     let server_name = format!("server.{}.murmur", cfg.datacenter);
     let quic = Quic::new(socket, quic_rx, &cfg.tls, server_name)?;

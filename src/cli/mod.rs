@@ -12,6 +12,7 @@ pub mod ops;
 pub mod rtt;
 pub mod snapshot;
 pub mod tls;
+pub mod watch;
 
 use crate::http::client::{Reply, Target};
 use crate::util::flags::{Arity, Flag};
@@ -58,6 +59,7 @@ Commands:
     snapshot       Saves, restores and inspects snapshots of the servers' state
     maint          Puts the node or a service in (or out of) maintenance mode
     event          Fires a user event to the agents of the datacenter
+    watch          Runs a handler whenever a key, service, node list, checks or events change
     rtt            Estimates the round trip between two nodes from their network coordinates
     keygen         Generates a new gossip encryption key
     keyring        Lists, installs, uses or removes gossip encryption keys cluster-wide
@@ -91,6 +93,7 @@ pub fn main(args: &[String]) -> i32 {
         "maint" => catalog::maint(rest),
         "rtt" => rtt::main(rest),
         "event" => event::main(rest),
+        "watch" => watch::main(rest),
         "kv" => kv::main(rest),
         "lock" => lock::main(rest),
         "operator" => operator::main(rest),

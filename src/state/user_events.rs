@@ -143,16 +143,21 @@ impl UserEvent {
         self.selects(node, services)
     }
 
-    /// Consul's list index for this event as the newest: the UUID's halves XORed.
+    /// Consul's list index for this event as the newest.
     pub fn index(&self) -> u64 {
-        let hex: String = self.id.chars().filter(char::is_ascii_hexdigit).collect();
-        let half = |r: std::ops::Range<usize>| {
-            hex.get(r)
-                .and_then(|h| u64::from_str_radix(h, 16).ok())
-                .unwrap_or(0)
-        };
-        half(0..16) ^ half(16..32)
+        id_index(&self.id)
     }
+}
+
+/// Consul's event index of an event ID: the UUID's two 64-bit halves XORed.
+pub fn id_index(id: &str) -> u64 {
+    let hex: String = id.chars().filter(char::is_ascii_hexdigit).collect();
+    let half = |r: std::ops::Range<usize>| {
+        hex.get(r)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .unwrap_or(0)
+    };
+    half(0..16) ^ half(16..32)
 }
 
 /// The events this agent keeps.
