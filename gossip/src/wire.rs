@@ -928,12 +928,13 @@ mod tests {
                 adjustment: v[9],
                 height: v[10].abs(),
             };
-            let coord = Some(WireCoord::from_coordinate(&c));
+            let wire = WireCoord::from_coordinate(&c);
+            let coord = Some(wire);
             let mut buf = Vec::new();
             encode_header(&mut buf, &Message::Ack { seq, known, coord });
             let p = decode(&buf).unwrap();
             prop_assert_eq!(p.msg, Message::Ack { seq, known, coord });
-            let back = coord.unwrap().to_coordinate();
+            let back = wire.to_coordinate();
             for (a, b) in back.vec.iter().zip(&c.vec) {
                 prop_assert!((a - b).abs() < 1e-6);
             }
