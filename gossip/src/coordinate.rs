@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use foldhash::HashMap;
-
 use crate::rng::Rng;
 
 /// Dimensions of the Euclidean part (Serf's default; more buys little on Internet latencies).
@@ -151,8 +149,9 @@ pub struct Vivaldi {
     origin: Coordinate,
     adjustments: Vec<f64>,
     next_adjustment: usize,
-    /// Recent RTT samples per peer (by the core's member id), in seconds, oldest first.
-    samples: HashMap<u32, Samples>,
+    /// Recent RTT samples per peer (by the core's member id), in seconds, oldest first. A short list:
+    /// a linear scan of 32 ids costs less than hashing, and keeps the simulator deterministic.
+    samples: Vec<(u32, Samples)>,
 }
 
 /// Peers whose recent samples are kept. A node probes each of N peers about once per N probe periods,
@@ -183,7 +182,7 @@ impl Vivaldi {
             },
             adjustments: vec![0.0; config.adjustment_window],
             next_adjustment: 0,
-            samples: HashMap::default(),
+            samples: Vec::new(),
             coord,
             config,
         }
@@ -196,20 +195,25 @@ impl Vivaldi {
 
     /// Forgets a peer's samples (it left or was reaped; its id may name another member next).
     pub fn forget(&mut self, peer: u32) {
-        self.samples.remove(&peer);
+        self.samples.retain(|(p, _)| *p != peer);
     }
 
     /// The median of the peer's recent samples, with `rtt` added.
-    fn filtered(&mut self, peer: u32, rtt: f64) -> f64 {
+    fn filtered(&mut self, peer: u32, rtt: f64, rng: &mut Rng) -> f64 {
         let keep = self.config.latency_filter.clamp(1, MAX_FILTER);
-        if self.samples.len() >= MAX_FILTERED_PEERS && !self.samples.contains_key(&peer) {
-            // Any one will do: the map's order is as good as random, and a dropped peer costs one
-            // unfiltered sample later.
-            if let Some(&old) = self.samples.keys().next() {
-                self.samples.remove(&old);
+        let at = match self.samples.iter().position(|(p, _)| *p == peer) {
+            Some(k) => k,
+            None => {
+                if self.samples.len() >= MAX_FILTERED_PEERS {
+                    // A random victim: a dropped peer costs one unfiltered sample later.
+                    let victim = rng.below(self.samples.len());
+                    self.samples.swap_remove(victim);
+                }
+                self.samples.push((peer, Samples::default()));
+                self.samples.len() - 1
             }
-        }
-        let s = self.samples.entry(peer).or_default();
+        };
+        let s = &mut self.samples[at].1;
         let n = s.len as usize;
         if n == keep {
             s.rtts.copy_within(1..n, 0);
@@ -238,7 +242,7 @@ impl Vivaldi {
         if rtt.is_zero() || rtt > MAX_RTT {
             return Err(SampleError::ImplausibleRtt(rtt));
         }
-        let rtt = self.filtered(peer, rtt.as_secs_f64());
+        let rtt = self.filtered(peer, rtt.as_secs_f64(), rng);
         let before = self.coord.clone();
         self.update(theirs, rtt, rng);
         if !self.coord.is_valid() {
@@ -316,15 +320,15 @@ mod tests {
             .unwrap();
         a.observe(2, &peer, Duration::from_millis(11), &mut rng)
             .unwrap();
-        let median = a.filtered(2, 0.9);
+        let median = a.filtered(2, 0.9, &mut rng);
         assert!(
             (median - 0.011).abs() < 1e-6,
             "the median of 10, 11 and 900 ms: {median}"
         );
         // The fourth sample pushes out the first: 11, 900 and 12 ms.
-        assert!((a.filtered(2, 0.012) - 0.012).abs() < 1e-6);
+        assert!((a.filtered(2, 0.012, &mut rng) - 0.012).abs() < 1e-6);
         for peer in 0..1000 {
-            a.filtered(100 + peer, 0.01);
+            a.filtered(100 + peer, 0.01, &mut rng);
         }
         assert!(a.samples.len() <= MAX_FILTERED_PEERS);
     }

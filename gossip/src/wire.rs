@@ -4,9 +4,9 @@
 //! ```text
 //! packet  := version:u8 kind:u8 body count:u16 delta*
 //! body    := Ping: seq:u32 target:str8 known:varint | Ack: seq:u32 known:varint | ...
+//!            | Pull: requester:str8 name:str8 version:varint
 //!            | PingCoord: as Ping | AckCoord: as Ack, then coord
 //! coord   := 11 x f32 (8 vector components, error, adjustment, height; seconds)
-//!            | Pull: requester:str8 name:str8 version:varint
 //! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -
 //!            | User: payload:bytes16 | Record: 0 len:varint body[len] | 1 len:varint)
 //! addr    := 4 ip[4] port:u16 | 6 ip[16] port:u16

@@ -40,12 +40,9 @@ pub async fn run(
     loop {
         tokio::time::sleep(wait).await;
         wait = interval(members.len(), random_unit());
+        // None only once the driver stopped (this task runs only with coordinates on).
         let Some(c) = gossip.coordinate().await else {
-            if gossip.is_closed() {
-                return;
-            }
-            // Coordinates are off (`disable_coordinates`).
-            continue;
+            return;
         };
         let coord = Coord::from_core(&c);
         // A node alone, or one whose estimate has not moved, has nothing new to say.

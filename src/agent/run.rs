@@ -238,12 +238,14 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     let (store, raft_server) =
         replicated_store(&cfg, &node_id, advertise_ip, &table, &catalog).await?;
     tokio::spawn(super::external_mirror::run(store.clone(), catalog.clone()));
-    tokio::spawn(super::coordinate_sync::run(
-        cfg.node_name.clone(),
-        gossip.clone(),
-        table.clone(),
-        store.clone(),
-    ));
+    if cfg.gossip.coordinates {
+        tokio::spawn(super::coordinate_sync::run(
+            cfg.node_name.clone(),
+            gossip.clone(),
+            table.clone(),
+            store.clone(),
+        ));
+    }
     let api = ApiState {
         state: AgentState::new(&publisher, local, services.clone(), store, gossip.clone()),
         reload: reload_tx,

@@ -2,16 +2,8 @@
 //! `consul event`) and prints its ID.
 
 use super::ops::{parse, segment};
-use super::{HTTP_ADDR, target};
-use crate::util::flags::{Arity, Flag};
-
-const fn one(name: &'static str, help: &'static str) -> Flag {
-    Flag {
-        name,
-        arity: Arity::One,
-        help,
-    }
-}
+use super::{HTTP_ADDR, one, target, unexpected};
+use crate::util::flags::Flag;
 
 const FLAGS: [Flag; 5] = [
     HTTP_ADDR,
@@ -72,11 +64,7 @@ pub fn main(args: &[String]) -> i32 {
             0
         }
         Ok(r) => {
-            eprintln!(
-                "Error firing event: Unexpected response code: {} ({})",
-                r.status,
-                r.text()
-            );
+            eprintln!("Error firing event: {}", unexpected(&r));
             1
         }
         Err(e) => {

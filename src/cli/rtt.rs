@@ -1,16 +1,16 @@
 //! `murmur rtt NODE1 [NODE2]`: the round trip between two nodes as their network coordinates
 //! estimate it (Consul's `consul rtt`; the second node defaults to the agent's own).
 
+use super::catalog::get_json;
 use super::ops::parse;
-use super::{HTTP_ADDR, target};
+use super::{HTTP_ADDR, boolean, target};
 use crate::state::coordinates::{Coord, CoordinateEntry};
-use crate::util::flags::{Arity, Flag};
+use crate::util::flags::Flag;
 
-const WAN: Flag = Flag {
-    name: "wan",
-    arity: Arity::Bool,
-    help: "Use WAN coordinates (not supported yet: murmur's servers do not gossip across datacenters).",
-};
+const WAN: Flag = boolean(
+    "wan",
+    "Use WAN coordinates (not supported yet: murmur's servers do not gossip across datacenters).",
+);
 
 /// The coordinate of `node` among `entries`, or Consul's message.
 fn find<'a>(entries: &'a [CoordinateEntry], node: &str) -> Result<&'a Coord, String> {
@@ -39,37 +39,25 @@ pub fn main(args: &[String]) -> i32 {
     let Some(t) = target(p.get("http-addr")) else {
         return 1;
     };
-    let get_json = |path: &str| -> Result<serde_json::Value, String> {
-        let r = t.call("GET", path)?;
-        if r.status != 200 {
-            return Err(format!(
-                "Unexpected response code: {} ({})",
-                r.status,
-                r.text()
-            ));
-        }
-        serde_json::from_str(&r.text()).map_err(|e| e.to_string())
-    };
     let a = p.args[0].clone();
     let b = match p.args.get(1) {
         Some(b) => b.clone(),
-        None => match get_json("/v1/agent/self") {
-            Ok(v) => v["Config"]["NodeName"]
+        None => match get_json(&t, "/v1/agent/self", "Unable to look up agent info") {
+            Some(v) => v["Config"]["NodeName"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
-            Err(e) => {
-                eprintln!("Unable to look up agent info: {e}");
-                return 1;
-            }
+            None => return 1,
         },
     };
-    let entries: Vec<CoordinateEntry> = match get_json("/v1/coordinate/nodes")
-        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
-    {
+    let what = "Error getting coordinates";
+    let Some(v) = get_json(&t, "/v1/coordinate/nodes", what) else {
+        return 1;
+    };
+    let entries: Vec<CoordinateEntry> = match serde_json::from_value(v) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("Error getting coordinates: {e}");
+            eprintln!("{what}: {e}");
             return 1;
         }
     };

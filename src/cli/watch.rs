@@ -9,19 +9,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::kv::key_path;
 use super::ops::{parse, segment};
-use super::{HTTP_ADDR, target};
+use super::{HTTP_ADDR, boolean, one, target, unexpected};
 use crate::http::client::Target;
 use crate::state::user_events::id_index;
-use crate::util::flags::{Arity, Flag, Parsed};
-
-const fn one(name: &'static str, help: &'static str) -> Flag {
-    Flag {
-        name,
-        arity: Arity::One,
-        help,
-    }
-}
+use crate::util::flags::{Flag, Parsed};
 
 const FLAGS: [Flag; 10] = [
     HTTP_ADDR,
@@ -40,13 +33,12 @@ const FLAGS: [Flag; 10] = [
     one("name", "Only events of this name (event watch)."),
     one(
         "handler",
-        "Command run through sh with each result as JSON on its stdin.",
+        "Command run through sh with each result as JSON on its stdin (or give it after the options).",
     ),
-    Flag {
-        name: "passingonly",
-        arity: Arity::Bool,
-        help: "Only instances whose checks all pass (service watch).",
-    },
+    boolean(
+        "passingonly",
+        "Only instances whose checks all pass (service watch).",
+    ),
 ];
 
 /// Longest block of one query (Consul's watches use the agent's default of 5 minutes).
@@ -81,9 +73,9 @@ fn plan(p: &Parsed) -> Result<Plan, String> {
     plan.path = match kind {
         "key" => {
             plan.single = true;
-            format!("/v1/kv/{}?", need("key", kind)?)
+            format!("{}?", key_path(&need("key", kind)?))
         }
-        "keyprefix" => format!("/v1/kv/{}?recurse&", need("prefix", kind)?),
+        "keyprefix" => format!("{}?recurse&", key_path(&need("prefix", kind)?)),
         "services" => "/v1/catalog/services?".into(),
         "nodes" => "/v1/catalog/nodes?".into(),
         "service" => {
@@ -132,7 +124,7 @@ fn query(t: &Target, plan: &Plan, index: Option<u64>) -> Result<(u64, Value), St
                 v
             }
         }
-        code => return Err(format!("Unexpected response code: {code} ({})", r.text())),
+        _ => return Err(unexpected(&r)),
     };
     Ok((idx, value))
 }
@@ -168,8 +160,9 @@ fn run_handler(cmd: &str, input: &Value, index: u64) {
         }
     };
     if let Some(mut stdin) = child.stdin.take() {
-        // A handler that does not read its input closes the pipe early: not an error.
-        let _ = writeln!(stdin, "{input}");
+        // One write, so a handler appending its input somewhere gets it whole; a handler that does
+        // not read its input closes the pipe early, which is not an error.
+        let _ = stdin.write_all(format!("{input}\n").as_bytes());
     }
     match child.wait() {
         Ok(s) if !s.success() => eprintln!("Handler {cmd:?} exited with {s}"),
@@ -193,7 +186,16 @@ pub fn main(args: &[String]) -> i32 {
     let Some(t) = target(p.get("http-addr")) else {
         return 1;
     };
-    let handler = p.get("handler").map(str::to_owned);
+    // Consul also takes the handler as the arguments after the options.
+    let handler = match (p.get("handler"), p.args.is_empty()) {
+        (Some(h), true) => Some(h.to_owned()),
+        (None, false) => Some(p.args.join(" ")),
+        (None, true) => None,
+        (Some(_), false) => {
+            eprintln!("Cannot give both -handler and a handler after the options");
+            return 1;
+        }
+    };
     let mut index: Option<u64> = None;
     let mut last: Option<Value> = None;
     let mut retry = RETRY;

@@ -85,6 +85,10 @@ pub(super) async fn agent_self(State(s): State<ApiState>) -> Response {
                 "records_refuted": c.records_refuted.to_string(),
             },
             "dns": dns_stats(&s.dns),
+            "user_events": {
+                "received": s.state.events.received.load(Ordering::Relaxed).to_string(),
+                "undecodable": s.state.events.undecodable.load(Ordering::Relaxed).to_string(),
+            },
             "push_pull": s.state.push_pull_stats().map(|st| {
                 json!({
                     "served": st.served.load(Ordering::Relaxed).to_string(),

@@ -37,9 +37,7 @@ async fn read(
     check_dc(s, q)?;
     let r = store_read(&s.state, q, StoreQuery::Coordinates).await?;
     let ReadAnswer::Coordinates(all) = r.answer else {
-        return Err(server_error(
-            "a server answered a coordinate read with something else",
-        ));
+        return Err(server_error(crate::state::coordinates::UNEXPECTED));
     };
     let lookup = s.state.catalog_nodes();
     let segment = q.get("segment");
@@ -51,11 +49,13 @@ async fn read(
     Ok((meta(r.index, r.known_leader, r.last_contact_ms), entries))
 }
 
+/// `GET /v1/coordinate/nodes`.
 pub(super) async fn nodes(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     let (headers, entries) = read(&s, &q).await?;
     Ok((headers, axum::Json(entries)).into_response())
 }
 
+/// `GET /v1/coordinate/node/:node`: 404 with an empty body when it has none, as Consul answers.
 pub(super) async fn node(
     State(s): State<ApiState>,
     Path(node): Path<String>,
@@ -84,6 +84,8 @@ pub(super) async fn datacenters(State(s): State<ApiState>, Query(q): Params) -> 
     )
 }
 
+/// `PUT /v1/coordinate/update`: 200 with an empty body, as Consul answers. An update for a node the
+/// catalog does not hold is dropped, as Consul's state store drops it.
 pub(super) async fn update(
     State(s): State<ApiState>,
     Query(q): Params,
@@ -97,6 +99,9 @@ pub(super) async fn update(
         .coord
         .check()
         .map_err(|e| server_error(e.to_string()))?;
+    if s.state.catalog_nodes().get(&entry.node).is_none() {
+        return Ok(StatusCode::OK.into_response());
+    }
     s.state
         .store
         .write(Change::Coordinates(CoordinateOp::Update(vec![entry])))

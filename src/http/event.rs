@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::blocking::{Blocking, with_index};
-use super::error::{ApiResult, server_error};
+use super::error::{ApiError, ApiResult, bad_request, server_error};
 use super::params::{Params, check_dc};
 use crate::state::user_events::UserEvent;
 use murmur_gossip::EventKind;
@@ -30,6 +30,12 @@ fn event_json(e: &UserEvent) -> Value {
     })
 }
 
+/// `PUT /v1/event/fire/` without a name, refused as Consul refuses it.
+pub(super) async fn missing_name() -> ApiError {
+    bad_request("Missing name")
+}
+
+/// `PUT /v1/event/fire/:name`: sends the event and answers it in Consul's shape.
 pub(super) async fn fire(
     State(s): State<ApiState>,
     Path(name): Path<String>,
@@ -47,17 +53,18 @@ pub(super) async fn fire(
         tag_filter: param("tag"),
         ltime: s.state.events.next_ltime(),
     };
-    ev.validate().map_err(|e| server_error(e.to_string()))?;
+    let filters = ev.validate().map_err(|e| server_error(e.to_string()))?;
     s.state
         .user_event(EventKind::USER, ev.encode())
         .await
         .map_err(server_error)?;
-    if ev.selects_node(&s.state.local.node_name, &s.state.catalog) {
+    if filters.select_node(&s.state.local.node_name, &s.state.catalog) {
         s.state.events.keep(ev.clone());
     }
     Ok(axum::Json(event_json(&ev)).into_response())
 }
 
+/// `GET /v1/event/list`: this agent's recent events, oldest first, blocking on Consul's event index.
 pub(super) async fn list(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     let blocking = Blocking::from_query(&q)?;
     let name = q.get("name").map(String::as_str).filter(|n| !n.is_empty());

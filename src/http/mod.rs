@@ -139,6 +139,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/coordinate/node/{node}", get(coordinate::node))
         .route("/v1/coordinate/datacenters", get(coordinate::datacenters))
         .route("/v1/coordinate/update", put(coordinate::update))
+        .route("/v1/event/fire/", put(event::missing_name))
         .route("/v1/event/fire/{name}", put(event::fire))
         .route("/v1/event/list", get(event::list))
         .route("/v1/status/leader", get(status::leader))

@@ -261,7 +261,8 @@ impl StateMachine {
 
     /// Applies a group of KV writes at one index, all under one lock of the store (once per write ID;
     /// a write seen earlier, also earlier in the group, gets that answer). A group holding anything
-    /// else (the leader never makes one) is applied one write after another, alike on every server.
+    /// else (coordinate updates, alone or among KV writes) is applied one write after another, alike
+    /// on every server.
     fn apply_batch(
         &mut self,
         log_id: LogId<u64>,

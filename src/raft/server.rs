@@ -27,7 +27,7 @@ use crate::state::autopilot::{
     self, AutopilotConfig, AutopilotHealth, OperatorOp, OperatorReply, PeerRef, ServerStats,
 };
 use crate::state::catalog::Catalog;
-use crate::state::coordinates::CoordinateOp;
+use crate::state::coordinates::{CoordinateOp, keep_coordinate};
 use crate::state::kv::KvOp;
 use crate::state::replicated::{
     BoxFuture, Change, Consistency, RaftConfiguration, RaftPeer, ReadRequest, ReadResult, Replica,
@@ -56,6 +56,9 @@ const FORWARD_SLACK: Duration = Duration::from_secs(10);
 const HEALTH_ASK: Duration = Duration::from_secs(1);
 /// How often the leader compares the configuration with gossip.
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// How long a new leader waits before it drops the coordinates of nodes its gossip does not know: a
+/// leader elected right after a restart may not have heard of every member yet.
+const SETTLE_BEFORE_PRUNING: Duration = Duration::from_secs(120);
 
 /// Settings of a server's raft.
 #[derive(Debug, Clone)]
@@ -125,6 +128,8 @@ pub struct RaftServer {
     ready_term: AtomicU64,
     /// When the leader may reap KV tombstones.
     tombstones: Mutex<TombstoneGc>,
+    /// The term this server leads in and since when (coordinate pruning waits for gossip to settle).
+    leading_since: Mutex<Option<(u64, Instant)>>,
     stop: watch::Sender<bool>,
 }
 
@@ -216,6 +221,7 @@ impl RaftServer {
             caught_up: Mutex::new(HashMap::new()),
             ready_term: AtomicU64::new(0),
             tombstones: Mutex::new(TombstoneGc::default()),
+            leading_since: Mutex::new(None),
             stop,
         });
         let handler = server.clone();
@@ -889,11 +895,19 @@ impl RaftServer {
 
     /// Coordinates of nodes no longer in the catalog: members that left (or were reaped) and external
     /// nodes deregistered, as Consul drops a node's coordinate with the node.
-    fn coordinates_to_drop(&self) -> Vec<String> {
+    fn coordinates_to_drop(&self, term: u64) -> Vec<String> {
+        let settled = {
+            let mut since = self.leading_since.lock().unwrap_or_else(|p| p.into_inner());
+            let (t, at) = *since.get_or_insert((term, Instant::now()));
+            if t != term {
+                *since = Some((term, Instant::now()));
+            }
+            t == term && at.elapsed() >= SETTLE_BEFORE_PRUNING
+        };
         self.state.coordinates.unwanted(|node| {
             let member = self.members.get(node);
-            member.is_some_and(|m| crate::state::catalog_node::in_catalog(&m, &self.datacenter))
-                || self.state.external.contains(node)
+            let external = self.state.external.contains(node);
+            keep_coordinate(member.as_deref(), external, &self.datacenter, settled)
         })
     }
 
@@ -956,7 +970,7 @@ impl RaftServer {
                         tracing::warn!("reaping tombstones up to index {up_to}: {e}");
                     }
                 }
-                let gone = self.coordinates_to_drop();
+                let gone = self.coordinates_to_drop(m.current_term);
                 if !gone.is_empty() {
                     let n = gone.len();
                     let change = Change::Coordinates(CoordinateOp::Remove(gone));

@@ -55,21 +55,20 @@ impl std::fmt::Display for CoordError {
 impl std::error::Error for CoordError {}
 
 impl Coord {
-    /// Refuses what the gossip core would never produce.
+    /// Refuses what the gossip core would never produce (in Consul's order: values, then size).
     pub fn check(&self) -> Result<(), CoordError> {
-        if self.vec.len() != DIMENSIONS {
-            return Err(CoordError::Dimensions(self.vec.len()));
-        }
         let finite = self
             .vec
             .iter()
             .chain([&self.error, &self.adjustment, &self.height])
             .all(|x| x.is_finite());
-        if finite {
-            Ok(())
-        } else {
-            Err(CoordError::NotFinite)
+        if !finite {
+            return Err(CoordError::NotFinite);
         }
+        if self.vec.len() != DIMENSIONS {
+            return Err(CoordError::Dimensions(self.vec.len()));
+        }
+        Ok(())
     }
 
     /// The gossip core's form, for distances.
@@ -217,26 +216,36 @@ pub type CoordinateMap = std::collections::HashMap<String, Coord>;
 /// every 15 s or more).
 const NEAR_CACHE_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long a failed read is remembered: `?near=` requests meanwhile keep their name order at once
+/// instead of each waiting on servers that do not answer.
+const NEAR_FAILURE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What the cache last got: the coordinates, or that the read failed.
+type NearRead = Result<std::sync::Arc<CoordinateMap>, super::replicated::StoreError>;
+
 /// The coordinates an agent last read from the servers, for `?near=` sorting of its local catalog
-/// reads: one stale read per [`NEAR_CACHE_AGE`] at most, not one per request.
+/// reads: one stale read per [`NEAR_CACHE_AGE`] at most, not one per request (concurrent requests
+/// share one read; a failure is kept for [`NEAR_FAILURE_AGE`]).
 #[derive(Default)]
 pub struct NearCache {
-    last: std::sync::Mutex<Option<(Instant, std::sync::Arc<CoordinateMap>)>>,
+    last: tokio::sync::Mutex<Option<(Instant, NearRead)>>,
 }
 
 impl NearCache {
-    /// The coordinates, read again from `store` when the cached ones are older than
-    /// [`NEAR_CACHE_AGE`].
-    pub async fn get(
-        &self,
-        store: &dyn super::replicated::Replicated,
-    ) -> Result<std::sync::Arc<CoordinateMap>, super::replicated::StoreError> {
-        use super::replicated::{Consistency, Query, ReadAnswer, ReadRequest};
-        let fresh = |at: &Instant| at.elapsed() < NEAR_CACHE_AGE;
-        if let Some((at, map)) = &*self.last.lock().unwrap_or_else(|p| p.into_inner())
-            && fresh(at)
-        {
-            return Ok(map.clone());
+    /// The coordinates, read again from `store` when the cached answer is stale.
+    pub async fn get(&self, store: &dyn super::replicated::Replicated) -> NearRead {
+        use super::replicated::{Consistency, Query, ReadAnswer, ReadRequest, StoreError};
+        // Held across the read: the requests that arrive meanwhile wait for its answer.
+        let mut last = self.last.lock().await;
+        if let Some((at, answer)) = &*last {
+            let age = if answer.is_ok() {
+                NEAR_CACHE_AGE
+            } else {
+                NEAR_FAILURE_AGE
+            };
+            if at.elapsed() < age {
+                return answer.clone();
+            }
         }
         let request = ReadRequest {
             query: Query::Coordinates,
@@ -244,16 +253,35 @@ impl NearCache {
             min_index: None,
             wait: std::time::Duration::ZERO,
         };
-        let r = store.read(request).await?;
-        let ReadAnswer::Coordinates(entries) = r.answer else {
-            return Err(super::replicated::StoreError::Unavailable(
-                "a server answered a coordinate read with something else".into(),
-            ));
+        let answer = match store.read(request).await {
+            Ok(r) => match r.answer {
+                ReadAnswer::Coordinates(entries) => Ok(std::sync::Arc::new(
+                    entries.into_iter().map(|e| (e.node, e.coord)).collect(),
+                )),
+                _ => Err(StoreError::Unavailable(UNEXPECTED.into())),
+            },
+            Err(e) => Err(e),
         };
-        let map: std::sync::Arc<CoordinateMap> =
-            std::sync::Arc::new(entries.into_iter().map(|e| (e.node, e.coord)).collect());
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), map.clone()));
-        Ok(map)
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+}
+
+/// A server answered a coordinate read with something else (a bug, or a mismatched version).
+pub const UNEXPECTED: &str = "a server answered a coordinate read with something else";
+
+/// Whether the leader keeps the coordinate of `node`: a member in the catalog, or an external node.
+/// A node gossip does not know at all is dropped only once this leader's view has `settled` (a leader
+/// just elected after a restart may not have heard of every member yet).
+pub fn keep_coordinate(
+    member: Option<&super::MemberRecord>,
+    external: bool,
+    dc: &str,
+    settled: bool,
+) -> bool {
+    match member {
+        Some(m) => super::catalog_node::in_catalog(m, dc) || external,
+        None => external || !settled,
     }
 }
 
@@ -415,6 +443,19 @@ mod tests {
         let before = names.clone();
         sort_near(&mut names, &coords, "ghost", |n| n);
         assert_eq!(names, before, "no coordinate for the source: nothing moves");
+    }
+
+    #[test]
+    fn the_leader_drops_unknown_nodes_only_once_settled() {
+        assert!(
+            keep_coordinate(None, false, "dc1", false),
+            "a new leader waits"
+        );
+        assert!(!keep_coordinate(None, false, "dc1", true));
+        assert!(
+            keep_coordinate(None, true, "dc1", true),
+            "external nodes stay"
+        );
     }
 
     #[test]

@@ -40,7 +40,11 @@ impl Publisher {
                 return;
             }
         };
-        if ev.selects_node(&self.node, &self.catalog) {
+        self.events.received.fetch_add(1, Ordering::Relaxed);
+        let keep = ev
+            .filters()
+            .is_ok_and(|f| f.select_node(&self.node, &self.catalog));
+        if keep {
             tracing::debug!("new event {:?} ({})", ev.name, ev.id);
             self.events.keep(ev);
         } else {

@@ -15,8 +15,12 @@ use tokio::time::Instant;
 
 /// Events an agent keeps (Consul's buffer size).
 pub const RING: usize = 256;
-/// Largest name plus payload, in bytes (Serf's default `UserEventSizeLimit`).
+/// Largest event, in bytes: its name plus its encoding (ID, name, payload, filters), as Serf counts
+/// an event against its default `UserEventSizeLimit`. It also bounds the filters an agent compiles.
 pub const SIZE_LIMIT: usize = 512;
+/// Most memory one compiled filter may take: a filter is at most a few hundred bytes of pattern, and
+/// each agent compiles the filters of every event it receives.
+const REGEX_SIZE_LIMIT: usize = 1 << 18;
 
 /// One user event, as the API shows it and gossip carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,27 +76,79 @@ fn compile(which: &'static str, re: &str) -> Result<Option<regex::Regex>, FireEr
     if re.is_empty() {
         return Ok(None);
     }
-    regex::Regex::new(re)
+    regex::RegexBuilder::new(re)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
         .map(Some)
         .map_err(|e| FireError::BadFilter(which, e.to_string()))
 }
 
+/// An event's filters, compiled once.
+#[derive(Debug)]
+pub struct Filters {
+    node: Option<regex::Regex>,
+    service: Option<regex::Regex>,
+    tag: Option<regex::Regex>,
+}
+
+impl Filters {
+    /// Whether an agent on `node` whose services are `services` (name, tags) keeps the event
+    /// (Consul's rules: the node's name, then any service whose name and one of whose tags match).
+    pub fn select<'a>(
+        &self,
+        node: &str,
+        services: impl IntoIterator<Item = (&'a str, &'a [String])>,
+    ) -> bool {
+        if self.node.as_ref().is_some_and(|re| !re.is_match(node)) {
+            return false;
+        }
+        let Some(s) = &self.service else {
+            return true;
+        };
+        services.into_iter().any(|(name, tags)| {
+            s.is_match(name)
+                && self
+                    .tag
+                    .as_ref()
+                    .is_none_or(|t| tags.iter().any(|x| t.is_match(x)))
+        })
+    }
+
+    /// [`Filters::select`] with the services `node`'s catalog record shows (what gossip has of this
+    /// node's own definitions).
+    pub fn select_node(&self, node: &str, catalog: &super::catalog::Catalog) -> bool {
+        let own = catalog.node(node);
+        let services = own
+            .iter()
+            .flat_map(|e| e.record.services.iter())
+            .map(|s| (s.name.as_str(), s.tags.as_slice()));
+        self.select(node, services)
+    }
+}
+
 impl UserEvent {
-    /// Refuses what Consul refuses before an event is sent.
-    pub fn validate(&self) -> Result<(), FireError> {
+    /// Refuses what Consul refuses before an event is sent; the compiled filters otherwise.
+    pub fn validate(&self) -> Result<Filters, FireError> {
         if self.name.is_empty() {
             return Err(FireError::MissingName);
         }
         if !self.tag_filter.is_empty() && self.service_filter.is_empty() {
             return Err(FireError::TagWithoutService);
         }
-        compile("node", &self.node_filter)?;
-        compile("service", &self.service_filter)?;
-        compile("tag", &self.tag_filter)?;
-        if self.name.len() + self.payload.as_ref().map_or(0, Vec::len) > SIZE_LIMIT {
+        if self.name.len() + self.encode().len() > SIZE_LIMIT {
             return Err(FireError::TooLarge);
         }
-        Ok(())
+        self.filters()
+    }
+
+    /// The compiled filters (a filter that does not compile, or one too large, is an error).
+    pub fn filters(&self) -> Result<Filters, FireError> {
+        Ok(Filters {
+            node: compile("node", &self.node_filter)?,
+            service: compile("service", &self.service_filter)?,
+            tag: compile("tag", &self.tag_filter)?,
+        })
     }
 
     /// The bytes gossip carries.
@@ -105,42 +161,13 @@ impl UserEvent {
         super::replicated::decode_exact(bytes)
     }
 
-    /// Whether an agent on `node` whose services are `services` (name, tags) keeps the event (Consul's
-    /// rules; an unreadable filter selects nothing).
+    /// Whether an agent on `node` with `services` keeps the event; unreadable filters select nothing.
     pub fn selects<'a>(
         &self,
         node: &str,
         services: impl IntoIterator<Item = (&'a str, &'a [String])>,
     ) -> bool {
-        let (Ok(n), Ok(s), Ok(t)) = (
-            compile("node", &self.node_filter),
-            compile("service", &self.service_filter),
-            compile("tag", &self.tag_filter),
-        ) else {
-            return false;
-        };
-        if n.is_some_and(|re| !re.is_match(node)) {
-            return false;
-        }
-        let Some(s) = s else {
-            return true;
-        };
-        services.into_iter().any(|(name, tags)| {
-            s.is_match(name)
-                && t.as_ref()
-                    .is_none_or(|t| tags.iter().any(|x| t.is_match(x)))
-        })
-    }
-
-    /// Whether the agent of `node` keeps the event, judged by the services its catalog record shows
-    /// (what gossip has of this node's own definitions).
-    pub fn selects_node(&self, node: &str, catalog: &super::catalog::Catalog) -> bool {
-        let own = catalog.node(node);
-        let services = own
-            .iter()
-            .flat_map(|e| e.record.services.iter())
-            .map(|s| (s.name.as_str(), s.tags.as_slice()));
-        self.selects(node, services)
+        self.filters().is_ok_and(|f| f.select(node, services))
     }
 
     /// Consul's list index for this event as the newest.
@@ -167,6 +194,8 @@ pub struct UserEvents {
     clock: AtomicU64,
     /// Events kept so far; blocked readers wait on it.
     kept: watch::Sender<u64>,
+    /// Gossiped events received (decoded, whether kept or not).
+    pub received: AtomicU64,
     /// Gossiped events that did not decode (dropped).
     pub undecodable: AtomicU64,
 }
@@ -177,15 +206,21 @@ impl Default for UserEvents {
             ring: RwLock::new(VecDeque::with_capacity(RING)),
             clock: AtomicU64::new(0),
             kept: watch::Sender::new(0),
+            received: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
         }
     }
 }
 
 impl UserEvents {
-    /// The Lamport time for an event fired now.
+    /// The Lamport time for an event fired now (it stops at the top: a forged event may carry it).
     pub fn next_ltime(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+        let step = |c: u64| Some(c.saturating_add(1));
+        let before = self
+            .clock
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, step)
+            .unwrap_or(u64::MAX);
+        before.saturating_add(1)
     }
 
     /// Keeps `ev` (already filtered) as the newest, dropping the oldest past [`RING`].
@@ -279,9 +314,18 @@ mod tests {
                 .starts_with("Invalid service filter")
         );
         e.service_filter = "web".into();
-        assert_eq!(e.validate(), Ok(()));
-        e.payload = Some(vec![0; SIZE_LIMIT]);
-        assert_eq!(e.validate(), Err(FireError::TooLarge));
+        assert!(e.validate().is_ok());
+        // The name twice, the ID, the filters and the encoding's lengths come to 27 bytes here.
+        e.payload = Some(vec![0; SIZE_LIMIT - 27]);
+        assert!(e.validate().is_ok());
+        e.payload = Some(vec![0; SIZE_LIMIT - 26]);
+        assert!(matches!(e.validate(), Err(FireError::TooLarge)));
+        e.payload = None;
+        e.node_filter = "x".repeat(SIZE_LIMIT);
+        assert!(
+            matches!(e.validate(), Err(FireError::TooLarge)),
+            "filters count too"
+        );
         let wire = event("n", "i").encode();
         assert_eq!(UserEvent::decode(&wire).unwrap(), event("n", "i"));
         assert!(UserEvent::decode(&wire[..wire.len() - 1]).is_err());
@@ -330,6 +374,8 @@ mod tests {
         let (_, odd) = events.list(Some("odd"));
         assert!(odd.iter().all(|e| e.name == "odd"));
         assert_eq!(events.next_ltime(), (RING + 3) as u64);
+        events.witness(u64::MAX);
+        assert_eq!(events.next_ltime(), u64::MAX, "a forged top time saturates");
         // A blocked reader wakes on the next event, and times out with the same index otherwise.
         let deadline = Instant::now() + std::time::Duration::from_millis(50);
         assert_eq!(events.wait(None, index, deadline).await.0, index);

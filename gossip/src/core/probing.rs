@@ -84,9 +84,12 @@ impl Core {
     pub(super) fn on_ack(&mut self, now: Instant, seq: u32, coord: Option<wire::WireCoord>) {
         if let Some(p) = self.probing.current.take_if(|p| p.seq == seq) {
             self.awareness.apply(-1);
-            if let (Some(v), Some(c), true) = (self.vivaldi.as_mut(), coord, p.want_coord) {
-                // Only a direct answer to our own ping measures the path; indirect acks arrive
-                // without a coordinate.
+            // Only a direct answer to our own ping, in time, measures the path: indirect acks come
+            // without a coordinate, and a late direct one says more about a busy peer than the path.
+            let in_time = now - p.sent <= self.awareness.scale(self.cfg.probe_timeout);
+            if let (Some(v), Some(c), true) =
+                (self.vivaldi.as_mut(), coord, p.want_coord && in_time)
+            {
                 match v.observe(
                     p.target.id(),
                     &c.to_coordinate(),
