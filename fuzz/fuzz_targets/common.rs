@@ -51,7 +51,10 @@ pub fn check(core: &Core) {
         "local node not alive in its own view"
     );
     assert_eq!(me.addr, me_addr(), "local address changed");
-    assert_eq!(&*me.tags, &me_tags()[..], "local tags changed");
+    // The core announces the wire extensions it understands beside the application's tags.
+    let features = murmur_gossip::wire::FEATURES.to_string();
+    let announced = tags::with(&me_tags(), murmur_gossip::wire::FEATURES_TAG, &features).unwrap();
+    assert_eq!(&*me.tags, &announced[..], "local tags changed");
     let local = core.local();
     assert_eq!(local.incarnation, me.incarnation);
     let view = core.view();

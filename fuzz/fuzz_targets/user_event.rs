@@ -1,5 +1,5 @@
 //! Decoding a gossiped user event and judging it against this node's filters: a clear error or an
-//! event that re-encodes to the same bytes, whose filters either select or not, never a panic.
+//! event that re-encodes to itself, whose filters either select or not, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,7 +9,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(ev) = UserEvent::decode(data) else {
         return;
     };
-    assert_eq!(ev.encode(), data, "decode is exact");
+    // Postcard also reads longer-than-needed varints, so the bytes may differ; the event may not.
+    assert_eq!(UserEvent::decode(&ev.encode()), Ok(ev.clone()), "an event re-encodes to itself");
     let tags = vec!["v1".to_string(), "blue".to_string()];
     let services = [("web", tags.as_slice()), ("db", &[][..])];
     let selected = ev.selects("node-1", services);

@@ -98,7 +98,8 @@ impl Coordinate {
         let raw = self.raw_distance(other);
         let adjusted = raw + self.adjustment + other.adjustment;
         let secs = if adjusted > 0.0 { adjusted } else { raw };
-        Duration::from_secs_f64(secs.max(0.0))
+        // A peer's coordinate may be finite yet absurd; the estimate saturates instead of panicking.
+        Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
     }
 
     /// Moves by `force` seconds along the line from `other` to this coordinate (away when positive).

@@ -15,7 +15,7 @@ use super::watched::Watched;
 pub const DIMENSIONS: usize = murmur_gossip::coordinate::DIMENSIONS;
 
 /// A coordinate in Consul's JSON shape (`Vec`, `Error`, `Adjustment`, `Height`; seconds).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Coord {
     /// The Euclidean part.
@@ -28,7 +28,21 @@ pub struct Coord {
     pub height: f64,
 }
 
-// Only finite coordinates enter the table ([`Coord::check`]), so equality is an equivalence there.
+/// Equal when every number has the same bits: an equivalence even for the NaN a hostile log entry
+/// or snapshot may hold (the table itself only takes checked coordinates).
+impl PartialEq for Coord {
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |c: &Coord| {
+            c.vec
+                .iter()
+                .chain([&c.error, &c.adjustment, &c.height])
+                .map(|x| x.to_bits())
+                .collect::<Vec<u64>>()
+        };
+        bits(self) == bits(other)
+    }
+}
+
 impl Eq for Coord {}
 
 /// Why a coordinate was refused.
@@ -199,9 +213,11 @@ impl Coordinates {
         {
             let mut d = self.table.write();
             d.index = image.index;
+            // A snapshot from elsewhere may hold what `apply` would have refused.
             d.nodes = image
                 .entries
                 .into_iter()
+                .filter(|e| e.coord.check().is_ok())
                 .map(|e| (e.node.clone(), e))
                 .collect();
         }
