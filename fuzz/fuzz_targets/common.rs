@@ -27,6 +27,12 @@ pub fn me_tags() -> Vec<u8> {
     tags::encode(&[("role", "node"), ("dc", "dc1"), ("m:rack", "r1")]).unwrap()
 }
 
+/// The tags the local core announces: the application's, plus the wire extensions it understands.
+pub fn announced_tags() -> Vec<u8> {
+    let features = murmur_gossip::wire::FEATURES.to_string();
+    tags::with(&me_tags(), murmur_gossip::wire::FEATURES_TAG, &features).unwrap()
+}
+
 /// Starting incarnations every input is tried from: the bottom, and just below the serial wrap.
 pub const START_INCS: [u32; 2] = [0, u32::MAX - 1];
 
@@ -51,10 +57,7 @@ pub fn check(core: &Core) {
         "local node not alive in its own view"
     );
     assert_eq!(me.addr, me_addr(), "local address changed");
-    // The core announces the wire extensions it understands beside the application's tags.
-    let features = murmur_gossip::wire::FEATURES.to_string();
-    let announced = tags::with(&me_tags(), murmur_gossip::wire::FEATURES_TAG, &features).unwrap();
-    assert_eq!(&*me.tags, &announced[..], "local tags changed");
+    assert_eq!(&*me.tags, &announced_tags()[..], "local tags changed");
     let local = core.local();
     assert_eq!(local.incarnation, me.incarnation);
     let view = core.view();
@@ -169,7 +172,8 @@ pub fn expected_after(d: &Delta<'_>, b: u32) -> u32 {
             addr,
             tags,
         } if name == ME => {
-            let conflicting = incarnation == b && (addr != me_addr() || tags != &me_tags()[..]);
+            let conflicting =
+                incarnation == b && (addr != me_addr() || tags != &announced_tags()[..]);
             if plausible(incarnation, b) && (newer(incarnation, b) || conflicting) {
                 next(later(b, incarnation))
             } else {
