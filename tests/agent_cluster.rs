@@ -359,12 +359,21 @@ fn bad_configuration_is_refused_with_a_clear_error() {
             && err.contains("key \"connect\" is a Consul setting that murmur does not support yet"),
         "{err}"
     );
-    let (code, err) = run(&["-dev", "-serf-wan-port=8302"]);
+    let (code, err) = run(&["-dev", "-serf-wan-bind=127.0.0.1"]);
     assert_eq!(code, Some(1));
     assert!(
-        err.contains("-serf-wan-port is a Consul flag that murmur does not support yet"),
+        err.contains("-serf-wan-bind is a Consul flag that murmur does not support yet"),
         "{err}"
     );
+    let (code, err) = run(&["-dev", "-serf-wan-port=70000"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("-serf-wan-port") && err.contains("-1 for off"),
+        "{err}"
+    );
+    let (code, err) = run(&["-join-wan=127.0.0.1", "-data-dir=/tmp/x"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("require server mode"), "{err}");
 }
 
 #[test]
@@ -378,6 +387,7 @@ fn dev_agent_runs_with_no_configuration() {
             "-node=dev-node",
             "-http-port=18611",
             "-serf-lan-port=18612",
+            "-serf-wan-port=18613",
         ])
         .stdout(std::fs::File::create(dir.join("dev.log")).unwrap())
         .stderr(std::process::Stdio::null())

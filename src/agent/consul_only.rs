@@ -8,7 +8,6 @@ const KEYS: &[&str] = &[
     "addresses",
     "advertise_addr_ipv4",
     "advertise_addr_ipv6",
-    "advertise_addr_wan",
     "advertise_reconnect_timeout",
     "alt_domain",
     "audit",
@@ -66,7 +65,6 @@ const KEYS: &[&str] = &[
     "ports.grpc",
     "ports.grpc_tls",
     "ports.https",
-    "ports.serf_wan",
     "ports.sidecar_max_port",
     "ports.sidecar_min_port",
     "primary_datacenter",
@@ -79,18 +77,12 @@ const KEYS: &[&str] = &[
     "raft_snapshot_threshold",
     "raft_trailing_logs",
     "read_replica",
-    "reconnect_timeout_wan",
     "rejoin_after_leave",
-    "retry_interval_wan",
-    "retry_join_wan",
-    "retry_max_wan",
     "segment",
     "segments",
     "serf_lan",
-    "serf_wan",
     "server_name",
     "session_ttl_min",
-    "start_join_wan",
     "syslog_facility",
     "telemetry",
     "tls",
@@ -106,7 +98,6 @@ const KEYS: &[&str] = &[
 
 /// Flags of `consul agent` that murmur does not implement yet.
 const FLAGS: &[&str] = &[
-    "advertise-wan",
     "alt-domain",
     "auto-reload-config",
     "check_output_max_size",
@@ -119,7 +110,6 @@ const FLAGS: &[&str] = &[
     "grpc-tls-port",
     "hcl",
     "https-port",
-    "join-wan",
     "log-file",
     "log-json",
     "log-rotate-bytes",
@@ -131,15 +121,11 @@ const FLAGS: &[&str] = &[
     "protocol",
     "raft-protocol",
     "rejoin",
-    "retry-interval-wan",
-    "retry-join-wan",
-    "retry-max-wan",
     "segment",
     "serf-lan-allowed-cidrs",
     "serf-lan-bind",
     "serf-wan-allowed-cidrs",
     "serf-wan-bind",
-    "serf-wan-port",
     "syslog",
     "ui",
     "ui-content-path",
@@ -170,10 +156,10 @@ mod tests {
             e,
             "key \"connect\" is a Consul setting that murmur does not support yet"
         );
-        assert!(key("ports.serf_wan").is_some());
+        assert!(key("ports.grpc").is_some());
         assert!(key("mystery_key").is_none());
         assert!(
-            flag("serf-wan-port")
+            flag("serf-wan-bind")
                 .unwrap()
                 .contains("does not support yet")
         );

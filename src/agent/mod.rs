@@ -6,5 +6,7 @@ mod consul_only;
 mod coordinate_sync;
 pub mod datadir;
 mod external_mirror;
+mod local_answer;
 mod publish_record;
 pub mod run;
+mod wan;

@@ -15,7 +15,9 @@ use murmur_gossip::{Core, Identity, tags};
 use super::checks;
 use super::config::{self, Config};
 use super::datadir::DataDir;
+use super::local_answer::AgentAnswerer;
 use super::publish_record;
+use crate::dns::remote::RemoteDns;
 use crate::dns::server::{DnsServer, DnsStats};
 use crate::dns::services::CatalogServices;
 use crate::http::{self, ApiState};
@@ -33,6 +35,7 @@ use crate::state::publish::Publisher;
 use crate::state::replicated::Replica;
 use crate::state::replicated::Replicated;
 use crate::state::user_events::UserEvents;
+use crate::state::wan::WanPool;
 use crate::state::{AgentState, ChangeIndex, LocalAgent, MemberTable};
 use crate::util::connlimit::ConnLimiter;
 use crate::util::{entropy, flags};
@@ -135,7 +138,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         None => private_ipv4()?,
     };
     let advertise = SocketAddr::new(advertise_ip, cfg.ports.serf_lan);
-    let security = security(&cfg, &node_id)?;
+    let security = security(&cfg, &node_id, Pool::Lan)?;
     let encoded = tags::encode(&security.tags()).map_err(|e| e.to_string())?;
     let identity = Identity {
         name: cfg.node_name.clone(),
@@ -178,6 +181,13 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         let g = answerer.clone();
         async move { g.answer_stream(from, kind, theirs).await }
     });
+    let wan = match &cfg.wan {
+        Some(w) => {
+            let keys = self::security(&cfg, &node_id, Pool::Wan)?;
+            Some(super::wan::start(&cfg, w, advertise_ip, keys).await?)
+        }
+        None => None,
+    };
     if cfg.tls.mutual() {
         info!(
             "push/pull over QUIC with mutual TLS (CA {:?})",
@@ -202,6 +212,10 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         advertise,
         server_port: cfg.ports.server,
         serf_lan_port: cfg.ports.serf_lan,
+        serf_wan_port: cfg
+            .wan
+            .as_ref()
+            .map_or(super::config::DEFAULT_SERF_WAN_PORT, |w| w.port),
         coordinates: cfg.gossip.coordinates,
     };
     let services = Arc::new(LocalServices::new(data_dir.as_ref().map(DataDir::path)));
@@ -235,8 +249,9 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     };
     tokio::spawn(checks::supervise(services.clone(), view));
     tokio::spawn(reap_critical_services(services.clone()));
+    let wan_pool = wan.as_ref().map(|w| w.pool.clone());
     let (store, raft_server) =
-        replicated_store(&cfg, &node_id, advertise_ip, &table, &catalog).await?;
+        replicated_store(&cfg, &node_id, advertise_ip, &table, &catalog, wan_pool).await?;
     tokio::spawn(super::external_mirror::run(store.clone(), catalog.clone()));
     if cfg.gossip.coordinates {
         tokio::spawn(super::coordinate_sync::run(
@@ -246,8 +261,18 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
             store.clone(),
         ));
     }
+    let mut state = AgentState::new(
+        &publisher,
+        local,
+        services.clone(),
+        store.clone(),
+        gossip.clone(),
+    );
+    if let Some(w) = &wan {
+        state = state.with_wan(w.gossip.clone(), w.pool.clone());
+    }
     let api = ApiState {
-        state: AgentState::new(&publisher, local, services.clone(), store, gossip.clone()),
+        state,
         reload: reload_tx,
         shutdown: shutdown_tx,
         dns: dns_stats.clone(),
@@ -258,6 +283,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         table: table.clone(),
         services: Arc::new(CatalogServices::new(table.clone(), catalog.clone())),
         stats: dns_stats,
+        remote: Some(Arc::new(RemoteDns::new(store.clone()))),
     };
     let dns_udp = UdpSocket::bind(dns_addr)
         .await
@@ -266,12 +292,19 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         .await
         .map_err(|e| format!("Failed to bind DNS (TCP) on {dns_addr}: {e}"))?;
     tokio::spawn(dns.clone().serve_udp(Arc::new(dns_udp)));
-    tokio::spawn(dns.serve_tcp(dns_tcp));
+    tokio::spawn(dns.clone().serve_tcp(dns_tcp));
+    let router = http::router(api);
+    if let Some(r) = &raft_server {
+        r.federation().set_local(Arc::new(AgentAnswerer {
+            router: router.clone(),
+            dns,
+        }));
+    }
 
     let (stop_http, stop_http_rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(crate::http::serve::serve(
         listener,
-        http::router(api),
+        router,
         ConnLimiter::new(cfg.http_max_conns_per_client as usize),
         async {
             let _ = stop_http_rx.await;
@@ -309,14 +342,20 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         info!("Join completed. Synced with {n} initial agents");
     }
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(1);
+    if let (Some(w), Some(settings)) = (&wan, &cfg.wan) {
+        super::wan::join_at_start(w, settings, fatal_tx.clone()).await?;
+    }
     if !cfg.retry_join.is_empty() {
         tokio::spawn(retry_join(
             gossip.clone(),
-            cfg.retry_join.clone(),
-            cfg.ports.serf_lan,
-            cfg.retry_interval,
-            cfg.retry_max,
-            fatal_tx,
+            Retry {
+                pool: "LAN",
+                addrs: cfg.retry_join.clone(),
+                port: cfg.ports.serf_lan,
+                ceiling: cfg.retry_interval,
+                max: cfg.retry_max,
+            },
+            fatal_tx.clone(),
         ));
     }
 
@@ -363,6 +402,12 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     {
         r.leave().await;
     }
+    if let Some(w) = &wan
+        && (leave || matches!(stop, Stop::LeftViaApi))
+    {
+        // Leave the WAN pool first, as Consul does: other datacenters stop routing here at once.
+        w.gossip.leave().await;
+    }
     if leave {
         info!("Gracefully shutting down agent...");
         tokio::select! {
@@ -394,6 +439,7 @@ async fn replicated_store(
     advertise_ip: IpAddr,
     table: &Arc<MemberTable>,
     catalog: &Arc<Catalog>,
+    wan: Option<Arc<WanPool>>,
 ) -> Result<(Arc<dyn Replicated>, Option<Arc<RaftServer>>), String> {
     if !cfg.server {
         let transport = Transport::open(None, cfg.bind_addr, &cfg.tls, &cfg.datacenter)?;
@@ -419,6 +465,7 @@ async fn replicated_store(
         snapshot_threshold: cfg.raft.snapshot_threshold,
         trailing_logs: cfg.raft.trailing_logs,
         autopilot: cfg.raft.autopilot.clone(),
+        wan,
     };
     let server = RaftServer::start(
         setup,
@@ -430,13 +477,37 @@ async fn replicated_store(
     Ok((server.clone(), Some(server)))
 }
 
-/// Keyring from the data dir (it wins, as in Consul) or from `-encrypt`, persisted for restarts.
-fn security(cfg: &Config, node_id: &str) -> Result<Security, String> {
-    let keyring_file = cfg.data_dir.as_deref().map(crypto::keyring_path);
-    let stored = match &keyring_file {
+/// The gossip key file of each pool in the data dir (Consul's `serf/local.keyring` and
+/// `serf/remote.keyring`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    Lan,
+    Wan,
+}
+
+/// Keyring from the data dir (it wins, as in Consul) or from `-encrypt`, persisted for restarts. The
+/// WAN pool starts from the LAN pool's keys when it has none of its own yet.
+fn security(cfg: &Config, node_id: &str, pool: Pool) -> Result<Security, String> {
+    let lan_file = cfg.data_dir.as_deref().map(crypto::keyring_path);
+    let keyring_file = match pool {
+        Pool::Lan => lan_file.clone(),
+        Pool::Wan => lan_file
+            .as_ref()
+            .map(|f| f.with_file_name("remote.keyring")),
+    };
+    let mut stored = match &keyring_file {
         Some(p) => crypto::load(p)?,
         None => None,
     };
+    if stored.is_none()
+        && pool == Pool::Wan
+        && let Some(p) = &lan_file
+    {
+        stored = crypto::load(p)?;
+        if let (Some(ring), Some(f)) = (&stored, &keyring_file) {
+            crypto::save(f, ring)?;
+        }
+    }
     let keyring = match (stored, &cfg.encrypt) {
         (Some(ring), Some(k)) => {
             if !ring.keys().contains(k) {
@@ -551,7 +622,7 @@ async fn reap_critical_services(services: Arc<LocalServices>) {
 }
 
 /// Joins every address concurrently (`port` where an address names none); returns how many answered.
-async fn join_all(gossip: &GossipHandle, addrs: &[String], port: u16) -> usize {
+pub(super) async fn join_all(gossip: &GossipHandle, addrs: &[String], port: u16) -> usize {
     let mut set = JoinSet::new();
     for a in addrs {
         let (g, a) = (gossip.clone(), a.clone());
@@ -574,31 +645,46 @@ async fn join_all(gossip: &GossipHandle, addrs: &[String], port: u16) -> usize {
     ok
 }
 
-/// Retries joins with exponential backoff (1 s doubling up to `ceiling`), `max` attempts (0 = forever).
-async fn retry_join(
-    gossip: GossipHandle,
-    addrs: Vec<String>,
-    port: u16,
-    ceiling: Duration,
-    max: u32,
-    fatal: mpsc::Sender<String>,
-) {
-    let mut backoff = Duration::from_secs(1).min(ceiling.max(Duration::from_millis(100)));
+/// What [`retry_join`] retries.
+pub(super) struct Retry {
+    /// `LAN` or `WAN`, for the log.
+    pub pool: &'static str,
+    /// Addresses to join.
+    pub addrs: Vec<String>,
+    /// Port where an address names none.
+    pub port: u16,
+    /// Longest wait between attempts.
+    pub ceiling: Duration,
+    /// Attempts (0 = forever).
+    pub max: u32,
+}
+
+/// Retries joins with exponential backoff (1 s doubling up to the ceiling), `max` attempts (0 = forever).
+pub(super) async fn retry_join(gossip: GossipHandle, r: Retry, fatal: mpsc::Sender<String>) {
+    let mut backoff = Duration::from_secs(1).min(r.ceiling.max(Duration::from_millis(100)));
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let n = join_all(&gossip, &addrs, port).await;
+        let n = join_all(&gossip, &r.addrs, r.port).await;
         if n > 0 {
-            info!("Join completed. Synced with {n} initial agents");
+            info!(
+                "Join cluster completed ({}). Synced with {n} initial agents",
+                r.pool
+            );
             return;
         }
-        if max > 0 && attempt >= max {
-            let _ = fatal.send("max join retry exhausted, exiting".into()).await;
+        if r.max > 0 && attempt >= r.max {
+            let _ = fatal
+                .send(format!("max join retry exhausted ({}), exiting", r.pool))
+                .await;
             return;
         }
-        warn!("Join failed, retrying in {backoff:?} (attempt {attempt})");
+        warn!(
+            "Join {} failed, retrying in {backoff:?} (attempt {attempt})",
+            r.pool
+        );
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(ceiling.max(Duration::from_secs(1)));
+        backoff = (backoff * 2).min(r.ceiling.max(Duration::from_secs(1)));
     }
 }
 

@@ -128,13 +128,10 @@ pub fn force_leave(args: &[String]) -> i32 {
     let Some(t) = target(p.get("http-addr")) else {
         return 1;
     };
-    if p.is_set("wan") {
-        eprintln!("Error force leaving: murmur has no WAN pool yet");
-        return 1;
-    }
+    let wan = if p.is_set("wan") { "?wan=1" } else { "" };
     match t.call(
         "PUT",
-        &format!("/v1/agent/force-leave/{}", segment(&p.args[0])),
+        &format!("/v1/agent/force-leave/{}{wan}", segment(&p.args[0])),
     ) {
         Ok(r) if r.status == 200 => 0,
         Ok(r) => {

@@ -35,6 +35,8 @@ pub enum Reply {
     Bytes(Vec<u8>, Reuse),
     /// Outside our domain: forward to the recursors.
     Forward,
+    /// A name in another datacenter: a server of it answers.
+    Remote(String),
 }
 
 /// Whether an answer may be served again for the same question (until the data behind it changes).
@@ -123,6 +125,17 @@ impl Answerer<'_> {
                 }
             };
         }
+        let other_dc = match &lookup {
+            Lookup::Node { dc: Some(dc), .. } | Lookup::Service { dc: Some(dc), .. } => {
+                Some(dc).filter(|dc| !self.local_dc(Some(dc)))
+            }
+            _ => None,
+        };
+        if let Some(dc) = other_dc
+            && matches!(q.query_class(), DNSClass::IN | DNSClass::ANY)
+        {
+            return Reply::Remote(dc.clone());
+        }
         let found = match (&lookup, q.query_class()) {
             (_, c) if c != DNSClass::IN && c != DNSClass::ANY => Some(()),
             (Lookup::Apex, _) => self.apex(q, &mut resp),
@@ -145,6 +158,26 @@ impl Answerer<'_> {
             Reuse::Always
         };
         Reply::Bytes(self.finish(resp, req, transport), reuse)
+    }
+
+    /// NXDOMAIN with our SOA: the answer for a datacenter no server knows a path to (Consul answers
+    /// `ErrNoDCPath` so).
+    pub fn no_such_datacenter(&self, req: &Message, transport: Transport) -> Vec<u8> {
+        let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
+        resp.metadata.recursion_desired = req.metadata.recursion_desired;
+        resp.metadata.recursion_available = !self.cfg.recursors.is_empty();
+        resp.metadata.authoritative = true;
+        resp.metadata.response_code = ResponseCode::NXDomain;
+        if req.edns.is_some() {
+            let mut e = Edns::new();
+            e.set_max_payload(4096);
+            resp.set_edns(e);
+        }
+        if let [q] = req.queries.as_slice() {
+            resp.add_query(q.clone());
+        }
+        resp.add_authority(self.soa());
+        self.finish(resp, req, transport)
     }
 
     fn domain_name(&self) -> Name {
@@ -581,9 +614,31 @@ mod tests {
         );
         assert_eq!(m.answers.len(), 1);
 
+        // Another datacenter's names are for its servers to answer.
+        let services = CatalogServices::with_servers(t.clone());
+        let a = Answerer {
+            cfg: &cfg,
+            table: &t,
+            services: &services,
+        };
+        for name in [
+            "agent-two.node.dc9.consul.",
+            "_web._tcp.service.dc9.consul.",
+        ] {
+            let mut req = Message::query();
+            req.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+            let r = a.respond(&req, Transport::Udp, &mut Rng::new(1));
+            assert!(
+                matches!(r, Some(Reply::Remote(dc)) if dc == "dc9"),
+                "{name}"
+            );
+            let m = Message::from_vec(&a.no_such_datacenter(&req, Transport::Udp)).unwrap();
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+            assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+            assert_eq!(m.queries, req.queries);
+        }
         for (name, qt) in [
             ("nobody.node.consul.", RecordType::A),
-            ("agent-two.node.dc9.consul.", RecordType::A),
             ("gone.node.consul.", RecordType::A),
             ("nonsense.consul.", RecordType::A),
         ] {

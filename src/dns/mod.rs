@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod cache;
 pub mod names;
+pub mod remote;
 pub mod server;
 pub mod services;
 

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use super::DnsConfig;
 use super::answer::{Answerer, Reply, Reuse, Transport, formerr};
 use super::cache::{AnswerCache, shape};
+use super::remote::{RemoteDns, RemoteFailure};
 use super::services::ServiceCatalog;
 use crate::state::MemberTable;
 use crate::util::batch::{RecvBatch, SendBatch};
@@ -46,6 +47,10 @@ pub struct DnsStats {
     pub tcp_refused: AtomicU64,
     /// Responses (QR set) received and dropped unanswered.
     pub responses_dropped: AtomicU64,
+    /// Queries for another datacenter's names sent to its servers.
+    pub remote: AtomicU64,
+    /// Queries for another datacenter's names answered from the cache of its answers.
+    pub remote_cache_hits: AtomicU64,
 }
 
 /// Everything a DNS transport needs.
@@ -59,6 +64,8 @@ pub struct DnsServer {
     pub services: Arc<dyn ServiceCatalog>,
     /// Counters.
     pub stats: Arc<DnsStats>,
+    /// The way to other datacenters' answers (none in tests of this datacenter alone).
+    pub remote: Option<Arc<RemoteDns>>,
 }
 
 impl DnsServer {
@@ -69,12 +76,7 @@ impl DnsServer {
     fn answer(&self, raw: &[u8], transport: Transport, rng: &mut Rng) -> Option<Reply> {
         match Message::from_vec(raw) {
             Ok(req) => {
-                let a = Answerer {
-                    cfg: &self.cfg,
-                    table: &self.table,
-                    services: self.services.as_ref(),
-                };
-                let reply = a.respond(&req, transport, rng);
+                let reply = self.answerer().respond(&req, transport, rng);
                 if reply.is_none() {
                     self.stats.responses_dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -134,6 +136,13 @@ impl DnsServer {
                         let (s, q, sock) = (self.clone(), raw.to_vec(), socket.clone());
                         tokio::spawn(async move {
                             let r = s.forward(&q).await;
+                            let _ = sock.send_to(&r, from).await;
+                        });
+                    }
+                    Some(Reply::Remote(dc)) => {
+                        let (s, q, sock) = (self.clone(), raw.to_vec(), socket.clone());
+                        tokio::spawn(async move {
+                            let r = s.ask_datacenter(&dc, &q, Transport::Udp).await;
                             let _ = sock.send_to(&r, from).await;
                         });
                     }
@@ -223,12 +232,66 @@ impl DnsServer {
                     self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                     self.forward(q).await
                 }
+                Some(Reply::Remote(dc)) => self.ask_datacenter(&dc, q, Transport::Tcp).await,
                 None => return Ok(()),
             };
             let mut out = Vec::with_capacity(bytes.len() + 2);
             out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
             out.extend_from_slice(&bytes);
             conn.write_all(&out).await?;
+        }
+    }
+
+    /// Another datacenter's answer to `query` (a name in `dc`): NXDOMAIN when no server of it is
+    /// known, SERVFAIL when its servers fail.
+    async fn ask_datacenter(&self, dc: &str, query: &[u8], transport: Transport) -> Vec<u8> {
+        let Ok(req) = Message::from_vec(query) else {
+            return servfail(query);
+        };
+        let answered = match &self.remote {
+            Some(r) => {
+                self.stats.remote.fetch_add(1, Ordering::Relaxed);
+                r.answer(dc, &req, query, transport == Transport::Tcp).await
+            }
+            None => Err(RemoteFailure::NoPath),
+        };
+        match answered {
+            Ok((bytes, hit)) => {
+                if hit {
+                    self.stats.remote_cache_hits.fetch_add(1, Ordering::Relaxed);
+                }
+                bytes
+            }
+            Err(RemoteFailure::NoPath) => self.answerer().no_such_datacenter(&req, transport),
+            Err(RemoteFailure::Failed(e)) => {
+                tracing::debug!("DNS query for datacenter {dc} failed: {e}");
+                servfail(query)
+            }
+        }
+    }
+
+    /// Answers a query another datacenter forwarded (a name in this one): as a local query would be
+    /// answered, with names outside the domain sent to the recursors. A name of yet another
+    /// datacenter is not passed on (NXDOMAIN).
+    pub async fn answer_forwarded(&self, query: &[u8], tcp: bool) -> Vec<u8> {
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        let mut rng = Rng::new(crate::util::entropy::u64().unwrap_or(13));
+        match self.answer(query, transport, &mut rng) {
+            Some(Reply::Bytes(b, _)) => b,
+            Some(Reply::Forward) => self.forward(query).await,
+            Some(Reply::Remote(_)) => match Message::from_vec(query) {
+                Ok(req) => self.answerer().no_such_datacenter(&req, transport),
+                Err(_) => servfail(query),
+            },
+            None => servfail(query),
+        }
+    }
+
+    fn answerer(&self) -> Answerer<'_> {
+        Answerer {
+            cfg: &self.cfg,
+            table: &self.table,
+            services: self.services.as_ref(),
         }
     }
 
@@ -257,18 +320,22 @@ impl DnsServer {
                 return buf;
             }
         }
-        let id = if query.len() >= 2 {
-            u16::from_be_bytes([query[0], query[1]])
-        } else {
-            0
-        };
-        let mut m =
-            Message::error_msg(id, hickory_proto::op::OpCode::Query, ResponseCode::ServFail);
-        if let Ok(req) = Message::from_vec(query) {
-            m.queries = req.queries;
-            m.metadata.recursion_desired = req.metadata.recursion_desired;
-        }
-        m.metadata.recursion_available = true;
-        m.to_vec().unwrap_or_default()
+        servfail(query)
     }
+}
+
+/// SERVFAIL for `query`, with its question.
+fn servfail(query: &[u8]) -> Vec<u8> {
+    let id = if query.len() >= 2 {
+        u16::from_be_bytes([query[0], query[1]])
+    } else {
+        0
+    };
+    let mut m = Message::error_msg(id, hickory_proto::op::OpCode::Query, ResponseCode::ServFail);
+    if let Ok(req) = Message::from_vec(query) {
+        m.queries = req.queries;
+        m.metadata.recursion_desired = req.metadata.recursion_desired;
+    }
+    m.metadata.recursion_available = true;
+    m.to_vec().unwrap_or_default()
 }

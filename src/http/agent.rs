@@ -12,14 +12,19 @@ use super::error::{ApiResult, server_error};
 use super::json::agent_member;
 use super::params::{Params, flag};
 use crate::dns::server::DnsStats;
+use crate::net::DriverStats;
 use crate::version;
 
 pub(super) async fn members(State(s): State<ApiState>, Query(q): Params) -> Response {
-    if flag(&q, "wan") {
-        // No WAN pool exists yet: a single datacenter has nothing to list there.
-        return axum::Json(Vec::<Value>::new()).into_response();
-    }
-    let snap = s.state.members.snapshot();
+    let snap = if flag(&q, "wan") {
+        // A client is in no WAN pool: it lists none, as Consul's clients do.
+        match s.state.wan_pool() {
+            Some(p) => p.members.snapshot(),
+            None => return axum::Json(Vec::<Value>::new()).into_response(),
+        }
+    } else {
+        s.state.members.snapshot()
+    };
     let list: Vec<Value> = snap.members.iter().map(|m| agent_member(m)).collect();
     axum::Json(list).into_response()
 }
@@ -30,6 +35,7 @@ pub(super) async fn agent_self(State(s): State<ApiState>) -> Response {
     let stats = s.state.gossip_stats().await.unwrap_or_default();
     let c = &stats.core;
     let coord = s.state.coordinate().await;
+    let wan = s.state.wan_stats().await;
     let body = json!({
         "Config": {
             "Datacenter": i.datacenter,
@@ -44,32 +50,8 @@ pub(super) async fn agent_self(State(s): State<ApiState>) -> Response {
         "Member": member,
         "Meta": {},
         "Stats": {
-            "serf_lan": {
-                "members": stats.members.to_string(),
-                "live": stats.live.to_string(),
-                "health_score": stats.health_score.to_string(),
-                "pending_broadcasts": stats.pending_broadcasts.to_string(),
-                "packets_in": c.packets_in.to_string(),
-                "packets_out": c.packets_out.to_string(),
-                "bytes_in": c.bytes_in.to_string(),
-                "bytes_out": c.bytes_out.to_string(),
-                "dropped_malformed": c.dropped_malformed.to_string(),
-                "dropped_version": c.dropped_version.to_string(),
-                "dropped_oversize": (c.dropped_oversize + stats.dropped_truncated).to_string(),
-                "dropped_relay_full": c.dropped_relay_full.to_string(),
-                "dropped_sync_busy": c.dropped_sync_busy.to_string(),
-                "refutes": c.refutes.to_string(),
-                "probes_failed": c.probes_failed.to_string(),
-                "declared_failed": c.declared_failed.to_string(),
-                "send_errors": stats.send_errors.to_string(),
-                "dropped_decrypt": stats.dropped_decrypt.to_string(),
-                "dropped_plaintext": stats.dropped_plaintext.to_string(),
-                "dropped_quic": stats.dropped_quic.to_string(),
-                "dropped_untrusted_events": c.dropped_untrusted_events.to_string(),
-                "dropped_implausible": c.dropped_implausible.to_string(),
-                "coordinate_samples": c.coordinate_samples.to_string(),
-                "coordinate_rejected": c.coordinate_rejected.to_string(),
-            },
+            "serf_lan": serf_stats(&stats),
+            "serf_wan": wan.as_ref().map(serf_stats),
             "catalog": {
                 "index": s.state.catalog.index().to_string(),
                 "nodes_with_records": s.state.catalog.node_count().to_string(),
@@ -101,6 +83,37 @@ pub(super) async fn agent_self(State(s): State<ApiState>) -> Response {
     axum::Json(body).into_response()
 }
 
+/// A gossip pool's counters, in `Stats.serf_lan` and `Stats.serf_wan`.
+fn serf_stats(stats: &DriverStats) -> Value {
+    let c = &stats.core;
+    json!({
+        "members": stats.members.to_string(),
+        "live": stats.live.to_string(),
+        "health_score": stats.health_score.to_string(),
+        "pending_broadcasts": stats.pending_broadcasts.to_string(),
+        "packets_in": c.packets_in.to_string(),
+        "packets_out": c.packets_out.to_string(),
+        "bytes_in": c.bytes_in.to_string(),
+        "bytes_out": c.bytes_out.to_string(),
+        "dropped_malformed": c.dropped_malformed.to_string(),
+        "dropped_version": c.dropped_version.to_string(),
+        "dropped_oversize": (c.dropped_oversize + stats.dropped_truncated).to_string(),
+        "dropped_relay_full": c.dropped_relay_full.to_string(),
+        "dropped_sync_busy": c.dropped_sync_busy.to_string(),
+        "refutes": c.refutes.to_string(),
+        "probes_failed": c.probes_failed.to_string(),
+        "declared_failed": c.declared_failed.to_string(),
+        "send_errors": stats.send_errors.to_string(),
+        "dropped_decrypt": stats.dropped_decrypt.to_string(),
+        "dropped_plaintext": stats.dropped_plaintext.to_string(),
+        "dropped_quic": stats.dropped_quic.to_string(),
+        "dropped_untrusted_events": c.dropped_untrusted_events.to_string(),
+        "dropped_implausible": c.dropped_implausible.to_string(),
+        "coordinate_samples": c.coordinate_samples.to_string(),
+        "coordinate_rejected": c.coordinate_rejected.to_string(),
+    })
+}
+
 fn dns_stats(d: &DnsStats) -> serde_json::Value {
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
     json!({
@@ -111,6 +124,8 @@ fn dns_stats(d: &DnsStats) -> serde_json::Value {
         "forwarded": n(&d.forwarded),
         "responses_dropped": n(&d.responses_dropped),
         "tcp_refused": n(&d.tcp_refused),
+        "remote": n(&d.remote),
+        "remote_cache_hits": n(&d.remote_cache_hits),
     })
 }
 
@@ -120,9 +135,15 @@ pub(super) async fn join(
     Query(q): Params,
 ) -> ApiResult {
     if flag(&q, "wan") {
-        return Err(server_error(
-            "WAN join is not supported: murmur has no WAN pool yet",
-        ));
+        let port = s.state.local.serf_wan_port;
+        let addr = crate::util::addr::resolve(&address, port)
+            .await
+            .map_err(server_error)?;
+        s.state
+            .join_wan(addr)
+            .await
+            .map_err(|e| server_error(format!("failed to join {addr} (WAN): {e}")))?;
+        return Ok(StatusCode::OK.into_response());
     }
     let addr = crate::util::addr::resolve(&address, s.state.local.serf_lan_port)
         .await
@@ -140,11 +161,17 @@ pub(super) async fn leave(State(s): State<ApiState>) -> Response {
     StatusCode::OK.into_response()
 }
 
-pub(super) async fn force_leave(State(s): State<ApiState>, Path(node): Path<String>) -> ApiResult {
-    s.state
-        .force_leave(&node)
-        .await
-        .map_err(|e| server_error(format!("force-leave {node:?}: {e}")))?;
+pub(super) async fn force_leave(
+    State(s): State<ApiState>,
+    Path(node): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    let left = if flag(&q, "wan") {
+        s.state.force_leave_wan(&node).await
+    } else {
+        s.state.force_leave(&node).await
+    };
+    left.map_err(|e| server_error(format!("force-leave {node:?}: {e}")))?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -158,6 +158,23 @@ fn node_meta_matches(n: &NodeView, q: &HashMap<String, String>) -> bool {
     })
 }
 
-pub(super) async fn datacenters(State(s): State<ApiState>) -> Response {
-    axum::Json(vec![s.state.local.datacenter.clone()]).into_response()
+/// Every datacenter the WAN pool knows, this one first. A client asks a server of its datacenter,
+/// as Consul's clients do; a server outside any WAN pool knows only its own.
+pub(super) async fn datacenters(
+    State(s): State<ApiState>,
+    req: axum::extract::Request,
+) -> Response {
+    let own = &s.state.local.datacenter;
+    if !s.state.local.server {
+        let query = req.uri().query().unwrap_or("").to_string();
+        return match super::remote_dc::relay(&s, own.clone(), req, query).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+    }
+    let mut dcs = vec![own.clone()];
+    if let Some(pool) = s.state.wan_pool() {
+        dcs.extend(pool.datacenters().into_iter().filter(|dc| dc != own));
+    }
+    axum::Json(dcs).into_response()
 }

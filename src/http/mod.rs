@@ -21,6 +21,7 @@ mod kv;
 mod near;
 mod operator;
 mod params;
+pub mod remote_dc;
 pub mod serve;
 mod session;
 mod snapshot;
@@ -166,5 +167,9 @@ pub fn router(state: ApiState) -> Router {
                 .put(|s, b| operator::change(s, KeyOp::Use, b))
                 .delete(|s, b| operator::change(s, KeyOp::Remove, b)),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            remote_dc::forward_dc,
+        ))
         .with_state(state)
 }

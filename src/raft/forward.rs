@@ -13,6 +13,7 @@ use super::rpc::{Answer, Rpc};
 use super::server::HOLD;
 use crate::state::MemberTable;
 use crate::state::autopilot::{OperatorOp, OperatorReply};
+use crate::state::remote::{self, RemoteAnswer, RemoteRequest};
 use crate::state::replicated::{
     BoxFuture, Change, RaftConfiguration, ReadRequest, ReadResult, Replicated, StoreError, Written,
 };
@@ -166,6 +167,24 @@ impl Replicated for Forwarder {
         Box::pin(async move {
             match self.call(Rpc::Status, HOLD + SLACK).await? {
                 Answer::Status(s) => Ok(s.configuration),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn remote(
+        &self,
+        dc: String,
+        request: RemoteRequest,
+    ) -> BoxFuture<'_, Result<RemoteAnswer, StoreError>> {
+        Box::pin(async move {
+            let rpc = Rpc::Remote {
+                dc,
+                request,
+                hops: 0,
+            };
+            match self.call(rpc, remote::TIMEOUT).await? {
+                Answer::Remote(r) => r,
                 _ => Err(unexpected()),
             }
         })

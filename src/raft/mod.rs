@@ -16,6 +16,7 @@ pub mod backup;
 pub mod batcher;
 pub mod bootstrap;
 pub mod command;
+pub mod federation;
 pub mod forward;
 pub mod fsm;
 pub mod log_store;

@@ -120,6 +120,11 @@ impl ResetKey {
     }
 }
 
+/// The name a server of `dc` has in its certificate (Consul's `server.DC.consul`).
+fn server_name(dc: &str) -> String {
+    format!("server.{dc}.murmur")
+}
+
 /// How long a peer that failed is tried only after the others.
 const DOWN_FOR: Duration = Duration::from_secs(10);
 
@@ -171,7 +176,7 @@ impl Transport {
         Ok(Arc::new(Transport {
             endpoint,
             client,
-            server_name: format!("server.{datacenter}.murmur"),
+            server_name: server_name(datacenter),
             conns: Mutex::new(HashMap::new()),
             down: Mutex::new(HashMap::new()),
             stats: TransportStats::default(),
@@ -185,7 +190,11 @@ impl Transport {
 
     /// A connection to `addr` and whether it came from the cache (it may lead to a process that has
     /// since restarted, which drops its packets without a word).
-    async fn connection(&self, addr: SocketAddr) -> Result<(quinn::Connection, bool), CallError> {
+    async fn connection(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Result<(quinn::Connection, bool), CallError> {
         let cached = self
             .conns
             .lock()
@@ -199,7 +208,7 @@ impl Transport {
         }
         let connecting = self
             .endpoint
-            .connect_with(self.client.clone(), addr, &self.server_name)
+            .connect_with(self.client.clone(), addr, server_name)
             .map_err(|e| CallError::Unreachable(e.to_string()))?;
         let c = tokio::time::timeout(CONNECT, connecting)
             .await
@@ -276,17 +285,30 @@ impl Transport {
         }
     }
 
-    /// Sends `rpc` to `addr` and waits up to `timeout` for the answer. A cached connection that has
-    /// gone away is replaced once.
+    /// Sends `rpc` to `addr`, a server of this datacenter, and waits up to `timeout` for the answer.
+    /// A cached connection that has gone away is replaced once.
     pub async fn call(
         &self,
         addr: SocketAddr,
         rpc: &Rpc,
         timeout: Duration,
     ) -> Result<Answer, CallError> {
+        self.call_in(None, addr, rpc, timeout).await
+    }
+
+    /// As [`Transport::call`], to a server of datacenter `dc` when given: its certificate is checked
+    /// for `server.DC.murmur` (with `verify_server_hostname`).
+    pub async fn call_in(
+        &self,
+        dc: Option<&str>,
+        addr: SocketAddr,
+        rpc: &Rpc,
+        timeout: Duration,
+    ) -> Result<Answer, CallError> {
         let req = rpc::encode(rpc).map_err(CallError::Failed)?;
+        let name = dc.map_or_else(|| self.server_name.clone(), server_name);
         let work = async {
-            let (conn, cached) = self.connection(addr).await?;
+            let (conn, cached) = self.connection(addr, &name).await?;
             let bytes = match self.exchange(&conn, &req).await {
                 Ok(b) => b,
                 Err(e @ CallError::Unreachable(_)) => {
@@ -298,7 +320,7 @@ impl Transport {
                     if !cached {
                         return Err(e);
                     }
-                    let (conn, _) = self.connection(addr).await?;
+                    let (conn, _) = self.connection(addr, &name).await?;
                     self.exchange(&conn, &req).await?
                 }
                 Err(e) => return Err(e),

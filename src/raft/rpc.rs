@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::TypeConfig;
 use super::command::Request;
 use crate::state::autopilot::{OperatorOp, OperatorReply};
+use crate::state::remote::{RemoteAnswer, RemoteRequest};
 use crate::state::replicated::{RaftConfiguration, ReadRequest, ReadResult, StoreError, Written};
 use crate::state::sessions::Session;
 
@@ -60,6 +61,15 @@ pub enum Rpc {
         /// Forwards so far.
         hops: u8,
     },
+    /// A request for a server of datacenter `dc` (this one included) to answer as if asked itself.
+    Remote {
+        /// The datacenter that answers.
+        dc: String,
+        /// The request.
+        request: RemoteRequest,
+        /// Forwards so far (a request from another datacenter's server is never passed on).
+        hops: u8,
+    },
 }
 
 /// A server's raft status as [`Rpc::Status`] answers it.
@@ -100,6 +110,8 @@ pub enum Answer {
     Operator(Result<OperatorReply, StoreError>),
     /// A request this server cannot serve (not a server, or a request it cannot read).
     Refused(String),
+    /// To [`Rpc::Remote`].
+    Remote(Result<RemoteAnswer, StoreError>),
 }
 
 /// Encodes a message.

@@ -17,6 +17,7 @@ use super::backup;
 use super::batcher::{BatchError, Batcher};
 use super::bootstrap::{self, Candidate};
 use super::command::{Command, Reply, Request};
+use super::federation::Federation;
 use super::fsm::StateMachine;
 use super::log_store::LogStore;
 use super::network::{CallError, Network, ResetKey, Transport};
@@ -29,6 +30,7 @@ use crate::state::autopilot::{
 use crate::state::catalog::Catalog;
 use crate::state::coordinates::{CoordinateOp, keep_coordinate};
 use crate::state::kv::KvOp;
+use crate::state::remote::{RemoteAnswer, RemoteRequest};
 use crate::state::replicated::{
     BoxFuture, Change, Consistency, RaftConfiguration, RaftPeer, ReadRequest, ReadResult, Replica,
     Replicated, StoreError, Written,
@@ -36,6 +38,7 @@ use crate::state::replicated::{
 use crate::state::sessions::{MissingSince, Session, SessionHealth, SessionOp};
 use crate::state::tombstones::TombstoneGc;
 use crate::state::txn::{TxnError, TxnOp};
+use crate::state::wan::WanPool;
 use crate::state::{MemberStatus, MemberTable};
 
 /// How long a write or read waits for a leader before failing (Consul's `rpc_hold_timeout`).
@@ -89,6 +92,8 @@ pub struct ServerSetup {
     pub trailing_logs: u64,
     /// Consul's `autopilot` settings (promotion, health, dead-server cleanup).
     pub autopilot: AutopilotConfig,
+    /// The WAN pool (`None` when it is off).
+    pub wan: Option<Arc<WanPool>>,
 }
 
 /// The leader's session TTL timers (not replicated, as Consul's are not): rebuilt at full length
@@ -130,6 +135,8 @@ pub struct RaftServer {
     tombstones: Mutex<TombstoneGc>,
     /// The term this server leads in and since when (coordinate pruning waits for gossip to settle).
     leading_since: Mutex<Option<(u64, Instant)>>,
+    /// The way to other datacenters.
+    federation: Arc<Federation>,
     stop: watch::Sender<bool>,
 }
 
@@ -222,6 +229,11 @@ impl RaftServer {
             ready_term: AtomicU64::new(0),
             tombstones: Mutex::new(TombstoneGc::default()),
             leading_since: Mutex::new(None),
+            federation: Arc::new(Federation::new(
+                transport.clone(),
+                s.wan.clone(),
+                s.datacenter.clone(),
+            )),
             stop,
         });
         let handler = server.clone();
@@ -259,6 +271,11 @@ impl RaftServer {
         tokio::spawn(server.clone().upkeep());
         tokio::spawn(server.clone().log_leaders());
         Ok(server)
+    }
+
+    /// The way to other datacenters (the agent sets its local answerer there).
+    pub fn federation(&self) -> &Arc<Federation> {
+        &self.federation
     }
 
     async fn initialize(&self, all: BTreeMap<u64, ServerNode>) {
@@ -386,6 +403,9 @@ impl RaftServer {
             Rpc::Status => Answer::Status(self.status()),
             Rpc::Renew { id, hops } => Answer::Renew(self.renew_at(id, hops).await),
             Rpc::Operator { op, hops } => Answer::Operator(self.operator_at(op, hops).await),
+            Rpc::Remote { dc, request, hops } => {
+                Answer::Remote(self.federation.answer(dc, request, hops).await)
+            }
         }
     }
 
@@ -1242,6 +1262,14 @@ impl Replicated for RaftServer {
 
     fn operator(&self, op: OperatorOp) -> BoxFuture<'_, Result<OperatorReply, StoreError>> {
         Box::pin(async move { self.operator_at(op, 0).await })
+    }
+
+    fn remote(
+        &self,
+        dc: String,
+        req: RemoteRequest,
+    ) -> BoxFuture<'_, Result<RemoteAnswer, StoreError>> {
+        Box::pin(self.federation.answer(dc, req, 0))
     }
 }
 

@@ -35,12 +35,14 @@ pub mod members;
 pub mod node_record;
 pub mod publish;
 pub mod registration;
+pub mod remote;
 pub mod replicated;
 pub mod servers;
 pub mod sessions;
 pub mod tombstones;
 pub mod txn;
 pub mod user_events;
+pub mod wan;
 pub mod watched;
 
 use std::net::SocketAddr;
@@ -70,6 +72,8 @@ pub struct LocalAgent {
     pub server_port: u16,
     /// Gossip port joins use when an address names none.
     pub serf_lan_port: u16,
+    /// WAN gossip port (where `join -wan` goes when an address names none).
+    pub serf_wan_port: u16,
     /// Network coordinates are on (no `disable_coordinates`).
     pub coordinates: bool,
 }
@@ -94,6 +98,8 @@ pub struct AgentState {
     /// User events this agent keeps.
     pub events: Arc<user_events::UserEvents>,
     gossip: GossipHandle,
+    /// The WAN pool, on a server that gossips across datacenters.
+    wan: Option<(GossipHandle, Arc<wan::WanPool>)>,
 }
 
 impl AgentState {
@@ -116,6 +122,42 @@ impl AgentState {
             near: Arc::default(),
             events: published.events.clone(),
             gossip,
+            wan: None,
+        }
+    }
+
+    /// The same, on a server in the WAN pool through `gossip`.
+    pub fn with_wan(mut self, gossip: GossipHandle, pool: Arc<wan::WanPool>) -> Self {
+        self.wan = Some((gossip, pool));
+        self
+    }
+
+    /// The WAN pool's members, on a server in it.
+    pub fn wan_pool(&self) -> Option<&Arc<wan::WanPool>> {
+        self.wan.as_ref().map(|(_, p)| p)
+    }
+
+    /// Joins the WAN pool through `addr`; only servers are in it (Consul's error otherwise).
+    pub async fn join_wan(&self, addr: SocketAddr) -> Result<(), String> {
+        match &self.wan {
+            Some((g, _)) => g.join(addr).await,
+            None if self.local.server => {
+                Err("the WAN pool is off on this server (ports.serf_wan = -1)".into())
+            }
+            None => Err("Must be a server to join WAN cluster".into()),
+        }
+    }
+
+    /// The WAN pool's gossip counters, on a server in it.
+    pub async fn wan_stats(&self) -> Option<DriverStats> {
+        self.wan.as_ref()?.0.stats().await
+    }
+
+    /// Marks a failed WAN member (`NODE.DC`) `left`.
+    pub async fn force_leave_wan(&self, node: &str) -> Result<(), String> {
+        match &self.wan {
+            Some((g, _)) => g.force_leave(node).await,
+            None => Err("Must be a server to force-leave a WAN member".into()),
         }
     }
 

@@ -391,6 +391,8 @@ pub enum StoreError {
     Refused(Refusal),
     /// The servers could not be reached or failed.
     Unavailable(String),
+    /// No server of the datacenter a request names is known and alive.
+    NoPathToDatacenter,
 }
 
 impl std::fmt::Display for StoreError {
@@ -401,6 +403,8 @@ impl std::fmt::Display for StoreError {
             StoreError::NoServers => f.write_str("No known Consul servers"),
             StoreError::Refused(r) => write!(f, "{r}"),
             StoreError::Unavailable(e) => f.write_str(e),
+            // structs.ErrNoDCPath.
+            StoreError::NoPathToDatacenter => f.write_str("No path to datacenter"),
         }
     }
 }
@@ -450,6 +454,12 @@ pub trait Replicated: Send + Sync {
     fn configuration(&self) -> BoxFuture<'_, Result<RaftConfiguration, StoreError>>;
     /// An operator request, served by the leader.
     fn operator(&self, op: OperatorOp) -> BoxFuture<'_, Result<OperatorReply, StoreError>>;
+    /// Has a server of datacenter `dc` (this one included) answer `req` as if asked itself.
+    fn remote(
+        &self,
+        dc: String,
+        req: super::remote::RemoteRequest,
+    ) -> BoxFuture<'_, Result<super::remote::RemoteAnswer, StoreError>>;
 }
 
 #[cfg(test)]

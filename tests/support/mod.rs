@@ -199,6 +199,21 @@ impl Agent {
             .map(|(_, s, _)| s)
     }
 
+    /// A WAN member's status as `/v1/agent/members?wan=1` shows it (a server's view).
+    pub fn status_of_wan(&self, member: &str) -> Option<String> {
+        let list = self.get_json("/v1/agent/members?wan=1");
+        list.as_array()?
+            .iter()
+            .find(|m| m["Name"] == member)
+            .map(|m| match m["Status"].as_u64() {
+                Some(1) => "alive".to_string(),
+                Some(2) => "leaving".to_string(),
+                Some(3) => "left".to_string(),
+                Some(4) => "failed".to_string(),
+                other => format!("{other:?}"),
+            })
+    }
+
     pub fn signal(&self, sig: i32) {
         let pid = self.child.as_ref().expect("running").id() as i32;
         // SAFETY: plain kill(2) on our own child.

@@ -56,6 +56,28 @@ impl Default for Ports {
     }
 }
 
+/// Consul's default WAN gossip port (`ports.serf_wan`).
+pub const DEFAULT_SERF_WAN_PORT: u16 = 8302;
+
+/// A server's WAN pool: its gossip with the servers of every datacenter.
+#[derive(Debug, Clone)]
+pub struct WanSettings {
+    /// Gossip port (`ports.serf_wan`, `-serf-wan-port`).
+    pub port: u16,
+    /// Address advertised to the pool (`advertise_addr_wan`; the LAN advertise address when unset).
+    pub advertise: Option<IpAddr>,
+    /// Joined at start (`start_join_wan`, `-join-wan`); failure is fatal.
+    pub start_join: Vec<String>,
+    /// Joined at start with retries (`retry_join_wan`, `-retry-join-wan`).
+    pub retry_join: Vec<String>,
+    /// Ceiling of the join retry backoff.
+    pub retry_interval: Duration,
+    /// Join attempts before giving up (0 = forever).
+    pub retry_max: u32,
+    /// Gossip tuning (`gossip_wan`, the `wan` profile by default).
+    pub gossip: GossipConfig,
+}
+
 /// Consul's default `check_update_interval`.
 pub const DEFAULT_CHECK_UPDATE_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -127,6 +149,8 @@ pub struct Config {
     pub ports: Ports,
     /// Gossip tuning.
     pub gossip: GossipConfig,
+    /// The WAN pool, on a server whose `ports.serf_wan` is not -1.
+    pub wan: Option<WanSettings>,
     /// Node metadata, served in the catalog and as DNS TXT records.
     pub node_meta: Vec<(String, String)>,
     /// DNS settings (`domain`, `recursors`, `dns_config`).
@@ -206,6 +230,49 @@ fn log_level(given: &str) -> Result<tracing::Level, String> {
     })
 }
 
+/// The WAN pool's settings: `None` on a client, or with `ports.serf_wan = -1`.
+fn wan_settings(
+    f: &sections::File,
+    server: bool,
+    coordinates: bool,
+) -> Result<Option<WanSettings>, String> {
+    if !server {
+        if !f.start_join_wan.is_empty() || !f.retry_join_wan.is_empty() {
+            return Err(
+                "start_join_wan / retry_join_wan (-join-wan, -retry-join-wan) require server mode \
+                 (-server): only servers gossip across datacenters"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    }
+    let port = match f.ports.serf_wan {
+        Some(-1) => return Ok(None),
+        Some(p) => u16::try_from(p)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("ports.serf_wan: {p} is not a port (1-65535) or -1"))?,
+        None => DEFAULT_SERF_WAN_PORT,
+    };
+    let mut gossip = f.gossip_wan.build("gossip_wan", "wan")?;
+    if let Some(Dur(d)) = f.reconnect_timeout_wan {
+        gossip.reconnect_timeout = d;
+    }
+    gossip.coordinates = coordinates;
+    gossip.validate().map_err(|e| format!("gossip_wan: {e}"))?;
+    Ok(Some(WanSettings {
+        port,
+        advertise: ip("advertise_addr_wan", f.advertise_addr_wan.clone())?,
+        start_join: f.start_join_wan.clone(),
+        retry_join: f.retry_join_wan.clone(),
+        retry_interval: f
+            .retry_interval_wan
+            .map_or(defaults::RETRY_INTERVAL, |d| d.0),
+        retry_max: f.retry_max_wan.unwrap_or(0),
+        gossip,
+    }))
+}
+
 fn build(f: sections::File, dev: bool) -> Result<Config, String> {
     let server = f.server.unwrap_or(dev);
     let bootstrap_expect = f.bootstrap_expect.unwrap_or(0);
@@ -225,6 +292,7 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
                 .into(),
         );
     }
+    let wan = wan_settings(&f, server, !f.disable_coordinates.unwrap_or(false))?;
     let node_name = match f.node_name {
         Some(n) => n,
         None => hostname()?,
@@ -269,7 +337,7 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         serf_lan: f.ports.serf_lan.unwrap_or(d.serf_lan),
         server: f.ports.server.unwrap_or(d.server),
     };
-    let mut gossip = f.gossip_lan.build()?;
+    let mut gossip = f.gossip_lan.build("gossip_lan", "lan")?;
     if let Some(Dur(d)) = f.reconnect_timeout {
         gossip.reconnect_timeout = d;
     }
@@ -382,6 +450,7 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         skip_leave_on_interrupt: f.skip_leave_on_interrupt.unwrap_or(server),
         ports,
         gossip,
+        wan,
         node_meta,
         dns,
         services,
@@ -426,6 +495,7 @@ mod tests {
                 Kind::Str => serde_json::json!("x"),
                 Kind::Bool => serde_json::json!(true),
                 Kind::Port => serde_json::json!(8000),
+                Kind::PortOrOff => serde_json::json!(-1),
                 Kind::Count => serde_json::json!(3),
                 Kind::Dur => serde_json::json!("5s"),
                 Kind::DurMap => serde_json::json!({"*": "5s", "web": "30s"}),

@@ -15,6 +15,7 @@ pub(super) struct File {
     pub(super) data_dir: Option<String>,
     pub(super) bind_addr: Option<String>,
     pub(super) advertise_addr: Option<String>,
+    pub(super) advertise_addr_wan: Option<String>,
     pub(super) client_addr: Option<String>,
     pub(super) server: Option<bool>,
     pub(super) bootstrap_expect: Option<u32>,
@@ -26,6 +27,11 @@ pub(super) struct File {
     pub(super) retry_join: Vec<String>,
     pub(super) retry_interval: Option<Dur>,
     pub(super) retry_max: Option<u32>,
+    pub(super) start_join_wan: Vec<String>,
+    pub(super) retry_join_wan: Vec<String>,
+    pub(super) retry_interval_wan: Option<Dur>,
+    pub(super) retry_max_wan: Option<u32>,
+    pub(super) reconnect_timeout_wan: Option<Dur>,
     pub(super) encrypt: Option<String>,
     pub(super) encrypt_verify_incoming: Option<bool>,
     pub(super) encrypt_verify_outgoing: Option<bool>,
@@ -49,6 +55,7 @@ pub(super) struct File {
     pub(super) dns_config: crate::dns::DnsSection,
     pub(super) ports: PortsSection,
     pub(super) gossip_lan: GossipSection,
+    pub(super) gossip_wan: GossipSection,
     pub(super) limits: LimitsSection,
     pub(super) service: Option<serde_json::Value>,
     pub(super) services: Option<serde_json::Value>,
@@ -63,6 +70,7 @@ pub(super) struct PortsSection {
     pub(super) http: Option<u16>,
     pub(super) dns: Option<u16>,
     pub(super) serf_lan: Option<u16>,
+    pub(super) serf_wan: Option<i32>,
     pub(super) server: Option<u16>,
 }
 
@@ -84,7 +92,7 @@ pub(super) struct LimitsSection {
     pub(super) http_max_conns_per_client: Option<u32>,
 }
 
-/// `gossip_lan { ... }`: a memberlist profile and overrides of its timings.
+/// `gossip_lan { ... }` and `gossip_wan { ... }`: a memberlist profile and overrides of its timings.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct GossipSection {
@@ -101,11 +109,16 @@ pub(super) struct GossipSection {
 }
 
 impl GossipSection {
-    /// The profile's settings with these overrides.
-    pub(super) fn build(&self) -> Result<murmur_gossip::GossipConfig, String> {
-        let profile = self.profile.as_deref().unwrap_or("lan");
+    /// The profile's settings (`default_profile` unless one is named) with these overrides; `section`
+    /// names the section in errors.
+    pub(super) fn build(
+        &self,
+        section: &str,
+        default_profile: &str,
+    ) -> Result<murmur_gossip::GossipConfig, String> {
+        let profile = self.profile.as_deref().unwrap_or(default_profile);
         let mut g = murmur_gossip::GossipConfig::profile(profile)
-            .ok_or_else(|| format!("gossip_lan.profile {profile:?}: use lan, wan or local"))?;
+            .ok_or_else(|| format!("{section}.profile {profile:?}: use lan, wan or local"))?;
         let durs = [
             (self.probe_interval, &mut g.probe_interval),
             (self.probe_timeout, &mut g.probe_timeout),

@@ -16,6 +16,8 @@ pub enum Kind {
     Bool,
     /// 1-65535.
     Port,
+    /// 1-65535, or -1 for off (`ports.serf_wan`).
+    PortOrOff,
     /// A non-negative integer.
     Count,
     /// A duration string such as "30s".
@@ -151,6 +153,42 @@ pub const SETTINGS: &[Setting] = &[
         "Gossip port (default 8301).",
     ),
     flagged(
+        "ports.serf_wan",
+        Kind::PortOrOff,
+        "serf-wan-port",
+        "WAN gossip port among the servers of every datacenter (default 8302; -1 turns it off).",
+    ),
+    flagged(
+        "advertise_addr_wan",
+        Kind::Str,
+        "advertise-wan",
+        "Address advertised to the WAN pool (default: the advertise address).",
+    ),
+    flagged(
+        "start_join_wan",
+        Kind::List,
+        "join-wan",
+        "Server address of another datacenter to join over the WAN at start (repeatable).",
+    ),
+    flagged(
+        "retry_join_wan",
+        Kind::List,
+        "retry-join-wan",
+        "As -join-wan, retried until it works (repeatable).",
+    ),
+    flagged(
+        "retry_interval_wan",
+        Kind::Dur,
+        "retry-interval-wan",
+        "Longest wait between WAN join retries (default 30s).",
+    ),
+    flagged(
+        "retry_max_wan",
+        Kind::Count,
+        "retry-max-wan",
+        "WAN join attempts before giving up (0 = forever).",
+    ),
+    flagged(
         "ports.server",
         Kind::Port,
         "server-port",
@@ -233,6 +271,17 @@ pub const SETTINGS: &[Setting] = &[
     key("gossip_lan.push_pull_interval", Kind::Dur),
     key("gossip_lan.gossip_to_the_dead_time", Kind::Dur),
     key("gossip_lan.reconnect_interval", Kind::Dur),
+    key("gossip_wan.profile", Kind::Str),
+    key("gossip_wan.probe_interval", Kind::Dur),
+    key("gossip_wan.probe_timeout", Kind::Dur),
+    key("gossip_wan.gossip_interval", Kind::Dur),
+    key("gossip_wan.gossip_nodes", Kind::Count),
+    key("gossip_wan.retransmit_mult", Kind::Count),
+    key("gossip_wan.suspicion_mult", Kind::Count),
+    key("gossip_wan.push_pull_interval", Kind::Dur),
+    key("gossip_wan.gossip_to_the_dead_time", Kind::Dur),
+    key("gossip_wan.reconnect_interval", Kind::Dur),
+    key("reconnect_timeout_wan", Kind::Dur),
     key("limits.http_max_conns_per_client", Kind::Count),
     key("service", Kind::Definitions),
     key("services", Kind::Definitions),
@@ -356,6 +405,9 @@ fn check_value(kind: Kind, v: &Value) -> Result<(), String> {
         Kind::Str => v.is_string(),
         Kind::Bool => v.is_boolean(),
         Kind::Port => v.as_u64().is_some_and(|n| (1..=65535).contains(&n)),
+        Kind::PortOrOff => v
+            .as_i64()
+            .is_some_and(|n| n == -1 || (1..=65535).contains(&n)),
         Kind::Count => v.as_u64().is_some_and(|n| n <= u32::MAX as u64),
         Kind::Dur => match v.as_str() {
             Some(s) => return duration::parse(s).map(|_| ()),
@@ -392,6 +444,7 @@ fn describe(kind: Kind) -> &'static str {
         Kind::Str => "a string",
         Kind::Bool => "true or false",
         Kind::Port => "a port number (1-65535)",
+        Kind::PortOrOff => "a port number (1-65535), or -1 for off",
         Kind::Count => "a non-negative integer",
         Kind::Dur => "a duration string such as \"30s\"",
         Kind::DurMap => "a duration, or an object of service names to durations",
@@ -408,6 +461,10 @@ pub fn coerce(kind: Kind, s: &str) -> Result<Value, String> {
         Kind::Bool => Value::Bool(s == "true"),
         Kind::Port | Kind::Count => Value::from(
             s.parse::<u64>()
+                .map_err(|_| format!("expected {}, got {s:?}", describe(kind)))?,
+        ),
+        Kind::PortOrOff => Value::from(
+            s.parse::<i64>()
                 .map_err(|_| format!("expected {}, got {s:?}", describe(kind)))?,
         ),
         Kind::List => Value::Array(vec![Value::String(s.to_owned())]),

@@ -1,0 +1,256 @@
+//! Two datacenters on loopback, one server and one client each: the servers' WAN pool (`join -wan`,
+//! `members -wan`, encrypted with the same gossip key), `?dc=` answered by the other datacenter over
+//! HTTP (reads, writes, a blocking query) and DNS (`NAME.node.dc2.consul`, `web.service.dc2.consul`),
+//! and Consul's errors, without hanging, once the other datacenter's server is gone.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Agent, dig, dns_status, keygen, tmp, wait_for};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// `GET path` on `a`: status and body.
+fn get(a: &Agent, path: &str) -> (u16, String) {
+    a.http("GET", path).expect("agent answers")
+}
+
+fn names(v: &Value) -> Vec<String> {
+    let mut n: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["Node"]
+                .as_str()
+                .or(m["Name"].as_str())
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn two_datacenters_answer_each_other_through_their_servers() {
+    let dir = tmp("dcs");
+    let key = keygen();
+    // The WAN pool with LAN timings, so a crash is noticed in seconds rather than the WAN profile's
+    // half minute; what is tested is what happens once it is.
+    let fast_wan = dir.join("wan.json");
+    std::fs::write(&fast_wan, r#"{"gossip_wan": {"profile": "lan"}}"#).unwrap();
+    let web = dir.join("web.json");
+    std::fs::write(
+        &web,
+        r#"{"service": {"name": "web", "port": 8080, "tags": ["v2"]}}"#,
+    )
+    .unwrap();
+    let enc = format!("-encrypt={key}");
+    let cfg = fast_wan.to_str().unwrap();
+    let s1 = Agent::start(
+        "dc-s1",
+        "127.0.68.1",
+        &dir,
+        &[
+            "-server",
+            "-bootstrap-expect=1",
+            "-datacenter=dc1",
+            &enc,
+            "-config-file",
+            cfg,
+        ],
+    );
+    let mut s2 = Agent::start(
+        "dc-s2",
+        "127.0.68.2",
+        &dir,
+        &[
+            "-server",
+            "-bootstrap-expect=1",
+            "-datacenter=dc2",
+            &enc,
+            "-config-file",
+            cfg,
+        ],
+    );
+    let c1 = Agent::start(
+        "dc-c1",
+        "127.0.68.3",
+        &dir,
+        &["-datacenter=dc1", "-retry-join=127.0.68.1", &enc],
+    );
+    let c2 = Agent::start(
+        "dc-c2",
+        "127.0.68.4",
+        &dir,
+        &[
+            "-datacenter=dc2",
+            "-retry-join=127.0.68.2",
+            &enc,
+            "-config-file",
+            web.to_str().unwrap(),
+        ],
+    );
+
+    // A client is in no WAN pool, and cannot join one (Consul's words).
+    assert_eq!(get(&c1, "/v1/agent/members?wan=1"), (200, "[]".into()));
+    let out = c1.cli(&["join", "-wan", "127.0.68.2"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Must be a server to join WAN cluster"),
+        "{out:?}"
+    );
+    // Before the servers are linked, dc2 is no datacenter dc1 knows.
+    assert!(wait_for(SETTLE, || s1.leader().is_some() && s2.leader().is_some()));
+    assert_eq!(
+        get(&c1, "/v1/catalog/nodes?dc=dc2"),
+        (500, "No path to datacenter".into())
+    );
+    assert_eq!(
+        dns_status(&dig("127.0.68.3", &["dc-c2.node.dc2.consul", "A"])),
+        "NXDOMAIN"
+    );
+
+    let out = s1.cli(&["join", "-wan", "127.0.68.2"]);
+    assert!(out.status.success(), "{out:?}");
+    let wan = ["dc-s1.dc1".to_string(), "dc-s2.dc2".to_string()];
+    for s in [&s1, &s2] {
+        assert!(
+            wait_for(SETTLE, || names(&s.get_json("/v1/agent/members?wan=1"))
+                == wan),
+            "{}: {}",
+            s.name,
+            s.get_json("/v1/agent/members?wan=1")
+        );
+        let out = s.cli(&["members", "-wan"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("dc-s1.dc1")
+                && text.contains("dc-s2.dc2")
+                && text.contains("127.0.68.2:8302"),
+            "{text}"
+        );
+    }
+    // The WAN pool is sealed with the gossip key as the LAN pool is: nothing was refused.
+    let dropped = s1.get_json("/v1/agent/self")["Stats"]["serf_wan"]["dropped_decrypt"].clone();
+    assert_eq!(dropped, "0", "{dropped}");
+    // The LAN pools stay apart: each holds its own datacenter's two agents.
+    assert!(wait_for(SETTLE, || c1.members().len() == 2
+        && c2.members().len() == 2));
+    for a in [&c1, &s1] {
+        let dcs = a.get_json("/v1/catalog/datacenters");
+        assert_eq!(dcs, serde_json::json!(["dc1", "dc2"]), "{}", a.name);
+    }
+    assert_eq!(
+        c2.get_json("/v1/catalog/datacenters"),
+        serde_json::json!(["dc2", "dc1"])
+    );
+
+    // HTTP reads through dc1's server, answered by dc2's, with dc2's headers.
+    assert!(wait_for(SETTLE, || {
+        let (code, body) = get(&c1, "/v1/catalog/nodes?dc=dc2");
+        code == 200
+            && names(&serde_json::from_str(&body).unwrap()) == ["dc-c2".to_string(), "dc-s2".into()]
+    }));
+    let t = murmur::http::client::Target::parse(&c1.http_addr()).unwrap();
+    let r = t.call("GET", "/v1/catalog/nodes?dc=dc2").unwrap();
+    let index: u64 = r.header("x-consul-index").unwrap().parse().unwrap();
+    assert!(index > 0);
+    assert_eq!(r.header("x-consul-knownleader"), Some("true"));
+    let nodes: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["Datacenter"] == "dc2")
+    );
+    assert!(wait_for(SETTLE, || c1
+        .get_json("/v1/health/service/web?dc=dc2&passing")
+        .as_array()
+        .is_some_and(|a| a.len() == 1)));
+    let web_dc2 = c1.get_json("/v1/catalog/service/web?dc=dc2");
+    assert_eq!(web_dc2[0]["Node"], "dc-c2");
+    assert_eq!(web_dc2[0]["ServicePort"], 8080);
+    assert_eq!(
+        get(&c1, "/v1/catalog/service/web"),
+        (200, "[]".into()),
+        "dc1 has no web"
+    );
+
+    // A KV write forwarded to dc2 lands in dc2's store, not dc1's.
+    let (code, body) = c1
+        .http_body("PUT", "/v1/kv/where?dc=dc2", "in-dc2")
+        .unwrap();
+    assert_eq!((code, body.as_str()), (200, "true"));
+    let (code, raw) = get(&c2, "/v1/kv/where?raw");
+    assert_eq!((code, raw.as_str()), (200, "in-dc2"));
+    assert_eq!(get(&c1, "/v1/kv/where").0, 404);
+    // A blocking read forwarded to dc2 wakes on dc2's change.
+    let r = t.call("GET", "/v1/kv/where?dc=dc2").unwrap();
+    let kv_index: u64 = r.header("x-consul-index").unwrap().parse().unwrap();
+    let waiter = {
+        let path = format!("/v1/kv/where?dc=dc2&index={kv_index}&wait=20s&raw");
+        std::thread::spawn(move || t.call("GET", &path).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        c2.http_body("PUT", "/v1/kv/where", "changed").unwrap().0,
+        200
+    );
+    let woke = waiter.join().unwrap();
+    assert_eq!(woke.status, 200);
+    assert_eq!(woke.body, b"changed");
+    let woke_index: u64 = woke.header("x-consul-index").unwrap().parse().unwrap();
+    assert!(woke_index > kv_index);
+
+    // DNS for dc2's names, from dc1's client.
+    let a = dig("127.0.68.3", &["dc-c2.node.dc2.consul", "A", "+short"]);
+    assert_eq!(a.trim(), "127.0.68.4");
+    let srv = dig("127.0.68.3", &["web.service.dc2.consul", "SRV"]);
+    assert_eq!(dns_status(&srv), "NOERROR", "{srv}");
+    assert!(
+        srv.contains("8080 dc-c2.node.dc2.consul.") && srv.contains("127.0.68.4"),
+        "{srv}"
+    );
+    let tagged = dig("127.0.68.3", &["v2.web.service.dc2.consul", "A", "+short"]);
+    assert_eq!(tagged.trim(), "127.0.68.4");
+    let unknown = dig("127.0.68.3", &["dc-c2.node.dc9.consul", "A"]);
+    assert_eq!(dns_status(&unknown), "NXDOMAIN", "{unknown}");
+    assert!(unknown.contains("SOA"), "{unknown}");
+    assert!(c1.stat("dns", "remote") >= 3);
+
+    // dc2's server crashes: dc1's answers fail at once, with an error and not a hang; once the WAN
+    // pool has declared it failed, with Consul's "No path to datacenter" and NXDOMAIN.
+    s2.crash();
+    let started = Instant::now();
+    let (code, body) = get(&c1, "/v1/catalog/nodes?dc=dc2");
+    assert_eq!(code, 500, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{body}");
+    assert!(
+        wait_for(SETTLE, || s1.status_of_wan("dc-s2.dc2").as_deref()
+            == Some("failed")),
+        "{}",
+        s1.get_json("/v1/agent/members?wan=1")
+    );
+    assert_eq!(
+        get(&c1, "/v1/catalog/nodes?dc=dc2"),
+        (500, "No path to datacenter".into())
+    );
+    assert_eq!(
+        get(&c1, "/v1/kv/where?dc=dc2"),
+        (500, "No path to datacenter".into())
+    );
+    let gone = dig("127.0.68.3", &["dc-c2.node.dc2.consul", "A"]);
+    assert_eq!(dns_status(&gone), "NXDOMAIN", "{gone}");
+    // dc1 itself is untouched.
+    assert_eq!(get(&c1, "/v1/catalog/nodes?dc=dc1").0, 200);
+    // A failed server's datacenter stays known, as in Consul, until it is reaped.
+    assert_eq!(
+        c1.get_json("/v1/catalog/datacenters"),
+        serde_json::json!(["dc1", "dc2"])
+    );
+}
