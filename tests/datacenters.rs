@@ -149,6 +149,43 @@ fn two_datacenters_answer_each_other_through_their_servers() {
         serde_json::json!(["dc2", "dc1"])
     );
 
+    // The servers' WAN coordinates, from probes across the pool; a client asks its server.
+    let has_both = |v: &Value| {
+        let areas = v.as_array().unwrap();
+        let node = |dc: &str| {
+            areas
+                .iter()
+                .find(|a| a["Datacenter"] == dc)
+                .and_then(|a| a["Coordinates"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .map(|c| c["Node"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        areas.iter().all(|a| a["AreaID"] == "WAN")
+            && node("dc1") == ["dc-s1"]
+            && node("dc2") == ["dc-s2"]
+    };
+    assert!(
+        wait_for(SETTLE, || has_both(
+            &c1.get_json("/v1/coordinate/datacenters")
+        )),
+        "{}",
+        c1.get_json("/v1/coordinate/datacenters")
+    );
+    let out = c1.cli(&["rtt", "-wan", "dc-s1.dc1", "dc-s2.dc2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("(using WAN coordinates)"),
+        "{out:?}"
+    );
+    let out = s2.cli(&["rtt", "-wan", "dc-s1.dc1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("dc-s1.dc1 <-> dc-s2.dc2"),
+        "{out:?}"
+    );
+
     // HTTP reads through dc1's server, answered by dc2's, with dc2's headers.
     assert!(wait_for(SETTLE, || {
         let (code, body) = get(&c1, "/v1/catalog/nodes?dc=dc2");

@@ -48,6 +48,10 @@ pub struct GossipConfig {
     /// Network coordinates (Vivaldi) from the RTTs of direct probes; Consul's `disable_coordinates`
     /// turns them off.
     pub coordinates: bool,
+    /// Peers whose latest coordinate is remembered, for distance estimates to them (a WAN pool's
+    /// servers, to order datacenters by distance). None on the LAN: a coordinate per member on every
+    /// node would cost more memory than the rest of the member table.
+    pub peer_coordinates: usize,
 }
 
 impl GossipConfig {
@@ -74,6 +78,7 @@ impl GossipConfig {
             lifeguard: true,
             external_push_pull: false,
             coordinates: true,
+            peer_coordinates: 0,
         }
     }
 
@@ -87,6 +92,7 @@ impl GossipConfig {
             suspicion_mult: 6,
             push_pull_interval: Duration::from_secs(60),
             gossip_to_the_dead_time: Duration::from_secs(60),
+            peer_coordinates: 1024,
             ..Self::lan()
         }
     }

@@ -153,6 +153,9 @@ pub struct Vivaldi {
     /// Recent RTT samples per peer (by the core's member id), in seconds, oldest first. A short list:
     /// a linear scan of 32 ids costs less than hashing, and keeps the simulator deterministic.
     samples: Vec<(u32, Samples)>,
+    /// The latest coordinate of up to `keep_peers` peers, by member id.
+    peers: Vec<(u32, Coordinate)>,
+    keep_peers: usize,
 }
 
 /// Peers whose recent samples are kept. A node probes each of N peers about once per N probe periods,
@@ -171,8 +174,13 @@ struct Samples {
 }
 
 impl Vivaldi {
-    /// A client at the origin.
+    /// A client at the origin that remembers no peer's coordinate.
     pub fn new(config: VivaldiConfig) -> Self {
+        Self::remembering(config, 0)
+    }
+
+    /// A client at the origin that remembers the latest coordinate of up to `keep_peers` peers.
+    pub fn remembering(config: VivaldiConfig, keep_peers: usize) -> Self {
         let coord = Coordinate::origin(&config);
         Vivaldi {
             origin: Coordinate {
@@ -184,8 +192,23 @@ impl Vivaldi {
             adjustments: vec![0.0; config.adjustment_window],
             next_adjustment: 0,
             samples: Vec::new(),
+            peers: Vec::new(),
+            keep_peers,
             coord,
             config,
+        }
+    }
+
+    /// The remembered peers' latest coordinates, by member id.
+    pub fn peers(&self) -> &[(u32, Coordinate)] {
+        &self.peers
+    }
+
+    fn remember(&mut self, peer: u32, theirs: &Coordinate) {
+        if let Some((_, c)) = self.peers.iter_mut().find(|(p, _)| *p == peer) {
+            *c = theirs.clone();
+        } else if self.peers.len() < self.keep_peers {
+            self.peers.push((peer, theirs.clone()));
         }
     }
 
@@ -197,6 +220,7 @@ impl Vivaldi {
     /// Forgets a peer's samples (it left or was reaped; its id may name another member next).
     pub fn forget(&mut self, peer: u32) {
         self.samples.retain(|(p, _)| *p != peer);
+        self.peers.retain(|(p, _)| *p != peer);
     }
 
     /// The median of the peer's recent samples, with `rtt` added.
@@ -243,6 +267,7 @@ impl Vivaldi {
         if rtt.is_zero() || rtt > MAX_RTT {
             return Err(SampleError::ImplausibleRtt(rtt));
         }
+        self.remember(peer, theirs);
         let rtt = self.filtered(peer, rtt.as_secs_f64(), rng);
         let before = self.coord.clone();
         self.update(theirs, rtt, rng);
@@ -310,6 +335,43 @@ mod tests {
             Err(SampleError::ImplausibleRtt(_))
         ));
         assert!(a.coordinate().is_valid());
+    }
+
+    #[test]
+    fn peers_coordinates_are_remembered_up_to_the_bound_and_forgotten() {
+        let mut rng = Rng::new(3);
+        let at = |x: f64| {
+            let mut c = Coordinate::origin(&VivaldiConfig::default());
+            c.vec[0] = x;
+            c
+        };
+        let rtt = Duration::from_millis(5);
+        let mut lan = Vivaldi::new(VivaldiConfig::default());
+        lan.observe(2, &at(0.1), rtt, &mut rng).unwrap();
+        assert!(lan.peers().is_empty(), "the LAN remembers none");
+        let mut wan = Vivaldi::remembering(VivaldiConfig::default(), 2);
+        wan.observe(2, &at(0.1), rtt, &mut rng).unwrap();
+        wan.observe(3, &at(0.2), rtt, &mut rng).unwrap();
+        wan.observe(2, &at(0.3), rtt, &mut rng).unwrap();
+        wan.observe(4, &at(0.4), rtt, &mut rng).unwrap();
+        let kept: Vec<(u32, f64)> = wan.peers().iter().map(|(p, c)| (*p, c.vec[0])).collect();
+        assert_eq!(
+            kept,
+            [(2, 0.3), (3, 0.2)],
+            "the latest, and no more than the bound"
+        );
+        let mut bad = at(0.5);
+        bad.error = f64::NAN;
+        assert!(wan.observe(3, &bad, rtt, &mut rng).is_err());
+        assert_eq!(
+            wan.peers()[1].1.vec[0],
+            0.2,
+            "a refused coordinate is not kept"
+        );
+        wan.forget(2);
+        assert_eq!(wan.peers().len(), 1);
+        wan.observe(4, &at(0.4), rtt, &mut rng).unwrap();
+        assert_eq!(wan.peers().len(), 2, "room again for another");
     }
 
     #[test]

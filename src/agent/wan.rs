@@ -54,7 +54,10 @@ pub async fn start(
     };
     let core = Core::new(gossip_cfg, identity, Instant::now(), entropy::u64()?)
         .map_err(|e| e.to_string())?;
-    let pool = Arc::new(WanPool::new(cfg.ports.server));
+    let pool = Arc::new(WanPool::new(
+        member_name(&cfg.node_name, &cfg.datacenter),
+        cfg.ports.server,
+    ));
     let (quic_tx, quic_rx) = mpsc::channel(QUIC_QUEUE);
     let (driver, gossip) =
         UdpDriver::new(core, socket.clone(), pool.clone(), security, Some(quic_tx));

@@ -9,7 +9,7 @@ use crate::util::flags::Flag;
 
 const WAN: Flag = boolean(
     "wan",
-    "Use WAN coordinates (not supported yet: murmur's servers do not gossip across datacenters).",
+    "Use WAN coordinates: nodes are servers named NODE.DC (the second defaults to this agent's).",
 );
 
 /// The coordinate of `node` among `entries`, or Consul's message.
@@ -26,12 +26,7 @@ pub fn main(args: &[String]) -> i32 {
     let Some(p) = parse(args, &[HTTP_ADDR, WAN]) else {
         return 1;
     };
-    if p.is_set("wan") {
-        eprintln!(
-            "murmur rtt -wan is not supported yet: murmur's servers do not gossip across datacenters"
-        );
-        return 1;
-    }
+    let wan = p.is_set("wan");
     if p.args.is_empty() || p.args.len() > 2 {
         eprintln!("One or two node names must be specified");
         return 1;
@@ -43,28 +38,37 @@ pub fn main(args: &[String]) -> i32 {
     let b = match p.args.get(1) {
         Some(b) => b.clone(),
         None => match get_json(&t, "/v1/agent/self", "Unable to look up agent info") {
-            Some(v) => v["Config"]["NodeName"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            Some(v) => {
+                let node = v["Config"]["NodeName"].as_str().unwrap_or_default();
+                match (wan, v["Config"]["Datacenter"].as_str()) {
+                    (true, Some(dc)) => format!("{node}.{dc}"),
+                    _ => node.to_owned(),
+                }
+            }
             None => return 1,
         },
     };
     let what = "Error getting coordinates";
-    let Some(v) = get_json(&t, "/v1/coordinate/nodes", what) else {
-        return 1;
+    let entries = if wan {
+        wan_entries(&t, what)
+    } else {
+        get_json(&t, "/v1/coordinate/nodes", what).map(|v| {
+            serde_json::from_value::<Vec<CoordinateEntry>>(v).map_err(|e| format!("{what}: {e}"))
+        })
     };
-    let entries: Vec<CoordinateEntry> = match serde_json::from_value(v) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("{what}: {e}");
+    let entries = match entries {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => {
+            eprintln!("{e}");
             return 1;
         }
+        None => return 1,
     };
+    let source = if wan { "WAN" } else { "LAN" };
     match find(&entries, &a).and_then(|ca| Ok((ca, find(&entries, &b)?))) {
         Ok((ca, cb)) => {
             let ms = ca.rtt(cb).as_secs_f64() * 1000.0;
-            println!("Estimated {a} <-> {b} rtt: {ms:.3} ms (using LAN coordinates)");
+            println!("Estimated {a} <-> {b} rtt: {ms:.3} ms (using {source} coordinates)");
             0
         }
         Err(e) => {
@@ -72,4 +76,34 @@ pub fn main(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// The servers' WAN coordinates from `/v1/coordinate/datacenters`, named `NODE.DC`.
+fn wan_entries(
+    t: &crate::http::client::Target,
+    what: &str,
+) -> Option<Result<Vec<CoordinateEntry>, String>> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Area {
+        datacenter: String,
+        coordinates: Vec<CoordinateEntry>,
+    }
+    let v = get_json(t, "/v1/coordinate/datacenters", what)?;
+    Some(
+        serde_json::from_value::<Vec<Area>>(v)
+            .map_err(|e| format!("{what}: {e}"))
+            .map(|areas| {
+                areas
+                    .into_iter()
+                    .flat_map(|a| {
+                        let dc = a.datacenter;
+                        a.coordinates.into_iter().map(move |mut e| {
+                            e.node = format!("{}.{dc}", e.node);
+                            e
+                        })
+                    })
+                    .collect()
+            }),
+    )
 }

@@ -158,7 +158,7 @@ fn node_meta_matches(n: &NodeView, q: &HashMap<String, String>) -> bool {
     })
 }
 
-/// Every datacenter the WAN pool knows, this one first. A client asks a server of its datacenter,
+/// Every datacenter the WAN pool knows, this one first and the others nearest first. A client asks a server of its datacenter,
 /// as Consul's clients do; a server outside any WAN pool knows only its own.
 pub(super) async fn datacenters(
     State(s): State<ApiState>,
@@ -172,9 +172,9 @@ pub(super) async fn datacenters(
             Err(e) => e.into_response(),
         };
     }
-    let mut dcs = vec![own.clone()];
-    if let Some(pool) = s.state.wan_pool() {
-        dcs.extend(pool.datacenters().into_iter().filter(|dc| dc != own));
-    }
+    let dcs = match s.state.wan_pool() {
+        Some(pool) => pool.nearest_first(own, &s.state.wan_coordinates().await),
+        None => vec![own.clone()],
+    };
     axum::Json(dcs).into_response()
 }

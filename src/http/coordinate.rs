@@ -12,7 +12,7 @@ use super::ApiState;
 use super::blocking::{meta, store_read};
 use super::error::{ApiError, ApiResult, bad_request, server_error, store_error};
 use super::params::{Params, check_dc, json_body};
-use crate::state::coordinates::{CoordinateEntry, CoordinateOp, parse_update};
+use crate::state::coordinates::{Coord, CoordinateEntry, CoordinateOp, parse_update};
 use crate::state::replicated::{Change, Query as StoreQuery, ReadAnswer};
 
 /// Consul's refusal when the agent runs with `disable_coordinates`.
@@ -69,19 +69,48 @@ pub(super) async fn node(
     Ok((headers, axum::Json(entries)).into_response())
 }
 
-/// Servers' coordinates by datacenter. Consul answers from the WAN pool; until murmur's servers
-/// gossip across datacenters, this datacenter's servers are listed with their LAN coordinates.
-pub(super) async fn datacenters(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
-    let (_, entries) = read(&s, &q).await?;
-    let servers: Vec<&CoordinateEntry> = entries
-        .iter()
-        .filter(|e| s.state.members.get(&e.node).is_some_and(|m| m.is_server()))
+/// Servers' WAN coordinates by datacenter, from the WAN pool (node names without their `.DC`
+/// suffix), as Consul lists them. A client asks a server of its datacenter; a server outside any WAN
+/// pool lists its own datacenter's servers with their LAN coordinates.
+pub(super) async fn datacenters(
+    State(s): State<ApiState>,
+    Query(q): Params,
+    req: axum::extract::Request,
+) -> ApiResult {
+    enabled(&s)?;
+    let own = &s.state.local.datacenter;
+    if !s.state.local.server {
+        let query = req.uri().query().unwrap_or("").to_string();
+        return super::remote_dc::relay(&s, own.clone(), req, query).await;
+    }
+    let Some(pool) = s.state.wan_pool() else {
+        let (_, entries) = read(&s, &q).await?;
+        let servers: Vec<&CoordinateEntry> = entries
+            .iter()
+            .filter(|e| s.state.members.get(&e.node).is_some_and(|m| m.is_server()))
+            .collect();
+        return Ok(axum::Json(
+            json!([{"Datacenter": own, "AreaID": "WAN", "Coordinates": servers}]),
+        )
+        .into_response());
+    };
+    let coords = s.state.wan_coordinates().await;
+    let maps: Vec<serde_json::Value> = pool
+        .coordinates(&coords)
+        .into_iter()
+        .map(|(dc, servers)| {
+            let entries: Vec<CoordinateEntry> = servers
+                .iter()
+                .map(|(node, c)| CoordinateEntry {
+                    node: node.clone(),
+                    segment: String::new(),
+                    coord: Coord::from_core(c),
+                })
+                .collect();
+            json!({"Datacenter": dc, "AreaID": "WAN", "Coordinates": entries})
+        })
         .collect();
-    let dc = &s.state.local.datacenter;
-    Ok(
-        axum::Json(json!([{"Datacenter": dc, "AreaID": "WAN", "Coordinates": servers}]))
-            .into_response(),
-    )
+    Ok(axum::Json(maps).into_response())
 }
 
 /// `PUT /v1/coordinate/update`: 200 with an empty body, as Consul answers. An update for a node the

@@ -88,6 +88,9 @@ pub(super) enum Command {
     Coordinate {
         reply: oneshot::Sender<Option<Coordinate>>,
     },
+    PeerCoordinates {
+        reply: oneshot::Sender<Vec<(std::sync::Arc<str>, Coordinate)>>,
+    },
     UserEvent {
         kind: EventKind,
         payload: Vec<u8>,
@@ -235,6 +238,13 @@ impl GossipHandle {
             .await
             .ok()
             .flatten()
+    }
+
+    /// The latest coordinates of the peers the core remembers them for (the WAN pool's servers).
+    pub async fn peer_coordinates(&self) -> Vec<(std::sync::Arc<str>, Coordinate)> {
+        self.ask(|reply| Command::PeerCoordinates { reply })
+            .await
+            .unwrap_or_default()
     }
 
     /// Joins the cluster through `addr`: one full-state push/pull over QUIC when enabled (the joiner

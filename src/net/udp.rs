@@ -374,6 +374,9 @@ impl UdpDriver {
             Command::Coordinate { reply } => {
                 let _ = reply.send(self.core.coordinate().cloned());
             }
+            Command::PeerCoordinates { reply } => {
+                let _ = reply.send(self.core.peer_coordinates());
+            }
             Command::UserEvent {
                 kind,
                 payload,

@@ -148,6 +148,17 @@ impl AgentState {
         }
     }
 
+    /// This server's WAN coordinate and the latest of the servers it measured (empty on a client).
+    pub async fn wan_coordinates(&self) -> wan::WanCoordinates {
+        let Some((g, _)) = &self.wan else {
+            return wan::WanCoordinates::default();
+        };
+        wan::WanCoordinates {
+            own: g.coordinate().await,
+            peers: g.peer_coordinates().await,
+        }
+    }
+
     /// The WAN pool's gossip counters, on a server in it.
     pub async fn wan_stats(&self) -> Option<DriverStats> {
         self.wan.as_ref()?.0.stats().await
@@ -207,6 +218,13 @@ impl AgentState {
 
     /// Applies a keyring change everywhere and waits until every alive member reports it.
     pub async fn change_keyring(&self, op: KeyOp, key: Vec<u8>) -> Result<(), String> {
+        // A server's WAN pool takes the change too (as Consul's keyring operations reach it), and
+        // first: its members hear it over gossip sealed with keys they already hold.
+        if let Some((wan, _)) = &self.wan {
+            wan.keyring(op, key.clone())
+                .await
+                .map_err(|e| format!("WAN pool: {e}"))?;
+        }
         self.gossip.keyring(op, key.clone()).await?;
         keyring::await_everyone(self, op, &key)
             .await

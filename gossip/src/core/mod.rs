@@ -395,9 +395,12 @@ impl Core {
             token: 0,
             stats: Stats::default(),
             picks: Vec::new(),
-            vivaldi: cfg
-                .coordinates
-                .then(|| Box::new(Vivaldi::new(VivaldiConfig::default()))),
+            vivaldi: cfg.coordinates.then(|| {
+                Box::new(Vivaldi::remembering(
+                    VivaldiConfig::default(),
+                    cfg.peer_coordinates,
+                ))
+            }),
             cfg,
         };
         // Random phases keep thousands of nodes started together from probing in lockstep.
@@ -515,6 +518,18 @@ impl Core {
     /// Our network coordinate, unless coordinates are off.
     pub fn coordinate(&self) -> Option<&Coordinate> {
         self.vivaldi.as_deref().map(Vivaldi::coordinate)
+    }
+
+    /// The latest coordinates of the peers this node measured, by name, when it remembers them
+    /// ([`GossipConfig::peer_coordinates`]).
+    pub fn peer_coordinates(&self) -> Vec<(Arc<str>, Coordinate)> {
+        let Some(v) = self.vivaldi.as_deref() else {
+            return Vec::new();
+        };
+        v.peers()
+            .iter()
+            .filter_map(|(id, c)| Some((self.view.get(*id)?.ident.name().clone(), c.clone())))
+            .collect()
     }
 
     /// Feeds a datagram that did not arrive authenticated (e.g. plaintext while a keyring is set):

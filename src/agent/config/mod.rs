@@ -259,6 +259,10 @@ fn wan_settings(
         gossip.reconnect_timeout = d;
     }
     gossip.coordinates = coordinates;
+    // Whatever the timings, a WAN pool orders datacenters by its servers' coordinates.
+    gossip.peer_coordinates = gossip
+        .peer_coordinates
+        .max(GossipConfig::wan().peer_coordinates);
     gossip.validate().map_err(|e| format!("gossip_wan: {e}"))?;
     Ok(Some(WanSettings {
         port,
