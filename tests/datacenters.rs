@@ -291,3 +291,85 @@ fn two_datacenters_answer_each_other_through_their_servers() {
         serde_json::json!(["dc1", "dc2"])
     );
 }
+
+#[test]
+fn forwarding_checks_that_the_other_datacenter_s_server_is_one() {
+    let dir = tmp("dcs-tls");
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let tls = |args: &[&str]| {
+        let out = std::process::Command::new(support::BIN)
+            .arg("tls")
+            .args(args)
+            .current_dir(&pki)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    tls(&["ca", "create"]);
+    tls(&["cert", "create", "-server", "-dc", "dc1"]);
+    tls(&["cert", "create", "-server", "-dc", "dc2"]);
+    let cfg = |cert: &str| {
+        let f = dir.join(format!("{cert}.json"));
+        let body = serde_json::json!({
+            "ca_file": pki.join("murmur-agent-ca.pem"),
+            "cert_file": pki.join(format!("{cert}.pem")),
+            "key_file": pki.join(format!("{cert}-key.pem")),
+            "verify_incoming": true,
+            "verify_outgoing": true,
+            "verify_server_hostname": true,
+            "gossip_wan": {"profile": "lan"},
+        });
+        std::fs::write(&f, body.to_string()).unwrap();
+        f.to_string_lossy().into_owned()
+    };
+    let (dc1, dc2) = (cfg("dc1-server-murmur-0"), cfg("dc2-server-murmur-0"));
+    let server = |name: &str, ip: &str, dc: &str, cfg: &str| {
+        Agent::start(
+            name,
+            ip,
+            &dir,
+            &[
+                "-server",
+                "-bootstrap",
+                &format!("-datacenter={dc}"),
+                "-config-file",
+                cfg,
+            ],
+        )
+    };
+    let s1 = server("tls-s1", "127.0.68.11", "dc1", &dc1);
+    let s2 = server("tls-s2", "127.0.68.12", "dc2", &dc2);
+    // A server of dc3 holding dc1's certificate: the CA signed it, so it may gossip in the WAN pool,
+    // but it is no server of dc3.
+    let s3 = server("tls-s3", "127.0.68.13", "dc3", &dc1);
+    for s in [&s2, &s3] {
+        let out = s1.cli(&["join", "-wan", &s.ip]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    assert!(wait_for(SETTLE, || s1
+        .get_json("/v1/agent/members?wan=1")
+        .as_array()
+        .unwrap()
+        .len()
+        == 3));
+    assert!(wait_for(SETTLE, || s2.leader().is_some() && s3.leader().is_some()));
+    assert!(wait_for(SETTLE, || get(&s1, "/v1/catalog/nodes?dc=dc2").0 == 200));
+    assert_eq!(
+        names(&s1.get_json("/v1/catalog/nodes?dc=dc2")),
+        ["tls-s2".to_string()]
+    );
+    let (code, body) = get(&s1, "/v1/catalog/nodes?dc=dc3");
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains("server.dc3.murmur") || body.contains("certificate"),
+        "{body}"
+    );
+    assert_eq!(
+        s1.get_json("/v1/catalog/datacenters")
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}

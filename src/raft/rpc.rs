@@ -193,4 +193,44 @@ mod tests {
         ));
         assert!(decode::<Rpc>(&[250, 1, 2]).is_err());
     }
+
+    #[test]
+    fn forwarded_requests_keep_their_wire_layout() {
+        use crate::state::remote::{HttpRequest, RemoteAnswer, RemoteRequest};
+        // The fuzz corpus holds these bytes as written by hand from the layout: a change to the
+        // enum's order (which older servers would misread) fails here.
+        let http = include_bytes!("../../fuzz/corpus/server_rpc/remote-http");
+        let Rpc::Remote { dc, request, hops } = decode::<Rpc>(http).unwrap() else {
+            panic!("not a remote request")
+        };
+        assert_eq!((dc.as_str(), hops), ("dc2", 0));
+        assert_eq!(
+            request,
+            RemoteRequest::Http(HttpRequest {
+                method: "GET".into(),
+                path: "/v1/kv/a".into(),
+                query: "recurse".into(),
+                headers: vec![("x-consul-token".into(), "t".into())],
+                body: Vec::new(),
+            })
+        );
+        let dns = include_bytes!("../../fuzz/corpus/server_rpc/remote-dns");
+        assert!(matches!(
+            decode::<Rpc>(dns).unwrap(),
+            Rpc::Remote {
+                request: RemoteRequest::Dns { tcp: true, .. },
+                ..
+            }
+        ));
+        let a = Answer::Remote(Err(StoreError::NoPathToDatacenter));
+        assert!(matches!(
+            decode::<Answer>(&encode(&a).unwrap()).unwrap(),
+            Answer::Remote(Err(StoreError::NoPathToDatacenter))
+        ));
+        let a = Answer::Remote(Ok(RemoteAnswer::Dns(vec![1, 2, 3])));
+        assert!(matches!(
+            decode::<Answer>(&encode(&a).unwrap()).unwrap(),
+            Answer::Remote(Ok(RemoteAnswer::Dns(b))) if b == [1, 2, 3]
+        ));
+    }
 }
