@@ -7,6 +7,7 @@ mod coordinate_sync;
 pub mod datadir;
 mod external_mirror;
 mod local_answer;
+mod pool;
 mod publish_record;
 pub mod run;
 mod wan;

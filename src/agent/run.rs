@@ -10,21 +10,18 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use murmur_gossip::{Core, Identity, tags};
-
 use super::checks;
 use super::config::{self, Config};
 use super::datadir::DataDir;
 use super::local_answer::AgentAnswerer;
+use super::pool::PoolSetup;
 use super::publish_record;
 use crate::dns::remote::RemoteDns;
 use crate::dns::server::{DnsServer, DnsStats};
 use crate::dns::services::CatalogServices;
 use crate::http::{self, ApiState};
 use crate::net::crypto::{self, Keyring};
-use crate::net::mux::QUIC_QUEUE;
-use crate::net::quic::Quic;
-use crate::net::{GossipHandle, Security, UdpDriver};
+use crate::net::{GossipHandle, Security};
 use crate::raft::forward::Forwarder;
 use crate::raft::network::Transport;
 use crate::raft::server::{RaftServer, ServerSetup};
@@ -139,21 +136,6 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     };
     let advertise = SocketAddr::new(advertise_ip, cfg.ports.serf_lan);
     let security = security(&cfg, &node_id, Pool::Lan)?;
-    let encoded = tags::encode(&security.tags()).map_err(|e| e.to_string())?;
-    let identity = Identity {
-        name: cfg.node_name.clone(),
-        addr: advertise,
-        tags: encoded,
-        incarnation: 0,
-    };
-    // Periodic and reconnect exchanges go over QUIC streams like joins (TLS, and mutual TLS when set),
-    // not over the core's datagram exchange.
-    let gossip_cfg = murmur_gossip::GossipConfig {
-        external_push_pull: true,
-        ..cfg.gossip.clone()
-    };
-    let core = Core::new(gossip_cfg, identity, Instant::now(), entropy::u64()?)
-        .map_err(|e| e.to_string())?;
     let table = Arc::new(MemberTable::new());
     let catalog = Arc::new(Catalog::new());
     let publisher = Arc::new(Publisher {
@@ -164,23 +146,18 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         node: cfg.node_name.clone(),
     });
     let encrypted = security.keyring.is_some();
-    let (quic_tx, quic_rx) = mpsc::channel(QUIC_QUEUE);
-    let (driver, gossip) = UdpDriver::new(
-        core,
-        socket.clone(),
-        publisher.clone(),
-        security,
-        Some(quic_tx),
-    );
-    let mut driver_task = tokio::spawn(driver.run());
-    let server_name = format!("server.{}.murmur", cfg.datacenter);
-    let quic = Quic::new(socket, quic_rx, &cfg.tls, server_name)?;
-    gossip.set_quic(quic.clone());
-    let answerer = gossip.clone();
-    quic.serve(move |from, kind, theirs| {
-        let g = answerer.clone();
-        async move { g.answer_stream(from, kind, theirs).await }
-    });
+    let (gossip, mut driver_task) = super::pool::start(
+        socket,
+        PoolSetup {
+            name: cfg.node_name.clone(),
+            advertise,
+            gossip: &cfg.gossip,
+            security,
+            sink: publisher.clone(),
+            tls: &cfg.tls,
+            server_name: format!("server.{}.murmur", cfg.datacenter),
+        },
+    )?;
     let wan = match &cfg.wan {
         Some(w) => {
             let keys = self::security(&cfg, &node_id, Pool::Wan)?;

@@ -4,20 +4,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::info;
 
-use murmur_gossip::{Core, Identity, tags};
-
 use super::config::{Config, WanSettings};
-use crate::net::mux::QUIC_QUEUE;
-use crate::net::quic::Quic;
-use crate::net::{GossipHandle, Security, UdpDriver};
+use super::pool::PoolSetup;
+use crate::net::{GossipHandle, Security};
 use crate::state::wan::{WanPool, member_name};
-use crate::util::entropy;
 
 /// The running WAN pool.
 pub struct Wan {
@@ -42,43 +37,27 @@ pub async fn start(
             .map_err(|e| format!("Failed to bind the WAN gossip socket on {bind}: {e}"))?,
     );
     let advertise = SocketAddr::new(wan.advertise.unwrap_or(lan_advertise), wan.port);
-    let identity = Identity {
-        name: member_name(&cfg.node_name, &cfg.datacenter),
-        addr: advertise,
-        tags: tags::encode(&security.tags()).map_err(|e| e.to_string())?,
-        incarnation: 0,
-    };
-    let gossip_cfg = murmur_gossip::GossipConfig {
-        external_push_pull: true,
-        ..wan.gossip.clone()
-    };
-    let core = Core::new(gossip_cfg, identity, Instant::now(), entropy::u64()?)
-        .map_err(|e| e.to_string())?;
     let pool = Arc::new(WanPool::new(
         member_name(&cfg.node_name, &cfg.datacenter),
         cfg.ports.server,
     ));
-    let (quic_tx, quic_rx) = mpsc::channel(QUIC_QUEUE);
-    let (driver, gossip) =
-        UdpDriver::new(core, socket.clone(), pool.clone(), security, Some(quic_tx));
-    tokio::spawn(driver.run());
     // The pool spans datacenters, and a joiner cannot know which one an address it was given belongs
     // to: peers are checked against the CA, not for one datacenter's server name. Forwarded requests
     // do check `server.DC.murmur` (the server transport).
     let mut tls = cfg.tls.clone();
     tls.verify_server_hostname = false;
-    let quic = Quic::new(
+    let (gossip, _driver) = super::pool::start(
         socket,
-        quic_rx,
-        &tls,
-        format!("server.{}.murmur", cfg.datacenter),
+        PoolSetup {
+            name: member_name(&cfg.node_name, &cfg.datacenter),
+            advertise,
+            gossip: &wan.gossip,
+            security,
+            sink: pool.clone(),
+            tls: &tls,
+            server_name: format!("server.{}.murmur", cfg.datacenter),
+        },
     )?;
-    gossip.set_quic(quic.clone());
-    let answerer = gossip.clone();
-    quic.serve(move |from, kind, theirs| {
-        let g = answerer.clone();
-        async move { g.answer_stream(from, kind, theirs).await }
-    });
     info!("WAN gossip: {bind} (advertised as {advertise})");
     Ok(Wan { gossip, pool })
 }
