@@ -7,10 +7,10 @@ one kept-alive HTTP connection (or one UDP socket), timed one by one:
   dc2       GET /v1/catalog/nodes?dc=dc2       client -> dc1 server -> dc2 server and back
   kv        GET /v1/kv/k                       client -> dc1 server (the store is on the servers)
   kv-dc2    GET /v1/kv/k?dc=dc2                client -> dc1 server -> dc2 server
-  dns       A consul.service.consul            answered by dc1's server itself
-  dns-dc2   A consul.service.dc2.consul        answered by dc2's server (service TTL 0: never cached)
-  dns-dc2-cached  A c2.node.dc2.consul         dc2 answers with its node_ttl of 30s: served from the
-                                               asking agent's cache after the first query
+  dns       A s1.node.consul                   answered by dc1's server itself
+  dns-dc2   A c2.node.dc2.consul               answered by dc2's server (node_ttl 0: never cached)
+  dns-dc2-cached  the same asked of dc1's client, whose dns_config.node_ttl is 30s (dc2 builds the
+                  answer with the asking agent's settings): served from its cache after the first query
 
 Prints p50, p99 and the rate per kind. Usage: perf/datacenters.py [path/to/murmur] [N] (default
 target/release/murmur, 2000).
@@ -86,7 +86,7 @@ def time_dns(ip, name):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="murmur-dcs-")
-    cfg = os.path.join(tmp, "s2.json")
+    cfg = os.path.join(tmp, "c1.json")
     with open(cfg, "w") as f:
         json.dump({"dns_config": {"node_ttl": "30s"}}, f)
     procs = []
@@ -99,8 +99,8 @@ def main():
 
     try:
         start("s1", S1, "dc1", "-server", "-bootstrap-expect=1")
-        start("s2", S2, "dc2", "-server", "-bootstrap-expect=1", "-config-file", cfg)
-        start("c1", C1, "dc1", f"-retry-join={S1}")
+        start("s2", S2, "dc2", "-server", "-bootstrap-expect=1")
+        start("c1", C1, "dc1", f"-retry-join={S1}", "-config-file", cfg)
         start("c2", C2, "dc2", f"-retry-join={S2}")
         assert wait(lambda: get(S1, "/v1/status/leader")[1] not in (b'""', b""), 30)
         assert wait(lambda: get(S2, "/v1/status/leader")[1] not in (b'""', b""), 30)
@@ -118,8 +118,8 @@ def main():
             ("dc2", lambda: time_http(C1, "/v1/catalog/nodes?dc=dc2")),
             ("kv", lambda: time_http(C1, "/v1/kv/k")),
             ("kv-dc2", lambda: time_http(C1, "/v1/kv/k?dc=dc2")),
-            ("dns", lambda: time_dns(S1, "consul.service.consul")),
-            ("dns-dc2", lambda: time_dns(S1, "consul.service.dc2.consul")),
+            ("dns", lambda: time_dns(S1, "s1.node.consul")),
+            ("dns-dc2", lambda: time_dns(S1, "c2.node.dc2.consul")),
             ("dns-dc2-cached", lambda: time_dns(C1, "c2.node.dc2.consul")),
         ]
         print(f"{N} sequential requests per kind, one connection (HTTP) or socket (DNS)")

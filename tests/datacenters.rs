@@ -76,11 +76,20 @@ fn two_datacenters_answer_each_other_through_their_servers() {
             cfg,
         ],
     );
+    // dc1's client answers with a node TTL of its own: another datacenter's answers to it too.
+    let ttl = dir.join("ttl.json");
+    std::fs::write(&ttl, r#"{"dns_config": {"node_ttl": "30s"}}"#).unwrap();
     let c1 = Agent::start(
         "dc-c1",
         "127.0.68.3",
         &dir,
-        &["-datacenter=dc1", "-retry-join=127.0.68.1", &enc],
+        &[
+            "-datacenter=dc1",
+            "-retry-join=127.0.68.1",
+            &enc,
+            "-config-file",
+            ttl.to_str().unwrap(),
+        ],
     );
     let c2 = Agent::start(
         "dc-c2",
@@ -259,6 +268,21 @@ fn two_datacenters_answer_each_other_through_their_servers() {
     assert_eq!(dns_status(&unknown), "NXDOMAIN", "{unknown}");
     assert!(unknown.contains("SOA"), "{unknown}");
     assert!(c1.stat("dns", "remote") >= 3);
+    // Built with the asking agent's settings: c1's node TTL, not dc2's (0), and then cached there.
+    let with_ttl = dig(
+        "127.0.68.3",
+        &["dc-c2.node.dc2.consul", "A", "+noall", "+answer"],
+    );
+    assert!(with_ttl.contains("\t30\tIN\tA\t127.0.68.4"), "{with_ttl}");
+    let hits = c1.stat("dns", "remote_cache_hits");
+    let again = dig("127.0.68.3", &["dc-c2.node.dc2.consul", "A", "+short"]);
+    assert_eq!(again.trim(), "127.0.68.4");
+    assert_eq!(c1.stat("dns", "remote_cache_hits"), hits + 1);
+    let no_ttl = dig(
+        "127.0.68.1",
+        &["dc-c2.node.dc2.consul", "A", "+noall", "+answer"],
+    );
+    assert!(no_ttl.contains("\t0\tIN\tA\t127.0.68.4"), "{no_ttl}");
 
     // dc2's server crashes: dc1's answers fail at once, with an error and not a hang; once the WAN
     // pool has declared it failed, with Consul's "No path to datacenter" and NXDOMAIN.
@@ -281,8 +305,14 @@ fn two_datacenters_answer_each_other_through_their_servers() {
         get(&c1, "/v1/kv/where?dc=dc2"),
         (500, "No path to datacenter".into())
     );
-    let gone = dig("127.0.68.3", &["dc-c2.node.dc2.consul", "A"]);
-    assert_eq!(dns_status(&gone), "NXDOMAIN", "{gone}");
+    // (c1 still holds its answer for dc-c2 for the TTL it gave it, as a DNS cache does.)
+    for (at, name) in [
+        ("127.0.68.1", "dc-c2.node.dc2.consul"),
+        ("127.0.68.3", "dc-s2.node.dc2.consul"),
+    ] {
+        let gone = dig(at, &[name, "A"]);
+        assert_eq!(dns_status(&gone), "NXDOMAIN", "{gone}");
+    }
     // dc1 itself is untouched.
     assert_eq!(get(&c1, "/v1/catalog/nodes?dc=dc1").0, 200);
     // A failed server's datacenter stays known, as in Consul, until it is reaped.

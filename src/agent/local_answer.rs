@@ -20,9 +20,11 @@ impl LocalAnswerer for AgentAnswerer {
                 RemoteRequest::Http(h) => RemoteAnswer::Http(
                     crate::http::remote_dc::answer_here(self.router.clone(), h).await,
                 ),
-                RemoteRequest::Dns { query, tcp } => {
-                    RemoteAnswer::Dns(self.dns.answer_forwarded(&query, tcp).await)
-                }
+                RemoteRequest::Dns {
+                    query,
+                    tcp,
+                    settings,
+                } => RemoteAnswer::Dns(self.dns.answer_forwarded(&query, tcp, &settings)),
             }
         })
     }

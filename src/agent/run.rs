@@ -260,7 +260,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         table: table.clone(),
         services: Arc::new(CatalogServices::new(table.clone(), catalog.clone())),
         stats: dns_stats,
-        remote: Some(Arc::new(RemoteDns::new(store.clone()))),
+        remote: Some(Arc::new(RemoteDns::new(store.clone(), &cfg.dns))),
     };
     let dns_udp = UdpSocket::bind(dns_addr)
         .await

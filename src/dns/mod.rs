@@ -11,12 +11,13 @@ pub mod services;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::util::duration::Dur;
 
-/// DNS settings of the agent.
-#[derive(Debug, Clone)]
+/// DNS settings of the agent. They travel with a query sent to another datacenter, whose server
+/// answers it as this agent would (Consul builds remote answers with the asking agent's settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DnsConfig {
     /// Domain, lower-case and fully qualified (`consul.`).
     pub domain: String,
@@ -60,7 +61,7 @@ impl Default for DnsConfig {
 /// Service TTLs as Consul's `dns_config.service_ttl` map gives them: a service's own entry, else the
 /// longest `prefix*` pattern that matches, else `*`, else zero. (A bare duration, as earlier murmur
 /// versions took, sets `*`.)
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceTtl {
     /// `*`.
     pub any: Duration,

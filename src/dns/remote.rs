@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::Message;
 
+use super::DnsConfig;
 use crate::state::remote::{RemoteAnswer, RemoteRequest};
 use crate::state::replicated::{Replicated, StoreError};
 
@@ -51,14 +52,17 @@ pub enum RemoteFailure {
 /// The way to other datacenters' DNS, with its cache.
 pub struct RemoteDns {
     store: Arc<dyn Replicated>,
+    /// This agent's settings as they travel with each query.
+    settings: Vec<u8>,
     cache: Mutex<HashMap<Key, (Instant, Vec<u8>)>>,
 }
 
 impl RemoteDns {
-    /// Asks through `store` (this agent's way to the servers).
-    pub fn new(store: Arc<dyn Replicated>) -> Self {
+    /// Asks through `store` (this agent's way to the servers), for answers built with `cfg`.
+    pub fn new(store: Arc<dyn Replicated>, cfg: &DnsConfig) -> Self {
         RemoteDns {
             store,
+            settings: encode_settings(cfg),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -82,6 +86,7 @@ impl RemoteDns {
         let asked = RemoteRequest::Dns {
             query: raw.to_vec(),
             tcp,
+            settings: self.settings.clone(),
         };
         let bytes = match self.store.remote(dc.to_string(), asked).await {
             Ok(RemoteAnswer::Dns(b)) if b.len() >= 12 => b,
@@ -112,6 +117,26 @@ impl RemoteDns {
         }
         cache.insert(k, (now + ttl, bytes.to_vec()));
     }
+}
+
+/// The settings that shape an answer, as they travel (the recursors stay home: a forwarded name is
+/// always under the domain).
+fn encode_settings(cfg: &DnsConfig) -> Vec<u8> {
+    let cfg = DnsConfig {
+        recursors: Vec::new(),
+        ..cfg.clone()
+    };
+    postcard::to_allocvec(&cfg).unwrap_or_default()
+}
+
+/// The settings a forwarded query carries, for an answer in datacenter `dc`; `None` when they do not
+/// decode (the answering server then uses its own).
+pub fn decode_settings(bytes: &[u8], dc: &str) -> Option<DnsConfig> {
+    let mut cfg: DnsConfig = postcard::from_bytes(bytes).ok()?;
+    cfg.datacenter = dc.to_string();
+    cfg.recursors = Vec::new();
+    let sane = cfg.domain.ends_with('.') && cfg.domain.len() <= 253;
+    sane.then_some(cfg)
 }
 
 /// How long an answer may be served again: its records' smallest TTL (none when that is zero, or the
@@ -215,7 +240,7 @@ mod tests {
             calls: AtomicUsize::new(0),
             known: true,
         });
-        let remote = RemoteDns::new(fake.clone());
+        let remote = RemoteDns::new(fake.clone(), &DnsConfig::default());
         let (m, raw) = query(7);
         let (first, hit) = remote.answer("dc2", &m, &raw, false).await.unwrap();
         assert!(!hit);
@@ -231,6 +256,27 @@ mod tests {
         assert_eq!(fake.calls.load(Ordering::Relaxed), 2);
     }
 
+    #[test]
+    fn settings_travel_without_the_recursors_and_answer_as_the_receiving_datacenter() {
+        let cfg = DnsConfig {
+            domain: "example.".into(),
+            node_ttl: std::time::Duration::from_secs(30),
+            only_passing: true,
+            recursors: vec!["127.0.0.53:53".parse().unwrap()],
+            ..DnsConfig::default()
+        };
+        let got = decode_settings(&encode_settings(&cfg), "dc2").unwrap();
+        assert_eq!(
+            got,
+            DnsConfig {
+                datacenter: "dc2".into(),
+                recursors: Vec::new(),
+                ..cfg
+            }
+        );
+        assert!(decode_settings(b"\xff\xff", "dc2").is_none());
+    }
+
     #[tokio::test]
     async fn zero_ttl_answers_are_not_cached_and_an_unknown_datacenter_has_no_path() {
         let fake = Arc::new(Fake {
@@ -238,7 +284,7 @@ mod tests {
             calls: AtomicUsize::new(0),
             known: true,
         });
-        let remote = RemoteDns::new(fake.clone());
+        let remote = RemoteDns::new(fake.clone(), &DnsConfig::default());
         let (m, raw) = query(1);
         remote.answer("dc2", &m, &raw, false).await.unwrap();
         remote.answer("dc2", &m, &raw, false).await.unwrap();

@@ -74,9 +74,20 @@ impl DnsServer {
     }
 
     fn answer(&self, raw: &[u8], transport: Transport, rng: &mut Rng) -> Option<Reply> {
+        self.answer_with(&self.cfg, raw, transport, rng)
+    }
+
+    /// The answer to `raw` under `cfg` (this agent's settings, or those a forwarded query carries).
+    fn answer_with(
+        &self,
+        cfg: &DnsConfig,
+        raw: &[u8],
+        transport: Transport,
+        rng: &mut Rng,
+    ) -> Option<Reply> {
         match Message::from_vec(raw) {
             Ok(req) => {
-                let reply = self.answerer().respond(&req, transport, rng);
+                let reply = self.answerer_with(cfg).respond(&req, transport, rng);
                 if reply.is_none() {
                     self.stats.responses_dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -270,17 +281,23 @@ impl DnsServer {
         }
     }
 
-    /// Answers a query another datacenter forwarded (a name in this one): as a local query would be
-    /// answered, with names outside the domain sent to the recursors. A name of yet another
-    /// datacenter is not passed on (NXDOMAIN).
-    pub async fn answer_forwarded(&self, query: &[u8], tcp: bool) -> Vec<u8> {
+    /// Answers a query another datacenter forwarded (a name in this one) from this datacenter's
+    /// data, with the asking agent's `settings` (its domain, TTLs and limits; this server's own when
+    /// they do not decode). A name of yet another datacenter is not passed on (NXDOMAIN).
+    pub fn answer_forwarded(&self, query: &[u8], tcp: bool, settings: &[u8]) -> Vec<u8> {
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let mut rng = Rng::new(crate::util::entropy::u64().unwrap_or(13));
-        match self.answer(query, transport, &mut rng) {
+        let cfg =
+            super::remote::decode_settings(settings, &self.cfg.datacenter).unwrap_or_else(|| {
+                DnsConfig {
+                    recursors: Vec::new(),
+                    ..(*self.cfg).clone()
+                }
+            });
+        match self.answer_with(&cfg, query, transport, &mut rng) {
             Some(Reply::Bytes(b, _)) => b,
-            Some(Reply::Forward) => self.forward(query).await,
-            Some(Reply::Remote(_)) => match Message::from_vec(query) {
-                Ok(req) => self.answerer().no_such_datacenter(&req, transport),
+            Some(Reply::Remote(_) | Reply::Forward) => match Message::from_vec(query) {
+                Ok(req) => self.answerer_with(&cfg).no_such_datacenter(&req, transport),
                 Err(_) => servfail(query),
             },
             None => servfail(query),
@@ -288,8 +305,12 @@ impl DnsServer {
     }
 
     fn answerer(&self) -> Answerer<'_> {
+        self.answerer_with(&self.cfg)
+    }
+
+    fn answerer_with<'a>(&'a self, cfg: &'a DnsConfig) -> Answerer<'a> {
         Answerer {
-            cfg: &self.cfg,
+            cfg,
             table: &self.table,
             services: self.services.as_ref(),
         }

@@ -61,6 +61,9 @@ pub enum RemoteRequest {
         query: Vec<u8>,
         /// Whether it came over TCP.
         tcp: bool,
+        /// The asking agent's DNS settings (domain, TTLs, limits), encoded by the DNS layer: the
+        /// answer is built with them, as the asking agent would build it.
+        settings: Vec<u8>,
     },
 }
 
