@@ -106,6 +106,10 @@ fn two_datacenters_answer_each_other_through_their_servers() {
 
     // A client is in no WAN pool, and cannot join one (Consul's words).
     assert_eq!(get(&c1, "/v1/agent/members?wan=1"), (200, "[]".into()));
+    assert_eq!(
+        c1.http("PUT", "/v1/agent/join/127.0.68.2?wan=1").unwrap(),
+        (500, "Must be a server to join WAN cluster".into())
+    );
     let out = c1.cli(&["join", "-wan", "127.0.68.2"]);
     assert!(!out.status.success());
     assert!(
@@ -175,13 +179,15 @@ fn two_datacenters_answer_each_other_through_their_servers() {
             && node("dc1") == ["dc-s1"]
             && node("dc2") == ["dc-s2"]
     };
-    assert!(
-        wait_for(SETTLE, || has_both(
-            &c1.get_json("/v1/coordinate/datacenters")
-        )),
-        "{}",
-        c1.get_json("/v1/coordinate/datacenters")
-    );
+    // Each server lists what it measured itself: wait for both views.
+    for a in [&c1, &s2] {
+        assert!(
+            wait_for(SETTLE, || has_both(&a.get_json("/v1/coordinate/datacenters"))),
+            "{}: {}",
+            a.name,
+            a.get_json("/v1/coordinate/datacenters")
+        );
+    }
     let out = c1.cli(&["rtt", "-wan", "dc-s1.dc1", "dc-s2.dc2"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -315,11 +321,20 @@ fn two_datacenters_answer_each_other_through_their_servers() {
     }
     // dc1 itself is untouched.
     assert_eq!(get(&c1, "/v1/catalog/nodes?dc=dc1").0, 200);
-    // A failed server's datacenter stays known, as in Consul, until it is reaped.
+    // A failed server's datacenter stays known, as in Consul, until it is reaped or forced out.
     assert_eq!(
         c1.get_json("/v1/catalog/datacenters"),
         serde_json::json!(["dc1", "dc2"])
     );
+    let out = s1.cli(&["force-leave", "-wan", "dc-s2.dc2"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(s1.status_of_wan("dc-s2.dc2").as_deref(), Some("left"));
+    assert_eq!(
+        c1.get_json("/v1/catalog/datacenters"),
+        serde_json::json!(["dc1"])
+    );
+    let out = c1.cli(&["force-leave", "-wan", "dc-s2.dc2"]);
+    assert!(!out.status.success(), "a client has no WAN pool: {out:?}");
 }
 
 #[test]
@@ -354,29 +369,32 @@ fn forwarding_checks_that_the_other_datacenter_s_server_is_one() {
         f.to_string_lossy().into_owned()
     };
     let (dc1, dc2) = (cfg("dc1-server-murmur-0"), cfg("dc2-server-murmur-0"));
-    let server = |name: &str, ip: &str, dc: &str, cfg: &str| {
-        Agent::start(
-            name,
-            ip,
-            &dir,
-            &[
-                "-server",
-                "-bootstrap",
-                &format!("-datacenter={dc}"),
-                "-config-file",
-                cfg,
-            ],
-        )
+    let server = |name: &str, ip: &str, dc: &str, cfg: &str, join: &str| {
+        let dc = format!("-datacenter={dc}");
+        let mut args = vec!["-server", "-bootstrap", dc.as_str(), "-config-file", cfg];
+        if !join.is_empty() {
+            args.push(join);
+        }
+        Agent::start(name, ip, &dir, &args)
     };
-    let s1 = server("tls-s1", "127.0.68.11", "dc1", &dc1);
-    let s2 = server("tls-s2", "127.0.68.12", "dc2", &dc2);
+    let s1 = server("tls-s1", "127.0.68.11", "dc1", &dc1, "");
+    // Joined at start, once (-join-wan), and with retries (-retry-join-wan).
+    let s2 = server(
+        "tls-s2",
+        "127.0.68.12",
+        "dc2",
+        &dc2,
+        "-join-wan=127.0.68.11",
+    );
     // A server of dc3 holding dc1's certificate: the CA signed it, so it may gossip in the WAN pool,
     // but it is no server of dc3.
-    let s3 = server("tls-s3", "127.0.68.13", "dc3", &dc1);
-    for s in [&s2, &s3] {
-        let out = s1.cli(&["join", "-wan", &s.ip]);
-        assert!(out.status.success(), "{out:?}");
-    }
+    let s3 = server(
+        "tls-s3",
+        "127.0.68.13",
+        "dc3",
+        &dc1,
+        "-retry-join-wan=127.0.68.11",
+    );
     assert!(wait_for(SETTLE, || s1
         .get_json("/v1/agent/members?wan=1")
         .as_array()

@@ -382,7 +382,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     if let Some(w) = &wan
         && (leave || matches!(stop, Stop::LeftViaApi))
     {
-        // Leave the WAN pool first, as Consul does: other datacenters stop routing here at once.
+        // Leave the WAN pool before the LAN pool: other datacenters stop routing here at once.
         w.gossip.leave().await;
     }
     if leave {

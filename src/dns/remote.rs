@@ -12,10 +12,19 @@ use super::DnsConfig;
 use crate::state::remote::{RemoteAnswer, RemoteRequest};
 use crate::state::replicated::{Replicated, StoreError};
 
-/// Answers kept at most; a full cache drops what expired, then everything.
-const MAX_ENTRIES: usize = 4096;
+/// Bytes of answers kept at most; a full cache drops what expired, then everything.
+const MAX_CACHE_BYTES: usize = 8 << 20;
 
-/// What an answer is cached under: the question and what shapes the answer (transport, EDNS size).
+/// Longest wait for another datacenter's answer: resolvers retry after a few seconds, and a query
+/// must not hold a task for the transport's blocking-query limit.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Queries for other datacenters in flight at once; more are answered SERVFAIL at once, so a flood of
+/// them cannot turn into as many cross-datacenter requests.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// What an answer is cached under: the question as asked (letter case included: resolvers that
+/// randomise it check that it comes back) and what shapes the answer (transport, EDNS size).
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
     name: String,
@@ -31,7 +40,7 @@ impl Key {
             return None;
         };
         Some(Key {
-            name: q.name().to_ascii().to_ascii_lowercase(),
+            name: q.name().to_ascii(),
             qtype: q.query_type().into(),
             qclass: q.query_class().into(),
             tcp,
@@ -45,8 +54,16 @@ impl Key {
 pub enum RemoteFailure {
     /// No server of it is known and alive (NXDOMAIN, as Consul answers `ErrNoDCPath`).
     NoPath,
-    /// Its servers could not be reached or failed (SERVFAIL).
+    /// Its servers could not be reached, failed, were too slow, or answered something that is not
+    /// an answer to the question (SERVFAIL).
     Failed(String),
+}
+
+/// A cached answer: when it arrived, until when it may be served, and its bytes.
+struct Cached {
+    at: Instant,
+    until: Instant,
+    bytes: Vec<u8>,
 }
 
 /// The way to other datacenters' DNS, with its cache.
@@ -54,7 +71,8 @@ pub struct RemoteDns {
     store: Arc<dyn Replicated>,
     /// This agent's settings as they travel with each query.
     settings: Vec<u8>,
-    cache: Mutex<HashMap<Key, (Instant, Vec<u8>)>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    cache: Mutex<(HashMap<Key, Cached>, usize)>,
 }
 
 impl RemoteDns {
@@ -63,7 +81,8 @@ impl RemoteDns {
         RemoteDns {
             store,
             settings: encode_settings(cfg),
-            cache: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            cache: Mutex::new((HashMap::new(), 0)),
         }
     }
 
@@ -78,45 +97,106 @@ impl RemoteDns {
     ) -> Result<(Vec<u8>, bool), RemoteFailure> {
         let key = Key::of(req, tcp);
         if let Some(k) = &key
-            && let Some(mut hit) = self.cached(k)
+            && let Some(hit) = self.cached(k, req)
         {
-            hit[..2].copy_from_slice(&req.metadata.id.to_be_bytes());
             return Ok((hit, true));
         }
+        let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
+            return Err(RemoteFailure::Failed(
+                "too many queries for other datacenters in flight".into(),
+            ));
+        };
         let asked = RemoteRequest::Dns {
             query: raw.to_vec(),
             tcp,
             settings: self.settings.clone(),
         };
-        let bytes = match self.store.remote(dc.to_string(), asked).await {
-            Ok(RemoteAnswer::Dns(b)) if b.len() >= 12 => b,
+        let answered = tokio::time::timeout(TIMEOUT, self.store.remote(dc.to_string(), asked))
+            .await
+            .map_err(|_| RemoteFailure::Failed(format!("no answer from {dc} in {TIMEOUT:?}")))?;
+        let bytes = match answered {
+            Ok(RemoteAnswer::Dns(b)) => b,
             Ok(_) => return Err(RemoteFailure::Failed("not a DNS answer".into())),
             Err(StoreError::NoPathToDatacenter) => return Err(RemoteFailure::NoPath),
             Err(e) => return Err(RemoteFailure::Failed(e.to_string())),
         };
-        if let (Some(k), Some(ttl)) = (key, cache_for(&bytes)) {
+        let resp = check_answer(req, &bytes, tcp)?;
+        if let (Some(k), Some(ttl)) = (key, cache_for(&resp)) {
             self.keep(k, ttl, &bytes);
         }
         Ok((bytes, false))
     }
 
-    fn cached(&self, k: &Key) -> Option<Vec<u8>> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let (until, bytes) = cache.get(k)?;
-        (Instant::now() < *until).then(|| bytes.clone())
+    /// A cached answer for `req`: its ID, and its TTLs lowered by the time it has been kept.
+    fn cached(&self, k: &Key, req: &Message) -> Option<Vec<u8>> {
+        let (bytes, age) = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let c = cache.0.get(k)?;
+            let now = Instant::now();
+            if now >= c.until {
+                return None;
+            }
+            (c.bytes.clone(), (now - c.at).as_secs() as u32)
+        };
+        let mut m = Message::from_vec(&bytes).ok()?;
+        m.metadata.id = req.metadata.id;
+        m.metadata.recursion_desired = req.metadata.recursion_desired;
+        for r in m
+            .answers
+            .iter_mut()
+            .chain(m.additionals.iter_mut())
+            .chain(m.authorities.iter_mut())
+        {
+            r.ttl = r.ttl.saturating_sub(age);
+        }
+        m.to_vec().ok()
     }
 
     fn keep(&self, k: Key, ttl: Duration, bytes: &[u8]) {
         let now = Instant::now();
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_ENTRIES {
-            cache.retain(|_, (until, _)| *until > now);
-            if cache.len() >= MAX_ENTRIES {
+        let mut guard = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (cache, size) = &mut *guard;
+        if *size + bytes.len() > MAX_CACHE_BYTES {
+            cache.retain(|_, c| c.until > now);
+            *size = cache.values().map(|c| c.bytes.len()).sum();
+            if *size + bytes.len() > MAX_CACHE_BYTES {
                 cache.clear();
+                *size = 0;
             }
         }
-        cache.insert(k, (now + ttl, bytes.to_vec()));
+        let new = Cached {
+            at: now,
+            until: now + ttl,
+            bytes: bytes.to_vec(),
+        };
+        *size += new.bytes.len();
+        if let Some(old) = cache.insert(k, new) {
+            *size -= old.bytes.len();
+        }
     }
+}
+
+/// `bytes` as an answer to `req`: a response to its ID and question, within the transport's size
+/// limit (64 KiB over TCP; over UDP what the asker can take). Anything else is refused: a server
+/// of another datacenter cannot plant an answer to a question that was not asked.
+fn check_answer(req: &Message, bytes: &[u8], tcp: bool) -> Result<Message, RemoteFailure> {
+    let limit = match (tcp, &req.edns) {
+        (true, _) => usize::from(u16::MAX),
+        (false, Some(e)) => usize::from(e.max_payload()).clamp(512, super::answer::MAX_UDP_PAYLOAD),
+        (false, None) => 512,
+    };
+    let bad = |why: &str| RemoteFailure::Failed(format!("an answer refused: {why}"));
+    if bytes.len() > limit {
+        return Err(bad("too large for the transport"));
+    }
+    let m = Message::from_vec(bytes).map_err(|_| bad("it does not parse"))?;
+    if m.metadata.message_type != hickory_proto::op::MessageType::Response
+        || m.metadata.id != req.metadata.id
+        || m.queries != req.queries
+    {
+        return Err(bad("not a response to the question"));
+    }
+    Ok(m)
 }
 
 /// The settings that shape an answer, as they travel (the recursors stay home: a forwarded name is
@@ -139,10 +219,8 @@ pub fn decode_settings(bytes: &[u8], dc: &str) -> Option<DnsConfig> {
     sane.then_some(cfg)
 }
 
-/// How long an answer may be served again: its records' smallest TTL (none when that is zero, or the
-/// answer does not parse).
-fn cache_for(bytes: &[u8]) -> Option<Duration> {
-    let m = Message::from_vec(bytes).ok()?;
+/// How long an answer may be served again: its records' smallest TTL (none when that is zero).
+fn cache_for(m: &Message) -> Option<Duration> {
     let ttl = m
         .answers
         .iter()
@@ -165,11 +243,13 @@ mod tests {
     use hickory_proto::rr::{Name, RData, Record, RecordType, rdata::A};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A store whose other datacenter answers every query with one A record of `ttl`.
+    /// A store whose other datacenter answers every query with one A record of `ttl` (for another
+    /// name than asked when `lie`).
     struct Fake {
         ttl: u32,
         calls: AtomicUsize,
         known: bool,
+        lie: bool,
     }
 
     impl Replicated for Fake {
@@ -181,6 +261,7 @@ mod tests {
             self.calls.fetch_add(1, Ordering::Relaxed);
             let ttl = self.ttl;
             let known = self.known && dc == "dc2";
+            let lie = self.lie;
             Box::pin(async move {
                 if !known {
                     return Err(StoreError::NoPathToDatacenter);
@@ -190,8 +271,12 @@ mod tests {
                 };
                 let q = Message::from_vec(&query).unwrap();
                 let mut m = Message::response(q.metadata.id, q.metadata.op_code);
-                let name = q.queries[0].name().clone();
-                m.add_query(q.queries[0].clone());
+                let mut asked = q.queries[0].clone();
+                if lie {
+                    asked.set_name(Name::from_ascii("bank.node.dc2.consul.").unwrap());
+                }
+                let name = asked.name().clone();
+                m.add_query(asked);
                 m.add_answer(Record::from_rdata(name, ttl, RData::A(A::new(10, 0, 0, 2))));
                 Ok(RemoteAnswer::Dns(m.to_vec().unwrap()))
             })
@@ -239,6 +324,7 @@ mod tests {
             ttl: 30,
             calls: AtomicUsize::new(0),
             known: true,
+            lie: false,
         });
         let remote = RemoteDns::new(fake.clone(), &DnsConfig::default());
         let (m, raw) = query(7);
@@ -278,11 +364,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_to_another_question_is_refused_and_not_cached() {
+        let fake = Arc::new(Fake {
+            ttl: 30,
+            calls: AtomicUsize::new(0),
+            known: true,
+            lie: true,
+        });
+        let remote = RemoteDns::new(fake.clone(), &DnsConfig::default());
+        let (m, raw) = query(3);
+        for _ in 0..2 {
+            assert!(matches!(
+                remote.answer("dc2", &m, &raw, false).await,
+                Err(RemoteFailure::Failed(_))
+            ));
+        }
+        assert_eq!(fake.calls.load(Ordering::Relaxed), 2);
+        let big = vec![0u8; 600];
+        assert!(
+            check_answer(&m, &big, false).is_err(),
+            "over 512 bytes on UDP"
+        );
+    }
+
+    #[tokio::test]
     async fn zero_ttl_answers_are_not_cached_and_an_unknown_datacenter_has_no_path() {
         let fake = Arc::new(Fake {
             ttl: 0,
             calls: AtomicUsize::new(0),
             known: true,
+            lie: false,
         });
         let remote = RemoteDns::new(fake.clone(), &DnsConfig::default());
         let (m, raw) = query(1);

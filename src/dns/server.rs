@@ -246,6 +246,12 @@ impl DnsServer {
                 Some(Reply::Remote(dc)) => self.ask_datacenter(&dc, q, Transport::Tcp).await,
                 None => return Ok(()),
             };
+            // Ours never exceed it; a guard, as the length is a u16.
+            let bytes = if bytes.len() > usize::from(u16::MAX) {
+                servfail(q)
+            } else {
+                bytes
+            };
             let mut out = Vec::with_capacity(bytes.len() + 2);
             out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
             out.extend_from_slice(&bytes);

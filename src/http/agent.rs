@@ -135,6 +135,10 @@ pub(super) async fn join(
     Query(q): Params,
 ) -> ApiResult {
     if flag(&q, "wan") {
+        if !s.state.local.server {
+            // Consul's words, before anything else is tried.
+            return Err(server_error("Must be a server to join WAN cluster"));
+        }
         let port = s.state.local.serf_wan_port;
         let addr = crate::util::addr::resolve(&address, port)
             .await

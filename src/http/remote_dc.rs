@@ -29,25 +29,64 @@ fn forwarded(path: &str) -> bool {
         "/v1/coordinate/nodes",
         "/v1/coordinate/node/",
         "/v1/event/fire/",
+        "/v1/status/",
+        "/v1/operator/raft/",
+        "/v1/operator/autopilot/",
     ];
-    PREFIXES.iter().any(|p| path.starts_with(p)) && path != "/v1/catalog/datacenters"
+    PREFIXES.iter().any(|p| path.starts_with(p)) && !asked_of_own_servers(path)
 }
 
-/// Middleware: sends a request whose `dc` names another datacenter there; passes the rest on.
+/// What a client asks of its own datacenter's servers (they know the WAN pool).
+fn asked_of_own_servers(path: &str) -> bool {
+    path == "/v1/catalog/datacenters" || path == "/v1/coordinate/datacenters"
+}
+
+/// Whether a request that arrived over the server transport may be answered here: only the routes a
+/// forward can carry. Whoever can reach the server port must not reach the rest of the API through it
+/// (the agent's own endpoints, keyring, snapshots, script checks), which the HTTP listener keeps to
+/// `client_addr`.
+fn answerable(path: &str) -> bool {
+    forwarded(path) || asked_of_own_servers(path)
+}
+
+/// Middleware: sends a request whose `dc` names another datacenter there; takes `dc` out of the rest,
+/// so handlers see no datacenter but this one.
 pub(super) async fn forward_dc(State(s): State<ApiState>, req: Request, next: Next) -> Response {
     if !forwarded(req.uri().path()) {
         return next.run(req).await;
     }
     let query = req.uri().query().unwrap_or("");
     let (dc, rest) = split_dc(query);
-    let dc = match dc {
-        Some(dc) if dc != s.state.local.datacenter => dc.to_string(),
-        _ => return next.run(req).await,
-    };
-    match relay(&s, dc, req, rest).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    match dc {
+        Some(dc) if dc != s.state.local.datacenter => match relay(&s, dc, req, rest).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        },
+        _ => match without_query(req, &rest) {
+            Ok(req) => next.run(req).await,
+            Err(e) => e.into_response(),
+        },
     }
+}
+
+/// `req` with its query string replaced by `query`.
+fn without_query(req: Request, query: &str) -> Result<Request, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let uri = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    };
+    parts.uri = uri
+        .parse()
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "invalid request URI".into()))?;
+    Ok(Request::from_parts(parts, body))
+}
+
+/// The headers an answer carries from one agent to another: its type and Consul's own.
+fn carried(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-type") || name.to_ascii_lowercase().starts_with("x-consul-")
 }
 
 /// Sends `req` (its query now `query`) to be answered in `dc`.
@@ -87,13 +126,17 @@ pub(super) async fn relay(
     }
 }
 
-/// The forwarded answer as this agent's response.
+/// The forwarded answer as this agent's response: a status outside 200-599 is a 502, and only the
+/// headers [`carried`] are kept (framing headers such as `Content-Length` are this agent's to set).
 fn response(a: HttpResponse) -> Response {
-    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = StatusCode::from_u16(a.status)
+        .ok()
+        .filter(|s| (200..600).contains(&s.as_u16()))
+        .unwrap_or(StatusCode::BAD_GATEWAY);
     let mut r = (status, a.body).into_response();
     let headers = r.headers_mut();
     headers.remove(axum::http::header::CONTENT_TYPE);
-    for (k, v) in a.headers {
+    for (k, v) in a.headers.into_iter().filter(|(k, _)| carried(k)) {
         if let (Ok(k), Ok(v)) = (
             HeaderName::try_from(k.as_str()),
             HeaderValue::try_from(v.as_str()),
@@ -104,17 +147,26 @@ fn response(a: HttpResponse) -> Response {
     r
 }
 
-/// Answers a request forwarded from another datacenter with this agent's own handlers.
+/// Answers a request forwarded from another datacenter (or a client's request for this one's
+/// servers) with this agent's own handlers, if its route is one a forward can carry. It is answered
+/// here whatever `dc` it names: a forwarded request is never passed on again.
 pub async fn answer_here(router: axum::Router, req: HttpRequest) -> HttpResponse {
     let fail = |status: StatusCode, msg: String| HttpResponse {
         status: status.as_u16(),
         headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
         body: msg.into_bytes(),
     };
-    let uri = if req.query.is_empty() {
+    if !answerable(&req.path) {
+        return fail(
+            StatusCode::FORBIDDEN,
+            format!("{} is not answered for another agent", req.path),
+        );
+    }
+    let (_, query) = split_dc(&req.query);
+    let uri = if query.is_empty() {
         req.path.clone()
     } else {
-        format!("{}?{}", req.path, req.query)
+        format!("{}?{query}", req.path)
     };
     let mut builder = axum::http::Request::builder()
         .method(req.method.as_str())
@@ -171,10 +223,79 @@ mod tests {
             "/v1/agent/members",
             "/v1/catalog/datacenters",
             "/v1/event/list",
-            "/v1/status/leader",
             "/v1/coordinate/datacenters",
+            "/v1/snapshot",
+            "/v1/operator/keyring",
         ] {
             assert!(!forwarded(p), "{p}");
         }
+        assert!(forwarded("/v1/status/leader"));
+        assert!(answerable("/v1/catalog/datacenters"));
+    }
+
+    fn router() -> axum::Router {
+        use axum::routing::{get, put};
+        axum::Router::new()
+            .route(
+                "/v1/kv/{*key}",
+                get(|uri: axum::http::Uri| async move {
+                    (
+                        [("x-consul-index", "7"), ("set-cookie", "a=b")],
+                        uri.query().unwrap_or("").to_string(),
+                    )
+                }),
+            )
+            .route("/v1/agent/leave", put(|| async { "left" }))
+    }
+
+    fn request(path: &str, query: &str) -> HttpRequest {
+        HttpRequest {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_forwardable_routes_are_answered_and_never_passed_on() {
+        let mut leave = request("/v1/agent/leave", "");
+        leave.method = "PUT".into();
+        let r = answer_here(router(), leave).await;
+        assert_eq!(r.status, 403);
+        let r = answer_here(router(), request("/v1/kv/a", "dc=dc3&recurse")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.body, b"recurse",
+            "the dc parameter is gone: answered here"
+        );
+        let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(names.contains(&"x-consul-index"), "{names:?}");
+        assert!(!names.contains(&"set-cookie"), "{names:?}");
+    }
+
+    #[test]
+    fn a_forwarded_answer_keeps_consul_s_headers_only() {
+        let r = response(HttpResponse {
+            status: 101,
+            headers: vec![
+                ("X-Consul-Index".into(), "9".into()),
+                ("content-length".into(), "99999".into()),
+                ("transfer-encoding".into(), "chunked".into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: b"[]".to_vec(),
+        });
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(r.headers()["x-consul-index"], "9");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert!(r.headers().get("transfer-encoding").is_none());
+        assert_ne!(
+            r.headers()
+                .get("content-length")
+                .map(|v| v.to_str().unwrap()),
+            Some("99999")
+        );
     }
 }

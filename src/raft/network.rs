@@ -85,7 +85,9 @@ pub struct Transport {
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
     server_name: String,
-    conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// Connections by peer and the server name its certificate was checked for: one made to a server
+    /// of this datacenter is not reused for a request that must reach another's.
+    conns: Mutex<HashMap<(SocketAddr, String), quinn::Connection>>,
     /// Peers that last failed to acknowledge or connect, and when.
     down: Mutex<HashMap<SocketAddr, Instant>>,
     /// Counters.
@@ -199,7 +201,7 @@ impl Transport {
             .conns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&addr)
+            .get(&(addr, server_name.to_string()))
             .cloned();
         if let Some(c) = cached
             && c.close_reason().is_none()
@@ -220,7 +222,7 @@ impl Transport {
         self.conns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(addr, c.clone());
+            .insert((addr, server_name.to_string()), c.clone());
         Ok((c, false))
     }
 
@@ -233,11 +235,11 @@ impl Transport {
             .is_some_and(|t| t.elapsed() < DOWN_FOR)
     }
 
-    fn forget(&self, addr: SocketAddr) {
+    fn forget(&self, addr: SocketAddr, server_name: &str) {
         self.conns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&addr);
+            .remove(&(addr, server_name.to_string()));
     }
 
     /// One request on its own stream. A request the peer did not acknowledge in time is `Unreachable`:
@@ -316,7 +318,7 @@ impl Transport {
                     // previous process (it restarted), so try once on a new one; a peer that is
                     // really gone fails the handshake.
                     conn.close(0u32.into(), b"unresponsive");
-                    self.forget(addr);
+                    self.forget(addr, &name);
                     if !cached {
                         return Err(e);
                     }

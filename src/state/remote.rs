@@ -18,8 +18,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(10 * 60 + 60);
 /// Largest forwarded request body (a KV value or transaction is at most 512 KiB).
 pub const MAX_REQUEST_BODY: usize = 4 << 20;
 
-/// Largest forwarded answer body (a catalog listing of a very large datacenter).
-pub const MAX_ANSWER_BODY: usize = 48 << 20;
+/// Largest forwarded answer body (a catalog listing of a very large datacenter: 5000 nodes take
+/// about 2 MiB).
+pub const MAX_ANSWER_BODY: usize = 16 << 20;
 
 /// Request headers that travel with a forwarded request; the rest describe the first hop only.
 pub const REQUEST_HEADERS: &[&str] = &["content-type", "x-consul-token", "authorization"];
@@ -82,23 +83,24 @@ pub trait LocalAnswerer: Send + Sync {
     fn answer(&self, req: RemoteRequest) -> BoxFuture<'_, RemoteAnswer>;
 }
 
-/// The query string without its `dc` parameters, and the datacenter they named (the last non-empty
-/// one, as Go's `Query().Get` takes the first; Consul's own clients send one).
-pub fn split_dc(query: &str) -> (Option<&str>, String) {
-    let mut dc = None;
+/// The datacenter a query string names, as Consul reads it (Go's `Query().Get("dc")`: the first `dc`
+/// parameter, percent-decoded; empty means this one), and the query string without any `dc`
+/// parameter, the others kept as sent (still percent-encoded).
+pub fn split_dc(query: &str) -> (Option<String>, String) {
+    let mut dc: Option<String> = None;
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("dc", v)) => {
-                if dc.is_none() && !v.is_empty() {
-                    dc = Some(v);
+        let decoded = form_urlencoded::parse(pair.as_bytes()).next();
+        match decoded {
+            Some((k, v)) if k == "dc" => {
+                if dc.is_none() {
+                    dc = Some(v.into_owned());
                 }
             }
-            None if pair == "dc" => {}
             _ => rest.push(pair),
         }
     }
-    (dc, rest.join("&"))
+    (dc.filter(|d| !d.is_empty()), rest.join("&"))
 }
 
 #[cfg(test)]
@@ -107,17 +109,23 @@ mod tests {
 
     #[test]
     fn the_dc_parameter_is_taken_out_and_the_rest_kept_as_sent() {
+        let some = |s: &str| Some(s.to_string());
         assert_eq!(
             split_dc("dc=dc2&index=5&wait=1s"),
-            (Some("dc2"), "index=5&wait=1s".to_string())
+            (some("dc2"), "index=5&wait=1s".to_string())
         );
         assert_eq!(
             split_dc("recurse&dc=east&keys"),
-            (Some("east"), "recurse&keys".to_string())
+            (some("east"), "recurse&keys".to_string())
         );
         assert_eq!(split_dc("dc=&near=_agent"), (None, "near=_agent".into()));
         assert_eq!(split_dc(""), (None, String::new()));
-        assert_eq!(split_dc("dc=a&dc=b"), (Some("a"), String::new()));
+        // The first, as Go's Get: an empty first one means this datacenter, whatever follows.
+        assert_eq!(split_dc("dc=a&dc=b"), (some("a"), String::new()));
+        assert_eq!(split_dc("dc=&dc=b"), (None, String::new()));
+        // Percent-encoded keys and values are what they decode to.
+        assert_eq!(split_dc("d%63=my%2Ddc&x=1"), (some("my-dc"), "x=1".into()));
+        assert_eq!(split_dc("dc"), (None, String::new()));
         assert_eq!(
             split_dc("node-meta=a%3Db&dcx=1"),
             (None, "node-meta=a%3Db&dcx=1".into())

@@ -26,7 +26,7 @@ pub struct WanPool {
     /// The server port assumed for a member whose `port` tag is missing.
     pub default_port: u16,
     /// This server's own WAN name.
-    me: Option<String>,
+    me: String,
 }
 
 impl std::fmt::Debug for WanPool {
@@ -43,7 +43,7 @@ impl WanPool {
         WanPool {
             members: Arc::new(MemberTable::new()),
             default_port,
-            me: Some(me),
+            me,
         }
     }
 
@@ -125,10 +125,7 @@ impl WanPool {
     pub fn coordinates(&self, coords: &WanCoordinates) -> Vec<(String, Vec<(String, Coordinate)>)> {
         let snap = self.members.snapshot();
         let own = coords.own.as_ref().and_then(|c| {
-            let me = snap
-                .members
-                .iter()
-                .find(|m| Some(m.name.as_ref()) == self.me.as_deref())?;
+            let me = snap.members.iter().find(|m| *m.name == *self.me)?;
             Some((me.name.clone(), c.clone()))
         });
         let mut per_dc: Vec<(String, Vec<(String, Coordinate)>)> = self
