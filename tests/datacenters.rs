@@ -182,7 +182,9 @@ fn two_datacenters_answer_each_other_through_their_servers() {
     // Each server lists what it measured itself: wait for both views.
     for a in [&c1, &s2] {
         assert!(
-            wait_for(SETTLE, || has_both(&a.get_json("/v1/coordinate/datacenters"))),
+            wait_for(SETTLE, || has_both(
+                &a.get_json("/v1/coordinate/datacenters")
+            )),
             "{}: {}",
             a.name,
             a.get_json("/v1/coordinate/datacenters")

@@ -169,6 +169,17 @@ def main():
         assert one.coordinate.node("py-two")[1][0]["Coord"]["Vec"][0] == 0.125
         assert one.coordinate.datacenters()[0]["Datacenter"] == "dc1"
 
+        # Datacenters: the client asks its server; naming this one is as naming none; another that
+        # no server knows gets Consul's error.
+        assert two.catalog.datacenters() == ["dc1"], two.catalog.datacenters()
+        assert two.kv.get("app/t1", dc="dc1")[1]["Value"] == b"x"
+        try:
+            two.kv.get("app/t1", dc="nowhere")
+            refused = None
+        except Exception as e:  # py-consul's 500: ConsulException, wherever this version keeps it
+            refused = str(e)
+        assert refused is not None and "No path to datacenter" in refused, refused
+
         # External services at the servers' catalog, written through the client: every agent answers.
         assert two.catalog.register(
             "ext-db", "10.17.0.9", service={"Service": "pg", "ID": "pg1", "Port": 5432},
