@@ -193,7 +193,28 @@ fn other_dc(
     }
 }
 
+/// Another datacenter's answer, as any bytes: checked against the question asked, never a panic, and
+/// only a response to that question, within the size limit, is let through.
+fn remote_answer(data: &[u8]) {
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::{Name, RecordType};
+    let mut asked = Message::query();
+    asked.metadata.id = u16::from_be_bytes([data.first().copied().unwrap_or(0), 7]);
+    asked.add_query(Query::query(
+        Name::from_ascii("agent-two.node.dc2.consul.").expect("literal"),
+        RecordType::A,
+    ));
+    for tcp in [false, true] {
+        if let Ok(m) = murmur::dns::remote::check_answer(&asked, data, tcp) {
+            assert_eq!(m.metadata.id, asked.metadata.id);
+            assert_eq!(m.queries, asked.queries);
+            assert!(data.len() <= if tcp { 65_535 } else { 512 });
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    remote_answer(data);
     let w = world();
     let mut key = Vec::new();
     let sh = shape(data, &mut key);

@@ -326,7 +326,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         tokio::spawn(retry_join(
             gossip.clone(),
             Retry {
-                pool: "LAN",
+                pool: "",
                 addrs: cfg.retry_join.clone(),
                 port: cfg.ports.serf_lan,
                 ceiling: cfg.retry_interval,
@@ -624,7 +624,7 @@ pub(super) async fn join_all(gossip: &GossipHandle, addrs: &[String], port: u16)
 
 /// What [`retry_join`] retries.
 pub(super) struct Retry {
-    /// `LAN` or `WAN`, for the log.
+    /// Which pool, as the log names it: "" for the LAN pool (Consul's words unchanged), " (WAN)".
     pub pool: &'static str,
     /// Addresses to join.
     pub addrs: Vec<String>,
@@ -640,26 +640,21 @@ pub(super) struct Retry {
 pub(super) async fn retry_join(gossip: GossipHandle, r: Retry, fatal: mpsc::Sender<String>) {
     let mut backoff = Duration::from_secs(1).min(r.ceiling.max(Duration::from_millis(100)));
     let mut attempt = 0u32;
+    let pool = r.pool;
     loop {
         attempt += 1;
         let n = join_all(&gossip, &r.addrs, r.port).await;
         if n > 0 {
-            info!(
-                "Join cluster completed ({}). Synced with {n} initial agents",
-                r.pool
-            );
+            info!("Join completed{pool}. Synced with {n} initial agents");
             return;
         }
         if r.max > 0 && attempt >= r.max {
             let _ = fatal
-                .send(format!("max join retry exhausted ({}), exiting", r.pool))
+                .send(format!("max join retry exhausted{pool}, exiting"))
                 .await;
             return;
         }
-        warn!(
-            "Join {} failed, retrying in {backoff:?} (attempt {attempt})",
-            r.pool
-        );
+        warn!("Join failed{pool}, retrying in {backoff:?} (attempt {attempt})");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(r.ceiling.max(Duration::from_secs(1)));
     }

@@ -77,13 +77,13 @@ pub async fn join_at_start(
                 settings.start_join
             ));
         }
-        info!("Join cluster completed (WAN). Synced with {n} initial servers");
+        info!("Join completed (WAN). Synced with {n} initial servers");
     }
     if !settings.retry_join.is_empty() {
         tokio::spawn(super::run::retry_join(
             wan.gossip.clone(),
             super::run::Retry {
-                pool: "WAN",
+                pool: " (WAN)",
                 addrs: settings.retry_join.clone(),
                 port: settings.port,
                 ceiling: settings.retry_interval,

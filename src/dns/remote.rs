@@ -179,7 +179,7 @@ impl RemoteDns {
 /// `bytes` as an answer to `req`: a response to its ID and question, within the transport's size
 /// limit (64 KiB over TCP; over UDP what the asker can take). Anything else is refused: a server
 /// of another datacenter cannot plant an answer to a question that was not asked.
-fn check_answer(req: &Message, bytes: &[u8], tcp: bool) -> Result<Message, RemoteFailure> {
+pub fn check_answer(req: &Message, bytes: &[u8], tcp: bool) -> Result<Message, RemoteFailure> {
     let limit = match (tcp, &req.edns) {
         (true, _) => usize::from(u16::MAX),
         (false, Some(e)) => usize::from(e.max_payload()).clamp(512, super::answer::MAX_UDP_PAYLOAD),
