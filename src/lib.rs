@@ -13,6 +13,7 @@ pub mod agent;
 pub mod cli;
 pub mod dns;
 pub mod http;
+pub mod metrics;
 pub mod net;
 pub mod raft;
 pub mod state;

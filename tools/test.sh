@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# promtool checks /v1/agent/metrics?format=prometheus (tests/metrics.rs).
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq >/dev/null

@@ -253,6 +253,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         reload: reload_tx,
         shutdown: shutdown_tx,
         dns: dns_stats.clone(),
+        telemetry: crate::http::metrics::Telemetry::new(cfg.metrics_prefix.clone()),
     };
     let dns_addr = SocketAddr::new(cfg.client_addr, cfg.ports.dns);
     let dns = DnsServer {

@@ -18,6 +18,7 @@ mod event;
 mod health;
 pub mod json;
 mod kv;
+pub mod metrics;
 mod near;
 mod operator;
 mod params;
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub dns: Arc<DnsStats>,
     /// Asks the agent to reload its configuration; the reply says whether it applied.
     pub reload: mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    /// Metrics settings and the HTTP requests counted.
+    pub telemetry: Arc<metrics::Telemetry>,
 }
 
 /// Builds the router.
@@ -77,6 +80,7 @@ pub fn router(state: ApiState) -> Router {
                 .delete(|s, q| kv::delete(s, None, q)),
         )
         .route("/v1/agent/self", get(agent::agent_self))
+        .route("/v1/agent/metrics", get(metrics::metrics))
         .route("/v1/agent/join/{address}", put(agent::join))
         .route("/v1/agent/leave", put(agent::leave))
         .route("/v1/agent/reload", put(agent::reload))
@@ -170,6 +174,10 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             remote_dc::forward_dc,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
         ))
         .with_state(state)
 }

@@ -151,6 +151,8 @@ pub struct Config {
     pub gossip: GossipConfig,
     /// The WAN pool, on a server whose `ports.serf_wan` is not -1.
     pub wan: Option<WanSettings>,
+    /// Metric names' prefix (`telemetry { metrics_prefix }`; Consul's is `consul`).
+    pub metrics_prefix: String,
     /// Node metadata, served in the catalog and as DNS TXT records.
     pub node_meta: Vec<(String, String)>,
     /// DNS settings (`domain`, `recursors`, `dns_config`).
@@ -297,6 +299,23 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         );
     }
     let wan = wan_settings(&f, server, !f.disable_coordinates.unwrap_or(false))?;
+    let metrics_prefix = f
+        .telemetry
+        .metrics_prefix
+        .clone()
+        .unwrap_or_else(|| "murmur".into());
+    let valid_prefix = metrics_prefix
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && metrics_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_prefix {
+        return Err(format!(
+            "telemetry.metrics_prefix {metrics_prefix:?}: letters, digits and '_', not starting with a digit"
+        ));
+    }
     let node_name = match f.node_name {
         Some(n) => n,
         None => hostname()?,
@@ -455,6 +474,7 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         ports,
         gossip,
         wan,
+        metrics_prefix,
         node_meta,
         dns,
         services,

@@ -57,6 +57,7 @@ pub(super) struct File {
     pub(super) gossip_lan: GossipSection,
     pub(super) gossip_wan: GossipSection,
     pub(super) limits: LimitsSection,
+    pub(super) telemetry: TelemetrySection,
     pub(super) service: Option<serde_json::Value>,
     pub(super) services: Option<serde_json::Value>,
     pub(super) check: Option<serde_json::Value>,
@@ -83,6 +84,13 @@ pub(super) struct AutopilotSection {
     pub(super) max_trailing_logs: Option<u32>,
     pub(super) min_quorum: Option<u32>,
     pub(super) server_stabilization_time: Option<Dur>,
+}
+
+/// `telemetry { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct TelemetrySection {
+    pub(super) metrics_prefix: Option<String>,
 }
 
 /// `limits { ... }`.

@@ -283,6 +283,7 @@ pub const SETTINGS: &[Setting] = &[
     key("gossip_wan.reconnect_interval", Kind::Dur),
     key("reconnect_timeout_wan", Kind::Dur),
     key("limits.http_max_conns_per_client", Kind::Count),
+    key("telemetry.metrics_prefix", Kind::Str),
     key("service", Kind::Definitions),
     key("services", Kind::Definitions),
     key("check", Kind::Definitions),

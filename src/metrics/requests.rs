@@ -1,0 +1,72 @@
+//! HTTP requests as they finish: a timing per route, method and status code. The routes are the
+//! router's own patterns (`/v1/kv/{*key}`), so the label sets stay few however many keys are read.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::{Agg, Snapshot, Value};
+
+/// The requests served so far.
+#[derive(Debug, Default)]
+pub struct Requests {
+    by: Mutex<HashMap<(String, String, u16), Agg>>,
+}
+
+impl Requests {
+    /// Counts one request to `route` with `method` that ended with `status` after `secs` seconds.
+    pub fn record(&self, method: &str, route: &str, status: u16, secs: f64) {
+        let mut by = self.by.lock().unwrap_or_else(|p| p.into_inner());
+        match by.get_mut(&(method.to_string(), route.to_string(), status)) {
+            Some(a) => a.add(secs),
+            None => {
+                let mut a = Agg::default();
+                a.add(secs);
+                by.insert((method.to_string(), route.to_string(), status), a);
+            }
+        }
+    }
+
+    /// Adds them to `snap` as Consul's `api.http` sample, labelled by method, path and code.
+    pub fn read_into(&self, snap: &mut Snapshot) {
+        let by = self.by.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = by.iter().collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        for ((method, route, status), agg) in all {
+            let code = status.to_string();
+            snap.push(
+                "api.http",
+                "HTTP API requests served, by method, route and status code, with their latency.",
+                &[("method", method), ("path", route), ("code", &code)],
+                Value::Sample(agg.clone()),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_per_route_method_and_status() {
+        let r = Requests::default();
+        r.record("GET", "/v1/kv/{*key}", 200, 0.001);
+        r.record("GET", "/v1/kv/{*key}", 200, 0.003);
+        r.record("GET", "/v1/kv/{*key}", 404, 0.001);
+        let mut snap = Snapshot::default();
+        r.read_into(&mut snap);
+        assert_eq!(snap.metrics.len(), 2);
+        let Value::Sample(a) = &snap.metrics[0].value else {
+            panic!("a sample")
+        };
+        assert_eq!(a.count, 2);
+        assert_eq!(
+            snap.metrics[0].labels,
+            [
+                ("method".to_string(), "GET".to_string()),
+                ("path".into(), "/v1/kv/{*key}".into()),
+                ("code".into(), "200".into())
+            ]
+        );
+    }
+}
