@@ -193,36 +193,36 @@ fn gossip(snap: &mut Snapshot, pools: &[(&str, &DriverStats)]) {
 
 fn dns(snap: &mut Snapshot, d: &DnsStats) {
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    snap.counter(
-        "dns.queries",
-        "DNS queries received (UDP and TCP).",
-        &[],
-        n(&d.queries),
-    );
-    snap.counter(
-        "dns.cache.hits",
-        "DNS queries answered from the pre-encoded answer cache.",
-        &[],
-        n(&d.cache_hits),
-    );
-    snap.counter(
-        "dns.forwarded",
-        "DNS queries sent to the recursors.",
-        &[],
-        n(&d.forwarded),
-    );
-    snap.counter(
-        "dns.remote",
-        "DNS queries for another datacenter's names sent to its servers.",
-        &[],
-        n(&d.remote),
-    );
-    snap.counter(
-        "dns.remote.cache.hits",
-        "DNS queries for another datacenter answered from the cache of its answers.",
-        &[],
-        n(&d.remote_cache_hits),
-    );
+    let counters: [(&'static str, &'static str, &AtomicU64); 5] = [
+        (
+            "dns.queries",
+            "DNS queries received (UDP and TCP).",
+            &d.queries,
+        ),
+        (
+            "dns.cache.hits",
+            "DNS queries answered from the pre-encoded answer cache.",
+            &d.cache_hits,
+        ),
+        (
+            "dns.forwarded",
+            "DNS queries sent to the recursors.",
+            &d.forwarded,
+        ),
+        (
+            "dns.remote",
+            "DNS queries for another datacenter's names sent to its servers.",
+            &d.remote,
+        ),
+        (
+            "dns.remote.cache.hits",
+            "DNS queries for another datacenter answered from the cache of its answers.",
+            &d.remote_cache_hits,
+        ),
+    ];
+    for (name, help, c) in counters {
+        snap.counter(name, help, &[], n(c));
+    }
     for (reason, c) in [
         ("formerr", &d.formerr),
         ("dropped", &d.dropped),
