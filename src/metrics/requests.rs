@@ -6,22 +6,30 @@ use std::sync::Mutex;
 
 use super::{Agg, Snapshot, Value};
 
-/// The requests served so far.
+/// The requests served so far: by route, then a short list of (method, status) pairs, so counting a
+/// request allocates nothing once its label set exists.
 #[derive(Debug, Default)]
 pub struct Requests {
-    by: Mutex<HashMap<(String, String, u16), Agg>>,
+    by: Mutex<HashMap<String, Vec<(String, u16, Agg)>>>,
 }
 
 impl Requests {
     /// Counts one request to `route` with `method` that ended with `status` after `secs` seconds.
     pub fn record(&self, method: &str, route: &str, status: u16, secs: f64) {
         let mut by = self.by.lock().unwrap_or_else(|p| p.into_inner());
-        match by.get_mut(&(method.to_string(), route.to_string(), status)) {
-            Some(a) => a.add(secs),
+        let sets = match by.get_mut(route) {
+            Some(sets) => sets,
+            None => by.entry(route.to_string()).or_default(),
+        };
+        match sets
+            .iter_mut()
+            .find(|(m, s, _)| m == method && *s == status)
+        {
+            Some((_, _, a)) => a.add(secs),
             None => {
                 let mut a = Agg::default();
                 a.add(secs);
-                by.insert((method.to_string(), route.to_string(), status), a);
+                sets.push((method.to_string(), status, a));
             }
         }
     }
@@ -29,9 +37,15 @@ impl Requests {
     /// Adds them to `snap` as Consul's `api.http` sample, labelled by method, path and code.
     pub fn read_into(&self, snap: &mut Snapshot) {
         let by = self.by.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<_> = by.iter().collect();
-        all.sort_by(|a, b| a.0.cmp(b.0));
-        for ((method, route, status), agg) in all {
+        let mut all: Vec<(&str, &str, u16, &Agg)> = by
+            .iter()
+            .flat_map(|(route, sets)| {
+                sets.iter()
+                    .map(move |(m, s, a)| (m.as_str(), route.as_str(), *s, a))
+            })
+            .collect();
+        all.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        for (method, route, status, agg) in all {
             let code = status.to_string();
             snap.push(
                 "api.http",
