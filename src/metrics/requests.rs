@@ -10,8 +10,11 @@ use super::{Agg, Snapshot, Value};
 /// request allocates nothing once its label set exists.
 #[derive(Debug, Default)]
 pub struct Requests {
-    by: Mutex<HashMap<String, Vec<(String, u16, Agg)>>>,
+    by: Mutex<HashMap<String, Vec<LabelSet>>>,
 }
+
+/// One route's requests with one method and status code.
+type LabelSet = (String, u16, Agg);
 
 impl Requests {
     /// Counts one request to `route` with `method` that ended with `status` after `secs` seconds.
