@@ -35,6 +35,7 @@ use crate::state::user_events::UserEvents;
 use crate::state::wan::WanPool;
 use crate::state::{AgentState, ChangeIndex, LocalAgent, MemberTable};
 use crate::util::connlimit::ConnLimiter;
+use crate::util::log_tap::LogTap;
 use crate::util::{entropy, flags};
 use crate::version;
 
@@ -86,27 +87,7 @@ enum Stop {
 
 /// Runs the agent until it leaves, is signalled, or fails; `flags` are re-read on a reload.
 pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    // openraft narrates every vote and replication step at INFO; at info an operator wants its
-    // warnings only, and murmur says what matters (bootstrap, membership changes) itself. At debug
-    // and trace, everything. (tracing orders levels by verbosity: TRACE is the greatest.)
-    let raft_level = if cfg.log_level >= tracing::Level::DEBUG {
-        cfg.log_level
-    } else {
-        cfg.log_level.min(tracing::Level::WARN)
-    };
-    let filter = tracing_subscriber::filter::Targets::new()
-        .with_default(cfg.log_level)
-        .with_target("openraft", raft_level);
-    let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_target(false)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
-        )
-        .with(filter)
-        .try_init();
+    let logs = init_logging(&cfg);
     let data_dir = cfg.data_dir.as_deref().map(DataDir::open).transpose()?;
     let node_id = match &data_dir {
         Some(d) => {
@@ -254,6 +235,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         shutdown: shutdown_tx,
         dns: dns_stats.clone(),
         telemetry: crate::http::metrics::Telemetry::new(cfg.metrics_prefix.clone()),
+        logs,
     };
     let dns_addr = SocketAddr::new(cfg.client_addr, cfg.ports.dns);
     let dns = DnsServer {
@@ -407,6 +389,46 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         }
         _ => Ok(()),
     }
+}
+
+/// The agent's log: to standard output at `log_level` (JSON lines with `-log-json`), and to the watchers
+/// of `/v1/agent/monitor` at the levels they ask for. Returns the tap those watchers follow.
+fn init_logging(cfg: &Config) -> Arc<LogTap> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // openraft narrates every vote and replication step at INFO; at info an operator wants its
+    // warnings only, and murmur says what matters (bootstrap, membership changes) itself. At debug
+    // and trace, everything. (tracing orders levels by verbosity: TRACE is the greatest.)
+    let raft_level = if cfg.log_level >= tracing::Level::DEBUG {
+        cfg.log_level
+    } else {
+        cfg.log_level.min(tracing::Level::WARN)
+    };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(cfg.log_level)
+        .with_target("openraft", raft_level);
+    let out = if cfg.log_json {
+        crate::util::log_tap::JsonLines.with_filter(filter).boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_filter(filter)
+            .boxed()
+    };
+    let tap = Arc::new(LogTap::default());
+    let wanted = tap.clone();
+    let _ = tracing_subscriber::registry()
+        .with(out)
+        .with(
+            tap.layer()
+                .with_filter(tracing_subscriber::filter::dynamic_filter_fn(
+                    move |m, _| wanted.wanted(*m.level()),
+                )),
+        )
+        .try_init();
+    tap
 }
 
 /// The servers' replicated store as this agent reaches it: its own raft on a server (binding the server

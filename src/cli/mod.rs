@@ -7,6 +7,7 @@ pub mod keys;
 pub mod kv;
 pub mod lock;
 pub mod members;
+pub mod monitor;
 pub mod operator;
 pub mod ops;
 pub mod rtt;
@@ -60,6 +61,7 @@ Commands:
     maint          Puts the node or a service in (or out of) maintenance mode
     event          Fires a user event to the agents of the datacenter
     watch          Runs a handler whenever a key, service, node list, checks or events change
+    monitor        Streams the agent's log
     rtt            Estimates the round trip between two nodes from their network coordinates
     keygen         Generates a new gossip encryption key
     keyring        Lists, installs, uses or removes gossip encryption keys cluster-wide
@@ -94,6 +96,7 @@ pub fn main(args: &[String]) -> i32 {
         "rtt" => rtt::main(rest),
         "event" => event::main(rest),
         "watch" => watch::main(rest),
+        "monitor" => monitor::main(rest),
         "kv" => kv::main(rest),
         "lock" => lock::main(rest),
         "operator" => operator::main(rest),

@@ -19,6 +19,7 @@ mod health;
 pub mod json;
 mod kv;
 pub mod metrics;
+mod monitor;
 mod near;
 mod operator;
 mod params;
@@ -54,6 +55,8 @@ pub struct ApiState {
     pub reload: mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>,
     /// Metrics settings and the HTTP requests counted.
     pub telemetry: Arc<metrics::Telemetry>,
+    /// The agent's log, for `/v1/agent/monitor`.
+    pub logs: Arc<crate::util::log_tap::LogTap>,
 }
 
 /// Builds the router.
@@ -81,6 +84,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/metrics", get(metrics::metrics))
+        .route("/v1/agent/monitor", get(monitor::monitor))
         .route("/v1/agent/join/{address}", put(agent::join))
         .route("/v1/agent/leave", put(agent::leave))
         .route("/v1/agent/reload", put(agent::reload))

@@ -8,3 +8,4 @@ pub mod duration;
 pub mod entropy;
 pub mod files;
 pub mod flags;
+pub mod log_tap;

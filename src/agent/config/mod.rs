@@ -137,6 +137,8 @@ pub struct Config {
     pub encrypt_verify_outgoing: bool,
     /// Log level.
     pub log_level: tracing::Level,
+    /// Log as JSON lines (`log_json`, `-log-json`).
+    pub log_json: bool,
     /// Leave gracefully on SIGTERM.
     pub leave_on_terminate: bool,
     /// Which script checks may be registered.
@@ -461,6 +463,7 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         encrypt_verify_incoming: f.encrypt_verify_incoming.unwrap_or(true),
         encrypt_verify_outgoing: f.encrypt_verify_outgoing.unwrap_or(true),
         log_level,
+        log_json: f.log_json.unwrap_or(false),
         // Consul: servers stay on SIGINT and clients leave; SIGTERM the other way round.
         leave_on_terminate: f.leave_on_terminate.unwrap_or(!server),
         scripts: crate::state::local_services::ScriptPolicy {

@@ -42,6 +42,7 @@ pub(super) struct File {
     pub(super) verify_outgoing: Option<bool>,
     pub(super) verify_server_hostname: Option<bool>,
     pub(super) log_level: Option<String>,
+    pub(super) log_json: Option<bool>,
     pub(super) leave_on_terminate: Option<bool>,
     pub(super) disable_coordinates: Option<bool>,
     pub(super) enable_script_checks: Option<bool>,

@@ -218,6 +218,12 @@ pub const SETTINGS: &[Setting] = &[
         "log-level",
         "trace, debug, info, warn or error (default info).",
     ),
+    flagged(
+        "log_json",
+        Kind::Bool,
+        "log-json",
+        "Write the log as JSON lines (hclog's keys).",
+    ),
     key("encrypt_verify_incoming", Kind::Bool),
     key("encrypt_verify_outgoing", Kind::Bool),
     key("ca_file", Kind::Str),
