@@ -136,7 +136,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
             security,
             sink: publisher.clone(),
             tls: &cfg.tls,
-            server_name: format!("server.{}.murmur", cfg.datacenter),
+            server_name: crate::raft::network::server_name(&cfg.datacenter),
         },
     )?;
     let wan = match &cfg.wan {

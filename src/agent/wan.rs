@@ -55,7 +55,7 @@ pub async fn start(
             security,
             sink: pool.clone(),
             tls: &tls,
-            server_name: format!("server.{}.murmur", cfg.datacenter),
+            server_name: crate::raft::network::server_name(&cfg.datacenter),
         },
     )?;
     info!("WAN gossip: {bind} (advertised as {advertise})");

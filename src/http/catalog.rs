@@ -164,14 +164,12 @@ pub(super) async fn datacenters(
     State(s): State<ApiState>,
     req: axum::extract::Request,
 ) -> Response {
-    let own = &s.state.local.datacenter;
-    if !s.state.local.server {
-        let query = req.uri().query().unwrap_or("").to_string();
-        return match super::remote_dc::relay(&s, own.clone(), req, query).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        };
+    match super::remote_dc::on_own_servers(&s, req).await {
+        Ok(Some(r)) => return r,
+        Err(e) => return e.into_response(),
+        Ok(None) => {}
     }
+    let own = &s.state.local.datacenter;
     let dcs = match s.state.wan_pool() {
         Some(pool) => pool.nearest_first(own, &s.state.wan_coordinates().await),
         None => vec![own.clone()],

@@ -78,11 +78,10 @@ pub(super) async fn datacenters(
     req: axum::extract::Request,
 ) -> ApiResult {
     enabled(&s)?;
-    let own = &s.state.local.datacenter;
-    if !s.state.local.server {
-        let query = req.uri().query().unwrap_or("").to_string();
-        return super::remote_dc::relay(&s, own.clone(), req, query).await;
+    if let Some(r) = super::remote_dc::on_own_servers(&s, req).await? {
+        return Ok(r);
     }
+    let own = &s.state.local.datacenter;
     let Some(pool) = s.state.wan_pool() else {
         let (_, entries) = read(&s, &q).await?;
         let servers: Vec<&CoordinateEntry> = entries

@@ -11,25 +11,14 @@ use tokio::sync::broadcast::error::RecvError;
 use super::ApiState;
 use super::error::{ApiResult, bad_request};
 use super::params::{Params, flag};
-use crate::util::log_tap::Watch;
+use crate::util::log_tap::{Watch, parse_level};
 
 /// The level Consul's monitor defaults to.
 const DEFAULT_LEVEL: &str = "INFO";
 
-fn level(name: &str) -> Option<tracing::Level> {
-    Some(match name.to_ascii_lowercase().as_str() {
-        "trace" => tracing::Level::TRACE,
-        "debug" => tracing::Level::DEBUG,
-        "info" => tracing::Level::INFO,
-        "warn" => tracing::Level::WARN,
-        "err" | "error" => tracing::Level::ERROR,
-        _ => return None,
-    })
-}
-
 pub(super) async fn monitor(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     let name = q.get("loglevel").map_or(DEFAULT_LEVEL, String::as_str);
-    let lvl = level(name).ok_or_else(|| bad_request(format!("Unknown log level: {name}")))?;
+    let lvl = parse_level(name).ok_or_else(|| bad_request(format!("Unknown log level: {name}")))?;
     let json = flag(&q, "logjson");
     let watch = s.logs.watch(lvl);
     let stream = futures_util::stream::unfold((watch, json), |(mut w, json)| async move {

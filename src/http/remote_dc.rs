@@ -89,6 +89,20 @@ fn carried(name: &str) -> bool {
     name.eq_ignore_ascii_case("content-type") || name.to_ascii_lowercase().starts_with("x-consul-")
 }
 
+/// On a client, `req` answered by a server of its own datacenter (which knows the WAN pool); `None` on
+/// a server, which answers itself.
+pub(super) async fn on_own_servers(
+    s: &ApiState,
+    req: Request,
+) -> Result<Option<Response>, ApiError> {
+    if s.state.local.server {
+        return Ok(None);
+    }
+    let query = req.uri().query().unwrap_or("").to_string();
+    let own = s.state.local.datacenter.clone();
+    relay(s, own, req, query).await.map(Some)
+}
+
 /// Sends `req` (its query now `query`) to be answered in `dc`.
 pub(super) async fn relay(
     s: &ApiState,

@@ -123,7 +123,7 @@ impl ResetKey {
 }
 
 /// The name a server of `dc` has in its certificate (Consul's `server.DC.consul`).
-fn server_name(dc: &str) -> String {
+pub fn server_name(dc: &str) -> String {
     format!("server.{dc}.murmur")
 }
 

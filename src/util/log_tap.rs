@@ -78,6 +78,18 @@ impl Default for LogTap {
     }
 }
 
+/// A level by its name as Consul's flags and the monitor take it (any case; `err` for error).
+pub fn parse_level(name: &str) -> Option<Level> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "trace" => Level::TRACE,
+        "debug" => Level::DEBUG,
+        "info" => Level::INFO,
+        "warn" => Level::WARN,
+        "err" | "error" => Level::ERROR,
+        _ => return None,
+    })
+}
+
 fn slot(level: Level) -> usize {
     match level {
         Level::TRACE => 0,

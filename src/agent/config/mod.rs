@@ -220,17 +220,11 @@ fn ip(key: &str, given: Option<String>) -> Result<Option<IpAddr>, String> {
 }
 
 fn log_level(given: &str) -> Result<tracing::Level, String> {
-    Ok(match given.to_ascii_lowercase().as_str() {
-        "trace" => tracing::Level::TRACE,
-        "debug" => tracing::Level::DEBUG,
-        "info" => tracing::Level::INFO,
-        "warn" => tracing::Level::WARN,
-        "err" | "error" => tracing::Level::ERROR,
-        other => {
-            return Err(format!(
-                "log_level {other:?}: use trace, debug, info, warn or error"
-            ));
-        }
+    crate::util::log_tap::parse_level(given).ok_or_else(|| {
+        format!(
+            "log_level {:?}: use trace, debug, info, warn or error",
+            given.to_ascii_lowercase()
+        )
     })
 }
 
