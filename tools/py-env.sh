@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes the Python environment the client tests use: a venv under target/ with py-consul pinned, so a
+# Makes the Python environment the client tests use: a venv under target/ with py-consul and selenium pinned, so a
 # stock Debian (no pip; PEP 668 refuses system-wide installs) works as well as a developer's machine.
 # Prints the venv's python. Installs python3-venv with apt when the interpreter cannot make a venv.
 set -euo pipefail
@@ -17,6 +17,6 @@ if [ ! -x "$venv/bin/pip" ]; then
     "$py" -m venv "$venv"
   fi
 fi
-"$venv/bin/python" -c 'import consul' 2>/dev/null ||
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check py-consul==1.8.0 >&2
+"$venv/bin/python" -c 'import consul, selenium' 2>/dev/null ||
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check py-consul==1.8.0 selenium==4.51.0 >&2
 echo "$venv/bin/python"

@@ -9,6 +9,9 @@ command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # promtool checks /v1/agent/metrics?format=prometheus (tests/metrics.rs).
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# The web UI's test drives headless Chromium over WebDriver (tests/ui/browser.py).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq >/dev/null
@@ -27,3 +30,5 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace "$@"
 # Consul's own Python client against real agents: the HTTP API is compatible where clients look.
 "$py" tests/clients/py_consul.py "${CARGO_TARGET_DIR:-target}/release/murmur"
+# The web UI in a real browser against three agents; screenshots land in target/ui-screenshots.
+"$py" tests/ui/browser.py "${CARGO_TARGET_DIR:-target}/release/murmur" "${CARGO_TARGET_DIR:-target}/ui-screenshots"

@@ -95,8 +95,12 @@ const KEYS: &[&str] = &[
     "telemetry.statsite_address",
     "tls",
     "translate_wan_addrs",
-    "ui",
-    "ui_config",
+    "ui_config.dashboard_url_templates",
+    "ui_config.dir",
+    "ui_config.metrics_provider",
+    "ui_config.metrics_provider_files",
+    "ui_config.metrics_provider_options_json",
+    "ui_config.metrics_proxy",
     "ui_dir",
     "unix_sockets",
     "verify_incoming_https",
@@ -134,8 +138,6 @@ const FLAGS: &[&str] = &[
     "serf-wan-allowed-cidrs",
     "serf-wan-bind",
     "syslog",
-    "ui",
-    "ui-content-path",
     "ui-dir",
 ];
 

@@ -264,7 +264,7 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
     let (stop_http, stop_http_rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(crate::http::serve::serve(
         listener,
-        router,
+        crate::http::ui::with_ui(router, &cfg.ui),
         ConnLimiter::new(cfg.http_max_conns_per_client as usize),
         async {
             let _ = stop_http_rx.await;

@@ -37,7 +37,7 @@ pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -
 }
 
 /// The node's published services as NodeService values.
-fn services_of(s: &ApiState, node: &str) -> Vec<Value> {
+pub(super) fn services_of(s: &ApiState, node: &str) -> Vec<Value> {
     s.state.catalog.node(node).map_or_else(Vec::new, |e| {
         e.record
             .services

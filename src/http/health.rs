@@ -87,7 +87,7 @@ pub(super) async fn checks(
 }
 
 /// Every check of one node, a member's `serfHealth` first.
-fn node_checks(s: &ApiState, n: &NodeView) -> Vec<Value> {
+pub(super) fn node_checks(s: &ApiState, n: &NodeView) -> Vec<Value> {
     let mut out: Vec<Value> = n.member().map(serf_health).into_iter().collect();
     if let Some(e) = s.state.catalog.node(n.name()) {
         for c in &e.record.checks {

@@ -16,6 +16,7 @@ mod coordinate;
 mod error;
 mod event;
 mod health;
+mod internal_ui;
 pub mod json;
 mod kv;
 pub mod metrics;
@@ -29,6 +30,7 @@ mod session;
 mod snapshot;
 mod status;
 pub mod txn;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -144,6 +146,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/health/checks/{name}", get(health::checks))
         .route("/v1/health/node/{node}", get(health::node))
         .route("/v1/health/state/{state}", get(health::state))
+        .route("/v1/internal/ui/nodes", get(internal_ui::nodes))
+        .route("/v1/internal/ui/services", get(internal_ui::services))
         .route("/v1/coordinate/nodes", get(coordinate::nodes))
         .route("/v1/coordinate/node/{node}", get(coordinate::node))
         .route("/v1/coordinate/datacenters", get(coordinate::datacenters))

@@ -23,6 +23,7 @@ fn forwarded(path: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "/v1/catalog/",
         "/v1/health/",
+        "/v1/internal/ui/",
         "/v1/kv/",
         "/v1/session/",
         "/v1/txn",

@@ -155,6 +155,8 @@ pub struct Config {
     pub wan: Option<WanSettings>,
     /// Metric names' prefix (`telemetry { metrics_prefix }`; Consul's is `consul`).
     pub metrics_prefix: String,
+    /// The web UI (`ui_config`, `-ui`).
+    pub ui: crate::http::ui::UiSettings,
     /// Node metadata, served in the catalog and as DNS TXT records.
     pub node_meta: Vec<(String, String)>,
     /// DNS settings (`domain`, `recursors`, `dns_config`).
@@ -472,6 +474,12 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         gossip,
         wan,
         metrics_prefix,
+        ui: crate::http::ui::UiSettings {
+            enabled: f.ui_config.enabled.or(f.ui).unwrap_or(dev),
+            content_path: crate::http::ui::content_path(
+                f.ui_config.content_path.as_deref().unwrap_or(""),
+            ),
+        },
         node_meta,
         dns,
         services,
@@ -635,6 +643,35 @@ mod tests {
         assert_eq!(c.node_meta, [("rack".to_string(), "r1".to_string())]);
         assert_eq!(c.dns.domain, "example.");
         assert_eq!(c.dns.recursors, ["127.0.0.53:53".parse().unwrap()]);
+    }
+
+    #[test]
+    fn the_ui_is_on_in_dev_and_where_asked_for() {
+        assert!(load_args(&["-dev"]).unwrap().ui.enabled);
+        let c = load_args(&["-data-dir=/tmp/x"]).unwrap();
+        assert!(!c.ui.enabled);
+        assert_eq!(c.ui.content_path, "/ui/");
+        let c = load_args(&["-data-dir=/tmp/x", "-ui", "-ui-content-path=console"]).unwrap();
+        assert!(c.ui.enabled);
+        assert_eq!(c.ui.content_path, "/console/");
+        let d = tmpdir("ui");
+        let f = d.join("ui.hcl");
+        std::fs::write(&f, "ui = true\n").unwrap();
+        let c = load_args(&["-data-dir=/tmp/x", "-config-file", f.to_str().unwrap()]).unwrap();
+        assert!(c.ui.enabled, "Consul's older top-level key");
+        std::fs::write(&f, "ui_config { enabled = false }\n").unwrap();
+        assert!(
+            !load_args(&["-dev", "-config-file", f.to_str().unwrap()])
+                .unwrap()
+                .ui
+                .enabled
+        );
+        std::fs::write(&f, "ui_config { dir = \"/srv/ui\" }\n").unwrap();
+        let e = load_args(&["-dev", "-config-file", f.to_str().unwrap()]).unwrap_err();
+        assert!(
+            e.contains("ui_config.dir") && e.contains("does not support yet"),
+            "{e}"
+        );
     }
 
     #[test]

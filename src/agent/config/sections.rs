@@ -59,6 +59,8 @@ pub(super) struct File {
     pub(super) gossip_wan: GossipSection,
     pub(super) limits: LimitsSection,
     pub(super) telemetry: TelemetrySection,
+    pub(super) ui: Option<bool>,
+    pub(super) ui_config: UiConfigSection,
     pub(super) service: Option<serde_json::Value>,
     pub(super) services: Option<serde_json::Value>,
     pub(super) check: Option<serde_json::Value>,
@@ -92,6 +94,14 @@ pub(super) struct AutopilotSection {
 #[serde(default, deny_unknown_fields)]
 pub(super) struct TelemetrySection {
     pub(super) metrics_prefix: Option<String>,
+}
+
+/// `ui_config { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct UiConfigSection {
+    pub(super) enabled: Option<bool>,
+    pub(super) content_path: Option<String>,
 }
 
 /// `limits { ... }`.

@@ -224,6 +224,20 @@ pub const SETTINGS: &[Setting] = &[
         "log-json",
         "Write the log as JSON lines (hclog's keys).",
     ),
+    flagged(
+        "ui_config.enabled",
+        Kind::Bool,
+        "ui",
+        "Serve the web UI (on with -dev).",
+    ),
+    flagged(
+        "ui_config.content_path",
+        Kind::Str,
+        "ui-content-path",
+        "Path the web UI is served under (default /ui/).",
+    ),
+    // Consul's older spelling of ui_config.enabled.
+    key("ui", Kind::Bool),
     key("encrypt_verify_incoming", Kind::Bool),
     key("encrypt_verify_outgoing", Kind::Bool),
     key("ca_file", Kind::Str),
