@@ -128,12 +128,19 @@ const SPEC: &[Flag] = &[
     f(
         "plot",
         Arity::One,
-        "Draw the convergence curve as SVG to this file.",
+        "Draw the run's curve (or, with --compare, several runs' curves) as SVG to this file.",
     ),
+    f(
+        "compare",
+        Arity::One,
+        "Run nothing: draw the curves of earlier runs' --out files side by side into --plot \
+         (FILE[=LEGEND],FILE[=LEGEND],...; --title names the chart).",
+    ),
+    f("title", Arity::One, "The chart's title (with --compare)."),
     f(
         "progress",
         Arity::Bool,
-        "Show a progress bar on stderr (default when stderr is a terminal).",
+        "Show a progress bar on stderr (drawn only when it is a terminal; on by default there).",
     ),
 ];
 
@@ -149,6 +156,10 @@ fn num<T: std::str::FromStr>(p: &flags::Parsed, k: &str, d: T) -> Result<T, Stri
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let p = flags::parse(&args, SPEC)?;
+    if let Some(list) = p.get("compare") {
+        let out = p.get("plot").ok_or("--compare draws into --plot FILE")?;
+        return compare(list, p.get("title").unwrap_or(""), out);
+    }
     let nodes: usize = num(&p, "nodes", 1000)?;
     if nodes < 4 {
         return Err("--nodes must be at least 4".into());
@@ -290,6 +301,7 @@ fn run() -> Result<(), String> {
         "start": if opts.converged_start { "converged" } else { "join" },
         "join_rate": opts.join_rate,
         "lifeguard": cfg.lifeguard, "suspicion_mult": cfg.suspicion_mult, "results": out.json, "resources": resources,
+        "curve": { "label": out.curve_label, "points": out.curve },
     });
     if let Some(path) = p.get("out") {
         std::fs::write(path, serde_json::to_string_pretty(&doc).expect("json"))
@@ -297,10 +309,46 @@ fn run() -> Result<(), String> {
     }
     if let Some(path) = p.get("plot") {
         let title = format!("{scenario}, {nodes} nodes, {net}");
-        std::fs::write(path, report::svg(&out.curve, &title, &out.curve_label))
-            .map_err(|e| format!("writing {path}: {e}"))?;
+        let one = report::Series {
+            name: String::new(),
+            points: out.curve,
+        };
+        let svg = report::chart(&title, &out.curve_label, &[one])?;
+        std::fs::write(path, svg).map_err(|e| format!("writing {path}: {e}"))?;
     }
     Ok(())
+}
+
+/// `--compare`: the curves of earlier runs' JSON files on one chart, each named in the legend by its
+/// `=LEGEND` or else by its scenario settings.
+fn compare(list: &str, title: &str, out: &str) -> Result<(), String> {
+    let mut series = Vec::new();
+    let mut x_label = String::new();
+    for item in list.split(',').filter(|s| !s.is_empty()) {
+        let (file, legend) = item.split_once('=').unwrap_or((item, ""));
+        let text = std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))?;
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+        let points: Vec<(f64, f64)> = serde_json::from_value(doc["curve"]["points"].clone())
+            .map_err(|_| format!("{file} holds no curve (written by an older loadgen?)"))?;
+        if x_label.is_empty() {
+            x_label = doc["curve"]["label"].as_str().unwrap_or("").to_owned();
+        }
+        let name = if legend.is_empty() {
+            format!(
+                "{} nodes, lifeguard {}, suspicion_mult {}",
+                doc["nodes"], doc["lifeguard"], doc["suspicion_mult"]
+            )
+        } else {
+            legend.to_owned()
+        };
+        series.push(report::Series { name, points });
+    }
+    if series.is_empty() {
+        return Err("--compare needs at least one FILE".into());
+    }
+    let svg = report::chart(title, &x_label, &series)?;
+    std::fs::write(out, svg).map_err(|e| format!("writing {out}: {e}"))
 }
 
 fn main() {

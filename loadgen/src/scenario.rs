@@ -1,8 +1,7 @@
 //! Scenarios: bring a cluster up, inject one kind of event, and time how the cluster learns of it.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use murmur_gossip::State;
 use serde_json::{Value, json};
@@ -65,40 +64,40 @@ pub(crate) fn fmt(d: Option<Duration>) -> String {
     d.map_or("never".into(), |d| format!("{:.2}s", d.as_secs_f64()))
 }
 
+/// The progress bar on stderr (indicatif), hidden unless asked for.
 struct Progress {
-    on: bool,
-    last: Instant,
+    bar: indicatif::ProgressBar,
+    phase: String,
 }
 
 impl Progress {
     fn new(on: bool) -> Self {
+        let bar = if on {
+            indicatif::ProgressBar::new(0)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("[{prefix:<10}] [{bar:30}] {pos}/{len}  {msg}")
+        {
+            bar.set_style(style.progress_chars("#>."));
+        }
         Progress {
-            on,
-            last: Instant::now() - Duration::from_secs(1),
+            bar,
+            phase: String::new(),
         }
     }
     fn show(&mut self, phase: &str, done: usize, total: usize, t: Duration) {
-        if !self.on || self.last.elapsed() < Duration::from_millis(250) {
-            return;
+        if phase != self.phase {
+            self.phase = phase.to_owned();
+            self.bar.set_prefix(self.phase.clone());
         }
-        self.last = Instant::now();
-        let width = 30;
-        let filled = (done * width)
-            .checked_div(total)
-            .unwrap_or(width)
-            .min(width);
-        eprint!(
-            "\r[{phase:<10}] [{}{}] {done}/{total}  t={:.1}s   ",
-            "#".repeat(filled),
-            ".".repeat(width - filled),
-            t.as_secs_f64()
-        );
-        let _ = std::io::stderr().flush();
+        self.bar.set_length(total as u64);
+        self.bar.set_position(done as u64);
+        self.bar.set_message(format!("t={:.1}s", t.as_secs_f64()));
     }
     fn done(&mut self) {
-        if self.on {
-            eprintln!();
-        }
+        self.bar.finish();
     }
 }
 
@@ -256,10 +255,14 @@ fn spread_figures(
     )
 }
 
+/// The fraction of `total` reached by each of the (sorted) `times`, thinned to at most about a
+/// thousand points (a chart has no use for more, and 100 crashes x 5000 nodes would be half a million).
 fn spread_curve(times: &[Duration], total: usize) -> Vec<(f64, f64)> {
+    let step = times.len().div_ceil(1000).max(1);
     times
         .iter()
         .enumerate()
+        .filter(|(k, _)| k % step == 0 || k + 1 == times.len())
         .map(|(k, t)| (t.as_secs_f64(), (k + 1) as f64 / total as f64))
         .collect()
 }
@@ -351,11 +354,16 @@ pub fn crash(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
             "false_positives": fp,
         }),
         summary,
-        curve: victims
-            .first()
-            .map(|&v| spread_curve(&rec.times(v, State::Dead, t0), observers))
-            .unwrap_or_default(),
-        curve_label: "fraction of live nodes that marked the (first) crashed node failed".into(),
+        curve: {
+            // Every (crashed node, live node) pair: the distribution of detection times.
+            let mut pairs: Vec<Duration> = victims
+                .iter()
+                .flat_map(|&v| rec.times(v, State::Dead, t0))
+                .collect();
+            pairs.sort();
+            spread_curve(&pairs, observers * victims.len())
+        },
+        curve_label: "s since the crash: live nodes that marked a crashed node failed".into(),
     }
 }
 
