@@ -102,3 +102,58 @@ fn monitor_follows_the_log_at_its_own_level_and_the_log_can_be_json() {
         (400, "Unknown log level: loud".into())
     );
 }
+
+#[test]
+fn the_log_file_rotates_by_size_and_keeps_the_newest_archives() {
+    let dir = tmp("logfile");
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let a = Agent::start(
+        "logfile-a",
+        "127.0.72.2",
+        &dir,
+        &[
+            "-server",
+            "-bootstrap",
+            &format!("-log-file={}/", logs.display()),
+            "-log-rotate-bytes=600",
+            "-log-rotate-max-files=2",
+        ],
+    );
+    let archives = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "murmur.log")
+            .collect();
+        v.sort();
+        v
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    // Each reload logs a line of about 100 bytes: 60 of them rotate a 600-byte file several times.
+    for _ in 0..60 {
+        let _ = a.http("PUT", "/v1/agent/reload");
+        let now = archives();
+        assert!(now.len() <= 2, "at most two archives kept: {now:?}");
+        for n in &now {
+            assert!(
+                n.starts_with("murmur-") && n.ends_with(".log"),
+                "Consul's archive names: {n}"
+            );
+        }
+        seen.extend(now);
+        if seen.len() >= 4 {
+            break;
+        }
+    }
+    assert!(seen.len() >= 4, "rotated at least four times: {seen:?}");
+    let kept = archives();
+    let newest = std::fs::read_to_string(logs.join(kept.last().unwrap())).unwrap();
+    assert!(newest.contains("Reload complete"), "{newest}");
+    assert!(
+        newest.len() >= 600 && newest.len() < 600 + 400,
+        "rotated at the first write past 600 bytes: {}",
+        newest.len()
+    );
+    assert!(logs.join("murmur.log").exists());
+}

@@ -87,7 +87,7 @@ enum Stop {
 
 /// Runs the agent until it leaves, is signalled, or fails; `flags` are re-read on a reload.
 pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
-    let logs = init_logging(&cfg);
+    let logs = init_logging(&cfg)?;
     let data_dir = cfg.data_dir.as_deref().map(DataDir::open).transpose()?;
     let node_id = match &data_dir {
         Some(d) => {
@@ -392,8 +392,9 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
 }
 
 /// The agent's log: to standard output at `log_level` (JSON lines with `-log-json`), and to the watchers
-/// of `/v1/agent/monitor` at the levels they ask for. Returns the tap those watchers follow.
-fn init_logging(cfg: &Config) -> Arc<LogTap> {
+/// of `/v1/agent/monitor` at the levels they ask for, and into `log_file` if set. Returns the tap those
+/// watchers follow.
+fn init_logging(cfg: &Config) -> Result<Arc<LogTap>, String> {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -409,18 +410,42 @@ fn init_logging(cfg: &Config) -> Arc<LogTap> {
         .with_default(cfg.log_level)
         .with_target("openraft", raft_level);
     let out = if cfg.log_json {
-        crate::util::log_tap::JsonLines.with_filter(filter).boxed()
+        crate::util::log_tap::JsonLines(std::io::stdout)
+            .with_filter(filter.clone())
+            .boxed()
     } else {
         tracing_subscriber::fmt::layer()
             .with_target(false)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .with_filter(filter)
+            .with_filter(filter.clone())
             .boxed()
+    };
+    let file = match &cfg.log_file {
+        None => None,
+        Some(s) => {
+            let f = std::sync::Mutex::new(
+                crate::util::log_file::RotatingFile::open(s.clone())
+                    .map_err(|e| format!("Failed to open log file {}: {e}", s.path.display()))?,
+            );
+            Some(if cfg.log_json {
+                crate::util::log_tap::JsonLines(f)
+                    .with_filter(filter)
+                    .boxed()
+            } else {
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_writer(f)
+                    .with_filter(filter)
+                    .boxed()
+            })
+        }
     };
     let tap = Arc::new(LogTap::default());
     let wanted = tap.clone();
     let _ = tracing_subscriber::registry()
         .with(out)
+        .with(file)
         .with(
             tap.layer()
                 .with_filter(tracing_subscriber::filter::dynamic_filter_fn(
@@ -428,7 +453,7 @@ fn init_logging(cfg: &Config) -> Arc<LogTap> {
                 )),
         )
         .try_init();
-    tap
+    Ok(tap)
 }
 
 /// The servers' replicated store as this agent reaches it: its own raft on a server (binding the server

@@ -156,15 +156,19 @@ impl<S: Subscriber> Layer<S> for TapLayer {
     }
 }
 
-/// The agent's own log as JSON lines on standard output, with hclog's keys as Consul's `-log-json`
-/// writes them (`@timestamp`, `@level`, `@module`, `@message`, then the fields).
-pub struct JsonLines;
+/// The agent's own log as JSON lines into a writer (standard output, the log file), with hclog's keys
+/// as Consul's `-log-json` writes them (`@timestamp`, `@level`, `@module`, `@message`, then the
+/// fields).
+pub struct JsonLines<W>(pub W);
 
-impl<S: Subscriber> Layer<S> for JsonLines {
+impl<S: Subscriber, W> Layer<S> for JsonLines<W>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let line = line_of(event).json();
-        let mut out = std::io::stdout().lock();
-        let _ = std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes());
+        let line = format!("{}\n", line_of(event).json());
+        // One write per line: the log file rotates between writes, never inside a line.
+        let _ = std::io::Write::write_all(&mut self.0.make_writer(), line.as_bytes());
     }
 }
 

@@ -139,6 +139,8 @@ pub struct Config {
     pub log_level: tracing::Level,
     /// Log as JSON lines (`log_json`, `-log-json`).
     pub log_json: bool,
+    /// Also log to a rotated file (`log_file`, `-log-file` and the `log_rotate_*` settings).
+    pub log_file: Option<crate::util::log_file::LogFileSettings>,
     /// Leave gracefully on SIGTERM.
     pub leave_on_terminate: bool,
     /// Which script checks may be registered.
@@ -460,6 +462,17 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
         encrypt_verify_outgoing: f.encrypt_verify_outgoing.unwrap_or(true),
         log_level,
         log_json: f.log_json.unwrap_or(false),
+        log_file: f.log_file.as_deref().map(|path| {
+            use crate::util::log_file::{DEFAULT_EVERY, Keep, LogFileSettings};
+            let mut s = LogFileSettings::new(path);
+            s.max_bytes = f.log_rotate_bytes.unwrap_or(0);
+            s.every = match f.log_rotate_duration {
+                Some(Dur(d)) if !d.is_zero() => d,
+                _ => DEFAULT_EVERY,
+            };
+            s.keep = Keep::from_setting(f.log_rotate_max_files.unwrap_or(0));
+            s
+        }),
         // Consul: servers stay on SIGINT and clients leave; SIGTERM the other way round.
         leave_on_terminate: f.leave_on_terminate.unwrap_or(!server),
         scripts: crate::state::local_services::ScriptPolicy {
@@ -526,6 +539,7 @@ mod tests {
                 Kind::Port => serde_json::json!(8000),
                 Kind::PortOrOff => serde_json::json!(-1),
                 Kind::Count => serde_json::json!(3),
+                Kind::Int => serde_json::json!(-1),
                 Kind::Dur => serde_json::json!("5s"),
                 Kind::DurMap => serde_json::json!({"*": "5s", "web": "30s"}),
                 Kind::List => serde_json::json!(["a"]),

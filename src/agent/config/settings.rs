@@ -20,6 +20,8 @@ pub enum Kind {
     PortOrOff,
     /// A non-negative integer.
     Count,
+    /// Any integer (`log_rotate_max_files`: -1 means none).
+    Int,
     /// A duration string such as "30s".
     Dur,
     /// A duration, or an object of names to durations (`dns_config.service_ttl`).
@@ -223,6 +225,30 @@ pub const SETTINGS: &[Setting] = &[
         Kind::Bool,
         "log-json",
         "Write the log as JSON lines (hclog's keys).",
+    ),
+    flagged(
+        "log_file",
+        Kind::Str,
+        "log-file",
+        "Also write the log to this file (a path ending in / is a directory: murmur.log in it).",
+    ),
+    flagged(
+        "log_rotate_bytes",
+        Kind::Count,
+        "log-rotate-bytes",
+        "Rotate the log file once it holds this many bytes (default 0: no size limit).",
+    ),
+    flagged(
+        "log_rotate_duration",
+        Kind::Dur,
+        "log-rotate-duration",
+        "Rotate the log file once it is this old (default 24h).",
+    ),
+    flagged(
+        "log_rotate_max_files",
+        Kind::Int,
+        "log-rotate-max-files",
+        "Rotated log files to keep (default 0: all; -1: none).",
     ),
     flagged(
         "ui_config.enabled",
@@ -430,6 +456,7 @@ fn check_value(kind: Kind, v: &Value) -> Result<(), String> {
             .as_i64()
             .is_some_and(|n| n == -1 || (1..=65535).contains(&n)),
         Kind::Count => v.as_u64().is_some_and(|n| n <= u32::MAX as u64),
+        Kind::Int => v.is_i64(),
         Kind::Dur => match v.as_str() {
             Some(s) => return duration::parse(s).map(|_| ()),
             None => false,
@@ -467,6 +494,7 @@ fn describe(kind: Kind) -> &'static str {
         Kind::Port => "a port number (1-65535)",
         Kind::PortOrOff => "a port number (1-65535), or -1 for off",
         Kind::Count => "a non-negative integer",
+        Kind::Int => "an integer",
         Kind::Dur => "a duration string such as \"30s\"",
         Kind::DurMap => "a duration, or an object of service names to durations",
         Kind::List => "a list of strings",
@@ -484,7 +512,7 @@ pub fn coerce(kind: Kind, s: &str) -> Result<Value, String> {
             s.parse::<u64>()
                 .map_err(|_| format!("expected {}, got {s:?}", describe(kind)))?,
         ),
-        Kind::PortOrOff => Value::from(
+        Kind::PortOrOff | Kind::Int => Value::from(
             s.parse::<i64>()
                 .map_err(|_| format!("expected {}, got {s:?}", describe(kind)))?,
         ),
