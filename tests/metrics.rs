@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Agent, tmp, wait_for};
+use support::{Agent, dig, dns_status, tmp, wait_for};
 
 /// The Prometheus text of `a`.
 fn prometheus(a: &Agent) -> String {
@@ -83,6 +83,113 @@ fn metrics_in_consul_s_json_and_prometheus_s_text_move_with_traffic() {
     );
     assert_eq!(served, Some(1.0), "{text}");
     assert!(text.contains("# TYPE murmur_api_http histogram"), "{text}");
+
+    // DNS by question type and response code.
+    assert_eq!(
+        dns_status(&dig("127.0.71.1", &["met-a.node.consul", "A"])),
+        "NOERROR"
+    );
+    assert_eq!(
+        dns_status(&dig("127.0.71.1", &["consul.service.consul", "SRV"])),
+        "NOERROR"
+    );
+    assert_eq!(
+        dns_status(&dig("127.0.71.1", &["nobody.node.consul", "A"])),
+        "NXDOMAIN"
+    );
+    let text = prometheus(&a);
+    assert_eq!(
+        sample(&text, "murmur_dns_queries_type_total{type=\"A\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "murmur_dns_queries_type_total{type=\"SRV\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "murmur_dns_responses_total{rcode=\"NOERROR\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&text, "murmur_dns_responses_total{rcode=\"NXDOMAIN\"}"),
+        Some(1.0)
+    );
+
+    // The server's raft: its term, leadership, and a write's commit.
+    assert!(wait_for(Duration::from_secs(10), || a.leader().is_some()));
+    assert_eq!(a.http_body("PUT", "/v1/kv/metrics/a", "1").unwrap().0, 200);
+    let text = prometheus(&a);
+    assert_eq!(sample(&text, "murmur_raft_is_leader"), Some(1.0), "{text}");
+    assert!(sample(&text, "murmur_raft_term").unwrap_or(0.0) >= 1.0);
+    assert!(
+        sample(&text, "murmur_raft_apply_total").unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "murmur_raft_commit_time_count").unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    assert!(sample(&text, "murmur_raft_state_leader_total").unwrap_or(0.0) >= 1.0);
+
+    // A blocking query is counted while it waits.
+    let headers = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null"])
+        .arg("http://127.0.71.1:8500/v1/catalog/nodes")
+        .output()
+        .unwrap();
+    let index: u64 = String::from_utf8_lossy(&headers.stdout)
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-consul-index: ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("an X-Consul-Index");
+    let held = std::thread::spawn(move || {
+        Command::new("curl")
+            .args([
+                "-s",
+                &format!("http://127.0.71.1:8500/v1/catalog/nodes?index={index}&wait=3s"),
+            ])
+            .output()
+    });
+    assert!(
+        wait_for(Duration::from_secs(3), || sample(
+            &prometheus(&a),
+            "murmur_rpc_queries_blocking"
+        ) == Some(1.0)),
+        "{}",
+        prometheus(&a)
+    );
+    let _ = held.join();
+    assert_eq!(
+        sample(&prometheus(&a), "murmur_rpc_queries_blocking"),
+        Some(0.0)
+    );
+
+    // Check runs by the status they report.
+    let check =
+        r#"{"Name": "self", "HTTP": "http://127.0.71.1:8500/v1/status/leader", "Interval": "1s"}"#;
+    assert_eq!(
+        a.http_body("PUT", "/v1/agent/check/register", check)
+            .unwrap()
+            .0,
+        200
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || sample(
+            &prometheus(&a),
+            "murmur_agent_check_runs_total{status=\"passing\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0),
+        "{}",
+        prometheus(&a)
+    );
+    let text = prometheus(&a);
 
     // promtool accepts the text as Prometheus would scrape it (the test client trims the body's final
     // newline; the format ends in one).

@@ -224,6 +224,21 @@ fuzz_target!(|data: &[u8]| {
         assert!(formerr(data).is_none(), "FORMERR for a response");
     }
     let parsed = Message::from_vec(data);
+    // The metrics' tally reads any bytes (a query's type, an answer's code) without a panic, and agrees
+    // with the full parser on the question's type.
+    let mut tally = murmur::dns::tally::Tally::default();
+    tally.query(data);
+    tally.answer(data);
+    if let Ok(req) = &parsed
+        && let Some(q) = req.queries.first()
+        && sh.is_some()
+    {
+        assert_eq!(
+            murmur::dns::tally::question_type(data),
+            Some(u16::from(q.query_type())),
+            "the tally reads another type than the parser"
+        );
+    }
     if let Ok(req) = &parsed {
         assert_eq!(
             req.metadata.message_type == MessageType::Response,

@@ -7,6 +7,7 @@ pub mod names;
 pub mod remote;
 pub mod server;
 pub mod services;
+pub mod tally;
 
 use std::net::SocketAddr;
 use std::time::Duration;

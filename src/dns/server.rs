@@ -17,6 +17,7 @@ use super::answer::{Answerer, Reply, Reuse, Transport, formerr};
 use super::cache::{AnswerCache, shape};
 use super::remote::{RemoteDns, RemoteFailure};
 use super::services::ServiceCatalog;
+use super::tally::{ByKind, Tally};
 use crate::state::MemberTable;
 use crate::util::batch::{RecvBatch, SendBatch};
 use crate::util::connlimit::ConnLimiter;
@@ -51,6 +52,8 @@ pub struct DnsStats {
     pub remote: AtomicU64,
     /// Queries for another datacenter's names answered from the cache of its answers.
     pub remote_cache_hits: AtomicU64,
+    /// Queries by type and answers by response code.
+    pub kinds: ByKind,
 }
 
 /// Everything a DNS transport needs.
@@ -108,6 +111,7 @@ impl DnsServer {
         let mut cache = AnswerCache::default();
         let mut key = Vec::with_capacity(300);
         let mut rng = Rng::new(crate::util::entropy::u64().unwrap_or(7));
+        let mut tally = Tally::default();
         loop {
             if socket.readable().await.is_err() {
                 return;
@@ -127,9 +131,11 @@ impl DnsServer {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                tally.query(raw);
                 if let Some(sh) = shape(raw, &mut key) {
                     let out = send.next_buf(from);
-                    if cache.serve(&key, raw, sh, out) {
+                    if cache.serve(&key, raw, sh, &mut *out) {
+                        tally.answer(out);
                         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
@@ -137,6 +143,7 @@ impl DnsServer {
                 }
                 match self.answer(raw, Transport::Udp, &mut rng) {
                     Some(Reply::Bytes(bytes, reuse)) => {
+                        tally.answer(&bytes);
                         if reuse != Reuse::Never && shape(raw, &mut key).is_some() {
                             cache.insert(&key, &bytes, reuse == Reuse::Shuffled);
                         }
@@ -147,6 +154,7 @@ impl DnsServer {
                         let (s, q, sock) = (self.clone(), raw.to_vec(), socket.clone());
                         tokio::spawn(async move {
                             let r = s.forward(&q).await;
+                            s.stats.kinds.answered(&r);
                             let _ = sock.send_to(&r, from).await;
                         });
                     }
@@ -154,6 +162,7 @@ impl DnsServer {
                         let (s, q, sock) = (self.clone(), raw.to_vec(), socket.clone());
                         tokio::spawn(async move {
                             let r = s.ask_datacenter(&dc, &q, Transport::Udp).await;
+                            s.stats.kinds.answered(&r);
                             let _ = sock.send_to(&r, from).await;
                         });
                     }
@@ -166,6 +175,7 @@ impl DnsServer {
                 }
             }
             self.flush(&socket, &mut send).await;
+            tally.flush(&self.stats.kinds);
             // A socket that is always readable never makes this task wait: give the runtime back
             // every so often, or a flood (or a reply loop) starves HTTP, gossip and signal handling.
             tokio::task::coop::consume_budget().await;
@@ -252,6 +262,7 @@ impl DnsServer {
             } else {
                 bytes
             };
+            self.stats.kinds.count(q, &bytes);
             let mut out = Vec::with_capacity(bytes.len() + 2);
             out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
             out.extend_from_slice(&bytes);

@@ -15,6 +15,30 @@ use crate::state::replicated::{Query, ReadRequest, ReadResult};
 use crate::state::{AgentState, Snapshot};
 use tokio::time::Instant;
 
+/// Blocking queries waiting now, in this process (one agent per process outside tests).
+static HELD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many blocking queries are waiting now (`rpc.queries_blocking`).
+pub fn held() -> u64 {
+    HELD.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts one waiting query while it lives.
+struct Held;
+
+impl Held {
+    fn enter() -> Held {
+        HELD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Held
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Parsed `?index=&wait=` of a blocking query.
 pub struct Blocking {
     index: Option<u64>,
@@ -65,7 +89,10 @@ impl Blocking {
     /// Waits on service `name` alone: a change to another service does not end the wait.
     pub async fn service(&self, s: &AgentState, name: &str) -> Arc<ServiceEntries> {
         match self.index {
-            Some(min) => s.catalog.wait_service(name, min, self.deadline()).await,
+            Some(min) => {
+                let _held = Held::enter();
+                s.catalog.wait_service(name, min, self.deadline()).await
+            }
             None => s.catalog.service(name),
         }
     }
@@ -73,7 +100,10 @@ impl Blocking {
     /// Waits on the list of service names and tags.
     pub async fn listing(&self, s: &AgentState) -> Arc<Listing> {
         match self.index {
-            Some(min) => s.catalog.wait_listing(min, self.deadline()).await,
+            Some(min) => {
+                let _held = Held::enter();
+                s.catalog.wait_listing(min, self.deadline()).await
+            }
             None => s.catalog.listing(),
         }
     }
@@ -100,6 +130,7 @@ impl Blocking {
         if let Some(min) = self.index
             && index(s) == min
         {
+            let _held = Held::enter();
             let deadline = self.deadline();
             let (mut members, mut records) = (s.changes.subscribe(), s.catalog.subscribe());
             while index(s) == min {
@@ -130,6 +161,7 @@ pub async fn store_read(
         min_index: blocking.index(),
         wait: blocking.wait_with_jitter(),
     };
+    let _held = request.min_index.map(|_| Held::enter());
     s.store
         .read(request)
         .await

@@ -102,6 +102,24 @@ async fn gather(s: &ApiState) -> Snapshot {
         events.received.load(Ordering::Relaxed),
     );
     s.telemetry.requests.read_into(&mut snap);
+    snap.gauge(
+        "rpc.queries_blocking",
+        "Blocking queries waiting now.",
+        &[],
+        super::blocking::held() as f64,
+    );
+    for (status, runs) in ["passing", "warning", "critical"]
+        .into_iter()
+        .zip(&s.state.services.runs)
+    {
+        snap.counter(
+            "agent.check.runs",
+            "Check runs by the status the check reported (before its thresholds).",
+            &[("status", status)],
+            runs.load(Ordering::Relaxed),
+        );
+    }
+    s.state.store.record_metrics(&mut snap);
     snap
 }
 
@@ -222,6 +240,22 @@ fn dns(snap: &mut Snapshot, d: &DnsStats) {
     ];
     for (name, help, c) in counters {
         snap.counter(name, help, &[], n(c));
+    }
+    for (qtype, n) in d.kinds.types() {
+        snap.counter(
+            "dns.queries.type",
+            "DNS queries by question type.",
+            &[("type", qtype)],
+            n,
+        );
+    }
+    for (rcode, n) in d.kinds.codes() {
+        snap.counter(
+            "dns.responses",
+            "DNS answers by response code.",
+            &[("rcode", rcode)],
+            n,
+        );
     }
     for (reason, c) in [
         ("formerr", &d.formerr),

@@ -8,12 +8,14 @@
 //! group share the entry's index, as the writes of a Consul transaction do.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::error::{ClientWriteError, Fatal};
 use openraft::raft::ClientWriteResponse;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::command::{Command, Reply, Request};
+use super::stats::RaftStats;
 use super::{Raft, ServerNode, TypeConfig};
 
 /// Most writes in one entry.
@@ -46,9 +48,9 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the task that commits groups through `raft`.
-    pub fn start(raft: Raft) -> Self {
+    pub fn start(raft: Raft, stats: Arc<RaftStats>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(raft, rx));
+        tokio::spawn(run(raft, rx, stats));
         Batcher { tx }
     }
 
@@ -64,7 +66,11 @@ impl Batcher {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<(Request, oneshot::Sender<Answer>)>) {
+async fn run(
+    raft: Raft,
+    mut rx: mpsc::Receiver<(Request, oneshot::Sender<Answer>)>,
+    stats: Arc<RaftStats>,
+) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut held: Option<(Request, oneshot::Sender<Answer>)> = None;
     loop {
@@ -106,9 +112,14 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Request, oneshot::Sender<Answer
             many => Command::batch(many),
         };
         // Handed to raft here, in arrival order; answered by a task of its own.
+        let handed = Instant::now();
         let proposed = raft.client_write_ff(entry).await;
+        let stats = stats.clone();
         tokio::spawn(async move {
-            answer(proposed, waiters).await;
+            let writes = waiters.len();
+            if answer(proposed, waiters).await {
+                stats.committed(handed.elapsed(), writes);
+            }
             drop(slot);
         });
     }
@@ -117,8 +128,11 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Request, oneshot::Sender<Answer
 /// What openraft answers a proposed entry with.
 type Committed = Result<ClientWriteResponse<TypeConfig>, ClientWriteError<u64, ServerNode>>;
 
-/// Waits for one group's commit and answers each of its writes.
-async fn answer<R, E>(proposed: Result<R, Fatal<u64>>, waiters: Vec<oneshot::Sender<Answer>>)
+/// Waits for one group's commit and answers each of its writes; true if it committed.
+async fn answer<R, E>(
+    proposed: Result<R, Fatal<u64>>,
+    waiters: Vec<oneshot::Sender<Answer>>,
+) -> bool
 where
     R: std::future::Future<Output = Result<Committed, E>>,
 {
@@ -140,7 +154,9 @@ where
             },
         },
     };
+    let committed = answers.iter().any(Result::is_ok);
     for (w, a) in waiters.into_iter().zip(answers) {
         let _ = w.send(a);
     }
+    committed
 }

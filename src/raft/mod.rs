@@ -23,6 +23,7 @@ pub mod log_store;
 pub mod network;
 pub mod rpc;
 pub mod server;
+pub mod stats;
 
 use std::io::Cursor;
 

@@ -22,6 +22,7 @@ use super::fsm::StateMachine;
 use super::log_store::LogStore;
 use super::network::{CallError, Network, ResetKey, Transport};
 use super::rpc::{Answer, MAX_HOPS, Rpc, Status};
+use super::stats::{RaftNow, RaftStats};
 use super::{Raft, ServerNode, raft_id};
 use crate::net::tls::TlsSettings;
 use crate::state::autopilot::{
@@ -110,6 +111,8 @@ pub struct RaftServer {
     raft: Raft,
     /// The leader's group commit of writes.
     batcher: Batcher,
+    /// Counts for the metrics.
+    stats: Arc<RaftStats>,
     id: u64,
     me: ServerNode,
     state: Arc<Replica>,
@@ -209,8 +212,10 @@ impl RaftServer {
             addr: s.advertise.to_string(),
         };
         let (stop, _) = watch::channel(false);
+        let stats = Arc::new(RaftStats::default());
         let server = Arc::new(RaftServer {
-            batcher: Batcher::start(raft.clone()),
+            batcher: Batcher::start(raft.clone(), stats.clone()),
+            stats,
             raft,
             id,
             me,
@@ -942,6 +947,9 @@ impl RaftServer {
                 (m.current_term, m.current_leader)
             };
             if known.map(|k| k.1) != Some(now.1) {
+                if now.1.is_some() {
+                    self.stats.leader_changed(now.1 == Some(self.id));
+                }
                 match now.1 {
                     Some(id) if id == self.id => {
                         tracing::info!("raft: entering leader state, term {}", now.0);
@@ -1254,6 +1262,20 @@ impl Replicated for RaftServer {
 
     fn known_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader.is_some()
+    }
+
+    fn record_metrics(&self, snap: &mut crate::metrics::Snapshot) {
+        let now = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            RaftNow {
+                term: m.current_term,
+                last_index: m.last_log_index.unwrap_or(0),
+                applied_index: m.last_applied.map_or(0, |l| l.index),
+                leader: m.state == ServerState::Leader,
+            }
+        };
+        self.stats.read_into(snap, &now);
     }
 
     fn configuration(&self) -> BoxFuture<'_, Result<RaftConfiguration, StoreError>> {

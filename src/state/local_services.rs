@@ -129,6 +129,8 @@ pub struct LocalServices {
     pub generation: watch::Sender<u64>,
     /// Counts check registrations and removals (the check runners' supervisor waits on it).
     pub definitions: watch::Sender<u64>,
+    /// Check runs by the status the runner saw, before thresholds (passing, warning, critical).
+    pub runs: [std::sync::atomic::AtomicU64; 3],
 }
 
 /// A file name for an ID (IDs may hold any character; the hex of its bytes never clashes).
@@ -146,6 +148,7 @@ impl LocalServices {
             changed: Notify::new(),
             generation: watch::Sender::new(0),
             definitions: watch::Sender::new(0),
+            runs: Default::default(),
         }
     }
 
@@ -376,6 +379,7 @@ impl LocalServices {
 
     /// A check runner's result for check `id` (ignored if the check is gone or is a TTL check).
     pub fn record_result(&self, id: &str, status: Status, output: &str, now: Instant) {
+        self.runs[status as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut inner = self.lock();
         let Some(c) = inner.checks.get_mut(id) else {
             return;

@@ -450,6 +450,9 @@ pub trait Replicated: Send + Sync {
     fn peers(&self) -> BoxFuture<'_, Vec<String>>;
     /// Whether a leader was known when last heard (`X-Consul-KnownLeader` of local reads).
     fn known_leader(&self) -> bool;
+
+    /// Adds this store's raft figures to a metrics snapshot (a server's own raft; nothing on a client).
+    fn record_metrics(&self, _snap: &mut crate::metrics::Snapshot) {}
     /// The raft configuration as a server sees it.
     fn configuration(&self) -> BoxFuture<'_, Result<RaftConfiguration, StoreError>>;
     /// An operator request, served by the leader.

@@ -316,6 +316,13 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
             "telemetry.metrics_prefix {metrics_prefix:?}: letters, digits and '_', not starting with a digit"
         ));
     }
+    if f.telemetry.disable_hostname == Some(false) {
+        return Err(
+            "telemetry.disable_hostname = false: murmur never puts the host name into metric names \
+             (Prometheus labels each target itself); leave the key out or set it true"
+                .into(),
+        );
+    }
     let node_name = match f.node_name {
         Some(n) => n,
         None => hostname()?,
@@ -680,6 +687,15 @@ mod tests {
                 .ui
                 .enabled
         );
+        std::fs::write(
+            &f,
+            "telemetry {\n prometheus_retention_time = \"60s\"\n disable_hostname = true\n}\n",
+        )
+        .unwrap();
+        assert!(load_args(&["-dev", "-config-file", f.to_str().unwrap()]).is_ok());
+        std::fs::write(&f, "telemetry { disable_hostname = false }\n").unwrap();
+        let e = load_args(&["-dev", "-config-file", f.to_str().unwrap()]).unwrap_err();
+        assert!(e.contains("never puts the host name"), "{e}");
         std::fs::write(&f, "ui_config { dir = \"/srv/ui\" }\n").unwrap();
         let e = load_args(&["-dev", "-config-file", f.to_str().unwrap()]).unwrap_err();
         assert!(

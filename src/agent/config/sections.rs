@@ -98,6 +98,10 @@ pub(super) struct AutopilotSection {
 #[serde(default, deny_unknown_fields)]
 pub(super) struct TelemetrySection {
     pub(super) metrics_prefix: Option<String>,
+    // Accepted so Consul's files work: murmur always serves Prometheus's text and reads every series
+    // live at the scrape, so there is nothing to keep or expire.
+    pub(super) prometheus_retention_time: Option<Dur>,
+    pub(super) disable_hostname: Option<bool>,
 }
 
 /// `ui_config { ... }`.

@@ -330,6 +330,8 @@ pub const SETTINGS: &[Setting] = &[
     key("reconnect_timeout_wan", Kind::Dur),
     key("limits.http_max_conns_per_client", Kind::Count),
     key("telemetry.metrics_prefix", Kind::Str),
+    key("telemetry.prometheus_retention_time", Kind::Dur),
+    key("telemetry.disable_hostname", Kind::Bool),
     key("service", Kind::Definitions),
     key("services", Kind::Definitions),
     key("check", Kind::Definitions),
