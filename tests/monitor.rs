@@ -151,7 +151,8 @@ fn the_log_file_rotates_by_size_and_keeps_the_newest_archives() {
     let newest = std::fs::read_to_string(logs.join(kept.last().unwrap())).unwrap();
     assert!(newest.contains("Reload complete"), "{newest}");
     assert!(
-        newest.len() >= 600 && newest.len() < 600 + 400,
+        // A reload's line is about 100 bytes; 2 KiB of slack is far more than any one line.
+        newest.len() >= 600 && newest.len() < 600 + 2048,
         "rotated at the first write past 600 bytes: {}",
         newest.len()
     );

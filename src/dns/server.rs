@@ -247,6 +247,7 @@ impl DnsServer {
                 .await
                 .map_err(|_| std::io::ErrorKind::TimedOut)??;
             self.stats.queries.fetch_add(1, Ordering::Relaxed);
+            self.stats.kinds.queried(q);
             let bytes = match self.answer(q, Transport::Tcp, &mut rng) {
                 Some(Reply::Bytes(b, _)) => b,
                 Some(Reply::Forward) => {
@@ -262,7 +263,7 @@ impl DnsServer {
             } else {
                 bytes
             };
-            self.stats.kinds.count(q, &bytes);
+            self.stats.kinds.answered(&bytes);
             let mut out = Vec::with_capacity(bytes.len() + 2);
             out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
             out.extend_from_slice(&bytes);

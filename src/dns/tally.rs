@@ -59,15 +59,14 @@ pub struct ByKind {
 }
 
 impl ByKind {
-    /// Counts one query and its answer at once (TCP, and answers built outside a batch).
-    pub fn count(&self, query: &[u8], answer: &[u8]) {
+    /// Counts a query alone (TCP, one at a time).
+    pub fn queried(&self, query: &[u8]) {
         let mut t = Tally::default();
         t.query(query);
-        t.answer(answer);
         t.flush(self);
     }
 
-    /// Counts an answer alone (its query was counted in its batch).
+    /// Counts an answer alone (TCP, and answers finished outside their batch).
     pub fn answered(&self, answer: &[u8]) {
         let mut t = Tally::default();
         t.answer(answer);
@@ -154,7 +153,8 @@ mod tests {
         t.answer(&header(3));
         t.answer(&header(0));
         t.flush(&by);
-        by.count(&query("b.node.consul.", RecordType::AAAA), &header(0));
+        by.queried(&query("b.node.consul.", RecordType::AAAA));
+        by.answered(&header(0));
         let types: Vec<_> = by.types().filter(|(_, n)| *n > 0).collect();
         assert_eq!(types, [("A", 2), ("AAAA", 1), ("SRV", 1), ("other", 2)]);
         let codes: Vec<_> = by.codes().filter(|(_, n)| *n > 0).collect();

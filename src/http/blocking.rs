@@ -24,10 +24,11 @@ pub fn held() -> u64 {
 }
 
 /// Counts one waiting query while it lives.
-struct Held;
+pub(super) struct Held;
 
 impl Held {
-    fn enter() -> Held {
+    /// Counts a query that is about to wait.
+    pub(super) fn enter() -> Held {
         HELD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Held
     }

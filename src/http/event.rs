@@ -70,6 +70,7 @@ pub(super) async fn list(State(s): State<ApiState>, Query(q): Params) -> ApiResu
     let name = q.get("name").map(String::as_str).filter(|n| !n.is_empty());
     let (index, events) = match blocking.index() {
         Some(min) => {
+            let _held = super::blocking::Held::enter();
             let deadline = tokio::time::Instant::now() + blocking.wait_with_jitter();
             s.state.events.wait(name, min, deadline).await
         }

@@ -27,14 +27,30 @@ impl Default for UiSettings {
     }
 }
 
-/// `content_path` as Consul normalizes it: one slash at each end; empty means `/ui/`.
-pub fn content_path(given: &str) -> String {
+/// `content_path` as Consul normalizes it: one slash at each end; empty means `/ui/`. Refused: characters
+/// a URL path would need escaped or a route pattern reads as syntax, and paths the API owns.
+pub fn content_path(given: &str) -> Result<String, String> {
     let inner = given.trim_matches('/');
     if inner.is_empty() {
-        "/ui/".into()
-    } else {
-        format!("/{inner}/")
+        return Ok("/ui/".into());
     }
+    let plain = inner
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b));
+    let segments_ok = inner
+        .split('/')
+        .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    if !plain || !segments_ok {
+        return Err(format!(
+            "ui_config.content_path {given:?}: use letters, digits, '-', '.', '_', '~' and single '/'"
+        ));
+    }
+    if inner == "v1" || inner.starts_with("v1/") {
+        return Err(format!(
+            "ui_config.content_path {given:?}: /v1/ is the HTTP API's"
+        ));
+    }
+    Ok(format!("/{inner}/"))
 }
 
 /// The UI's files: name, media type, content.
@@ -161,17 +177,21 @@ mod tests {
 
     #[test]
     fn content_paths_are_normalized_as_consul_does() {
-        assert_eq!(content_path(""), "/ui/");
-        assert_eq!(content_path("/"), "/ui/");
-        assert_eq!(content_path("console"), "/console/");
-        assert_eq!(content_path("/a/b/"), "/a/b/");
+        let ok = |p: &str| content_path(p).unwrap();
+        assert_eq!(ok(""), "/ui/");
+        assert_eq!(ok("/"), "/ui/");
+        assert_eq!(ok("console"), "/console/");
+        assert_eq!(ok("/a/b/"), "/a/b/");
+        for bad in ["v1/kv", "/v1/", "a/{x}", "a//b", "a/../b", "a b"] {
+            assert!(content_path(bad).is_err(), "{bad}");
+        }
     }
 
     #[tokio::test]
     async fn ui_on_serves_its_files_and_redirects_the_root() {
         let ui = UiSettings {
             enabled: true,
-            content_path: content_path("console"),
+            content_path: content_path("console").unwrap(),
         };
         let r = with_ui(Router::new(), &ui);
         let (st, loc, _) = get_path(&r, "/").await;

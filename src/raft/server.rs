@@ -936,7 +936,8 @@ impl RaftServer {
         })
     }
 
-    /// Logs each change of leader, as Consul's servers do ("New leader elected").
+    /// Logs each change of leader, as Consul's servers do ("New leader elected"), and counts elections
+    /// for the metrics.
     async fn log_leaders(self: Arc<Self>) {
         let mut rx = self.raft.metrics();
         let mut stop = self.stop.subscribe();
@@ -946,10 +947,12 @@ impl RaftServer {
                 let m = rx.borrow_and_update();
                 (m.current_term, m.current_leader)
             };
+            // A leader in a new term is a new election even when the same server wins it again
+            // (the watch may have coalesced the leaderless moment in between).
+            if now.1.is_some() && known != Some(now) {
+                self.stats.leader_changed(now.1 == Some(self.id));
+            }
             if known.map(|k| k.1) != Some(now.1) {
-                if now.1.is_some() {
-                    self.stats.leader_changed(now.1 == Some(self.id));
-                }
                 match now.1 {
                     Some(id) if id == self.id => {
                         tracing::info!("raft: entering leader state, term {}", now.0);
@@ -963,8 +966,8 @@ impl RaftServer {
                     }
                     None => {}
                 }
-                known = Some(now);
             }
+            known = Some(now);
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return },
                 _ = stop.changed() => return,

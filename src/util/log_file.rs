@@ -75,36 +75,51 @@ pub struct RotatingFile {
     file: File,
     written: u64,
     opened: Instant,
+    /// Only a regular file is ever renamed: `-log-file=/dev/stdout` (a device, a symlink) is written
+    /// as it is.
+    rotatable: bool,
 }
 
 impl RotatingFile {
     /// Opens the active file, archiving what a previous run left in it. The directory must exist, as
     /// in Consul.
     pub fn open(s: LogFileSettings) -> io::Result<RotatingFile> {
-        if std::fs::metadata(&s.path).is_ok_and(|m| m.len() > 0) {
-            std::fs::rename(&s.path, archive_name(&s.path))?;
-            prune(&s.path, s.keep);
-        }
+        let rotatable = match std::fs::symlink_metadata(&s.path) {
+            Err(_) => true,
+            Ok(m) if m.is_dir() => {
+                return Err(io::Error::other(
+                    "it is a directory (end the path with / to log into murmur.log in it)",
+                ));
+            }
+            Ok(m) if m.is_file() => {
+                if m.len() > 0 {
+                    archive(&s.path, s.keep)?;
+                }
+                true
+            }
+            Ok(_) => false,
+        };
         Ok(RotatingFile {
             file: create(&s.path)?,
             s,
             written: 0,
             opened: Instant::now(),
+            rotatable,
         })
     }
 
     fn due(&self) -> bool {
-        (self.s.max_bytes > 0 && self.written >= self.s.max_bytes)
-            || self.opened.elapsed() >= self.s.every
+        self.rotatable
+            && ((self.s.max_bytes > 0 && self.written >= self.s.max_bytes)
+                || self.opened.elapsed() >= self.s.every)
     }
 
     fn rotate(&mut self) -> io::Result<()> {
         self.file.flush()?;
-        std::fs::rename(&self.s.path, archive_name(&self.s.path))?;
+        archive(&self.s.path, self.s.keep)?;
         self.file = create(&self.s.path)?;
         self.written = 0;
         self.opened = Instant::now();
-        prune(&self.s.path, self.s.keep);
         Ok(())
     }
 }
@@ -155,14 +170,26 @@ fn stem_ext(path: &Path) -> (String, String) {
     (stem, ext)
 }
 
-/// Deletes all but the newest archives `keep` allows. Errors are ignored: a file that cannot be
-/// deleted now is tried again at the next rotation.
-fn prune(path: &Path, keep: Keep) {
-    let allowed = match keep {
-        Keep::All => return,
-        Keep::None => 0,
-        Keep::Newest(n) => n,
-    };
+/// Moves the active file aside as an archive, keeping at most what `keep` allows. Old archives go
+/// first, so the directory never holds more than that, even for a moment.
+fn archive(path: &Path, keep: Keep) -> io::Result<()> {
+    match keep {
+        Keep::All => std::fs::rename(path, archive_name(path)),
+        // Consul makes the archive and deletes it: the same as deleting the file.
+        Keep::None => {
+            prune(path, 0);
+            std::fs::remove_file(path)
+        }
+        Keep::Newest(n) => {
+            prune(path, n - 1);
+            std::fs::rename(path, archive_name(path))
+        }
+    }
+}
+
+/// Deletes all but the newest `allowed` archives. Errors are ignored: a file that cannot be deleted
+/// now is tried again at the next rotation.
+fn prune(path: &Path, allowed: usize) {
     let (stem, ext) = stem_ext(path);
     let prefix = format!("{stem}-");
     let dir = match path.parent() {
@@ -178,7 +205,9 @@ fn prune(path: &Path, keep: Keep) {
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
                 n.strip_prefix(&prefix)
                     .and_then(|rest| rest.strip_suffix(&ext))
-                    .is_some_and(|ts| !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit()))
+                    // Nanoseconds since 1970 have 19 digits until 2286; `agent-2.log`, another
+                    // agent's active file, is not an archive.
+                    .is_some_and(|ts| ts.len() == 19 && ts.bytes().all(|b| b.is_ascii_digit()))
             })
         })
         .collect();
@@ -244,10 +273,25 @@ mod tests {
             std::fs::read_to_string(d.join("agent.log")).unwrap(),
             "line 4 of twelve\n"
         );
-        // An unrelated file that shares the prefix is never deleted.
+        // Unrelated files that share the prefix are never deleted.
         std::fs::write(d.join("agent-notes.log"), "mine").unwrap();
+        std::fs::write(d.join("agent-2.log"), "another agent's").unwrap();
         f.write_all(b"line 5\n").unwrap();
-        assert!(d.join("agent-notes.log").exists());
+        assert!(d.join("agent-notes.log").exists() && d.join("agent-2.log").exists());
+    }
+
+    #[test]
+    fn a_directory_is_refused_and_a_device_is_written_but_never_renamed() {
+        let d = dir("kinds");
+        let e = RotatingFile::open(LogFileSettings::new(d.to_str().unwrap())).err();
+        assert!(e.unwrap().to_string().contains("directory"));
+        assert!(d.is_dir(), "the directory is left where it was");
+        let mut s = LogFileSettings::new("/dev/null");
+        s.max_bytes = 1;
+        let mut f = RotatingFile::open(s).unwrap();
+        f.write_all(b"one\n").unwrap();
+        f.write_all(b"two\n").unwrap();
+        assert!(std::path::Path::new("/dev/null").exists());
     }
 
     #[test]

@@ -498,7 +498,7 @@ fn build(f: sections::File, dev: bool) -> Result<Config, String> {
             enabled: f.ui_config.enabled.or(f.ui).unwrap_or(dev),
             content_path: crate::http::ui::content_path(
                 f.ui_config.content_path.as_deref().unwrap_or(""),
-            ),
+            )?,
         },
         node_meta,
         dns,

@@ -6,6 +6,10 @@
 
 const ROW = 32; // px; the same as --row in app.css
 const WAIT = '60s';
+// At most two reads a second per list: in a big, busy cluster the agent's index moves all the time, and
+// each read of 5000 nodes is a megabyte or more. Changes inside the gap arrive together, still well
+// within a second of the agent knowing.
+const MIN_GAP_MS = 500;
 
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -57,14 +61,25 @@ async function request(path, params, opts) {
 // Follows a blocking query until the view goes: onData gets each result the agent returns.
 async function watch(path, params, signal, onData) {
   let index = 0;
+  let last = 0;
   while (!signal.aborted) {
+    const since = performance.now() - last;
+    if (since < MIN_GAP_MS) await sleep(MIN_GAP_MS - since, signal);
+    if (signal.aborted) return;
+    last = performance.now();
     try {
       const blocking = index ? { index, wait: WAIT } : {};
       const r = await request(path, { ...params, ...blocking }, { signal });
       // An index that goes backwards (a restore, a new leader) starts the watch over, as Consul advises.
       index = r.index < index ? 0 : r.index;
-      onData(r.body);
       say('');
+      try {
+        onData(r.body);
+      } catch (e) {
+        // The page's own fault, not the agent's: say so, and keep following.
+        console.error(e);
+        say(`The page could not show an update: ${e.message}`);
+      }
     } catch (e) {
       if (signal.aborted) return;
       say(`Lost contact with the agent (${e.message}); retrying`);
@@ -103,7 +118,8 @@ class VList {
     this.render = render;
     this.items = [];
     this.rows = new Map(); // key -> {el, sig, top}
-    this.sel = -1;
+    // The selected row by key, not position: an update that adds a row above keeps the same one.
+    this.selKey = null;
     this.box = el('div', { class: 'vlist', role: 'list' });
     this.spacer = el('div', { class: 'spacer' });
     this.box.append(this.spacer);
@@ -114,7 +130,6 @@ class VList {
   set(items) {
     this.items = items;
     this.spacer.style.height = items.length * ROW + 'px';
-    if (this.sel >= items.length) this.sel = items.length - 1;
     this.schedule();
   }
 
@@ -144,22 +159,24 @@ class VList {
         r.top = -1;
       }
       if (r.top !== i * ROW) { r.el.style.top = i * ROW + 'px'; r.top = i * ROW; }
-      r.el.classList.toggle('selected', i === this.sel);
+      r.el.classList.toggle('selected', it.key === this.selKey);
     }
     for (const [k, r] of this.rows) if (!shown.has(k)) { r.el.remove(); this.rows.delete(k); }
   }
 
   move(by) {
     if (!this.items.length) return;
-    this.sel = Math.max(0, Math.min(this.items.length - 1, this.sel + by));
-    const y = this.sel * ROW;
+    const at = this.items.findIndex((it) => it.key === this.selKey);
+    const next = Math.max(0, Math.min(this.items.length - 1, at + by));
+    this.selKey = this.items[next].key;
+    const y = next * ROW;
     if (y < this.box.scrollTop) this.box.scrollTop = y;
     else if (y + ROW > this.box.scrollTop + this.box.clientHeight) this.box.scrollTop = y + ROW - this.box.clientHeight;
     this.schedule();
   }
 
   open() {
-    const it = this.items[this.sel];
+    const it = this.items.find((x) => x.key === this.selKey);
     if (it) location.hash = it.href;
   }
 }
@@ -316,9 +333,27 @@ function showServices(main, signal, selected) {
 
 // --- Key/Value ---------------------------------------------------------------------------------------
 
+// A key in a page link: each segment encoded, so '%', '#', '?' and spaces survive the trip through the
+// address bar; route() decodes segment by segment.
+function kvHref(key) {
+  return '#/kv/' + key.split('/').map(encodeURIComponent).join('/');
+}
+
+// A URL cannot carry '.' or '..' as a path segment (the browser folds them away, and the request would
+// reach another endpoint), so the page refuses to read or write such keys; the API and CLI can.
+function unreachable(key) {
+  return key.split('/').some((seg) => seg === '.' || seg === '..');
+}
+const UNREACHABLE = "A browser cannot address a key with '.' or '..' segments; use the API or `murmur kv`.";
+
+// The value as text, or null when it is not UTF-8 (shown read-only, so an edit never corrupts it).
 function decode(b64) {
   if (!b64) return '';
-  return new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+  } catch (e) {
+    return null;
+  }
 }
 
 function crumbs(key) {
@@ -328,7 +363,7 @@ function crumbs(key) {
   parts.forEach((p, i) => {
     if (!p) return;
     acc += p + (i < parts.length - 1 ? '/' : '');
-    out.push(' / ', el('a', { href: '#/kv/' + acc }, p));
+    out.push(' / ', el('a', { href: kvHref(acc) }, p));
   });
   return el('h2', { class: 'crumbs' }, out);
 }
@@ -346,12 +381,16 @@ function showFolder(main, signal, prefix) {
     ev.preventDefault();
     const name = key.value.trim();
     if (!name) { err.textContent = 'A key needs a name.'; return; }
+    if (unreachable(prefix + name)) { err.textContent = UNREACHABLE; return; }
     try {
-      await request(kvPath(prefix + name), {}, { method: 'PUT', body: name.endsWith('/') ? '' : value.value });
-      location.hash = '#/kv/' + prefix + name;
+      // cas=0: create only; an existing key is never overwritten from here.
+      const r = await request(kvPath(prefix + name), { cas: 0 }, { method: 'PUT', body: name.endsWith('/') ? '' : value.value });
+      if (r.body !== true) { err.textContent = `${prefix + name} already exists.`; return; }
+      location.hash = kvHref(prefix + name);
     } catch (e) { err.textContent = e.message; }
   });
   main.append(el('div', { class: 'pane' }, crumbs(prefix), pane), form);
+  if (unreachable(prefix)) { err.textContent = UNREACHABLE; return { list, filter, back: null }; }
   let all = [];
   const apply = () => {
     const f = filter.value.trim().toLowerCase();
@@ -360,7 +399,7 @@ function showFolder(main, signal, prefix) {
   };
   filter.addEventListener('input', apply);
   watch(kvPath(prefix), { keys: '', separator: '/' }, signal, (body) => {
-    all = (body || []).filter((k) => k !== prefix).map((k) => ({ key: k, sig: k, href: '#/kv/' + k }));
+    all = (body || []).filter((k) => k !== prefix).map((k) => ({ key: k, sig: k, href: kvHref(k) }));
     apply();
   });
   return { list, filter, back: null };
@@ -375,20 +414,37 @@ async function showKey(main, signal, key) {
   const del = el('button', { id: 'kv-delete', type: 'button', class: 'secondary' }, 'Delete');
   const form = el('form', { class: 'pane' }, crumbs(key), info, value, el('p', {}, save, ' ', del), err);
   main.append(form);
+  const shown = { list: null, filter: null, back: kvHref(parent) };
+  if (unreachable(key)) {
+    err.textContent = UNREACHABLE;
+    save.disabled = del.disabled = value.disabled = true;
+    return shown;
+  }
   let modify = 0;
+  let flags = 0;
   const load = async () => {
     const r = await request(kvPath(key), {}, { signal });
-    if (!r.body) { info.textContent = 'This key does not exist (yet); Save creates it.'; modify = 0; return; }
+    if (!r.body) {
+      info.textContent = 'This key does not exist (yet); Save creates it.';
+      modify = 0;
+      flags = 0;
+      return;
+    }
     const e = r.body[0];
-    value.value = decode(e.Value);
+    const text = decode(e.Value);
+    value.value = text === null ? '' : text;
+    save.disabled = value.disabled = text === null;
     modify = e.ModifyIndex;
-    info.textContent = `Flags ${e.Flags} · modify index ${e.ModifyIndex}${e.Session ? ' · locked by session ' + e.Session : ''}`;
+    flags = e.Flags;
+    info.textContent = `Flags ${e.Flags} · modify index ${e.ModifyIndex}${e.Session ? ' · locked by session ' + e.Session : ''}` +
+      (text === null ? ' · a binary value: read-only here' : '');
   };
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     try {
-      // Check-and-set on the index we loaded, so an edit never silently overwrites someone else's.
-      const r = await request(kvPath(key), { cas: modify }, { method: 'PUT', body: value.value });
+      // Check-and-set on the index we loaded, so an edit never silently overwrites someone else's; the
+      // key's flags are kept.
+      const r = await request(kvPath(key), { cas: modify, flags }, { method: 'PUT', body: value.value });
       if (r.body !== true) { err.textContent = 'The key changed since it was loaded; reloaded, try again.'; await load(); return; }
       err.textContent = '';
       await load();
@@ -397,12 +453,13 @@ async function showKey(main, signal, key) {
   });
   del.addEventListener('click', async () => {
     try {
-      await request(kvPath(key), {}, { method: 'DELETE' });
-      location.hash = '#/kv/' + parent;
+      const r = await request(kvPath(key), { cas: modify }, { method: 'DELETE' });
+      if (r.body !== true) { err.textContent = 'The key changed since it was loaded; reloaded, nothing deleted.'; await load(); return; }
+      location.hash = kvHref(parent);
     } catch (e) { err.textContent = e.message; }
   });
   try { await load(); } catch (e) { if (!signal.aborted) err.textContent = e.message; }
-  return { list: null, filter: null, back: '#/kv/' + parent };
+  return shown;
 }
 
 // --- Servers -----------------------------------------------------------------------------------------
@@ -428,10 +485,11 @@ function route() {
   const ctl = new AbortController();
   const main = document.getElementById('view');
   main.replaceChildren();
-  const raw = location.hash.replace(/^#\/?/, '');
-  let hash = raw;
-  try { hash = decodeURIComponent(raw); } catch (e) { /* a key with a bare '%' stays as typed */ }
-  const [section, ...rest] = hash.split('/');
+  // Each segment decoded on its own (links encode them so): a key's own '%', '#' and '?' survive.
+  const segments = location.hash.replace(/^#\/?/, '').split('/').map((seg) => {
+    try { return decodeURIComponent(seg); } catch (e) { return seg; }
+  });
+  const [section, ...rest] = segments;
   const arg = rest.join('/');
   for (const a of document.querySelectorAll('[data-nav]')) a.classList.toggle('active', a.dataset.nav === (section || 'nodes'));
   let shown;
@@ -457,7 +515,7 @@ function onKey(ev) {
   if (ev.key === '/' && view && view.filter) { ev.preventDefault(); view.filter.focus(); }
   else if ((ev.key === 'ArrowDown' || ev.key === 'j') && list) { ev.preventDefault(); list.move(1); }
   else if ((ev.key === 'ArrowUp' || ev.key === 'k') && list) { ev.preventDefault(); list.move(-1); }
-  else if (ev.key === 'Enter' && list && list.sel >= 0 && !ev.target.matches('a, button')) { ev.preventDefault(); list.open(); }
+  else if (ev.key === 'Enter' && list && list.selKey !== null && !ev.target.matches('a, button')) { ev.preventDefault(); list.open(); }
 }
 
 async function header() {
