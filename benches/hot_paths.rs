@@ -222,6 +222,14 @@ fn dns(c: &mut Criterion) {
             cache.serve(&key, &raw, sh2, &mut out)
         })
     });
+    // What the metrics add to the cached path: one query's type and one answer's code, tallied.
+    let mut tally = murmur::dns::tally::Tally::default();
+    g.bench_function("tally_query_and_answer", |b| {
+        b.iter(|| {
+            tally.query(std::hint::black_box(&raw));
+            tally.answer(std::hint::black_box(&out));
+        })
+    });
     g.finish();
 }
 
