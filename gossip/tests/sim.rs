@@ -97,6 +97,21 @@ fn crash_is_suspected_then_declared_failed_everywhere() {
         "every live node marks the crashed one failed"
     );
     assert!(others.iter().all(|&o| sim.node(o).core.num_live() == 5));
+    // The counters the agent's metrics read: every survivor probed, got answers in about the simulated
+    // latency, and suspected the crashed node; suspicions held by several got confirmed.
+    for &o in &others {
+        let st = sim.node(o).core.stats();
+        assert!(st.probes_sent > 0 && st.probe_rtt.count > 0, "{st:?}");
+        assert!(st.probe_rtt.count <= st.probes_sent);
+        assert!(st.probe_rtt.max_us < 1_000_000, "{:?}", st.probe_rtt);
+        assert_eq!(st.probe_rtt.buckets.iter().sum::<u64>(), st.probe_rtt.count);
+        assert!(st.suspicions >= 1, "node-{o}: {st:?}");
+    }
+    let confirmations: u64 = others
+        .iter()
+        .map(|&o| sim.node(o).core.stats().suspicion_confirmations)
+        .sum();
+    assert!(confirmations >= 1);
 }
 
 #[test]

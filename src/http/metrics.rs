@@ -151,7 +151,30 @@ fn gossip(snap: &mut Snapshot, pools: &[(&str, &DriverStats)]) {
         }
     }
     type Count = fn(&DriverStats) -> u64;
-    let counters: [(&'static str, &'static str, Count); 7] = [
+    let counters: [(&'static str, &'static str, Count); 12] = [
+        ("memberlist.probes.sent", "Probes sent.", |d| {
+            d.core.probes_sent
+        }),
+        (
+            "memberlist.suspicions",
+            "Members this node came to suspect.",
+            |d| d.core.suspicions,
+        ),
+        (
+            "memberlist.suspicions.confirmed",
+            "Independent confirmations of suspicions this node held.",
+            |d| d.core.suspicion_confirmations,
+        ),
+        (
+            "memberlist.push_pulls",
+            "Periodic full-state exchanges started.",
+            |d| d.core.push_pulls,
+        ),
+        (
+            "memberlist.states.merged",
+            "Full states merged from peers.",
+            |d| d.core.states_merged,
+        ),
         (
             "memberlist.packets.received",
             "Gossip datagrams received.",
@@ -185,6 +208,14 @@ fn gossip(snap: &mut Snapshot, pools: &[(&str, &DriverStats)]) {
             snap.counter(name, help, &[("pool", pool)], read(d));
         }
     }
+    for (pool, d) in pools {
+        snap.push(
+            "memberlist.probe_rtt",
+            "Time from a probe's ping to its ack (direct or through helpers), in seconds.",
+            &[("pool", pool)],
+            metrics::Value::Sample(rtt_agg(&d.core.probe_rtt)),
+        );
+    }
     let drops: [(&str, Count); 10] = [
         ("malformed", |d| d.core.dropped_malformed),
         ("version", |d| d.core.dropped_version),
@@ -206,6 +237,18 @@ fn gossip(snap: &mut Snapshot, pools: &[(&str, &DriverStats)]) {
                 read(d),
             );
         }
+    }
+}
+
+/// The core's integer round-trip counts as the metrics' timings.
+fn rtt_agg(r: &murmur_gossip::RttCounts) -> metrics::Agg {
+    metrics::Agg {
+        count: r.count,
+        sum: r.sum_us as f64 / 1e6,
+        min: r.min_us as f64 / 1e6,
+        max: r.max_us as f64 / 1e6,
+        sum_sq: r.sum_sq_us as f64 / 1e12,
+        buckets: r.buckets,
     }
 }
 
@@ -269,5 +312,29 @@ fn dns(snap: &mut Snapshot, d: &DnsStats) {
             &[("reason", reason)],
             n(c),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_core_buckets_round_trips_as_the_metrics_do() {
+        let secs: Vec<f64> = murmur_gossip::RTT_BUCKETS_US
+            .iter()
+            .map(|us| *us as f64 / 1e6)
+            .collect();
+        assert_eq!(secs, metrics::BUCKETS);
+        let mut r = murmur_gossip::RttCounts::default();
+        r.add(std::time::Duration::from_micros(800));
+        r.add(std::time::Duration::from_millis(30));
+        let a = rtt_agg(&r);
+        assert_eq!((a.count, a.min, a.max), (2, 0.0008, 0.03));
+        let mut direct = metrics::Agg::default();
+        direct.add(0.0008);
+        direct.add(0.03);
+        assert_eq!(a.buckets, direct.buckets);
+        assert!((a.stddev() - direct.stddev()).abs() < 1e-9);
     }
 }

@@ -120,6 +120,7 @@ impl Core {
     }
 
     pub(super) fn exchange_with(&mut self, addr: SocketAddr) {
+        self.stats.push_pulls += 1;
         if self.cfg.external_push_pull {
             self.events.push_back(Event::PushPull { addr });
         } else {
@@ -215,6 +216,7 @@ impl Core {
         bytes: &[u8],
     ) -> Result<usize, DecodeError> {
         let st = wire::decode_state(bytes)?;
+        self.stats.states_merged += 1;
         for (k, d) in st.deltas().enumerate() {
             // The sender puts itself first (see `encode_state`), under the address it announces, which
             // need not be where the stream came from (an advertise address, NAT).

@@ -283,6 +283,7 @@ impl Core {
                 return;
             };
             if sus.confirm(from) {
+                self.stats.suspicion_confirmations += 1;
                 let at = sus.deadline();
                 tracing::debug!(member = name, confirmed_by = from, "suspicion confirmed");
                 self.timers.push(at, Timer::Suspicion(id, token));
@@ -314,6 +315,7 @@ impl Core {
             "suspect"
         );
         self.set_state(now, id, State::Suspect, inc);
+        self.stats.suspicions += 1;
         let sus = Suspicion::new(now, min, max, k, Arc::from(from));
         let at = sus.deadline();
         self.suspicions.insert(id, Box::new(sus));

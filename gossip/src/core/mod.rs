@@ -203,6 +203,63 @@ pub struct Stats {
     pub coordinate_samples: u64,
     /// Coordinates or round trips refused as implausible (non-finite values, a stalled answer).
     pub coordinate_rejected: u64,
+    /// Probes sent (one per probe interval while there is a member to probe).
+    pub probes_sent: u64,
+    /// Probes answered, directly or through helpers, with the time from the ping to its ack.
+    pub probe_rtt: RttCounts,
+    /// Members this node came to suspect (by its own probe or by gossip).
+    pub suspicions: u64,
+    /// Independent confirmations of suspicions this node held (Lifeguard's evidence).
+    pub suspicion_confirmations: u64,
+    /// Periodic full-state exchanges started (anti-entropy; joins and catch-ups are counted apart).
+    pub push_pulls: u64,
+    /// Full states merged from peers (any exchange, either side).
+    pub states_merged: u64,
+}
+
+/// Upper bounds, in microseconds, of the probe round-trip buckets: the agent's latency buckets.
+pub const RTT_BUCKETS_US: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Round-trip times summed up in integers (the core keeps no floats in its counters): count, sum,
+/// sum of squares, extremes, and the count per bucket of [`RTT_BUCKETS_US`] (one more above the last).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RttCounts {
+    /// How many.
+    pub count: u64,
+    /// Their sum, in microseconds.
+    pub sum_us: u64,
+    /// The sum of their squares, in square microseconds.
+    pub sum_sq_us: u128,
+    /// The smallest, in microseconds.
+    pub min_us: u64,
+    /// The largest, in microseconds.
+    pub max_us: u64,
+    /// Per bucket (not cumulative).
+    pub buckets: [u64; RTT_BUCKETS_US.len() + 1],
+}
+
+impl RttCounts {
+    /// Counts one round trip.
+    pub fn add(&mut self, rtt: Duration) {
+        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        if self.count == 0 || us < self.min_us {
+            self.min_us = us;
+        }
+        self.max_us = self.max_us.max(us);
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+        self.sum_sq_us = self
+            .sum_sq_us
+            .saturating_add(u128::from(us) * u128::from(us));
+        let at = RTT_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(RTT_BUCKETS_US.len());
+        self.buckets[at] += 1;
+    }
 }
 
 #[derive(Debug)]

@@ -84,6 +84,7 @@ impl Core {
     pub(super) fn on_ack(&mut self, now: Instant, seq: u32, coord: Option<wire::WireCoord>) {
         if let Some(p) = self.probing.current.take_if(|p| p.seq == seq) {
             self.awareness.apply(-1);
+            self.stats.probe_rtt.add(now - p.sent);
             // Only a direct answer to our own ping, in time, measures the path: indirect acks come
             // without a coordinate, and a late direct one says more about a busy peer than the path.
             let in_time = now - p.sent <= self.awareness.scale(self.cfg.probe_timeout);
@@ -160,6 +161,7 @@ impl Core {
             target: name,
             want_coord,
         });
+        self.stats.probes_sent += 1;
         let direct = self.awareness.scale(self.cfg.probe_timeout);
         self.timers.push(now + direct, Timer::ProbeDirect(seq));
     }
