@@ -255,7 +255,10 @@ impl DnsServer {
                     self.forward(q).await
                 }
                 Some(Reply::Remote(dc)) => self.ask_datacenter(&dc, q, Transport::Tcp).await,
-                None => return Ok(()),
+                None => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
             };
             // Ours never exceed it; a guard, as the length is a u16.
             let bytes = if bytes.len() > usize::from(u16::MAX) {

@@ -211,7 +211,7 @@ fn gossip(snap: &mut Snapshot, pools: &[(&str, &DriverStats)]) {
     for (pool, d) in pools {
         snap.push(
             "memberlist.probe_rtt",
-            "Time from a probe's ping to its ack (direct or through helpers), in seconds.",
+            "Time from a probe's ping to its ack (direct or through helpers).",
             &[("pool", pool)],
             metrics::Value::Sample(rtt_agg(&d.core.probe_rtt)),
         );

@@ -84,7 +84,7 @@ impl RaftStats {
             .clone();
         snap.push(
             "raft.commit_time",
-            "Time from handing a write group to raft until it committed, in seconds.",
+            "Time from handing a write group to raft until it committed.",
             &[],
             Value::Sample(commit),
         );

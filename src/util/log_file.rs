@@ -173,7 +173,7 @@ fn stem_ext(path: &Path) -> (String, String) {
 /// Moves the active file aside as an archive, keeping at most what `keep` allows. Old archives go
 /// first, so the directory never holds more than that, even for a moment.
 fn archive(path: &Path, keep: Keep) -> io::Result<()> {
-    match keep {
+    let moved = match keep {
         Keep::All => std::fs::rename(path, archive_name(path)),
         // Consul makes the archive and deletes it: the same as deleting the file.
         Keep::None => {
@@ -184,6 +184,12 @@ fn archive(path: &Path, keep: Keep) -> io::Result<()> {
             prune(path, n - 1);
             std::fs::rename(path, archive_name(path))
         }
+    };
+    match moved {
+        // Someone removed the active file (a clean-up job): nothing to archive, and the next file
+        // must still be created, or every line from now on would go into the deleted one.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 
@@ -281,17 +287,45 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_is_refused_and_a_device_is_written_but_never_renamed() {
+    fn a_directory_is_refused_and_a_link_is_written_but_never_renamed() {
         let d = dir("kinds");
         let e = RotatingFile::open(LogFileSettings::new(d.to_str().unwrap())).err();
         assert!(e.unwrap().to_string().contains("directory"));
         assert!(d.is_dir(), "the directory is left where it was");
-        let mut s = LogFileSettings::new("/dev/null");
+        // Not a regular file (as /dev/stdout is not): written through, never renamed.
+        let target = d.join("real.txt");
+        std::fs::write(&target, "").unwrap();
+        let link = d.join("agent.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let mut s = LogFileSettings::new(link.to_str().unwrap());
         s.max_bytes = 1;
         let mut f = RotatingFile::open(s).unwrap();
         f.write_all(b"one\n").unwrap();
         f.write_all(b"two\n").unwrap();
-        assert!(std::path::Path::new("/dev/null").exists());
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "one\ntwo\n");
+        assert_eq!(archives(&d), ["real.txt"], "no archive was made");
+    }
+
+    #[test]
+    fn a_removed_active_file_is_created_again_at_the_next_rotation() {
+        let d = dir("removed");
+        let mut s = LogFileSettings::new(d.join("agent.log").to_str().unwrap());
+        s.max_bytes = 1;
+        s.keep = Keep::Newest(3);
+        let mut f = RotatingFile::open(s).unwrap();
+        f.write_all(b"one\n").unwrap();
+        std::fs::remove_file(d.join("agent.log")).unwrap();
+        f.write_all(b"two\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.join("agent.log")).unwrap(),
+            "two\n"
+        );
     }
 
     #[test]

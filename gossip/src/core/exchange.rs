@@ -120,7 +120,6 @@ impl Core {
     }
 
     pub(super) fn exchange_with(&mut self, addr: SocketAddr) {
-        self.stats.push_pulls += 1;
         if self.cfg.external_push_pull {
             self.events.push_back(Event::PushPull { addr });
         } else {

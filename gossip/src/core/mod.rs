@@ -213,7 +213,7 @@ pub struct Stats {
     pub suspicion_confirmations: u64,
     /// Periodic full-state exchanges started (anti-entropy; joins and catch-ups are counted apart).
     pub push_pulls: u64,
-    /// Full states merged from peers (any exchange, either side).
+    /// Full states merged from peers (`merge_state`: stream exchanges, either side).
     pub states_merged: u64,
 }
 
@@ -715,6 +715,7 @@ impl Core {
                 Timer::PushPull => {
                     let every = self.cfg.push_pull_interval_for(self.view.live());
                     self.timers.push(now + every, Timer::PushPull);
+                    self.stats.push_pulls += 1;
                     self.sync_with_random(|s| s.state.is_live());
                 }
                 Timer::JoinRetry(seq) => {

@@ -45,8 +45,9 @@ function say(text) {
 
 function sleep(ms, signal) {
   return new Promise((done) => {
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', () => { clearTimeout(t); done(); }, { once: true });
+    const stop = () => { clearTimeout(t); done(); };
+    const t = setTimeout(() => { signal.removeEventListener('abort', stop); done(); }, ms);
+    signal.addEventListener('abort', stop, { once: true });
   });
 }
 
@@ -346,11 +347,15 @@ function unreachable(key) {
 }
 const UNREACHABLE = "A browser cannot address a key with '.' or '..' segments; use the API or `murmur kv`.";
 
-// The value as text, or null when it is not UTF-8 (shown read-only, so an edit never corrupts it).
+// The value as text, or null when a text box could not give back the same bytes: not UTF-8, or holding a
+// carriage return (a textarea turns \r\n into \n). Such values are shown read-only, so saving never
+// changes a byte nobody edited. A byte-order mark is kept.
 function decode(b64) {
   if (!b64) return '';
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+    const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+      .decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+    return text.includes('\r') ? null : text;
   } catch (e) {
     return null;
   }
@@ -437,7 +442,7 @@ async function showKey(main, signal, key) {
     modify = e.ModifyIndex;
     flags = e.Flags;
     info.textContent = `Flags ${e.Flags} · modify index ${e.ModifyIndex}${e.Session ? ' · locked by session ' + e.Session : ''}` +
-      (text === null ? ' · a binary value: read-only here' : '');
+      (text === null ? ' · not plain text (binary, or with carriage returns): read-only here' : '');
   };
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
