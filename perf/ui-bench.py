@@ -21,7 +21,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "ui"))
-from browser import browser  # noqa: E402  (the UI test's Chromium settings)
+from browser import browser, wait  # noqa: E402  (the UI test's Chromium settings and waits)
 
 IP = "127.0.74.1"
 BASE = f"http://{IP}:8500"
@@ -39,18 +39,6 @@ def put(path, body=None):
     req = urllib.request.Request(BASE + path, method="PUT",
                                  data=None if body is None else body.encode())
     urllib.request.urlopen(req, timeout=10).read()
-
-
-def wait(cond, limit, what):
-    end = time.time() + limit
-    while time.time() < end:
-        try:
-            if cond():
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def main():

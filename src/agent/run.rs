@@ -409,36 +409,23 @@ fn init_logging(cfg: &Config) -> Result<Arc<LogTap>, String> {
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(cfg.log_level)
         .with_target("openraft", raft_level);
-    let out = if cfg.log_json {
-        crate::util::log_tap::JsonLines(std::io::stdout)
-            .with_filter(filter.clone())
-            .boxed()
-    } else {
-        tracing_subscriber::fmt::layer()
-            .with_target(false)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .with_filter(filter.clone())
-            .boxed()
-    };
+    let out = log_layer(
+        cfg.log_json,
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        std::io::stdout,
+        filter.clone(),
+    );
     let file = match &cfg.log_file {
         None => None,
         Some(s) => {
-            let f = std::sync::Mutex::new(
-                crate::util::log_file::RotatingFile::open(s.clone())
-                    .map_err(|e| format!("Failed to open log file {}: {e}", s.path.display()))?,
-            );
-            Some(if cfg.log_json {
-                crate::util::log_tap::JsonLines(f)
-                    .with_filter(filter)
-                    .boxed()
-            } else {
-                tracing_subscriber::fmt::layer()
-                    .with_target(false)
-                    .with_ansi(false)
-                    .with_writer(f)
-                    .with_filter(filter)
-                    .boxed()
-            })
+            let f = crate::util::log_file::RotatingFile::open(s.clone())
+                .map_err(|e| format!("Failed to open log file {}: {e}", s.path.display()))?;
+            Some(log_layer(
+                cfg.log_json,
+                false,
+                std::sync::Mutex::new(f),
+                filter,
+            ))
         }
     };
     let tap = Arc::new(LogTap::default());
@@ -454,6 +441,33 @@ fn init_logging(cfg: &Config) -> Result<Arc<LogTap>, String> {
         )
         .try_init();
     Ok(tap)
+}
+
+/// One destination of the log, at `filter`'s levels: JSON lines with hclog's keys, or tracing's text
+/// (coloured when `ansi`).
+fn log_layer<S, W>(
+    json: bool,
+    ansi: bool,
+    writer: W,
+    filter: tracing_subscriber::filter::Targets,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    if json {
+        crate::util::log_tap::JsonLines(writer)
+            .with_filter(filter)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed()
+    }
 }
 
 /// The servers' replicated store as this agent reaches it: its own raft on a server (binding the server

@@ -18,6 +18,7 @@ use crate::dns::server::DnsStats;
 use crate::metrics::requests::Requests;
 use crate::metrics::{self, Snapshot};
 use crate::net::DriverStats;
+use crate::state::definitions::Status;
 
 /// What the metrics endpoint needs beyond the agent's state.
 #[derive(Debug)]
@@ -108,15 +109,13 @@ async fn gather(s: &ApiState) -> Snapshot {
         &[],
         super::blocking::held() as f64,
     );
-    for (status, runs) in ["passing", "warning", "critical"]
-        .into_iter()
-        .zip(&s.state.services.runs)
-    {
+    // Indexed by the status itself, as `record_result` counts them.
+    for status in [Status::Passing, Status::Warning, Status::Critical] {
         snap.counter(
             "agent.check.runs",
             "Check runs by the status the check reported (before its thresholds).",
-            &[("status", status)],
-            runs.load(Ordering::Relaxed),
+            &[("status", status.as_str())],
+            s.state.services.runs[status as usize].load(Ordering::Relaxed),
         );
     }
     s.state.store.record_metrics(&mut snap);
