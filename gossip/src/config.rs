@@ -42,6 +42,11 @@ pub struct GossipConfig {
     /// Lifeguard extensions (local health, dynamic suspicion, buddy system, nacks); off = plain SWIM,
     /// kept for comparison runs.
     pub lifeguard: bool,
+    /// Ring monitoring (with Lifeguard): every other probe goes to the next live member on the ring of
+    /// hashed names, the `suspicion_mult` members before a suspect on that ring probe it at once, and
+    /// one confirmation more than Lifeguard asks for brings the suspicion timeout down to
+    /// [`GossipConfig::fast_suspicion_timeout`]. Off = memberlist's detection, kept for comparison.
+    pub ring_monitors: bool,
     /// Periodic and reconnect full-state exchanges are left to the driver ([`crate::Event::PushPull`],
     /// e.g. over QUIC streams) instead of being chunked into datagrams by the core.
     pub external_push_pull: bool,
@@ -76,6 +81,7 @@ impl GossipConfig {
             max_relays: 1024,
             max_sync_replies: 16,
             lifeguard: true,
+            ring_monitors: true,
             external_push_pull: false,
             coordinates: true,
             peer_coordinates: 0,
@@ -144,6 +150,27 @@ impl GossipConfig {
         self.retransmit_mult * ceil_log10(n + 1)
     }
 
+    /// Lifeguard's floor of a suspicion's timeout in a cluster of `n` live members:
+    /// `suspicion_mult * log10(n) * probe_interval`, as memberlist computes it.
+    pub fn suspicion_timeout(&self, n: usize) -> Duration {
+        let scale = (n.max(1) as f64).log10().max(1.0);
+        self.probe_interval
+            .mul_f64(f64::from(self.suspicion_mult) * scale)
+    }
+
+    /// The timeout of a suspicion that `suspicion_mult` distinct members raised or confirmed (with ring
+    /// monitoring): `(suspicion_mult + 1) * probe_interval`, and never above
+    /// [`GossipConfig::suspicion_timeout`]. Five seconds by default, against 14.8 s at 5000 members.
+    ///
+    /// Why no `log10(n)`: the floor exists so a suspect hears of the suspicion and its refutation
+    /// spreads before anyone gives up on it. The monitors' probes carry the suspicion to the suspect
+    /// directly (the buddy system), and a refutation reaches every node of 5000 within about 1.2 s, so
+    /// what is left of the floor is how long a live node may go silent; that does not grow with the
+    /// cluster.
+    pub fn fast_suspicion_timeout(&self, n: usize) -> Duration {
+        (self.probe_interval * (self.suspicion_mult + 1)).min(self.suspicion_timeout(n))
+    }
+
     /// Push/pull interval scaled to cluster size (memberlist `pushPullScale`: doubles past 32 members).
     pub fn push_pull_interval_for(&self, n: usize) -> Duration {
         if n <= 32 {
@@ -208,6 +235,15 @@ mod tests {
         assert_eq!(c.retransmit_limit(3), 4);
         assert_eq!(c.push_pull_interval_for(10), Duration::from_secs(30));
         assert_eq!(c.push_pull_interval_for(5000), Duration::from_secs(270));
+        assert_eq!(c.suspicion_timeout(10), Duration::from_secs(4));
+        let floor = c.suspicion_timeout(5000).as_secs_f64();
+        assert!((14.79..14.81).contains(&floor), "{floor}");
+        assert_eq!(c.fast_suspicion_timeout(5000), Duration::from_secs(5));
+        assert_eq!(
+            c.fast_suspicion_timeout(10),
+            Duration::from_secs(4),
+            "never above Lifeguard's floor"
+        );
         assert!(c.validate().is_ok());
         assert!(GossipConfig::profile("wan").unwrap().validate().is_ok());
         assert!(GossipConfig::profile("local").unwrap().validate().is_ok());

@@ -20,6 +20,7 @@ pub mod incarnation;
 mod member;
 mod probe_order;
 mod record;
+pub mod ring;
 mod rng;
 mod roster;
 #[cfg(feature = "sim")]

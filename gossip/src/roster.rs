@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 
 use super::record::Record;
+use super::ring::{self, Ring};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Ids are dense from 0; a core's view uses them as indices.
@@ -18,6 +19,8 @@ pub type Id = u32;
 pub struct Name {
     id: Id,
     text: Arc<str>,
+    /// Position on the monitoring ring.
+    pos: u64,
     /// Newest record announced for this name, for sharing between cores.
     latest: Mutex<Weak<Ident>>,
     /// Newest application record held for this name, for sharing between cores.
@@ -35,6 +38,11 @@ impl Name {
     pub fn text(&self) -> &Arc<str> {
         &self.text
     }
+
+    /// Position on the monitoring ring ([`ring::position`] of the name).
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
 }
 
 impl Drop for Name {
@@ -48,6 +56,7 @@ impl Drop for Name {
         if map.get(&*self.text).is_some_and(|w| w.strong_count() == 0) {
             map.remove(&*self.text);
         }
+        roster.ring.remove(self.pos, self.id);
         ids.free.push(self.id);
     }
 }
@@ -94,6 +103,8 @@ pub struct Roster {
     /// Serialises creation and removal of names (lookups do not take it).
     ids: Mutex<Ids>,
     empty_tags: Arc<[u8]>,
+    /// Every held name at its ring position.
+    ring: Ring,
 }
 
 impl Roster {
@@ -103,6 +114,7 @@ impl Roster {
             by_name: papaya::HashMap::with_hasher(foldhash::fast::RandomState::default()),
             ids: Mutex::new(Ids::default()),
             empty_tags: Arc::from(&[][..]),
+            ring: Ring::default(),
         })
     }
 
@@ -126,9 +138,12 @@ impl Roster {
             ids.next - 1
         });
         let text: Arc<str> = Arc::from(text);
+        let pos = ring::position(&text);
+        self.ring.insert(pos, id);
         let name = Arc::new(Name {
             id,
             text: text.clone(),
+            pos,
             latest: Mutex::new(Weak::new()),
             latest_record: Mutex::new(Weak::new()),
             roster: Arc::downgrade(self),
@@ -193,6 +208,11 @@ impl Roster {
         r
     }
 
+    /// The monitoring ring of the held names.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
     /// Names currently held.
     pub fn len(&self) -> usize {
         self.by_name.len()
@@ -234,6 +254,7 @@ mod tests {
         assert_eq!(c.id(), a_id, "freed id is reused");
         assert_eq!(r.find("b").map(|n| n.id()), Some(b_id));
         assert_eq!(r.id_bound(), 2);
+        assert_eq!(r.ring().len(), 2, "a's place on the ring went with it");
     }
 
     #[test]

@@ -47,6 +47,12 @@ pub struct SimNode {
     pub stalled_until: Option<Instant>,
     /// Partition group; datagrams only pass between equal groups.
     pub group: u32,
+    /// Receives nothing while it still sends: the semi-detached node of a one-way partition
+    /// (hashicorp/consul #5928).
+    pub deaf: bool,
+    /// Every datagram to it is handled this much later than it arrives: a CPU-starved process working
+    /// through a backlog (its timers still run on time, so its own probes time out).
+    pub lag: Duration,
 }
 
 enum Work {
@@ -150,6 +156,8 @@ impl Sim {
             up: true,
             stalled_until: None,
             group: 0,
+            deaf: false,
+            lag: Duration::ZERO,
         });
         self.by_addr.insert(addr, i);
         self.schedule(i);
@@ -242,6 +250,7 @@ impl Sim {
                 tap(i, dst, &self.buf[..t.len]);
             }
             if self.nodes[dst].group != self.nodes[i].group
+                || self.nodes[dst].deaf
                 || (self.net.loss > 0.0 && (self.rng.below(1_000_000) as f64) < self.net.loss * 1e6)
             {
                 self.dropped += 1;
@@ -259,7 +268,7 @@ impl Sim {
             let latency = match &self.links {
                 Some(f) => f(i, dst),
                 None => self.net.latency,
-            };
+            } + self.nodes[dst].lag;
             self.work.push(
                 self.now + latency + extra,
                 Work::Deliver { dst, from, bytes },

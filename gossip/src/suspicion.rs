@@ -1,4 +1,5 @@
-//! Lifeguard dynamic suspicion: the timeout shrinks from `max` towards `min` as independent peers confirm.
+//! Lifeguard dynamic suspicion: the timeout shrinks from `max` towards `min` as independent peers confirm;
+//! with ring monitoring, one confirmation more brings it down to a lower `fast` floor.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,8 @@ pub struct Suspicion {
     max: Duration,
     /// Confirmations needed to reach the minimum timeout.
     k: u32,
+    /// The timeout once `k + 1` confirmations are in; `None` keeps Lifeguard's rule alone.
+    fast: Option<Duration>,
     /// Distinct peers that suspected the member (the first suspector included).
     from: Vec<Arc<str>>,
 }
@@ -23,17 +26,34 @@ impl Suspicion {
             min,
             max,
             k,
+            fast: None,
             from: vec![from],
         }
     }
 
-    /// Records a confirmation; returns true when it came from a new peer.
+    /// Lets `k + 1` confirmations (`k + 2` distinct suspectors) bring the timeout down to `fast`.
+    pub fn with_fast_floor(mut self, fast: Duration) -> Self {
+        self.fast = Some(fast);
+        self
+    }
+
+    /// Confirmations past which nothing changes.
+    fn needed(&self) -> u32 {
+        self.k + u32::from(self.fast.is_some())
+    }
+
+    /// Records a confirmation; returns true when it came from a new peer and moved the deadline.
     pub fn confirm(&mut self, from: &str) -> bool {
-        if self.confirmations() >= self.k || self.from.iter().any(|f| &**f == from) {
+        if self.confirmations() >= self.needed() || self.raised_by(from) {
             return false;
         }
         self.from.push(Arc::from(from));
         true
+    }
+
+    /// Whether `name` raised or confirmed this suspicion.
+    pub fn raised_by(&self, name: &str) -> bool {
+        self.from.iter().any(|f| &**f == name)
     }
 
     /// Independent confirmations so far (the original suspector does not count).
@@ -43,7 +63,11 @@ impl Suspicion {
 
     /// When the member is declared failed, given the confirmations so far.
     pub fn deadline(&self) -> Instant {
-        self.start + timeout(self.min, self.max, self.k, self.confirmations())
+        let c = self.confirmations();
+        match self.fast {
+            Some(fast) if c > self.k => self.start + fast,
+            _ => self.start + timeout(self.min, self.max, self.k, c),
+        }
     }
 }
 
@@ -81,5 +105,35 @@ mod tests {
         assert!(s.confirm("c"));
         assert!(!s.confirm("d"), "beyond k confirmations nothing changes");
         assert_eq!(s.deadline(), t0 + min);
+    }
+
+    #[test]
+    fn one_confirmation_past_lifeguard_reaches_the_fast_floor() {
+        let (min, max, fast) = (
+            Duration::from_secs(14),
+            Duration::from_secs(84),
+            Duration::from_secs(5),
+        );
+        let t0 = Instant::now();
+        let mut s = Suspicion::new(t0, min, max, 2, Arc::from("a")).with_fast_floor(fast);
+        assert_eq!(
+            s.deadline(),
+            t0 + max,
+            "one suspector alone: the full timeout"
+        );
+        assert!(!s.confirm("a"));
+        assert_eq!(s.deadline(), t0 + max, "repeating itself does not help");
+        assert!(s.confirm("b"));
+        assert!(s.deadline() > t0 + min && s.deadline() < t0 + max);
+        assert!(s.confirm("c"));
+        assert_eq!(
+            s.deadline(),
+            t0 + min,
+            "Lifeguard's k confirmations: its floor"
+        );
+        assert!(s.confirm("d"));
+        assert_eq!(s.deadline(), t0 + fast, "k + 1: the fast floor");
+        assert!(!s.confirm("e"), "nothing moves past it");
+        assert_eq!(s.confirmations(), 3);
     }
 }

@@ -31,6 +31,10 @@ pub trait Cluster {
     fn leave(&mut self, i: usize);
     /// Node `i` freezes for `d`.
     fn stall(&mut self, i: usize, d: Duration);
+    /// Node `i` receives nothing (while `on`) but still sends.
+    fn deafen(&mut self, i: usize, on: bool);
+    /// Node `i` handles every datagram `lag` late (zero: on time again).
+    fn slow_down(&mut self, i: usize, lag: Duration);
     /// Partition groups (datagrams pass only within a group); `None` heals.
     fn set_groups(&mut self, groups: Option<Vec<u32>>);
     /// Datagram loss probability.
@@ -124,6 +128,12 @@ impl Cluster for SimCluster {
     fn stall(&mut self, i: usize, d: Duration) {
         let until = self.sim.now + d;
         self.sim.node_mut(i).stalled_until = Some(until);
+    }
+    fn deafen(&mut self, i: usize, on: bool) {
+        self.sim.node_mut(i).deaf = on;
+    }
+    fn slow_down(&mut self, i: usize, lag: Duration) {
+        self.sim.node_mut(i).lag = lag;
     }
     fn set_groups(&mut self, groups: Option<Vec<u32>>) {
         for i in 0..self.sim.len() {
@@ -460,6 +470,9 @@ impl Cluster for UdpCluster {
     fn stall(&mut self, i: usize, d: Duration) {
         let _ = self.nodes[i].cmd.send(Cmd::Stall(d));
     }
+    // main refuses --deaf and --slow on UDP: these are simulated faults.
+    fn deafen(&mut self, _i: usize, _on: bool) {}
+    fn slow_down(&mut self, _i: usize, _lag: Duration) {}
     fn set_groups(&mut self, groups: Option<Vec<u32>>) {
         self.shared.groups.store(Arc::new(groups));
     }

@@ -84,6 +84,26 @@ const SPEC: &[Flag] = &[
         "Nodes that freeze now and then in false-positives (default 0).",
     ),
     f(
+        "deaf",
+        Arity::One,
+        "sim, false-positives: nodes that send but receive nothing (one-way partition; default 0).",
+    ),
+    f(
+        "slow",
+        Arity::One,
+        "sim, false-positives: CPU-starved nodes that handle every datagram --slow-ms late (default 0).",
+    ),
+    f(
+        "slow-ms",
+        Arity::One,
+        "How late a --slow node handles each datagram, in milliseconds (default 1000).",
+    ),
+    f(
+        "no-ring-monitors",
+        Arity::Bool,
+        "memberlist's detection: no ring probes, no monitor checks, Lifeguard's suspicion floor.",
+    ),
+    f(
         "duration",
         Arity::One,
         "Seconds of faults, split, churn or hold (default 60).",
@@ -171,6 +191,7 @@ fn run() -> Result<(), String> {
     let mut cfg =
         GossipConfig::profile(profile).ok_or_else(|| format!("unknown profile {profile:?}"))?;
     cfg.lifeguard = !p.is_set("no-lifeguard");
+    cfg.ring_monitors = !p.is_set("no-ring-monitors");
     cfg.suspicion_mult = num(&p, "suspicion-mult", cfg.suspicion_mult)?;
     cfg.validate()
         .map_err(|e| format!("--suspicion-mult: {e}"))?;
@@ -188,6 +209,9 @@ fn run() -> Result<(), String> {
         crash: num(&p, "crash", 1)?,
         loss: num(&p, "loss", 0.05)?,
         stalled: num(&p, "stalled", 0)?,
+        deaf: num(&p, "deaf", 0)?,
+        slow: num(&p, "slow", 0)?,
+        slow_lag: Duration::from_millis(num(&p, "slow-ms", 1000)?),
         duration: Duration::from_secs_f64(num(&p, "duration", 60.0)?),
         churn_rate: num(&p, "churn-rate", 1.0)?,
         flip_rate: num(&p, "flip-rate", 10.0)?,
@@ -210,6 +234,9 @@ fn run() -> Result<(), String> {
         && !a.ip().is_loopback()
     {
         return Err("--join must be a loopback address".into());
+    }
+    if net != "sim" && (opts.deaf > 0 || opts.slow > 0) {
+        return Err("--deaf and --slow are simulated faults: add --net sim".into());
     }
     if scenario == "announce" {
         let agent = opts.join.ok_or("announce needs --join AGENT_ADDR")?;
@@ -265,8 +292,9 @@ fn run() -> Result<(), String> {
         "timer_lag_p99_ms": lag.map(|l| l.1.as_secs_f64() * 1000.0),
     });
     println!(
-        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={} suspicion_mult={} start={}",
+        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={} ring_monitors={} suspicion_mult={} start={}",
         cfg.lifeguard,
+        cfg.ring_monitors,
         cfg.suspicion_mult,
         if opts.converged_start {
             "converged"
@@ -300,7 +328,7 @@ fn run() -> Result<(), String> {
         "scenario": scenario, "net": net, "nodes": nodes, "seed": seed, "profile": profile,
         "start": if opts.converged_start { "converged" } else { "join" },
         "join_rate": opts.join_rate,
-        "lifeguard": cfg.lifeguard, "suspicion_mult": cfg.suspicion_mult, "results": out.json, "resources": resources,
+        "lifeguard": cfg.lifeguard, "ring_monitors": cfg.ring_monitors, "suspicion_mult": cfg.suspicion_mult, "results": out.json, "resources": resources,
         "curve": { "label": out.curve_label, "points": out.curve },
     });
     if let Some(path) = p.get("out") {

@@ -28,8 +28,10 @@ pub struct Recorder {
     pub gone: Vec<bool>,
     /// `Dead` declarations about healthy nodes.
     pub false_positives: u64,
-    /// Distinct healthy nodes ever declared dead.
-    pub false_positive_subjects: std::collections::HashSet<usize>,
+    /// Healthy nodes ever declared dead, with how many declarations each.
+    pub false_positive_subjects: HashMap<usize, u64>,
+    /// Nodes whose own conclusions are not counted as false positives (a deaf node declares everyone).
+    pub unheard: std::collections::HashSet<usize>,
     /// `Suspect` observations in total.
     pub suspicions: u64,
     /// (subject, record version) -> times at which other nodes installed it; only versions from 2 on
@@ -43,9 +45,12 @@ impl Recorder {
         if state == State::Suspect {
             self.suspicions += 1;
         }
-        if state == State::Dead && !self.gone.get(subject).copied().unwrap_or(false) {
+        if state == State::Dead
+            && !self.gone.get(subject).copied().unwrap_or(false)
+            && !self.unheard.contains(&observer)
+        {
             self.false_positives += 1;
-            self.false_positive_subjects.insert(subject);
+            *self.false_positive_subjects.entry(subject).or_default() += 1;
         }
         // A node's view of itself is not news, and counting it let a run wait for an event that a
         // freshly spawned node may emit before it is watched.

@@ -24,6 +24,12 @@ pub struct Opts {
     pub loss: f64,
     /// Nodes stalling now and then during `false-positives`.
     pub stalled: usize,
+    /// Nodes that send but receive nothing during `false-positives` (one-way partition).
+    pub deaf: usize,
+    /// Nodes that handle every datagram late during `false-positives` (CPU-starved), and how late.
+    pub slow: usize,
+    /// How late a slow node handles each datagram.
+    pub slow_lag: Duration,
     /// Length of the fault window (`false-positives`, `partition`, `churn`).
     pub duration: Duration,
     /// Churn events per second.
@@ -394,15 +400,35 @@ pub fn leave(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     }
 }
 
-/// `false-positives`: loss and stalled nodes for a while; healthy nodes wrongly declared failed.
+/// `false-positives`: loss, stalled, deaf and slow nodes for a while; healthy nodes wrongly declared
+/// failed.
 pub fn false_positives(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     let (boot, mut summary, _) = bootstrap(c, o, rec);
     let fp0 = rec.false_positives;
     let sus0 = rec.suspicions;
+    let by0 = rec.false_positive_subjects.clone();
     let mut rng = murmur_gossip::Rng::new(o.seed ^ 0x57a11);
     let stalled: Vec<usize> = (0..o.stalled.min(o.nodes))
         .map(|_| rng.below(o.nodes))
         .collect();
+    // Deaf and slow nodes are drawn apart from each other and from the stalled ones.
+    let mut faulty: Vec<usize> = Vec::new();
+    for _ in 0..(o.deaf + o.slow).min(o.nodes / 2) {
+        let pick = (0..64)
+            .map(|_| rng.below(o.nodes))
+            .find(|i| !faulty.contains(i) && !stalled.contains(i));
+        faulty.extend(pick);
+    }
+    let (deaf, slow) = faulty.split_at(o.deaf.min(faulty.len()));
+    // What they conclude in their own views is not evidence about anyone: a node that hears nothing
+    // declares everyone it probes. The question is what they make the others conclude.
+    rec.unheard.extend(faulty.iter().copied());
+    for &i in deaf {
+        c.deafen(i, true);
+    }
+    for &i in slow {
+        c.slow_down(i, o.slow_lag);
+    }
     c.set_loss(o.loss);
     let t0 = c.now();
     let mut next_stall = t0;
@@ -428,19 +454,56 @@ pub fn false_positives(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Out
     }
     prog.done();
     c.set_loss(0.0);
-    let fp = rec.false_positives - fp0;
-    let subjects = rec.false_positive_subjects.len();
-    summary.push(format!(
-        "loss {:.0}% and {} stalled node(s) for {:.0}s: {} false failure declarations about {} healthy node(s), {} suspicions",
+    for &i in deaf {
+        c.deafen(i, false);
+    }
+    for &i in slow {
+        c.slow_down(i, Duration::ZERO);
+    }
+    // Declarations about the deaf and slow nodes themselves are counted apart: a node that hears
+    // nothing is unreachable, and declaring it is the detector working; the question those runs ask is
+    // whether it took healthy nodes down with it.
+    let mut about_faulty = 0;
+    for (&subject, &n) in &rec.false_positive_subjects {
+        if faulty.contains(&subject) {
+            about_faulty += n - by0.get(&subject).copied().unwrap_or(0);
+        }
+    }
+    let fp = rec.false_positives - fp0 - about_faulty;
+    let subjects = rec
+        .false_positive_subjects
+        .iter()
+        .filter(|&(s, &n)| !faulty.contains(s) && n > by0.get(s).copied().unwrap_or(0))
+        .count();
+    let mut faults = format!(
+        "loss {:.0}% and {} stalled node(s)",
         o.loss * 100.0,
-        stalled.len(),
+        stalled.len()
+    );
+    if !deaf.is_empty() {
+        faults += &format!(", {} deaf node(s)", deaf.len());
+    }
+    if !slow.is_empty() {
+        faults += &format!(
+            ", {} node(s) handling datagrams {} ms late",
+            slow.len(),
+            o.slow_lag.as_millis()
+        );
+    }
+    summary.push(format!(
+        "{faults} for {:.0}s: {} false failure declarations about {} healthy node(s), {} suspicions",
         o.duration.as_secs_f64(),
         fp,
         subjects,
         rec.suspicions - sus0
     ));
+    if !faulty.is_empty() {
+        summary.push(format!(
+            "declarations about the deaf or slow nodes themselves: {about_faulty}"
+        ));
+    }
     Outcome {
-        json: json!({"bootstrap": boot, "loss": o.loss, "stalled": stalled.len(), "window_s": o.duration.as_secs_f64(), "false_positives": fp, "false_positive_nodes": subjects, "suspicions": rec.suspicions - sus0}),
+        json: json!({"bootstrap": boot, "loss": o.loss, "stalled": stalled.len(), "deaf": deaf.len(), "slow": slow.len(), "slow_lag_ms": o.slow_lag.as_millis() as u64, "window_s": o.duration.as_secs_f64(), "false_positives": fp, "false_positive_nodes": subjects, "declared_deaf_or_slow": about_faulty, "suspicions": rec.suspicions - sus0}),
         summary,
         curve: Vec::new(),
         curve_label: String::new(),

@@ -88,25 +88,35 @@ fn sim_runs_are_deterministic() {
     assert_eq!(a["results"], b["results"]);
 }
 
-/// `--suspicion-mult` moves the suspicion floor (mult x log10(N) probe intervals): at 60 nodes, 4 gives
-/// 7.1 s and 2 gives 3.6 s, so the same crash in the same simulated cluster is declared 3.6 s sooner.
+/// `--suspicion-mult` moves the suspicion floor (mult x log10(N) probe intervals): at 60 nodes with
+/// memberlist's rules, 4 gives 7.1 s and 2 gives 3.6 s, so the same crash in the same simulated cluster
+/// is declared 3.6 s sooner. Ring monitoring (the default) declares sooner than memberlist at 4, and
+/// never before its fast floor of (4 + 1) probe intervals.
 #[test]
 fn suspicion_mult_moves_the_detection_time() {
-    let crash = |m: &str| {
+    let crash = |m: &str, extra: &[&str]| {
         let args = ["--nodes", "60", "--net", "sim", "--scenario", "crash"];
         run(
-            &[&args[..], &["--seed", "9", "--suspicion-mult", m]].concat(),
-            m,
+            &[&args[..], &["--seed", "9", "--suspicion-mult", m], extra].concat(),
+            &format!("{m}{}", extra.len()),
         )
     };
-    let (slow, fast) = (crash("4"), crash("2"));
+    let classic = ["--no-ring-monitors"];
+    let (slow, fast) = (crash("4", &classic), crash("2", &classic));
     assert_eq!(slow["suspicion_mult"], 4);
     assert_eq!(fast["suspicion_mult"], 2);
+    assert_eq!(slow["ring_monitors"], false);
     let first = |v: &serde_json::Value| v["results"]["first_detection_p50_s"].as_f64().unwrap();
     let gained = first(&slow) - first(&fast);
     assert!(
         (2.5..4.5).contains(&gained),
         "declared {gained:.2} s sooner: {slow} {fast}"
+    );
+    let ring = crash("4", &[]);
+    assert_eq!(ring["ring_monitors"], true);
+    assert!(
+        (5.0..first(&slow)).contains(&first(&ring)),
+        "ring {ring} memberlist {slow}"
     );
     let refused = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--net", "sim", "--suspicion-mult", "0"])

@@ -297,31 +297,37 @@ impl Core {
         if (n as u32).saturating_sub(2) < k || !self.cfg.lifeguard {
             k = 0;
         }
-        let min = self
-            .cfg
-            .probe_interval
-            .mul_f64(self.cfg.suspicion_mult as f64 * (n as f64).log10().max(1.0));
+        let min = self.cfg.suspicion_timeout(n);
         let max = if self.cfg.lifeguard {
             min * self.cfg.suspicion_max_timeout_mult
         } else {
             min
         };
+        // One confirmation more than Lifeguard's, when the cluster can supply it.
+        let fast = self.ring_monitoring() && k > 0 && (n as u32).saturating_sub(2) > k;
         tracing::debug!(
             member = name,
             incarnation = inc,
             suspector = from,
             timeout_ms = min.as_millis() as u64,
             confirmations = k,
+            fast,
             "suspect"
         );
         self.set_state(now, id, State::Suspect, inc);
         self.stats.suspicions += 1;
-        let sus = Suspicion::new(now, min, max, k, Arc::from(from));
+        let mut sus = Suspicion::new(now, min, max, k, Arc::from(from));
+        if fast {
+            sus = sus.with_fast_floor(self.cfg.fast_suspicion_timeout(n));
+        }
         let at = sus.deadline();
         self.suspicions.insert(id, Box::new(sus));
         let token = self.view.get(id).map_or(0, |s| s.token);
         self.timers.push(at, Timer::Suspicion(id, token));
         self.enqueue(id, State::Suspect, Some(from));
+        if from != &*self.me {
+            self.check_if_monitored(id, token);
+        }
     }
 
     pub(super) fn on_dead(&mut self, now: Instant, id: Id, inc: u32, from: &str) {

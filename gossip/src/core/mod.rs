@@ -215,6 +215,10 @@ pub struct Stats {
     pub push_pulls: u64,
     /// Full states merged from peers (`merge_state`: stream exchanges, either side).
     pub states_merged: u64,
+    /// Probes sent to our successor on the monitoring ring.
+    pub ring_probes: u64,
+    /// Probes a ring monitor sent to a suspect it watches, as soon as it heard of the suspicion.
+    pub monitor_probes: u64,
 }
 
 /// Upper bounds, in microseconds, of the probe round-trip buckets: the agent's latency buckets.
@@ -360,6 +364,8 @@ pub struct Core {
     roster: Arc<Roster>,
     me: Arc<str>,
     me_id: Id,
+    /// Our position on the monitoring ring.
+    me_pos: u64,
     view: View,
     /// Origin of [`Slot::since`].
     epoch: Instant,
@@ -434,6 +440,7 @@ impl Core {
             rng,
             me: name.text().clone(),
             me_id,
+            me_pos: name.pos(),
             roster,
             view,
             epoch: now,

@@ -1,7 +1,13 @@
 //! Failure detection: the probe round, direct and indirect probes (relaying for others), and pings to
 //! failed members that may be back.
 
+use std::ops::ControlFlow;
+
 use super::*;
+
+/// Most ring entries a walk visits: past it (a node that has just joined and knows few of the names
+/// its process holds) the regular probe order serves instead.
+const RING_WALK_LIMIT: usize = 256;
 
 /// Failure-detection state: the probe round, the probe in flight, a reconnect ping, relayed probes.
 #[derive(Default)]
@@ -11,6 +17,11 @@ pub(super) struct Probing {
     pub(super) current: Option<Probe>,
     pub(super) reconnect: Option<ReconnectPing>,
     pub(super) relays: HashMap<u32, Relay>,
+    /// Whether the last regular probe went to our ring successor (every other one does).
+    pub(super) ring_turn: bool,
+    /// Suspects we monitor and have not probed since they were suspected: (id, token of the suspect
+    /// state), oldest first.
+    pub(super) checks: Vec<(Id, u32)>,
 }
 
 pub(super) struct Probe {
@@ -141,7 +152,7 @@ impl Core {
         if self.leaving {
             return;
         }
-        let Some(target) = self.next_probe_target() else {
+        let Some(target) = self.next_target() else {
             return;
         };
         let seq = self.next_seq();
@@ -164,6 +175,103 @@ impl Core {
         self.stats.probes_sent += 1;
         let direct = self.awareness.scale(self.cfg.probe_timeout);
         self.timers.push(now + direct, Timer::ProbeDirect(seq));
+    }
+
+    /// Who this tick probes: a suspect we monitor first, then, with ring monitoring, our ring successor
+    /// and the round's order in turn.
+    fn next_target(&mut self) -> Option<Arc<Ident>> {
+        if let Some(t) = self.next_check() {
+            self.stats.monitor_probes += 1;
+            return Some(t);
+        }
+        if self.ring_monitoring() {
+            self.probing.ring_turn = !self.probing.ring_turn;
+            if self.probing.ring_turn
+                && let Some(t) = self.ring_successor()
+            {
+                self.stats.ring_probes += 1;
+                return Some(t);
+            }
+        }
+        self.next_probe_target()
+    }
+
+    /// Whether ring monitoring is on (it builds on Lifeguard's confirmations).
+    pub(super) fn ring_monitoring(&self) -> bool {
+        self.cfg.ring_monitors && self.cfg.lifeguard
+    }
+
+    /// Visits the live members after us on the ring, nearest first, until `f` breaks (or the walk
+    /// limit is reached).
+    fn walk_successors(&self, mut f: impl FnMut(Id) -> ControlFlow<()>) {
+        let view = &self.view;
+        let mut visited = 0;
+        self.roster
+            .ring()
+            .walk_after(self.me_pos, self.me_id, |id| {
+                visited += 1;
+                if visited > RING_WALK_LIMIT {
+                    return ControlFlow::Break(());
+                }
+                match view.get(id) {
+                    Some(s) if s.state.is_live() => f(id),
+                    _ => ControlFlow::Continue(()),
+                }
+            });
+    }
+
+    /// The first live member after us on the ring.
+    fn ring_successor(&self) -> Option<Arc<Ident>> {
+        let mut next = None;
+        self.walk_successors(|id| {
+            next = Some(id);
+            ControlFlow::Break(())
+        });
+        self.view.get(next?).map(|s| s.ident.clone())
+    }
+
+    /// Queues a probe of `id`, just suspected by another node, when we are one of its monitors: the
+    /// `suspicion_mult` live members before it on the ring. Our own probe is independent evidence, and
+    /// it carries the suspicion to the suspect (the buddy system) so a live one refutes at once.
+    pub(super) fn check_if_monitored(&mut self, id: Id, token: u32) {
+        if !self.ring_monitoring() || self.leaving {
+            return;
+        }
+        let watch = self.cfg.suspicion_mult.max(1) as usize;
+        let (mut ahead, mut ours) = (0, false);
+        self.walk_successors(|m| {
+            if m == id {
+                ours = true;
+                return ControlFlow::Break(());
+            }
+            ahead += 1;
+            if ahead >= watch {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        if ours && self.probing.checks.len() < watch {
+            self.probing.checks.push((id, token));
+        }
+    }
+
+    /// The oldest queued check whose suspicion still stands and that we have not confirmed already.
+    fn next_check(&mut self) -> Option<Arc<Ident>> {
+        while !self.probing.checks.is_empty() {
+            let (id, token) = self.probing.checks.remove(0);
+            let Some(s) = self.view.get(id) else {
+                continue;
+            };
+            let ours = self
+                .suspicions
+                .get(&id)
+                .is_some_and(|sus| sus.raised_by(&self.me));
+            if s.token == token && s.state == State::Suspect && !ours {
+                return Some(s.ident.clone());
+            }
+        }
+        None
     }
 
     /// The next live member in this round's order; a new round starts when one ends.

@@ -632,6 +632,7 @@ mod tests {
         std::fs::write(
             d.join("b.hcl"),
             "retry_join = [\"127.0.0.3\"]\nports { dns = 8601 }\ngossip_lan { profile = \"local\" }\n\
+             gossip_wan { ring_monitors = false }\n\
              dns_config {\n  service_ttl = {\n    \"*\" = \"5s\"\n    web = \"30s\"\n  }\n}\n",
         )
         .unwrap();
@@ -648,6 +649,17 @@ mod tests {
         assert_eq!(c.ports.http, 9000);
         assert_eq!(c.ports.dns, 8601);
         assert_eq!(c.gossip, GossipConfig::local());
+        assert!(
+            c.gossip.ring_monitors,
+            "ring monitoring is on unless turned off"
+        );
+        assert!(
+            !c.wan
+                .as_ref()
+                .expect("-dev is a server")
+                .gossip
+                .ring_monitors
+        );
         assert_eq!(c.dns.domain, "consul.");
         assert_eq!(c.dns.datacenter, "east");
         assert_eq!(c.dns.udp_answer_limit, 3);

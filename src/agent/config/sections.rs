@@ -133,6 +133,8 @@ pub(super) struct GossipSection {
     pub(super) push_pull_interval: Option<Dur>,
     pub(super) gossip_to_the_dead_time: Option<Dur>,
     pub(super) reconnect_interval: Option<Dur>,
+    /// murmur's own key: ring monitoring and the fast suspicion floor (`false`: memberlist's detection).
+    pub(super) ring_monitors: Option<bool>,
 }
 
 impl GossipSection {
@@ -167,6 +169,9 @@ impl GossipSection {
         }
         if let Some(n) = self.suspicion_mult {
             g.suspicion_mult = n;
+        }
+        if let Some(on) = self.ring_monitors {
+            g.ring_monitors = on;
         }
         Ok(g)
     }

@@ -317,6 +317,8 @@ pub const SETTINGS: &[Setting] = &[
     key("gossip_lan.push_pull_interval", Kind::Dur),
     key("gossip_lan.gossip_to_the_dead_time", Kind::Dur),
     key("gossip_lan.reconnect_interval", Kind::Dur),
+    // murmur's own: ring monitoring and its fast floor (on by default; false = memberlist's detection).
+    key("gossip_lan.ring_monitors", Kind::Bool),
     key("gossip_wan.profile", Kind::Str),
     key("gossip_wan.probe_interval", Kind::Dur),
     key("gossip_wan.probe_timeout", Kind::Dur),
@@ -327,6 +329,7 @@ pub const SETTINGS: &[Setting] = &[
     key("gossip_wan.push_pull_interval", Kind::Dur),
     key("gossip_wan.gossip_to_the_dead_time", Kind::Dur),
     key("gossip_wan.reconnect_interval", Kind::Dur),
+    key("gossip_wan.ring_monitors", Kind::Bool),
     key("reconnect_timeout_wan", Kind::Dur),
     key("limits.http_max_conns_per_client", Kind::Count),
     key("telemetry.metrics_prefix", Kind::Str),
