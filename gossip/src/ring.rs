@@ -36,12 +36,12 @@ pub struct Ring {
 
 impl Ring {
     /// Places member `id` at `pos`.
-    pub fn insert(&self, pos: u64, id: Id) {
+    pub(crate) fn insert(&self, pos: u64, id: Id) {
         self.lock().insert((pos, id));
     }
 
     /// Takes member `id` off `pos`.
-    pub fn remove(&self, pos: u64, id: Id) {
+    pub(crate) fn remove(&self, pos: u64, id: Id) {
         self.lock().remove(&(pos, id));
     }
 
@@ -56,7 +56,8 @@ impl Ring {
     }
 
     /// Visits the members that follow `(pos, id)` clockwise, each once, until `f` breaks; the starting
-    /// member itself is not visited. `f` must not use the roster (its lock is held).
+    /// member itself is not visited. The ring's lock is held meanwhile, so `f` must neither intern a
+    /// name nor drop the last hold on one (both take the roster's lock and then this one).
     pub fn walk_after(&self, pos: u64, id: Id, mut f: impl FnMut(Id) -> ControlFlow<()>) {
         let members = self.lock();
         let start = (pos, id);

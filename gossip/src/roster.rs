@@ -209,7 +209,7 @@ impl Roster {
     }
 
     /// The monitoring ring of the held names.
-    pub fn ring(&self) -> &Ring {
+    pub(crate) fn ring(&self) -> &Ring {
         &self.ring
     }
 

@@ -343,14 +343,14 @@ impl Sim {
             return;
         };
         let peer = &self.nodes[src];
-        if !peer.up || peer.group != self.nodes[i].group {
+        if !peer.up || peer.group != self.nodes[i].group || self.nodes[i].deaf {
             return;
         }
         let Some(record) = peer.core.record(&name) else {
             return;
         };
         self.work.push(
-            self.now + self.net.latency * 2,
+            self.now + self.net.latency * 2 + self.nodes[i].lag,
             Work::Fetched {
                 dst: i,
                 from,

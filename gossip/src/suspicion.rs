@@ -42,7 +42,8 @@ impl Suspicion {
         self.k + u32::from(self.fast.is_some())
     }
 
-    /// Records a confirmation; returns true when it came from a new peer and moved the deadline.
+    /// Records a confirmation; returns true when it came from a new peer and was counted (the deadline
+    /// may stay where it was when the fast floor equals Lifeguard's, in small clusters).
     pub fn confirm(&mut self, from: &str) -> bool {
         if self.confirmations() >= self.needed() || self.raised_by(from) {
             return false;

@@ -30,7 +30,8 @@ pub struct Recorder {
     pub false_positives: u64,
     /// Healthy nodes ever declared dead, with how many declarations each.
     pub false_positive_subjects: HashMap<usize, u64>,
-    /// Nodes whose own conclusions are not counted as false positives (a deaf node declares everyone).
+    /// Nodes whose own conclusions are not counted (as suspicions or false positives): a deaf node
+    /// suspects and declares everyone.
     pub unheard: std::collections::HashSet<usize>,
     /// `Suspect` observations in total.
     pub suspicions: u64,
@@ -42,7 +43,7 @@ pub struct Recorder {
 impl Recorder {
     /// Feeds one state observation (`observer` saw `subject` enter `state` at `at`).
     pub fn observe(&mut self, at: Duration, observer: usize, subject: usize, state: State) {
-        if state == State::Suspect {
+        if state == State::Suspect && !self.unheard.contains(&observer) {
             self.suspicions += 1;
         }
         if state == State::Dead

@@ -148,17 +148,24 @@ impl Core {
                 };
                 self.on_alive(now, name, incarnation, (addr, tags), via)
             }
+            // A full-state exchange only hints at a failure, and its sender names itself as the
+            // suspector whether or not it ever probed the member. Taken in our own name, as memberlist's
+            // mergeState does, it adds at most one confirmation however many peers relay it: evidence
+            // towards a floor must come from probes.
+            Delta::Suspect {
+                name, incarnation, ..
+            }
+            | Delta::Dead {
+                name, incarnation, ..
+            } if from_sync => {
+                let me = self.me.clone();
+                self.on_suspect(now, name, incarnation, &me)
+            }
             Delta::Suspect {
                 name,
                 incarnation,
                 from,
             } => self.on_suspect(now, name, incarnation, from),
-            // A full-state exchange only hints at a failure: verify it ourselves (memberlist mergeState).
-            Delta::Dead {
-                name,
-                incarnation,
-                from,
-            } if from_sync => self.on_suspect(now, name, incarnation, from),
             Delta::Dead {
                 name,
                 incarnation,

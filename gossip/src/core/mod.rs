@@ -496,6 +496,8 @@ impl Core {
             self.view.insert(me);
         }
         self.probing.order = ProbeOrder::empty();
+        // Their tokens came from our own counter; the adopted view's come from another's.
+        self.probing.checks.clear();
     }
 
     /// This core's view of the membership.

@@ -17,7 +17,7 @@ pub(super) struct Probing {
     pub(super) current: Option<Probe>,
     pub(super) reconnect: Option<ReconnectPing>,
     pub(super) relays: HashMap<u32, Relay>,
-    /// Whether the last regular probe went to our ring successor (every other one does).
+    /// Whether the last regular probe tick was our ring successor's turn (every other one is).
     pub(super) ring_turn: bool,
     /// Suspects we monitor and have not probed since they were suspected: (id, token of the suspect
     /// state), oldest first.
