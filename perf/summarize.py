@@ -30,6 +30,11 @@ for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "runs", "*.
     mult = d.get("suspicion_mult")
     if mult is not None and mult != {"lan": 4, "wan": 6, "local": 3}.get(d.get("profile", "lan")):
         scen += f" (suspicion_mult {mult})"
+    # Runs from before ring monitoring carry no such key: they ran memberlist's rules.
+    if d.get("ring_monitors") is True:
+        scen += " (ring monitors)"
+    elif d.get("ring_monitors") is False:
+        scen += " (memberlist's rules)"
     rows.append((d["nodes"], d["net"], scen, boot_cell,
                  extra, f"{res['wall_s']:.0f}s", f"{res['cpu_s']:.0f}s",
                  f"{res['peak_rss_kib'] / 1024:.0f} MiB ({res['rss_per_node_kib']:.0f} KiB/node)",

@@ -60,7 +60,9 @@ pub fn chart(title: &str, x_label: &str, series: &[Series]) -> Result<String, St
         }
         if series.len() > 1 || series.first().is_some_and(|s| !s.name.is_empty()) {
             c.configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
+                // Curves are cumulative: they rise to the left of their end, so the lower right is
+                // where they have all left the axis.
+                .position(SeriesLabelPosition::LowerRight)
                 .background_style(WHITE.mix(0.9))
                 .border_style(BLACK.mix(0.3))
                 .draw()
