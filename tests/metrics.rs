@@ -73,6 +73,11 @@ fn metrics_in_consul_s_json_and_prometheus_s_text_move_with_traffic() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(drops >= (before + 5) as f64, "{text}");
+    // Ring monitoring's probes are counted apart; an agent alone has no ring successor to probe.
+    for name in ["probes_ring", "probes_monitor"] {
+        let prefix = format!("murmur_memberlist_{name}_total{{pool=\"lan\"}}");
+        assert_eq!(sample(&text, &prefix), Some(0.0), "{text}");
+    }
 
     // Requests by route pattern, method and status, as a histogram in seconds.
     assert_eq!(a.http("GET", "/v1/kv/nothing-here").unwrap().0, 404);

@@ -150,10 +150,20 @@ fn gossip(snap: &mut Snapshot, pools: &[(&str, &DriverStats)]) {
         }
     }
     type Count = fn(&DriverStats) -> u64;
-    let counters: [(&'static str, &'static str, Count); 12] = [
+    let counters: [(&'static str, &'static str, Count); 14] = [
         ("memberlist.probes.sent", "Probes sent.", |d| {
             d.core.probes_sent
         }),
+        (
+            "memberlist.probes.ring",
+            "Probes sent to this node's successor on the monitoring ring.",
+            |d| d.core.ring_probes,
+        ),
+        (
+            "memberlist.probes.monitor",
+            "Probes this node sent, as a ring monitor, to a suspect it watches.",
+            |d| d.core.monitor_probes,
+        ),
         (
             "memberlist.suspicions",
             "Members this node came to suspect.",
