@@ -124,7 +124,6 @@ fn member(name: &str, inc: u32) -> Event {
         incarnation: inc,
         state: State::Alive,
         tags: Arc::from(tags::encode(&[("role", "node"), ("dc", "dc1")]).unwrap()),
-        since: Instant::now(),
     })
 }
 

@@ -9,7 +9,7 @@
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType};
 use libfuzzer_sys::fuzz_target;
@@ -38,7 +38,6 @@ fn world() -> &'static World {
                 incarnation: 1,
                 state,
                 tags: Arc::from(tags::encode(pairs).unwrap()),
-                since: Instant::now(),
             }));
         };
         let server = [("role", "consul"), ("dc", "dc1"), ("port", "8300")];
@@ -111,7 +110,6 @@ fn world() -> &'static World {
             incarnation: 1,
             state: State::Alive,
             tags: Arc::from(tags::encode(&big).unwrap()),
-            since: Instant::now(),
         }));
         table.publish();
         let services = CatalogServices::with_servers(table.clone());

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// SWIM state of a member. At equal incarnation later variants override earlier ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,6 +36,4 @@ pub struct Member {
     pub state: State,
     /// Encoded tags (see [`crate::tags`]).
     pub tags: Arc<[u8]>,
-    /// When the state last changed (core clock).
-    pub since: Instant,
 }

@@ -18,6 +18,8 @@ struct Observer {
     names: Vec<String>,
     t0: Instant,
     buf: Vec<u8>,
+    /// When the core sent gossip, and to whom.
+    gossiped: Vec<(Duration, SocketAddr)>,
 }
 
 impl Observer {
@@ -40,7 +42,6 @@ impl Observer {
                 incarnation: 0,
                 state: State::Alive,
                 token: 0,
-                since: 0,
                 record: None,
             });
         }
@@ -50,6 +51,7 @@ impl Observer {
             names,
             t0,
             buf: Vec::new(),
+            gossiped: Vec::new(),
         }
     }
 
@@ -60,16 +62,19 @@ impl Observer {
 
     /// Hands the core a gossip packet in which `from` suspects `subject` at incarnation 0.
     fn suspect(&mut self, at: Duration, subject: &str, from: &str) {
+        let delta = Delta::Suspect {
+            name: subject,
+            incarnation: 0,
+            from,
+        };
+        self.deliver(at, from, &delta);
+    }
+
+    /// Hands the core a gossip packet from `from` carrying `delta`.
+    fn deliver(&mut self, at: Duration, from: &str, delta: &Delta) {
         let mut b = Vec::new();
         let h = wire::encode_header(&mut b, &Message::Gossip);
-        wire::encode_delta(
-            &mut b,
-            &Delta::Suspect {
-                name: subject,
-                incarnation: 0,
-                from,
-            },
-        );
+        wire::encode_delta(&mut b, delta);
         wire::set_count(&mut b, h, 1);
         let src = self.addr_of(from);
         self.core.handle_packet(self.t0 + at, src, &b);
@@ -82,11 +87,13 @@ impl Observer {
         let mut pinged = Vec::new();
         let mut acks = Vec::new();
         while let Some(t) = self.core.poll_transmit(&mut self.buf) {
-            if let Ok(p) = wire::decode(&self.buf[..t.len])
-                && let Message::Ping { seq, target, .. } = p.msg
-            {
-                pinged.push(target.to_owned());
-                acks.push((t.dst, seq));
+            match wire::decode(&self.buf[..t.len]).map(|p| p.msg) {
+                Ok(Message::Ping { seq, target, .. }) => {
+                    pinged.push(target.to_owned());
+                    acks.push((t.dst, seq));
+                }
+                Ok(Message::Gossip) => self.gossiped.push((at, t.dst)),
+                _ => {}
             }
         }
         for (dst, seq) in acks {
@@ -444,4 +451,58 @@ fn a_starved_node_gets_no_healthy_node_declared() {
     // than accuse healthy nodes at full rate.
     assert!(sim.node(9).core.health_score() >= 4);
     assert!(st.probes_sent < 60, "{} probes in 120 s", st.probes_sent);
+}
+
+#[test]
+fn gossip_goes_to_a_dead_member_for_the_window_and_then_stops() {
+    // memberlist's gossip_to_the_dead_time: a member declared dead still hears gossip for a while (it
+    // learns it was declared and can refute), then no more.
+    let cfg = GossipConfig::lan();
+    let window = cfg.gossip_to_the_dead_time;
+    let mut o = Observer::new(5, cfg);
+    let dead = Delta::Dead {
+        name: "m4",
+        incarnation: 0,
+        from: "m1",
+    };
+    o.deliver(secs(0.0), "m1", &dead);
+    assert_eq!(o.state("m4"), State::Dead);
+    let m4 = o.addr_of("m4");
+    let end = window + secs(10.0);
+    let mut at = STEP;
+    let mut news = 0;
+    while at <= end {
+        // Fresh news every second, so there is always something to gossip.
+        if at.as_millis().is_multiple_of(1000) {
+            news += 1;
+            let alive = Delta::Alive {
+                name: "m1",
+                incarnation: news,
+                addr: o.addr_of("m1"),
+                tags: &[],
+            };
+            o.deliver(at, "m1", &alive);
+        }
+        o.core.handle_timeout(o.t0 + at);
+        o.answer(at);
+        at += STEP;
+    }
+    let to_dead: Vec<Duration> = o
+        .gossiped
+        .iter()
+        .filter(|(_, dst)| *dst == m4)
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(
+        to_dead.len() >= 10,
+        "gossip went to the dead member {} times",
+        to_dead.len()
+    );
+    let last = *to_dead.last().unwrap();
+    assert!(
+        last < window && last >= window - secs(1.0),
+        "last gossip to the dead member at {last:?}"
+    );
+    let after = o.gossiped.iter().filter(|(t, _)| *t > window).count();
+    assert!(after > 20, "only {after} gossip sends after the window");
 }

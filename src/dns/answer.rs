@@ -525,7 +525,6 @@ mod tests {
     use crate::dns::services::CatalogServices;
     use murmur_gossip::{Event, Member, State, tags};
     use std::sync::Arc;
-    use std::time::Instant;
 
     fn table() -> Arc<MemberTable> {
         let t = Arc::new(MemberTable::new());
@@ -543,7 +542,6 @@ mod tests {
                 incarnation: 1,
                 state,
                 tags: Arc::from(tg),
-                since: Instant::now(),
             }));
         };
         add("agent-one", "127.0.0.10", "consul", State::Alive);
@@ -725,7 +723,6 @@ mod tests {
             incarnation: 1,
             state: State::Alive,
             tags: Arc::from(tg),
-            since: Instant::now(),
         }));
         t.publish();
         let m = ask(
@@ -756,7 +753,6 @@ mod tests {
             incarnation: 1,
             state: State::Alive,
             tags: Arc::from(tags::encode(&tg).unwrap()),
-            since: Instant::now(),
         }));
         t.publish();
         let mut cfg = DnsConfig::default();

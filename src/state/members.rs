@@ -269,7 +269,6 @@ impl MemberTable {
 mod tests {
     use super::*;
     use murmur_gossip::Member;
-    use std::time::Instant;
 
     fn member(name: &str, inc: u32, state: State) -> Event {
         Event::Member(Member {
@@ -278,7 +277,6 @@ mod tests {
             incarnation: inc,
             state,
             tags: Arc::from(tags::encode(&[("role", "consul"), ("m:rack", "r1")]).unwrap()),
-            since: Instant::now(),
         })
     }
 

@@ -191,7 +191,6 @@ mod tests {
             tags: t.into(),
             incarnation: 1,
             state,
-            since: std::time::Instant::now(),
         })
     }
 

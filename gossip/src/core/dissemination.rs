@@ -236,12 +236,15 @@ impl Core {
         if self.broadcasts.is_empty() {
             return;
         }
-        let dead_window = self.since(now).saturating_sub(
-            (self.cfg.gossip_to_the_dead_time.as_millis() / SINCE_UNIT.as_millis()) as u32,
-        );
-        self.pick_random(self.cfg.gossip_nodes, |_, s| {
-            s.state.is_live() || (s.state == State::Dead && s.since > dead_window)
+        let window = self.cfg.gossip_to_the_dead_time;
+        self.died
+            .retain(|_, at| now.saturating_duration_since(*at) < window);
+        // Taken out for the pick, which borrows the core.
+        let died = std::mem::take(&mut self.died);
+        self.pick_random(self.cfg.gossip_nodes, |id, s| {
+            s.state.is_live() || (s.state == State::Dead && died.contains_key(&id))
         });
+        self.died = died;
         for k in 0..self.picks.len() {
             if let Some(s) = self.view.get(self.picks[k]) {
                 self.out.push_back(Out::Gossip { dst: s.ident.addr });

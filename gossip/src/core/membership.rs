@@ -67,7 +67,6 @@ impl Core {
         name: &str,
         (addr, tags): (SocketAddr, &[u8]),
         inc: u32,
-        since: u32,
     ) -> Id {
         let n = self.roster.name(name);
         let ident = self.roster.ident(&n, addr, tags, inc);
@@ -79,7 +78,6 @@ impl Core {
             incarnation: inc,
             state: State::Alive,
             token,
-            since,
             record,
         });
         n.id()
@@ -87,20 +85,16 @@ impl Core {
 
     /// Announces ourselves alive at `inc` with `tags`.
     pub(super) fn reannounce_self(&mut self, inc: u32, tags: &[u8]) {
-        let (addr, since) = (self.local_slot().ident.addr, self.local_slot().since);
+        let addr = self.local_slot().ident.addr;
         let me = self.me.clone();
-        self.insert_alive(&me, (addr, tags), inc, since);
+        self.insert_alive(&me, (addr, tags), inc);
         self.enqueue(self.me_id, State::Alive, None);
         self.events.push_back(Event::Member(self.local()));
     }
 
     pub(super) fn set_state(&mut self, now: Instant, id: Id, state: State, incarnation: u32) {
         let token = self.next_token();
-        let since = self.since(now);
         let changed = self.view.update(id, |s| {
-            if s.state != state {
-                s.since = since;
-            }
             s.state = state;
             s.incarnation = incarnation;
             s.token = token;
@@ -110,6 +104,11 @@ impl Core {
         }
         if state != State::Suspect {
             self.suspicions.remove(&id);
+        }
+        if state == State::Dead {
+            self.died.entry(id).or_insert(now);
+        } else {
+            self.died.remove(&id);
         }
         if let Some(s) = self.view.get(id) {
             self.events.push_back(Event::Member(self.member_of(s)));
@@ -220,8 +219,7 @@ impl Core {
         via: Via,
     ) {
         let Some(id) = self.lookup(name) else {
-            let since = self.since(now);
-            let id = self.insert_alive(name, (addr, tags), inc, since);
+            let id = self.insert_alive(name, (addr, tags), inc);
             self.probing.order.add_late(id, &mut self.rng);
             if let Some(s) = self.view.get(id) {
                 self.events.push_back(Event::Member(self.member_of(s)));
@@ -393,7 +391,7 @@ impl Core {
         self.enqueue(id, state, (state == State::Dead).then_some(from));
     }
 
-    pub(super) fn on_suspicion_timer(&mut self, now: Instant, id: Id, token: u32) {
+    pub(super) fn on_suspicion_timer(&mut self, now: Instant, id: Id, token: u16) {
         let Some(s) = self.view.get(id) else {
             return;
         };
@@ -416,7 +414,7 @@ impl Core {
         self.on_dead(now, id, inc, &me);
     }
 
-    pub(super) fn reap(&mut self, id: Id, token: u32) {
+    pub(super) fn reap(&mut self, id: Id, token: u16) {
         let Some(s) = self.view.get(id) else {
             return;
         };
@@ -424,6 +422,7 @@ impl Core {
             return;
         }
         self.suspicions.remove(&id);
+        self.died.remove(&id);
         self.forget_fetch(id);
         if let Some(v) = self.vivaldi.as_mut() {
             v.forget(id);

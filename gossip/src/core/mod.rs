@@ -331,8 +331,8 @@ enum Timer {
     ProbeDirect(u32),
     RelayNack(u32),
     RelayExpire(u32),
-    Suspicion(Id, u32),
-    Reap(Id, u32),
+    Suspicion(Id, u16),
+    Reap(Id, u16),
     PushPull,
     Reconnect,
     JoinRetry(u32),
@@ -353,9 +353,6 @@ fn announced_tags(cfg: &GossipConfig, app: Vec<u8>) -> Result<Vec<u8>, tags::Tag
     tags::with(&app, wire::FEATURES_TAG, &wire::FEATURES.to_string())
 }
 
-/// Tenths of a second: the resolution of [`Slot::since`].
-const SINCE_UNIT: Duration = Duration::from_millis(100);
-
 /// The gossip state machine of one node.
 pub struct Core {
     cfg: GossipConfig,
@@ -367,8 +364,10 @@ pub struct Core {
     /// Our position on the monitoring ring.
     me_pos: u64,
     view: View,
-    /// Origin of [`Slot::since`].
-    epoch: Instant,
+    /// Members declared dead here within `gossip_to_the_dead_time`, and when: gossip still goes to them
+    /// (memberlist's rule), so a wrongly declared member hears of it. Apart from the slots, which
+    /// every member has and only the recently dead would use.
+    died: HashMap<Id, Instant>,
     probing: probing::Probing,
     seq: u32,
     broadcasts: BroadcastQueue,
@@ -383,7 +382,7 @@ pub struct Core {
     records: records::Records,
     /// Whether the packet being handled may carry user events.
     trusted: bool,
-    token: u32,
+    token: u16,
     stats: Stats,
     picks: Vec<Id>,
     /// Network coordinates, unless [`GossipConfig::coordinates`] is off. Boxed: most of a core's
@@ -426,7 +425,6 @@ impl Core {
             incarnation: id.incarnation,
             state: State::Alive,
             token: 0,
-            since: 0,
             record: None,
         });
         let mut rng = Rng::new(seed);
@@ -443,7 +441,7 @@ impl Core {
             me_pos: name.pos(),
             roster,
             view,
-            epoch: now,
+            died: HashMap::default(),
             probing: probing::Probing::default(),
             seq,
             broadcasts: BroadcastQueue::default(),
@@ -487,6 +485,7 @@ impl Core {
     pub fn adopt_view(&mut self, view: &View) {
         let me = self.local_slot().clone();
         self.suspicions.clear();
+        self.died.clear();
         self.view = view.clone();
         if self
             .view
@@ -534,7 +533,6 @@ impl Core {
             incarnation: s.incarnation,
             state: s.state,
             tags: s.ident.tags.clone(),
-            since: self.epoch + SINCE_UNIT * s.since,
         }
     }
 
@@ -549,11 +547,6 @@ impl Core {
     fn lookup(&self, name: &str) -> Option<Id> {
         let id = self.roster.find(name)?.id();
         self.view.get(id).map(|_| id)
-    }
-
-    fn since(&self, now: Instant) -> u32 {
-        let t = now.saturating_duration_since(self.epoch);
-        (t.as_millis() / SINCE_UNIT.as_millis()).min(u32::MAX as u128) as u32
     }
 
     /// Members currently alive or suspect (including the local node unless it left).
@@ -775,7 +768,7 @@ impl Core {
         self.seq
     }
 
-    fn next_token(&mut self) -> u32 {
+    fn next_token(&mut self) -> u16 {
         self.token = self.token.wrapping_add(1);
         self.token
     }

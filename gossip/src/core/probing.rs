@@ -21,7 +21,7 @@ pub(super) struct Probing {
     pub(super) ring_turn: bool,
     /// Suspects we monitor and have not probed since they were suspected: (id, token of the suspect
     /// state), oldest first.
-    pub(super) checks: Vec<(Id, u32)>,
+    pub(super) checks: Vec<(Id, u16)>,
 }
 
 pub(super) struct Probe {
@@ -233,7 +233,7 @@ impl Core {
     /// Queues a probe of `id`, just suspected by another node, when we are one of its monitors: the
     /// `suspicion_mult` live members before it on the ring. Our own probe is independent evidence, and
     /// it carries the suspicion to the suspect (the buddy system) so a live one refutes at once.
-    pub(super) fn check_if_monitored(&mut self, id: Id, token: u32) {
+    pub(super) fn check_if_monitored(&mut self, id: Id, token: u16) {
         if !self.ring_monitoring() || self.leaving {
             return;
         }
