@@ -146,6 +146,18 @@ fn services_health_and_blocking_queries_across_agents() {
             (index, serde_json::from_str::<Value>(&r.text()).unwrap())
         })
     };
+    // And a watcher of node cat-two: the db service on cat-one is not its change either.
+    let node_index = index_of(&three, "/v1/health/node/cat-two");
+    let node_watcher = {
+        let addr = three.http_addr();
+        std::thread::spawn(move || {
+            let t = murmur::http::client::Target::parse(&addr).unwrap();
+            let path = format!("/v1/health/node/cat-two?index={node_index}&wait=20s");
+            let r = t.call("GET", &path).unwrap();
+            let index: u64 = r.header("x-consul-index").unwrap().parse().unwrap();
+            (index, serde_json::from_str::<Value>(&r.text()).unwrap())
+        })
+    };
     let db_watch = {
         let addr = three.http_addr();
         let db_index = index_of(&three, "/v1/catalog/service/db");
@@ -171,6 +183,14 @@ fn services_health_and_blocking_queries_across_agents() {
         !watcher.is_finished(),
         "a change to db woke a watcher of web"
     );
+    assert!(
+        !node_watcher.is_finished(),
+        "a change on cat-one woke a watcher of cat-two"
+    );
+    let (node_woke_at, node_checks) = node_watcher.join().unwrap();
+    assert!(node_woke_at > node_index);
+    assert_eq!(node_checks[1]["CheckID"], "service:web-2");
+    assert_eq!(node_checks[1]["Status"], "critical", "{node_checks}");
     let (woke_at, body) = watcher.join().unwrap();
     assert!(woke_at > web_index);
     let two_checks = body

@@ -98,6 +98,18 @@ impl Blocking {
         }
     }
 
+    /// Waits on node `name` alone: a change to another node does not end the wait. Returns the node's
+    /// index.
+    pub async fn node(&self, s: &AgentState, name: &str) -> u64 {
+        match self.index {
+            Some(min) => {
+                let _held = Held::enter();
+                s.catalog.wait_node(name, min, self.deadline()).await
+            }
+            None => s.catalog.node_index(name),
+        }
+    }
+
     /// Waits on the list of service names and tags.
     pub async fn listing(&self, s: &AgentState) -> Arc<Listing> {
         match self.index {

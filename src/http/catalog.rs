@@ -52,7 +52,7 @@ pub(super) async fn catalog_node_one(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let (index, _) = nodes_read(&s, &q).await?;
+    let index = node_read(&s, &node, &q).await?;
     let body = match s.state.catalog_nodes().get(&node) {
         None => Value::Null,
         Some(m) => {
@@ -71,7 +71,7 @@ pub(super) async fn node_services(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let (index, _) = nodes_read(&s, &q).await?;
+    let index = node_read(&s, &node, &q).await?;
     let body = match s.state.catalog_nodes().get(&node) {
         None => Value::Null,
         Some(m) => json!({ "Node": catalog_node(&m), "Services": services_of(&s, &node) }),
@@ -101,6 +101,16 @@ pub(super) async fn nodes_read(
 ) -> Result<(u64, Arc<Snapshot>), ApiError> {
     check_dc(s, q)?;
     Ok(Blocking::from_query(q)?.nodes(&s.state).await)
+}
+
+/// A (blocking) read of node `node` alone: its index once it passes `?index`.
+pub(super) async fn node_read(
+    s: &ApiState,
+    node: &str,
+    q: &HashMap<String, String>,
+) -> Result<u64, ApiError> {
+    check_dc(s, q)?;
+    Ok(Blocking::from_query(q)?.node(&s.state, node).await)
 }
 
 /// A (blocking) read of service `name`: its entries once they pass `?index`.

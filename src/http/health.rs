@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::blocking::{Blocking, with_index};
-use super::catalog::{nodes_read, service_read, visible};
+use super::catalog::{node_read, service_read, visible};
 use super::error::{ApiResult, bad_request};
 use super::json::{catalog_node, health_check, node_service, serf_health};
 use super::params::{Params, check_dc, flag};
@@ -108,7 +108,7 @@ pub(super) async fn node(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let (index, _) = nodes_read(&s, &q).await?;
+    let index = node_read(&s, &node, &q).await?;
     let body: Vec<Value> = s
         .state
         .catalog_nodes()

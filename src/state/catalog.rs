@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::external::ExternalNode;
+use super::node_indexes::NodeIndexes;
 use super::node_record::{CheckRecord, NodeRecord, ServiceRecord};
 
 /// One node's record as the catalog holds it.
@@ -87,8 +88,10 @@ pub struct Catalog {
     /// Per-service watches, created by the readers that wait. Writers notify under this lock after
     /// updating the maps, readers subscribe under it before reading them: no wake-up is lost.
     watches: Mutex<HashMap<String, watch::Sender<u64>>>,
-    /// Any change at all (node-level queries wait on it).
+    /// Any change at all (queries over every node wait on it).
     any: watch::Sender<u64>,
+    /// Each node's own last change (reads of one node wait on it).
+    node_indexes: NodeIndexes,
     /// Records that did not decode (a newer format, or garbage), dropped.
     pub undecodable: AtomicU64,
     /// Held by each writer for a whole change: an instance list is read, edited and replaced.
@@ -115,6 +118,7 @@ impl Default for Catalog {
             published: AtomicU64::new(1),
             watches: Mutex::new(HashMap::new()),
             any: watch::Sender::new(1),
+            node_indexes: NodeIndexes::default(),
             undecodable: AtomicU64::new(0),
             writer: Mutex::new(()),
             externals: Default::default(),
@@ -181,11 +185,23 @@ impl Catalog {
     /// which the member's record hid, shows again.
     pub fn remove_node(&self, node: &str) {
         let _turn = self.lock_writer();
-        self.remove_entry(node, false);
         let externals = self.externals.load();
-        if let Some(n) = externals.iter().find(|n| n.info.node == node) {
+        let external = externals.iter().find(|n| n.info.node == node);
+        if !self.remove_entry(node, false) {
+            self.node_alone_changed(node, external.is_none());
+        }
+        if let Some(n) = external {
             self.put_external(n);
         }
+    }
+
+    /// A member without a record changed (`removed`: it left the catalog): nothing but the reads of
+    /// that node see it, so only its index and the global one move.
+    fn node_alone_changed(&self, node: &str, removed: bool) {
+        let index = self.next_index();
+        self.published.store(index, Ordering::Release);
+        self.node_indexes.stamp(&Arc::from(node), index, removed);
+        self.any.send_replace(index);
     }
 
     /// Removes `node`'s entry if it is a member's (`external` false) or an external node's (true);
@@ -214,7 +230,8 @@ impl Catalog {
     pub fn node_health_changed(&self, node: &str) {
         let _turn = self.lock_writer();
         let Some(entry) = self.nodes.pin().get(node).cloned() else {
-            // No services: only node-level queries see it, and they wait on the member table too.
+            // No services: only node-level queries see it.
+            self.node_alone_changed(node, false);
             return;
         };
         let index = self.next_index();
@@ -398,6 +415,7 @@ impl Catalog {
             self.listing_index.store(index, Ordering::Release);
         }
         self.published.store(index, Ordering::Release);
+        self.node_indexes.stamp(node, index, entry.is_none());
         let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
         for name in &changed {
             if let Some(tx) = watches.get(name) {
@@ -493,6 +511,25 @@ impl Catalog {
                 return;
             }
         }
+    }
+
+    /// The index of node `node`'s last change as node-level reads show it (its record, member state or
+    /// external registration; 1 if never seen).
+    pub fn node_index(&self, node: &str) -> u64 {
+        self.node_indexes.get(node)
+    }
+
+    /// Waits until node `node`'s index differs from `min` (or `min` is from the future), or `deadline`;
+    /// returns its index then.
+    pub async fn wait_node(&self, node: &str, min: u64, deadline: Instant) -> u64 {
+        let (mut rx, mut current) = self.node_indexes.subscribe(node);
+        while current == min && min <= self.index() {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => current = self.node_indexes.get(node),
+                _ => break,
+            }
+        }
+        current
     }
 
     /// A receiver that sees every catalog change (for waits that combine it with the member table).
@@ -735,5 +772,50 @@ mod tests {
             1,
             "the finished waiters' watch is cleared on the next change"
         );
+    }
+
+    #[tokio::test]
+    async fn a_watcher_of_one_node_sleeps_through_changes_to_others() {
+        let c = Arc::new(Catalog::new());
+        publish(&c, "a", 1, vec![svc("web", "web", &[])], vec![]);
+        publish(&c, "b", 1, vec![svc("web", "web", &[])], vec![]);
+        let seen = c.node_index("a");
+        assert!(seen > 1);
+        assert!(c.node_index("b") > seen, "each node has its own index");
+        let far = Instant::now() + Duration::from_secs(30);
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.wait_node("a", seen, far).await })
+        };
+        tokio::task::yield_now().await;
+        // Another node's record, its health, its leaving: none of them is node a's change.
+        publish(&c, "b", 2, vec![svc("db", "db", &[])], vec![]);
+        c.node_health_changed("b");
+        c.node_health_changed("no-record");
+        c.remove_node("b");
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "a change to another node woke a watcher of a"
+        );
+        assert_eq!(c.node_index("a"), seen);
+        // A member with no record still has an index that moves with it.
+        assert!(c.node_index("no-record") > seen);
+        c.node_health_changed("a");
+        let woke_at = waiter.await.unwrap();
+        assert_eq!(woke_at, c.node_index("a"));
+        assert!(woke_at > seen);
+        // Leaving moves it once more; a node never seen reads 1, and waiting on that ends when it comes.
+        c.remove_node("a");
+        assert!(c.node_index("a") > woke_at);
+        assert_eq!(c.node_index("c"), 1);
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.wait_node("c", 1, far).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        publish(&c, "c", 1, vec![], vec![]);
+        assert_eq!(waiter.await.unwrap(), c.node_index("c"));
     }
 }

@@ -32,6 +32,7 @@ pub mod kv;
 pub mod local_services;
 pub mod maintenance;
 pub mod members;
+pub mod node_indexes;
 pub mod node_record;
 pub mod publish;
 pub mod registration;
