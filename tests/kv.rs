@@ -353,6 +353,14 @@ fn kv_semantics_and_errors_as_consul() {
         body.starts_with("Request body(524289 bytes) too large"),
         "{body}"
     );
+    // Past the server's own 2 MiB buffer: still Consul's KV text, not the HTTP library's.
+    let huge = "v".repeat(3 << 20);
+    let (code, body) = a.http_body("PUT", "/v1/kv/big", &huge).unwrap();
+    assert_eq!(code, 413);
+    assert!(
+        body.starts_with("Request body(3145728 bytes) too large"),
+        "{body}"
+    );
     assert!(put(&a, "fits", &"v".repeat(512 * 1024)));
     let (code, body) = a
         .http_body(

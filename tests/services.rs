@@ -101,6 +101,16 @@ fn definitions_from_the_config_dir_and_the_api() {
     assert_eq!(code, 400);
     assert!(text.contains("not supported by murmur yet"), "{text}");
     assert_eq!(bad("/v1/agent/service/register", "{nope").0, 400);
+    let huge = format!(r#"{{"Name": "x", "Meta": {{"k": "{}"}}}}"#, "v".repeat(3 << 20));
+    for path in ["/v1/agent/service/register", "/v1/agent/check/register"] {
+        assert_eq!(
+            bad(path, &huge),
+            (
+                400,
+                "Request decode failed: http: request body too large".into()
+            )
+        );
+    }
     assert_eq!(
         bad(
             "/v1/agent/check/update/service:api-1",

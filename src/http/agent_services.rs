@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::ApiState;
+use super::body::Body;
 use super::error::{ApiError, ApiResult, bad_request, server_error};
 use super::params::{Params, json_body};
 use crate::state::definitions::{self, ServiceDef, Status};
@@ -84,10 +85,7 @@ pub(super) async fn service(State(s): State<ApiState>, Path(id): Path<String>) -
     Ok(axum::Json(agent_service(&s, &d)).into_response())
 }
 
-pub(super) async fn register_service(
-    State(s): State<ApiState>,
-    raw: axum::body::Bytes,
-) -> ApiResult {
+pub(super) async fn register_service(State(s): State<ApiState>, Body(raw): Body) -> ApiResult {
     let (def, checks) = definitions::service(&json_body(&raw)?).map_err(|e| bad_request(e.0))?;
     s.state
         .services
@@ -122,7 +120,7 @@ pub(super) async fn checks(State(s): State<ApiState>) -> Response {
     axum::Json(map).into_response()
 }
 
-pub(super) async fn register_check(State(s): State<ApiState>, raw: axum::body::Bytes) -> ApiResult {
+pub(super) async fn register_check(State(s): State<ApiState>, Body(raw): Body) -> ApiResult {
     let def = definitions::check(&json_body(&raw)?).map_err(|e| bad_request(e.0))?;
     s.state
         .services
@@ -177,7 +175,7 @@ pub(super) async fn report(
 pub(super) async fn update(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    raw: axum::body::Bytes,
+    Body(raw): Body,
 ) -> ApiResult {
     let v = json_body(&raw)?;
     let field = |k: &str| {

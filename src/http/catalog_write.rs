@@ -6,6 +6,7 @@ use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 
 use super::ApiState;
+use super::body::Body;
 use super::error::{ApiError, ApiResult, bad_request, server_error, store_error};
 use super::params::{Params, check_dc, json_body};
 use crate::state::external::CatalogOp;
@@ -66,7 +67,7 @@ async fn write(s: &ApiState, op: CatalogOp) -> ApiResult {
 pub(super) async fn register(
     State(s): State<ApiState>,
     Query(q): Params,
-    raw: axum::body::Bytes,
+    Body(raw): Body,
 ) -> ApiResult {
     let dc = s.state.local.datacenter.clone();
     let op = operation(&s, &q, &raw, |v| registration::register(v, &dc))?;
@@ -76,7 +77,7 @@ pub(super) async fn register(
 pub(super) async fn deregister(
     State(s): State<ApiState>,
     Query(q): Params,
-    raw: axum::body::Bytes,
+    Body(raw): Body,
 ) -> ApiResult {
     let op = operation(&s, &q, &raw, registration::deregister)?;
     write(&s, op).await

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::ApiState;
 use super::blocking::{meta, store_read};
+use super::body::Body;
 use super::error::{ApiError, ApiResult, bad_request, server_error, store_error};
 use super::params::{Params, check_dc, json_body};
 use crate::state::coordinates::{Coord, CoordinateEntry, CoordinateOp, parse_update};
@@ -117,7 +118,7 @@ pub(super) async fn datacenters(
 pub(super) async fn update(
     State(s): State<ApiState>,
     Query(q): Params,
-    raw: axum::body::Bytes,
+    Body(raw): Body,
 ) -> Result<Response, ApiError> {
     enabled(&s)?;
     check_dc(&s, &q)?;

@@ -23,20 +23,25 @@ pub fn server_error(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.into())
 }
 
-/// 413 with Consul's text when a request body, by its `Content-Length` or its length, is over `max`
-/// bytes; `setting` names the config key that sets the limit.
-pub fn check_body_size(
+/// The body, or 413 with Consul's text when it is, by its `Content-Length` or its length, over `max`
+/// bytes (`None`: over the server's own buffer limit); `setting` names the config key that sets the
+/// limit.
+pub fn check_body_size<'a>(
     headers: &axum::http::HeaderMap,
-    body: &[u8],
+    body: &'a super::body::SizedBody,
     max: usize,
     setting: &str,
-) -> Result<(), ApiError> {
+) -> Result<&'a [u8], ApiError> {
     let declared = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let size = declared.unwrap_or(0).max(body.len());
-    if size > max {
+    let len = body
+        .0
+        .as_ref()
+        .map_or(super::body::BUFFERED_MAX + 1, |b| b.len());
+    let size = declared.unwrap_or(0).max(len);
+    if size > max || body.0.is_none() {
         return Err(ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
@@ -45,7 +50,7 @@ pub fn check_body_size(
             ),
         ));
     }
-    Ok(())
+    Ok(body.0.as_deref().unwrap_or_default())
 }
 
 /// What a handler returns.

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::blocking::{Blocking, with_index};
+use super::body::Body;
 use super::error::{ApiError, ApiResult, bad_request, server_error};
 use super::params::{Params, check_dc};
 use crate::state::user_events::UserEvent;
@@ -40,7 +41,7 @@ pub(super) async fn fire(
     State(s): State<ApiState>,
     Path(name): Path<String>,
     Query(q): Params,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     check_dc(&s, &q)?;
     let param = |k: &str| q.get(k).cloned().unwrap_or_default();

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::blocking::{meta, store_read};
+use super::body::SizedBody;
 use super::error::{ApiError, ApiResult, bad_request, check_body_size, server_error, store_error};
 use super::params::{Params, check_dc, flag};
 use crate::state::kv::{KvAnswer, KvEntry, KvOp, KvQuery, MAX_VALUE};
@@ -139,7 +140,7 @@ pub(super) async fn put(
     key: Option<Path<String>>,
     Query(q): Params,
     req_headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: SizedBody,
 ) -> ApiResult {
     let key = key.map(|Path(k)| k).unwrap_or_default();
     check_dc(&s, &q)?;
@@ -154,7 +155,7 @@ pub(super) async fn put(
         return Err(conflicting(&q));
     }
     let flags = uint(&q, "flags")?.unwrap_or(0);
-    check_body_size(&req_headers, &body, MAX_VALUE, "kv_max_value_size")?;
+    let body = check_body_size(&req_headers, &body, MAX_VALUE, "kv_max_value_size")?;
     let value = (!body.is_empty()).then(|| body.to_vec());
     let session = |k: &str| -> Result<Option<String>, ApiError> {
         match q.get(k) {

@@ -9,6 +9,7 @@
 mod agent;
 mod agent_services;
 mod blocking;
+mod body;
 mod catalog;
 mod catalog_write;
 pub mod client;

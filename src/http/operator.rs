@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
 
 use super::ApiState;
+use super::body::Body;
 use super::error::{ApiResult, bad_request, server_error, store_error};
 use super::params::Params;
 use crate::state::KeyOp;
@@ -41,11 +42,7 @@ pub(super) async fn list(State(s): State<ApiState>) -> ApiResult {
     .into_response())
 }
 
-pub(super) async fn change(
-    State(s): State<ApiState>,
-    op: KeyOp,
-    body: axum::body::Bytes,
-) -> ApiResult {
+pub(super) async fn change(State(s): State<ApiState>, op: KeyOp, Body(body): Body) -> ApiResult {
     let v: Value = serde_json::from_slice(&body)
         .map_err(|e| bad_request(format!("Request decode failed: {e}")))?;
     // Go decodes bodies case-insensitively; accept "Key" and "key".

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::blocking::{meta, store_read};
+use super::body::Body;
 use super::error::{ApiError, ApiResult, bad_request, server_error, store_error};
 use super::params::{Params, check_dc};
 use crate::state::replicated::{Change, Query as StoreQuery, ReadAnswer};
@@ -58,7 +59,7 @@ fn check_health(s: &ApiState, session: &Session) -> Result<(), ApiError> {
 pub(super) async fn create(
     State(s): State<ApiState>,
     Query(q): Params,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     check_dc(&s, &q)?;
     let parsed: Option<Value> = if body.is_empty() {

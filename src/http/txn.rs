@@ -11,6 +11,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::ApiState;
+use super::body::SizedBody;
 use super::error::{ApiError, ApiResult, bad_request, check_body_size, store_error};
 use super::kv::entry_json;
 use super::params::{Params, check_dc, consistency};
@@ -245,11 +246,11 @@ pub(super) async fn txn(
     State(s): State<ApiState>,
     Query(q): Params,
     req_headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: SizedBody,
 ) -> ApiResult {
     check_dc(&s, &q)?;
-    check_body_size(&req_headers, &body, MAX_BODY, "txn_max_req_len")?;
-    let ops = match parse(&body)? {
+    let body = check_body_size(&req_headers, &body, MAX_BODY, "txn_max_req_len")?;
+    let ops = match parse(body)? {
         Ok(ops) => ops,
         Err(errors) => return Ok(reply(Err(errors), HeaderMap::new())),
     };
