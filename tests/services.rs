@@ -101,7 +101,10 @@ fn definitions_from_the_config_dir_and_the_api() {
     assert_eq!(code, 400);
     assert!(text.contains("not supported by murmur yet"), "{text}");
     assert_eq!(bad("/v1/agent/service/register", "{nope").0, 400);
-    let huge = format!(r#"{{"Name": "x", "Meta": {{"k": "{}"}}}}"#, "v".repeat(3 << 20));
+    let huge = format!(
+        r#"{{"Name": "x", "Meta": {{"k": "{}"}}}}"#,
+        "v".repeat(3 << 20)
+    );
     for path in ["/v1/agent/service/register", "/v1/agent/check/register"] {
         assert_eq!(
             bad(path, &huge),
@@ -230,4 +233,115 @@ fn reload_applies_added_changed_and_removed_definitions() {
         "{err}"
     );
     assert_eq!(ids(&a), ["db"]);
+}
+
+/// `s` percent-encoded for a query string.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn filter_expressions_select_as_consul_does() {
+    let dir = tmp("svc-filter");
+    let a = Agent::start("filter-a", "127.0.75.1", &dir, &[]);
+    for body in [
+        r#"{"ID": "web-1", "Name": "web", "Tags": ["primary", "v1"], "Port": 80, "Meta": {"version": "1"}}"#,
+        r#"{"ID": "web-2", "Name": "web", "Tags": ["v2"], "Port": 8080, "Meta": {"version": "2"},
+            "Check": {"TTL": "30s", "Status": "critical"}}"#,
+        r#"{"ID": "db-1", "Name": "db", "Port": 5432}"#,
+    ] {
+        assert_eq!(
+            a.http_body("PUT", "/v1/agent/service/register", body)
+                .map(|r| r.0),
+            Some(200)
+        );
+    }
+    let get = |path: &str, filter: &str| {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        a.get_json(&format!("{path}{sep}filter={}", enc(filter)))
+    };
+    let ids = |v: &serde_json::Value, at: &str| -> Vec<String> {
+        let mut ids: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.pointer(at).unwrap().as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    // The agent's own listings filter their values and keep their keys.
+    let svcs = get(
+        "/v1/agent/services",
+        r#"Service == web and "v2" not in Tags"#,
+    );
+    let keys: Vec<&String> = svcs.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["web-1"]);
+    let checks = get("/v1/agent/checks", "Status == critical");
+    let keys: Vec<&String> = checks.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["service:web-2"]);
+
+    // Catalog and health reads, once the agent's record is in its own catalog.
+    assert!(wait_for(Duration::from_secs(10), || {
+        a.get_json("/v1/catalog/service/web")
+            .as_array()
+            .is_some_and(|v| v.len() == 2)
+    }));
+    let v = get("/v1/catalog/service/web", r#"ServiceMeta.version == "2""#);
+    assert_eq!(ids(&v, "/ServiceID"), ["web-2"]);
+    let v = get(
+        "/v1/catalog/service/web",
+        "ServiceTags is empty or ServicePort == 80",
+    );
+    assert_eq!(ids(&v, "/ServiceID"), ["web-1"]);
+    let v = get("/v1/health/service/web", "Checks.Status == critical");
+    assert_eq!(ids(&v, "/Service/ID"), ["web-2"]);
+    let v = get("/v1/health/service/web", "not Checks.Status == critical");
+    assert_eq!(ids(&v, "/Service/ID"), ["web-1"]);
+    let v = get("/v1/health/state/any", r#"ServiceName == "web""#);
+    assert_eq!(ids(&v, "/CheckID"), ["service:web-2"]);
+    let v = get("/v1/catalog/nodes", r#"Node matches "^filter-""#);
+    assert_eq!(ids(&v, "/Node"), ["filter-a"]);
+    assert_eq!(
+        get("/v1/catalog/nodes", "Node == nobody"),
+        json!([]),
+        "nothing passes"
+    );
+    let services = get("/v1/catalog/services", "primary in ServiceTags");
+    assert_eq!(services, json!({"web": ["primary", "v1"]}));
+    let node = get("/v1/catalog/node/filter-a", "Port == 5432");
+    let keys: Vec<&String> = node["Services"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["db-1"]);
+    let node = get("/v1/catalog/node-services/filter-a", "Service == web");
+    assert_eq!(ids(&node["Services"], "/ID"), ["web-1", "web-2"]);
+
+    // Bad filters: Consul's 500 and its evaluator's words, before any blocking wait.
+    let bad = |path: &str, filter: &str| {
+        a.http(
+            "GET",
+            &format!("{path}?index=999999&wait=30s&filter={}", enc(filter)),
+        )
+        .unwrap()
+    };
+    let (code, text) = bad("/v1/catalog/service/web", "ServiceName ==");
+    assert_eq!(code, 500);
+    assert!(
+        text.starts_with(
+            "Failed to create boolean expression evaluator: 1:15 (14): no match found"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        bad("/v1/health/service/web", "Service.Bogus == 1"),
+        (
+            500,
+            "Failed to create boolean expression evaluator: Selector \"Service.Bogus\" is not valid"
+                .into()
+        )
+    );
 }

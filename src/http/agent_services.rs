@@ -5,12 +5,13 @@ use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
 
 use super::ApiState;
 use super::body::Body;
 use super::error::{ApiError, ApiResult, bad_request, server_error};
+use super::filter::{self, Filter};
 use super::params::{Params, json_body};
 use crate::state::definitions::{self, ServiceDef, Status};
 use crate::state::local_services::{CheckState, RegistryError, Source, TtlError};
@@ -65,7 +66,8 @@ fn go_duration(d: std::time::Duration) -> String {
     crate::util::duration::go_string(d)
 }
 
-pub(super) async fn services(State(s): State<ApiState>) -> Response {
+pub(super) async fn services(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
+    let filter = Filter::from_query(&q)?;
     let map: Map<String, Value> = s
         .state
         .services
@@ -73,7 +75,7 @@ pub(super) async fn services(State(s): State<ApiState>) -> Response {
         .iter()
         .map(|d| (d.id.clone(), agent_service(&s, d)))
         .collect();
-    axum::Json(map).into_response()
+    Ok(axum::Json(filter::keep_values(&filter, map)?).into_response())
 }
 
 pub(super) async fn service(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
@@ -109,7 +111,8 @@ pub(super) async fn deregister_service(
     Ok(StatusCode::OK.into_response())
 }
 
-pub(super) async fn checks(State(s): State<ApiState>) -> Response {
+pub(super) async fn checks(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
+    let filter = Filter::from_query(&q)?;
     let map: Map<String, Value> = s
         .state
         .services
@@ -117,7 +120,7 @@ pub(super) async fn checks(State(s): State<ApiState>) -> Response {
         .iter()
         .map(|c| (c.def.id.clone(), agent_check(&s, c)))
         .collect();
-    axum::Json(map).into_response()
+    Ok(axum::Json(filter::keep_values(&filter, map)?).into_response())
 }
 
 pub(super) async fn register_check(State(s): State<ApiState>, Body(raw): Body) -> ApiResult {

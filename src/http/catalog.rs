@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::ApiState;
 use super::blocking::{Blocking, with_index};
 use super::error::{ApiError, ApiResult};
+use super::filter::{self, Filter};
 use super::json::{catalog_node, node_service, service_node};
 use super::params::{Params, check_dc};
 use crate::state::Snapshot;
@@ -19,8 +20,9 @@ use crate::state::catalog_node::NodeView;
 
 pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     check_dc(&s, &q)?;
+    let filter = Filter::from_query(&q)?;
     let (index, snap) = Blocking::from_query(&q)?.node_list(&s.state).await;
-    let mut nodes: Vec<Value> = s
+    let nodes: Vec<Value> = s
         .state
         .catalog_nodes()
         .all(&snap)
@@ -28,6 +30,7 @@ pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -
         .filter(|n| node_meta_matches(n, &q))
         .map(catalog_node)
         .collect();
+    let mut nodes = filter::keep(&filter, nodes)?;
     super::near::sort(&s, &q, &mut nodes).await;
     Ok(with_index(
         index,
@@ -52,6 +55,7 @@ pub(super) async fn catalog_node_one(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
+    let filter = Filter::from_query(&q)?;
     let index = node_read(&s, &node, &q).await?;
     let body = match s.state.catalog_nodes().get(&node) {
         None => Value::Null,
@@ -60,6 +64,7 @@ pub(super) async fn catalog_node_one(
                 .into_iter()
                 .map(|v| (v["ID"].as_str().unwrap_or_default().to_owned(), v))
                 .collect();
+            let services = filter::keep_values(&filter, services)?;
             json!({ "Node": catalog_node(&m), "Services": services })
         }
     };
@@ -71,22 +76,49 @@ pub(super) async fn node_services(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
+    let filter = Filter::from_query(&q)?;
     let index = node_read(&s, &node, &q).await?;
     let body = match s.state.catalog_nodes().get(&node) {
         None => Value::Null,
-        Some(m) => json!({ "Node": catalog_node(&m), "Services": services_of(&s, &node) }),
+        Some(m) => {
+            let services = filter::keep(&filter, services_of(&s, &node))?;
+            json!({ "Node": catalog_node(&m), "Services": services })
+        }
     };
     Ok(with_index(index, s.state.store.known_leader(), body))
 }
 
 pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     check_dc(&s, &q)?;
+    let filter = Filter::from_query(&q)?;
     let listing = Blocking::from_query(&q)?.listing(&s.state).await;
-    let body: Map<String, Value> = listing
-        .services
-        .iter()
-        .map(|(name, tags)| (name.clone(), json!(tags)))
-        .collect();
+    let body: Map<String, Value> = match &filter {
+        None => listing
+            .services
+            .iter()
+            .map(|(name, tags)| (name.clone(), json!(tags)))
+            .collect(),
+        // The filter selects instances by their ServiceNode fields, as Consul's does; a name stays
+        // with the tags of the instances that pass.
+        Some(f) => {
+            let mut out = Map::new();
+            for name in listing.services.keys() {
+                let entries = s.state.catalog.service(name);
+                let mut tags = std::collections::BTreeSet::new();
+                let mut any = false;
+                for (m, i) in visible(&s, &entries.instances, &q) {
+                    if f.matches(&service_node(&m, i))? {
+                        any = true;
+                        tags.extend(i.service.tags.iter().cloned());
+                    }
+                }
+                if any {
+                    out.insert(name.clone(), json!(tags));
+                }
+            }
+            out
+        }
+    };
     Ok(with_index(
         listing.index,
         s.state.store.known_leader(),
@@ -128,10 +160,12 @@ pub(super) async fn catalog_service(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
+    let filter = Filter::from_query(&q)?;
     let entries = service_read(&s, &name, &q).await?;
-    let mut body: Vec<Value> = visible(&s, &entries.instances, &q)
+    let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .map(|(m, i)| service_node(&m, i))
         .collect();
+    let mut body = filter::keep(&filter, body)?;
     super::near::sort(&s, &q, &mut body).await;
     Ok(with_index(
         entries.index,

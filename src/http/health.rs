@@ -8,6 +8,7 @@ use super::ApiState;
 use super::blocking::{Blocking, with_index};
 use super::catalog::{node_read, service_read, visible};
 use super::error::{ApiResult, bad_request};
+use super::filter::{self, Filter};
 use super::json::{catalog_node, health_check, node_service, serf_health};
 use super::params::{Params, check_dc, flag};
 use crate::state::catalog::Instance;
@@ -36,9 +37,10 @@ pub(super) async fn service(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
+    let filter = Filter::from_query(&q)?;
     let entries = service_read(&s, &name, &q).await?;
     let passing = flag(&q, "passing");
-    let mut body: Vec<Value> = visible(&s, &entries.instances, &q)
+    let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .filter(|(m, i)| !passing || all_passing(m, i))
         .map(|(m, i)| {
             json!({
@@ -48,6 +50,7 @@ pub(super) async fn service(
             })
         })
         .collect();
+    let mut body = filter::keep(&filter, body)?;
     super::near::sort(&s, &q, &mut body).await;
     Ok(with_index(
         entries.index,
@@ -61,8 +64,9 @@ pub(super) async fn checks(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
+    let filter = Filter::from_query(&q)?;
     let entries = service_read(&s, &name, &q).await?;
-    let mut body: Vec<Value> = visible(&s, &entries.instances, &q)
+    let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .flat_map(|(m, i)| {
             i.checks
                 .iter()
@@ -78,6 +82,7 @@ pub(super) async fn checks(
                 .collect::<Vec<_>>()
         })
         .collect();
+    let mut body = filter::keep(&filter, body)?;
     super::near::sort(&s, &q, &mut body).await;
     Ok(with_index(
         entries.index,
@@ -108,6 +113,7 @@ pub(super) async fn node(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
+    let filter = Filter::from_query(&q)?;
     let index = node_read(&s, &node, &q).await?;
     let body: Vec<Value> = s
         .state
@@ -116,6 +122,7 @@ pub(super) async fn node(
         .iter()
         .flat_map(|n| node_checks(&s, n))
         .collect();
+    let body = filter::keep(&filter, body)?;
     Ok(with_index(
         index,
         s.state.store.known_leader(),
@@ -135,8 +142,9 @@ pub(super) async fn state(
             Status::parse(other).ok_or_else(|| bad_request(format!("Invalid state: {other}")))?,
         ),
     };
+    let filter = Filter::from_query(&q)?;
     let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
-    let mut body: Vec<Value> = s
+    let body: Vec<Value> = s
         .state
         .catalog_nodes()
         .all(&snap)
@@ -144,6 +152,7 @@ pub(super) async fn state(
         .flat_map(|n| node_checks(&s, n))
         .filter(|c| wanted.is_none_or(|w| c["Status"] == w.as_str()))
         .collect();
+    let mut body = filter::keep(&filter, body)?;
     super::near::sort(&s, &q, &mut body).await;
     Ok(with_index(
         index,

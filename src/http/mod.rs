@@ -16,6 +16,7 @@ pub mod client;
 mod coordinate;
 mod error;
 mod event;
+pub mod filter;
 mod health;
 mod internal_ui;
 pub mod json;

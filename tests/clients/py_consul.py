@@ -81,6 +81,13 @@ def main():
         _, entries = two.health.service("web", passing=True)
         assert [c["CheckID"] for c in entries[0]["Checks"]] == ["serfHealth", "service:web-1"], entries
         assert entries[0]["Checks"][1]["Output"] == "serving", entries
+        # A filter expression, as py-consul passes it (filter_expr -> ?filter=).
+        _, web = two.catalog.service("web", filter_expr='ServiceID == "web-1"')
+        assert [s["ServiceID"] for s in web] == ["web-1"], web
+        _, none = two.catalog.service("web", filter_expr="ServicePort != 80")
+        assert none == [], none
+        _, named = two.catalog.nodes(filter_expr='Node matches "^py-"')
+        assert sorted(n["Node"] for n in named) == ["py-one", "py-two"], named
         # A blocking catalog.services returns once a new service appears anywhere in the cluster.
         index, services = two.catalog.services()
         assert services["web"] == ["v1"], services

@@ -1,0 +1,236 @@
+//! Evaluates a filter over one element of a listing, as its JSON shows it.
+//!
+//! go-bexpr works on Go types; here the JSON stands in for them: a number or a bool field takes `==`
+//! and `!=` only, a string adds `in` (substring) and `matches` (an unanchored regex), a list takes
+//! `in` and the emptiness tests, and a map (fields named `...Meta` or `...TaggedAddresses`) takes the
+//! emptiness tests, `in` on its keys, and any key as a further selector. A selector through a list of
+//! objects is true when any element matches. A field the element does not have is an invalid selector.
+
+use regex::Regex;
+use serde_json::Value;
+
+use super::FilterError;
+use super::parse::{Expr, Op};
+
+/// Regexes compiled once per request, in the order their `matches` appear.
+pub type Compiled = Vec<(String, Regex)>;
+
+/// Whether `v` passes `e`.
+pub fn eval(e: &Expr, v: &Value, re: &mut Compiled) -> Result<bool, FilterError> {
+    Ok(match e {
+        Expr::And(a, b) => eval(a, v, re)? && eval(b, v, re)?,
+        Expr::Or(a, b) => eval(a, v, re)? || eval(b, v, re)?,
+        Expr::Not(a) => !eval(a, v, re)?,
+        Expr::Match {
+            selector,
+            op,
+            value,
+        } => {
+            let m = Match {
+                path: selector,
+                op: *op,
+                value: value.as_deref(),
+            };
+            m.at(v, 0, false, re)?
+        }
+    })
+}
+
+struct Match<'a> {
+    path: &'a [String],
+    op: Op,
+    value: Option<&'a str>,
+}
+
+/// Map-typed fields: any key may follow them in a selector.
+fn is_map_field(name: &str) -> bool {
+    name.ends_with("Meta") || name.ends_with("TaggedAddresses")
+}
+
+impl Match<'_> {
+    fn selector(&self) -> String {
+        self.path.join(".")
+    }
+
+    fn invalid(&self) -> FilterError {
+        FilterError::Selector(self.selector())
+    }
+
+    fn bad_op(&self) -> FilterError {
+        FilterError::Operator(self.op.name(), self.selector())
+    }
+
+    /// Evaluates at `v`, the value reached after `path[..i]`; `in_map`: `v` is a map's value, so a
+    /// missing key is absent, not invalid.
+    fn at(
+        &self,
+        v: &Value,
+        i: usize,
+        in_map: bool,
+        re: &mut Compiled,
+    ) -> Result<bool, FilterError> {
+        if i == self.path.len() {
+            return self.leaf(v, re);
+        }
+        let name = &self.path[i];
+        match v {
+            Value::Array(items) if items.iter().all(Value::is_object) => {
+                // Any element; none when the list is empty.
+                for item in items {
+                    if self.at(item, i, false, re)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Value::Object(fields) if in_map => match fields.get(name) {
+                Some(x) => self.at(x, i + 1, false, re),
+                None => Ok(self.absent()),
+            },
+            Value::Object(fields) => match fields.get(name) {
+                Some(x) => {
+                    let map = is_map_field(name);
+                    if map && x.is_null() && i + 1 < self.path.len() {
+                        return Ok(self.absent());
+                    }
+                    self.at(x, i + 1, map, re)
+                }
+                None => Err(self.invalid()),
+            },
+            Value::Null if in_map => Ok(self.absent()),
+            _ => Err(self.invalid()),
+        }
+    }
+
+    /// A map key that is not there: go-bexpr 0.1 answers false for `==`, `in` and `is not empty`
+    /// and true for every other operator (`matches` included).
+    fn absent(&self) -> bool {
+        !matches!(self.op, Op::Equal | Op::In | Op::IsNotEmpty)
+    }
+
+    fn leaf(&self, v: &Value, re: &mut Compiled) -> Result<bool, FilterError> {
+        let raw = self.value.unwrap_or_default();
+        match (self.op, v) {
+            (
+                Op::IsEmpty | Op::IsNotEmpty,
+                Value::String(_) | Value::Number(_) | Value::Bool(_),
+            ) => Err(self.bad_op()),
+            (Op::IsEmpty | Op::IsNotEmpty, _) => {
+                let empty = match v {
+                    Value::Null => true,
+                    Value::Array(a) => a.is_empty(),
+                    Value::Object(o) => o.is_empty(),
+                    _ => false,
+                };
+                Ok(empty == (self.op == Op::IsEmpty))
+            }
+            (Op::Equal | Op::NotEqual, Value::Array(_) | Value::Object(_)) => Err(self.bad_op()),
+            (Op::Equal | Op::NotEqual, _) => Ok(self.equals(v, raw)? == (self.op == Op::Equal)),
+            (Op::In | Op::NotIn, Value::String(s)) => Ok(s.contains(raw) == (self.op == Op::In)),
+            (Op::In | Op::NotIn, Value::Array(items)) => {
+                let mut found = false;
+                for item in items {
+                    if item.is_object() || item.is_array() {
+                        return Err(self.bad_op());
+                    }
+                    if self.equals(item, raw)? {
+                        found = true;
+                        break;
+                    }
+                }
+                Ok(found == (self.op == Op::In))
+            }
+            (Op::In | Op::NotIn, Value::Object(o)) => {
+                Ok(o.contains_key(raw) == (self.op == Op::In))
+            }
+            // A null list or map holds nothing.
+            (Op::In | Op::NotIn, Value::Null) => Ok(self.op == Op::NotIn),
+            (Op::Matches | Op::NotMatches, Value::String(s)) => {
+                let hit = compiled(re, raw)?.is_match(s);
+                Ok(hit == (self.op == Op::Matches))
+            }
+            _ => Err(self.bad_op()),
+        }
+    }
+
+    /// `v` equals the written value coerced to `v`'s type (a null string field reads as "").
+    fn equals(&self, v: &Value, raw: &str) -> Result<bool, FilterError> {
+        let coerce = |why: String| FilterError::Coerce(raw.to_owned(), self.selector(), why);
+        Ok(match v {
+            Value::String(s) => s == raw,
+            Value::Null => raw.is_empty(),
+            Value::Bool(b) => {
+                *b == parse_bool(raw).ok_or_else(|| {
+                    coerce(format!(
+                        "strconv.ParseBool: parsing {raw:?}: invalid syntax"
+                    ))
+                })?
+            }
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => {
+                    i == parse_int(raw).ok_or_else(|| {
+                        coerce(format!("strconv.ParseInt: parsing {raw:?}: invalid syntax"))
+                    })?
+                }
+                None => {
+                    let f: f64 = raw.parse().map_err(|_| {
+                        coerce(format!(
+                            "strconv.ParseFloat: parsing {raw:?}: invalid syntax"
+                        ))
+                    })?;
+                    n.as_f64() == Some(f)
+                }
+            },
+            _ => false,
+        })
+    }
+}
+
+fn compiled<'a>(re: &'a mut Compiled, pattern: &str) -> Result<&'a Regex, FilterError> {
+    let at = match re.iter().position(|(p, _)| p == pattern) {
+        Some(i) => i,
+        None => {
+            let r = regex::RegexBuilder::new(pattern)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| FilterError::Regex(pattern.to_owned(), e.to_string()))?;
+            re.push((pattern.to_owned(), r));
+            re.len() - 1
+        }
+    };
+    Ok(&re[at].1)
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`: a sign, then decimal, `0x`, `0o`/`0`, or `0b` digits.
+fn parse_int(s: &str) -> Option<i64> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let lower = digits.to_ascii_lowercase();
+    let (radix, body) = if let Some(b) = lower.strip_prefix("0x") {
+        (16, b)
+    } else if let Some(b) = lower.strip_prefix("0b") {
+        (2, b)
+    } else if let Some(b) = lower.strip_prefix("0o") {
+        (8, b)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if body.is_empty() || body.starts_with(['+', '-']) {
+        return None;
+    }
+    let magnitude = i128::from_str_radix(body, radix).ok()?;
+    i64::try_from(if neg { -magnitude } else { magnitude }).ok()
+}

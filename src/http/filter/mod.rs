@@ -1,0 +1,307 @@
+//! `?filter=`: Consul's boolean filter expressions over a listing's elements (go-bexpr 0.1's grammar
+//! and answers), applied after `?tag` and `?node-meta` and before `?passing`, leaving the index alone.
+
+mod eval;
+mod parse;
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, server_error};
+
+/// Deepest nesting of operators and parentheses a filter may have.
+const MAX_DEPTH: usize = 256;
+
+/// Why a filter was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterError {
+    /// The text does not parse (position and what was expected).
+    Parse(String),
+    /// The selector names no field of the listing's elements.
+    Selector(String),
+    /// The operator does not apply to the selected field's type.
+    Operator(&'static str, String),
+    /// The value does not convert to the selected field's type.
+    Coerce(String, String, String),
+    /// A `matches` pattern that does not compile.
+    Regex(String, String),
+}
+
+impl std::fmt::Display for FilterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilterError::Parse(m) => write!(f, "{m}"),
+            FilterError::Selector(s) => write!(f, "Selector {s:?} is not valid"),
+            FilterError::Operator(op, s) => {
+                write!(f, "Invalid match operator {op:?} for selector {s:?}")
+            }
+            FilterError::Coerce(v, s, why) => {
+                write!(f, "Failed to coerce value {v:?} for selector {s:?}: {why}")
+            }
+            FilterError::Regex(p, why) => {
+                write!(f, "Failed to compile regular expression {p:?}: {why}")
+            }
+        }
+    }
+}
+
+impl From<FilterError> for ApiError {
+    /// Consul answers a bad filter with a 500 and the evaluator's text (hashicorp/consul #7338).
+    fn from(e: FilterError) -> ApiError {
+        server_error(format!(
+            "Failed to create boolean expression evaluator: {e}"
+        ))
+    }
+}
+
+/// A parsed filter.
+pub struct Filter {
+    expr: parse::Expr,
+}
+
+impl Filter {
+    /// Parses `text`.
+    pub fn new(text: &str) -> Result<Filter, FilterError> {
+        Ok(Filter {
+            expr: parse::parse(text)?,
+        })
+    }
+
+    /// The request's `?filter`, if it has a non-empty one.
+    pub fn from_query(q: &HashMap<String, String>) -> Result<Option<Filter>, ApiError> {
+        match q.get("filter").map(|f| f.trim()) {
+            None | Some("") => Ok(None),
+            Some(f) => Ok(Some(Filter::new(f)?)),
+        }
+    }
+
+    /// Whether `v` passes.
+    pub fn matches(&self, v: &Value) -> Result<bool, FilterError> {
+        eval::eval(&self.expr, v, &mut Vec::new())
+    }
+
+    /// The elements of `items` that pass, in order.
+    pub fn retain(&self, items: Vec<Value>) -> Result<Vec<Value>, FilterError> {
+        let mut re = Vec::new();
+        let mut out = Vec::with_capacity(items.len());
+        for v in items {
+            if eval::eval(&self.expr, &v, &mut re)? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entries of `map` whose values pass (keys kept, as Consul filters a map's values).
+    pub fn retain_values(
+        &self,
+        map: Map<String, Value>,
+    ) -> Result<Map<String, Value>, FilterError> {
+        let mut re = Vec::new();
+        let mut out = Map::new();
+        for (k, v) in map {
+            if eval::eval(&self.expr, &v, &mut re)? {
+                out.insert(k, v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `items` that pass `filter` (all of them without one). The filter is parsed from the request
+/// before any blocking wait, as Consul refuses a bad one at once.
+pub fn keep(filter: &Option<Filter>, items: Vec<Value>) -> Result<Vec<Value>, ApiError> {
+    match filter {
+        Some(f) => Ok(f.retain(items)?),
+        None => Ok(items),
+    }
+}
+
+/// The entries of `map` whose values pass `filter` (all of them without one).
+pub fn keep_values(
+    filter: &Option<Filter>,
+    map: Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    match filter {
+        Some(f) => Ok(f.retain_values(map)?),
+        None => Ok(map),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service_node(node: &str, tags: &[&str], port: u16, version: &str, status: &str) -> Value {
+        json!({
+            "Node": {"Node": node, "Address": "10.0.0.1", "Meta": {"rack": "r1"}},
+            "Service": {"ID": "web", "Service": "web", "Tags": tags, "Port": port,
+                        "Meta": {"version": version}, "EnableTagOverride": false},
+            "Checks": [
+                {"CheckID": "serfHealth", "Status": "passing"},
+                {"CheckID": "service:web", "Status": status},
+            ],
+        })
+    }
+
+    fn nodes_passing(expr: &str) -> Result<Vec<String>, FilterError> {
+        let items = vec![
+            service_node("a", &["primary", "v1"], 80, "1", "passing"),
+            service_node("b", &["v2"], 8080, "2", "critical"),
+            service_node("c", &[], 443, "2", "warning"),
+        ];
+        Ok(Filter::new(expr)?
+            .retain(items)?
+            .iter()
+            .map(|v| v["Node"]["Node"].as_str().unwrap().to_owned())
+            .collect())
+    }
+
+    #[test]
+    fn operators_on_strings_numbers_lists_and_maps() {
+        let ok = |e: &str| nodes_passing(e).unwrap();
+        assert_eq!(ok(r#"Node.Node == "a""#), ["a"]);
+        assert_eq!(ok("Node.Node != a"), ["b", "c"]);
+        assert_eq!(ok("Service.Port == 8080"), ["b"]);
+        assert_eq!(
+            ok(r#"Service.Port == "0x50""#),
+            ["a"],
+            "ParseInt with base 0"
+        );
+        assert_eq!(ok("Service.EnableTagOverride == false"), ["a", "b", "c"]);
+        assert_eq!(ok("primary in Service.Tags"), ["a"]);
+        assert_eq!(ok(r#"Service.Tags contains "v2""#), ["b"]);
+        assert_eq!(ok("v2 not in Service.Tags"), ["a", "c"]);
+        assert_eq!(ok("Service.Tags is empty"), ["c"]);
+        assert_eq!(ok("Service.Tags is not empty"), ["a", "b"]);
+        assert_eq!(ok(r#"Service.Meta.version == "2""#), ["b", "c"]);
+        assert_eq!(ok(r#"Service.Meta["version"] == 1"#), ["a"]);
+        assert_eq!(ok("version in Service.Meta"), ["a", "b", "c"]);
+        assert_eq!(ok(r#"Node.Node matches "^[ab]$""#), ["a", "b"]);
+        assert_eq!(ok(r#"Node.Node matches "b""#), ["b"], "unanchored");
+        assert_eq!(ok(r#"Node.Address contains "0.0""#), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_list_of_objects_matches_when_any_element_does() {
+        let ok = |e: &str| nodes_passing(e).unwrap();
+        assert_eq!(ok("Checks.Status == critical"), ["b"]);
+        assert_eq!(ok("Checks.Status != passing"), ["b", "c"]);
+        assert_eq!(ok("not Checks.Status == critical"), ["a", "c"]);
+        assert_eq!(ok("Checks is not empty"), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn logic_precedence_and_parentheses() {
+        let ok = |e: &str| nodes_passing(e).unwrap();
+        // and binds tighter than or.
+        assert_eq!(
+            ok("Node.Node == a or Node.Node == b and Service.Port == 1"),
+            ["a"]
+        );
+        assert_eq!(
+            ok("(Node.Node == a or Node.Node == b) and Service.Port == 8080"),
+            ["b"]
+        );
+        assert_eq!(ok("not (Node.Node == a or Node.Node == b)"), ["c"]);
+        assert_eq!(ok("not not Node.Node == a"), ["a"]);
+        assert_eq!(ok("  ( Node.Node==c )  "), ["c"]);
+    }
+
+    #[test]
+    fn a_missing_map_key_is_false_for_positive_tests_and_true_for_the_rest() {
+        let ok = |e: &str| nodes_passing(e).unwrap();
+        assert!(ok("Service.Meta.nope == x").is_empty());
+        assert!(ok("x in Service.Meta.nope").is_empty());
+        assert!(ok("Service.Meta.nope is not empty").is_empty());
+        assert_eq!(ok("Service.Meta.nope != x").len(), 3);
+        assert_eq!(ok("Service.Meta.nope is empty").len(), 3);
+        assert_eq!(ok(r#"Service.Meta.nope matches "x""#).len(), 3);
+    }
+
+    #[test]
+    fn errors_say_what_consul_says() {
+        let err = |e: &str| nodes_passing(e).unwrap_err().to_string();
+        assert_eq!(
+            err("Service.Bogus == x"),
+            r#"Selector "Service.Bogus" is not valid"#
+        );
+        assert_eq!(
+            err("Service.Tags == x"),
+            r#"Invalid match operator "Equal" for selector "Service.Tags""#
+        );
+        assert_eq!(
+            err("Service.Port == abc"),
+            r#"Failed to coerce value "abc" for selector "Service.Port": strconv.ParseInt: parsing "abc": invalid syntax"#
+        );
+        assert_eq!(
+            err("Node.Node is empty"),
+            r#"Invalid match operator "Is Empty" for selector "Node.Node""#
+        );
+        assert!(
+            err(r#"Node.Node matches "(""#).starts_with("Failed to compile regular expression")
+        );
+        for bad in [
+            "Node.Node",
+            "Node.Node ==",
+            "Node.Node == a AND Node.Node == b",
+            "not(Node.Node == a)",
+            "Node.Node == 08",
+            "Node.Node == 1abc",
+            "Service.Meta[version] == 1",
+            r#""a" == Node.Node"#,
+            "(Node.Node == a",
+            "Node.Node == a)",
+            r#"Node.Node == "unterminated"#,
+        ] {
+            assert!(
+                matches!(Filter::new(bad), Err(FilterError::Parse(_))),
+                "{bad:?} parsed"
+            );
+        }
+        assert_eq!(
+            Filter::new("Node.Node ==").err().unwrap().to_string(),
+            "1:13 (12): no match found, expected: \"(\", \"not\", a selector or a value"
+        );
+        let api: ApiError = FilterError::Selector("X".into()).into();
+        assert_eq!(api.0, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            api.1,
+            "Failed to create boolean expression evaluator: Selector \"X\" is not valid"
+        );
+    }
+
+    #[test]
+    fn strings_decode_go_escapes_and_raw_strings_do_not() {
+        let f = Filter::new(r#"Node.Node == "a\tb\u00e9""#).unwrap();
+        assert!(f.matches(&json!({"Node": {"Node": "a\tbé"}})).unwrap());
+        let f = Filter::new(r"Node.Node == `a\tb`").unwrap();
+        assert!(f.matches(&json!({"Node": {"Node": "a\\tb"}})).unwrap());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let deep = format!("{}Node.Node == a{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(matches!(Filter::new(&deep), Err(FilterError::Parse(_))));
+        let nots = format!("{}Node.Node == a", "not ".repeat(5000));
+        assert!(matches!(Filter::new(&nots), Err(FilterError::Parse(_))));
+    }
+
+    #[test]
+    fn map_values_keep_their_keys() {
+        let services = json!({
+            "web-1": {"ID": "web-1", "Service": "web", "Port": 80},
+            "db-1": {"ID": "db-1", "Service": "db", "Port": 5432},
+        });
+        let Value::Object(m) = services else {
+            unreachable!()
+        };
+        let kept = Filter::new("Service == db")
+            .unwrap()
+            .retain_values(m)
+            .unwrap();
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["db-1"]);
+    }
+}

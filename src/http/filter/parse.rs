@@ -1,0 +1,442 @@
+//! The grammar of Consul's filter expressions (go-bexpr 0.1, the version Consul builds with):
+//! `or` below `and` below `not` below parentheses, each binary operator right-associative; keywords are
+//! lower-case and need whitespace after them.
+
+use super::{FilterError, MAX_DEPTH};
+
+/// One step of a selector: `.Name` or `["key"]`.
+pub type Selector = Vec<String>;
+
+/// A match operator, named as go-bexpr names it in its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `==`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `is empty`
+    IsEmpty,
+    /// `is not empty`
+    IsNotEmpty,
+    /// `in` / `contains`
+    In,
+    /// `not in` / `not contains`
+    NotIn,
+    /// `matches`
+    Matches,
+    /// `not matches`
+    NotMatches,
+}
+
+impl Op {
+    /// go-bexpr's name for the operator.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Equal => "Equal",
+            Op::NotEqual => "Not Equal",
+            Op::IsEmpty => "Is Empty",
+            Op::IsNotEmpty => "Is Not Empty",
+            Op::In => "In",
+            Op::NotIn => "Not In",
+            Op::Matches => "Matches",
+            Op::NotMatches => "Not Matches",
+        }
+    }
+}
+
+/// A parsed expression.
+#[derive(Debug, Clone)]
+pub enum Expr {
+    /// Both sides.
+    And(Box<Expr>, Box<Expr>),
+    /// Either side.
+    Or(Box<Expr>, Box<Expr>),
+    /// The opposite.
+    Not(Box<Expr>),
+    /// A selector, an operator and (but for the emptiness tests) a value as written.
+    Match {
+        /// The field path.
+        selector: Selector,
+        /// The operator.
+        op: Op,
+        /// The value's text (quotes removed, escapes decoded); coerced to the field's type later.
+        value: Option<String>,
+    },
+}
+
+/// Parses a whole expression.
+pub fn parse(input: &str) -> Result<Expr, FilterError> {
+    let mut p = Parser {
+        s: input.as_bytes(),
+        text: input,
+        at: 0,
+        depth: 0,
+    };
+    p.ws();
+    let e = p.or()?;
+    p.ws();
+    if p.at < p.s.len() {
+        return Err(p.fail("no match found, expected: \"and\", \"or\" or end of input"));
+    }
+    Ok(e)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    text: &'a str,
+    at: usize,
+    depth: usize,
+}
+
+/// An operand before the operator: a selector-shaped word may be either side of a match.
+enum Operand {
+    Selector(Selector, String),
+    Literal(String),
+}
+
+impl Parser<'_> {
+    fn fail(&self, what: &str) -> FilterError {
+        let line = 1 + self.s[..self.at].iter().filter(|&&b| b == b'\n').count();
+        let col = 1 + self.s[..self.at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b != b'\n')
+            .count();
+        FilterError::Parse(format!("{line}:{col} ({}): {what}", self.at))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.at).copied()
+    }
+
+    /// Skips whitespace; true if there was any.
+    fn ws(&mut self) -> bool {
+        let start = self.at;
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.at += 1;
+        }
+        self.at > start
+    }
+
+    /// Consumes keyword `kw` if it stands here followed by whitespace (or, with `paren_ok`, by `(`).
+    fn keyword(&mut self, kw: &str) -> bool {
+        let end = self.at + kw.len();
+        if self.s.get(self.at..end) == Some(kw.as_bytes())
+            && matches!(self.s.get(end), Some(b' ' | b'\t' | b'\r' | b'\n'))
+        {
+            self.at = end;
+            self.ws();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Consumes keyword `kw` if it stands here and ends the word (whitespace, `)` or the end follow).
+    fn last_keyword(&mut self, kw: &str) -> bool {
+        let end = self.at + kw.len();
+        if self.s.get(self.at..end) == Some(kw.as_bytes())
+            && matches!(
+                self.s.get(end),
+                None | Some(b' ' | b'\t' | b'\r' | b'\n' | b')')
+            )
+        {
+            self.at = end;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn nest(&mut self) -> Result<(), FilterError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.fail("expression nested too deeply"));
+        }
+        Ok(())
+    }
+
+    fn or(&mut self) -> Result<Expr, FilterError> {
+        self.nest()?;
+        let left = self.and()?;
+        let save = self.at;
+        let e = if self.ws() && self.keyword("or") {
+            Expr::Or(Box::new(left), Box::new(self.or()?))
+        } else {
+            self.at = save;
+            left
+        };
+        self.depth -= 1;
+        Ok(e)
+    }
+
+    fn and(&mut self) -> Result<Expr, FilterError> {
+        self.nest()?;
+        let left = self.not()?;
+        let save = self.at;
+        let e = if self.ws() && self.keyword("and") {
+            Expr::And(Box::new(left), Box::new(self.and()?))
+        } else {
+            self.at = save;
+            left
+        };
+        self.depth -= 1;
+        Ok(e)
+    }
+
+    fn not(&mut self) -> Result<Expr, FilterError> {
+        self.nest()?;
+        let e = if self.keyword("not") {
+            Expr::Not(Box::new(self.not()?))
+        } else if self.peek() == Some(b'(') {
+            self.at += 1;
+            self.ws();
+            let inner = self.or()?;
+            self.ws();
+            if self.peek() != Some(b')') {
+                return Err(self.fail("no match found, expected: \")\""));
+            }
+            self.at += 1;
+            inner
+        } else {
+            self.matching()?
+        };
+        self.depth -= 1;
+        Ok(e)
+    }
+
+    fn matching(&mut self) -> Result<Expr, FilterError> {
+        let first = self.operand()?;
+        let save = self.at;
+        let spaced = self.ws();
+        // `==` and `!=` need no spaces around them; the word operators do.
+        for (sym, op) in [("==", Op::Equal), ("!=", Op::NotEqual)] {
+            if self.s[self.at..].starts_with(sym.as_bytes()) {
+                self.at += 2;
+                self.ws();
+                let selector = self.selector_of(first)?;
+                let value = self.value()?;
+                return Ok(Expr::Match {
+                    selector,
+                    op,
+                    value: Some(value),
+                });
+            }
+        }
+        if !spaced {
+            self.at = save;
+            return Err(
+                self.fail("no match found, expected: \"!=\", \".\", \"==\", \"[\" or whitespace")
+            );
+        }
+        if self.keyword("is") {
+            let op = if self.keyword("not") {
+                Op::IsNotEmpty
+            } else {
+                Op::IsEmpty
+            };
+            if !self.last_keyword("empty") {
+                return Err(self.fail("no match found, expected: \"empty\""));
+            }
+            let selector = self.selector_of(first)?;
+            return Ok(Expr::Match {
+                selector,
+                op,
+                value: None,
+            });
+        }
+        let negated = self.keyword("not");
+        if self.keyword("in") {
+            let value = match first {
+                Operand::Selector(_, raw) => raw,
+                Operand::Literal(v) => v,
+            };
+            let selector = self.selector()?;
+            let op = if negated { Op::NotIn } else { Op::In };
+            return Ok(Expr::Match {
+                selector,
+                op,
+                value: Some(value),
+            });
+        }
+        let op = if self.keyword("contains") {
+            if negated { Op::NotIn } else { Op::In }
+        } else if self.keyword("matches") {
+            if negated { Op::NotMatches } else { Op::Matches }
+        } else {
+            return Err(self.fail(
+                "no match found, expected: \"!=\", \"==\", \"contains\", \"in\", \"is\", \"matches\" or \"not\"",
+            ));
+        };
+        let selector = self.selector_of(first)?;
+        let value = self.value()?;
+        Ok(Expr::Match {
+            selector,
+            op,
+            value: Some(value),
+        })
+    }
+
+    fn selector_of(&self, o: Operand) -> Result<Selector, FilterError> {
+        match o {
+            Operand::Selector(s, _) => Ok(s),
+            Operand::Literal(_) => Err(self.fail("no match found, expected: a selector")),
+        }
+    }
+
+    fn operand(&mut self) -> Result<Operand, FilterError> {
+        match self.peek() {
+            Some(b'"' | b'`') => Ok(Operand::Literal(self.string()?)),
+            Some(b'-' | b'0'..=b'9') => Ok(Operand::Literal(self.number()?)),
+            Some(b) if b.is_ascii_alphabetic() => {
+                let start = self.at;
+                let sel = self.selector()?;
+                Ok(Operand::Selector(sel, self.text[start..self.at].to_owned()))
+            }
+            _ => Err(self.fail("no match found, expected: \"(\", \"not\", a selector or a value")),
+        }
+    }
+
+    /// A value: a quoted string, a number, or a bare selector-shaped word taken as text.
+    fn value(&mut self) -> Result<String, FilterError> {
+        match self.operand()? {
+            Operand::Literal(v) => Ok(v),
+            Operand::Selector(_, raw) => Ok(raw),
+        }
+    }
+
+    fn ident(&mut self) -> Result<String, FilterError> {
+        let start = self.at;
+        if !self.peek().is_some_and(|b| b.is_ascii_alphabetic()) {
+            return Err(self.fail("no match found, expected: an identifier"));
+        }
+        while self
+            .peek()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            self.at += 1;
+        }
+        Ok(self.text[start..self.at].to_owned())
+    }
+
+    fn selector(&mut self) -> Result<Selector, FilterError> {
+        let mut parts = vec![self.ident()?];
+        loop {
+            match self.peek() {
+                Some(b'.') => {
+                    self.at += 1;
+                    parts.push(self.ident()?);
+                }
+                _ => {
+                    let save = self.at;
+                    self.ws();
+                    if self.peek() != Some(b'[') {
+                        self.at = save;
+                        return Ok(parts);
+                    }
+                    self.at += 1;
+                    self.ws();
+                    if !matches!(self.peek(), Some(b'"' | b'`')) {
+                        return Err(self.fail("rule \"index\": Invalid index"));
+                    }
+                    parts.push(self.string()?);
+                    self.ws();
+                    if self.peek() != Some(b']') {
+                        return Err(self.fail("rule \"index\": Invalid index"));
+                    }
+                    self.at += 1;
+                }
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<String, FilterError> {
+        let start = self.at;
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        let digits = |p: &mut Self| {
+            let s = p.at;
+            while p.peek().is_some_and(|b| b.is_ascii_digit()) {
+                p.at += 1;
+            }
+            p.at - s
+        };
+        let int_start = self.at;
+        let n = digits(self);
+        let leading_zero = n > 1 && self.s[int_start] == b'0';
+        let mut ok = n > 0 && !leading_zero;
+        if ok && self.peek() == Some(b'.') {
+            self.at += 1;
+            ok = digits(self) > 0;
+        }
+        let ends = matches!(
+            self.peek(),
+            None | Some(b' ' | b'\t' | b'\r' | b'\n' | b')')
+        );
+        if !ok || !ends {
+            self.at = start;
+            return Err(self.fail("rule \"number\": Invalid number literal"));
+        }
+        Ok(self.text[start..self.at].to_owned())
+    }
+
+    /// A double-quoted string with Go's escapes (a quote inside ends it, as in go-bexpr), or a raw
+    /// backtick string.
+    fn string(&mut self) -> Result<String, FilterError> {
+        let quote = self.s[self.at];
+        let start = self.at + 1;
+        let Some(len) = self.s[start..].iter().position(|&b| b == quote) else {
+            return Err(self.fail("rule \"string\": unterminated string"));
+        };
+        let body = &self.text[start..start + len];
+        self.at = start + len + 1;
+        if quote == b'`' {
+            return Ok(body.to_owned());
+        }
+        unescape(body).ok_or_else(|| self.fail("rule \"string\": invalid syntax"))
+    }
+}
+
+/// Go's escapes inside a double-quoted string: `\n \t \r \\ \a \b \f \v \xHH \uHHHH \UHHHHHHHH \OOO`.
+fn unescape(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let e = chars.next()?;
+        let simple = match e {
+            'n' => Some('\n'),
+            't' => Some('\t'),
+            'r' => Some('\r'),
+            '\\' => Some('\\'),
+            'a' => Some('\x07'),
+            'b' => Some('\x08'),
+            'f' => Some('\x0c'),
+            'v' => Some('\x0b'),
+            '\'' => Some('\''),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            continue;
+        }
+        let (digits, radix) = match e {
+            'x' => (2, 16),
+            'u' => (4, 16),
+            'U' => (8, 16),
+            '0'..='7' => (3, 8),
+            _ => return None,
+        };
+        let mut code = if radix == 8 { e.to_digit(8)? } else { 0 };
+        let rest = if radix == 8 { digits - 1 } else { digits };
+        for _ in 0..rest {
+            code = code.checked_mul(radix)? + chars.next()?.to_digit(radix)?;
+        }
+        out.push(char::from_u32(code)?);
+    }
+    Some(out)
+}
