@@ -345,3 +345,44 @@ fn filter_expressions_select_as_consul_does() {
         )
     );
 }
+
+#[test]
+fn cached_reads_are_hits_on_the_agents_own_replica() {
+    let dir = tmp("svc-cached");
+    let a = Agent::start("cached-a", "127.0.75.2", &dir, &[]);
+    assert_eq!(
+        a.http_body(
+            "PUT",
+            "/v1/agent/service/register",
+            r#"{"Name": "web", "Port": 80}"#
+        )
+        .map(|r| r.0),
+        Some(200)
+    );
+    assert!(wait_for(Duration::from_secs(10), || {
+        a.get_json("/v1/catalog/service/web")
+            .as_array()
+            .is_some_and(|v| v.len() == 1)
+    }));
+    let t = murmur::http::client::Target::parse(&a.http_addr()).unwrap();
+    for path in [
+        "/v1/catalog/services",
+        "/v1/catalog/service/web",
+        "/v1/health/service/web",
+    ] {
+        let r = t.call("GET", &format!("{path}?cached")).unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("x-cache"), Some("HIT"), "{path}");
+        assert_eq!(r.header("age"), Some("0"), "{path}");
+        let r = t.call("GET", path).unwrap();
+        assert_eq!(r.header("x-cache"), None, "{path} without ?cached");
+        assert_eq!(
+            a.http("GET", &format!("{path}?cached&consistent")),
+            Some((
+                400,
+                "Cannot specify ?cached with ?consistent, conflicting semantics.".into()
+            )),
+            "{path}"
+        );
+    }
+}

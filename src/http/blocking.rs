@@ -187,6 +187,18 @@ pub fn with_index(index: u64, known_leader: bool, body: Value) -> Response {
     (meta(index, known_leader, 0), axum::Json(body)).into_response()
 }
 
+/// `response` with `?cached`'s headers when the request asked for them. The agent's own replica is the
+/// cache Consul's agents keep, fed by gossip instead of background fetches, so every such read is a hit
+/// as fresh as the last change the agent applied: `X-Cache: HIT`, `Age: 0`.
+pub fn cached(q: &HashMap<String, String>, mut response: Response) -> Response {
+    if q.contains_key("cached") {
+        let h = response.headers_mut();
+        h.insert("X-Cache", HeaderValue::from_static("HIT"));
+        h.insert("Age", HeaderValue::from_static("0"));
+    }
+    response
+}
+
 /// The `X-Consul-*` headers of a read.
 pub fn meta(index: u64, known_leader: bool, last_contact_ms: u64) -> HeaderMap {
     let mut h = HeaderMap::new();

@@ -9,11 +9,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::ApiState;
-use super::blocking::{Blocking, with_index};
+use super::blocking::{Blocking, cached, with_index};
 use super::error::{ApiError, ApiResult};
 use super::filter::{self, Filter};
 use super::json::{catalog_node, node_service, service_node};
-use super::params::{Params, check_dc};
+use super::params::{Params, check_cached, check_dc};
 use crate::state::Snapshot;
 use crate::state::catalog::{Instance, ServiceEntries};
 use crate::state::catalog_node::NodeView;
@@ -90,6 +90,7 @@ pub(super) async fn node_services(
 
 pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     check_dc(&s, &q)?;
+    check_cached(&q)?;
     let filter = Filter::from_query(&q)?;
     let listing = Blocking::from_query(&q)?.listing(&s.state).await;
     let body: Map<String, Value> = match &filter {
@@ -119,11 +120,12 @@ pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params
             out
         }
     };
-    Ok(with_index(
+    let response = with_index(
         listing.index,
         s.state.store.known_leader(),
         Value::Object(body),
-    ))
+    );
+    Ok(cached(&q, response))
 }
 
 /// A (blocking) read of anything about nodes: the index and the members once the index passes `?index`.
@@ -160,6 +162,7 @@ pub(super) async fn catalog_service(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
+    check_cached(&q)?;
     let filter = Filter::from_query(&q)?;
     let entries = service_read(&s, &name, &q).await?;
     let body: Vec<Value> = visible(&s, &entries.instances, &q)
@@ -167,11 +170,12 @@ pub(super) async fn catalog_service(
         .collect();
     let mut body = filter::keep(&filter, body)?;
     super::near::sort(&s, &q, &mut body).await;
-    Ok(with_index(
+    let response = with_index(
         entries.index,
         s.state.store.known_leader(),
         Value::Array(body),
-    ))
+    );
+    Ok(cached(&q, response))
 }
 
 /// The instances a read shows: of nodes in this datacenter's catalog, with `?tag=` and `?node-meta=`

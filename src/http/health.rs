@@ -5,12 +5,12 @@ use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 
 use super::ApiState;
-use super::blocking::{Blocking, with_index};
+use super::blocking::{Blocking, cached, with_index};
 use super::catalog::{node_read, service_read, visible};
 use super::error::{ApiResult, bad_request};
 use super::filter::{self, Filter};
 use super::json::{catalog_node, health_check, node_service, serf_health};
-use super::params::{Params, check_dc, flag};
+use super::params::{Params, check_cached, check_dc, flag};
 use crate::state::catalog::Instance;
 use crate::state::catalog_node::NodeView;
 use crate::state::definitions::Status;
@@ -37,6 +37,7 @@ pub(super) async fn service(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
+    check_cached(&q)?;
     let filter = Filter::from_query(&q)?;
     let entries = service_read(&s, &name, &q).await?;
     let passing = flag(&q, "passing");
@@ -52,11 +53,12 @@ pub(super) async fn service(
         .collect();
     let mut body = filter::keep(&filter, body)?;
     super::near::sort(&s, &q, &mut body).await;
-    Ok(with_index(
+    let response = with_index(
         entries.index,
         s.state.store.known_leader(),
         Value::Array(body),
-    ))
+    );
+    Ok(cached(&q, response))
 }
 
 pub(super) async fn checks(

@@ -31,8 +31,19 @@ pub fn json_body(raw: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(raw).map_err(|e| bad_request(format!("Request decode failed: {e}")))
 }
 
+/// Refuses `?cached` with `?consistent`, in Consul's words.
+pub fn check_cached(q: &HashMap<String, String>) -> Result<(), ApiError> {
+    if q.contains_key("cached") && q.contains_key("consistent") {
+        return Err(bad_request(
+            "Cannot specify ?cached with ?consistent, conflicting semantics.",
+        ));
+    }
+    Ok(())
+}
+
 /// The read consistency a query asks for (`?stale`, `?consistent`), with Consul's conflict error.
 pub fn consistency(q: &HashMap<String, String>) -> Result<Consistency, ApiError> {
+    check_cached(q)?;
     match (q.contains_key("stale"), q.contains_key("consistent")) {
         (true, true) => Err(bad_request(
             "Cannot specify ?stale with ?consistent, conflicting semantics.",
