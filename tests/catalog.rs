@@ -189,6 +189,10 @@ fn services_health_and_blocking_queries_across_agents() {
     );
     let (node_woke_at, node_checks) = node_watcher.join().unwrap();
     assert!(node_woke_at > node_index);
+    // As in Consul, the index is never below a ModifyIndex in the answer.
+    for c in node_checks.as_array().unwrap() {
+        assert!(c["ModifyIndex"].as_u64().unwrap() <= node_woke_at, "{c}");
+    }
     assert_eq!(node_checks[1]["CheckID"], "service:web-2");
     assert_eq!(node_checks[1]["Status"], "critical", "{node_checks}");
     let (woke_at, body) = watcher.join().unwrap();

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use murmur::util::percent::encode as enc;
 use serde_json::json;
 use support::{Agent, tmp, wait_for};
 
@@ -235,16 +236,6 @@ fn reload_applies_added_changed_and_removed_definitions() {
     assert_eq!(ids(&a), ["db"]);
 }
 
-/// `s` percent-encoded for a query string.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[test]
 fn filter_expressions_select_as_consul_does() {
     let dir = tmp("svc-filter");
@@ -320,13 +311,20 @@ fn filter_expressions_select_as_consul_does() {
     let node = get("/v1/catalog/node-services/filter-a", "Service == web");
     assert_eq!(ids(&node["Services"], "/ID"), ["web-1", "web-2"]);
 
-    // Bad filters: Consul's 500 and its evaluator's words, before any blocking wait.
+    // Bad filters: Consul's 500 and its evaluator's words, before any blocking wait (the index given is
+    // the current one, so a wait would hold the request for its full minute).
+    let t = murmur::http::client::Target::parse(&a.http_addr()).unwrap();
     let bad = |path: &str, filter: &str| {
-        a.http(
-            "GET",
-            &format!("{path}?index=999999&wait=30s&filter={}", enc(filter)),
-        )
-        .unwrap()
+        let r = t.call("GET", path).unwrap();
+        let index = r.header("x-consul-index").unwrap().to_owned();
+        let asked = std::time::Instant::now();
+        let full = format!("{path}?index={index}&wait=60s&filter={}", enc(filter));
+        let answer = match t.call("GET", &full) {
+            Ok(r) => (r.status, r.text()),
+            Err(e) => panic!("{full}: {e:?}"),
+        };
+        assert!(asked.elapsed() < Duration::from_secs(30), "{path} waited");
+        answer
     };
     let (code, text) = bad("/v1/catalog/service/web", "ServiceName ==");
     assert_eq!(code, 500);
@@ -335,6 +333,14 @@ fn filter_expressions_select_as_consul_does() {
             "Failed to create boolean expression evaluator: 1:15 (14): no match found"
         ),
         "{text}"
+    );
+    // A wrong selector fails on an empty listing too, as go-bexpr checks it against the type.
+    assert_eq!(
+        bad("/v1/catalog/service/nosuch", "Bogus == 1"),
+        (
+            500,
+            "Failed to create boolean expression evaluator: Selector \"Bogus\" is not valid".into()
+        )
     );
     assert_eq!(
         bad("/v1/health/service/web", "Service.Bogus == 1"),

@@ -26,9 +26,10 @@ pub struct Slot {
     /// State.
     pub state: State,
     /// Taken from the core's counter on every state change, so stale timers are recognised. 16 bits
-    /// keep the slot at 24 bytes (every loadgen core holds one per member): a stale timer is mistaken
-    /// for a live one only if the core made a multiple of 65 536 changes while it ran and this
-    /// member's last one landed on its value, and then a suspicion or reap comes early, not wrongly.
+    /// keep the slot at 24 bytes (every loadgen core holds one per member). The counter wraps, so the
+    /// timers check more than the token: a suspicion timer fires only past its suspicion's own
+    /// deadline, and a reap timer needs the same incarnation too (a member that came back had to
+    /// raise it).
     pub token: u16,
     /// The newest application record held for the member (none yet, or the member left).
     pub record: Option<Arc<Record>>,

@@ -19,17 +19,8 @@ pub(super) fn parse(args: &[String], spec: &[Flag]) -> Option<flags::Parsed> {
     }
 }
 
-/// Percent-encodes one path segment.
-pub(super) fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// Percent-encodes one path segment (or query value).
+pub(super) use crate::util::percent::encode as segment;
 
 /// `murmur join [-wan] ADDR...`.
 pub fn join(args: &[String]) -> i32 {

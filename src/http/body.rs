@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 
 use super::error::{ApiError, bad_request};
 
-/// What an oversized body gets on the endpoints that decode JSON: Consul's decode-failure 400,
-/// worded as Go's body limit reports itself.
+/// What an oversized body gets on the endpoints that read it whole (JSON bodies, event payloads):
+/// Consul's decode-failure 400, worded as Go's body limit reports itself.
 pub const TOO_LARGE: &str = "Request decode failed: http: request body too large";
 
 /// The most a body may be (axum's default, which the router keeps but for snapshot restores).

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::ApiState;
 use super::blocking::{Blocking, cached, with_index};
 use super::error::{ApiError, ApiResult};
-use super::filter::{self, Filter};
+use super::filter::{self, Filter, Shape};
 use super::json::{catalog_node, node_service, service_node};
 use super::params::{Params, check_cached, check_dc};
 use crate::state::Snapshot;
@@ -20,7 +20,7 @@ use crate::state::catalog_node::NodeView;
 
 pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     check_dc(&s, &q)?;
-    let filter = Filter::from_query(&q)?;
+    let filter = Filter::for_listing(&q, Shape::Node)?;
     let (index, snap) = Blocking::from_query(&q)?.node_list(&s.state).await;
     let nodes: Vec<Value> = s
         .state
@@ -55,7 +55,7 @@ pub(super) async fn catalog_node_one(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let filter = Filter::from_query(&q)?;
+    let filter = Filter::for_listing(&q, Shape::NodeService)?;
     let index = node_read(&s, &node, &q).await?;
     let body = match s.state.catalog_nodes().get(&node) {
         None => Value::Null,
@@ -76,7 +76,7 @@ pub(super) async fn node_services(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let filter = Filter::from_query(&q)?;
+    let filter = Filter::for_listing(&q, Shape::NodeService)?;
     let index = node_read(&s, &node, &q).await?;
     let body = match s.state.catalog_nodes().get(&node) {
         None => Value::Null,
@@ -91,8 +91,17 @@ pub(super) async fn node_services(
 pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     check_dc(&s, &q)?;
     check_cached(&q)?;
-    let filter = Filter::from_query(&q)?;
-    let listing = Blocking::from_query(&q)?.listing(&s.state).await;
+    let filter = Filter::for_listing(&q, Shape::ServiceNode)?;
+    let blocking = Blocking::from_query(&q)?;
+    let (index, listing) = if filter.is_some() {
+        // A filtered listing depends on every instance's fields and on their nodes, not only on the
+        // names and tags: it waits on any catalog or member change.
+        let (index, _) = blocking.nodes(&s.state).await;
+        (index, s.state.catalog.listing())
+    } else {
+        let listing = blocking.listing(&s.state).await;
+        (listing.index, listing)
+    };
     let body: Map<String, Value> = match &filter {
         None => listing
             .services
@@ -120,11 +129,7 @@ pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params
             out
         }
     };
-    let response = with_index(
-        listing.index,
-        s.state.store.known_leader(),
-        Value::Object(body),
-    );
+    let response = with_index(index, s.state.store.known_leader(), Value::Object(body));
     Ok(cached(&q, response))
 }
 
@@ -163,7 +168,7 @@ pub(super) async fn catalog_service(
     Query(q): Params,
 ) -> ApiResult {
     check_cached(&q)?;
-    let filter = Filter::from_query(&q)?;
+    let filter = Filter::for_listing(&q, Shape::ServiceNode)?;
     let entries = service_read(&s, &name, &q).await?;
     let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .map(|(m, i)| service_node(&m, i))

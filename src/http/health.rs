@@ -8,7 +8,7 @@ use super::ApiState;
 use super::blocking::{Blocking, cached, with_index};
 use super::catalog::{node_read, service_read, visible};
 use super::error::{ApiResult, bad_request};
-use super::filter::{self, Filter};
+use super::filter::{self, Filter, Shape};
 use super::json::{catalog_node, health_check, node_service, serf_health};
 use super::params::{Params, check_cached, check_dc, flag};
 use crate::state::catalog::Instance;
@@ -38,7 +38,7 @@ pub(super) async fn service(
     Query(q): Params,
 ) -> ApiResult {
     check_cached(&q)?;
-    let filter = Filter::from_query(&q)?;
+    let filter = Filter::for_listing(&q, Shape::CheckServiceNode)?;
     let entries = service_read(&s, &name, &q).await?;
     let passing = flag(&q, "passing");
     let body: Vec<Value> = visible(&s, &entries.instances, &q)
@@ -66,7 +66,7 @@ pub(super) async fn checks(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let filter = Filter::from_query(&q)?;
+    let filter = Filter::for_listing(&q, Shape::HealthCheck)?;
     let entries = service_read(&s, &name, &q).await?;
     let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .flat_map(|(m, i)| {
@@ -115,7 +115,7 @@ pub(super) async fn node(
     Path(node): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    let filter = Filter::from_query(&q)?;
+    let filter = Filter::for_listing(&q, Shape::HealthCheck)?;
     let index = node_read(&s, &node, &q).await?;
     let body: Vec<Value> = s
         .state
@@ -144,7 +144,7 @@ pub(super) async fn state(
             Status::parse(other).ok_or_else(|| bad_request(format!("Invalid state: {other}")))?,
         ),
     };
-    let filter = Filter::from_query(&q)?;
+    let filter = Filter::for_listing(&q, Shape::HealthCheck)?;
     let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
     let body: Vec<Value> = s
         .state

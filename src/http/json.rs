@@ -9,13 +9,23 @@ use crate::state::node_record::{CheckRecord, ServiceRecord};
 use crate::state::{MemberRecord, MemberStatus};
 use crate::version;
 
+/// Tags murmur's agents gossip for each other (wire features, keyring fingerprints); Consul's clients
+/// and tools list every tag they get, so these stay off the API.
+const INTERNAL_TAGS: [&str; 2] = [murmur_gossip::wire::FEATURES_TAG, "kr"];
+
 /// `/v1/agent/members` entry (api.AgentMember).
 pub fn agent_member(m: &MemberRecord) -> Value {
+    let tags: serde_json::Map<String, Value> = m
+        .tags
+        .iter()
+        .filter(|(k, _)| !INTERNAL_TAGS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
     json!({
         "Name": &*m.name,
         "Addr": m.addr.ip().to_string(),
         "Port": m.addr.port(),
-        "Tags": m.tags,
+        "Tags": tags,
         "Status": m.status as u8,
         "ProtocolMin": 1,
         "ProtocolMax": 5,
@@ -149,4 +159,36 @@ pub fn service_node(n: &NodeView, i: &Instance) -> Value {
         "CreateIndex": i.create_index,
         "ModifyIndex": i.modify_index,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_show_consuls_tags_and_not_murmurs_own() {
+        let tags = [
+            ("role", "consul"),
+            ("dc", "dc1"),
+            ("mwf", "1"),
+            ("kr", "ab12"),
+        ];
+        let m = MemberRecord {
+            name: "a".into(),
+            addr: "127.0.0.1:8301".parse().unwrap(),
+            status: MemberStatus::Alive,
+            incarnation: 1,
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            meta: Default::default(),
+            create_index: 1,
+            modify_index: 1,
+        };
+        assert_eq!(
+            agent_member(&m)["Tags"],
+            json!({"dc": "dc1", "role": "consul"})
+        );
+    }
 }

@@ -92,6 +92,10 @@ pub struct Catalog {
     any: watch::Sender<u64>,
     /// Each node's own last change (reads of one node wait on it).
     node_indexes: NodeIndexes,
+    /// The member table's index as of the last member change applied here. A node's index is this
+    /// catalog's plus this, so it is never below the `ModifyIndex` of the member or of anything it
+    /// publishes, as Consul's `X-Consul-Index` never is.
+    members_index: AtomicU64,
     /// Records that did not decode (a newer format, or garbage), dropped.
     pub undecodable: AtomicU64,
     /// Held by each writer for a whole change: an instance list is read, edited and replaced.
@@ -119,6 +123,7 @@ impl Default for Catalog {
             watches: Mutex::new(HashMap::new()),
             any: watch::Sender::new(1),
             node_indexes: NodeIndexes::default(),
+            members_index: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
             writer: Mutex::new(()),
             externals: Default::default(),
@@ -195,12 +200,23 @@ impl Catalog {
         }
     }
 
+    /// The member table has reached `index` (called before the catalog hears of that member change).
+    pub fn note_members_index(&self, index: u64) {
+        self.members_index.fetch_max(index, Ordering::AcqRel);
+    }
+
+    /// Node `node` changed at catalog index `index`: its node index moves (see `members_index`).
+    fn stamp_node(&self, node: &Arc<str>, index: u64, removed: bool) {
+        let at = index + self.members_index.load(Ordering::Acquire);
+        self.node_indexes.stamp(node, at, removed);
+    }
+
     /// A member without a record changed (`removed`: it left the catalog): nothing but the reads of
     /// that node see it, so only its index and the global one move.
     fn node_alone_changed(&self, node: &str, removed: bool) {
         let index = self.next_index();
         self.published.store(index, Ordering::Release);
-        self.node_indexes.stamp(&Arc::from(node), index, removed);
+        self.stamp_node(&Arc::from(node), index, removed);
         self.any.send_replace(index);
     }
 
@@ -415,7 +431,7 @@ impl Catalog {
             self.listing_index.store(index, Ordering::Release);
         }
         self.published.store(index, Ordering::Release);
-        self.node_indexes.stamp(node, index, entry.is_none());
+        self.stamp_node(node, index, entry.is_none());
         let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
         for name in &changed {
             if let Some(tx) = watches.get(name) {
@@ -514,7 +530,7 @@ impl Catalog {
     }
 
     /// The index of node `node`'s last change as node-level reads show it (its record, member state or
-    /// external registration; 1 if never seen).
+    /// external registration; 1 if never seen): this catalog's index then plus the member table's.
     pub fn node_index(&self, node: &str) -> u64 {
         self.node_indexes.get(node)
     }
@@ -523,7 +539,8 @@ impl Catalog {
     /// returns its index then.
     pub async fn wait_node(&self, node: &str, min: u64, deadline: Instant) -> u64 {
         let (mut rx, mut current) = self.node_indexes.subscribe(node);
-        while current == min && min <= self.index() {
+        let newest = self.index() + self.members_index.load(Ordering::Acquire);
+        while current == min && min <= newest {
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => current = self.node_indexes.get(node),
                 _ => break,
@@ -817,5 +834,9 @@ mod tests {
         assert!(!waiter.is_finished());
         publish(&c, "c", 1, vec![], vec![]);
         assert_eq!(waiter.await.unwrap(), c.node_index("c"));
+        // A node's index counts the member table's too: never below the member's own ModifyIndex.
+        c.note_members_index(1000);
+        c.node_health_changed("c");
+        assert!(c.node_index("c") > 1000 + 1);
     }
 }

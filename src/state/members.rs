@@ -232,6 +232,11 @@ impl MemberTable {
         change
     }
 
+    /// The index of the last change applied, published or not.
+    pub fn index(&self) -> u64 {
+        self.index.load(Ordering::Acquire)
+    }
+
     /// Republishes the sorted snapshot if anything changed since the last call; returns whether it did.
     pub fn publish(&self) -> bool {
         if !self.dirty.swap(false, Ordering::AcqRel) {

@@ -70,6 +70,7 @@ impl MemberSink for Publisher {
             _ => {}
         }
         let change = self.members.apply(ev);
+        self.catalog.note_members_index(self.members.index());
         match (change, ev) {
             (Change::Leave | Change::Reap, Event::Member(m)) => self.catalog.remove_node(&m.name),
             (Change::Reap, Event::Reaped(name)) => self.catalog.remove_node(name),

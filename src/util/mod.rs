@@ -11,3 +11,4 @@ pub mod files;
 pub mod flags;
 pub mod log_file;
 pub mod log_tap;
+pub mod percent;

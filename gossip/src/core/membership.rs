@@ -379,7 +379,7 @@ impl Core {
             self.view.update(id, |s| s.record = None);
             self.forget_fetch(id);
         }
-        let Some(token) = self.view.get(id).map(|s| s.token) else {
+        let Some((token, inc)) = self.view.get(id).map(|s| (s.token, s.incarnation)) else {
             return;
         };
         let keep = if state == State::Dead {
@@ -387,7 +387,7 @@ impl Core {
         } else {
             self.cfg.tombstone_timeout
         };
-        self.timers.push(now + keep, Timer::Reap(id, token));
+        self.timers.push(now + keep, Timer::Reap(id, token, inc));
         self.enqueue(id, state, (state == State::Dead).then_some(from));
     }
 
@@ -414,11 +414,13 @@ impl Core {
         self.on_dead(now, id, inc, &me);
     }
 
-    pub(super) fn reap(&mut self, id: Id, token: u16) {
+    /// Forgets a member that stayed dead or left since the timer was set: same token, and the same
+    /// incarnation, which also tells a member that came back and went again from a wrapped token.
+    pub(super) fn reap(&mut self, id: Id, token: u16, inc: u32) {
         let Some(s) = self.view.get(id) else {
             return;
         };
-        if id == self.me_id || s.token != token || s.state.is_live() {
+        if id == self.me_id || s.token != token || s.incarnation != inc || s.state.is_live() {
             return;
         }
         self.suspicions.remove(&id);

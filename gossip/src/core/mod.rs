@@ -332,7 +332,7 @@ enum Timer {
     RelayNack(u32),
     RelayExpire(u32),
     Suspicion(Id, u16),
-    Reap(Id, u16),
+    Reap(Id, u16, u32),
     PushPull,
     Reconnect,
     JoinRetry(u32),
@@ -713,7 +713,7 @@ impl Core {
                     self.probing.relays.remove(&seq);
                 }
                 Timer::Suspicion(id, token) => self.on_suspicion_timer(now, id, token),
-                Timer::Reap(id, token) => self.reap(id, token),
+                Timer::Reap(id, token, inc) => self.reap(id, token, inc),
                 Timer::PushPull => {
                     let every = self.cfg.push_pull_interval_for(self.view.live());
                     self.timers.push(now + every, Timer::PushPull);

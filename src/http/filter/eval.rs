@@ -15,11 +15,30 @@ use super::parse::{Expr, Op};
 /// Regexes compiled once per request, in the order their `matches` appear.
 pub type Compiled = Vec<(String, Regex)>;
 
+/// Distinct patterns one filter may compile, and what each may cost: a query string of a few KB must
+/// not buy hundreds of MB of automata (go-bexpr has no such bound; Consul's servers pay it).
+const MAX_PATTERNS: usize = 32;
+const PATTERN_BYTES: usize = 256 * 1024;
+
 /// Whether `v` passes `e`.
 pub fn eval(e: &Expr, v: &Value, re: &mut Compiled) -> Result<bool, FilterError> {
     Ok(match e {
-        Expr::And(a, b) => eval(a, v, re)? && eval(b, v, re)?,
-        Expr::Or(a, b) => eval(a, v, re)? || eval(b, v, re)?,
+        Expr::And(terms) => {
+            for t in terms {
+                if !eval(t, v, re)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        Expr::Or(terms) => {
+            for t in terms {
+                if eval(t, v, re)? {
+                    return Ok(true);
+                }
+            }
+            false
+        }
         Expr::Not(a) => !eval(a, v, re)?,
         Expr::Match {
             selector,
@@ -34,6 +53,27 @@ pub fn eval(e: &Expr, v: &Value, re: &mut Compiled) -> Result<bool, FilterError>
             m.at(v, 0, false, re)?
         }
     })
+}
+
+/// Checks every term of `e` against `specimen` (one element of the listing's type), whatever the
+/// answers: a selector, operator, value or pattern that does not fit is an error.
+pub fn check(e: &Expr, specimen: &Value, re: &mut Compiled) -> Result<(), FilterError> {
+    match e {
+        Expr::And(terms) | Expr::Or(terms) => terms.iter().try_for_each(|t| check(t, specimen, re)),
+        Expr::Not(a) => check(a, specimen, re),
+        Expr::Match {
+            selector,
+            op,
+            value,
+        } => {
+            let m = Match {
+                path: selector,
+                op: *op,
+                value: value.as_deref(),
+            };
+            m.at(specimen, 0, false, re).map(|_| ())
+        }
+    }
 }
 
 struct Match<'a> {
@@ -190,8 +230,15 @@ fn compiled<'a>(re: &'a mut Compiled, pattern: &str) -> Result<&'a Regex, Filter
     let at = match re.iter().position(|(p, _)| p == pattern) {
         Some(i) => i,
         None => {
+            if re.len() == MAX_PATTERNS {
+                return Err(FilterError::Regex(
+                    pattern.to_owned(),
+                    format!("more than {MAX_PATTERNS} distinct patterns in one filter"),
+                ));
+            }
             let r = regex::RegexBuilder::new(pattern)
-                .size_limit(1 << 20)
+                .size_limit(PATTERN_BYTES)
+                .dfa_size_limit(PATTERN_BYTES)
                 .build()
                 .map_err(|e| FilterError::Regex(pattern.to_owned(), e.to_string()))?;
             re.push((pattern.to_owned(), r));

@@ -1,8 +1,17 @@
 //! `?filter=`: Consul's boolean filter expressions over a listing's elements (go-bexpr 0.1's grammar
-//! and answers), applied after `?tag` and `?node-meta` and before `?passing`, leaving the index alone.
+//! and answers). An element is listed when it passes the filter and `?tag`, `?node-meta` and
+//! `?passing`; the index is the listing's, as in Consul.
+//!
+//! As go-bexpr checks a filter against the element's Go type when it is created, a filter is checked
+//! against a specimen of the listing's elements before the read waits or lists anything, so a wrong
+//! selector fails on an empty listing too. The agent's own maps (`/v1/agent/services|checks`) are
+//! checked against their elements only: they never wait.
 
 mod eval;
 mod parse;
+mod shapes;
+
+pub use shapes::Shape;
 
 use std::collections::HashMap;
 
@@ -10,7 +19,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, server_error};
 
-/// Deepest nesting of operators and parentheses a filter may have.
+/// Deepest nesting of parentheses and `not`s a filter may have (chains of `and`/`or` are flat).
 const MAX_DEPTH: usize = 256;
 
 /// Why a filter was refused.
@@ -68,9 +77,21 @@ impl Filter {
         })
     }
 
+    /// The request's `?filter` for a listing of `shape`, checked against a specimen of it.
+    pub fn for_listing(
+        q: &HashMap<String, String>,
+        shape: Shape,
+    ) -> Result<Option<Filter>, ApiError> {
+        let filter = Filter::from_query(q)?;
+        if let Some(f) = &filter {
+            eval::check(&f.expr, &shapes::specimen(shape), &mut Vec::new())?;
+        }
+        Ok(filter)
+    }
+
     /// The request's `?filter`, if it has a non-empty one.
     pub fn from_query(q: &HashMap<String, String>) -> Result<Option<Filter>, ApiError> {
-        match q.get("filter").map(|f| f.trim()) {
+        match q.get("filter").map(String::as_str) {
             None | Some("") => Ok(None),
             Some(f) => Ok(Some(Filter::new(f)?)),
         }
@@ -279,6 +300,90 @@ mod tests {
         assert!(f.matches(&json!({"Node": {"Node": "a\tbé"}})).unwrap());
         let f = Filter::new(r"Node.Node == `a\tb`").unwrap();
         assert!(f.matches(&json!({"Node": {"Node": "a\\tb"}})).unwrap());
+    }
+
+    #[test]
+    fn a_filter_is_checked_against_the_listings_type_before_any_element() {
+        let q = |f: &str| HashMap::from([("filter".to_string(), f.to_string())]);
+        let fits = [
+            (
+                Shape::CheckServiceNode,
+                "Service.Tags contains x and Checks.Status == passing",
+            ),
+            (
+                Shape::CheckServiceNode,
+                "Node.Meta.rack == r1 or Service.Meta.v is empty",
+            ),
+            (
+                Shape::ServiceNode,
+                "ServicePort == 80 and ServiceMeta.version != 2",
+            ),
+            (
+                Shape::Node,
+                r#"Meta["env"] == prod and Node matches "^web""#,
+            ),
+            (
+                Shape::HealthCheck,
+                "Status == critical and ServiceTags is empty",
+            ),
+            (
+                Shape::NodeService,
+                "Service == web and Weights.Passing == 1",
+            ),
+        ];
+        for (shape, f) in fits {
+            assert!(Filter::for_listing(&q(f), shape).is_ok(), "{shape:?}: {f}");
+        }
+        let refused = [
+            (
+                Shape::CheckServiceNode,
+                "Node.Node == a or Service.Bogus == 1",
+                "Selector \"Service.Bogus\" is not valid",
+            ),
+            (
+                Shape::ServiceNode,
+                "ServicePort == abc",
+                "Failed to coerce value \"abc\"",
+            ),
+            (
+                Shape::HealthCheck,
+                "ServiceTags == x",
+                "Invalid match operator \"Equal\"",
+            ),
+            (
+                Shape::Node,
+                r#"Node matches "(""#,
+                "Failed to compile regular expression",
+            ),
+        ];
+        for (shape, f, why) in refused {
+            let e = Filter::for_listing(&q(f), shape).err().unwrap();
+            assert!(e.1.contains(why), "{shape:?}: {f}: {}", e.1);
+        }
+    }
+
+    #[test]
+    fn long_generated_chains_cost_no_depth() {
+        let terms: Vec<String> = (0..2000).map(|i| format!("Node.Node == n{i}")).collect();
+        let f = Filter::new(&format!("{} or Node.Node == b", terms.join(" or "))).unwrap();
+        assert!(f.matches(&json!({"Node": {"Node": "b"}})).unwrap());
+        assert!(!f.matches(&json!({"Node": {"Node": "z"}})).unwrap());
+        assert!(matches!(Filter::new("   "), Err(FilterError::Parse(_))));
+    }
+
+    #[test]
+    fn a_filter_compiles_a_bounded_number_of_patterns() {
+        let many: Vec<String> = (0..40)
+            .map(|i| format!("Node.Node matches \"^x{i}$\""))
+            .collect();
+        let f = Filter::new(&many.join(" or ")).unwrap();
+        let err = f.matches(&json!({"Node": {"Node": "y"}})).unwrap_err();
+        assert!(
+            err.to_string().contains("more than 32 distinct patterns"),
+            "{err}"
+        );
+        let f = Filter::new(&many[..32].join(" or ")).unwrap();
+        assert!(!f.matches(&json!({"Node": {"Node": "y"}})).unwrap());
     }
 
     #[test]

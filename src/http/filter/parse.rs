@@ -1,6 +1,7 @@
 //! The grammar of Consul's filter expressions (go-bexpr 0.1, the version Consul builds with):
-//! `or` below `and` below `not` below parentheses, each binary operator right-associative; keywords are
-//! lower-case and need whitespace after them.
+//! `or` below `and` below `not` below parentheses; keywords are lower-case and need whitespace after
+//! them. A chain of `and`s (or `or`s) is one node with many terms, so a long generated filter costs no
+//! depth; only parentheses and `not` nest.
 
 use super::{FilterError, MAX_DEPTH};
 
@@ -47,10 +48,10 @@ impl Op {
 /// A parsed expression.
 #[derive(Debug, Clone)]
 pub enum Expr {
-    /// Both sides.
-    And(Box<Expr>, Box<Expr>),
-    /// Either side.
-    Or(Box<Expr>, Box<Expr>),
+    /// Every term.
+    And(Vec<Expr>),
+    /// Any term.
+    Or(Vec<Expr>),
     /// The opposite.
     Not(Box<Expr>),
     /// A selector, an operator and (but for the emptiness tests) a value as written.
@@ -118,7 +119,7 @@ impl Parser<'_> {
         self.at > start
     }
 
-    /// Consumes keyword `kw` if it stands here followed by whitespace (or, with `paren_ok`, by `(`).
+    /// Consumes keyword `kw` if it stands here followed by whitespace.
     fn keyword(&mut self, kw: &str) -> bool {
         let end = self.at + kw.len();
         if self.s.get(self.at..end) == Some(kw.as_bytes())
@@ -157,31 +158,31 @@ impl Parser<'_> {
     }
 
     fn or(&mut self) -> Result<Expr, FilterError> {
-        self.nest()?;
-        let left = self.and()?;
-        let save = self.at;
-        let e = if self.ws() && self.keyword("or") {
-            Expr::Or(Box::new(left), Box::new(self.or()?))
-        } else {
-            self.at = save;
-            left
-        };
-        self.depth -= 1;
-        Ok(e)
+        let terms = self.chain("or", Self::and)?;
+        Ok(join(terms, Expr::Or))
     }
 
     fn and(&mut self) -> Result<Expr, FilterError> {
-        self.nest()?;
-        let left = self.not()?;
-        let save = self.at;
-        let e = if self.ws() && self.keyword("and") {
-            Expr::And(Box::new(left), Box::new(self.and()?))
-        } else {
-            self.at = save;
-            left
-        };
-        self.depth -= 1;
-        Ok(e)
+        let terms = self.chain("and", Self::not)?;
+        Ok(join(terms, Expr::And))
+    }
+
+    /// Terms read by `term`, separated by keyword `kw`.
+    fn chain(
+        &mut self,
+        kw: &str,
+        term: fn(&mut Self) -> Result<Expr, FilterError>,
+    ) -> Result<Vec<Expr>, FilterError> {
+        let mut terms = vec![term(self)?];
+        loop {
+            let save = self.at;
+            if self.ws() && self.keyword(kw) {
+                terms.push(term(self)?);
+            } else {
+                self.at = save;
+                return Ok(terms);
+            }
+        }
     }
 
     fn not(&mut self) -> Result<Expr, FilterError> {
@@ -327,13 +328,7 @@ impl Parser<'_> {
                     self.at += 1;
                     parts.push(self.ident()?);
                 }
-                _ => {
-                    let save = self.at;
-                    self.ws();
-                    if self.peek() != Some(b'[') {
-                        self.at = save;
-                        return Ok(parts);
-                    }
+                Some(b'[') => {
                     self.at += 1;
                     self.ws();
                     if !matches!(self.peek(), Some(b'"' | b'`')) {
@@ -346,6 +341,7 @@ impl Parser<'_> {
                     }
                     self.at += 1;
                 }
+                _ => return Ok(parts),
             }
         }
     }
@@ -395,6 +391,15 @@ impl Parser<'_> {
             return Ok(body.to_owned());
         }
         unescape(body).ok_or_else(|| self.fail("rule \"string\": invalid syntax"))
+    }
+}
+
+/// One term as it is, several as `make` joins them.
+fn join(mut terms: Vec<Expr>, make: fn(Vec<Expr>) -> Expr) -> Expr {
+    if terms.len() == 1 {
+        terms.pop().expect("one term")
+    } else {
+        make(terms)
     }
 }
 
