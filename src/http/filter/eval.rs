@@ -44,15 +44,24 @@ pub fn eval(e: &Expr, v: &Value, re: &mut Compiled) -> Result<bool, FilterError>
             selector,
             op,
             value,
-        } => {
-            let m = Match {
-                path: selector,
-                op: *op,
-                value: value.as_deref(),
-            };
-            m.at(v, 0, false, re)?
-        }
+        } => term(selector, *op, value, v, re)?,
     })
+}
+
+/// The answer of one match term at `v`.
+fn term(
+    selector: &[String],
+    op: Op,
+    value: &Option<String>,
+    v: &Value,
+    re: &mut Compiled,
+) -> Result<bool, FilterError> {
+    let m = Match {
+        path: selector,
+        op,
+        value: value.as_deref(),
+    };
+    m.at(v, 0, false, re)
 }
 
 /// Checks every term of `e` against `specimen` (one element of the listing's type), whatever the
@@ -65,14 +74,7 @@ pub fn check(e: &Expr, specimen: &Value, re: &mut Compiled) -> Result<(), Filter
             selector,
             op,
             value,
-        } => {
-            let m = Match {
-                path: selector,
-                op: *op,
-                value: value.as_deref(),
-            };
-            m.at(specimen, 0, false, re).map(|_| ())
-        }
+        } => term(selector, *op, value, specimen, re).map(|_| ()),
     }
 }
 
