@@ -24,6 +24,9 @@ struct Inner {
     gone: VecDeque<(Arc<str>, u64)>,
     /// Created by the first reader that waits on a node, dropped once no reader holds them.
     watches: HashMap<Arc<str>, watch::Sender<u64>>,
+    /// How many watches were left after the last sweep of the unheld ones: the next sweep waits
+    /// until there are twice as many, so 10 000 readers arriving cost no 10 000 sweeps.
+    swept_to: usize,
 }
 
 impl NodeIndexes {
@@ -62,7 +65,10 @@ impl NodeIndexes {
     /// two is missed.
     pub fn subscribe(&self, node: &str) -> (watch::Receiver<u64>, u64) {
         let mut inner = self.lock();
-        inner.watches.retain(|_, tx| tx.receiver_count() > 0);
+        if inner.watches.len() >= 2 * inner.swept_to.max(64) {
+            inner.watches.retain(|_, tx| tx.receiver_count() > 0);
+            inner.swept_to = inner.watches.len();
+        }
         let rx = match inner.watches.get(node) {
             Some(tx) => tx.subscribe(),
             None => {

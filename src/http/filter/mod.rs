@@ -67,6 +67,8 @@ impl From<FilterError> for ApiError {
 /// A parsed filter.
 pub struct Filter {
     expr: parse::Expr,
+    /// Its `matches` patterns, compiled once per request however many elements it judges.
+    compiled: std::cell::RefCell<eval::Compiled>,
 }
 
 impl Filter {
@@ -74,6 +76,7 @@ impl Filter {
     pub fn new(text: &str) -> Result<Filter, FilterError> {
         Ok(Filter {
             expr: parse::parse(text)?,
+            compiled: Default::default(),
         })
     }
 
@@ -84,7 +87,11 @@ impl Filter {
     ) -> Result<Option<Filter>, ApiError> {
         let filter = Filter::from_query(q)?;
         if let Some(f) = &filter {
-            eval::check(&f.expr, &shapes::specimen(shape), &mut Vec::new())?;
+            eval::check(
+                &f.expr,
+                &shapes::specimen(shape),
+                &mut f.compiled.borrow_mut(),
+            )?;
         }
         Ok(filter)
     }
@@ -99,15 +106,14 @@ impl Filter {
 
     /// Whether `v` passes.
     pub fn matches(&self, v: &Value) -> Result<bool, FilterError> {
-        eval::eval(&self.expr, v, &mut Vec::new())
+        eval::eval(&self.expr, v, &mut self.compiled.borrow_mut())
     }
 
     /// The elements of `items` that pass, in order.
     pub fn retain(&self, items: Vec<Value>) -> Result<Vec<Value>, FilterError> {
-        let mut re = Vec::new();
         let mut out = Vec::with_capacity(items.len());
         for v in items {
-            if eval::eval(&self.expr, &v, &mut re)? {
+            if self.matches(&v)? {
                 out.push(v);
             }
         }
@@ -119,10 +125,9 @@ impl Filter {
         &self,
         map: Map<String, Value>,
     ) -> Result<Map<String, Value>, FilterError> {
-        let mut re = Vec::new();
         let mut out = Map::new();
         for (k, v) in map {
-            if eval::eval(&self.expr, &v, &mut re)? {
+            if self.matches(&v)? {
                 out.insert(k, v);
             }
         }
