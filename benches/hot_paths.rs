@@ -25,6 +25,7 @@ fn gossip_packet(n: usize) -> Vec<u8> {
             target: "node-0",
             known: n as u32,
             want_coord: true,
+            takes_patches: false,
         },
     );
     for i in 0..n {

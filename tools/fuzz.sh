@@ -43,7 +43,7 @@ elif [[ -n ${1:-} && ${1:-} == -* ]]; then
   usage
 fi
 
-all_targets=(gossip_packet pushpull_state dns_query aead_open node_record server_rpc http_txn snapshot_file catalog_register user_event coordinate_update filter_expr)
+all_targets=(gossip_packet pushpull_state dns_query aead_open node_record server_rpc http_txn snapshot_file catalog_register user_event coordinate_update filter_expr record_patch)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all_targets[@]}")
 

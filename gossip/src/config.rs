@@ -57,6 +57,10 @@ pub struct GossipConfig {
     /// servers, to order datacenters by distance). None on the LAN: a coordinate per member on every
     /// node would cost more memory than the rest of the member table.
     pub peer_coordinates: usize,
+    /// A changed record goes as a patch against the version before to members that announce they read
+    /// patches. Off, this node neither announces nor sends them, as builds before them did; kept for
+    /// comparison and for tests of mixed clusters.
+    pub record_patches: bool,
 }
 
 impl GossipConfig {
@@ -85,6 +89,7 @@ impl GossipConfig {
             external_push_pull: false,
             coordinates: true,
             peer_coordinates: 0,
+            record_patches: true,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod coordinate;
 mod core;
 pub mod incarnation;
 mod member;
+pub mod patch;
 mod probe_order;
 mod record;
 pub mod ring;
@@ -38,7 +39,7 @@ pub use self::core::{
     RECORD_FETCH_TIMEOUT, RTT_BUCKETS_US, RttCounts, Stats, Transmit, UserEventError,
 };
 pub use self::member::{Member, State};
-pub use self::record::{Record, RecordError};
+pub use self::record::{Record, RecordError, RecordPatch};
 pub use self::rng::Rng;
 pub use self::roster::Roster;
 pub use self::view::{Slot, View};

@@ -9,6 +9,31 @@ pub struct Record {
     pub version: u32,
     /// The content, at most [`crate::wire::MAX_RECORD`] bytes.
     pub body: Box<[u8]>,
+    /// How this version differs from an earlier one, sent instead of the body to members that hold
+    /// that one.
+    pub patch: Option<RecordPatch>,
+}
+
+impl Record {
+    /// A record with no patch.
+    pub fn whole(version: u32, body: &[u8]) -> Self {
+        Record {
+            version,
+            body: body.into(),
+            patch: None,
+        }
+    }
+}
+
+/// The change from version `base` of a record to the version holding this.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecordPatch {
+    /// The version the hunks apply to.
+    pub base: u32,
+    /// CRC-32 of the patched record.
+    pub crc: u32,
+    /// The hunks, encoded as [`crate::patch`] describes.
+    pub hunks: Box<[u8]>,
 }
 
 /// Why a record was refused.

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use super::record::Record;
+use super::record::{Record, RecordPatch};
 use super::ring::{self, Ring};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -191,8 +191,15 @@ impl Roster {
     }
 
     /// `name`'s application record at `version`, shared with any core that holds an equal one (a
-    /// catalog of thousands of records in thousands of loadgen cores is then held once).
-    pub fn record(&self, name: &Name, version: u32, body: &[u8]) -> Arc<Record> {
+    /// catalog of thousands of records in thousands of loadgen cores is then held once). A new one
+    /// takes its patch from `patch`, which runs only then.
+    pub fn record(
+        &self,
+        name: &Name,
+        version: u32,
+        body: &[u8],
+        patch: impl FnOnce() -> Option<RecordPatch>,
+    ) -> Arc<Record> {
         let mut latest = name.latest_record.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = latest.upgrade()
             && p.version == version
@@ -203,6 +210,7 @@ impl Roster {
         let r = Arc::new(Record {
             version,
             body: body.into(),
+            patch: patch(),
         });
         *latest = Arc::downgrade(&r);
         r

@@ -8,7 +8,8 @@
 //!            | PingCoord: as Ping | AckCoord: as Ack, then coord
 //! coord   := 11 x f32 (8 vector components, error, adjustment, height; seconds)
 //! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -
-//!            | User: payload:bytes16 | Record: 0 len:varint body[len] | 1 len:varint)
+//!            | User: payload:bytes16 | Record: 0 len:varint body[len] | 1 len:varint
+//!            | 2 len:varint base:varint crc:u32 hunks (see `patch`))
 //! addr    := 4 ip[4] port:u16 | 6 ip[16] port:u16
 //! str8    := len:u8 (1..=255) utf8[len]
 //! ```
@@ -73,12 +74,15 @@ impl std::error::Error for DecodeError {}
 pub enum Message<'a> {
     /// Direct probe of `target`; `known` is how many members the sender knows (0: not said). With
     /// `want_coord` the answer carries the target's network coordinate; it is only sent to members
-    /// that announce [`FEATURE_COORDINATES`], since older ones would drop the packet.
+    /// that announce [`FEATURE_COORDINATES`], since older ones would drop the packet. With
+    /// `takes_patches` the sender reads record patches, so the answer may carry them; it is only sent to
+    /// members that announce [`FEATURE_RECORD_PATCHES`].
     Ping {
         seq: u32,
         target: &'a str,
         known: u32,
         want_coord: bool,
+        takes_patches: bool,
     },
     /// Ask the receiver to probe `target` at `addr` on our behalf.
     PingReq {
@@ -123,6 +127,10 @@ const K_SYNC: u8 = 6;
 const K_PULL: u8 = 7;
 const K_PING_COORD: u8 = 8;
 const K_ACK_COORD: u8 = 9;
+/// A ping with a flags byte ([`PING_WANT_COORD`], [`PING_TAKES_PATCHES`]).
+const K_PING_FLAGS: u8 = 10;
+const PING_WANT_COORD: u8 = 1;
+const PING_TAKES_PATCHES: u8 = 2;
 
 /// The member tag in which the core announces which wire extensions it understands (a decimal bit set),
 /// so that peers send them only to members that will not drop them: the negotiation that lets old and
@@ -130,8 +138,10 @@ const K_ACK_COORD: u8 = 9;
 pub const FEATURES_TAG: &str = "mwf";
 /// Wire extension: probes may ask for, and acks carry, network coordinates.
 pub const FEATURE_COORDINATES: u32 = 1;
+/// Wire extension: records may arrive as patches against an earlier version ([`RecordBody::Patch`]).
+pub const FEATURE_RECORD_PATCHES: u32 = 2;
 /// Every extension this build understands.
-pub const FEATURES: u32 = FEATURE_COORDINATES;
+pub const FEATURES: u32 = FEATURE_COORDINATES | FEATURE_RECORD_PATCHES;
 
 /// A network coordinate as the wire carries it: the bits of 11 `f32`s (vector, error, adjustment,
 /// height). Kept as bits so messages stay `Eq`; a non-finite value is refused where it is used.
@@ -210,6 +220,28 @@ pub enum RecordBody<'a> {
     Inline(&'a [u8]),
     /// Only the length of the record.
     Digest(u32),
+    /// The change from version `base` of the record (see [`crate::patch`]): sent only to members that
+    /// announce [`FEATURE_RECORD_PATCHES`].
+    Patch {
+        /// The version the hunks apply to.
+        base: u32,
+        /// Length of the patched record.
+        len: u32,
+        /// CRC-32 of the patched record.
+        crc: u32,
+        /// The encoded hunks.
+        hunks: &'a [u8],
+    },
+}
+
+impl RecordBody<'_> {
+    /// Length of the record this body stands for.
+    pub fn record_len(&self) -> u32 {
+        match *self {
+            RecordBody::Inline(b) => b.len() as u32,
+            RecordBody::Digest(n) | RecordBody::Patch { len: n, .. } => n,
+        }
+    }
 }
 
 impl<'a> Delta<'a> {
@@ -279,12 +311,20 @@ impl<'a> Iterator for DeltaIter<'a> {
     }
 }
 
-struct Reader<'a> {
+/// A cursor over a datagram's bytes; every read checks the length.
+pub(crate) struct Reader<'a> {
     b: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        Reader { b }
+    }
+    /// The bytes not read yet.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.b
+    }
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.b.len() < n {
             return Err(DecodeError::Truncated);
         }
@@ -303,7 +343,7 @@ impl<'a> Reader<'a> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn varint(&mut self) -> Result<u32, DecodeError> {
+    pub(crate) fn varint(&mut self) -> Result<u32, DecodeError> {
         let mut v: u64 = 0;
         for i in 0..5 {
             let byte = self.u8()?;
@@ -383,6 +423,12 @@ impl<'a> Reader<'a> {
                 let body = match form {
                     0 => RecordBody::Inline(self.take(n as usize)?),
                     1 => RecordBody::Digest(n),
+                    2 => RecordBody::Patch {
+                        base: self.varint()?,
+                        len: n,
+                        crc: self.u32()?,
+                        hunks: crate::patch::take_hunks(self, n)?,
+                    },
                     _ => return Err(DecodeError::BadRecord),
                 };
                 Delta::Record {
@@ -407,12 +453,20 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
         return Err(DecodeError::Version(version));
     }
     let msg = match r.u8()? {
-        k @ (K_PING | K_PING_COORD) => Message::Ping {
-            seq: r.u32()?,
-            target: r.str8()?,
-            known: r.varint()?,
-            want_coord: k == K_PING_COORD,
-        },
+        k @ (K_PING | K_PING_COORD | K_PING_FLAGS) => {
+            let flags = match k {
+                K_PING_FLAGS => r.u8()?,
+                K_PING_COORD => PING_WANT_COORD,
+                _ => 0,
+            };
+            Message::Ping {
+                seq: r.u32()?,
+                target: r.str8()?,
+                known: r.varint()?,
+                want_coord: flags & PING_WANT_COORD != 0,
+                takes_patches: flags & PING_TAKES_PATCHES != 0,
+            }
+        }
         K_PING_REQ => Message::PingReq {
             seq: r.u32()?,
             target: r.str8()?,
@@ -527,8 +581,17 @@ pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
             target,
             known,
             want_coord,
+            takes_patches,
         } => {
-            buf.push(if want_coord { K_PING_COORD } else { K_PING });
+            if takes_patches {
+                buf.push(K_PING_FLAGS);
+                buf.push(
+                    u8::from(want_coord) * PING_WANT_COORD
+                        + u8::from(takes_patches) * PING_TAKES_PATCHES,
+                );
+            } else {
+                buf.push(if want_coord { K_PING_COORD } else { K_PING });
+            }
             buf.extend_from_slice(&seq.to_be_bytes());
             put_str8(buf, target);
             put_varint(buf, known);
@@ -665,6 +728,18 @@ pub fn encode_delta(buf: &mut Vec<u8>, d: &Delta<'_>) {
                     buf.push(1);
                     put_varint(buf, n.min(MAX_RECORD as u32));
                 }
+                RecordBody::Patch {
+                    base,
+                    len,
+                    crc,
+                    hunks,
+                } => {
+                    buf.push(2);
+                    put_varint(buf, len.min(MAX_RECORD as u32));
+                    put_varint(buf, base);
+                    buf.extend_from_slice(&crc.to_be_bytes());
+                    buf.extend_from_slice(hunks);
+                }
             }
         }
     }
@@ -677,7 +752,7 @@ fn put_str8(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(&s.as_bytes()[..s.len().min(MAX_NAME)]);
 }
 
-fn put_varint(buf: &mut Vec<u8>, mut v: u32) {
+pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u32) {
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
         v >>= 7;
@@ -957,11 +1032,12 @@ mod tests {
         fn suspect_roundtrip(name in "[a-z0-9-]{1,40}", from in "[a-z0-9-]{1,40}", inc in any::<u32>(), seq in any::<u32>()) {
             let mut buf = Vec::new();
             let want_coord = inc % 2 == 0;
-            let at = encode_header(&mut buf, &Message::Ping { seq, target: &name, known: inc, want_coord });
+            let takes_patches = seq % 3 == 0;
+            let at = encode_header(&mut buf, &Message::Ping { seq, target: &name, known: inc, want_coord, takes_patches });
             encode_delta(&mut buf, &Delta::Dead { name: &name, incarnation: inc, from: &from });
             set_count(&mut buf, at, 1);
             let p = decode(&buf).unwrap();
-            prop_assert_eq!(p.msg, Message::Ping { seq, target: &name, known: inc, want_coord });
+            prop_assert_eq!(p.msg, Message::Ping { seq, target: &name, known: inc, want_coord, takes_patches });
             let d: Vec<_> = p.deltas().collect();
             prop_assert_eq!(d, vec![Delta::Dead { name: &name, incarnation: inc, from: &from }]);
         }

@@ -112,6 +112,7 @@ fn members_that_do_not_announce_coordinates_get_plain_probes() {
     let mut sim = Sim::new(8, NetModel::default());
     let plain = GossipConfig {
         coordinates: false,
+        record_patches: false,
         ..GossipConfig::lan()
     };
     for i in 0..4 {
@@ -152,7 +153,10 @@ fn members_that_do_not_announce_coordinates_get_plain_probes() {
         assert!(core.stats().coordinate_samples > 0);
         assert_eq!(core.stats().probes_failed, 0);
         let local = core.local();
-        assert_eq!(tags::get(&local.tags, wire::FEATURES_TAG), Some("1"));
+        assert_eq!(
+            tags::get(&local.tags, wire::FEATURES_TAG),
+            Some(wire::FEATURES.to_string().as_str())
+        );
     }
     let old = &sim.node(3).core;
     assert!(old.coordinate().is_none());

@@ -45,7 +45,7 @@ impl Observer {
                 record: None,
             });
         }
-        core.adopt_view(&view);
+        core.adopt_view(t0, &view);
         Observer {
             core,
             names,
@@ -295,7 +295,8 @@ fn cluster(n: usize, seed: u64, cfg: impl Fn(usize) -> GossipConfig) -> Sim {
         full.insert(sim.node(i).core.local_slot().clone());
     }
     for i in 0..n {
-        sim.node_mut(i).core.adopt_view(&full);
+        let now = sim.now;
+        sim.node_mut(i).core.adopt_view(now, &full);
     }
     sim
 }
@@ -472,8 +473,8 @@ fn gossip_goes_to_a_dead_member_for_the_window_and_then_stops() {
     let mut at = STEP;
     let mut news = 0;
     while at <= end {
-        // Fresh news every second, so there is always something to gossip.
-        if at.as_millis().is_multiple_of(1000) {
+        // Fresh news every gossip interval, so every gossip round has something to send.
+        if at.as_millis().is_multiple_of(200) {
             news += 1;
             let alive = Delta::Alive {
                 name: "m1",

@@ -1,6 +1,8 @@
 //! Member records (the catalog's carrier) on the simulated network: how a record, a change to it, a large
 //! one, a failed or left owner and a restarted owner are seen by every node.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use murmur_gossip::sim::{NetModel, Sim, sim_addr};
@@ -409,4 +411,251 @@ fn an_unauthenticated_join_request_gets_versions_not_records() {
     );
     core.handle_packet(now, stranger, &sync(true));
     assert_eq!(bodies(core), 3, "a join gets every record whole");
+}
+
+/// A record of about the agent's size: `n` services, the first one's check passing or not.
+fn catalog_body(n: usize, passing: bool) -> Vec<u8> {
+    let mut body = Vec::new();
+    for k in 0..n {
+        body.extend_from_slice(
+            format!("service web-{k} port {} tags v1,primary;", 8000 + k).as_bytes(),
+        );
+    }
+    let output = if passing {
+        "HTTP GET http://127.0.0.1/health: 200 OK"
+    } else {
+        "HTTP GET http://127.0.0.1/health: 503 Service Unavailable"
+    };
+    body.extend_from_slice(format!("check web-0 status {} output {output}", !passing).as_bytes());
+    body
+}
+
+fn stat(sim: &Sim, f: fn(&murmur_gossip::Stats) -> u64) -> u64 {
+    (0..sim.len()).map(|i| f(sim.node(i).core.stats())).sum()
+}
+
+/// Record deltas of a datagram: (patches, whole records).
+fn record_forms(bytes: &[u8]) -> (usize, usize) {
+    let Ok(p) = wire::decode(bytes) else {
+        return (0, 0);
+    };
+    let mut forms = (0, 0);
+    for d in p.deltas() {
+        match d {
+            Delta::Record {
+                body: RecordBody::Patch { .. },
+                ..
+            } => forms.0 += 1,
+            Delta::Record {
+                body: RecordBody::Inline(_),
+                ..
+            } => forms.1 += 1,
+            _ => {}
+        }
+    }
+    forms
+}
+
+#[test]
+fn a_check_flip_travels_as_a_patch_and_every_node_rebuilds_the_record() {
+    let mut sim = cluster(30, 21, NetModel::default());
+    let (up, down) = (catalog_body(3, true), catalog_body(3, false));
+    let v1 = publish(&mut sim, 4, &up);
+    assert!(everyone_holds(&mut sim, 4, v1, &up, Duration::from_secs(5)));
+    sim.run_for(Duration::from_secs(3));
+    let sizes = Rc::new(RefCell::new((0usize, 0usize)));
+    let seen = sizes.clone();
+    sim.set_tap(Box::new(move |_, _, bytes| {
+        let (patches, _) = record_forms(bytes);
+        if patches > 0 {
+            let mut s = seen.borrow_mut();
+            s.0 += patches;
+            s.1 += bytes.len();
+        }
+    }));
+    let v2 = publish(&mut sim, 4, &down);
+    assert!(everyone_holds(
+        &mut sim,
+        4,
+        v2,
+        &down,
+        Duration::from_secs(5)
+    ));
+    // And back: the patch from v2 to v3 is rebuilt by every node from the v2 it made itself.
+    let v3 = publish(&mut sim, 4, &up);
+    assert!(everyone_holds(&mut sim, 4, v3, &up, Duration::from_secs(5)));
+    let applied = stat(&sim, |s| s.record_patches_applied);
+    // Most of the 29 other nodes rebuilt each version from a patch; the rest pulled it (as a patch too,
+    // since they held the version before).
+    assert!(applied >= 2 * 25, "{applied} patches applied");
+    assert_eq!(stat(&sim, |s| s.record_patches_refused), 0);
+    let (patches, bytes) = *sizes.borrow();
+    assert!(patches > 0);
+    assert!(
+        bytes / patches < up.len() / 2,
+        "{bytes} bytes in datagrams carrying {patches} patches of a {}-byte record",
+        up.len()
+    );
+}
+
+#[test]
+fn a_member_that_does_not_read_patches_gets_records_whole() {
+    let mut sim = Sim::new(22, NetModel::default());
+    let older = GossipConfig {
+        record_patches: false,
+        ..GossipConfig::lan()
+    };
+    for i in 0..12 {
+        let cfg = if i == 5 {
+            older.clone()
+        } else {
+            GossipConfig::lan()
+        };
+        sim.add_node(&format!("node-{i}"), cfg, Vec::new());
+    }
+    for i in 1..12 {
+        sim.join(i, 0);
+    }
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), |s| {
+        (0..s.len()).all(|i| s.node(i).core.num_live() == s.len())
+    }));
+    let to_older = Rc::new(RefCell::new((0usize, 0usize, 0usize)));
+    let seen = to_older.clone();
+    sim.set_tap(Box::new(move |src, dst, bytes| {
+        let mut s = seen.borrow_mut();
+        if dst == 5 {
+            let (patches, whole) = record_forms(bytes);
+            s.0 += patches;
+            s.1 += whole;
+            if let Ok(p) = wire::decode(bytes)
+                && let Message::Ping { takes_patches, .. } = p.msg
+            {
+                s.2 += usize::from(takes_patches);
+            }
+        }
+        if src == 5 {
+            s.0 += record_forms(bytes).0;
+        }
+    }));
+    let mut version = 0;
+    for k in 0..6 {
+        let body = catalog_body(2, k % 2 == 0);
+        version = publish(&mut sim, 7, &body);
+        assert!(everyone_holds(
+            &mut sim,
+            7,
+            version,
+            &body,
+            Duration::from_secs(5)
+        ));
+    }
+    let (patches, whole, flagged_pings) = *to_older.borrow();
+    assert_eq!(patches, 0, "patches to or from the older member");
+    assert_eq!(flagged_pings, 0, "pings the older member cannot read");
+    assert!(whole > 0, "no record reached the older member whole");
+    assert_eq!(version, 6);
+    assert!(stat(&sim, |s| s.record_patches_applied) > 0);
+}
+
+#[test]
+fn a_patch_on_another_base_is_refused_and_the_record_pulled() {
+    let mut sim = cluster(3, 23, NetModel::default());
+    let now = sim.now;
+    let core = &mut sim.node_mut(0).core;
+    let (old, new) = (catalog_body(2, true), catalog_body(2, false));
+    core.handle_packet(now, sim_addr(1), &record_packet("node-1", 1, &old));
+    let hunks = murmur_gossip::patch::diff(&old, &new).unwrap();
+    let patch_packet = |base: u32, crc: u32| {
+        let mut buf = Vec::new();
+        let at = wire::encode_header(&mut buf, &Message::Gossip);
+        let body = RecordBody::Patch {
+            base,
+            len: new.len() as u32,
+            crc,
+            hunks: &hunks,
+        };
+        let d = Delta::Record {
+            name: "node-1",
+            version: 2,
+            body,
+        };
+        wire::encode_delta(&mut buf, &d);
+        wire::set_count(&mut buf, at, 1);
+        buf
+    };
+    // Made against a body this node does not hold under that version: the checksum gives it away.
+    let crc = murmur_gossip::patch::checksum(&new);
+    core.handle_packet(now, sim_addr(1), &patch_packet(1, crc ^ 1));
+    assert_eq!(core.record("node-1").unwrap().version, 1);
+    assert_eq!(core.stats().record_patches_refused, 1);
+    // The version is news all the same: it is pulled whole, with the version held so the answer can
+    // be a patch.
+    let mut buf = Vec::new();
+    let mut pulled = false;
+    while let Some(t) = core.poll_transmit(&mut buf) {
+        let p = wire::decode(&buf[..t.len]).unwrap();
+        if let Message::Pull { name, version, .. } = p.msg {
+            assert_eq!((t.dst, name, version), (sim_addr(1), "node-1", 2));
+            assert!(p.deltas().any(|d| matches!(
+                d,
+                Delta::Record {
+                    name: "node-1",
+                    version: 1,
+                    body: RecordBody::Digest(_)
+                }
+            )));
+            pulled = true;
+        }
+    }
+    assert!(pulled);
+    // A patch on a base it does not hold at all is news too; the right one applies.
+    core.handle_packet(now, sim_addr(1), &patch_packet(7, crc));
+    assert_eq!(core.record("node-1").unwrap().version, 1);
+    core.handle_packet(now, sim_addr(1), &patch_packet(1, crc));
+    assert_eq!(*core.record("node-1").unwrap().body, *new);
+    assert_eq!(core.stats().record_patches_applied, 1);
+}
+
+#[test]
+fn a_pull_that_says_the_version_held_is_answered_with_a_patch() {
+    let mut sim = cluster(3, 24, NetModel::default());
+    let (old, new) = (catalog_body(2, true), catalog_body(2, false));
+    publish(&mut sim, 1, &old);
+    sim.run_for(Duration::from_secs(2));
+    let v = publish(&mut sim, 1, &new);
+    assert!(everyone_holds(&mut sim, 1, v, &new, Duration::from_secs(5)));
+    sim.run_for(Duration::from_secs(10));
+    let now = sim.now;
+    let core = &mut sim.node_mut(0).core;
+    let mut buf = Vec::new();
+    while core.poll_transmit(&mut buf).is_some() {}
+    let pull = |have: Option<u32>| {
+        let mut buf = Vec::new();
+        let msg = Message::Pull {
+            requester: "node-2",
+            name: "node-1",
+            version: v,
+        };
+        let at = wire::encode_header(&mut buf, &msg);
+        if let Some(have) = have {
+            let d = Delta::Record {
+                name: "node-1",
+                version: have,
+                body: RecordBody::Digest(old.len() as u32),
+            };
+            wire::encode_delta(&mut buf, &d);
+        }
+        wire::set_count(&mut buf, at, u16::from(have.is_some()));
+        buf
+    };
+    let mut answer = |have| {
+        core.handle_packet(now, sim_addr(2), &pull(have));
+        let mut buf = Vec::new();
+        let t = core.poll_transmit(&mut buf).expect("an answer");
+        assert_eq!(t.dst, sim_addr(2));
+        record_forms(&buf[..t.len])
+    };
+    assert_eq!(answer(Some(v - 1)), (1, 0), "the version before: a patch");
+    assert_eq!(answer(None), (0, 1), "nothing said: whole");
+    assert_eq!(answer(Some(v - 2)), (0, 1), "an older one: whole");
 }

@@ -371,7 +371,8 @@ fn cores_started_from_one_shared_view_share_it_and_still_detect_a_crash() {
         full.insert(sim.node(i).core.local_slot().clone());
     }
     for i in 0..n {
-        sim.node_mut(i).core.adopt_view(&full);
+        let now = sim.now;
+        sim.node_mut(i).core.adopt_view(now, &full);
     }
     assert!(converged(&sim), "every node knows all {n} at once");
     // Nothing was copied: each core still points at the shared chunks.
@@ -691,6 +692,7 @@ fn ping_saying(target: &str, known: u32) -> Vec<u8> {
             target,
             known,
             want_coord: false,
+            takes_patches: false,
         },
     );
     wire::set_count(&mut b, at, 0);
@@ -751,6 +753,7 @@ fn forged(target: &str, d: &Delta<'_>) -> Vec<u8> {
             target,
             known: 0,
             want_coord: false,
+            takes_patches: false,
         },
     );
     wire::encode_delta(&mut b, d);

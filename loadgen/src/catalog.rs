@@ -1,5 +1,6 @@
-//! The `catalog` scenario: every node publishes a catalog record (3 services and 1 check, as the agent
-//! encodes them), then checks flip at a set rate cluster-wide. Reports how long a flip takes to reach
+//! The `catalog` scenario: every node publishes a catalog record (`--services`, default 3, and 1 check,
+//! as the agent encodes them), then checks flip at a set rate cluster-wide; with no services, nothing is
+//! published and the run measures membership alone. Reports how long a flip takes to reach
 //! 50/99/100% of the other nodes, gossip bytes and packets per node per second with records held and
 //! while flipping, and memory per virtual node.
 
@@ -15,17 +16,27 @@ use crate::scenario::{Opts, Outcome, STEP, bootstrap_with, fmt, secs};
 /// Length of each traffic window (membership only, then with records).
 const WINDOW: Duration = Duration::from_secs(10);
 
-/// Node `i`'s record with its check `passing` or not: three services, one check on the first.
-pub fn record_of(i: usize, passing: bool) -> Vec<u8> {
-    let service = |name: &str, port: u16, tags: &[&str]| {
-        ServiceRecord::plain(&format!("{name}-{i}"), name, tags, port)
+/// The services each node runs, in turn: name, port, tags.
+const KINDS: [(&str, u16, &[&str]); 3] = [
+    ("web", 80, &["v1", "primary"]),
+    ("api", 8080, &["v2"]),
+    ("metrics", 9100, &[]),
+];
+
+/// Node `i`'s record of `services` services with its check `passing` or not; the check is on the
+/// first service.
+pub fn record_of(i: usize, services: usize, passing: bool) -> Vec<u8> {
+    let service = |k: usize| {
+        let (name, port, tags) = KINDS[k % KINDS.len()];
+        // The first round keeps the names the three-service figures were measured with.
+        let id = match k / KINDS.len() {
+            0 => format!("{name}-{i}"),
+            round => format!("{name}-{i}-{round}"),
+        };
+        ServiceRecord::plain(&id, name, tags, port)
     };
     NodeRecord {
-        services: vec![
-            service("web", 80, &["v1", "primary"]),
-            service("api", 8080, &["v2"]),
-            service("metrics", 9100, &[]),
-        ],
+        services: (0..services).map(service).collect(),
         checks: vec![CheckRecord {
             id: format!("service:web-{i}"),
             name: "Service 'web' check".into(),
@@ -68,8 +79,13 @@ fn traffic_rate(c: &mut dyn Cluster, rec: &mut Recorder, window: Duration) -> (f
 pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     // Every node has its record from the start, as an agent does: it rides the join's full-state
     // exchanges (or, with a converged start, the view every node starts from).
-    let (boot, mut summary, _) =
-        bootstrap_with(c, o, rec, &|c, i| c.set_record(i, record_of(i, true)));
+    // Without services there is nothing to publish: membership alone, the baseline.
+    let s = o.services;
+    let (boot, mut summary, _) = bootstrap_with(c, o, rec, &|c, i| {
+        if s > 0 {
+            c.set_record(i, record_of(i, s, true))
+        }
+    });
     let n = c.len();
     settle(c, rec, WINDOW);
     let (held_bytes, held_packets) = traffic_rate(c, rec, WINDOW);
@@ -82,13 +98,14 @@ pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     let (p0, b0) = c.traffic();
     let t0 = c.now();
     let mut next = t0;
+    let flipping = s > 0 && o.flip_rate > 0.0;
     while c.now() < t0 + o.duration {
-        while c.now() >= next {
+        while flipping && c.now() >= next {
             next += every;
             let i = rng.below(n);
             passing[i] = !passing[i];
             version[i] += 1;
-            c.set_record(i, record_of(i, passing[i]));
+            c.set_record(i, record_of(i, s, passing[i]));
             flips.push((i as u32, version[i], c.now()));
         }
         let step = c.now() + STEP;
@@ -132,7 +149,11 @@ pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     for v in [&mut r50, &mut r99, &mut r100] {
         v.sort();
     }
-    let record_bytes = record_of(0, true).len();
+    let record_bytes = if s > 0 {
+        record_of(0, s, true).len()
+    } else {
+        0
+    };
     summary.push(format!(
         "{} flips at {:.0}/s ({record_bytes}-byte records): reach 50% p50 {} | 99% p50 {} p99 {} max {} | 100% p50 {} p99 {} max {} ({incomplete} never reached all)",
         flips.len(),
@@ -146,7 +167,7 @@ pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
         fmt(r100.last().copied()),
     ));
     summary.push(format!(
-        "gossip per node: {held_bytes:.0} B/s {held_packets:.1} pkt/s with records held; {flip_bytes:.0} B/s {flip_packets:.1} pkt/s while flipping (run the same command with --flip-rate 0 for membership alone)"
+        "gossip per node: {held_bytes:.0} B/s {held_packets:.1} pkt/s with records held; {flip_bytes:.0} B/s {flip_packets:.1} pkt/s while flipping (run the same command with --services 0 for membership alone)"
     ));
     let rss_per_node = max_rss_kib as f64 / n as f64;
     summary.push(format!(
@@ -161,7 +182,7 @@ pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     Outcome {
         json: json!({
             "bootstrap": boot,
-            "flips": flips.len(), "flip_rate": o.flip_rate, "record_bytes": record_bytes,
+            "flips": flips.len(), "flip_rate": o.flip_rate, "services": s, "record_bytes": record_bytes,
             "reach_50pct_p50_s": secs(quantile(&r50, 0.5)),
             "reach_99pct_p50_s": secs(quantile(&r99, 0.5)),
             "reach_99pct_p99_s": secs(quantile(&r99, 0.99)),

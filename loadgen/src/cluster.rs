@@ -181,7 +181,8 @@ impl Cluster for SimCluster {
     fn preform(&mut self) {
         let view = full_view((0..self.sim.len()).map(|i| self.sim.node(i).core.local_slot()));
         for i in 0..self.sim.len() {
-            self.sim.node_mut(i).core.adopt_view(&view);
+            let now = self.sim.now;
+            self.sim.node_mut(i).core.adopt_view(now, &view);
         }
     }
 }
@@ -356,7 +357,7 @@ async fn node_task(
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 Some(Cmd::Join(addr)) => { core.join(Instant::now(), addr); }
-                Some(Cmd::Adopt(view)) => core.adopt_view(&view),
+                Some(Cmd::Adopt(view)) => core.adopt_view(Instant::now(), &view),
                 Some(Cmd::Leave) => core.leave(Instant::now()),
                 Some(Cmd::Crash) | None => return,
                 Some(Cmd::Stall(d)) => tokio::time::sleep(d).await,
@@ -521,10 +522,7 @@ impl Cluster for UdpCluster {
         // the core's does.
         let local = &mut self.nodes[i].local;
         let version = local.record.as_ref().map_or(1, |r| r.version + 1);
-        local.record = Some(Arc::new(murmur_gossip::Record {
-            version,
-            body: body.clone().into(),
-        }));
+        local.record = Some(Arc::new(murmur_gossip::Record::whole(version, &body)));
         let _ = self.nodes[i].cmd.send(Cmd::SetRecord(body));
     }
     fn preform(&mut self) {

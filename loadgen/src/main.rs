@@ -114,6 +114,16 @@ const SPEC: &[Flag] = &[
         "catalog: check flips per second cluster-wide (default 10).",
     ),
     f(
+        "services",
+        Arity::One,
+        "catalog: services per node, the first with a check (default 3; 0: no records, membership alone).",
+    ),
+    f(
+        "no-record-patches",
+        Arity::Bool,
+        "Records travel whole, never as patches against the version before (as builds before them).",
+    ),
+    f(
         "churn-rate",
         Arity::One,
         "Churn events per second (default 1).",
@@ -192,6 +202,7 @@ fn run() -> Result<(), String> {
         GossipConfig::profile(profile).ok_or_else(|| format!("unknown profile {profile:?}"))?;
     cfg.lifeguard = !p.is_set("no-lifeguard");
     cfg.ring_monitors = !p.is_set("no-ring-monitors");
+    cfg.record_patches = !p.is_set("no-record-patches");
     cfg.suspicion_mult = num(&p, "suspicion-mult", cfg.suspicion_mult)?;
     cfg.validate()
         .map_err(|e| format!("--suspicion-mult: {e}"))?;
@@ -215,6 +226,7 @@ fn run() -> Result<(), String> {
         duration: Duration::from_secs_f64(num(&p, "duration", 60.0)?),
         churn_rate: num(&p, "churn-rate", 1.0)?,
         flip_rate: num(&p, "flip-rate", 10.0)?,
+        services: num(&p, "services", 3)?,
         seed,
         converged_start: match p.get("start").unwrap_or("join") {
             "join" => false,
@@ -292,9 +304,10 @@ fn run() -> Result<(), String> {
         "timer_lag_p99_ms": lag.map(|l| l.1.as_secs_f64() * 1000.0),
     });
     println!(
-        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={} ring_monitors={} suspicion_mult={} start={}",
+        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={} ring_monitors={} record_patches={} suspicion_mult={} start={}",
         cfg.lifeguard,
         cfg.ring_monitors,
+        cfg.record_patches,
         cfg.suspicion_mult,
         if opts.converged_start {
             "converged"
@@ -328,7 +341,7 @@ fn run() -> Result<(), String> {
         "scenario": scenario, "net": net, "nodes": nodes, "seed": seed, "profile": profile,
         "start": if opts.converged_start { "converged" } else { "join" },
         "join_rate": opts.join_rate,
-        "lifeguard": cfg.lifeguard, "ring_monitors": cfg.ring_monitors, "suspicion_mult": cfg.suspicion_mult, "results": out.json, "resources": resources,
+        "lifeguard": cfg.lifeguard, "ring_monitors": cfg.ring_monitors, "record_patches": cfg.record_patches, "suspicion_mult": cfg.suspicion_mult, "results": out.json, "resources": resources,
         "curve": { "label": out.curve_label, "points": out.curve },
     });
     if let Some(path) = p.get("out") {

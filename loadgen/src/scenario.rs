@@ -44,6 +44,8 @@ pub struct Opts {
     pub join: Option<SocketAddr>,
     /// Check flips per second cluster-wide (catalog).
     pub flip_rate: f64,
+    /// Services per node (catalog); 0 publishes no records.
+    pub services: usize,
 }
 
 /// What a scenario produced.

@@ -83,6 +83,8 @@ impl Core {
             buf.clear();
             let limit = self.cfg.retransmit_limit(self.view.live());
             let mtu = self.cfg.mtu;
+            // Record patches go only to members that announced they read them.
+            let mut patches = false;
             let (dst, at, mut count, piggyback) = match out {
                 Out::Ping {
                     dst,
@@ -91,17 +93,21 @@ impl Core {
                     want_coord,
                 } => {
                     let known = self.view.len() as u32;
+                    let target_slot = self.lookup(target).and_then(|id| self.view.get(id));
+                    patches =
+                        target_slot.is_some_and(|s| s.ident.addr == dst && self.takes_patches(s));
                     let msg = Message::Ping {
                         seq,
                         target,
                         known,
                         want_coord,
+                        takes_patches: patches,
                     };
                     let at = wire::encode_header(buf, &msg);
                     // Buddy system: tell a suspect it is suspected so it can refute at once.
                     let mut n = 0;
                     if self.cfg.lifeguard
-                        && let Some(s) = self.lookup(target).and_then(|id| self.view.get(id))
+                        && let Some(s) = target_slot
                         && s.state == State::Suspect
                     {
                         wire::encode_delta(
@@ -121,7 +127,9 @@ impl Core {
                     seq,
                     ref target,
                     addr,
+                    patches: p,
                 } => {
+                    patches = p;
                     let msg = Message::PingReq {
                         seq,
                         target,
@@ -130,7 +138,13 @@ impl Core {
                     };
                     (dst, wire::encode_header(buf, &msg), 0, true)
                 }
-                Out::Ack { dst, seq, coord } => {
+                Out::Ack {
+                    dst,
+                    seq,
+                    coord,
+                    patches: p,
+                } => {
+                    patches = p;
                     let known = self.view.len() as u32;
                     let coord = coord
                         .then(|| self.coordinate().map(wire::WireCoord::from_coordinate))
@@ -144,7 +158,10 @@ impl Core {
                     0,
                     true,
                 ),
-                Out::Gossip { dst } => (dst, wire::encode_header(buf, &Message::Gossip), 0, true),
+                Out::Gossip { dst, patches: p } => {
+                    patches = p;
+                    (dst, wire::encode_header(buf, &Message::Gossip), 0, true)
+                }
                 Out::Pull {
                     dst,
                     ref name,
@@ -155,17 +172,29 @@ impl Core {
                         name,
                         version,
                     };
+                    let at = wire::encode_header(buf, &msg);
                     // No piggyback on pulls and their answers: they go to members that just heard
-                    // the news, and would spend its retransmissions where they teach nothing.
-                    (dst, wire::encode_header(buf, &msg), 0, false)
+                    // the news, and would spend its retransmissions where they teach nothing. A pull
+                    // carries only the version we hold, so the answer can be a patch against it.
+                    let held = self.lookup(name).and_then(|id| self.view.get(id));
+                    let held = held.filter(|_| self.cfg.record_patches);
+                    let n = match held.and_then(|s| records::record_delta(s, 0, false)) {
+                        Some(d) => {
+                            wire::encode_delta(buf, &d);
+                            1
+                        }
+                        None => 0,
+                    };
+                    (dst, at, n, false)
                 }
-                Out::PullReply { dst, id } => {
+                Out::PullReply { dst, id, have } => {
                     let at = wire::encode_header(buf, &Message::Gossip);
-                    let whole = self
-                        .view
-                        .get(id)
-                        .and_then(|s| records::record_delta(s, records::inline_limit(mtu)));
-                    let n = match whole {
+                    let answer = self.view.get(id).and_then(|s| {
+                        let base = s.record.as_ref()?.patch.as_ref().map(|p| p.base);
+                        let patch = have.is_some() && base == have;
+                        records::record_delta(s, records::inline_limit(mtu), patch)
+                    });
+                    let n = match answer {
                         Some(d) => {
                             wire::encode_delta(buf, &d);
                             1
@@ -214,7 +243,7 @@ impl Core {
                     room,
                     limit,
                     u16::MAX as usize - count,
-                    |item, sent, out| encode_item(view, me, (inline, sent), item, out),
+                    |item, sent, out| encode_item(view, me, (inline, sent, patches), item, out),
                 );
             }
             if matches!(out, Out::Gossip { .. } | Out::PullReply { .. }) && count == 0 {
@@ -247,7 +276,11 @@ impl Core {
         self.died = died;
         for k in 0..self.picks.len() {
             if let Some(s) = self.view.get(self.picks[k]) {
-                self.out.push_back(Out::Gossip { dst: s.ident.addr });
+                let patches = self.takes_patches(s);
+                self.out.push_back(Out::Gossip {
+                    dst: s.ident.addr,
+                    patches,
+                });
             }
         }
     }
@@ -303,11 +336,13 @@ impl Core {
 ///
 /// A record goes whole on its first [`records::INLINE_SENDS`] sends (while the news is young, a send
 /// mostly reaches a member that lacks it, which then needs no pull), as a digest after that (by then
-/// a send mostly reaches a member that has it: a few bytes instead of the record).
+/// a send mostly reaches a member that has it: a few bytes instead of the record). To a member that
+/// takes patches, a record made by a small change goes as that change on its first
+/// [`records::PATCH_SENDS`] sends.
 fn encode_item(
     view: &View,
     me: &str,
-    (inline, sent): (usize, u32),
+    (inline, sent, patches): (usize, u32, bool),
     item: &Item,
     out: &mut Vec<u8>,
 ) -> bool {
@@ -319,7 +354,11 @@ fn encode_item(
             } else {
                 0
             };
-            let Some(d) = view.get(*id).and_then(|s| records::record_delta(s, limit)) else {
+            let patch = patches && sent < records::PATCH_SENDS;
+            let record = view
+                .get(*id)
+                .and_then(|s| records::record_delta(s, limit, patch));
+            let Some(d) = record else {
                 return false;
             };
             wire::encode_delta(out, &d);

@@ -80,7 +80,7 @@ impl Core {
             let me = self.local_slot();
             wire::encode_delta(buf, &self.state_delta(me));
             n = 1;
-            if let Some(r) = records::record_delta(me, inline) {
+            if let Some(r) = records::record_delta(me, inline, false) {
                 wire::encode_delta(buf, &r);
                 n += 1;
             }
@@ -93,7 +93,7 @@ impl Core {
             }
             let mark = buf.len();
             wire::encode_delta(buf, &self.state_delta(s));
-            let record = records::record_delta(s, inline);
+            let record = records::record_delta(s, inline, false);
             if let Some(r) = &record {
                 wire::encode_delta(buf, r);
             }
@@ -187,7 +187,7 @@ impl Core {
                 } else {
                     0
                 };
-                std::iter::once(self.state_delta(s)).chain(records::record_delta(s, inline))
+                std::iter::once(self.state_delta(s)).chain(records::record_delta(s, inline, false))
             }),
         );
     }

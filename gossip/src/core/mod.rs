@@ -194,6 +194,11 @@ pub struct Stats {
     pub records_refuted: u64,
     /// Records asked for by datagram from the member that announced them.
     pub record_pulls: u64,
+    /// Records made by applying a patch to the version held.
+    pub record_patches_applied: u64,
+    /// Patches whose result did not match its length or checksum (the base differed); the version is
+    /// pulled whole instead.
+    pub record_patches_refused: u64,
     /// Pulls answered.
     pub pulls_answered: u64,
     /// Pulls dropped: unauthenticated, from an address that is not the requester's, or for a record we
@@ -279,12 +284,16 @@ enum Out {
         seq: u32,
         target: Arc<str>,
         addr: SocketAddr,
+        /// `dst` takes record patches.
+        patches: bool,
     },
     Ack {
         dst: SocketAddr,
         seq: u32,
         /// Whether to carry our coordinate (the prober asked and we have one).
         coord: bool,
+        /// The prober takes record patches.
+        patches: bool,
     },
     Nack {
         dst: SocketAddr,
@@ -292,6 +301,8 @@ enum Out {
     },
     Gossip {
         dst: SocketAddr,
+        /// `dst` takes record patches.
+        patches: bool,
     },
     Sync {
         dst: SocketAddr,
@@ -307,10 +318,12 @@ enum Out {
         name: Arc<str>,
         version: u32,
     },
-    /// Member `id`'s record, whole, to `dst` who pulled it.
+    /// Member `id`'s record to `dst` who pulled it: whole, or as a patch when `dst` takes patches and
+    /// holds `have`, the record's patch base.
     PullReply {
         dst: SocketAddr,
         id: Id,
+        have: Option<u32>,
     },
 }
 
@@ -347,10 +360,13 @@ enum Timer {
 
 /// The tags we announce: the application's, plus the wire extensions we understand when any is on.
 fn announced_tags(cfg: &GossipConfig, app: Vec<u8>) -> Result<Vec<u8>, tags::TagsError> {
-    if !cfg.coordinates {
+    let on = |yes: bool, feature: u32| if yes { feature } else { 0 };
+    let features = on(cfg.coordinates, wire::FEATURE_COORDINATES)
+        | on(cfg.record_patches, wire::FEATURE_RECORD_PATCHES);
+    if features == 0 {
         return Ok(app);
     }
-    tags::with(&app, wire::FEATURES_TAG, &wire::FEATURES.to_string())
+    tags::with(&app, wire::FEATURES_TAG, &features.to_string())
 }
 
 /// The gossip state machine of one node.
@@ -364,6 +380,8 @@ pub struct Core {
     /// Our position on the monitoring ring.
     me_pos: u64,
     view: View,
+    /// When the next periodic full-state exchange is due; an earlier [`Timer::PushPull`] is stale.
+    push_pull_due: Instant,
     /// Members declared dead here within `gossip_to_the_dead_time`, and when: gossip still goes to them
     /// (memberlist's rule), so a wrongly declared member hears of it. Apart from the slots, which
     /// every member has and only the recently dead would use.
@@ -441,6 +459,7 @@ impl Core {
             me_pos: name.pos(),
             roster,
             view,
+            push_pull_due: now,
             died: HashMap::default(),
             probing: probing::Probing::default(),
             seq,
@@ -472,6 +491,7 @@ impl Core {
         let g = jitter(&mut core.rng, core.cfg.gossip_interval);
         core.timers.push(now + g, Timer::Gossip);
         let pp = core.cfg.push_pull_interval + jitter(&mut core.rng, core.cfg.push_pull_interval);
+        core.push_pull_due = now + pp;
         core.timers.push(now + pp, Timer::PushPull);
         core.timers
             .push(now + core.cfg.reconnect_interval, Timer::Reconnect);
@@ -481,8 +501,10 @@ impl Core {
 
     /// Starts from `view`, a membership known some other way (loadgen begins large runs from one
     /// converged view that all its cores share copy-on-write). Our own slot in it is replaced by ours.
-    /// No member events are emitted for what the view holds.
-    pub fn adopt_view(&mut self, view: &View) {
+    /// No member events are emitted for what the view holds. The next full-state exchange falls anywhere
+    /// in the interval for the view's size, as in a cluster that has run a while; cores started together
+    /// would otherwise all make their first one within the same half minute.
+    pub fn adopt_view(&mut self, now: Instant, view: &View) {
         let me = self.local_slot().clone();
         self.suspicions.clear();
         self.died.clear();
@@ -497,6 +519,9 @@ impl Core {
         self.probing.order = ProbeOrder::empty();
         // Their tokens came from our own counter; the adopted view's come from another's.
         self.probing.checks.clear();
+        let every = self.cfg.push_pull_interval_for(self.view.live());
+        self.push_pull_due = now + every.mul_f64(self.rng.below(1000) as f64 / 1000.0);
+        self.timers.push(self.push_pull_due, Timer::PushPull);
     }
 
     /// This core's view of the membership.
@@ -629,6 +654,7 @@ impl Core {
                 target,
                 known,
                 want_coord,
+                takes_patches,
             } => {
                 self.compare_known(now, from, known);
                 if target == &*self.me {
@@ -637,6 +663,7 @@ impl Core {
                         dst: from,
                         seq,
                         coord,
+                        patches: takes_patches && self.cfg.record_patches,
                     });
                 } else {
                     self.stats.ping_name_mismatch += 1;
@@ -662,7 +689,16 @@ impl Core {
                 requester,
                 name,
                 version,
-            } => self.on_pull(from, requester, name, version),
+            } => {
+                // The requester's own version of the record, when it told us.
+                let have = p.deltas().find_map(|d| match d {
+                    Delta::Record {
+                        name: n, version, ..
+                    } if n == name => Some(version),
+                    _ => None,
+                });
+                self.on_pull(from, requester, (name, version), have)
+            }
             Message::Sync {
                 seq,
                 want_reply,
@@ -714,12 +750,15 @@ impl Core {
                 }
                 Timer::Suspicion(id, token) => self.on_suspicion_timer(now, id, token),
                 Timer::Reap(id, token, inc) => self.reap(id, token, inc),
-                Timer::PushPull => {
+                // One set before `adopt_view` moved the exchange is not due.
+                Timer::PushPull if now >= self.push_pull_due => {
                     let every = self.cfg.push_pull_interval_for(self.view.live());
+                    self.push_pull_due = now + every;
                     self.timers.push(now + every, Timer::PushPull);
                     self.stats.push_pulls += 1;
                     self.sync_with_random(|s| s.state.is_live());
                 }
+                Timer::PushPull => {}
                 Timer::JoinRetry(seq) => {
                     let Some(k) = self.exchanges.joins.iter().position(|j| j.seq == seq) else {
                         continue;

@@ -123,6 +123,7 @@ impl Core {
                 dst: r.origin,
                 seq: r.origin_seq,
                 coord: false,
+                patches: false,
             });
         }
     }
@@ -306,7 +307,8 @@ impl Core {
             id != tid && s.state == State::Alive
         });
         for k in 0..self.picks.len() {
-            let Some(dst) = self.view.get(self.picks[k]).map(|s| s.ident.addr) else {
+            let picked = self.view.get(self.picks[k]);
+            let Some((dst, patches)) = picked.map(|s| (s.ident.addr, self.takes_patches(s))) else {
                 continue;
             };
             self.out.push_back(Out::PingReq {
@@ -314,6 +316,7 @@ impl Core {
                 seq,
                 target: target.clone(),
                 addr,
+                patches,
             });
         }
         let sent = self.picks.len() as u32;

@@ -9,7 +9,10 @@
 //! network to each node about once.
 
 use super::*;
-use crate::record::{Record, RecordError};
+use std::borrow::Cow;
+
+use crate::patch;
+use crate::record::{Record, RecordError, RecordPatch};
 use crate::wire::{MAX_RECORD, RecordBody};
 
 /// How long a stream fetch may stay unanswered before news of the same version asks again.
@@ -19,6 +22,11 @@ pub const RECORD_PULL_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Sends of a record (by each holder) that carry it whole; later ones carry its version only.
 pub(super) const INLINE_SENDS: u32 = 2;
+/// Sends of a record (by each holder) that carry its patch, to members that take patches; later ones
+/// carry its version only. More than [`INLINE_SENDS`], as a patch costs a fraction of the record.
+pub(super) const PATCH_SENDS: u32 = 3;
+/// Largest record a patch is made for: one that can travel whole in a jumbo datagram.
+const PATCHED_MAX: usize = wire::MAX_DATAGRAM;
 
 /// Datagram pulls of one version before it is given up (to the next announcement or full-state
 /// exchange); the retries go to the record's owner and the announcer in turn, so a lossy path or a holder
@@ -63,7 +71,7 @@ impl Core {
             .map(|r| r.version)
             .or(self.records.own_floor)
             .map_or(1, incarnation::next);
-        self.install_record(self.me_id, version, &body);
+        self.install_record(self.me_id, version, &body, None);
         Ok(version)
     }
 
@@ -85,11 +93,18 @@ impl Core {
         self.apply_record(now, from, name, version, RecordBody::Inline(body));
     }
 
-    fn install_record(&mut self, id: Id, version: u32, body: &[u8]) {
-        let Some(ident) = self.view.get(id).map(|s| s.ident.clone()) else {
+    /// Installs `body` as member `id`'s record at `version`. Its patch is the one it arrived as, or else
+    /// made here against the version held before, so that this node can pass the change on as a patch.
+    fn install_record(&mut self, id: Id, version: u32, body: &[u8], arrived: Option<RecordPatch>) {
+        let Some((ident, held)) = self
+            .view
+            .get(id)
+            .map(|s| (s.ident.clone(), s.record.clone()))
+        else {
             return;
         };
-        let record = self.roster.record(ident.interned(), version, body);
+        let patch = || arrived.or_else(|| make_patch(held.as_deref()?, body));
+        let record = self.roster.record(ident.interned(), version, body, patch);
         let Some(name) = self.view.update(id, |s| {
             s.record = Some(record.clone());
             s.ident.name().clone()
@@ -99,6 +114,30 @@ impl Core {
         self.stats.records_applied += 1;
         self.broadcasts.push(Item::Record { id });
         self.events.push_back(Event::Record { name, record });
+    }
+
+    /// The record a patch makes of the version we hold, when it is the patch's base and the result
+    /// checks out.
+    fn patched(
+        &mut self,
+        held: Option<&Record>,
+        base: u32,
+        len: u32,
+        crc: u32,
+        hunks: &[u8],
+    ) -> Option<(Vec<u8>, RecordPatch)> {
+        let held = held.filter(|h| h.version == base)?;
+        match patch::apply(&held.body, hunks, len, crc) {
+            Ok(body) => {
+                self.stats.record_patches_applied += 1;
+                let hunks = hunks.into();
+                Some((body, RecordPatch { base, crc, hunks }))
+            }
+            Err(_) => {
+                self.stats.record_patches_refused += 1;
+                None
+            }
+        }
     }
 
     /// Applies the record deltas among `deltas` (a packet's or a full state's), heard from `from`; called
@@ -148,11 +187,28 @@ impl Core {
             self.refute_record(held, version, body);
             return;
         }
-        if held.is_some_and(|h| incarnation::at_least(h.version, version)) {
+        if held
+            .as_ref()
+            .is_some_and(|h| incarnation::at_least(h.version, version))
+        {
             return;
         }
-        match body {
-            RecordBody::Inline(b) => {
+        let name = s.ident.name().clone();
+        let content = match body {
+            RecordBody::Inline(b) => Some((Cow::Borrowed(b), None)),
+            RecordBody::Digest(_) => None,
+            // A patch on a version we do not hold (or that does not check out) is news of the version.
+            RecordBody::Patch {
+                base,
+                len,
+                crc,
+                hunks,
+            } => self
+                .patched(held.as_deref(), base, len, crc, hunks)
+                .map(|(b, p)| (Cow::Owned(b), Some(p))),
+        };
+        match content {
+            Some((b, patch)) => {
                 if self
                     .records
                     .pending
@@ -161,9 +217,10 @@ impl Core {
                 {
                     self.records.pending.remove(&id);
                 }
-                self.install_record(id, version, b)
+                self.install_record(id, version, &b, patch)
             }
-            RecordBody::Digest(len) => {
+            None => {
+                let len = body.record_len();
                 if self
                     .records
                     .pending
@@ -172,7 +229,6 @@ impl Core {
                 {
                     return;
                 }
-                let name = s.ident.name().clone();
                 let stream = len as usize > inline_limit(self.cfg.mtu);
                 let until = now
                     + if stream {
@@ -223,22 +279,30 @@ impl Core {
         };
         let differs = match body {
             RecordBody::Inline(b) => *b != *mine.body,
-            RecordBody::Digest(n) => n as usize != mine.body.len(),
+            _ => body.record_len() as usize != mine.body.len(),
         };
         if incarnation::newer(version, mine.version) || (version == mine.version && differs) {
             self.stats.records_refuted += 1;
             let version = incarnation::next(incarnation::later(version, mine.version));
-            self.install_record(self.me_id, version, &mine.body);
+            self.install_record(self.me_id, version, &mine.body, None);
         }
     }
 
-    /// Answers a pull from `from` (who must be `requester`'s address) with the record we hold.
-    pub(super) fn on_pull(&mut self, from: SocketAddr, requester: &str, name: &str, version: u32) {
-        let genuine = self.trusted
-            && self
-                .lookup(requester)
-                .and_then(|r| self.view.get(r))
-                .is_some_and(|r| r.ident.addr == from);
+    /// Answers a pull from `from` (who must be `requester`'s address) of `name`'s record at `version`
+    /// with the record we hold; `have` is the version the requester holds, if it said.
+    pub(super) fn on_pull(
+        &mut self,
+        from: SocketAddr,
+        requester: &str,
+        (name, version): (&str, u32),
+        have: Option<u32>,
+    ) {
+        let asker = self
+            .lookup(requester)
+            .and_then(|r| self.view.get(r))
+            .filter(|r| r.ident.addr == from);
+        let genuine = self.trusted && asker.is_some();
+        let have = have.filter(|_| asker.is_some_and(|r| self.takes_patches(r)));
         let held = self.lookup(name).filter(|&id| {
             self.view
                 .get(id)
@@ -248,7 +312,11 @@ impl Core {
         match held {
             Some(id) if genuine => {
                 self.stats.pulls_answered += 1;
-                self.out.push_back(Out::PullReply { dst: from, id });
+                self.out.push_back(Out::PullReply {
+                    dst: from,
+                    id,
+                    have,
+                });
             }
             _ => self.stats.pulls_dropped += 1,
         }
@@ -293,27 +361,53 @@ impl Core {
         self.timers.push(p.until, Timer::RecordPull(id));
     }
 
+    /// True when member `s` reads record patches and this node sends them.
+    pub(super) fn takes_patches(&self, s: &Slot) -> bool {
+        self.cfg.record_patches && s.ident.features & wire::FEATURE_RECORD_PATCHES != 0
+    }
+
     /// Forgets pending fetches for a member that is gone.
     pub(super) fn forget_fetch(&mut self, id: Id) {
         self.records.pending.remove(&id);
     }
 }
 
-/// The record delta of a slot: whole when it fits in `inline_limit` bytes, else its version and size.
-pub(super) fn record_delta(s: &Slot, inline_limit: usize) -> Option<Delta<'_>> {
+/// The record delta of a slot: its patch when `patch` allows and it has one, else whole when it fits in
+/// `inline_limit` bytes, else its version and size.
+pub(super) fn record_delta(s: &Slot, inline_limit: usize, patch: bool) -> Option<Delta<'_>> {
     let r = s.record.as_ref()?;
     if s.state == State::Left {
         return None;
     }
-    let body = if r.body.len() <= inline_limit {
-        RecordBody::Inline(&r.body)
-    } else {
-        RecordBody::Digest(r.body.len() as u32)
+    let len = r.body.len() as u32;
+    let body = match &r.patch {
+        Some(p) if patch => RecordBody::Patch {
+            base: p.base,
+            len,
+            crc: p.crc,
+            hunks: &p.hunks,
+        },
+        _ if r.body.len() <= inline_limit => RecordBody::Inline(&r.body),
+        _ => RecordBody::Digest(len),
     };
     Some(Delta::Record {
         name: s.ident.name(),
         version: r.version,
         body,
+    })
+}
+
+/// The patch from `prev` to `body`, when `body` is small enough to travel by datagram (a larger one goes
+/// by stream, whole) and the patch is smaller than it.
+fn make_patch(prev: &Record, body: &[u8]) -> Option<RecordPatch> {
+    if body.len() > PATCHED_MAX {
+        return None;
+    }
+    let hunks = patch::diff(&prev.body, body)?;
+    Some(RecordPatch {
+        base: prev.version,
+        crc: patch::checksum(body),
+        hunks: hunks.into(),
     })
 }
 
