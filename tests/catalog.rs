@@ -204,6 +204,15 @@ fn services_health_and_blocking_queries_across_agents() {
         .find(|e| e["Node"]["Node"] == "cat-two")
         .map(|e| e["Checks"][1]["Status"].clone());
     assert_eq!(two_checks, Some(json!("critical")), "{body}");
+    // The flip reached cat-three as a patch against the version it held, not as the whole record.
+    let stats = three.get_json("/v1/agent/self")["Stats"]["catalog"].clone();
+    let patched: u64 = stats["record_patches_applied"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(patched >= 1, "{stats}");
+    assert_eq!(stats["record_patches_refused"], "0", "{stats}");
     // Critical instances leave ?passing and DNS, and stay in the catalog.
     assert!(wait_for(CONVERGE, || passing_nodes(&three, "web") == ["cat-one"]));
     assert_eq!(srv_targets(&three, "web"), ["cat-one.node.dc1.consul."]);

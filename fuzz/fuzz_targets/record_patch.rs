@@ -39,9 +39,16 @@ fuzz_target!(|data: &[u8]| {
                 ..
             } = d
             {
-                if let Ok(body) = patch::apply(old, hunks, len, crc) {
-                    assert_eq!(body.len(), len as usize);
-                    assert_eq!(patch::checksum(&body), crc);
+                // Whatever the announced length and checksum, a wrong one is an error, never a panic.
+                let _ = patch::apply(old, hunks, len, crc);
+                // Against a plain reading of the same hunks, with the true length and checksum.
+                match reference(old, hunks) {
+                    Some(body) => {
+                        let (n, sum) = (body.len() as u32, patch::checksum(&body));
+                        assert_eq!(patch::apply(old, hunks, n, sum).as_deref(), Ok(&body[..]));
+                        assert!(patch::apply(old, hunks, n, sum ^ 1).is_err());
+                    }
+                    None => assert!(patch::apply(old, hunks, len, crc).is_err()),
                 }
             }
         }
@@ -55,3 +62,39 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(body, new);
     }
 });
+
+/// The hunks applied the obvious way, in one pass: keep, drop, insert, then the rest; `None` past the
+/// end of `old` or of the hunks, or for more hunks than a patch may hold.
+fn reference(old: &[u8], hunks: &[u8]) -> Option<Vec<u8>> {
+    fn varint(r: &mut &[u8]) -> Option<usize> {
+        let mut v: u64 = 0;
+        for i in 0..5 {
+            let (&b, tail) = r.split_first()?;
+            *r = tail;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return u32::try_from(v).ok().map(|v| v as usize);
+            }
+        }
+        None
+    }
+    let mut r = hunks;
+    let count = varint(&mut r)?;
+    if count > patch::MAX_HUNKS as usize {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    for _ in 0..count {
+        let (keep, drop, n) = (varint(&mut r)?, varint(&mut r)?, varint(&mut r)?);
+        if r.len() < n || at + keep + drop > old.len() {
+            return None;
+        }
+        out.extend_from_slice(&old[at..at + keep]);
+        at += keep + drop;
+        out.extend_from_slice(&r[..n]);
+        r = &r[n..];
+    }
+    out.extend_from_slice(&old[at..]);
+    Some(out)
+}

@@ -163,32 +163,40 @@ pub(crate) fn take_hunks<'a>(r: &mut Reader<'a>, len: u32) -> Result<&'a [u8], D
 }
 
 /// Applies encoded `hunks` (as [`take_hunks`] accepted them) to `old`; the result must be `len` bytes
-/// with CRC-32 `crc`.
+/// with CRC-32 `crc`. The work is bounded by `len`, whatever the size of `old`.
 pub fn apply(old: &[u8], hunks: &[u8], len: u32, crc: u32) -> Result<Vec<u8>, PatchError> {
+    let len = len as usize;
     let mut r = Reader::new(hunks);
-    let mut out = Vec::with_capacity(len as usize);
+    let mut out = Vec::with_capacity(len);
     let mut at = 0usize;
     let bad = |_| PatchError::OutOfRange;
     let count = r.varint().map_err(bad)?;
     if count > MAX_HUNKS {
         return Err(PatchError::OutOfRange);
     }
+    // Appends `from`, refusing anything that would outgrow the announced length.
+    let copy = |out: &mut Vec<u8>, from: &[u8]| {
+        if out.len() + from.len() > len {
+            return Err(PatchError::Mismatch);
+        }
+        out.extend_from_slice(from);
+        Ok(())
+    };
     for _ in 0..count {
         let keep = r.varint().map_err(bad)? as usize;
         let drop = r.varint().map_err(bad)? as usize;
         let n = r.varint().map_err(bad)? as usize;
         let insert = r.take(n).map_err(bad)?;
         let end = at.checked_add(keep).ok_or(PatchError::OutOfRange)?;
-        let kept = old.get(at..end).ok_or(PatchError::OutOfRange)?;
-        out.extend_from_slice(kept);
+        copy(&mut out, old.get(at..end).ok_or(PatchError::OutOfRange)?)?;
         at = end.checked_add(drop).ok_or(PatchError::OutOfRange)?;
-        if at > old.len() || out.len() + n > len as usize {
+        if at > old.len() {
             return Err(PatchError::OutOfRange);
         }
-        out.extend_from_slice(insert);
+        copy(&mut out, insert)?;
     }
-    out.extend_from_slice(&old[at..]);
-    if out.len() != len as usize || checksum(&out) != crc {
+    copy(&mut out, &old[at..])?;
+    if out.len() != len || checksum(&out) != crc {
         return Err(PatchError::Mismatch);
     }
     Ok(out)

@@ -565,7 +565,7 @@ fn a_patch_on_another_base_is_refused_and_the_record_pulled() {
     let (old, new) = (catalog_body(2, true), catalog_body(2, false));
     core.handle_packet(now, sim_addr(1), &record_packet("node-1", 1, &old));
     let hunks = murmur_gossip::patch::diff(&old, &new).unwrap();
-    let patch_packet = |base: u32, crc: u32| {
+    let patch_packet = |name: &str, base: u32, crc: u32| {
         let mut buf = Vec::new();
         let at = wire::encode_header(&mut buf, &Message::Gossip);
         let body = RecordBody::Patch {
@@ -575,7 +575,7 @@ fn a_patch_on_another_base_is_refused_and_the_record_pulled() {
             hunks: &hunks,
         };
         let d = Delta::Record {
-            name: "node-1",
+            name,
             version: 2,
             body,
         };
@@ -585,35 +585,116 @@ fn a_patch_on_another_base_is_refused_and_the_record_pulled() {
     };
     // Made against a body this node does not hold under that version: the checksum gives it away.
     let crc = murmur_gossip::patch::checksum(&new);
-    core.handle_packet(now, sim_addr(1), &patch_packet(1, crc ^ 1));
+    core.handle_packet(now, sim_addr(1), &patch_packet("node-1", 1, crc ^ 1));
     assert_eq!(core.record("node-1").unwrap().version, 1);
     assert_eq!(core.stats().record_patches_refused, 1);
-    // The version is news all the same: it is pulled whole, with the version held so the answer can
-    // be a patch.
-    let mut buf = Vec::new();
-    let mut pulled = false;
-    while let Some(t) = core.poll_transmit(&mut buf) {
-        let p = wire::decode(&buf[..t.len]).unwrap();
-        if let Message::Pull { name, version, .. } = p.msg {
-            assert_eq!((t.dst, name, version), (sim_addr(1), "node-1", 2));
-            assert!(p.deltas().any(|d| matches!(
-                d,
-                Delta::Record {
-                    name: "node-1",
-                    version: 1,
-                    body: RecordBody::Digest(_)
-                }
-            )));
-            pulled = true;
+    // The version is news all the same, and is pulled whole: said with the version held, the answer
+    // would be the same patch again.
+    let pulls = |core: &mut murmur_gossip::Core| {
+        let mut buf = Vec::new();
+        let mut pulls = Vec::new();
+        while let Some(t) = core.poll_transmit(&mut buf) {
+            let p = wire::decode(&buf[..t.len]).unwrap();
+            if let Message::Pull { name, version, .. } = p.msg {
+                let said = p.deltas().find_map(|d| match d {
+                    Delta::Record { version, .. } => Some(version),
+                    _ => None,
+                });
+                pulls.push((t.dst, name.to_string(), version, said));
+            }
         }
-    }
-    assert!(pulled);
-    // A patch on a base it does not hold at all is news too; the right one applies.
-    core.handle_packet(now, sim_addr(1), &patch_packet(7, crc));
-    assert_eq!(core.record("node-1").unwrap().version, 1);
-    core.handle_packet(now, sim_addr(1), &patch_packet(1, crc));
+        pulls
+    };
+    assert_eq!(
+        pulls(core),
+        [(sim_addr(1), "node-1".to_string(), 2, None)],
+        "a pull for the whole record"
+    );
+    // A patch on a base it does not hold at all is news too; its pull says the version held.
+    core.handle_packet(now, sim_addr(1), &record_packet("node-2", 1, &old));
+    core.handle_packet(now, sim_addr(1), &patch_packet("node-2", 5, crc));
+    assert_eq!(core.record("node-2").unwrap().version, 1);
+    assert_eq!(
+        pulls(core),
+        [(sim_addr(1), "node-2".to_string(), 2, Some(1))]
+    );
+    // The right patch applies.
+    core.handle_packet(now, sim_addr(1), &patch_packet("node-1", 1, crc));
     assert_eq!(*core.record("node-1").unwrap().body, *new);
     assert_eq!(core.stats().record_patches_applied, 1);
+    assert_eq!(core.stats().record_patches_refused, 1);
+}
+
+#[test]
+fn a_restarted_owner_that_reuses_a_version_for_other_content_converges_everywhere() {
+    let mut sim = cluster(8, 25, NetModel::default());
+    let old = catalog_body(2, true);
+    let v = publish(&mut sim, 2, &old);
+    assert!(everyone_holds(&mut sim, 2, v, &old, Duration::from_secs(5)));
+    sim.crash(2);
+    sim.run_for(Duration::from_secs(1));
+    sim.restart_node(2, GossipConfig::lan(), Vec::new());
+    // Version 1 again, for other bytes of the same length; then a change on top, whose patch is made
+    // against the new version 1, which nobody else holds under that number.
+    let mut other = old.clone();
+    other[0] ^= 0x20;
+    assert_eq!(publish(&mut sim, 2, &other), 1);
+    let newest = catalog_body(2, false);
+    assert_eq!(publish(&mut sim, 2, &newest), 2);
+    sim.join(2, 0);
+    let settled = sim.run_until_cond(STEP, Duration::from_secs(15), |s| {
+        (0..s.len()).filter(|&i| i != 2).all(|i| {
+            let mine = s.node(2).core.record("node-2");
+            let theirs = s.node(i).core.record("node-2");
+            mine.zip(theirs)
+                .is_some_and(|(m, t)| m.version == t.version && *t.body == *newest)
+        })
+    });
+    assert!(
+        settled,
+        "every node holds the restarted owner's newest record"
+    );
+}
+
+#[test]
+fn a_change_whose_patch_would_not_fit_a_datagram_goes_as_before() {
+    let mut sim = cluster(20, 26, NetModel::default());
+    let mut rng = murmur_gossip::Rng::new(9);
+    let big: Vec<u8> = (0..4000).map(|_| rng.below(256) as u8).collect();
+    let v1 = publish(&mut sim, 3, &big);
+    assert!(everyone_holds(
+        &mut sim,
+        3,
+        v1,
+        &big,
+        Duration::from_secs(10)
+    ));
+    // Half of it rewritten: the patch is larger than a datagram, so the change is announced and
+    // fetched whole, and nothing stays queued for want of room.
+    let mut changed = big.clone();
+    for b in &mut changed[1000..3000] {
+        *b = rng.below(256) as u8;
+    }
+    let v2 = publish(&mut sim, 3, &changed);
+    assert!(everyone_holds(
+        &mut sim,
+        3,
+        v2,
+        &changed,
+        Duration::from_secs(10)
+    ));
+    assert!(
+        sim.node(3)
+            .core
+            .local_slot()
+            .record
+            .as_ref()
+            .unwrap()
+            .patch
+            .is_none()
+    );
+    sim.run_for(Duration::from_secs(10));
+    assert!((0..sim.len()).all(|i| sim.node(i).core.pending_broadcasts() == 0));
 }
 
 #[test]

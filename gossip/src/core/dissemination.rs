@@ -166,6 +166,7 @@ impl Core {
                     dst,
                     ref name,
                     version,
+                    whole,
                 } => {
                     let msg = Message::Pull {
                         requester: &self.me,
@@ -177,7 +178,7 @@ impl Core {
                     // the news, and would spend its retransmissions where they teach nothing. A pull
                     // carries only the version we hold, so the answer can be a patch against it.
                     let held = self.lookup(name).and_then(|id| self.view.get(id));
-                    let held = held.filter(|_| self.cfg.record_patches);
+                    let held = held.filter(|_| self.cfg.record_patches && !whole);
                     let n = match held.and_then(|s| records::record_delta(s, 0, false)) {
                         Some(d) => {
                             wire::encode_delta(buf, &d);

@@ -312,11 +312,13 @@ enum Out {
         whole_records: bool,
         cursor: usize,
     },
-    /// Ask `dst` for `name`'s record at `version`.
+    /// Ask `dst` for `name`'s record at `version`; `whole` after a patch for it did not check out here
+    /// (else the pull says the version held, so the answer can be a patch).
     Pull {
         dst: SocketAddr,
         name: Arc<str>,
         version: u32,
+        whole: bool,
     },
     /// Member `id`'s record to `dst` who pulled it: whole, or as a patch when `dst` takes patches and
     /// holds `have`, the record's patch base.

@@ -11,7 +11,7 @@
 use super::*;
 use std::borrow::Cow;
 
-use crate::patch;
+use crate::patch::{self, PatchError};
 use crate::record::{Record, RecordError, RecordPatch};
 use crate::wire::{MAX_RECORD, RecordBody};
 
@@ -44,6 +44,18 @@ pub(super) struct Pending {
     attempts: u8,
     /// Asked of the driver's stream transport rather than by datagram.
     stream: bool,
+    /// A patch for this version did not check out on the version held: ask for it whole.
+    whole: bool,
+}
+
+/// Where an installed record's patch comes from.
+enum PatchFrom {
+    /// The patch it arrived as.
+    Arrived(RecordPatch),
+    /// Made here against the version held before, when that is the version just before.
+    Held,
+    /// None: the record goes whole.
+    Without,
 }
 
 /// Record bookkeeping beyond the slots.
@@ -71,7 +83,7 @@ impl Core {
             .map(|r| r.version)
             .or(self.records.own_floor)
             .map_or(1, incarnation::next);
-        self.install_record(self.me_id, version, &body, None);
+        self.install_record(self.me_id, version, &body, PatchFrom::Held);
         Ok(version)
     }
 
@@ -93,9 +105,8 @@ impl Core {
         self.apply_record(now, from, name, version, RecordBody::Inline(body));
     }
 
-    /// Installs `body` as member `id`'s record at `version`. Its patch is the one it arrived as, or else
-    /// made here against the version held before, so that this node can pass the change on as a patch.
-    fn install_record(&mut self, id: Id, version: u32, body: &[u8], arrived: Option<RecordPatch>) {
+    /// Installs `body` as member `id`'s record at `version`, with the patch `from` says.
+    fn install_record(&mut self, id: Id, version: u32, body: &[u8], from: PatchFrom) {
         let Some((ident, held)) = self
             .view
             .get(id)
@@ -103,7 +114,12 @@ impl Core {
         else {
             return;
         };
-        let patch = || arrived.or_else(|| make_patch(held.as_deref()?, body));
+        let (on, room) = (self.cfg.record_patches, inline_limit(self.cfg.mtu));
+        let patch = || match from {
+            PatchFrom::Arrived(p) => Some(p),
+            PatchFrom::Held if on => make_patch(held.as_deref()?, version, body, room),
+            PatchFrom::Held | PatchFrom::Without => None,
+        };
         let record = self.roster.record(ident.interned(), version, body, patch);
         let Some(name) = self.view.update(id, |s| {
             s.record = Some(record.clone());
@@ -117,25 +133,30 @@ impl Core {
     }
 
     /// The record a patch makes of the version we hold, when it is the patch's base and the result
-    /// checks out.
+    /// checks out. `Err` when it did not check out: the version must then come whole. The work is
+    /// bounded by [`PATCHED_MAX`], whatever a (trusted) sender puts in a datagram.
     fn patched(
         &mut self,
         held: Option<&Record>,
-        base: u32,
-        len: u32,
-        crc: u32,
+        (base, len, crc): (u32, u32, u32),
         hunks: &[u8],
-    ) -> Option<(Vec<u8>, RecordPatch)> {
-        let held = held.filter(|h| h.version == base)?;
+    ) -> Result<Option<(Vec<u8>, RecordPatch)>, PatchError> {
+        let Some(held) = held.filter(|h| h.version == base) else {
+            return Ok(None);
+        };
+        if len as usize > PATCHED_MAX {
+            self.stats.record_patches_refused += 1;
+            return Err(PatchError::OutOfRange);
+        }
         match patch::apply(&held.body, hunks, len, crc) {
             Ok(body) => {
                 self.stats.record_patches_applied += 1;
                 let hunks = hunks.into();
-                Some((body, RecordPatch { base, crc, hunks }))
+                Ok(Some((body, RecordPatch { base, crc, hunks })))
             }
-            Err(_) => {
+            Err(e) => {
                 self.stats.record_patches_refused += 1;
-                None
+                Err(e)
             }
         }
     }
@@ -194,18 +215,24 @@ impl Core {
             return;
         }
         let name = s.ident.name().clone();
+        // A patch on a version we do not hold is news of the version; one that does not check out on
+        // the version we hold is too, and the version must then come whole.
+        let mut whole = false;
         let content = match body {
-            RecordBody::Inline(b) => Some((Cow::Borrowed(b), None)),
+            RecordBody::Inline(b) => Some((Cow::Borrowed(b), PatchFrom::Held)),
             RecordBody::Digest(_) => None,
-            // A patch on a version we do not hold (or that does not check out) is news of the version.
             RecordBody::Patch {
                 base,
                 len,
                 crc,
                 hunks,
-            } => self
-                .patched(held.as_deref(), base, len, crc, hunks)
-                .map(|(b, p)| (Cow::Owned(b), Some(p))),
+            } => match self.patched(held.as_deref(), (base, len, crc), hunks) {
+                Ok(made) => made.map(|(b, p)| (Cow::Owned(b), PatchFrom::Arrived(p))),
+                Err(_) => {
+                    whole = true;
+                    None
+                }
+            },
         };
         match content {
             Some((b, patch)) => {
@@ -221,12 +248,11 @@ impl Core {
             }
             None => {
                 let len = body.record_len();
-                if self
-                    .records
-                    .pending
-                    .get(&id)
-                    .is_some_and(|p| incarnation::at_least(p.version, version) && now < p.until)
-                {
+                if self.records.pending.get(&id).is_some_and(|p| {
+                    incarnation::at_least(p.version, version)
+                        && now < p.until
+                        && (p.whole || !whole)
+                }) {
                     return;
                 }
                 let stream = len as usize > inline_limit(self.cfg.mtu);
@@ -242,6 +268,7 @@ impl Core {
                     from,
                     attempts: 1,
                     stream,
+                    whole,
                 };
                 self.records.pending.insert(id, pending);
                 if !stream {
@@ -251,6 +278,7 @@ impl Core {
                         dst: from,
                         name,
                         version,
+                        whole,
                     });
                     self.timers.push(until, Timer::RecordPull(id));
                 } else {
@@ -279,12 +307,16 @@ impl Core {
         };
         let differs = match body {
             RecordBody::Inline(b) => *b != *mine.body,
-            _ => body.record_len() as usize != mine.body.len(),
+            RecordBody::Patch { len, crc, .. } => {
+                len as usize != mine.body.len() || crc != patch::checksum(&mine.body)
+            }
+            RecordBody::Digest(len) => len as usize != mine.body.len(),
         };
         if incarnation::newer(version, mine.version) || (version == mine.version && differs) {
             self.stats.records_refuted += 1;
             let version = incarnation::next(incarnation::later(version, mine.version));
-            self.install_record(self.me_id, version, &mine.body, None);
+            // Whole: the cluster holds another body under our old version, so no patch fits it.
+            self.install_record(self.me_id, version, &mine.body, PatchFrom::Without);
         }
     }
 
@@ -357,6 +389,7 @@ impl Core {
             dst,
             name,
             version: p.version,
+            whole: p.whole,
         });
         self.timers.push(p.until, Timer::RecordPull(id));
     }
@@ -397,13 +430,17 @@ pub(super) fn record_delta(s: &Slot, inline_limit: usize, patch: bool) -> Option
     })
 }
 
-/// The patch from `prev` to `body`, when `body` is small enough to travel by datagram (a larger one goes
-/// by stream, whole) and the patch is smaller than it.
-fn make_patch(prev: &Record, body: &[u8]) -> Option<RecordPatch> {
-    if body.len() > PATCHED_MAX {
+/// The patch from `prev` to `body` at `version`, when `prev` is the version just before (a patch on an
+/// older one would send most receivers to pull), both are small enough to travel by datagram (larger
+/// ones go by stream, whole), and the patch fits in `room` bytes and is smaller than the record.
+fn make_patch(prev: &Record, version: u32, body: &[u8], room: usize) -> Option<RecordPatch> {
+    if incarnation::next(prev.version) != version
+        || body.len() > PATCHED_MAX
+        || prev.body.len() > PATCHED_MAX
+    {
         return None;
     }
-    let hunks = patch::diff(&prev.body, body)?;
+    let hunks = patch::diff(&prev.body, body).filter(|h| h.len() <= room)?;
     Some(RecordPatch {
         base: prev.version,
         crc: patch::checksum(body),
