@@ -740,3 +740,43 @@ fn a_pull_that_says_the_version_held_is_answered_with_a_patch() {
     assert_eq!(answer(None), (0, 1), "nothing said: whole");
     assert_eq!(answer(Some(v - 2)), (0, 1), "an older one: whole");
 }
+
+#[test]
+fn pings_to_a_failed_member_do_not_say_the_prober_takes_patches() {
+    let mut sim = cluster(4, 27, NetModel::default());
+    sim.crash(3);
+    let pings = Rc::new(RefCell::new((0usize, 0usize)));
+    let seen = pings.clone();
+    sim.set_tap(Box::new(move |_, dst, bytes| {
+        if dst == 3
+            && let Ok(p) = wire::decode(bytes)
+            && let Message::Ping { takes_patches, .. } = p.msg
+        {
+            let mut s = seen.borrow_mut();
+            if takes_patches {
+                s.0 += 1;
+            } else {
+                s.1 += 1;
+            }
+        }
+    }));
+    let failed = |s: &Sim| {
+        (0..3).all(|i| {
+            s.node(i)
+                .core
+                .member("node-3")
+                .is_some_and(|m| m.state == State::Dead)
+        })
+    };
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), failed));
+    let before = *pings.borrow();
+    // Failed members get a ping now and then, to learn whether they are back; it may be as an older
+    // build, which could not read the flagged form.
+    sim.run_for(Duration::from_secs(70));
+    let after = *pings.borrow();
+    assert_eq!(
+        after.0, before.0,
+        "a flagged ping went to the failed member"
+    );
+    assert!(after.1 > before.1, "no reconnect pings");
+}

@@ -94,8 +94,10 @@ impl Core {
                 } => {
                     let known = self.view.len() as u32;
                     let target_slot = self.lookup(target).and_then(|id| self.view.get(id));
-                    patches =
-                        target_slot.is_some_and(|s| s.ident.addr == dst && self.takes_patches(s));
+                    // Not to a failed member: it may be back as another build at the same address.
+                    patches = target_slot.is_some_and(|s| {
+                        s.ident.addr == dst && s.state.is_live() && self.takes_patches(s)
+                    });
                     let msg = Message::Ping {
                         seq,
                         target,

@@ -116,7 +116,8 @@ impl Core {
         };
         let (on, room) = (self.cfg.record_patches, inline_limit(self.cfg.mtu));
         let patch = || match from {
-            PatchFrom::Arrived(p) => Some(p),
+            // One that came in a larger datagram than ours would never leave the broadcast queue.
+            PatchFrom::Arrived(p) => Some(p).filter(|p| p.hunks.len() <= room),
             PatchFrom::Held if on => make_patch(held.as_deref()?, version, body, room),
             PatchFrom::Held | PatchFrom::Without => None,
         };
