@@ -1,6 +1,6 @@
 //! Byte patches between two versions of a record. A check flip changes a status byte and an output
 //! string in a record of a couple of hundred bytes; sending the change instead of the record cuts what
-//! every node must receive per flip several-fold (see `perf/RESULTS.md`, fourteenth issue).
+//! every node must receive per flip several-fold (see `perf/RESULTS.md`, "A flip as a patch").
 //!
 //! A patch is a list of hunks applied left to right over the old body: keep `keep` bytes, drop `drop`
 //! bytes, insert the hunk's bytes; whatever follows the last hunk is kept. The new body's length and
@@ -140,21 +140,31 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
         .count()
 }
 
-/// Reads encoded hunks from a datagram, checking their shape (count, lengths) against `len`, the
-/// length of the body they produce; returns the hunks' bytes.
-pub(crate) fn take_hunks<'a>(r: &mut Reader<'a>, len: u32) -> Result<&'a [u8], DecodeError> {
-    let start = r.rest();
+/// Reads a patch's hunk count, refusing more than [`MAX_HUNKS`].
+fn hunk_count(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
     let count = r.varint()?;
     if count > MAX_HUNKS {
         return Err(DecodeError::BadRecord);
     }
+    Ok(count)
+}
+
+/// Reads one hunk: bytes kept, bytes dropped, bytes inserted.
+fn hunk<'a>(r: &mut Reader<'a>) -> Result<(usize, usize, &'a [u8]), DecodeError> {
+    let keep = r.varint()? as usize;
+    let drop = r.varint()? as usize;
+    let n = r.varint()? as usize;
+    Ok((keep, drop, r.take(n)?))
+}
+
+/// Reads encoded hunks from a datagram, checking their shape (count, lengths) against `len`, the
+/// length of the body they produce; returns the hunks' bytes.
+pub(crate) fn take_hunks<'a>(r: &mut Reader<'a>, len: u32) -> Result<&'a [u8], DecodeError> {
+    let start = r.rest();
     let mut produced: u64 = 0;
-    for _ in 0..count {
-        let keep = r.varint()?;
-        let _drop = r.varint()?;
-        let n = r.varint()?;
-        r.take(n as usize)?;
-        produced += u64::from(keep) + u64::from(n);
+    for _ in 0..hunk_count(r)? {
+        let (keep, _, insert) = hunk(r)?;
+        produced += keep as u64 + insert.len() as u64;
     }
     if produced > u64::from(len) {
         return Err(DecodeError::BadRecord);
@@ -170,10 +180,7 @@ pub fn apply(old: &[u8], hunks: &[u8], len: u32, crc: u32) -> Result<Vec<u8>, Pa
     let mut out = Vec::with_capacity(len);
     let mut at = 0usize;
     let bad = |_| PatchError::OutOfRange;
-    let count = r.varint().map_err(bad)?;
-    if count > MAX_HUNKS {
-        return Err(PatchError::OutOfRange);
-    }
+    let count = hunk_count(&mut r).map_err(bad)?;
     // Appends `from`, refusing anything that would outgrow the announced length.
     let copy = |out: &mut Vec<u8>, from: &[u8]| {
         if out.len() + from.len() > len {
@@ -183,10 +190,7 @@ pub fn apply(old: &[u8], hunks: &[u8], len: u32, crc: u32) -> Result<Vec<u8>, Pa
         Ok(())
     };
     for _ in 0..count {
-        let keep = r.varint().map_err(bad)? as usize;
-        let drop = r.varint().map_err(bad)? as usize;
-        let n = r.varint().map_err(bad)? as usize;
-        let insert = r.take(n).map_err(bad)?;
+        let (keep, drop, insert) = hunk(&mut r).map_err(bad)?;
         let end = at.checked_add(keep).ok_or(PatchError::OutOfRange)?;
         copy(&mut out, old.get(at..end).ok_or(PatchError::OutOfRange)?)?;
         at = end.checked_add(drop).ok_or(PatchError::OutOfRange)?;

@@ -4,8 +4,10 @@
 //! ```text
 //! packet  := version:u8 kind:u8 body count:u16 delta*
 //! body    := Ping: seq:u32 target:str8 known:varint | Ack: seq:u32 known:varint | ...
-//!            | Pull: requester:str8 name:str8 version:varint
+//!            | Pull: requester:str8 name:str8 version:varint (its one delta, if any, is the
+//!              requester's own record digest: the version a patch in the answer may apply to)
 //!            | PingCoord: as Ping | AckCoord: as Ack, then coord
+//!            | PingFlags: flags:u8 (1 want coord, 2 takes patches), then as Ping
 //! coord   := 11 x f32 (8 vector components, error, adjustment, height; seconds)
 //! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -
 //!            | User: payload:bytes16 | Record: 0 len:varint body[len] | 1 len:varint
