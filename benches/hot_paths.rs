@@ -26,6 +26,7 @@ fn gossip_packet(n: usize) -> Vec<u8> {
             known: n as u32,
             want_coord: true,
             takes_patches: false,
+            news: None,
         },
     );
     for i in 0..n {

@@ -77,9 +77,18 @@ pub struct BroadcastQueue {
     once: Vec<Id>,
     skipped: Vec<Ref>,
     moved: Vec<Ref>,
+    /// Sends after which a record entry retires, when below the limit `fill` is given (0: none).
+    record_limit: u32,
 }
 
 impl BroadcastQueue {
+    /// Retires record entries after `sends` transmissions (when below the limit `fill` is given): with
+    /// another way to reach the members a push missed, records need not be retransmitted as long as
+    /// membership news.
+    pub fn set_record_limit(&mut self, sends: u32) {
+        self.record_limit = sends;
+    }
+
     /// Queues `item`, superseding any older entry about the same member (or the same event).
     pub fn push(&mut self, item: Item) {
         let old = match &item {
@@ -148,7 +157,10 @@ impl BroadcastQueue {
     /// core, and nothing refers to them any more except stale bucket references, which go too.
     fn release_if_drained(&mut self) {
         if self.is_empty() && (self.slots.len() > 64 || self.once.capacity() > 64) {
-            *self = BroadcastQueue::default();
+            *self = BroadcastQueue {
+                record_limit: self.record_limit,
+                ..BroadcastQueue::default()
+            };
         }
     }
 
@@ -244,6 +256,12 @@ impl BroadcastQueue {
                 count += 1;
                 let s = &mut self.slots[r.0 as usize];
                 s.transmits = s.transmits.saturating_add(1);
+                let limit = match s.item {
+                    Some(Item::Record { .. }) if self.record_limit > 0 => {
+                        self.record_limit.min(limit)
+                    }
+                    _ => limit,
+                };
                 if s.transmits >= limit {
                     self.retire(r.0 as usize);
                 } else {
@@ -399,6 +417,35 @@ mod tests {
         }
         assert!(q.is_empty());
         assert_eq!(q.transmits(1), None);
+    }
+
+    #[test]
+    fn records_retire_at_their_own_limit_and_members_at_the_given_one() {
+        let mut q = BroadcastQueue::default();
+        q.set_record_limit(2);
+        q.push(member(1, State::Alive));
+        q.push(Item::Record { id: 5 });
+        let mut sent = Vec::new();
+        for _ in 0..6 {
+            let mut out = Vec::new();
+            q.fill(&mut out, 1000, 4, 100, |item, _, out| {
+                sent.push(matches!(item, Item::Record { .. }));
+                out.push(1);
+                true
+            });
+        }
+        assert_eq!(sent.iter().filter(|&&r| r).count(), 2, "{sent:?}");
+        assert_eq!(sent.iter().filter(|&&r| !r).count(), 4, "{sent:?}");
+        assert!(q.is_empty());
+        // A limit below the record limit still applies to records.
+        q.push(Item::Record { id: 5 });
+        let mut out = Vec::new();
+        q.fill(&mut out, 1000, 1, 100, |_, _, out| {
+            out.push(1);
+            true
+        });
+        assert_eq!(out, [1]);
+        assert!(q.is_empty());
     }
 
     #[test]

@@ -61,6 +61,11 @@ pub struct GossipConfig {
     /// patches. Off, this node neither announces nor sends them, as builds before them did; kept for
     /// comparison and for tests of mixed clusters.
     pub record_patches: bool,
+    /// Pings list the record versions installed lately, and acks carry those the prober lacks: the
+    /// repair that lets each holder announce a change only [`crate::RECORD_SENDS`] times instead of
+    /// the membership retransmit limit. Off, as builds before it did; kept for comparison and for
+    /// tests of mixed clusters.
+    pub record_news: bool,
 }
 
 impl GossipConfig {
@@ -90,6 +95,7 @@ impl GossipConfig {
             coordinates: true,
             peer_coordinates: 0,
             record_patches: true,
+            record_news: true,
         }
     }
 

@@ -37,6 +37,10 @@ pub type LinkLatency = Box<dyn Fn(usize, usize) -> Duration>;
 /// Sees every datagram the network carries: `(src, dst, bytes)`.
 pub type Tap = Box<dyn FnMut(usize, usize, &[u8])>;
 
+/// Decides which datagrams the network carries (`(src, dst, bytes)`; false drops it): a path that loses
+/// only some kinds of traffic.
+pub type Filter = Box<dyn FnMut(usize, usize, &[u8]) -> bool>;
+
 /// One simulated node.
 pub struct SimNode {
     /// Its gossip core.
@@ -92,6 +96,7 @@ pub struct Sim {
     pub dropped: u64,
     links: Option<LinkLatency>,
     tap: Option<Tap>,
+    filter: Option<Filter>,
 }
 
 /// Deterministic loopback-range address of simulated node `i` (nothing is ever sent to it).
@@ -120,6 +125,7 @@ impl Sim {
             dropped: 0,
             links: None,
             tap: None,
+            filter: None,
         }
     }
 
@@ -131,6 +137,16 @@ impl Sim {
     /// Shows every datagram sent (before loss) to `tap`, for tests of what goes on the wire.
     pub fn set_tap(&mut self, tap: Tap) {
         self.tap = Some(tap);
+    }
+
+    /// Drops the datagrams `filter` refuses, until [`Sim::clear_filter`].
+    pub fn set_filter(&mut self, filter: Filter) {
+        self.filter = Some(filter);
+    }
+
+    /// Carries every datagram again.
+    pub fn clear_filter(&mut self) {
+        self.filter = None;
     }
 
     /// Virtual time elapsed since the start.
@@ -249,7 +265,12 @@ impl Sim {
             if let Some(tap) = self.tap.as_mut() {
                 tap(i, dst, &self.buf[..t.len]);
             }
-            if self.nodes[dst].group != self.nodes[i].group
+            let refused = self
+                .filter
+                .as_mut()
+                .is_some_and(|f| !f(i, dst, &self.buf[..t.len]));
+            if refused
+                || self.nodes[dst].group != self.nodes[i].group
                 || self.nodes[dst].deaf
                 || (self.net.loss > 0.0 && (self.rng.below(1_000_000) as f64) < self.net.loss * 1e6)
             {

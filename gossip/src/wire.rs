@@ -50,6 +50,8 @@ pub enum DecodeError {
     BadTags,
     /// A record delta's body form is neither inline nor digest.
     BadRecord,
+    /// A ping's news list is longer than [`MAX_NEWS`].
+    BadNews,
 }
 
 impl std::fmt::Display for DecodeError {
@@ -65,6 +67,7 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Oversize => write!(f, "oversize packet"),
             DecodeError::BadTags => write!(f, "invalid tags"),
             DecodeError::BadRecord => write!(f, "invalid record"),
+            DecodeError::BadNews => write!(f, "news list too long"),
         }
     }
 }
@@ -78,13 +81,16 @@ pub enum Message<'a> {
     /// `want_coord` the answer carries the target's network coordinate; it is only sent to members
     /// that announce [`FEATURE_COORDINATES`], since older ones would drop the packet. With
     /// `takes_patches` the sender reads record patches, so the answer may carry them; it is only sent to
-    /// members that announce [`FEATURE_RECORD_PATCHES`].
+    /// members that announce [`FEATURE_RECORD_PATCHES`]. With `news` the sender lists the record
+    /// versions it installed lately, so the answer can carry the ones it lacks; it is only sent to
+    /// members that announce [`FEATURE_RECORD_NEWS`].
     Ping {
         seq: u32,
         target: &'a str,
         known: u32,
         want_coord: bool,
         takes_patches: bool,
+        news: Option<News<'a>>,
     },
     /// Ask the receiver to probe `target` at `addr` on our behalf.
     PingReq {
@@ -129,10 +135,70 @@ const K_SYNC: u8 = 6;
 const K_PULL: u8 = 7;
 const K_PING_COORD: u8 = 8;
 const K_ACK_COORD: u8 = 9;
-/// A ping with a flags byte ([`PING_WANT_COORD`], [`PING_TAKES_PATCHES`]).
+/// A ping with a flags byte ([`PING_WANT_COORD`], [`PING_TAKES_PATCHES`], [`PING_NEWS`]).
 const K_PING_FLAGS: u8 = 10;
 const PING_WANT_COORD: u8 = 1;
 const PING_TAKES_PATCHES: u8 = 2;
+/// The ping ends with a [`News`] list.
+const PING_NEWS: u8 = 4;
+
+/// Most fingerprints a ping's news list carries.
+pub const MAX_NEWS: usize = 64;
+
+/// A ping's list of the record versions its sender installed lately: how long back it reaches (in
+/// tenths of a second) and a 16-bit [`news_fingerprint`] of each (name, version). Fingerprints, not
+/// names: a ping goes out every second from every node, and 64 names would not fit in one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct News<'a> {
+    /// How far back the list reaches, in tenths of a second.
+    pub span_ds: u8,
+    /// Big-endian fingerprints, two bytes each.
+    fingerprints: &'a [u8],
+}
+
+impl<'a> News<'a> {
+    /// A list reaching `span_ds` tenths of a second back, over `fingerprints` as [`News::put`] wrote
+    /// them; `None` when they are not whole pairs or more than [`MAX_NEWS`].
+    pub fn new(span_ds: u8, fingerprints: &'a [u8]) -> Option<Self> {
+        (fingerprints.len().is_multiple_of(2) && fingerprints.len() / 2 <= MAX_NEWS).then_some(
+            News {
+                span_ds,
+                fingerprints,
+            },
+        )
+    }
+
+    /// Appends one fingerprint to a list under construction.
+    pub fn put(out: &mut Vec<u8>, fingerprint: u16) {
+        out.extend_from_slice(&fingerprint.to_be_bytes());
+    }
+
+    /// Number of fingerprints.
+    pub fn len(&self) -> usize {
+        self.fingerprints.len() / 2
+    }
+
+    /// True when the list is empty (the sender installed nothing lately).
+    pub fn is_empty(&self) -> bool {
+        self.fingerprints.is_empty()
+    }
+
+    /// True when `fingerprint` is listed.
+    pub fn contains(&self, fingerprint: u16) -> bool {
+        self.fingerprints
+            .chunks_exact(2)
+            .any(|c| u16::from_be_bytes([c[0], c[1]]) == fingerprint)
+    }
+}
+
+/// The fingerprint of member `name`'s record at `version` in a [`News`] list. A false match only
+/// delays a repair to the next probe, so 16 bits suffice (with 64 listed, one in a thousand).
+pub fn news_fingerprint(name: &str, version: u32) -> u16 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(name.as_bytes());
+    h.update(&version.to_be_bytes());
+    h.finalize() as u16
+}
 
 /// The member tag in which the core announces which wire extensions it understands (a decimal bit set),
 /// so that peers send them only to members that will not drop them: the negotiation that lets old and
@@ -142,8 +208,10 @@ pub const FEATURES_TAG: &str = "mwf";
 pub const FEATURE_COORDINATES: u32 = 1;
 /// Wire extension: records may arrive as patches against an earlier version ([`RecordBody::Patch`]).
 pub const FEATURE_RECORD_PATCHES: u32 = 2;
+/// Wire extension: pings may carry a [`News`] list, and acks the records it lacks.
+pub const FEATURE_RECORD_NEWS: u32 = 4;
 /// Every extension this build understands.
-pub const FEATURES: u32 = FEATURE_COORDINATES | FEATURE_RECORD_PATCHES;
+pub const FEATURES: u32 = FEATURE_COORDINATES | FEATURE_RECORD_PATCHES | FEATURE_RECORD_NEWS;
 
 /// A network coordinate as the wire carries it: the bits of 11 `f32`s (vector, error, adjustment,
 /// height). Kept as bits so messages stay `Eq`; a non-finite value is refused where it is used.
@@ -461,12 +529,21 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
                 K_PING_COORD => PING_WANT_COORD,
                 _ => 0,
             };
+            let (seq, target, known) = (r.u32()?, r.str8()?, r.varint()?);
+            let news = if flags & PING_NEWS != 0 {
+                let span_ds = r.u8()?;
+                let n = r.u8()? as usize;
+                Some(News::new(span_ds, r.take(n * 2)?).ok_or(DecodeError::BadNews)?)
+            } else {
+                None
+            };
             Message::Ping {
-                seq: r.u32()?,
-                target: r.str8()?,
-                known: r.varint()?,
+                seq,
+                target,
+                known,
                 want_coord: flags & PING_WANT_COORD != 0,
                 takes_patches: flags & PING_TAKES_PATCHES != 0,
+                news,
             }
         }
         K_PING_REQ => Message::PingReq {
@@ -584,12 +661,14 @@ pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
             known,
             want_coord,
             takes_patches,
+            news,
         } => {
-            if takes_patches {
+            if takes_patches || news.is_some() {
                 buf.push(K_PING_FLAGS);
                 buf.push(
                     u8::from(want_coord) * PING_WANT_COORD
-                        + u8::from(takes_patches) * PING_TAKES_PATCHES,
+                        + u8::from(takes_patches) * PING_TAKES_PATCHES
+                        + u8::from(news.is_some()) * PING_NEWS,
                 );
             } else {
                 buf.push(if want_coord { K_PING_COORD } else { K_PING });
@@ -597,6 +676,11 @@ pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
             buf.extend_from_slice(&seq.to_be_bytes());
             put_str8(buf, target);
             put_varint(buf, known);
+            if let Some(n) = news {
+                buf.push(n.span_ds);
+                buf.push(n.len() as u8);
+                buf.extend_from_slice(n.fingerprints);
+            }
         }
         Message::PingReq {
             seq,
@@ -940,6 +1024,31 @@ mod tests {
     }
 
     #[test]
+    fn a_news_list_longer_than_the_limit_is_refused() {
+        let mut buf = Vec::new();
+        let listed = vec![7u8; MAX_NEWS * 2];
+        let news = News::new(40, &listed);
+        let ping = Message::Ping {
+            seq: 1,
+            target: "b",
+            known: 0,
+            want_coord: false,
+            takes_patches: false,
+            news,
+        };
+        let at = encode_header(&mut buf, &ping);
+        set_count(&mut buf, at, 0);
+        assert_eq!(decode(&buf).unwrap().msg, ping);
+        // One more fingerprint than a sender may list: the count byte says 65.
+        let count = buf.len() - 2 - MAX_NEWS * 2 - 1;
+        buf[count] += 1;
+        buf.splice(count + 1..count + 1, [0, 0]);
+        assert_eq!(decode(&buf).unwrap_err(), DecodeError::BadNews);
+        assert!(News::new(1, &[0; MAX_NEWS * 2 + 2]).is_none());
+        assert!(News::new(1, &[0; 3]).is_none());
+    }
+
+    #[test]
     fn every_truncation_is_rejected() {
         let buf = sample_packet();
         for n in 0..buf.len() {
@@ -1031,15 +1140,22 @@ mod tests {
         }
 
         #[test]
-        fn suspect_roundtrip(name in "[a-z0-9-]{1,40}", from in "[a-z0-9-]{1,40}", inc in any::<u32>(), seq in any::<u32>()) {
+        fn suspect_roundtrip(name in "[a-z0-9-]{1,40}", from in "[a-z0-9-]{1,40}", inc in any::<u32>(), seq in any::<u32>(), fps in proptest::collection::vec(any::<u16>(), 0..=MAX_NEWS)) {
             let mut buf = Vec::new();
             let want_coord = inc % 2 == 0;
             let takes_patches = seq % 3 == 0;
-            let at = encode_header(&mut buf, &Message::Ping { seq, target: &name, known: inc, want_coord, takes_patches });
+            let mut listed = Vec::new();
+            fps.iter().for_each(|&f| News::put(&mut listed, f));
+            let news = (seq % 5 != 0).then(|| News::new((seq >> 8) as u8, &listed).unwrap());
+            let at = encode_header(&mut buf, &Message::Ping { seq, target: &name, known: inc, want_coord, takes_patches, news });
             encode_delta(&mut buf, &Delta::Dead { name: &name, incarnation: inc, from: &from });
             set_count(&mut buf, at, 1);
             let p = decode(&buf).unwrap();
-            prop_assert_eq!(p.msg, Message::Ping { seq, target: &name, known: inc, want_coord, takes_patches });
+            prop_assert_eq!(p.msg, Message::Ping { seq, target: &name, known: inc, want_coord, takes_patches, news });
+            if let Message::Ping { news: Some(n), .. } = p.msg {
+                prop_assert_eq!(n.len(), fps.len());
+                prop_assert!(fps.iter().all(|&f| n.contains(f)));
+            }
             let d: Vec<_> = p.deltas().collect();
             prop_assert_eq!(d, vec![Delta::Dead { name: &name, incarnation: inc, from: &from }]);
         }

@@ -113,6 +113,7 @@ fn members_that_do_not_announce_coordinates_get_plain_probes() {
     let plain = GossipConfig {
         coordinates: false,
         record_patches: false,
+        record_news: false,
         ..GossipConfig::lan()
     };
     for i in 0..4 {

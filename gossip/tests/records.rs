@@ -780,3 +780,179 @@ fn pings_to_a_failed_member_do_not_say_the_prober_takes_patches() {
     );
     assert!(after.1 > before.1, "no reconnect pings");
 }
+
+/// True when a datagram carries a record delta about `owner`, in any form.
+fn carries_record_of(bytes: &[u8], owner: &str) -> bool {
+    wire::decode(bytes).is_ok_and(|p| {
+        p.deltas()
+            .any(|d| matches!(d, Delta::Record { name, .. } if name == owner))
+    })
+}
+
+/// Node 7 hears nothing of node 3's change while it spreads; once the push is over, only the news
+/// lists can tell it (the next full-state exchange is 30 s away). `news` sets them on or off everywhere.
+fn missed_push_is_repaired(news: bool) -> (bool, u64) {
+    let mut sim = Sim::new(31, NetModel::default());
+    let cfg = GossipConfig {
+        record_news: news,
+        ..GossipConfig::lan()
+    };
+    for i in 0..20 {
+        sim.add_node(&format!("node-{i}"), cfg.clone(), Vec::new());
+    }
+    for i in 1..20 {
+        sim.join(i, 0);
+    }
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), |s| {
+        (0..s.len()).all(|i| s.node(i).core.num_live() == s.len())
+    }));
+    sim.run_for(Duration::from_secs(2));
+    sim.set_filter(Box::new(|_, dst, bytes| {
+        dst != 7 || !carries_record_of(bytes, "node-3")
+    }));
+    let body = catalog_body(2, true);
+    let v = publish(&mut sim, 3, &body);
+    sim.run_for(Duration::from_millis(1500));
+    let others = holders(&sim, 3, v, &body);
+    assert_eq!(
+        others, 18,
+        "the push reached every node but the cut-off one"
+    );
+    sim.clear_filter();
+    let repaired = everyone_holds(&mut sim, 3, v, &body, Duration::from_secs(2));
+    (repaired, stat(&sim, |s| s.record_news_sent))
+}
+
+#[test]
+fn a_node_the_push_missed_gets_the_record_through_its_next_probe() {
+    let (repaired, sent) = missed_push_is_repaired(true);
+    assert!(repaired, "the news lists did not repair the miss");
+    assert!(sent > 0);
+    // Without news lists, nothing tells it before the next full-state exchange.
+    let (repaired, sent) = missed_push_is_repaired(false);
+    assert!(!repaired, "repaired without news lists");
+    assert_eq!(sent, 0);
+}
+
+/// A ping from node 1 to node 0 listing `listed` fingerprints, reaching `span_ds` tenths back.
+fn news_ping(listed: &[u16], span_ds: u8) -> Vec<u8> {
+    let mut fps = Vec::new();
+    listed.iter().for_each(|&f| wire::News::put(&mut fps, f));
+    let mut buf = Vec::new();
+    let msg = Message::Ping {
+        seq: 99,
+        target: "node-0",
+        known: 0,
+        want_coord: false,
+        takes_patches: true,
+        news: wire::News::new(span_ds, &fps),
+    };
+    let at = wire::encode_header(&mut buf, &msg);
+    wire::set_count(&mut buf, at, 0);
+    buf
+}
+
+#[test]
+fn an_ack_carries_the_recent_records_a_news_list_lacks_and_only_those() {
+    let mut sim = cluster(4, 33, NetModel::default());
+    sim.run_for(Duration::from_secs(1));
+    let bodies: Vec<_> = (1..4).map(|i| format!("rec-{i}").into_bytes()).collect();
+    for (k, b) in bodies.iter().enumerate() {
+        publish(&mut sim, k + 1, b);
+    }
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(5), |s| {
+        (1..4).all(|i| s.node(0).core.record(&format!("node-{i}")).is_some())
+    }));
+    // Quiet the queues: what an ack then carries is the answer to its ping.
+    sim.run_for(Duration::from_millis(1500));
+    let answer = |sim: &mut Sim, ping: &[u8]| -> Vec<String> {
+        let now = sim.now;
+        let core = &mut sim.node_mut(0).core;
+        core.handle_packet(now, sim_addr(1), ping);
+        let mut buf = Vec::new();
+        let mut names = Vec::new();
+        while let Some(t) = core.poll_transmit(&mut buf) {
+            let p = wire::decode(&buf[..t.len]).unwrap();
+            if t.dst == sim_addr(1) && matches!(p.msg, Message::Ack { seq: 99, .. }) {
+                for d in p.deltas() {
+                    if let Delta::Record { name, .. } = d {
+                        names.push(name.to_string());
+                    }
+                }
+            }
+        }
+        names.sort();
+        names
+    };
+    let fp = |i: usize| wire::news_fingerprint(&format!("node-{i}"), 1);
+    let all: Vec<String> = (1..4).map(|i| format!("node-{i}")).collect();
+    assert_eq!(answer(&mut sim, &news_ping(&[], 40)), all);
+    assert_eq!(
+        answer(&mut sim, &news_ping(&[fp(1), fp(3)], 40)),
+        ["node-2"]
+    );
+    assert!(answer(&mut sim, &news_ping(&[fp(1), fp(2), fp(3)], 40)).is_empty());
+    // A list that reaches back two seconds (a full one) lacks the versions installed 1.5 s ago, but
+    // the prober may have installed them up to a second earlier, before its list's reach: nothing is
+    // sent.
+    assert!(answer(&mut sim, &news_ping(&[], 20)).is_empty());
+    let sent = sim.node(0).core.stats().record_news_sent;
+    assert_eq!(sent, 4);
+    // Past the answering window, an old version is no news.
+    sim.run_for(Duration::from_secs(4));
+    assert!(answer(&mut sim, &news_ping(&[], 40)).is_empty());
+}
+
+#[test]
+fn a_member_that_does_not_read_news_gets_no_news_list_and_still_every_record() {
+    let mut sim = Sim::new(35, NetModel::default());
+    let older = GossipConfig {
+        record_news: false,
+        ..GossipConfig::lan()
+    };
+    for i in 0..12 {
+        let cfg = if i == 5 {
+            older.clone()
+        } else {
+            GossipConfig::lan()
+        };
+        sim.add_node(&format!("node-{i}"), cfg, Vec::new());
+    }
+    for i in 1..12 {
+        sim.join(i, 0);
+    }
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), |s| {
+        (0..s.len()).all(|i| s.node(i).core.num_live() == s.len())
+    }));
+    let lists = Rc::new(RefCell::new((0usize, 0usize)));
+    let seen = lists.clone();
+    sim.set_tap(Box::new(move |src, dst, bytes| {
+        if let Ok(p) = wire::decode(bytes)
+            && let Message::Ping { news, .. } = p.msg
+        {
+            let mut s = seen.borrow_mut();
+            if src == 5 || dst == 5 {
+                s.0 += usize::from(news.is_some());
+            } else {
+                s.1 += usize::from(news.is_some());
+            }
+        }
+    }));
+    for (k, owner) in [5, 7, 5, 2].into_iter().enumerate() {
+        let body = catalog_body(2, k % 2 == 0);
+        let version = publish(&mut sim, owner, &body);
+        assert!(everyone_holds(
+            &mut sim,
+            owner,
+            version,
+            &body,
+            Duration::from_secs(5)
+        ));
+    }
+    let (to_or_from_older, among_newer) = *lists.borrow();
+    assert_eq!(
+        to_or_from_older, 0,
+        "news lists to or from the older member"
+    );
+    assert!(among_newer > 0, "no news lists among the newer members");
+}

@@ -693,6 +693,7 @@ fn ping_saying(target: &str, known: u32) -> Vec<u8> {
             known,
             want_coord: false,
             takes_patches: false,
+            news: None,
         },
     );
     wire::set_count(&mut b, at, 0);
@@ -754,6 +755,7 @@ fn forged(target: &str, d: &Delta<'_>) -> Vec<u8> {
             known: 0,
             want_coord: false,
             takes_patches: false,
+            news: None,
         },
     );
     wire::encode_delta(&mut b, d);

@@ -124,6 +124,11 @@ const SPEC: &[Flag] = &[
         "Records travel whole, never as patches against the version before (as builds before them).",
     ),
     f(
+        "no-record-news",
+        Arity::Bool,
+        "Pings carry no news lists, and records are retransmitted as often as membership news (as builds before them).",
+    ),
+    f(
         "churn-rate",
         Arity::One,
         "Churn events per second (default 1).",
@@ -203,6 +208,7 @@ fn run() -> Result<(), String> {
     cfg.lifeguard = !p.is_set("no-lifeguard");
     cfg.ring_monitors = !p.is_set("no-ring-monitors");
     cfg.record_patches = !p.is_set("no-record-patches");
+    cfg.record_news = !p.is_set("no-record-news");
     cfg.suspicion_mult = num(&p, "suspicion-mult", cfg.suspicion_mult)?;
     cfg.validate()
         .map_err(|e| format!("--suspicion-mult: {e}"))?;
@@ -304,10 +310,11 @@ fn run() -> Result<(), String> {
         "timer_lag_p99_ms": lag.map(|l| l.1.as_secs_f64() * 1000.0),
     });
     println!(
-        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={} ring_monitors={} record_patches={} suspicion_mult={} start={}",
+        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={} ring_monitors={} record_patches={} record_news={} suspicion_mult={} start={}",
         cfg.lifeguard,
         cfg.ring_monitors,
         cfg.record_patches,
+        cfg.record_news,
         cfg.suspicion_mult,
         if opts.converged_start {
             "converged"
@@ -341,7 +348,7 @@ fn run() -> Result<(), String> {
         "scenario": scenario, "net": net, "nodes": nodes, "seed": seed, "profile": profile,
         "start": if opts.converged_start { "converged" } else { "join" },
         "join_rate": opts.join_rate,
-        "lifeguard": cfg.lifeguard, "ring_monitors": cfg.ring_monitors, "record_patches": cfg.record_patches, "suspicion_mult": cfg.suspicion_mult, "results": out.json, "resources": resources,
+        "lifeguard": cfg.lifeguard, "ring_monitors": cfg.ring_monitors, "record_patches": cfg.record_patches, "record_news": cfg.record_news, "suspicion_mult": cfg.suspicion_mult, "results": out.json, "resources": resources,
         "curve": { "label": out.curve_label, "points": out.curve },
     });
     if let Some(path) = p.get("out") {

@@ -95,17 +95,22 @@ impl Core {
                     let known = self.view.len() as u32;
                     let target_slot = self.lookup(target).and_then(|id| self.view.get(id));
                     // Not to a failed member: it may be back as another build at the same address.
-                    patches = target_slot.is_some_and(|s| {
-                        s.ident.addr == dst && s.state.is_live() && self.takes_patches(s)
-                    });
+                    let current = target_slot.filter(|s| s.ident.addr == dst && s.state.is_live());
+                    patches = current.is_some_and(|s| self.takes_patches(s));
+                    let mut listed = std::mem::take(&mut self.news_scratch);
+                    let news = current
+                        .filter(|s| self.takes_news(s))
+                        .and_then(|_| wire::News::new(self.news_list(&mut listed), &listed));
                     let msg = Message::Ping {
                         seq,
                         target,
                         known,
                         want_coord,
                         takes_patches: patches,
+                        news,
                     };
                     let at = wire::encode_header(buf, &msg);
+                    self.news_scratch = listed;
                     // Buddy system: tell a suspect it is suspected so it can refute at once.
                     let mut n = 0;
                     if self.cfg.lifeguard
@@ -145,6 +150,7 @@ impl Core {
                     seq,
                     coord,
                     patches: p,
+                    ref repair,
                 } => {
                     patches = p;
                     let known = self.view.len() as u32;
@@ -152,7 +158,8 @@ impl Core {
                         .then(|| self.coordinate().map(wire::WireCoord::from_coordinate))
                         .flatten();
                     let at = wire::encode_header(buf, &Message::Ack { seq, known, coord });
-                    (dst, at, 0, true)
+                    let n = self.encode_repairs(buf, repair, patches);
+                    (dst, at, n, true)
                 }
                 Out::Nack { dst, seq } => (
                     dst,
@@ -260,6 +267,32 @@ impl Core {
                 len: buf.len(),
             });
         }
+    }
+
+    /// Appends the records of `ids` (a news list's answer) that fit a datagram: as patches when
+    /// `patches` and they have one (the prober most likely missed only the latest change), else whole
+    /// when they fit, else as their version (which the prober then fetches). Returns how many.
+    fn encode_repairs(&mut self, buf: &mut Vec<u8>, ids: &[Id], patches: bool) -> usize {
+        let (mtu, inline) = (self.cfg.mtu, records::inline_limit(self.cfg.mtu));
+        let mut n = 0;
+        for &id in ids {
+            let Some(d) = self
+                .view
+                .get(id)
+                .and_then(|s| records::record_delta(s, inline, patches))
+            else {
+                continue;
+            };
+            let mark = buf.len();
+            wire::encode_delta(buf, &d);
+            if buf.len() > mtu {
+                buf.truncate(mark);
+                break;
+            }
+            n += 1;
+        }
+        self.stats.record_news_sent += n as u64;
+        n
     }
 
     pub(super) fn on_gossip_tick(&mut self, now: Instant) {

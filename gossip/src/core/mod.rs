@@ -37,7 +37,7 @@ mod probing;
 mod records;
 
 pub use self::errors::{ForceLeaveError, NewCoreError, UserEventError};
-pub use self::records::RECORD_FETCH_TIMEOUT;
+pub use self::records::{RECORD_FETCH_TIMEOUT, RECORD_SENDS};
 use super::record::Record;
 
 /// Which protocol above the core a user event belongs to: its first byte on the wire. Protocols share
@@ -199,6 +199,8 @@ pub struct Stats {
     /// Patches whose result did not match its length or checksum (the base differed); the version is
     /// pulled whole instead.
     pub record_patches_refused: u64,
+    /// Records sent in acks because the prober's news list lacked them.
+    pub record_news_sent: u64,
     /// Pulls answered.
     pub pulls_answered: u64,
     /// Pulls dropped: unauthenticated, from an address that is not the requester's, or for a record we
@@ -294,6 +296,8 @@ enum Out {
         coord: bool,
         /// The prober takes record patches.
         patches: bool,
+        /// Records the prober's news list lacked, sent first.
+        repair: Box<[Id]>,
     },
     Nack {
         dst: SocketAddr,
@@ -364,7 +368,8 @@ enum Timer {
 fn announced_tags(cfg: &GossipConfig, app: Vec<u8>) -> Result<Vec<u8>, tags::TagsError> {
     let on = |yes: bool, feature: u32| if yes { feature } else { 0 };
     let features = on(cfg.coordinates, wire::FEATURE_COORDINATES)
-        | on(cfg.record_patches, wire::FEATURE_RECORD_PATCHES);
+        | on(cfg.record_patches, wire::FEATURE_RECORD_PATCHES)
+        | on(cfg.record_news, wire::FEATURE_RECORD_NEWS);
     if features == 0 {
         return Ok(app);
     }
@@ -405,6 +410,8 @@ pub struct Core {
     token: u16,
     stats: Stats,
     picks: Vec<Id>,
+    /// Where a ping's news list is written, kept to save an allocation per probe.
+    news_scratch: Vec<u8>,
     /// Network coordinates, unless [`GossipConfig::coordinates`] is off. Boxed: most of a core's
     /// state is per member, this is per core, and loadgen's cores are many.
     vivaldi: Option<Box<Vivaldi>>,
@@ -478,6 +485,7 @@ impl Core {
             token: 0,
             stats: Stats::default(),
             picks: Vec::new(),
+            news_scratch: Vec::new(),
             vivaldi: cfg.coordinates.then(|| {
                 Box::new(Vivaldi::remembering(
                     VivaldiConfig::default(),
@@ -486,6 +494,10 @@ impl Core {
             }),
             cfg,
         };
+        core.records.clock = Some(now);
+        if core.cfg.record_news {
+            core.broadcasts.set_record_limit(RECORD_SENDS);
+        }
         // Random phases keep thousands of nodes started together from probing in lockstep.
         let jitter = |rng: &mut Rng, d: Duration| d.mul_f64(rng.below(1000) as f64 / 1000.0);
         let p = jitter(&mut core.rng, core.cfg.probe_interval);
@@ -628,6 +640,7 @@ impl Core {
 
     /// Feeds one received datagram.
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.records.clock = Some(now);
         self.stats.packets_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
         let p = match wire::decode(bytes) {
@@ -657,15 +670,22 @@ impl Core {
                 known,
                 want_coord,
                 takes_patches,
+                news,
             } => {
                 self.compare_known(now, from, known);
                 if target == &*self.me {
                     let coord = want_coord && self.vivaldi.is_some();
+                    // Records go only in authenticated answers, as everywhere else.
+                    let repair = match news {
+                        Some(n) if self.trusted && self.cfg.record_news => self.news_answer(now, n),
+                        _ => Box::default(),
+                    };
                     self.out.push_back(Out::Ack {
                         dst: from,
                         seq,
                         coord,
                         patches: takes_patches && self.cfg.record_patches,
+                        repair,
                     });
                 } else {
                     self.stats.ping_name_mismatch += 1;
@@ -736,6 +756,7 @@ impl Core {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.records.clock = Some(now);
         while let Some(t) = self.timers.pop_expired(now) {
             match t {
                 Timer::Probe => self.on_probe_tick(now),

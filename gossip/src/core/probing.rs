@@ -124,6 +124,7 @@ impl Core {
                 seq: r.origin_seq,
                 coord: false,
                 patches: false,
+                repair: Box::default(),
             });
         }
     }

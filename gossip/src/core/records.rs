@@ -28,6 +28,21 @@ pub(super) const PATCH_SENDS: u32 = 3;
 /// Largest record a patch is made for: one that can travel whole in a jumbo datagram.
 const PATCHED_MAX: usize = wire::MAX_DATAGRAM;
 
+/// Sends of a changed record by each holder while news lists repair what the push missed
+/// ([`GossipConfig::record_news`]); without them, a record is sent as often as membership news.
+pub const RECORD_SENDS: u32 = 4;
+/// How far back a ping's news list reaches.
+const NEWS_LISTED: Duration = Duration::from_secs(4);
+/// How long after installing a version a node sends it to a prober whose news list lacks it. Shorter
+/// than [`NEWS_LISTED`]: nodes install a version up to about a second apart, and one the prober
+/// installed before its list's reach would be sent again for nothing.
+const NEWS_ANSWERED: Duration = Duration::from_secs(3);
+/// Most records one ack carries in answer to a news list.
+const NEWS_REPAIRS: usize = 8;
+/// Most versions remembered for news lists: a full-state exchange installs a record per member at
+/// once, and only the newest [`wire::MAX_NEWS`] are listed anyway.
+const NEWS_KEPT: usize = 4 * wire::MAX_NEWS;
+
 /// Datagram pulls of one version before it is given up (to the next announcement or full-state
 /// exchange); the retries go to the record's owner and the announcer in turn, so a lossy path or a holder
 /// that went away does not strand a node.
@@ -58,6 +73,14 @@ enum PatchFrom {
     Without,
 }
 
+/// A record version installed here lately, for news lists.
+struct Installed {
+    at: Instant,
+    id: Id,
+    version: u32,
+    fingerprint: u16,
+}
+
 /// Record bookkeeping beyond the slots.
 #[derive(Default)]
 pub(super) struct Records {
@@ -65,6 +88,10 @@ pub(super) struct Records {
     pending: HashMap<Id, Pending>,
     /// Highest version of our own record heard before we published one (from before a restart).
     own_floor: Option<u32>,
+    /// Versions installed within [`NEWS_LISTED`] (at most [`NEWS_KEPT`]), oldest first.
+    recent: VecDeque<Installed>,
+    /// The latest time the driver gave: records published through [`Core::set_record`] come without one.
+    pub(super) clock: Option<Instant>,
 }
 
 impl Core {
@@ -129,8 +156,73 @@ impl Core {
             return;
         };
         self.stats.records_applied += 1;
+        self.note_installed(id, version, &name);
         self.broadcasts.push(Item::Record { id });
         self.events.push_back(Event::Record { name, record });
+    }
+
+    /// Remembers member `id`'s record at `version` for our news lists and answers.
+    fn note_installed(&mut self, id: Id, version: u32, name: &str) {
+        let Some(at) = self.records.clock.filter(|_| self.cfg.record_news) else {
+            return;
+        };
+        let recent = &mut self.records.recent;
+        while recent.front().is_some_and(|n| {
+            recent.len() >= NEWS_KEPT || at.saturating_duration_since(n.at) > NEWS_LISTED
+        }) {
+            recent.pop_front();
+        }
+        recent.push_back(Installed {
+            at,
+            id,
+            version,
+            fingerprint: wire::news_fingerprint(name, version),
+        });
+    }
+
+    /// Writes our news list into `out` (cleared first): the fingerprints of the versions installed
+    /// within [`NEWS_LISTED`], newest first, at most [`wire::MAX_NEWS`]; returns how far back it
+    /// reaches in tenths of a second.
+    pub(super) fn news_list(&self, out: &mut Vec<u8>) -> u8 {
+        out.clear();
+        let Some(now) = self.records.clock else {
+            return 0;
+        };
+        let mut reach = NEWS_LISTED;
+        for (k, n) in self.records.recent.iter().rev().enumerate() {
+            let age = now.saturating_duration_since(n.at);
+            if age > NEWS_LISTED {
+                break;
+            }
+            if k == wire::MAX_NEWS {
+                // Full: the list reaches back only as far as its oldest entry.
+                reach = age;
+                break;
+            }
+            wire::News::put(out, n.fingerprint);
+        }
+        (reach.as_millis() / 100).min(255) as u8
+    }
+
+    /// The records to send a prober whose ping listed `news`: versions we installed lately that its
+    /// list lacks and that we still hold, newest first, at most [`NEWS_REPAIRS`]. Only those installed
+    /// well inside the list's reach: one from before it may be listed nowhere and held all the same.
+    pub(super) fn news_answer(&self, now: Instant, news: wire::News<'_>) -> Box<[Id]> {
+        let reach = Duration::from_millis(u64::from(news.span_ds) * 100);
+        let window = NEWS_ANSWERED.min(reach.saturating_sub(NEWS_LISTED - NEWS_ANSWERED));
+        let mut ids = Vec::new();
+        for n in self.records.recent.iter().rev() {
+            if now.saturating_duration_since(n.at) > window || ids.len() == NEWS_REPAIRS {
+                break;
+            }
+            let current = self.view.get(n.id).is_some_and(|s| {
+                s.state != State::Left && s.record.as_ref().is_some_and(|r| r.version == n.version)
+            });
+            if current && !news.contains(n.fingerprint) && !ids.contains(&n.id) {
+                ids.push(n.id);
+            }
+        }
+        ids.into()
     }
 
     /// The record a patch makes of the version we hold, when it is the patch's base and the result
@@ -398,6 +490,11 @@ impl Core {
     /// True when member `s` reads record patches and this node sends them.
     pub(super) fn takes_patches(&self, s: &Slot) -> bool {
         self.cfg.record_patches && s.ident.features & wire::FEATURE_RECORD_PATCHES != 0
+    }
+
+    /// True when member `s` reads news lists and this node sends them.
+    pub(super) fn takes_news(&self, s: &Slot) -> bool {
+        self.cfg.record_news && s.ident.features & wire::FEATURE_RECORD_NEWS != 0
     }
 
     /// Forgets pending fetches for a member that is gone.
