@@ -157,10 +157,7 @@ impl BroadcastQueue {
     /// core, and nothing refers to them any more except stale bucket references, which go too.
     fn release_if_drained(&mut self) {
         if self.is_empty() && (self.slots.len() > 64 || self.once.capacity() > 64) {
-            *self = BroadcastQueue {
-                record_limit: self.record_limit,
-                ..BroadcastQueue::default()
-            };
+            self.clear();
         }
     }
 
@@ -356,7 +353,10 @@ impl BroadcastQueue {
 
     /// Drops every queued delta.
     pub fn clear(&mut self) {
-        *self = BroadcastQueue::default();
+        *self = BroadcastQueue {
+            record_limit: self.record_limit,
+            ..BroadcastQueue::default()
+        };
     }
 }
 

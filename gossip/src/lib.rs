@@ -36,7 +36,7 @@ pub use self::broadcast::{BroadcastQueue, Item};
 pub use self::config::{ConfigError, GossipConfig};
 pub use self::core::{
     Core, Event, EventKind, ForceLeaveError, Identity, JOIN_ATTEMPTS, NewCoreError,
-    RECORD_FETCH_TIMEOUT, RTT_BUCKETS_US, RttCounts, Stats, Transmit, UserEventError,
+    RECORD_FETCH_TIMEOUT, RECORD_SENDS, RTT_BUCKETS_US, RttCounts, Stats, Transmit, UserEventError,
 };
 pub use self::member::{Member, State};
 pub use self::record::{Record, RecordError, RecordPatch};

@@ -139,7 +139,8 @@ impl Sim {
         self.tap = Some(tap);
     }
 
-    /// Drops the datagrams `filter` refuses, until [`Sim::clear_filter`].
+    /// Drops the datagrams `filter` refuses, until [`Sim::clear_filter`]. The tap still sees them, as
+    /// it sees every datagram sent.
     pub fn set_filter(&mut self, filter: Filter) {
         self.filter = Some(filter);
     }

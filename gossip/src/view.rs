@@ -60,6 +60,13 @@ pub struct View {
     chunks: Vec<Option<Arc<Chunk>>>,
     len: usize,
     live: usize,
+    /// Live members that do not announce [`crate::wire::FEATURE_RECORD_NEWS`].
+    live_without_news: usize,
+}
+
+/// True when `s` is live and cannot repair a missed record through news lists.
+fn live_without_news(s: &Slot) -> bool {
+    s.state.is_live() && s.ident.features & crate::wire::FEATURE_RECORD_NEWS == 0
 }
 
 impl View {
@@ -84,6 +91,11 @@ impl View {
         self.live
     }
 
+    /// Members alive or suspect that do not read news lists (older builds, or the feature turned off).
+    pub fn live_without_news(&self) -> usize {
+        self.live_without_news
+    }
+
     /// Ids are below this bound.
     pub fn id_bound(&self) -> usize {
         self.chunks.len() * CHUNK
@@ -97,21 +109,19 @@ impl View {
             self.chunks.resize(c + 1, None);
         }
         let chunk = Arc::make_mut(self.chunks[c].get_or_insert_with(Default::default));
-        let live = slot.state.is_live();
+        let (live, without) = (slot.state.is_live(), live_without_news(&slot));
         match chunk.slots[k].replace(slot) {
             Some(old) => {
-                if old.state.is_live() {
-                    self.live -= 1;
-                }
+                self.live -= usize::from(old.state.is_live());
+                self.live_without_news -= usize::from(live_without_news(&old));
             }
             None => {
                 chunk.used += 1;
                 self.len += 1;
             }
         }
-        if live {
-            self.live += 1;
-        }
+        self.live += usize::from(live);
+        self.live_without_news += usize::from(without);
     }
 
     /// Changes the slot of `id` (if known) in place; counts follow its state.
@@ -120,13 +130,11 @@ impl View {
         let chunk = self.chunks.get_mut(c)?.as_mut()?;
         chunk.slots[k].as_ref()?;
         let slot = Arc::make_mut(chunk).slots[k].as_mut()?;
-        let was = slot.state.is_live();
+        let was = (slot.state.is_live(), live_without_news(slot));
         let r = f(slot);
-        match (was, slot.state.is_live()) {
-            (true, false) => self.live -= 1,
-            (false, true) => self.live += 1,
-            _ => {}
-        }
+        let now = (slot.state.is_live(), live_without_news(slot));
+        self.live = self.live + usize::from(now.0) - usize::from(was.0);
+        self.live_without_news = self.live_without_news + usize::from(now.1) - usize::from(was.1);
         Some(r)
     }
 
@@ -145,9 +153,8 @@ impl View {
             }
         }
         self.len -= 1;
-        if old.state.is_live() {
-            self.live -= 1;
-        }
+        self.live -= usize::from(old.state.is_live());
+        self.live_without_news -= usize::from(live_without_news(&old));
         Some(old)
     }
 
@@ -219,6 +226,22 @@ mod tests {
         assert!(v.remove(id).is_some());
         assert!(v.get(id).is_none());
         assert_eq!((v.len(), v.live()), (199, 199));
+        assert_eq!(v.live_without_news(), 199);
+        // A member that comes to announce news lists leaves the count, and comes back to it as it
+        // stops announcing them.
+        let n = r.find("n7").unwrap();
+        let tags = crate::tags::encode(&[("mwf", "4")]).unwrap();
+        let id7 = n.id();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        v.update(id7, |s| s.ident = r.ident(&n, addr, &tags, 1));
+        assert_eq!((v.live(), v.live_without_news()), (199, 198));
+        v.update(id7, |s| s.state = State::Left);
+        assert_eq!((v.live(), v.live_without_news()), (198, 198));
+        v.update(id7, |s| {
+            s.state = State::Alive;
+            s.ident = r.ident(&n, addr, b"", 1);
+        });
+        assert_eq!((v.live(), v.live_without_news()), (199, 199));
         assert!(v.remove(id).is_none());
         assert_eq!(v.iter().count(), 199);
         assert_eq!(v.iter_from(100).count(), 99);

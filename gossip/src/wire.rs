@@ -7,7 +7,8 @@
 //!            | Pull: requester:str8 name:str8 version:varint (its one delta, if any, is the
 //!              requester's own record digest: the version a patch in the answer may apply to)
 //!            | PingCoord: as Ping | AckCoord: as Ack, then coord
-//!            | PingFlags: flags:u8 (1 want coord, 2 takes patches), then as Ping
+//!            | PingFlags: flags:u8 (1 want coord, 2 takes patches, 4 news), then as Ping, then
+//!              with 4: span:u8 (tenths of a second) n:u8 (<= 64) fingerprint:u16[n]
 //! coord   := 11 x f32 (8 vector components, error, adjustment, height; seconds)
 //! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -
 //!            | User: payload:bytes16 | Record: 0 len:varint body[len] | 1 len:varint
@@ -191,10 +192,12 @@ impl<'a> News<'a> {
     }
 }
 
-/// The fingerprint of member `name`'s record at `version` in a [`News`] list. A false match only
-/// delays a repair to the next probe, so 16 bits suffice (with 64 listed, one in a thousand).
-pub fn news_fingerprint(name: &str, version: u32) -> u16 {
+/// The fingerprint of member `name`'s record at `version` in the [`News`] list of the ping numbered
+/// `seq`. Salted with the ping's number so that a false match (one in a thousand with 64 listed) holds
+/// for one probe only, and the prober's next ping gets the repair: 16 bits then suffice.
+pub fn news_fingerprint(name: &str, version: u32, seq: u32) -> u16 {
     let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_be_bytes());
     h.update(name.as_bytes());
     h.update(&version.to_be_bytes());
     h.finalize() as u16
@@ -1053,6 +1056,22 @@ mod tests {
         let buf = sample_packet();
         for n in 0..buf.len() {
             assert!(decode(&buf[..n]).is_err(), "prefix of {n} bytes accepted");
+        }
+        let mut ping = Vec::new();
+        let listed = [1, 2, 3, 4];
+        let msg = Message::Ping {
+            seq: 5,
+            target: "node-b",
+            known: 300,
+            want_coord: true,
+            takes_patches: true,
+            news: News::new(40, &listed),
+        };
+        let at = encode_header(&mut ping, &msg);
+        set_count(&mut ping, at, 0);
+        assert_eq!(decode(&ping).unwrap().msg, msg);
+        for n in 0..ping.len() {
+            assert!(decode(&ping[..n]).is_err(), "prefix of {n} bytes accepted");
         }
     }
 

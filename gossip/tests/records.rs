@@ -791,7 +791,9 @@ fn carries_record_of(bytes: &[u8], owner: &str) -> bool {
 
 /// Node 7 hears nothing of node 3's change while it spreads; once the push is over, only the news
 /// lists can tell it (the next full-state exchange is 30 s away). `news` sets them on or off everywhere.
-fn missed_push_is_repaired(news: bool) -> (bool, u64) {
+/// Returns whether node 7 got the change in time, how many records acks carried in answer to news
+/// lists, and how many acks to node 7 carried the change.
+fn missed_push_is_repaired(news: bool) -> (bool, u64, usize) {
     let mut sim = Sim::new(31, NetModel::default());
     let cfg = GossipConfig {
         record_news: news,
@@ -819,19 +821,32 @@ fn missed_push_is_repaired(news: bool) -> (bool, u64) {
         "the push reached every node but the cut-off one"
     );
     sim.clear_filter();
+    let acks = Rc::new(RefCell::new(0usize));
+    let seen = acks.clone();
+    sim.set_tap(Box::new(move |_, dst, bytes| {
+        let ack = wire::decode(bytes).is_ok_and(|p| matches!(p.msg, Message::Ack { .. }));
+        if dst == 7 && ack && carries_record_of(bytes, "node-3") {
+            *seen.borrow_mut() += 1;
+        }
+    }));
     let repaired = everyone_holds(&mut sim, 3, v, &body, Duration::from_secs(2));
-    (repaired, stat(&sim, |s| s.record_news_sent))
+    let acks = *acks.borrow();
+    (repaired, stat(&sim, |s| s.record_news_sent), acks)
 }
 
 #[test]
 fn a_node_the_push_missed_gets_the_record_through_its_next_probe() {
-    let (repaired, sent) = missed_push_is_repaired(true);
+    let (repaired, sent, acks) = missed_push_is_repaired(true);
     assert!(repaired, "the news lists did not repair the miss");
     assert!(sent > 0);
+    assert_eq!(
+        acks, 1,
+        "the change reached node 7 in one answer to its ping"
+    );
     // Without news lists, nothing tells it before the next full-state exchange.
-    let (repaired, sent) = missed_push_is_repaired(false);
+    let (repaired, sent, acks) = missed_push_is_repaired(false);
     assert!(!repaired, "repaired without news lists");
-    assert_eq!(sent, 0);
+    assert_eq!((sent, acks), (0, 0));
 }
 
 /// A ping from node 1 to node 0 listing `listed` fingerprints, reaching `span_ds` tenths back.
@@ -884,7 +899,7 @@ fn an_ack_carries_the_recent_records_a_news_list_lacks_and_only_those() {
         names.sort();
         names
     };
-    let fp = |i: usize| wire::news_fingerprint(&format!("node-{i}"), 1);
+    let fp = |i: usize| wire::news_fingerprint(&format!("node-{i}"), 1, 99);
     let all: Vec<String> = (1..4).map(|i| format!("node-{i}")).collect();
     assert_eq!(answer(&mut sim, &news_ping(&[], 40)), all);
     assert_eq!(
@@ -955,4 +970,62 @@ fn a_member_that_does_not_read_news_gets_no_news_list_and_still_every_record() {
         "news lists to or from the older member"
     );
     assert!(among_newer > 0, "no news lists among the newer members");
+}
+
+/// How many datagrams carry node 7's record for one change, in a 12-node cluster where node 5 has
+/// `node5` as its config.
+fn sends_of_one_change(node5: GossipConfig) -> usize {
+    let mut sim = Sim::new(37, NetModel::default());
+    for i in 0..12 {
+        let cfg = if i == 5 {
+            node5.clone()
+        } else {
+            GossipConfig::lan()
+        };
+        sim.add_node(&format!("node-{i}"), cfg, Vec::new());
+    }
+    for i in 1..12 {
+        sim.join(i, 0);
+    }
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), |s| {
+        (0..s.len()).all(|i| s.node(i).core.num_live() == s.len())
+    }));
+    sim.run_for(Duration::from_secs(5));
+    let sends = Rc::new(RefCell::new(0usize));
+    let seen = sends.clone();
+    sim.set_tap(Box::new(move |_, _, bytes| {
+        let pull = wire::decode(bytes).is_ok_and(|p| matches!(p.msg, Message::Pull { .. }));
+        if !pull && carries_record_of(bytes, "node-7") {
+            *seen.borrow_mut() += 1;
+        }
+    }));
+    let body = catalog_body(2, true);
+    let v = publish(&mut sim, 7, &body);
+    assert!(everyone_holds(
+        &mut sim,
+        7,
+        v,
+        &body,
+        Duration::from_secs(5)
+    ));
+    sim.run_for(Duration::from_secs(5));
+    *sends.borrow()
+}
+
+#[test]
+fn records_are_sent_fewer_times_only_while_every_member_reads_news() {
+    let all_new = sends_of_one_change(GossipConfig::lan());
+    let mixed = sends_of_one_change(GossipConfig {
+        record_news: false,
+        ..GossipConfig::lan()
+    });
+    // Each of the 12 holders sends the change at most RECORD_SENDS times, plus at most one pull
+    // answer or news repair per node; with a member that cannot repair, the membership limit (8 at
+    // this size) applies.
+    let bound = 12 * (murmur_gossip::RECORD_SENDS as usize + 1);
+    assert!(
+        all_new <= bound,
+        "{all_new} sends with every member reading news"
+    );
+    assert!(mixed > bound, "{mixed} sends with one member that does not");
 }

@@ -82,6 +82,10 @@ impl Core {
             };
             buf.clear();
             let limit = self.cfg.retransmit_limit(self.view.live());
+            // Fewer sends of a record only while every live member can repair a miss.
+            let news = self.cfg.record_news && self.view.live_without_news() == 0;
+            self.broadcasts
+                .set_record_limit(if news { records::RECORD_SENDS } else { 0 });
             let mtu = self.cfg.mtu;
             // Record patches go only to members that announced they read them.
             let mut patches = false;
@@ -100,7 +104,7 @@ impl Core {
                     let mut listed = std::mem::take(&mut self.news_scratch);
                     let news = current
                         .filter(|s| self.takes_news(s))
-                        .and_then(|_| wire::News::new(self.news_list(&mut listed), &listed));
+                        .and_then(|_| wire::News::new(self.news_list(seq, &mut listed), &listed));
                     let msg = Message::Ping {
                         seq,
                         target,
@@ -269,27 +273,29 @@ impl Core {
         }
     }
 
-    /// Appends the records of `ids` (a news list's answer) that fit a datagram: as patches when
-    /// `patches` and they have one (the prober most likely missed only the latest change), else whole
-    /// when they fit, else as their version (which the prober then fetches). Returns how many.
+    /// Appends the records of `ids` (a news list's answer) within the datagram: as patches when
+    /// `patches` and they have one (the prober most likely missed only the latest change), else whole,
+    /// else (too large for what room is left) as their version, which the prober then pulls or
+    /// fetches. Returns how many.
     fn encode_repairs(&mut self, buf: &mut Vec<u8>, ids: &[Id], patches: bool) -> usize {
         let (mtu, inline) = (self.cfg.mtu, records::inline_limit(self.cfg.mtu));
         let mut n = 0;
         for &id in ids {
-            let Some(d) = self
-                .view
-                .get(id)
-                .and_then(|s| records::record_delta(s, inline, patches))
-            else {
+            let Some(s) = self.view.get(id) else {
                 continue;
             };
             let mark = buf.len();
-            wire::encode_delta(buf, &d);
-            if buf.len() > mtu {
+            for limit in [inline, 0] {
+                let Some(d) = records::record_delta(s, limit, patches && limit > 0) else {
+                    break;
+                };
+                wire::encode_delta(buf, &d);
+                if buf.len() <= mtu {
+                    n += 1;
+                    break;
+                }
                 buf.truncate(mark);
-                break;
             }
-            n += 1;
         }
         self.stats.record_news_sent += n as u64;
         n

@@ -225,7 +225,10 @@ impl Core {
             };
             self.apply(now, d, Some(from));
         }
+        self.records.clock = Some(now);
+        self.records.exchanged = true;
         self.apply_records(now, from, st.deltas());
+        self.records.exchanged = false;
         Ok(st
             .deltas()
             .filter(|d| !matches!(d, Delta::Record { .. }))

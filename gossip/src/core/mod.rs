@@ -495,9 +495,6 @@ impl Core {
             cfg,
         };
         core.records.clock = Some(now);
-        if core.cfg.record_news {
-            core.broadcasts.set_record_limit(RECORD_SENDS);
-        }
         // Random phases keep thousands of nodes started together from probing in lockstep.
         let jitter = |rng: &mut Rng, d: Duration| d.mul_f64(rng.below(1000) as f64 / 1000.0);
         let p = jitter(&mut core.rng, core.cfg.probe_interval);
@@ -662,7 +659,9 @@ impl Core {
         for d in p.deltas() {
             self.apply(now, d, is_sync.then_some(from));
         }
+        self.records.exchanged = is_sync;
         self.apply_records(now, from, p.deltas());
+        self.records.exchanged = false;
         match p.msg {
             Message::Ping {
                 seq,
@@ -677,7 +676,9 @@ impl Core {
                     let coord = want_coord && self.vivaldi.is_some();
                     // Records go only in authenticated answers, as everywhere else.
                     let repair = match news {
-                        Some(n) if self.trusted && self.cfg.record_news => self.news_answer(now, n),
+                        Some(n) if self.trusted && self.cfg.record_news => {
+                            self.news_answer(now, seq, n)
+                        }
                         _ => Box::default(),
                     };
                     self.out.push_back(Out::Ack {

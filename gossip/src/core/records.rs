@@ -28,20 +28,19 @@ pub(super) const PATCH_SENDS: u32 = 3;
 /// Largest record a patch is made for: one that can travel whole in a jumbo datagram.
 const PATCHED_MAX: usize = wire::MAX_DATAGRAM;
 
-/// Sends of a changed record by each holder while news lists repair what the push missed
-/// ([`GossipConfig::record_news`]); without them, a record is sent as often as membership news.
+/// Sends of a changed record by each holder while every live member repairs what the push missed
+/// through news lists ([`GossipConfig::record_news`]); otherwise a record is sent as often as
+/// membership news.
 pub const RECORD_SENDS: u32 = 4;
-/// How far back a ping's news list reaches.
-const NEWS_LISTED: Duration = Duration::from_secs(4);
-/// How long after installing a version a node sends it to a prober whose news list lacks it. Shorter
-/// than [`NEWS_LISTED`]: nodes install a version up to about a second apart, and one the prober
-/// installed before its list's reach would be sent again for nothing.
-const NEWS_ANSWERED: Duration = Duration::from_secs(3);
+/// How far back a ping's news list reaches, in probe intervals.
+const NEWS_LISTED: u32 = 4;
+/// For how many probe intervals after installing a version a node sends it to a prober whose news
+/// list lacks it: every member probes about once in that time. Shorter than [`NEWS_LISTED`], as nodes
+/// install a version up to about a second apart, and one the prober installed before its list's reach
+/// would be sent again for nothing.
+const NEWS_ANSWERED: u32 = 3;
 /// Most records one ack carries in answer to a news list.
 const NEWS_REPAIRS: usize = 8;
-/// Most versions remembered for news lists: a full-state exchange installs a record per member at
-/// once, and only the newest [`wire::MAX_NEWS`] are listed anyway.
-const NEWS_KEPT: usize = 4 * wire::MAX_NEWS;
 
 /// Datagram pulls of one version before it is given up (to the next announcement or full-state
 /// exchange); the retries go to the record's owner and the announcer in turn, so a lossy path or a holder
@@ -78,7 +77,6 @@ struct Installed {
     at: Instant,
     id: Id,
     version: u32,
-    fingerprint: u16,
 }
 
 /// Record bookkeeping beyond the slots.
@@ -88,10 +86,14 @@ pub(super) struct Records {
     pending: HashMap<Id, Pending>,
     /// Highest version of our own record heard before we published one (from before a restart).
     own_floor: Option<u32>,
-    /// Versions installed within [`NEWS_LISTED`] (at most [`NEWS_KEPT`]), oldest first.
+    /// Versions learnt as news within [`NEWS_LISTED`] probe intervals (at most [`wire::MAX_NEWS`],
+    /// as only that many are listed), oldest first.
     recent: VecDeque<Installed>,
-    /// The latest time the driver gave: records published through [`Core::set_record`] come without one.
+    /// The latest time the driver gave (set from the start): [`Core::set_record`] takes none.
     pub(super) clock: Option<Instant>,
+    /// The records being applied came in a full-state exchange: not news, so not remembered for news
+    /// lists (a join installs every record at once, and probers hold them from long before).
+    pub(super) exchanged: bool,
 }
 
 impl Core {
@@ -129,6 +131,7 @@ impl Core {
         version: u32,
         body: &[u8],
     ) {
+        self.records.clock = Some(now);
         self.apply_record(now, from, name, version, RecordBody::Inline(body));
     }
 
@@ -156,69 +159,91 @@ impl Core {
             return;
         };
         self.stats.records_applied += 1;
-        self.note_installed(id, version, &name);
+        self.note_installed(id, version);
         self.broadcasts.push(Item::Record { id });
         self.events.push_back(Event::Record { name, record });
     }
 
-    /// Remembers member `id`'s record at `version` for our news lists and answers.
-    fn note_installed(&mut self, id: Id, version: u32, name: &str) {
-        let Some(at) = self.records.clock.filter(|_| self.cfg.record_news) else {
+    /// Remembers member `id`'s record at `version` for our news lists and answers, unless it came in
+    /// a full-state exchange.
+    fn note_installed(&mut self, id: Id, version: u32) {
+        let Some(at) = self.records.clock else {
             return;
         };
+        if !self.cfg.record_news || self.records.exchanged {
+            return;
+        }
+        let listed = self.cfg.probe_interval * NEWS_LISTED;
         let recent = &mut self.records.recent;
         while recent.front().is_some_and(|n| {
-            recent.len() >= NEWS_KEPT || at.saturating_duration_since(n.at) > NEWS_LISTED
+            recent.len() >= wire::MAX_NEWS || at.saturating_duration_since(n.at) > listed
         }) {
             recent.pop_front();
         }
-        recent.push_back(Installed {
-            at,
-            id,
-            version,
-            fingerprint: wire::news_fingerprint(name, version),
-        });
+        recent.push_back(Installed { at, id, version });
     }
 
-    /// Writes our news list into `out` (cleared first): the fingerprints of the versions installed
-    /// within [`NEWS_LISTED`], newest first, at most [`wire::MAX_NEWS`]; returns how far back it
-    /// reaches in tenths of a second.
-    pub(super) fn news_list(&self, out: &mut Vec<u8>) -> u8 {
+    /// The fingerprint, in the ping numbered `seq`, of the record `s` holds.
+    fn fingerprint(s: &Slot, seq: u32) -> Option<u16> {
+        let r = s.record.as_ref()?;
+        Some(wire::news_fingerprint(s.ident.name(), r.version, seq))
+    }
+
+    /// Writes the news list of the ping numbered `seq` into `out` (cleared first): our own record's
+    /// version (so nobody sends it back to us), then the versions learnt within [`NEWS_LISTED`] probe
+    /// intervals, newest first, at most [`wire::MAX_NEWS`] in all; returns how far back it reaches in
+    /// tenths of a second.
+    pub(super) fn news_list(&self, seq: u32, out: &mut Vec<u8>) -> u8 {
         out.clear();
+        let mine = Self::fingerprint(self.local_slot(), seq);
+        mine.into_iter().for_each(|f| wire::News::put(out, f));
         let Some(now) = self.records.clock else {
             return 0;
         };
-        let mut reach = NEWS_LISTED;
-        for (k, n) in self.records.recent.iter().rev().enumerate() {
+        let listed = self.cfg.probe_interval * NEWS_LISTED;
+        let mut reach = listed;
+        let mut room = wire::MAX_NEWS - usize::from(mine.is_some());
+        for n in self.records.recent.iter().rev() {
             let age = now.saturating_duration_since(n.at);
-            if age > NEWS_LISTED {
+            if age > listed {
                 break;
             }
-            if k == wire::MAX_NEWS {
+            if room == 0 {
                 // Full: the list reaches back only as far as its oldest entry.
                 reach = age;
                 break;
             }
-            wire::News::put(out, n.fingerprint);
+            let slot = self.view.get(n.id).filter(|_| n.id != self.me_id);
+            if let Some(f) = slot.and_then(|s| Self::fingerprint(s, seq)) {
+                wire::News::put(out, f);
+                room -= 1;
+            }
         }
         (reach.as_millis() / 100).min(255) as u8
     }
 
-    /// The records to send a prober whose ping listed `news`: versions we installed lately that its
-    /// list lacks and that we still hold, newest first, at most [`NEWS_REPAIRS`]. Only those installed
-    /// well inside the list's reach: one from before it may be listed nowhere and held all the same.
-    pub(super) fn news_answer(&self, now: Instant, news: wire::News<'_>) -> Box<[Id]> {
+    /// The records to send a prober whose ping numbered `seq` listed `news`: versions we learnt lately
+    /// that its list lacks and that we still hold, newest first, at most [`NEWS_REPAIRS`]. Only those
+    /// learnt well inside the list's reach: one from before it may be listed nowhere and held all the
+    /// same.
+    pub(super) fn news_answer(&self, now: Instant, seq: u32, news: wire::News<'_>) -> Box<[Id]> {
         let reach = Duration::from_millis(u64::from(news.span_ds) * 100);
-        let window = NEWS_ANSWERED.min(reach.saturating_sub(NEWS_LISTED - NEWS_ANSWERED));
+        let slack = self.cfg.probe_interval * (NEWS_LISTED - NEWS_ANSWERED);
+        let window = (self.cfg.probe_interval * NEWS_ANSWERED).min(reach.saturating_sub(slack));
         let mut ids = Vec::new();
         for n in self.records.recent.iter().rev() {
-            if now.saturating_duration_since(n.at) > window || ids.len() == NEWS_REPAIRS {
+            if now.saturating_duration_since(n.at) >= window || ids.len() == NEWS_REPAIRS {
                 break;
             }
-            let current = self.view.get(n.id).is_some_and(|s| {
-                s.state != State::Left && s.record.as_ref().is_some_and(|r| r.version == n.version)
-            });
-            if current && !news.contains(n.fingerprint) && !ids.contains(&n.id) {
+            let Some(s) = self.view.get(n.id) else {
+                continue;
+            };
+            let current =
+                s.state != State::Left && s.record.as_ref().is_some_and(|r| r.version == n.version);
+            if current
+                && !ids.contains(&n.id)
+                && Self::fingerprint(s, seq).is_some_and(|f| !news.contains(f))
+            {
                 ids.push(n.id);
             }
         }
