@@ -239,7 +239,7 @@ fn reload_applies_added_changed_and_removed_definitions() {
 #[test]
 fn filter_expressions_select_as_consul_does() {
     let dir = tmp("svc-filter");
-    let a = Agent::start("filter-a", "127.0.75.1", &dir, &[]);
+    let a = Agent::start("filter-a", "127.0.75.1", &dir, &["-node-meta=rack:r1"]);
     for body in [
         r#"{"ID": "web-1", "Name": "web", "Tags": ["primary", "v1"], "Port": 80, "Meta": {"version": "1"}}"#,
         r#"{"ID": "web-2", "Name": "web", "Tags": ["v2"], "Port": 8080, "Meta": {"version": "2"},
@@ -305,6 +305,17 @@ fn filter_expressions_select_as_consul_does() {
     );
     let services = get("/v1/catalog/services", "primary in ServiceTags");
     assert_eq!(services, json!({"web": ["primary", "v1"]}));
+    // `?node-meta` selects services by their nodes' meta, with a filter or without.
+    let by_rack = |rack: &str| a.get_json(&format!("/v1/catalog/services?node-meta=rack:{rack}"));
+    let all = a.get_json("/v1/catalog/services");
+    assert_eq!(all["web"], json!(["primary", "v1", "v2"]));
+    assert_eq!(by_rack("r1"), all);
+    assert_eq!(by_rack("r2"), json!({}));
+    let services = get(
+        "/v1/catalog/services?node-meta=rack:r2",
+        "primary in ServiceTags",
+    );
+    assert_eq!(services, json!({}));
     let node = get("/v1/catalog/node/filter-a", "Port == 5432");
     let keys: Vec<&String> = node["Services"].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["db-1"]);

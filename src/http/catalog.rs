@@ -93,7 +93,8 @@ pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params
     check_cached(&q)?;
     let filter = Filter::for_listing(&q, Shape::ServiceNode)?;
     let blocking = Blocking::from_query(&q)?;
-    let (index, listing) = if filter.is_some() {
+    let selective = filter.is_some() || q.contains_key("node-meta");
+    let (index, listing) = if selective {
         // A filtered listing depends on every instance's fields and on their nodes, not only on the
         // names and tags: it waits on any catalog or member change.
         let (index, _) = blocking.nodes(&s.state).await;
@@ -102,32 +103,35 @@ pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params
         let listing = blocking.listing(&s.state).await;
         (listing.index, listing)
     };
-    let body: Map<String, Value> = match &filter {
-        None => listing
+    let body: Map<String, Value> = if !selective {
+        listing
             .services
             .iter()
             .map(|(name, tags)| (name.clone(), json!(tags)))
-            .collect(),
-        // The filter selects instances by their ServiceNode fields, as Consul's does; a name stays
-        // with the tags of the instances that pass.
-        Some(f) => {
-            let mut out = Map::new();
-            for name in listing.services.keys() {
-                let entries = s.state.catalog.service(name);
-                let mut tags = std::collections::BTreeSet::new();
-                let mut any = false;
-                for (m, i) in visible(&s, &entries.instances, &q) {
-                    if f.matches(&service_node(&m, i))? {
-                        any = true;
-                        tags.extend(i.service.tags.iter().cloned());
-                    }
-                }
-                if any {
-                    out.insert(name.clone(), json!(tags));
+            .collect()
+    } else {
+        // `?node-meta` and the filter select instances (the filter by their ServiceNode fields, as
+        // Consul's does); a name stays with the tags of the instances that pass.
+        let mut out = Map::new();
+        for name in listing.services.keys() {
+            let entries = s.state.catalog.service(name);
+            let mut tags = std::collections::BTreeSet::new();
+            let mut any = false;
+            for (m, i) in visible(&s, &entries.instances, &q) {
+                let pass = match &filter {
+                    Some(f) => f.matches(&service_node(&m, i))?,
+                    None => true,
+                };
+                if pass {
+                    any = true;
+                    tags.extend(i.service.tags.iter().cloned());
                 }
             }
-            out
+            if any {
+                out.insert(name.clone(), json!(tags));
+            }
         }
+        out
     };
     let response = with_index(index, s.state.store.known_leader(), Value::Object(body));
     Ok(cached(&q, response))
