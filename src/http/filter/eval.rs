@@ -259,13 +259,17 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// Go's `strconv.ParseInt(s, 0, 64)`: a sign, then decimal, `0x`, `0o`/`0`, or `0b` digits.
+/// Go's `strconv.ParseInt(s, 0, 64)`: a sign, then decimal, `0x`, `0o`/`0`, or `0b` digits, with `_`
+/// between digits.
 fn parse_int(s: &str) -> Option<i64> {
     let (neg, digits) = match s.strip_prefix('-') {
         Some(d) => (true, d),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let lower = digits.to_ascii_lowercase();
+    if digits.contains('_') && !separators_ok(digits) {
+        return None;
+    }
+    let lower = digits.replace('_', "").to_ascii_lowercase();
     let (radix, body) = if let Some(b) = lower.strip_prefix("0x") {
         (16, b)
     } else if let Some(b) = lower.strip_prefix("0b") {
@@ -282,4 +286,29 @@ fn parse_int(s: &str) -> Option<i64> {
     }
     let magnitude = i128::from_str_radix(body, radix).ok()?;
     i64::try_from(if neg { -magnitude } else { magnitude }).ok()
+}
+
+/// Whether the `_` in `digits` (a number without its sign) are where Go's base-0 parsing allows them:
+/// each between two digits, or between a `0b`/`0o`/`0x` prefix and a digit.
+fn separators_ok(digits: &str) -> bool {
+    let b = digits.as_bytes();
+    let prefixed = b.len() >= 2 && b[0] == b'0' && matches!(b[1] | 0x20, b'b' | b'o' | b'x');
+    let hex = prefixed && b[1] | 0x20 == b'x';
+    // A prefix counts as a digit: `0x_1f` is allowed.
+    let (mut after_digit, mut after_separator) = (prefixed, false);
+    for &c in &b[if prefixed { 2 } else { 0 }..] {
+        let digit = c.is_ascii_digit() || (hex && c.is_ascii_hexdigit());
+        if c == b'_' {
+            if !after_digit {
+                return false;
+            }
+            (after_digit, after_separator) = (false, true);
+        } else {
+            if after_separator && !digit {
+                return false;
+            }
+            (after_digit, after_separator) = (digit, false);
+        }
+    }
+    !after_separator
 }

@@ -196,6 +196,10 @@ mod tests {
             ["a"],
             "ParseInt with base 0"
         );
+        // Go's digit separators, in quoted values (bexpr's number literals have none).
+        assert_eq!(ok(r#"Service.Port == "8_080""#), ["b"]);
+        assert_eq!(ok(r#"Service.Port == "0x_5_0""#), ["a"]);
+        assert_eq!(ok(r#"Service.Port == "0_120""#), ["a"], "octal 120 is 80");
         assert_eq!(ok("Service.EnableTagOverride == false"), ["a", "b", "c"]);
         assert_eq!(ok("primary in Service.Tags"), ["a"]);
         assert_eq!(ok(r#"Service.Tags contains "v2""#), ["b"]);
@@ -262,6 +266,14 @@ mod tests {
             err("Service.Port == abc"),
             r#"Failed to coerce value "abc" for selector "Service.Port": strconv.ParseInt: parsing "abc": invalid syntax"#
         );
+        for misplaced in ["_80", "80_", "8__0", "0x_", "8_x"] {
+            assert_eq!(
+                err(&format!(r#"Service.Port == "{misplaced}""#)),
+                format!(
+                    r#"Failed to coerce value "{misplaced}" for selector "Service.Port": strconv.ParseInt: parsing "{misplaced}": invalid syntax"#
+                )
+            );
+        }
         assert_eq!(
             err("Node.Node is empty"),
             r#"Invalid match operator "Is Empty" for selector "Node.Node""#
