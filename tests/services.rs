@@ -401,5 +401,14 @@ fn cached_reads_are_hits_on_the_agents_own_replica() {
             )),
             "{path}"
         );
+        // Consul names the ?stale conflict first.
+        assert_eq!(
+            a.http("GET", &format!("{path}?cached&consistent&stale")),
+            Some((
+                400,
+                "Cannot specify ?stale with ?consistent, conflicting semantics.".into()
+            )),
+            "{path}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use super::blocking::{Blocking, cached, with_index};
 use super::error::{ApiError, ApiResult};
 use super::filter::{self, Filter, Shape};
 use super::json::{catalog_node, node_service, service_node};
-use super::params::{Params, check_cached, check_dc};
+use super::params::{Params, check_conflicts, check_dc};
 use crate::state::Snapshot;
 use crate::state::catalog::{Instance, ServiceEntries};
 use crate::state::catalog_node::NodeView;
@@ -90,7 +90,7 @@ pub(super) async fn node_services(
 
 pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params) -> ApiResult {
     check_dc(&s, &q)?;
-    check_cached(&q)?;
+    check_conflicts(&q)?;
     let filter = Filter::for_listing(&q, Shape::ServiceNode)?;
     let blocking = Blocking::from_query(&q)?;
     let selective = filter.is_some() || q.contains_key("node-meta");
@@ -171,7 +171,7 @@ pub(super) async fn catalog_service(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    check_cached(&q)?;
+    check_conflicts(&q)?;
     let filter = Filter::for_listing(&q, Shape::ServiceNode)?;
     let entries = service_read(&s, &name, &q).await?;
     let body: Vec<Value> = visible(&s, &entries.instances, &q)

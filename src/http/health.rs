@@ -10,7 +10,7 @@ use super::catalog::{node_read, service_read, visible};
 use super::error::{ApiResult, bad_request};
 use super::filter::{self, Filter, Shape};
 use super::json::{catalog_node, health_check, node_service, serf_health};
-use super::params::{Params, check_cached, check_dc, flag};
+use super::params::{Params, check_conflicts, check_dc, flag};
 use crate::state::catalog::Instance;
 use crate::state::catalog_node::NodeView;
 use crate::state::definitions::Status;
@@ -37,7 +37,7 @@ pub(super) async fn service(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> ApiResult {
-    check_cached(&q)?;
+    check_conflicts(&q)?;
     let filter = Filter::for_listing(&q, Shape::CheckServiceNode)?;
     let entries = service_read(&s, &name, &q).await?;
     let passing = flag(&q, "passing");

@@ -31,9 +31,18 @@ pub fn json_body(raw: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(raw).map_err(|e| bad_request(format!("Request decode failed: {e}")))
 }
 
-/// Refuses `?cached` with `?consistent`, in Consul's words.
-pub fn check_cached(q: &HashMap<String, String>) -> Result<(), ApiError> {
-    if q.contains_key("cached") && q.contains_key("consistent") {
+/// Refuses `?stale` or `?cached` with `?consistent`, in Consul's words and in its order (the `?stale`
+/// conflict first).
+pub fn check_conflicts(q: &HashMap<String, String>) -> Result<(), ApiError> {
+    if !q.contains_key("consistent") {
+        return Ok(());
+    }
+    if q.contains_key("stale") {
+        return Err(bad_request(
+            "Cannot specify ?stale with ?consistent, conflicting semantics.",
+        ));
+    }
+    if q.contains_key("cached") {
         return Err(bad_request(
             "Cannot specify ?cached with ?consistent, conflicting semantics.",
         ));
@@ -41,15 +50,13 @@ pub fn check_cached(q: &HashMap<String, String>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The read consistency a query asks for (`?stale`, `?consistent`), with Consul's conflict error.
+/// The read consistency a query asks for (`?stale`, `?consistent`), with Consul's conflict errors.
 pub fn consistency(q: &HashMap<String, String>) -> Result<Consistency, ApiError> {
-    check_cached(q)?;
+    check_conflicts(q)?;
     match (q.contains_key("stale"), q.contains_key("consistent")) {
-        (true, true) => Err(bad_request(
-            "Cannot specify ?stale with ?consistent, conflicting semantics.",
-        )),
         (true, false) => Ok(Consistency::Stale),
-        (false, true) => Ok(Consistency::Consistent),
+        // With `?stale` as well it was refused above.
+        (_, true) => Ok(Consistency::Consistent),
         (false, false) => Ok(Consistency::Default),
     }
 }
