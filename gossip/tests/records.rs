@@ -434,6 +434,27 @@ fn stat(sim: &Sim, f: fn(&murmur_gossip::Stats) -> u64) -> u64 {
     (0..sim.len()).map(|i| f(sim.node(i).core.stats())).sum()
 }
 
+/// A converged 12-node cluster where node 5 runs `node5` and the others the defaults (an older build
+/// among newer ones).
+fn cluster_with_node5(seed: u64, node5: GossipConfig) -> Sim {
+    let mut sim = Sim::new(seed, NetModel::default());
+    for i in 0..12 {
+        let cfg = if i == 5 {
+            node5.clone()
+        } else {
+            GossipConfig::lan()
+        };
+        sim.add_node(&format!("node-{i}"), cfg, Vec::new());
+    }
+    for i in 1..12 {
+        sim.join(i, 0);
+    }
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), |s| {
+        (0..s.len()).all(|i| s.node(i).core.num_live() == s.len())
+    }));
+    sim
+}
+
 /// Record deltas of a datagram: (patches, whole records).
 fn record_forms(bytes: &[u8]) -> (usize, usize) {
     let Ok(p) = wire::decode(bytes) else {
@@ -500,25 +521,11 @@ fn a_check_flip_travels_as_a_patch_and_every_node_rebuilds_the_record() {
 
 #[test]
 fn a_member_that_does_not_read_patches_gets_records_whole() {
-    let mut sim = Sim::new(22, NetModel::default());
     let older = GossipConfig {
         record_patches: false,
         ..GossipConfig::lan()
     };
-    for i in 0..12 {
-        let cfg = if i == 5 {
-            older.clone()
-        } else {
-            GossipConfig::lan()
-        };
-        sim.add_node(&format!("node-{i}"), cfg, Vec::new());
-    }
-    for i in 1..12 {
-        sim.join(i, 0);
-    }
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), |s| {
-        (0..s.len()).all(|i| s.node(i).core.num_live() == s.len())
-    }));
+    let mut sim = cluster_with_node5(22, older);
     let to_older = Rc::new(RefCell::new((0usize, 0usize, 0usize)));
     let seen = to_older.clone();
     sim.set_tap(Box::new(move |src, dst, bytes| {
@@ -920,25 +927,11 @@ fn an_ack_carries_the_recent_records_a_news_list_lacks_and_only_those() {
 
 #[test]
 fn a_member_that_does_not_read_news_gets_no_news_list_and_still_every_record() {
-    let mut sim = Sim::new(35, NetModel::default());
     let older = GossipConfig {
         record_news: false,
         ..GossipConfig::lan()
     };
-    for i in 0..12 {
-        let cfg = if i == 5 {
-            older.clone()
-        } else {
-            GossipConfig::lan()
-        };
-        sim.add_node(&format!("node-{i}"), cfg, Vec::new());
-    }
-    for i in 1..12 {
-        sim.join(i, 0);
-    }
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), |s| {
-        (0..s.len()).all(|i| s.node(i).core.num_live() == s.len())
-    }));
+    let mut sim = cluster_with_node5(35, older);
     let lists = Rc::new(RefCell::new((0usize, 0usize)));
     let seen = lists.clone();
     sim.set_tap(Box::new(move |src, dst, bytes| {
@@ -975,21 +968,7 @@ fn a_member_that_does_not_read_news_gets_no_news_list_and_still_every_record() {
 /// How many datagrams carry node 7's record for one change, in a 12-node cluster where node 5 has
 /// `node5` as its config.
 fn sends_of_one_change(node5: GossipConfig) -> usize {
-    let mut sim = Sim::new(37, NetModel::default());
-    for i in 0..12 {
-        let cfg = if i == 5 {
-            node5.clone()
-        } else {
-            GossipConfig::lan()
-        };
-        sim.add_node(&format!("node-{i}"), cfg, Vec::new());
-    }
-    for i in 1..12 {
-        sim.join(i, 0);
-    }
-    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), |s| {
-        (0..s.len()).all(|i| s.node(i).core.num_live() == s.len())
-    }));
+    let mut sim = cluster_with_node5(37, node5);
     sim.run_for(Duration::from_secs(5));
     let sends = Rc::new(RefCell::new(0usize));
     let seen = sends.clone();
