@@ -310,6 +310,11 @@ fn filter_expressions_select_as_consul_does() {
     let all = a.get_json("/v1/catalog/services");
     assert_eq!(all["web"], json!(["primary", "v1", "v2"]));
     assert_eq!(by_rack("r1"), all);
+    assert_eq!(
+        a.get_json("/v1/catalog/services?node-meta=rack:r1&tag=v2"),
+        all,
+        "?tag is not a parameter of this listing"
+    );
     assert_eq!(by_rack("r2"), json!({}));
     let services = get(
         "/v1/catalog/services?node-meta=rack:r2",

@@ -437,13 +437,20 @@ fn stat(sim: &Sim, f: fn(&murmur_gossip::Stats) -> u64) -> u64 {
 /// A converged 12-node cluster where node 5 runs `node5` and the others the defaults (an older build
 /// among newer ones).
 fn cluster_with_node5(seed: u64, node5: GossipConfig) -> Sim {
-    let mut sim = Sim::new(seed, NetModel::default());
-    for i in 0..12 {
-        let cfg = if i == 5 {
+    cluster_of_12(seed, |i| {
+        if i == 5 {
             node5.clone()
         } else {
             GossipConfig::lan()
-        };
+        }
+    })
+}
+
+/// A converged 12-node cluster, node `i` running `config(i)`.
+fn cluster_of_12(seed: u64, config: impl Fn(usize) -> GossipConfig) -> Sim {
+    let mut sim = Sim::new(seed, NetModel::default());
+    for i in 0..12 {
+        let cfg = config(i);
         sim.add_node(&format!("node-{i}"), cfg, Vec::new());
     }
     for i in 1..12 {
@@ -968,7 +975,11 @@ fn a_member_that_does_not_read_news_gets_no_news_list_and_still_every_record() {
 /// How many datagrams carry node 7's record for one change, in a 12-node cluster where node 5 has
 /// `node5` as its config.
 fn sends_of_one_change(node5: GossipConfig) -> usize {
-    let mut sim = cluster_with_node5(37, node5);
+    sends_in(cluster_with_node5(37, node5))
+}
+
+/// How many datagrams carry node 7's record for one change in `sim` (12 nodes).
+fn sends_in(mut sim: Sim) -> usize {
     sim.run_for(Duration::from_secs(5));
     let sends = Rc::new(RefCell::new(0usize));
     let seen = sends.clone();
@@ -1007,4 +1018,44 @@ fn records_are_sent_fewer_times_only_while_every_member_reads_news() {
         "{all_new} sends with every member reading news"
     );
     assert!(mixed > bound, "{mixed} sends with one member that does not");
+    // A probe interval so long that a news list cannot say its reach (a byte of tenths of a second
+    // covers 4 intervals of at most 6.375 s): no repair, so the full count of sends.
+    let slow = GossipConfig {
+        probe_interval: Duration::from_secs(7),
+        probe_timeout: Duration::from_secs(3),
+        ..GossipConfig::lan()
+    };
+    let slow = sends_in(cluster_of_12(37, |_| slow.clone()));
+    assert!(slow > bound, "{slow} sends with probes 7 s apart");
+}
+
+#[test]
+fn a_burst_of_news_shortens_the_reach_a_list_claims() {
+    let n = 72;
+    let mut sim = cluster(n, 39, NetModel::default());
+    sim.run_for(Duration::from_secs(1));
+    // More members' new versions than a node remembers (64), within a second.
+    for i in 2..n {
+        publish(&mut sim, i, format!("burst-{i}").as_bytes());
+        sim.run_for(Duration::from_millis(10));
+    }
+    let spans = Rc::new(RefCell::new(Vec::new()));
+    let seen = spans.clone();
+    sim.set_tap(Box::new(move |src, _, bytes| {
+        if src == 1
+            && let Ok(p) = wire::decode(bytes)
+            && let Message::Ping { news: Some(n), .. } = p.msg
+        {
+            seen.borrow_mut().push((n.span_ds, n.len()));
+        }
+    }));
+    sim.run_for(Duration::from_millis(1500));
+    let spans = spans.borrow();
+    assert!(!spans.is_empty(), "no ping from node 1");
+    for &(span, len) in spans.iter() {
+        // It forgot the oldest of the burst, learnt a second or two ago: its list reaches no further
+        // back than them, short of the 4 s it would claim otherwise.
+        assert!(span < 30, "span {span} tenths of a second");
+        assert!(len <= wire::MAX_NEWS);
+    }
 }

@@ -117,7 +117,7 @@ pub(super) async fn catalog_services(State(s): State<ApiState>, Query(q): Params
             let entries = s.state.catalog.service(name);
             let mut tags = std::collections::BTreeSet::new();
             let mut any = false;
-            for (m, i) in visible(&s, &entries.instances, &q) {
+            for (m, i) in on_matching_nodes(&s, &entries.instances, &q) {
                 let pass = match &filter {
                     Some(f) => f.matches(&service_node(&m, i))?,
                     None => true,
@@ -197,13 +197,21 @@ pub(super) fn visible<'a>(
     instances: &'a [Arc<Instance>],
     q: &'a HashMap<String, String>,
 ) -> impl Iterator<Item = (NodeView, &'a Instance)> + 'a {
+    let tag = q.get("tag");
+    on_matching_nodes(s, instances, q)
+        .filter(move |(_, i)| tag.is_none_or(|t| i.service.tags.iter().any(|x| x == t)))
+}
+
+/// Like [`visible`] without `?tag`, which Consul's `/v1/catalog/services` ignores.
+fn on_matching_nodes<'a>(
+    s: &'a ApiState,
+    instances: &'a [Arc<Instance>],
+    q: &'a HashMap<String, String>,
+) -> impl Iterator<Item = (NodeView, &'a Instance)> + 'a {
     let nodes = s.state.catalog_nodes();
     instances.iter().filter_map(move |i| {
         let n = nodes.get(&i.node)?;
-        let tag_ok = q
-            .get("tag")
-            .is_none_or(|t| i.service.tags.iter().any(|x| x == t));
-        (tag_ok && node_meta_matches(&n, q)).then_some((n, &**i))
+        node_meta_matches(&n, q).then_some((n, &**i))
     })
 }
 

@@ -83,7 +83,7 @@ impl Core {
             buf.clear();
             let limit = self.cfg.retransmit_limit(self.view.live());
             // Fewer sends of a record only while every live member can repair a miss.
-            let news = self.cfg.record_news && self.view.live_without_news() == 0;
+            let news = self.news_repairs() && self.view.live_without_news() == 0;
             self.broadcasts
                 .set_record_limit(if news { records::RECORD_SENDS } else { 0 });
             let mtu = self.cfg.mtu;

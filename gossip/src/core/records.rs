@@ -60,6 +60,8 @@ pub(super) struct Pending {
     stream: bool,
     /// A patch for this version did not check out on the version held: ask for it whole.
     whole: bool,
+    /// Asked for after a full-state exchange: old news, not remembered for news lists.
+    exchanged: bool,
 }
 
 /// Where an installed record's patch comes from.
@@ -86,9 +88,12 @@ pub(super) struct Records {
     pending: HashMap<Id, Pending>,
     /// Highest version of our own record heard before we published one (from before a restart).
     own_floor: Option<u32>,
-    /// Versions learnt as news within [`NEWS_LISTED`] probe intervals (at most [`wire::MAX_NEWS`],
-    /// as only that many are listed), oldest first.
+    /// Versions of records (ours too, for answers) learnt as news within [`NEWS_LISTED`] probe intervals (at most
+    /// [`wire::MAX_NEWS`], as only that many are listed), oldest first.
     recent: VecDeque<Installed>,
+    /// When the newest entry dropped from `recent` for room (not for age) was learnt: our news list
+    /// reaches back no further.
+    dropped: Option<Instant>,
     /// The latest time the driver gave (set from the start): [`Core::set_record`] takes none.
     pub(super) clock: Option<Instant>,
     /// The records being applied came in a full-state exchange: not news, so not remembered for news
@@ -175,12 +180,24 @@ impl Core {
         }
         let listed = self.cfg.probe_interval * NEWS_LISTED;
         let recent = &mut self.records.recent;
-        while recent.front().is_some_and(|n| {
-            recent.len() >= wire::MAX_NEWS || at.saturating_duration_since(n.at) > listed
-        }) {
-            recent.pop_front();
+        while let Some(n) = recent.front() {
+            if at.saturating_duration_since(n.at) > listed {
+                recent.pop_front();
+            } else if recent.len() >= wire::MAX_NEWS {
+                self.records.dropped = Some(n.at);
+                recent.pop_front();
+            } else {
+                break;
+            }
         }
         recent.push_back(Installed { at, id, version });
+    }
+
+    /// True when a ping's news list can reach back [`NEWS_LISTED`] probe intervals (its reach is one
+    /// byte of tenths of a second), so members the push missed are repaired and records need fewer sends.
+    pub(super) fn news_repairs(&self) -> bool {
+        self.cfg.record_news
+            && self.cfg.probe_interval * NEWS_LISTED <= Duration::from_millis(255 * 100)
     }
 
     /// The fingerprint, in the ping numbered `seq`, of the record `s` holds.
@@ -201,11 +218,15 @@ impl Core {
             return 0;
         };
         let listed = self.cfg.probe_interval * NEWS_LISTED;
-        let mut reach = listed;
+        // Versions dropped for room were learnt before the list's reach.
+        let mut reach = match self.records.dropped {
+            Some(d) => listed.min(now.saturating_duration_since(d)),
+            None => listed,
+        };
         let mut room = wire::MAX_NEWS - usize::from(mine.is_some());
         for n in self.records.recent.iter().rev() {
             let age = now.saturating_duration_since(n.at);
-            if age > listed {
+            if age > reach {
                 break;
             }
             if room == 0 {
@@ -213,7 +234,10 @@ impl Core {
                 reach = age;
                 break;
             }
-            let slot = self.view.get(n.id).filter(|_| n.id != self.me_id);
+            // Ours heads the list; a superseded version is listed by its newer entry.
+            let slot = self.view.get(n.id).filter(|s| {
+                n.id != self.me_id && s.record.as_ref().is_some_and(|r| r.version == n.version)
+            });
             if let Some(f) = slot.and_then(|s| Self::fingerprint(s, seq)) {
                 wire::News::put(out, f);
                 room -= 1;
@@ -354,15 +378,20 @@ impl Core {
         };
         match content {
             Some((b, patch)) => {
-                if self
+                let asked = self
                     .records
                     .pending
                     .get(&id)
-                    .is_some_and(|p| incarnation::at_least(version, p.version))
-                {
+                    .filter(|p| incarnation::at_least(version, p.version))
+                    .map(|p| p.exchanged);
+                if asked.is_some() {
                     self.records.pending.remove(&id);
                 }
-                self.install_record(id, version, &b, patch)
+                // The answer to a pull an exchange started is as old as the exchange's news.
+                let was = self.records.exchanged;
+                self.records.exchanged |= asked == Some(true);
+                self.install_record(id, version, &b, patch);
+                self.records.exchanged = was;
             }
             None => {
                 let len = body.record_len();
@@ -387,6 +416,7 @@ impl Core {
                     attempts: 1,
                     stream,
                     whole,
+                    exchanged: self.records.exchanged,
                 };
                 self.records.pending.insert(id, pending);
                 if !stream {
