@@ -7,6 +7,10 @@
 //! it holds the content, so every pull goes to a member that has it. Epidemic spreading delivers each
 //! announcement to a node many times (that is what makes it reach everyone); the content crosses the
 //! network to each node about once.
+//!
+//! Where every member reads them, pings carry news lists (fingerprints of the versions the prober
+//! learnt lately) and acks the records a list lacks: a node the push missed catches up at its next
+//! probe, so a push need not reach everyone, and each holder sends a change [`RECORD_SENDS`] times.
 
 use super::*;
 use std::borrow::Cow;
@@ -35,9 +39,9 @@ pub const RECORD_SENDS: u32 = 4;
 /// How far back a ping's news list reaches, in probe intervals.
 const NEWS_LISTED: u32 = 4;
 /// For how many probe intervals after installing a version a node sends it to a prober whose news
-/// list lacks it: every member probes about once in that time. Shorter than [`NEWS_LISTED`], as nodes
-/// install a version up to about a second apart, and one the prober installed before its list's reach
-/// would be sent again for nothing.
+/// list lacks it: every member probes about once in that time. Shorter than [`NEWS_LISTED`], as
+/// nodes install a version up to about a second apart, and one the prober installed before its
+/// list's reach would be sent again for nothing.
 const NEWS_ANSWERED: u32 = 3;
 /// Most records one ack carries in answer to a news list.
 const NEWS_REPAIRS: usize = 8;
@@ -88,8 +92,8 @@ pub(super) struct Records {
     pending: HashMap<Id, Pending>,
     /// Highest version of our own record heard before we published one (from before a restart).
     own_floor: Option<u32>,
-    /// Versions of records (ours too, for answers) learnt as news within [`NEWS_LISTED`] probe intervals (at most
-    /// [`wire::MAX_NEWS`], as only that many are listed), oldest first.
+    /// Versions of records (ours too, for answers) learnt as news within [`NEWS_LISTED`] probe
+    /// intervals (at most [`wire::MAX_NEWS`], as only that many are listed), oldest first.
     recent: VecDeque<Installed>,
     /// When the newest entry dropped from `recent` for room (not for age) was learnt: our news list
     /// reaches back no further.
