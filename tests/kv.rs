@@ -340,6 +340,30 @@ fn kv_semantics_and_errors_as_consul() {
             "Cannot specify ?stale with ?consistent, conflicting semantics.".into()
         )
     );
+    // Consul counts a `?max_stale` above zero as `?stale`.
+    assert_eq!(
+        a.http("GET", "/v1/kv/x?max_stale=5s&consistent").unwrap(),
+        (
+            400,
+            "Cannot specify ?stale with ?consistent, conflicting semantics.".into()
+        )
+    );
+    assert_eq!(
+        a.http("GET", "/v1/kv/x?max_stale=soon").unwrap(),
+        (400, r#"Invalid max_stale value "soon""#.into())
+    );
+    for fine in ["0s", "-1s", "5s"] {
+        let r = t
+            .call("GET", &format!("/v1/kv/x?max_stale={fine}"))
+            .unwrap();
+        assert_eq!(r.status, 404, "max_stale={fine}");
+    }
+    assert_eq!(
+        t.call("GET", "/v1/kv/x?max_stale=0s&consistent")
+            .unwrap()
+            .status,
+        404
+    );
     let (code, body) = a.http_body("PUT", "/v1/kv/x?cas=1&acquire=s", "v").unwrap();
     assert_eq!(code, 400);
     assert!(body.starts_with("Conflicting flags: "), "{body}");

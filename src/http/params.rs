@@ -31,13 +31,26 @@ pub fn json_body(raw: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(raw).map_err(|e| bad_request(format!("Request decode failed: {e}")))
 }
 
-/// Refuses `?stale` or `?cached` with `?consistent`, in Consul's words and in its order (the `?stale`
-/// conflict first).
+/// Refuses a `?max_stale` that is not a duration, and `?stale` (or a `?max_stale` above zero, which
+/// Consul counts as one) or `?cached` with `?consistent`, in Consul's words and in its order (the
+/// `?stale` conflict first).
+///
+/// A `?max_stale` read is otherwise served as it would be without it (a KV read by the leader), which
+/// is never staler than it allows.
 pub fn check_conflicts(q: &HashMap<String, String>) -> Result<(), ApiError> {
+    let max_stale = match q.get("max_stale").filter(|v| !v.is_empty()) {
+        None => false,
+        // Go's durations may be negative; one is no stale read.
+        Some(v) => match v.strip_prefix('-') {
+            Some(d) => crate::util::duration::parse(d).map(|_| false),
+            None => crate::util::duration::parse(v).map(|d| !d.is_zero()),
+        }
+        .map_err(|_| bad_request(format!("Invalid max_stale value {v:?}")))?,
+    };
     if !q.contains_key("consistent") {
         return Ok(());
     }
-    if q.contains_key("stale") {
+    if q.contains_key("stale") || max_stale {
         return Err(bad_request(
             "Cannot specify ?stale with ?consistent, conflicting semantics.",
         ));

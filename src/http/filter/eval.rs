@@ -210,8 +210,11 @@ impl Match<'_> {
             }
             Value::Number(n) => match n.as_i64() {
                 Some(i) => {
-                    i == parse_int(raw).ok_or_else(|| {
-                        coerce(format!("strconv.ParseInt: parsing {raw:?}: invalid syntax"))
+                    i == parse_int(raw).map_err(|why| {
+                        coerce(format!(
+                            "strconv.ParseInt: parsing {raw:?}: {}",
+                            why.go_text()
+                        ))
                     })?
                 }
                 None => {
@@ -259,15 +262,34 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// Why Go's `strconv.ParseInt` refuses a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntError {
+    /// Not a number in any base it reads.
+    Syntax,
+    /// A number, outside 64 bits.
+    Range,
+}
+
+impl IntError {
+    /// The end of Go's error text.
+    fn go_text(self) -> &'static str {
+        match self {
+            IntError::Syntax => "invalid syntax",
+            IntError::Range => "value out of range",
+        }
+    }
+}
+
 /// Go's `strconv.ParseInt(s, 0, 64)`: a sign, then decimal, `0x`, `0o`/`0`, or `0b` digits, with `_`
 /// between digits.
-fn parse_int(s: &str) -> Option<i64> {
+fn parse_int(s: &str) -> Result<i64, IntError> {
     let (neg, digits) = match s.strip_prefix('-') {
         Some(d) => (true, d),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
     if digits.contains('_') && !separators_ok(digits) {
-        return None;
+        return Err(IntError::Syntax);
     }
     let lower = digits.replace('_', "").to_ascii_lowercase();
     let (radix, body) = if let Some(b) = lower.strip_prefix("0x") {
@@ -282,10 +304,13 @@ fn parse_int(s: &str) -> Option<i64> {
         (10, lower.as_str())
     };
     if body.is_empty() || body.starts_with(['+', '-']) {
-        return None;
+        return Err(IntError::Syntax);
     }
-    let magnitude = i128::from_str_radix(body, radix).ok()?;
-    i64::try_from(if neg { -magnitude } else { magnitude }).ok()
+    let magnitude = i128::from_str_radix(body, radix).map_err(|e| match e.kind() {
+        std::num::IntErrorKind::PosOverflow => IntError::Range,
+        _ => IntError::Syntax,
+    })?;
+    i64::try_from(if neg { -magnitude } else { magnitude }).map_err(|_| IntError::Range)
 }
 
 /// Whether the `_` in `digits` (a number without its sign) are where Go's base-0 parsing allows them:

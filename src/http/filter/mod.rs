@@ -266,6 +266,16 @@ mod tests {
             err("Service.Port == abc"),
             r#"Failed to coerce value "abc" for selector "Service.Port": strconv.ParseInt: parsing "abc": invalid syntax"#
         );
+        assert_eq!(
+            err(r#"Service.Port == "9223372036854775808""#),
+            r#"Failed to coerce value "9223372036854775808" for selector "Service.Port": strconv.ParseInt: parsing "9223372036854775808": value out of range"#
+        );
+        let huge = "9".repeat(60);
+        assert!(err(&format!(r#"Service.Port == "{huge}""#)).ends_with("value out of range"));
+        assert_eq!(
+            nodes_passing(r#"Service.Port == "-9223372036854775808""#).unwrap(),
+            Vec::<String>::new()
+        );
         for misplaced in ["_80", "80_", "8__0", "0x_", "8_x"] {
             assert_eq!(
                 err(&format!(r#"Service.Port == "{misplaced}""#)),
