@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
             continue;
         };
-        let op = if i % 2 == 0 { register(&v, "dc1") } else { deregister(&v) };
+        let op = if i % 2 == 0 {
+            register(&v, "dc1")
+        } else {
+            deregister(&v)
+        };
         let Ok(op) = op else { continue };
         assert!(!op.node().is_empty(), "an operation without a node");
         let before = table.query();
@@ -40,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(nodes.windows(2).all(|w| w[0].info.node < w[1].info.node));
         for n in &nodes {
             for c in n.checks.iter().filter(|c| !c.service_id.is_empty()) {
-                assert!(n.services.iter().any(|s| s.id == c.service_id), "orphan check");
+                assert!(
+                    n.services.iter().any(|s| s.id == c.service_id),
+                    "orphan check"
+                );
             }
         }
     }

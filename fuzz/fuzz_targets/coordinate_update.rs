@@ -21,13 +21,20 @@ fuzz_target!(|data: &[u8]| {
     }
     let all = table.image().entries;
     assert!(all.iter().all(|e| e.coord.check().is_ok()));
-    let map = all.iter().map(|e| (e.node.clone(), e.coord.clone())).collect();
+    let map = all
+        .iter()
+        .map(|e| (e.node.clone(), e.coord.clone()))
+        .collect();
     let mut names: Vec<&str> = all.iter().map(|e| e.node.as_str()).collect();
     names.push("no-coordinate");
     let before = names.len();
     if let Some(first) = all.first() {
         sort_near(&mut names, &map, &first.node, |n| n);
-        assert_eq!(names.last(), Some(&"no-coordinate"), "unknown nodes sort last");
+        assert_eq!(
+            names.last(),
+            Some(&"no-coordinate"),
+            "unknown nodes sort last"
+        );
     }
     assert_eq!(names.len(), before);
 });

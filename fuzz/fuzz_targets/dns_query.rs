@@ -181,7 +181,10 @@ fn other_dc(
 ) -> Option<Reply> {
     match reply {
         Some(Reply::Remote(dc)) => {
-            assert!(!dc.eq_ignore_ascii_case("dc1"), "our own datacenter sent away");
+            assert!(
+                !dc.eq_ignore_ascii_case("dc1"),
+                "our own datacenter sent away"
+            );
             Some(Reply::Bytes(
                 a.no_such_datacenter(req, transport),
                 Reuse::Never,
@@ -253,9 +256,19 @@ fuzz_target!(|data: &[u8]| {
         match &parsed {
             Ok(req) => {
                 let udp = a.respond(req, Transport::Udp, &mut Rng::new(1));
-                let udp = check_reply(data, req, Transport::Udp, other_dc(&a, req, Transport::Udp, udp));
+                let udp = check_reply(
+                    data,
+                    req,
+                    Transport::Udp,
+                    other_dc(&a, req, Transport::Udp, udp),
+                );
                 let tcp = a.respond(req, Transport::Tcp, &mut Rng::new(1));
-                check_reply(data, req, Transport::Tcp, other_dc(&a, req, Transport::Tcp, tcp));
+                check_reply(
+                    data,
+                    req,
+                    Transport::Tcp,
+                    other_dc(&a, req, Transport::Tcp, tcp),
+                );
                 // The UDP server's cache: a miss on a fresh cache, then (if it keeps the answer) the same
                 // bytes served back for the same query.
                 if let (Some(sh), Some((bytes, true))) = (sh, udp) {

@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match Filter::new(&format!("not ({text})")) {
-        Ok(negated) => assert_eq!(negated.matches(&element), Ok(!answer), "not flips the answer"),
+        Ok(negated) => assert_eq!(
+            negated.matches(&element),
+            Ok(!answer),
+            "not flips the answer"
+        ),
         // Wrapping adds nesting; nothing else may stop it.
         Err(e) => assert!(e.to_string().contains("nested too deeply"), "{e}"),
     }

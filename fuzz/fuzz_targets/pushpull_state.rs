@@ -102,19 +102,25 @@ fuzz_target!(|data: &[u8]| {
     for start in common::START_INCS {
         let mut core = common::core(start, now);
         let base = base_state();
-        assert_eq!(core.merge_state(now, common::peer(), base).unwrap(), 7);
+        assert_eq!(
+            core.merge_state(now, common::peer(), base).unwrap().members,
+            7
+        );
         // A full state only ever suspects; gossip declares peer-c failed.
         core.handle_packet(now, common::peer(), base_dead());
         assert_eq!(core.member("peer-c").unwrap().state, State::Dead);
         common::drain(&mut core, &mut buf);
         match (core.merge_state(now, common::peer(), data), &decoded) {
             // Node records ride along in a state but are not members.
-            (Ok(n), Ok(st)) => assert_eq!(
-                n,
-                st.deltas()
-                    .filter(|d| !matches!(d, Delta::Record { .. }))
-                    .count()
-            ),
+            (Ok(n), Ok(st)) => {
+                assert_eq!(
+                    n.members,
+                    st.deltas()
+                        .filter(|d| !matches!(d, Delta::Record { .. }))
+                        .count()
+                );
+                assert_eq!(n.short_records, st.has_short_records());
+            }
             (Err(e), Err(d)) => assert_eq!(e, *d),
             (got, _) => panic!("merge_state and decode_state disagree: {got:?}"),
         }

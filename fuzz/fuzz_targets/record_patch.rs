@@ -35,7 +35,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(p) = wire::decode(&packet) {
         for d in p.deltas() {
             if let Delta::Record {
-                body: RecordBody::Patch { len, crc, hunks, .. },
+                body: RecordBody::Patch {
+                    len, crc, hunks, ..
+                },
                 ..
             } = d
             {

@@ -41,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
         let replica = Replica::default();
         for req in &requests {
             if let Ok(change) = Command::decode(req) {
-                assert_eq!(Command::decode(&Command::encode(&change)), Ok(change.clone()));
+                assert_eq!(
+                    Command::decode(&Command::encode(&change)),
+                    Ok(change.clone())
+                );
                 let _ = replica.apply(1, &change);
                 let _ = replica.query(&Query::Kv(KvQuery::Recurse(String::new())));
             }

@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Postcard also reads longer-than-needed varints, so the bytes may differ; the event may not.
-    assert_eq!(UserEvent::decode(&ev.encode()), Ok(ev.clone()), "an event re-encodes to itself");
+    assert_eq!(
+        UserEvent::decode(&ev.encode()),
+        Ok(ev.clone()),
+        "an event re-encodes to itself"
+    );
     let tags = vec!["v1".to_string(), "blue".to_string()];
     let services = [("web", tags.as_slice()), ("db", &[][..])];
     let selected = ev.selects("node-1", services);

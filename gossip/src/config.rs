@@ -66,6 +66,10 @@ pub struct GossipConfig {
     /// the membership retransmit limit. Off, as builds before it did; kept for comparison and for
     /// tests of mixed clusters.
     pub record_news: bool,
+    /// Full states sent to members that announce they read it carry each record without its member's
+    /// name, which the state delta before it already gave. Off, as builds before it did; kept for
+    /// comparison and for tests of mixed clusters.
+    pub short_records: bool,
 }
 
 impl GossipConfig {
@@ -96,6 +100,7 @@ impl GossipConfig {
             peer_coordinates: 0,
             record_patches: true,
             record_news: true,
+            short_records: true,
         }
     }
 

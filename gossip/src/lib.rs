@@ -35,7 +35,7 @@ pub mod wire;
 pub use self::broadcast::{BroadcastQueue, Item};
 pub use self::config::{ConfigError, GossipConfig};
 pub use self::core::{
-    Core, Event, EventKind, ForceLeaveError, Identity, JOIN_ATTEMPTS, NewCoreError,
+    Core, Event, EventKind, ForceLeaveError, Identity, JOIN_ATTEMPTS, Merged, NewCoreError,
     RECORD_FETCH_TIMEOUT, RECORD_SENDS, RTT_BUCKETS_US, RttCounts, Stats, Transmit, UserEventError,
 };
 pub use self::member::{Member, State};

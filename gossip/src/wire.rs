@@ -13,6 +13,8 @@
 //! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -
 //!            | User: payload:bytes16 | Record: 0 len:varint body[len] | 1 len:varint
 //!            | 2 len:varint base:varint crc:u32 hunks (see `patch`))
+//!          | 7 version:varint then a Record's body forms: the record of the member the state delta
+//!            just before it names (full states only; see FEATURE_SHORT_RECORDS)
 //! addr    := 4 ip[4] port:u16 | 6 ip[16] port:u16
 //! str8    := len:u8 (1..=255) utf8[len]
 //! ```
@@ -213,8 +215,12 @@ pub const FEATURE_COORDINATES: u32 = 1;
 pub const FEATURE_RECORD_PATCHES: u32 = 2;
 /// Wire extension: pings may carry a [`News`] list, and acks the records it lacks.
 pub const FEATURE_RECORD_NEWS: u32 = 4;
+/// Wire extension: full states may carry records in the short form, without the member's name where
+/// its state delta just named it.
+pub const FEATURE_SHORT_RECORDS: u32 = 8;
 /// Every extension this build understands.
-pub const FEATURES: u32 = FEATURE_COORDINATES | FEATURE_RECORD_PATCHES | FEATURE_RECORD_NEWS;
+pub const FEATURES: u32 =
+    FEATURE_COORDINATES | FEATURE_RECORD_PATCHES | FEATURE_RECORD_NEWS | FEATURE_SHORT_RECORDS;
 
 /// A network coordinate as the wire carries it: the bits of 11 `f32`s (vector, error, adjustment,
 /// height). Kept as bits so messages stay `Eq`; a non-finite value is refused where it is used.
@@ -337,6 +343,9 @@ const D_DEAD: u8 = 3;
 const D_LEFT: u8 = 4;
 const D_USER: u8 = 5;
 const D_RECORD: u8 = 6;
+/// A record of the member the member-state delta just before it names, without the name (a full-state
+/// exchange lists every member's state, then its record's version).
+const D_RECORD_SHORT: u8 = 7;
 /// Largest application record (a node's services and checks), in bytes.
 pub const MAX_RECORD: usize = 1 << 20;
 /// Largest user event payload.
@@ -349,6 +358,7 @@ pub struct Packet<'a> {
     pub msg: Message<'a>,
     count: u16,
     deltas: &'a [u8],
+    short_records: bool,
 }
 
 impl<'a> Packet<'a> {
@@ -357,11 +367,18 @@ impl<'a> Packet<'a> {
         self.count as usize
     }
 
+    /// True when some record in it is in the short form (see [`FEATURE_SHORT_RECORDS`]): the sender
+    /// reads that form too.
+    pub fn has_short_records(&self) -> bool {
+        self.short_records
+    }
+
     /// Iterates the (already validated) deltas.
     pub fn deltas(&self) -> DeltaIter<'a> {
         DeltaIter {
             r: Reader { b: self.deltas },
             left: self.count,
+            prev: None,
         }
     }
 }
@@ -370,6 +387,7 @@ impl<'a> Packet<'a> {
 pub struct DeltaIter<'a> {
     r: Reader<'a>,
     left: u16,
+    prev: Option<&'a str>,
 }
 
 impl<'a> Iterator for DeltaIter<'a> {
@@ -380,7 +398,7 @@ impl<'a> Iterator for DeltaIter<'a> {
         }
         self.left -= 1;
         // Validated in `decode`, so this cannot fail; stop quietly if it somehow does.
-        self.r.delta().ok()
+        self.r.delta(&mut self.prev).ok()
     }
 }
 
@@ -448,11 +466,24 @@ impl<'a> Reader<'a> {
         };
         Ok(SocketAddr::new(ip, self.u16()?))
     }
-    fn delta(&mut self) -> Result<Delta<'a>, DecodeError> {
+    /// The next delta; `prev` is the member named by the member-state delta just before (what a
+    /// [`D_RECORD_SHORT`] delta is about), updated for the next one.
+    fn delta(&mut self, prev: &mut Option<&'a str>) -> Result<Delta<'a>, DecodeError> {
         let kind = self.u8()?;
+        if kind == D_RECORD_SHORT {
+            let name = prev.take().ok_or(DecodeError::BadRecord)?;
+            let version = self.varint()?;
+            let body = self.record_body()?;
+            return Ok(Delta::Record {
+                name,
+                version,
+                body,
+            });
+        }
         let name = self.str8()?;
         let incarnation = self.varint()?;
-        Ok(match kind {
+        *prev = None;
+        let d = match kind {
             D_ALIVE => {
                 let addr = self.addr()?;
                 let n = self.u16()? as usize;
@@ -481,36 +512,42 @@ impl<'a> Reader<'a> {
                 if n > MAX_USER_PAYLOAD {
                     return Err(DecodeError::Oversize);
                 }
-                Delta::User {
+                return Ok(Delta::User {
                     origin: name,
                     id: incarnation,
                     payload: self.take(n)?,
-                }
+                });
             }
             D_RECORD => {
-                let form = self.u8()?;
-                let n = self.varint()?;
-                if n as usize > MAX_RECORD {
-                    return Err(DecodeError::Oversize);
-                }
-                let body = match form {
-                    0 => RecordBody::Inline(self.take(n as usize)?),
-                    1 => RecordBody::Digest(n),
-                    2 => RecordBody::Patch {
-                        base: self.varint()?,
-                        len: n,
-                        crc: self.u32()?,
-                        hunks: crate::patch::take_hunks(self, n)?,
-                    },
-                    _ => return Err(DecodeError::BadRecord),
-                };
-                Delta::Record {
+                return Ok(Delta::Record {
                     name,
                     version: incarnation,
-                    body,
-                }
+                    body: self.record_body()?,
+                });
             }
             k => return Err(DecodeError::Kind(k)),
+        };
+        *prev = Some(name);
+        Ok(d)
+    }
+
+    /// A record delta's body: its form byte, then the inline bytes, the length, or the patch.
+    fn record_body(&mut self) -> Result<RecordBody<'a>, DecodeError> {
+        let form = self.u8()?;
+        let n = self.varint()?;
+        if n as usize > MAX_RECORD {
+            return Err(DecodeError::Oversize);
+        }
+        Ok(match form {
+            0 => RecordBody::Inline(self.take(n as usize)?),
+            1 => RecordBody::Digest(n),
+            2 => RecordBody::Patch {
+                base: self.varint()?,
+                len: n,
+                crc: self.u32()?,
+                hunks: crate::patch::take_hunks(self, n)?,
+            },
+            _ => return Err(DecodeError::BadRecord),
         })
     }
 }
@@ -589,13 +626,20 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
     };
     let count = r.u16()?;
     let deltas = r.b;
+    let (mut prev, mut short_records) = (None, false);
     for _ in 0..count {
-        r.delta()?;
+        short_records |= r.b.first() == Some(&D_RECORD_SHORT);
+        r.delta(&mut prev)?;
     }
     if !r.b.is_empty() {
         return Err(DecodeError::Trailing);
     }
-    Ok(Packet { msg, count, deltas })
+    Ok(Packet {
+        msg,
+        count,
+        deltas,
+        short_records,
+    })
 }
 
 /// Largest full state accepted from a peer (bytes); ~400k members at typical sizes.
@@ -603,11 +647,22 @@ pub const MAX_STATE: usize = 16 << 20;
 
 /// Encodes a full state: `count:u32` then that many deltas (see [`encode_delta`]).
 pub fn encode_state<'a>(buf: &mut Vec<u8>, deltas: impl Iterator<Item = Delta<'a>>) {
+    encode_state_with(buf, deltas, false);
+}
+
+/// Like [`encode_state`], with records in the short form after their member's state when
+/// `short_records` (only for a receiver that announces [`FEATURE_SHORT_RECORDS`]).
+pub fn encode_state_with<'a>(
+    buf: &mut Vec<u8>,
+    deltas: impl Iterator<Item = Delta<'a>>,
+    short_records: bool,
+) {
     let at = buf.len();
     buf.extend_from_slice(&0u32.to_be_bytes());
     let mut n = 0u32;
+    let mut prev = None;
     for d in deltas {
-        encode_delta(buf, &d);
+        prev = encode_delta_after(buf, &d, if short_records { prev } else { None });
         n += 1;
     }
     buf[at..at + 4].copy_from_slice(&n.to_be_bytes());
@@ -617,6 +672,7 @@ pub fn encode_state<'a>(buf: &mut Vec<u8>, deltas: impl Iterator<Item = Delta<'a
 pub struct State<'a> {
     count: u32,
     body: &'a [u8],
+    short_records: bool,
 }
 
 impl<'a> State<'a> {
@@ -630,10 +686,16 @@ impl<'a> State<'a> {
         self.count == 0
     }
 
+    /// True when some record in it is in the short form: the sender reads that form too.
+    pub fn has_short_records(&self) -> bool {
+        self.short_records
+    }
+
     /// The entries.
     pub fn deltas(&self) -> impl Iterator<Item = Delta<'a>> + use<'a> {
         let mut r = Reader { b: self.body };
-        (0..self.count).map_while(move |_| r.delta().ok())
+        let mut prev = None;
+        (0..self.count).map_while(move |_| r.delta(&mut prev).ok())
     }
 }
 
@@ -645,13 +707,19 @@ pub fn decode_state(buf: &[u8]) -> Result<State<'_>, DecodeError> {
     let mut r = Reader { b: buf };
     let count = r.u32()?;
     let body = r.b;
+    let (mut prev, mut short_records) = (None, false);
     for _ in 0..count {
-        r.delta()?;
+        short_records |= r.b.first() == Some(&D_RECORD_SHORT);
+        r.delta(&mut prev)?;
     }
     if !r.b.is_empty() {
         return Err(DecodeError::Trailing);
     }
-    Ok(State { count, body })
+    Ok(State {
+        count,
+        body,
+        short_records,
+    })
 }
 
 /// Appends a packet header and a zero delta count; returns the offset of the count for [`set_count`].
@@ -805,31 +873,65 @@ pub fn encode_delta(buf: &mut Vec<u8>, d: &Delta<'_>) {
             buf.push(D_RECORD);
             put_str8(buf, name);
             put_varint(buf, version);
-            match body {
-                RecordBody::Inline(b) => {
-                    // Records are checked against MAX_RECORD where they enter the core.
-                    let b = &b[..b.len().min(MAX_RECORD)];
-                    buf.push(0);
-                    put_varint(buf, b.len() as u32);
-                    buf.extend_from_slice(b);
-                }
-                RecordBody::Digest(n) => {
-                    buf.push(1);
-                    put_varint(buf, n.min(MAX_RECORD as u32));
-                }
-                RecordBody::Patch {
-                    base,
-                    len,
-                    crc,
-                    hunks,
-                } => {
-                    buf.push(2);
-                    put_varint(buf, len.min(MAX_RECORD as u32));
-                    put_varint(buf, base);
-                    buf.extend_from_slice(&crc.to_be_bytes());
-                    buf.extend_from_slice(hunks);
-                }
-            }
+            put_record_body(buf, &body);
+        }
+    }
+}
+
+/// Encodes `d` after a delta that named the member `prev`: a record of that member goes in the short
+/// form, any other delta as [`encode_delta`] does. Returns what to pass as `prev` for the next delta;
+/// `None` as `prev` never shortens, which is what a receiver without [`FEATURE_SHORT_RECORDS`] needs.
+pub fn encode_delta_after<'a>(
+    buf: &mut Vec<u8>,
+    d: &Delta<'a>,
+    prev: Option<&str>,
+) -> Option<&'a str> {
+    match *d {
+        Delta::Record {
+            name,
+            version,
+            body,
+        } if prev == Some(name) => {
+            buf.push(D_RECORD_SHORT);
+            put_varint(buf, version);
+            put_record_body(buf, &body);
+            None
+        }
+        Delta::Record { .. } | Delta::User { .. } => {
+            encode_delta(buf, d);
+            None
+        }
+        _ => {
+            encode_delta(buf, d);
+            Some(d.name())
+        }
+    }
+}
+
+fn put_record_body(buf: &mut Vec<u8>, body: &RecordBody<'_>) {
+    match *body {
+        RecordBody::Inline(b) => {
+            // Records are checked against MAX_RECORD where they enter the core.
+            let b = &b[..b.len().min(MAX_RECORD)];
+            buf.push(0);
+            put_varint(buf, b.len() as u32);
+            buf.extend_from_slice(b);
+        }
+        RecordBody::Digest(n) => {
+            buf.push(1);
+            put_varint(buf, n.min(MAX_RECORD as u32));
+        }
+        RecordBody::Patch {
+            base,
+            len,
+            crc,
+            hunks,
+        } => {
+            buf.push(2);
+            put_varint(buf, len.min(MAX_RECORD as u32));
+            put_varint(buf, base);
+            buf.extend_from_slice(&crc.to_be_bytes());
+            buf.extend_from_slice(hunks);
         }
     }
 }
@@ -1007,6 +1109,93 @@ mod tests {
         put_varint(&mut buf, MAX_RECORD as u32 + 1);
         set_count(&mut buf, at, 1);
         assert_eq!(decode(&buf).unwrap_err(), DecodeError::Oversize);
+    }
+
+    #[test]
+    fn short_records_roundtrip_in_states_and_packets_and_need_a_member_before_them() {
+        let alive = |name| Delta::Alive {
+            name,
+            incarnation: 4,
+            addr: "127.0.0.1:7946".parse().unwrap(),
+            tags: &[],
+        };
+        let record = |name, body| Delta::Record {
+            name,
+            version: 300,
+            body,
+        };
+        let ds = [
+            alive("node-a"),
+            record("node-a", RecordBody::Digest(175)),
+            Delta::Left {
+                name: "node-b",
+                incarnation: 2,
+            },
+            record("node-b", RecordBody::Inline(b"services")),
+            alive("node-c"),
+            // Not the member just named: stays long.
+            record("node-a", RecordBody::Digest(9)),
+            record("node-c", RecordBody::Digest(9)),
+        ];
+        let (mut long, mut short) = (Vec::new(), Vec::new());
+        encode_state(&mut long, ds.iter().copied());
+        encode_state_with(&mut short, ds.iter().copied(), true);
+        let st = decode_state(&short).unwrap();
+        assert!(st.has_short_records());
+        assert_eq!(st.deltas().collect::<Vec<_>>(), ds);
+        assert!(!decode_state(&long).unwrap().has_short_records());
+        // Each shortened record leaves out its name (1 + 6 bytes).
+        assert_eq!(long.len() - short.len(), 2 * 7);
+
+        // In a datagram, as a full-state chunk carries it.
+        let mut buf = Vec::new();
+        let sync = Message::Sync {
+            seq: 1,
+            want_reply: true,
+            is_reply: false,
+            whole_records: false,
+        };
+        let at = encode_header(&mut buf, &sync);
+        let mut prev = None;
+        for d in &ds {
+            prev = encode_delta_after(&mut buf, d, prev);
+        }
+        set_count(&mut buf, at, ds.len() as u16);
+        let p = decode(&buf).unwrap();
+        assert!(p.has_short_records());
+        assert_eq!(p.deltas().collect::<Vec<_>>(), ds);
+
+        // A short record with no member state just before it names nobody.
+        let lone = [D_RECORD_SHORT, 1, 1, 5];
+        for before in [
+            Vec::new(),
+            // After a record (the member's record was already given)...
+            {
+                let mut b = Vec::new();
+                encode_delta(&mut b, &record("node-a", RecordBody::Digest(1)));
+                b
+            },
+            // ...or after a user event.
+            {
+                let mut b = Vec::new();
+                encode_delta(
+                    &mut b,
+                    &Delta::User {
+                        origin: "node-a",
+                        id: 1,
+                        payload: b"x",
+                    },
+                );
+                b
+            },
+        ] {
+            let mut st = 2u32.to_be_bytes().to_vec();
+            st.extend_from_slice(&before);
+            st.extend_from_slice(&lone);
+            let n = if before.is_empty() { 1u32 } else { 2 };
+            st[..4].copy_from_slice(&n.to_be_bytes());
+            assert_eq!(decode_state(&st).err(), Some(DecodeError::BadRecord));
+        }
     }
 
     #[test]

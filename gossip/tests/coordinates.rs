@@ -114,6 +114,7 @@ fn members_that_do_not_announce_coordinates_get_plain_probes() {
         coordinates: false,
         record_patches: false,
         record_news: false,
+        short_records: false,
         ..GossipConfig::lan()
     };
     for i in 0..4 {

@@ -677,7 +677,9 @@ fn a_stream_sender_is_news_whatever_address_the_stream_came_from() {
     // The stream arrives from another port (an advertise address, NAT): the first record is still the
     // sender, so it is news; "other" is old news learned from it.
     let from: std::net::SocketAddr = "127.0.0.9:40000".parse().unwrap();
-    assert_eq!(w.cores[0].merge_state(t0, from, &state), Ok(2));
+    let merged = w.cores[0].merge_state(t0, from, &state).unwrap();
+    assert_eq!(merged.members, 2);
+    assert!(!merged.short_records, "no record, no short form");
     assert_eq!(w.cores[0].num_live(), 3);
     assert_eq!(w.cores[0].stats().learned_by_sync, 1);
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use murmur_gossip::coordinate::Coordinate;
-use murmur_gossip::{EventKind, Record, Stats};
+use murmur_gossip::{EventKind, Merged, Record, Stats};
 use tokio::sync::{mpsc, oneshot};
 
 use super::keyring_sync::KeyOp;
@@ -61,12 +61,14 @@ pub(super) enum Command {
     },
     ExportState {
         whole_records: bool,
+        /// The peer reads records in the short form.
+        short_records: bool,
         reply: oneshot::Sender<Result<Vec<u8>, String>>,
     },
     ImportState {
         from: SocketAddr,
         bytes: Vec<u8>,
-        reply: oneshot::Sender<Result<usize, String>>,
+        reply: oneshot::Sender<Result<Merged, String>>,
     },
     Joined,
     SetRecord {
@@ -132,8 +134,14 @@ impl GossipHandle {
         rx.await.map_err(|_| GONE.to_string())
     }
 
-    /// Full-state exchange with `addr` over QUIC; returns how many entries they sent.
-    pub async fn push_pull(&self, addr: SocketAddr, peer: Peer) -> Result<usize, String> {
+    /// Full-state exchange with `addr` over QUIC (`short_records` when it reads records in the short
+    /// form); returns how many entries they sent.
+    pub async fn push_pull(
+        &self,
+        addr: SocketAddr,
+        peer: Peer,
+        short_records: bool,
+    ) -> Result<usize, String> {
         let quic = self
             .quic
             .get()
@@ -148,16 +156,19 @@ impl GossipHandle {
         let ours = self
             .ask(|reply| Command::ExportState {
                 whole_records,
+                short_records,
                 reply,
             })
             .await??;
         let theirs = quic.exchange(addr, kind, &ours, peer).await?;
-        self.ask(|reply| Command::ImportState {
-            from: addr,
-            bytes: theirs,
-            reply,
-        })
-        .await?
+        let merged = self
+            .ask(|reply| Command::ImportState {
+                from: addr,
+                bytes: theirs,
+                reply,
+            })
+            .await??;
+        Ok(merged.members)
     }
 
     /// Answers a peer's stream request: a push/pull merges their state and returns ours; a record
@@ -170,15 +181,18 @@ impl GossipHandle {
     ) -> Result<Vec<u8>, String> {
         match kind {
             Stream::PushPull | Stream::Join => {
-                self.ask(|reply| Command::ImportState {
-                    from,
-                    bytes: theirs,
-                    reply,
-                })
-                .await??;
+                let merged = self
+                    .ask(|reply| Command::ImportState {
+                        from,
+                        bytes: theirs,
+                        reply,
+                    })
+                    .await??;
                 let whole_records = kind == Stream::Join;
                 self.ask(|reply| Command::ExportState {
                     whole_records,
+                    // A peer that wrote the short form reads it.
+                    short_records: merged.short_records,
                     reply,
                 })
                 .await?
@@ -251,7 +265,8 @@ impl GossipHandle {
     /// learns every member in one exchange), else the datagram exchange. Succeeds once their state arrived.
     pub async fn join(&self, addr: SocketAddr) -> Result<(), String> {
         if self.quic.get().is_some() {
-            self.push_pull(addr, Peer::Named).await?;
+            // A named address may run any build: the long form.
+            self.push_pull(addr, Peer::Named, false).await?;
             return self
                 .tx
                 .send(Command::Joined)

@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use murmur_gossip::{Core, Event, EventKind, JOIN_ATTEMPTS, wire};
+use murmur_gossip::{Core, Event, EventKind, JOIN_ATTEMPTS, Merged, wire};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -204,9 +204,14 @@ impl UdpDriver {
     }
 
     /// Our full state, sealed with the gossip key when encrypting (push/pull is as protected as gossip).
-    fn export_state(&mut self, whole_records: bool) -> Result<Vec<u8>, String> {
+    fn export_state(
+        &mut self,
+        whole_records: bool,
+        short_records: bool,
+    ) -> Result<Vec<u8>, String> {
         let mut plain = Vec::new();
-        self.core.encode_state(&mut plain, whole_records);
+        self.core
+            .encode_state(&mut plain, whole_records, short_records);
         let mut sealed = Vec::new();
         self.security.seal(&plain, &mut sealed).map(<[u8]>::to_vec)
     }
@@ -216,7 +221,7 @@ impl UdpDriver {
         now: Instant,
         from: SocketAddr,
         mut bytes: Vec<u8>,
-    ) -> Result<usize, String> {
+    ) -> Result<Merged, String> {
         let merged = match self.security.open(&mut bytes) {
             Ok(Opened::Trusted(p)) => self.core.merge_state(now, from, p),
             Ok(Opened::Untrusted(p)) => self.core.merge_untrusted_state(now, from, p),
@@ -301,12 +306,12 @@ impl UdpDriver {
         });
     }
 
-    fn start_push_pull(&mut self, addr: SocketAddr) {
+    fn start_push_pull(&mut self, addr: SocketAddr, short_records: bool) {
         let Some(handle) = self.own_handle() else {
             return;
         };
         tokio::spawn(async move {
-            if let Err(e) = handle.push_pull(addr, Peer::Member).await {
+            if let Err(e) = handle.push_pull(addr, Peer::Member, short_records).await {
                 tracing::debug!("periodic push/pull with {addr} failed: {e}");
             }
         });
@@ -351,9 +356,10 @@ impl UdpDriver {
             }
             Command::ExportState {
                 whole_records,
+                short_records,
                 reply,
             } => {
-                let _ = reply.send(self.export_state(whole_records));
+                let _ = reply.send(self.export_state(whole_records, short_records));
             }
             Command::ImportState { from, bytes, reply } => {
                 let r = self.import_state(now, from, bytes);
@@ -461,7 +467,10 @@ impl UdpDriver {
                 Event::User { .. } => {
                     self.sink.apply(&ev);
                 }
-                Event::PushPull { addr } => self.start_push_pull(addr),
+                Event::PushPull {
+                    addr,
+                    short_records,
+                } => self.start_push_pull(addr, short_records),
                 Event::FetchRecord { name, from, .. } => self.start_fetch(&name, from),
                 Event::Member(_) | Event::Reaped(_) | Event::Record { .. } => {
                     changed |= self.sink.apply(&ev)
@@ -541,11 +550,13 @@ mod tests {
         for i in 0..5u8 {
             let mut other = Vec::new();
             let addr = SocketAddr::from(([127, 0, 17, 10 + i], 7946));
-            core(&format!("n{i}"), addr, 10 + u64::from(i)).encode_state(&mut other, true);
+            core(&format!("n{i}"), addr, 10 + u64::from(i)).encode_state(&mut other, true, true);
             peer.merge_state(now, addr, &other).unwrap();
         }
+        // The peer's own record rides in the short form, which tells us it reads that form.
+        peer.set_record(b"services".to_vec()).unwrap();
         let mut state = Vec::new();
-        peer.encode_state(&mut state, true);
+        peer.encode_state(&mut state, true, true);
 
         let (reply, mut rx) = oneshot::channel();
         driver.command(Command::ImportState {
@@ -554,7 +565,12 @@ mod tests {
             reply,
         });
         let merged = rx.try_recv().expect("answered at once").unwrap();
-        assert_eq!(merged, 6, "the peer sent itself and five members");
+        assert_eq!(merged.members, 6, "the peer sent itself and five members");
+        assert!(merged.short_records);
+        assert_eq!(
+            driver.core.record("there").map(|r| r.body.to_vec()),
+            Some(b"services".to_vec())
+        );
         let names: Vec<String> = table.published.lock().unwrap().keys().cloned().collect();
         assert_eq!(names, ["here", "n0", "n1", "n2", "n3", "n4", "there"]);
 

@@ -223,6 +223,7 @@ impl Core {
                     want_reply,
                     is_reply,
                     whole_records,
+                    short_records,
                     cursor,
                 } => {
                     let msg = Message::Sync {
@@ -232,7 +233,8 @@ impl Core {
                         whole_records,
                     };
                     let at = wire::encode_header(buf, &msg);
-                    let (n, next) = self.fill_states(buf, cursor, mtu, whole_records);
+                    let (n, next) =
+                        self.fill_states(buf, cursor, mtu, whole_records, short_records);
                     if let Some(next) = next {
                         self.out.push_front(Out::Sync {
                             dst,
@@ -240,6 +242,7 @@ impl Core {
                             want_reply: false,
                             is_reply,
                             whole_records,
+                            short_records,
                             cursor: next,
                         });
                     } else if is_reply {

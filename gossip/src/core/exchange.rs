@@ -27,11 +27,22 @@ pub(super) struct Behind {
     pub(super) known: usize,
 }
 
+/// What a merged full state held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Merged {
+    /// Member entries (the records riding along are not counted).
+    pub members: usize,
+    /// Its sender wrote records in the short form, so it reads them too: the `short_records` to
+    /// answer with ([`Core::encode_state`]).
+    pub short_records: bool,
+}
+
 impl Core {
     /// Starts a join: sends our full state to `addr` and asks for theirs, retrying every [`JOIN_RETRY`].
     /// Returns the sequence number that [`Event::SyncReply`] (or [`Event::JoinTimeout`]) will carry.
     pub fn join(&mut self, now: Instant, addr: SocketAddr) -> u32 {
-        let seq = self.send_sync(addr, true);
+        // A joiner does not know what the seed reads: the long form.
+        let seq = self.send_sync(addr, true, false);
         tracing::debug!(%addr, seq, "joining");
         self.exchanges.joins.push(PendingJoin {
             seq,
@@ -44,21 +55,39 @@ impl Core {
 
     /// Starts a full-state exchange with `addr`: with `whole_records` for a join (the joiner needs
     /// every record), else with record versions only (anti-entropy: what differs is then pulled).
-    pub(super) fn send_sync(&mut self, addr: SocketAddr, whole_records: bool) -> u32 {
+    /// `short_records` when the peer reads records in the short form.
+    pub(super) fn send_sync(
+        &mut self,
+        addr: SocketAddr,
+        whole_records: bool,
+        short_records: bool,
+    ) -> u32 {
         let seq = self.next_seq();
-        self.resend_sync(addr, seq, whole_records);
+        self.resend_sync(addr, seq, whole_records, short_records);
         seq
     }
 
-    pub(super) fn resend_sync(&mut self, addr: SocketAddr, seq: u32, whole_records: bool) {
+    pub(super) fn resend_sync(
+        &mut self,
+        addr: SocketAddr,
+        seq: u32,
+        whole_records: bool,
+        short_records: bool,
+    ) {
         self.out.push_back(Out::Sync {
             dst: addr,
             seq,
             want_reply: true,
             is_reply: false,
             whole_records,
+            short_records,
             cursor: 0,
         });
+    }
+
+    /// True when member `m` reads records in the short form and this node writes it.
+    pub(super) fn short_records_for(&self, m: &Ident) -> bool {
+        self.cfg.short_records && m.features & wire::FEATURE_SHORT_RECORDS != 0
     }
 
     /// Appends states from `cursor` on (0: ourselves, then id `c - 1` onwards) while they fit in `mtu`;
@@ -69,6 +98,7 @@ impl Core {
         cursor: usize,
         mtu: usize,
         whole_records: bool,
+        short_records: bool,
     ) -> (usize, Option<usize>) {
         let inline = if whole_records {
             records::inline_limit(mtu)
@@ -78,10 +108,10 @@ impl Core {
         let mut n = 0;
         if cursor == 0 {
             let me = self.local_slot();
-            wire::encode_delta(buf, &self.state_delta(me));
+            let prev = wire::encode_delta_after(buf, &self.state_delta(me), None);
             n = 1;
             if let Some(r) = records::record_delta(me, inline, false) {
-                wire::encode_delta(buf, &r);
+                wire::encode_delta_after(buf, &r, prev.filter(|_| short_records));
                 n += 1;
             }
         }
@@ -92,10 +122,10 @@ impl Core {
                 continue;
             }
             let mark = buf.len();
-            wire::encode_delta(buf, &self.state_delta(s));
+            let prev = wire::encode_delta_after(buf, &self.state_delta(s), None);
             let record = records::record_delta(s, inline, false);
             if let Some(r) = &record {
-                wire::encode_delta(buf, r);
+                wire::encode_delta_after(buf, r, prev.filter(|_| short_records));
             }
             if buf.len() > mtu && n > 0 {
                 buf.truncate(mark);
@@ -115,16 +145,20 @@ impl Core {
 
     pub(super) fn sync_with_random(&mut self, eligible: impl Fn(&Slot) -> bool) {
         if let Some(m) = self.pick_one(eligible) {
-            self.exchange_with(m.addr);
+            self.exchange_with(m.addr, self.short_records_for(&m));
         }
     }
 
-    pub(super) fn exchange_with(&mut self, addr: SocketAddr) {
+    /// `short_records` when the peer reads records in the short form.
+    pub(super) fn exchange_with(&mut self, addr: SocketAddr, short_records: bool) {
         if self.cfg.external_push_pull {
-            self.events.push_back(Event::PushPull { addr });
+            self.events.push_back(Event::PushPull {
+                addr,
+                short_records,
+            });
         } else {
             // Periodic anti-entropy: one attempt, no retries (the next period tries again).
-            self.send_sync(addr, false);
+            self.send_sync(addr, false, short_records);
         }
     }
 
@@ -149,7 +183,8 @@ impl Core {
         match &self.exchanges.behind {
             Some(b) if b.known == mine && now.saturating_duration_since(b.since) >= wait => {
                 self.stats.catch_up_syncs += 1;
-                self.exchange_with(from);
+                // Only the address is known here: the long form, which every member reads.
+                self.exchange_with(from, false);
                 self.exchanges.behind = Some(Behind {
                     since: now,
                     known: mine,
@@ -166,8 +201,10 @@ impl Core {
     }
 
     /// Appends our full state (every member, ourselves first) for a stream push/pull: with
-    /// `whole_records` (a join) every record whole, whatever its size; else their versions only.
-    pub fn encode_state(&self, buf: &mut Vec<u8>, whole_records: bool) {
+    /// `whole_records` (a join) every record whole, whatever its size; else their versions only. With
+    /// `short_records` (the peer reads them: [`Event::PushPull`], [`Merged`]) records go in the short
+    /// form.
+    pub fn encode_state(&self, buf: &mut Vec<u8>, whole_records: bool, short_records: bool) {
         let me = self.local_slot();
         let others = self.view.iter().filter(|s| s.ident.id() != self.me_id);
         // Whole records up to half the largest state a peer accepts, versions past that (pulled or
@@ -177,7 +214,7 @@ impl Core {
         } else {
             0
         });
-        wire::encode_state(
+        wire::encode_state_with(
             buf,
             std::iter::once(me).chain(others).flat_map(|s| {
                 let size = s.record.as_ref().map_or(0, |r| r.body.len());
@@ -189,6 +226,7 @@ impl Core {
                 };
                 std::iter::once(self.state_delta(s)).chain(records::record_delta(s, inline, false))
             }),
+            short_records && self.cfg.short_records,
         );
     }
 
@@ -199,21 +237,20 @@ impl Core {
         now: Instant,
         from: SocketAddr,
         bytes: &[u8],
-    ) -> Result<usize, DecodeError> {
+    ) -> Result<Merged, DecodeError> {
         self.trusted = false;
         let r = self.merge_state(now, from, bytes);
         self.trusted = true;
         r
     }
 
-    /// Merges a full state received from `from` (remote failures are only suspected); returns how many
-    /// member entries it held (the node records riding along are not counted).
+    /// Merges a full state received from `from` (remote failures are only suspected).
     pub fn merge_state(
         &mut self,
         now: Instant,
         from: SocketAddr,
         bytes: &[u8],
-    ) -> Result<usize, DecodeError> {
+    ) -> Result<Merged, DecodeError> {
         let st = wire::decode_state(bytes)?;
         self.stats.states_merged += 1;
         for (k, d) in st.deltas().enumerate() {
@@ -229,10 +266,13 @@ impl Core {
         self.records.exchanged = true;
         self.apply_records(now, from, st.deltas());
         self.records.exchanged = false;
-        Ok(st
-            .deltas()
-            .filter(|d| !matches!(d, Delta::Record { .. }))
-            .count())
+        Ok(Merged {
+            members: st
+                .deltas()
+                .filter(|d| !matches!(d, Delta::Record { .. }))
+                .count(),
+            short_records: st.has_short_records(),
+        })
     }
 
     /// Notes that a join completed (here or by a stream push/pull). Deltas that spread while we were

@@ -37,6 +37,7 @@ mod probing;
 mod records;
 
 pub use self::errors::{ForceLeaveError, NewCoreError, UserEventError};
+pub use self::exchange::Merged;
 pub use self::records::{RECORD_FETCH_TIMEOUT, RECORD_SENDS};
 use super::record::Record;
 
@@ -103,6 +104,8 @@ pub enum Event {
     PushPull {
         /// Member to exchange with.
         addr: SocketAddr,
+        /// It reads records in the short form: pass to [`Core::encode_state`].
+        short_records: bool,
     },
     /// A member's record changed (ours included: [`Core::set_record`] reports it here too).
     Record {
@@ -314,6 +317,8 @@ enum Out {
         want_reply: bool,
         is_reply: bool,
         whole_records: bool,
+        /// Records in the short form (the receiver reads it).
+        short_records: bool,
         cursor: usize,
     },
     /// Ask `dst` for `name`'s record at `version`; `whole` after a patch for it did not check out here
@@ -369,7 +374,8 @@ fn announced_tags(cfg: &GossipConfig, app: Vec<u8>) -> Result<Vec<u8>, tags::Tag
     let on = |yes: bool, feature: u32| if yes { feature } else { 0 };
     let features = on(cfg.coordinates, wire::FEATURE_COORDINATES)
         | on(cfg.record_patches, wire::FEATURE_RECORD_PATCHES)
-        | on(cfg.record_news, wire::FEATURE_RECORD_NEWS);
+        | on(cfg.record_news, wire::FEATURE_RECORD_NEWS)
+        | on(cfg.short_records, wire::FEATURE_SHORT_RECORDS);
     if features == 0 {
         return Ok(app);
     }
@@ -747,6 +753,8 @@ impl Core {
                             want_reply: false,
                             is_reply: true,
                             whole_records: whole_records && self.trusted,
+                            // A requester that wrote the short form reads it.
+                            short_records: self.cfg.short_records && p.has_short_records(),
                             cursor: 0,
                         });
                     }
@@ -795,7 +803,7 @@ impl Core {
                         // UDP may lose the request or the reply: ask again under the same number.
                         self.exchanges.joins[k].attempts += 1;
                         let addr = self.exchanges.joins[k].addr;
-                        self.resend_sync(addr, seq, true);
+                        self.resend_sync(addr, seq, true, false);
                         self.timers.push(now + JOIN_RETRY, Timer::JoinRetry(seq));
                     }
                 }

@@ -353,7 +353,7 @@ impl Core {
             .is_some_and(|s| Arc::ptr_eq(s.ident.name(), target.name()) && s.state == State::Dead);
         if still_failed {
             self.stats.reconnects += 1;
-            self.exchange_with(target.addr);
+            self.exchange_with(target.addr, self.short_records_for(target));
         }
     }
 }
