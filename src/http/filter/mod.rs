@@ -327,6 +327,45 @@ mod tests {
         assert!(f.matches(&json!({"Node": {"Node": "a\tbé"}})).unwrap());
         let f = Filter::new(r"Node.Node == `a\tb`").unwrap();
         assert!(f.matches(&json!({"Node": {"Node": "a\\tb"}})).unwrap());
+        // `\x` and octal escapes are bytes, as in Go: these two are the UTF-8 of "é".
+        for bytes in [r#""\xc3\xa9""#, r#""\303\251""#] {
+            let f = Filter::new(&format!("Node.Node == {bytes}")).unwrap();
+            assert!(
+                f.matches(&json!({"Node": {"Node": "é"}})).unwrap(),
+                "{bytes}"
+            );
+            assert!(
+                !f.matches(&json!({"Node": {"Node": "Ã©"}})).unwrap(),
+                "{bytes}"
+            );
+        }
+        // Go drops carriage returns from raw strings.
+        let f = Filter::new("Node.Node == `a\rb`").unwrap();
+        assert!(f.matches(&json!({"Node": {"Node": "ab"}})).unwrap());
+        // What strconv.Unquote refuses: an octal escape above 255, \' in a double-quoted string, a
+        // surrogate, a line break.
+        for bad in [r#""\400""#, r#""a\'b""#, r#""\ud800""#, "\"a\nb\""] {
+            let e = Filter::new(&format!("Node.Node == {bad}"))
+                .err()
+                .unwrap()
+                .to_string();
+            assert_eq!(e, "1:14 (13): rule \"string\": invalid syntax", "{bad}");
+        }
+        assert_eq!(
+            Filter::new(r#"Node.Node == "abc"#)
+                .err()
+                .unwrap()
+                .to_string(),
+            "1:18 (17): rule \"string\": Unterminated string literal"
+        );
+        // Columns count characters, the offset bytes.
+        assert_eq!(
+            Filter::new("Node.Node == \"é\" ==")
+                .err()
+                .unwrap()
+                .to_string(),
+            "1:18 (18): no match found, expected: \"and\", \"or\" or end of input"
+        );
     }
 
     #[test]

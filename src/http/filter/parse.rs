@@ -98,10 +98,12 @@ enum Operand {
 impl Parser<'_> {
     fn fail(&self, what: &str) -> FilterError {
         let line = 1 + self.s[..self.at].iter().filter(|&&b| b == b'\n').count();
+        // Columns count characters, as pigeon's do; the offset counts bytes.
         let col = 1 + self.s[..self.at]
             .iter()
             .rev()
             .take_while(|&&b| b != b'\n')
+            .filter(|&&b| b & 0xc0 != 0x80)
             .count();
         FilterError::Parse(format!("{line}:{col} ({}): {what}", self.at))
     }
@@ -383,14 +385,20 @@ impl Parser<'_> {
         let quote = self.s[self.at];
         let start = self.at + 1;
         let Some(len) = self.s[start..].iter().position(|&b| b == quote) else {
-            return Err(self.fail("rule \"string\": unterminated string"));
+            // go-bexpr's predicate fails there once the rest of the input is read.
+            self.at = self.s.len();
+            return Err(self.fail("rule \"string\": Unterminated string literal"));
         };
         let body = &self.text[start..start + len];
-        self.at = start + len + 1;
         if quote == b'`' {
-            return Ok(body.to_owned());
+            self.at = start + len + 1;
+            // Go drops carriage returns from raw strings.
+            return Ok(body.replace('\r', ""));
         }
-        unescape(body).ok_or_else(|| self.fail("rule \"string\": invalid syntax"))
+        // strconv.Unquote's error is reported where the literal starts.
+        let value = unescape(body).ok_or_else(|| self.fail("rule \"string\": invalid syntax"))?;
+        self.at = start + len + 1;
+        Ok(value)
     }
 }
 
@@ -403,30 +411,37 @@ fn join(mut terms: Vec<Expr>, make: fn(Vec<Expr>) -> Expr) -> Expr {
     }
 }
 
-/// Go's escapes inside a double-quoted string: `\n \t \r \\ \a \b \f \v \xHH \uHHHH \UHHHHHHHH \OOO`.
+/// A double-quoted string's body as Go's `strconv.Unquote` reads it (go-bexpr calls it): escapes
+/// `\n \t \r \\ \" \a \b \f \v \uHHHH \UHHHHHHHH` give characters, `\xHH` and `\OOO` (at most 255)
+/// give bytes, and a `\'` or a line break is a syntax error. Bytes that do not form UTF-8 cannot be held
+/// in a Rust string and become U+FFFD; Go compares the raw bytes, which differs only where a substring
+/// test (`in`, `contains`) meets part of a multi-byte character.
 fn unescape(s: &str) -> Option<String> {
-    let mut out = String::with_capacity(s.len());
+    let mut out = Vec::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
+        if c == '\n' {
+            return None;
+        }
         if c != '\\' {
-            out.push(c);
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
             continue;
         }
         let e = chars.next()?;
         let simple = match e {
-            'n' => Some('\n'),
-            't' => Some('\t'),
-            'r' => Some('\r'),
-            '\\' => Some('\\'),
-            'a' => Some('\x07'),
-            'b' => Some('\x08'),
-            'f' => Some('\x0c'),
-            'v' => Some('\x0b'),
-            '\'' => Some('\''),
+            'n' => Some(b'\n'),
+            't' => Some(b'\t'),
+            'r' => Some(b'\r'),
+            '\\' => Some(b'\\'),
+            '"' => Some(b'"'),
+            'a' => Some(0x07),
+            'b' => Some(0x08),
+            'f' => Some(0x0c),
+            'v' => Some(0x0b),
             _ => None,
         };
-        if let Some(c) = simple {
-            out.push(c);
+        if let Some(b) = simple {
+            out.push(b);
             continue;
         }
         let (digits, radix) = match e {
@@ -441,7 +456,14 @@ fn unescape(s: &str) -> Option<String> {
         for _ in 0..rest {
             code = code.checked_mul(radix)? + chars.next()?.to_digit(radix)?;
         }
-        out.push(char::from_u32(code)?);
+        if matches!(e, 'u' | 'U') {
+            out.extend_from_slice(char::from_u32(code)?.encode_utf8(&mut [0; 4]).as_bytes());
+        } else {
+            out.push(u8::try_from(code).ok()?);
+        }
     }
-    Some(out)
+    Some(
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
