@@ -51,7 +51,8 @@ pub enum DecodeError {
     Oversize,
     /// Encoded tags are malformed.
     BadTags,
-    /// A record delta's body form is neither inline nor digest.
+    /// A record delta's body form is unknown, or a short record has no member state just before it
+    /// or is outside a full-state message.
     BadRecord,
     /// A ping's news list is longer than [`MAX_NEWS`].
     BadNews,
@@ -634,6 +635,10 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
     if !r.b.is_empty() {
         return Err(DecodeError::Trailing);
     }
+    // Only full states list records after their members; nothing else may lean on the delta before.
+    if short_records && !matches!(msg, Message::Sync { .. }) {
+        return Err(DecodeError::BadRecord);
+    }
     Ok(Packet {
         msg,
         count,
@@ -676,7 +681,7 @@ pub struct State<'a> {
 }
 
 impl<'a> State<'a> {
-    /// Number of member entries.
+    /// Number of entries (member states and the records after them).
     pub fn len(&self) -> usize {
         self.count as usize
     }
@@ -1164,6 +1169,15 @@ mod tests {
         let p = decode(&buf).unwrap();
         assert!(p.has_short_records());
         assert_eq!(p.deltas().collect::<Vec<_>>(), ds);
+        // Outside a full state the short form is refused.
+        let mut g = Vec::new();
+        let at = encode_header(&mut g, &Message::Gossip);
+        let mut prev = None;
+        for d in &ds[..2] {
+            prev = encode_delta_after(&mut g, d, prev);
+        }
+        set_count(&mut g, at, 2);
+        assert_eq!(decode(&g).err(), Some(DecodeError::BadRecord));
 
         // A short record with no member state just before it names nobody.
         let lone = [D_RECORD_SHORT, 1, 1, 5];

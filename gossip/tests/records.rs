@@ -1075,8 +1075,8 @@ fn full_states_name_each_record_once_where_the_peer_reads_it() {
     }
     sim.run_for(Duration::from_secs(5));
     // Sync datagrams carrying records: (short form between newer members, long form between them,
-    // short form to or from the older one, long form to or from it).
-    let seen = Rc::new(RefCell::new([0usize; 4]));
+    // short form to or from the older one, long form to or from it); then requests to the older one.
+    let seen = Rc::new(RefCell::new([0usize; 5]));
     let tally = seen.clone();
     sim.set_tap(Box::new(move |src, dst, bytes| {
         let Ok(p) = wire::decode(bytes) else { return };
@@ -1087,27 +1087,43 @@ fn full_states_name_each_record_once_where_the_peer_reads_it() {
         }
         let with_older = src == 5 || dst == 5;
         let k = 2 * usize::from(with_older) + usize::from(!p.has_short_records());
-        tally.borrow_mut()[k] += 1;
+        let mut t = tally.borrow_mut();
+        t[k] += 1;
+        if dst == 5
+            && matches!(
+                p.msg,
+                Message::Sync {
+                    want_reply: true,
+                    ..
+                }
+            )
+        {
+            t[4] += 1;
+        }
     }));
-    // Nodes 5 (older) and 9 (newer) are cut off while node 3 changes its record; the news dies out
-    // (and leaves the news lists) before they heal, so only an exchange brings it.
-    sim.node_mut(5).group = 1;
-    sim.node_mut(9).group = 2;
+    // Nodes 5 (older) and 9 (newer) miss node 3's change until its news has left every news list
+    // (they stay live members: only the record is kept from them), so only an exchange brings it.
+    sim.set_filter(Box::new(|_, dst, bytes| {
+        !(dst == 5 || dst == 9)
+            || wire::decode(bytes).is_ok_and(|p| matches!(p.msg, Message::Sync { .. }))
+            || !carries_record_of(bytes, "node-3")
+    }));
     let v = publish(&mut sim, 3, b"changed while 5 and 9 were away");
     sim.run_for(Duration::from_secs(8));
-    sim.node_mut(5).group = 0;
-    sim.node_mut(9).group = 0;
+    sim.clear_filter();
     for i in [5, 9] {
         assert_ne!(
             sim.node(i).core.record("node-3").map(|r| r.version),
             Some(v)
         );
     }
-    // And until the older member has started an exchange of its own, so that its requests' answers
-    // are seen too.
+    // And until the older member has started an exchange of its own and been asked for one, so that
+    // both directions are seen.
     let started = sim.node(5).core.stats().push_pulls;
-    let healed = sim.run_until_cond(STEP, Duration::from_secs(120), |s| {
+    let asked = seen.clone();
+    let healed = sim.run_until_cond(STEP, Duration::from_secs(300), |s| {
         s.node(5).core.stats().push_pulls > started
+            && asked.borrow()[4] > 0
             && [5, 9].iter().all(|&i| {
                 s.node(i)
                     .core
@@ -1116,11 +1132,121 @@ fn full_states_name_each_record_once_where_the_peer_reads_it() {
             })
     });
     assert!(healed);
-    let [short, long, short_older, long_older] = *seen.borrow();
+    let [short, long, short_older, long_older, _] = *seen.borrow();
     assert!(short > 0, "no short-form exchange between newer members");
     assert_eq!(short_older, 0, "the short form to or from the older member");
     assert!(long_older > 0, "no exchange with the older member");
     // Only an exchange started from an address alone (a member that keeps knowing more) goes long
     // between newer members; none is due here.
     assert_eq!(long, 0, "the long form between newer members");
+}
+
+/// A failed member that answers its reconnect ping is sent our state in the long form, whatever it
+/// announced before it failed: it may be back as another build at the same address.
+#[test]
+fn reconnect_exchanges_use_the_long_form() {
+    // No periodic exchanges: every exchange after the heal comes from a reconnect.
+    let quiet = GossipConfig {
+        push_pull_interval: Duration::from_secs(3600),
+        ..GossipConfig::lan()
+    };
+    let mut sim = cluster_of_12(33, |_| quiet.clone());
+    for i in 0..12 {
+        publish(&mut sim, i, format!("svc-{i}").as_bytes());
+    }
+    sim.run_for(Duration::from_secs(5));
+    for i in 6..12 {
+        sim.node_mut(i).group = 1;
+    }
+    let split = sim.run_until_cond(STEP, Duration::from_secs(90), |s| {
+        (0..12).all(|i| {
+            let other = if i < 6 { "node-6" } else { "node-0" };
+            s.node(i)
+                .core
+                .member(other)
+                .is_some_and(|m| m.state == State::Dead)
+        })
+    });
+    assert!(split);
+    // Requests carrying records: (short, long).
+    let seen = Rc::new(RefCell::new((0usize, 0usize)));
+    let tally = seen.clone();
+    sim.set_tap(Box::new(move |_, _, bytes| {
+        if let Ok(p) = wire::decode(bytes)
+            && let Message::Sync {
+                is_reply: false, ..
+            } = p.msg
+            && p.deltas().any(|d| matches!(d, Delta::Record { .. }))
+        {
+            let mut t = tally.borrow_mut();
+            if p.has_short_records() {
+                t.0 += 1;
+            } else {
+                t.1 += 1;
+            }
+        }
+    }));
+    for i in 6..12 {
+        sim.node_mut(i).group = 0;
+    }
+    let healed = sim.run_until_cond(STEP, Duration::from_secs(120), |s| {
+        (0..12).all(|i| s.node(i).core.num_live() == 12)
+    });
+    assert!(healed);
+    assert!(
+        stat(&sim, |s| s.reconnects) > 0,
+        "the halves met through reconnects"
+    );
+    let (short, long) = *seen.borrow();
+    assert_eq!(short, 0, "a reconnect exchange in the short form");
+    assert!(long > 0, "no reconnect exchange");
+}
+
+/// A full state larger than a datagram goes in chunks, each a run of whole entries (a member's state and
+/// its short record never split), and what one node missed still reaches it through them.
+#[test]
+fn short_records_survive_a_full_state_in_several_chunks() {
+    let mut sim = cluster(60, 34, NetModel::default());
+    for i in 0..60 {
+        publish(&mut sim, i, format!("svc-{i}").as_bytes());
+    }
+    sim.run_for(Duration::from_secs(5));
+    // Continuation chunks of requests and replies that carry short records.
+    let chunks = Rc::new(RefCell::new(0usize));
+    let tally = chunks.clone();
+    sim.set_tap(Box::new(move |_, _, bytes| {
+        if let Ok(p) = wire::decode(bytes)
+            && let Message::Sync { want_reply, .. } = p.msg
+            && p.has_short_records()
+            && !matches!(p.deltas().next(), Some(Delta::Alive { .. }) if want_reply)
+        {
+            *tally.borrow_mut() += 1;
+        }
+    }));
+    // Node 9 misses the changes' news (it stays a live member: only records are kept from it) until
+    // they have left every news list; after that only a full-state exchange brings them.
+    sim.set_filter(Box::new(|_, dst, bytes| {
+        dst != 9
+            || wire::decode(bytes).is_ok_and(|p| matches!(p.msg, Message::Sync { .. }))
+            || !["node-3", "node-40", "node-55"]
+                .iter()
+                .any(|o| carries_record_of(bytes, o))
+    }));
+    let changed: Vec<(usize, u32)> = [3, 40, 55]
+        .into_iter()
+        .map(|i| (i, publish(&mut sim, i, format!("svc-{i} moved").as_bytes())))
+        .collect();
+    sim.run_for(Duration::from_secs(8));
+    sim.clear_filter();
+    let holds = |s: &Sim| {
+        changed.iter().all(|&(i, v)| {
+            s.node(9)
+                .core
+                .record(&format!("node-{i}"))
+                .is_some_and(|r| r.version == v)
+        })
+    };
+    assert!(!holds(&sim));
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(150), holds));
+    assert!(*chunks.borrow() > 0, "no state went in several chunks");
 }

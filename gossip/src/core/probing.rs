@@ -353,7 +353,8 @@ impl Core {
             .is_some_and(|s| Arc::ptr_eq(s.ident.name(), target.name()) && s.state == State::Dead);
         if still_failed {
             self.stats.reconnects += 1;
-            self.exchange_with(target.addr, self.short_records_for(target));
+            // What it announced may be out of date: it may be back as another build at this address.
+            self.exchange_with(target.addr, false);
         }
     }
 }

@@ -412,10 +412,12 @@ fn join(mut terms: Vec<Expr>, make: fn(Vec<Expr>) -> Expr) -> Expr {
 }
 
 /// A double-quoted string's body as Go's `strconv.Unquote` reads it (go-bexpr calls it): escapes
-/// `\n \t \r \\ \" \a \b \f \v \uHHHH \UHHHHHHHH` give characters, `\xHH` and `\OOO` (at most 255)
-/// give bytes, and a `\'` or a line break is a syntax error. Bytes that do not form UTF-8 cannot be held
-/// in a Rust string and become U+FFFD; Go compares the raw bytes, which differs only where a substring
-/// test (`in`, `contains`) meets part of a multi-byte character.
+/// `\n \t \r \\ \a \b \f \v \uHHHH \UHHHHHHHH` give characters, `\xHH` and `\OOO` (at most 255)
+/// give bytes, and a `\'` or a line break is a syntax error (`\"` cannot occur: a quote ends the
+/// literal). Bytes that do not form UTF-8 cannot be held in a Rust string and become U+FFFD, where Go
+/// keeps the raw bytes: such a value then equals a field holding U+FFFD, misses a substring test
+/// (`in`, `contains`) against part of a multi-byte character, and compiles as a `matches` pattern,
+/// where in Go it does not, does not, and is refused.
 fn unescape(s: &str) -> Option<String> {
     let mut out = Vec::with_capacity(s.len());
     let mut chars = s.chars();
@@ -433,7 +435,6 @@ fn unescape(s: &str) -> Option<String> {
             't' => Some(b'\t'),
             'r' => Some(b'\r'),
             '\\' => Some(b'\\'),
-            '"' => Some(b'"'),
             'a' => Some(0x07),
             'b' => Some(0x08),
             'f' => Some(0x0c),
