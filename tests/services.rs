@@ -326,6 +326,38 @@ fn filter_expressions_select_as_consul_does() {
     assert_eq!(keys, ["db-1"]);
     let node = get("/v1/catalog/node-services/filter-a", "Service == web");
     assert_eq!(ids(&node["Services"], "/ID"), ["web-1", "web-2"]);
+    // The web UI's summaries: nodes as structs.NodeInfo, services instance by instance as
+    // structs.CheckServiceNode before they are counted.
+    let nodes = get(
+        "/v1/internal/ui/nodes",
+        "Checks.Status == critical and Meta.rack == r1",
+    );
+    assert_eq!(ids(&nodes, "/Node"), ["filter-a"]);
+    assert_eq!(nodes[0]["Services"].as_array().map(Vec::len), Some(3));
+    assert_eq!(get("/v1/internal/ui/nodes", "Meta.rack == r2"), json!([]));
+    let summary = |filter: &str| -> Vec<(String, u64)> {
+        get("/v1/internal/ui/services", filter)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let name = s["Name"].as_str().unwrap().to_owned();
+                (name, s["InstanceCount"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    assert_eq!(summary("Service.Port == 8080"), [("web".to_owned(), 1)]);
+    assert_eq!(
+        summary("Checks.Status == critical"),
+        [("web".to_owned(), 1)],
+        "only web-2's check is critical"
+    );
+    assert_eq!(
+        summary("Node.Meta.rack == r1"),
+        [("db".to_owned(), 1), ("web".to_owned(), 2)]
+    );
+    let critical = get("/v1/internal/ui/services", r#"Service.ID == "web-2""#);
+    assert_eq!(critical[0]["ChecksCritical"], 1);
 
     // Bad filters: Consul's 500 and its evaluator's words, before any blocking wait (the index given is
     // the current one, so a wait would hold the request for its full minute).
@@ -358,6 +390,17 @@ fn filter_expressions_select_as_consul_does() {
             "Failed to create boolean expression evaluator: Selector \"Bogus\" is not valid".into()
         )
     );
+    for path in ["/v1/internal/ui/nodes", "/v1/internal/ui/services"] {
+        assert_eq!(
+            bad(path, "Bogus == 1"),
+            (
+                500,
+                "Failed to create boolean expression evaluator: Selector \"Bogus\" is not valid"
+                    .into()
+            ),
+            "{path}"
+        );
+    }
     assert_eq!(
         bad("/v1/health/service/web", "Service.Bogus == 1"),
         (

@@ -36,6 +36,20 @@ pub fn agent_member(m: &MemberRecord) -> Value {
     })
 }
 
+/// A node with its services and checks (structs.NodeInfo, `/v1/internal/ui/nodes`): a catalog node
+/// without its datacenter and raft indexes.
+pub fn node_info(n: &NodeView, services: Vec<Value>, checks: Vec<Value>) -> Value {
+    let mut node = catalog_node(n);
+    if let Some(info) = node.as_object_mut() {
+        for k in ["Datacenter", "CreateIndex", "ModifyIndex"] {
+            info.remove(k);
+        }
+        info.insert("Services".into(), Value::Array(services));
+        info.insert("Checks".into(), Value::Array(checks));
+    }
+    node
+}
+
 /// Catalog node (structs.Node).
 pub fn catalog_node(n: &NodeView) -> Value {
     let mut meta = json!(n.meta());

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::http::json::{catalog_node, health_check, node_service, serf_health, service_node};
+use crate::http::json::{
+    catalog_node, health_check, node_info, node_service, serf_health, service_node,
+};
 use crate::state::catalog::Instance;
 use crate::state::catalog_node::NodeView;
 use crate::state::node_record::{CheckRecord, ServiceRecord};
@@ -26,6 +28,8 @@ pub enum Shape {
     HealthCheck,
     /// `/v1/catalog/node/:n`, `/v1/catalog/node-services/:n`: structs.NodeService.
     NodeService,
+    /// `/v1/internal/ui/nodes`: structs.NodeInfo.
+    NodeInfo,
 }
 
 /// A specimen of `shape`, every list of objects in it holding one element.
@@ -71,5 +75,13 @@ pub fn specimen(shape: Shape) -> Value {
         }),
         Shape::HealthCheck => health_check("node", &check, Some(&service), idx),
         Shape::NodeService => node_service(&service, idx),
+        Shape::NodeInfo => node_info(
+            &node,
+            vec![node_service(&service, idx)],
+            vec![
+                serf_health(&member),
+                health_check("node", &check, Some(&service), idx),
+            ],
+        ),
     }
 }
