@@ -70,6 +70,12 @@ pub struct GossipConfig {
     /// name, which the state delta before it already gave. Off, as builds before it did; kept for
     /// comparison and for tests of mixed clusters.
     pub short_records: bool,
+    /// A changed record travels down a broadcast tree over the ring, each member receiving it once
+    /// (with the news lists repairing what a failed or disagreeing hop drops), instead of being
+    /// gossiped [`crate::RECORD_SENDS`] times by each holder. Used only while every live member
+    /// announces it and news lists are in use. Off, as builds before it did; kept for comparison and
+    /// for tests of mixed clusters.
+    pub record_tree: bool,
 }
 
 impl GossipConfig {
@@ -101,6 +107,7 @@ impl GossipConfig {
             record_patches: true,
             record_news: true,
             short_records: true,
+            record_tree: true,
         }
     }
 

@@ -70,8 +70,82 @@ impl Ring {
         }
     }
 
+    /// The first member (and its position), clockwise from `from`, whose position lies in the arc of `len` positions
+    /// starting at `from` and for which `keep` holds; at most `limit` members of the arc are looked at,
+    /// so the lock is held for a bounded time whatever the view skips.
+    pub fn first_in(
+        &self,
+        from: u64,
+        len: u64,
+        limit: usize,
+        keep: impl FnMut(Id) -> bool,
+    ) -> Option<(u64, Id)> {
+        let members = self.lock();
+        let mut arc = Sweep {
+            from,
+            len,
+            left: limit,
+            keep,
+        };
+        // Up to the top of the ring, then on from its bottom where the arc wraps.
+        arc.scan(members.range((from, 0)..))
+            .or_else(|| arc.scan(members.range(..(from, 0))))
+    }
+
+    /// The last member (and its position) of the arc of `len` positions starting at `from` for which `keep` holds, looking
+    /// counter-clockwise from the arc's end at most `limit` members.
+    pub fn last_in(
+        &self,
+        from: u64,
+        len: u64,
+        limit: usize,
+        keep: impl FnMut(Id) -> bool,
+    ) -> Option<(u64, Id)> {
+        let end = from.wrapping_add(len.checked_sub(1)?);
+        let members = self.lock();
+        let mut arc = Sweep {
+            from,
+            len,
+            left: limit,
+            keep,
+        };
+        let above = (
+            std::ops::Bound::Excluded((end, Id::MAX)),
+            std::ops::Bound::Unbounded,
+        );
+        arc.scan(members.range(..=(end, Id::MAX)).rev())
+            .or_else(|| arc.scan(members.range(above).rev()))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<(u64, Id)>> {
         self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A search along an arc of the ring: stops at the arc's end or after `left` members.
+struct Sweep<F> {
+    from: u64,
+    len: u64,
+    left: usize,
+    keep: F,
+}
+
+impl<F: FnMut(Id) -> bool> Sweep<F> {
+    /// The first member of `members` (in the order given) for which `keep` holds, stopping at the first
+    /// one outside the arc or when the budget runs out; `None` also means the caller may look on only
+    /// when the arc wraps.
+    fn scan<'a>(&mut self, members: impl Iterator<Item = &'a (u64, Id)>) -> Option<(u64, Id)> {
+        for &(pos, id) in members {
+            if pos.wrapping_sub(self.from) >= self.len || self.left == 0 {
+                self.left = 0;
+                return None;
+            }
+            self.left -= 1;
+            if (self.keep)(id) {
+                return Some((pos, id));
+            }
+        }
+        None
     }
 }
 
@@ -130,5 +204,53 @@ mod tests {
         });
         assert_eq!(seen, [3, 1, 2]);
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn arcs_find_their_first_and_last_members() {
+        let r = Ring::default();
+        for (pos, id) in [(10, 1), (20, 2), (30, 3), (u64::MAX - 5, 4)] {
+            r.insert(pos, id);
+        }
+        let all = |_| true;
+        assert_eq!(r.first_in(15, 10, 8, all).map(|m| m.1), Some(2));
+        assert_eq!(
+            r.first_in(21, 9, 8, all).map(|m| m.1),
+            None,
+            "30 is one past the arc"
+        );
+        assert_eq!(r.first_in(21, 10, 8, all).map(|m| m.1), Some(3));
+        assert_eq!(r.first_in(u64::MAX - 10, 30, 8, all).map(|m| m.1), Some(4));
+        assert_eq!(
+            r.first_in(u64::MAX - 10, 30, 8, |m| m != 4).map(|m| m.1),
+            Some(1),
+            "wraps past the top"
+        );
+        assert_eq!(
+            r.first_in(u64::MAX - 10, 30, 1, |m| m != 4).map(|m| m.1),
+            None,
+            "one look only"
+        );
+        assert_eq!(r.last_in(0, 30, 8, all).map(|m| m.1), Some(2));
+        assert_eq!(r.last_in(0, 31, 8, all).map(|m| m.1), Some(3));
+        assert_eq!(
+            r.last_in(u64::MAX - 10, 25, 8, all).map(|m| m.1),
+            Some(1),
+            "the arc ends at 14"
+        );
+        assert_eq!(
+            r.last_in(u64::MAX - 10, 25, 8, |m| m != 1).map(|m| m.1),
+            Some(4),
+            "back past the top"
+        );
+        assert_eq!(
+            r.last_in(u64::MAX - 4, 12, 8, all).map(|m| m.1),
+            None,
+            "4 is before the arc"
+        );
+        assert_eq!(r.last_in(5, 0, 8, all).map(|m| m.1), None);
+        // All of the ring but position 30, the one before the arc's start.
+        assert_eq!(r.first_in(31, u64::MAX, 8, all).map(|m| m.1), Some(4));
+        assert_eq!(r.last_in(31, u64::MAX, 8, all).map(|m| m.1), Some(2));
     }
 }

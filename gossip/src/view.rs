@@ -60,13 +60,19 @@ pub struct View {
     chunks: Vec<Option<Arc<Chunk>>>,
     len: usize,
     live: usize,
-    /// Live members that do not announce [`crate::wire::FEATURE_RECORD_NEWS`].
-    live_without_news: usize,
+    /// Live members that do not announce [`crate::wire::FEATURE_RECORD_NEWS`], and
+    /// [`crate::wire::FEATURE_RECORD_TREE`].
+    live_without: [usize; 2],
 }
 
-/// True when `s` is live and cannot repair a missed record through news lists.
-fn live_without_news(s: &Slot) -> bool {
-    s.state.is_live() && s.ident.features & crate::wire::FEATURE_RECORD_NEWS == 0
+/// Whether `s` is live and lacks the record news lists, and the record tree: while any live member
+/// lacks one, records cannot rely on it.
+fn live_without(s: &Slot) -> [usize; 2] {
+    let lacks = |f: u32| usize::from(s.state.is_live() && s.ident.features & f == 0);
+    [
+        lacks(crate::wire::FEATURE_RECORD_NEWS),
+        lacks(crate::wire::FEATURE_RECORD_TREE),
+    ]
 }
 
 impl View {
@@ -93,7 +99,12 @@ impl View {
 
     /// Members alive or suspect that do not read news lists (older builds, or the feature turned off).
     pub fn live_without_news(&self) -> usize {
-        self.live_without_news
+        self.live_without[0]
+    }
+
+    /// Members alive or suspect that do not pass records down the broadcast tree.
+    pub fn live_without_tree(&self) -> usize {
+        self.live_without[1]
     }
 
     /// Ids are below this bound.
@@ -109,11 +120,14 @@ impl View {
             self.chunks.resize(c + 1, None);
         }
         let chunk = Arc::make_mut(self.chunks[c].get_or_insert_with(Default::default));
-        let (live, without) = (slot.state.is_live(), live_without_news(&slot));
+        let live = slot.state.is_live();
+        let without = live_without(&slot);
         match chunk.slots[k].replace(slot) {
             Some(old) => {
                 self.live -= usize::from(old.state.is_live());
-                self.live_without_news -= usize::from(live_without_news(&old));
+                for (n, k) in self.live_without.iter_mut().zip(live_without(&old)) {
+                    *n -= k;
+                }
             }
             None => {
                 chunk.used += 1;
@@ -121,7 +135,9 @@ impl View {
             }
         }
         self.live += usize::from(live);
-        self.live_without_news += usize::from(without);
+        for (n, k) in self.live_without.iter_mut().zip(without) {
+            *n += k;
+        }
     }
 
     /// Changes the slot of `id` (if known) in place; counts follow its state.
@@ -130,11 +146,13 @@ impl View {
         let chunk = self.chunks.get_mut(c)?.as_mut()?;
         chunk.slots[k].as_ref()?;
         let slot = Arc::make_mut(chunk).slots[k].as_mut()?;
-        let was = (slot.state.is_live(), live_without_news(slot));
+        let was = (slot.state.is_live(), live_without(slot));
         let r = f(slot);
-        let now = (slot.state.is_live(), live_without_news(slot));
+        let now = (slot.state.is_live(), live_without(slot));
         self.live = self.live + usize::from(now.0) - usize::from(was.0);
-        self.live_without_news = self.live_without_news + usize::from(now.1) - usize::from(was.1);
+        for ((n, k), w) in self.live_without.iter_mut().zip(now.1).zip(was.1) {
+            *n = *n + k - w;
+        }
         Some(r)
     }
 
@@ -154,7 +172,9 @@ impl View {
         }
         self.len -= 1;
         self.live -= usize::from(old.state.is_live());
-        self.live_without_news -= usize::from(live_without_news(&old));
+        for (n, k) in self.live_without.iter_mut().zip(live_without(&old)) {
+            *n -= k;
+        }
         Some(old)
     }
 
@@ -235,6 +255,22 @@ mod tests {
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         v.update(id7, |s| s.ident = r.ident(&n, addr, &tags, 1));
         assert_eq!((v.live(), v.live_without_news()), (199, 198));
+        assert_eq!(v.live_without_tree(), 199, "news lists only");
+        let both = crate::tags::encode(&[("mwf", "20")]).unwrap();
+        let n8 = r.find("n8").unwrap();
+        v.update(n8.id(), |s| s.ident = r.ident(&n8, addr, &both, 1));
+        assert_eq!((v.live_without_news(), v.live_without_tree()), (197, 198));
+        v.update(n8.id(), |s| s.state = State::Dead);
+        assert_eq!(
+            (v.live_without_news(), v.live_without_tree()),
+            (197, 198),
+            "dead: counted nowhere"
+        );
+        v.update(n8.id(), |s| {
+            s.state = State::Alive;
+            s.ident = r.ident(&n8, addr, b"", 1);
+        });
+        assert_eq!((v.live_without_news(), v.live_without_tree()), (198, 199));
         v.update(id7, |s| s.state = State::Left);
         assert_eq!((v.live(), v.live_without_news()), (198, 198));
         v.update(id7, |s| {

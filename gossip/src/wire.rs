@@ -9,6 +9,7 @@
 //!            | PingCoord: as Ping | AckCoord: as Ack, then coord
 //!            | PingFlags: flags:u8 (1 want coord, 2 takes patches, 4 news), then as Ping, then
 //!              with 4: span:u8 (tenths of a second) n:u8 (<= 64) fingerprint:u16[n]
+//!            | Tree: level:u8 (<= 64)
 //! coord   := 11 x f32 (8 vector components, error, adjustment, height; seconds)
 //! delta   := dkind:u8 name:str8 incarnation:varint (Alive: addr tags:bytes16 | Suspect/Dead: from:str8 | Left: -
 //!            | User: payload:bytes16 | Record: 0 len:varint body[len] | 1 len:varint
@@ -56,6 +57,8 @@ pub enum DecodeError {
     BadRecord,
     /// A ping's news list is longer than [`MAX_NEWS`].
     BadNews,
+    /// A tree message's level is above [`MAX_TREE_LEVEL`].
+    BadTree,
 }
 
 impl std::fmt::Display for DecodeError {
@@ -72,6 +75,7 @@ impl std::fmt::Display for DecodeError {
             DecodeError::BadTags => write!(f, "invalid tags"),
             DecodeError::BadRecord => write!(f, "invalid record"),
             DecodeError::BadNews => write!(f, "news list too long"),
+            DecodeError::BadTree => write!(f, "tree level out of range"),
         }
     }
 }
@@ -128,6 +132,10 @@ pub enum Message<'a> {
         name: &'a str,
         version: u32,
     },
+    /// A record on its way down the broadcast tree: the receiver passes it on through the arc of the
+    /// ring that `level` gives it (see `core::tree`); at most [`MAX_TREE_LEVEL`]. It is only sent to
+    /// members that announce [`FEATURE_RECORD_TREE`].
+    Tree { level: u8 },
 }
 
 const K_PING: u8 = 1;
@@ -141,6 +149,9 @@ const K_PING_COORD: u8 = 8;
 const K_ACK_COORD: u8 = 9;
 /// A ping with a flags byte ([`PING_WANT_COORD`], [`PING_TAKES_PATCHES`], [`PING_NEWS`]).
 const K_PING_FLAGS: u8 = 10;
+const K_TREE: u8 = 11;
+/// Deepest level of the broadcast tree: an arc of a single position.
+pub const MAX_TREE_LEVEL: u8 = 64;
 const PING_WANT_COORD: u8 = 1;
 const PING_TAKES_PATCHES: u8 = 2;
 /// The ping ends with a [`News`] list.
@@ -219,9 +230,14 @@ pub const FEATURE_RECORD_NEWS: u32 = 4;
 /// Wire extension: full states may carry records in the short form, without the member's name where
 /// its state delta just named it.
 pub const FEATURE_SHORT_RECORDS: u32 = 8;
+/// Wire extension: changed records travel down a broadcast tree over the ring ([`Message::Tree`]).
+pub const FEATURE_RECORD_TREE: u32 = 16;
 /// Every extension this build understands.
-pub const FEATURES: u32 =
-    FEATURE_COORDINATES | FEATURE_RECORD_PATCHES | FEATURE_RECORD_NEWS | FEATURE_SHORT_RECORDS;
+pub const FEATURES: u32 = FEATURE_COORDINATES
+    | FEATURE_RECORD_PATCHES
+    | FEATURE_RECORD_NEWS
+    | FEATURE_SHORT_RECORDS
+    | FEATURE_RECORD_TREE;
 
 /// A network coordinate as the wire carries it: the bits of 11 `f32`s (vector, error, adjustment,
 /// height). Kept as bits so messages stay `Eq`; a non-finite value is refused where it is used.
@@ -608,6 +624,10 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
         },
         K_NACK => Message::Nack { seq: r.u32()? },
         K_GOSSIP => Message::Gossip,
+        K_TREE => match r.u8()? {
+            level @ ..=MAX_TREE_LEVEL => Message::Tree { level },
+            _ => return Err(DecodeError::BadTree),
+        },
         K_SYNC => {
             let seq = r.u32()?;
             let flags = r.u8()?;
@@ -783,6 +803,7 @@ pub fn encode_header(buf: &mut Vec<u8>, msg: &Message<'_>) -> usize {
             buf.extend_from_slice(&seq.to_be_bytes());
         }
         Message::Gossip => buf.push(K_GOSSIP),
+        Message::Tree { level } => buf.extend_from_slice(&[K_TREE, level]),
         Message::Sync {
             seq,
             want_reply,
@@ -1252,6 +1273,30 @@ mod tests {
         assert_eq!(decode(&buf).unwrap_err(), DecodeError::BadNews);
         assert!(News::new(1, &[0; MAX_NEWS * 2 + 2]).is_none());
         assert!(News::new(1, &[0; 3]).is_none());
+    }
+
+    #[test]
+    fn tree_messages_carry_their_level_and_refuse_one_past_the_deepest() {
+        let mut buf = Vec::new();
+        for level in [0, 1, 13, MAX_TREE_LEVEL] {
+            buf.clear();
+            let at = encode_header(&mut buf, &Message::Tree { level });
+            encode_delta(
+                &mut buf,
+                &Delta::Record {
+                    name: "node-a",
+                    version: 4,
+                    body: RecordBody::Inline(b"web"),
+                },
+            );
+            set_count(&mut buf, at, 1);
+            let p = decode(&buf).unwrap();
+            assert_eq!(p.msg, Message::Tree { level });
+            assert_eq!(p.deltas().count(), 1);
+        }
+        buf[2] = MAX_TREE_LEVEL + 1;
+        assert_eq!(decode(&buf).unwrap_err(), DecodeError::BadTree);
+        assert_eq!(decode(&buf[..2]).unwrap_err(), DecodeError::Truncated);
     }
 
     #[test]

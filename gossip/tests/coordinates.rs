@@ -115,6 +115,7 @@ fn members_that_do_not_announce_coordinates_get_plain_probes() {
         record_patches: false,
         record_news: false,
         short_records: false,
+        record_tree: false,
         ..GossipConfig::lan()
     };
     for i in 0..4 {

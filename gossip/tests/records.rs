@@ -809,8 +809,10 @@ fn carries_record_of(bytes: &[u8], owner: &str) -> bool {
 /// lists, and how many acks to node 7 carried the change.
 fn missed_push_is_repaired(news: bool) -> (bool, u64, usize) {
     let mut sim = Sim::new(31, NetModel::default());
+    // Gossiped, not passed down the tree: node 7 would then also leave its arc unserved.
     let cfg = GossipConfig {
         record_news: news,
+        record_tree: false,
         ..GossipConfig::lan()
     };
     for i in 0..20 {
@@ -972,10 +974,20 @@ fn a_member_that_does_not_read_news_gets_no_news_list_and_still_every_record() {
     assert!(among_newer > 0, "no news lists among the newer members");
 }
 
-/// How many datagrams carry node 7's record for one change, in a 12-node cluster where node 5 has
-/// `node5` as its config.
+/// How many datagrams carry node 7's record for one change, in a 12-node cluster that gossips records
+/// (no broadcast tree) where node 5 has `node5` as its config.
 fn sends_of_one_change(node5: GossipConfig) -> usize {
-    sends_in(cluster_with_node5(37, node5))
+    let gossiped = GossipConfig {
+        record_tree: false,
+        ..GossipConfig::lan()
+    };
+    sends_in(cluster_of_12(37, |i| {
+        if i == 5 {
+            node5.clone()
+        } else {
+            gossiped.clone()
+        }
+    }))
 }
 
 /// How many datagrams carry node 7's record for one change in `sim` (12 nodes).
@@ -1004,9 +1016,13 @@ fn sends_in(mut sim: Sim) -> usize {
 
 #[test]
 fn records_are_sent_fewer_times_only_while_every_member_reads_news() {
-    let all_new = sends_of_one_change(GossipConfig::lan());
+    let all_new = sends_of_one_change(GossipConfig {
+        record_tree: false,
+        ..GossipConfig::lan()
+    });
     let mixed = sends_of_one_change(GossipConfig {
         record_news: false,
+        record_tree: false,
         ..GossipConfig::lan()
     });
     // Each of the 12 holders sends the change at most RECORD_SENDS times, plus at most one pull
@@ -1023,10 +1039,13 @@ fn records_are_sent_fewer_times_only_while_every_member_reads_news() {
     let slow = GossipConfig {
         probe_interval: Duration::from_secs(7),
         probe_timeout: Duration::from_secs(3),
+        record_tree: false,
         ..GossipConfig::lan()
     };
     let slow = sends_in(cluster_of_12(37, |_| slow.clone()));
     assert!(slow > bound, "{slow} sends with probes 7 s apart");
+    // Passed down the tree instead, the change crosses the network once to each of the 11 others.
+    assert_eq!(sends_in(cluster_of_12(37, |_| GossipConfig::lan())), 11);
 }
 
 #[test]
@@ -1249,4 +1268,166 @@ fn short_records_survive_a_full_state_in_several_chunks() {
     assert!(!holds(&sim));
     assert!(sim.run_until_cond(STEP, Duration::from_secs(150), holds));
     assert!(*chunks.borrow() > 0, "no state went in several chunks");
+}
+
+/// Counts, from now on, the datagrams that carry `owner`'s record outside full-state exchanges: tree
+/// messages by destination, and any other (gossip, pull answers, news repairs).
+fn tally_record_sends(sim: &mut Sim, owner: &'static str) -> Rc<RefCell<(Vec<usize>, usize)>> {
+    let seen = Rc::new(RefCell::new((Vec::new(), 0)));
+    let tally = seen.clone();
+    sim.set_tap(Box::new(move |_, dst, bytes| {
+        let Ok(p) = wire::decode(bytes) else { return };
+        if !carries_record_of(bytes, owner) || matches!(p.msg, Message::Sync { .. }) {
+            return;
+        }
+        let mut t = tally.borrow_mut();
+        match p.msg {
+            Message::Tree { .. } => t.0.push(dst),
+            _ => t.1 += 1,
+        }
+    }));
+    seen
+}
+
+/// A change goes down the broadcast tree: each member is handed it once, long before a gossip round
+/// could have carried it past the first hop, and no holder gossips it.
+#[test]
+fn a_change_goes_down_the_tree_once_to_each_member() {
+    let n = 40;
+    let mut sim = cluster(n, 41, NetModel::default());
+    publish(&mut sim, 9, &catalog_body(2, true));
+    sim.run_for(Duration::from_secs(5));
+    let passed = stat(&sim, |s| s.records_passed_down);
+    let seen = tally_record_sends(&mut sim, "node-9");
+    let body = catalog_body(2, false);
+    let v = publish(&mut sim, 9, &body);
+    // About log2(40) hops of a fraction of a millisecond each; gossip goes every 200 ms.
+    assert!(everyone_holds(&mut sim, 9, v, &body, STEP));
+    sim.run_for(Duration::from_secs(5));
+    let (mut tree, other) = seen.borrow().clone();
+    tree.sort();
+    let expected: Vec<usize> = (0..n).filter(|&i| i != 9).collect();
+    assert_eq!(tree, expected, "each member handed the change once");
+    assert_eq!(other, 0, "datagrams other than the tree's carried it");
+    assert_eq!(stat(&sim, |s| s.records_passed_down) - passed, n as u64 - 1);
+    assert_eq!(stat(&sim, |s| s.record_pulls), 0, "every hop got the patch");
+}
+
+/// A crashed member that the tree hands its half of the ring to (before anyone noticed the crash)
+/// drops the change for that whole half; the news lists repair it, and the repaired members gossip it
+/// on, so every live member has it within a few probe intervals.
+#[test]
+fn what_a_failed_hop_drops_the_news_lists_repair() {
+    let n = 40;
+    let mut sim = cluster(n, 43, NetModel::default());
+    publish(&mut sim, 9, &catalog_body(2, true));
+    sim.run_for(Duration::from_secs(5));
+    let (hop, far) = first_hand_off(n, 9);
+    assert!(far > 10, "{far} members across the ring");
+    sim.crash(hop);
+    let body = catalog_body(2, false);
+    let v = publish(&mut sim, 9, &body);
+    sim.run_for(STEP);
+    assert_eq!(
+        holders(&sim, 9, v, &body),
+        n - 1 - far,
+        "the tree served every arc but the crashed hop's"
+    );
+    let repaired_before = stat(&sim, |s| s.record_news_sent);
+    assert!(everyone_holds(
+        &mut sim,
+        9,
+        v,
+        &body,
+        Duration::from_secs(5)
+    ));
+    assert!(stat(&sim, |s| s.record_news_sent) > repaired_before);
+}
+
+/// The owner's first hand-off in the tree of `owner`'s record, in a cluster of `n` (everyone alive): the
+/// first member of the half of the ring across from it; and how many members that half holds.
+fn first_hand_off(n: usize, owner: usize) -> (usize, usize) {
+    let origin = murmur_gossip::ring::position(&format!("node-{owner}"));
+    let offset =
+        |i: usize| murmur_gossip::ring::position(&format!("node-{i}")).wrapping_sub(origin);
+    let far: Vec<usize> = (0..n).filter(|&i| offset(i) >= 1 << 63).collect();
+    (*far.iter().min_by_key(|&&i| offset(i)).unwrap(), far.len())
+}
+
+/// A member that heard of a change before the tree handed it over (a news answer can race the tree)
+/// still passes it down when the tree's message comes, once: else its whole arc would wait for the
+/// repair.
+#[test]
+fn a_member_that_heard_of_a_change_first_still_passes_it_down() {
+    let n = 40;
+    let mut sim = cluster(n, 53, NetModel::default());
+    publish(&mut sim, 9, &catalog_body(2, true));
+    sim.run_for(Duration::from_secs(5));
+    let (hop, far) = first_hand_off(n, 9);
+    assert!(far > 10, "{far} members across the ring");
+    let body = catalog_body(2, false);
+    sim.deliver_raw(hop, sim_addr(9), &record_packet("node-9", 2, &body));
+    assert_eq!(sim.node(hop).core.record("node-9").unwrap().version, 2);
+    let passed = stat(&sim, |s| s.records_passed_down);
+    assert_eq!(publish(&mut sim, 9, &body), 2);
+    assert!(everyone_holds(&mut sim, 9, 2, &body, STEP));
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(stat(&sim, |s| s.records_passed_down) - passed, n as u64 - 1);
+}
+
+/// Each member splits its arc by its own view: a member the sender skips (here the owner holds it
+/// suspect) is served by the member its half went to instead, as that member finds it before itself in
+/// its arc.
+#[test]
+fn a_member_the_senders_view_skips_is_served_by_its_arc() {
+    let n = 40;
+    let mut sim = cluster(n, 59, NetModel::default());
+    publish(&mut sim, 9, &catalog_body(2, true));
+    sim.run_for(Duration::from_secs(5));
+    let (hop, _) = first_hand_off(n, 9);
+    let incarnation = sim.node(hop).core.local_slot().incarnation;
+    let name = format!("node-{hop}");
+    let mut buf = Vec::new();
+    let at = wire::encode_header(&mut buf, &Message::Gossip);
+    let suspect = Delta::Suspect {
+        name: &name,
+        incarnation,
+        from: "node-2",
+    };
+    wire::encode_delta(&mut buf, &suspect);
+    wire::set_count(&mut buf, at, 1);
+    sim.deliver_raw(9, sim_addr(2), &buf);
+    let seen = tally_record_sends(&mut sim, "node-9");
+    let body = catalog_body(2, false);
+    let v = publish(&mut sim, 9, &body);
+    assert!(everyone_holds(&mut sim, 9, v, &body, STEP));
+    let (tree, _) = seen.borrow().clone();
+    assert_eq!(tree.len(), n - 1, "once each: {tree:?}");
+}
+
+/// While a live member does not pass records down the tree (an older build), nobody uses it: that
+/// member would drop the message and leave its arc unserved. Records are gossiped, and reach everyone.
+#[test]
+fn the_tree_waits_until_every_live_member_reads_it() {
+    let older = GossipConfig {
+        record_tree: false,
+        ..GossipConfig::lan()
+    };
+    let mut sim = cluster_with_node5(47, older);
+    publish(&mut sim, 7, &catalog_body(2, true));
+    sim.run_for(Duration::from_secs(5));
+    let seen = tally_record_sends(&mut sim, "node-7");
+    let body = catalog_body(2, false);
+    let v = publish(&mut sim, 7, &body);
+    assert!(everyone_holds(
+        &mut sim,
+        7,
+        v,
+        &body,
+        Duration::from_secs(5)
+    ));
+    let (tree, other) = seen.borrow().clone();
+    assert!(tree.is_empty(), "tree messages to {tree:?}");
+    assert!(other > 11, "{other} gossip datagrams");
+    assert_eq!(stat(&sim, |s| s.records_passed_down), 0);
 }

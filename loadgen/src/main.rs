@@ -134,6 +134,11 @@ const SPEC: &[Flag] = &[
         "Full-state exchanges name every record's member again after its state (as builds before the short form).",
     ),
     f(
+        "no-record-tree",
+        Arity::Bool,
+        "Changed records are gossiped by every holder instead of passed down the broadcast tree (as builds before it).",
+    ),
+    f(
         "churn-rate",
         Arity::One,
         "Churn events per second (default 1).",
@@ -215,6 +220,7 @@ fn run() -> Result<(), String> {
     cfg.record_patches = !p.is_set("no-record-patches");
     cfg.record_news = !p.is_set("no-record-news");
     cfg.short_records = !p.is_set("no-short-records");
+    cfg.record_tree = !p.is_set("no-record-tree");
     cfg.suspicion_mult = num(&p, "suspicion-mult", cfg.suspicion_mult)?;
     cfg.validate()
         .map_err(|e| format!("--suspicion-mult: {e}"))?;
@@ -316,12 +322,13 @@ fn run() -> Result<(), String> {
         "timer_lag_p99_ms": lag.map(|l| l.1.as_secs_f64() * 1000.0),
     });
     println!(
-        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={} ring_monitors={} record_patches={} record_news={} short_records={} suspicion_mult={} start={}",
+        "loadgen: scenario={scenario} net={net} nodes={nodes} seed={seed} lifeguard={} ring_monitors={} record_patches={} record_news={} short_records={} record_tree={} suspicion_mult={} start={}",
         cfg.lifeguard,
         cfg.ring_monitors,
         cfg.record_patches,
         cfg.record_news,
         cfg.short_records,
+        cfg.record_tree,
         cfg.suspicion_mult,
         if opts.converged_start {
             "converged"
@@ -355,7 +362,7 @@ fn run() -> Result<(), String> {
         "scenario": scenario, "net": net, "nodes": nodes, "seed": seed, "profile": profile,
         "start": if opts.converged_start { "converged" } else { "join" },
         "join_rate": opts.join_rate,
-        "lifeguard": cfg.lifeguard, "ring_monitors": cfg.ring_monitors, "record_patches": cfg.record_patches, "record_news": cfg.record_news, "short_records": cfg.short_records, "suspicion_mult": cfg.suspicion_mult, "results": out.json, "resources": resources,
+        "lifeguard": cfg.lifeguard, "ring_monitors": cfg.ring_monitors, "record_patches": cfg.record_patches, "record_news": cfg.record_news, "short_records": cfg.short_records, "record_tree": cfg.record_tree, "suspicion_mult": cfg.suspicion_mult, "results": out.json, "resources": resources,
         "curve": { "label": out.curve_label, "points": out.curve },
     });
     if let Some(path) = p.get("out") {

@@ -192,13 +192,7 @@ impl Core {
                     // carries only the version we hold, so the answer can be a patch against it.
                     let held = self.lookup(name).and_then(|id| self.view.get(id));
                     let held = held.filter(|_| self.cfg.record_patches && !whole);
-                    let n = match held.and_then(|s| records::record_delta(s, 0, false)) {
-                        Some(d) => {
-                            wire::encode_delta(buf, &d);
-                            1
-                        }
-                        None => 0,
-                    };
+                    let n = put_delta(buf, held.and_then(|s| records::record_delta(s, 0, false)));
                     (dst, at, n, false)
                 }
                 Out::PullReply { dst, id, have } => {
@@ -208,13 +202,20 @@ impl Core {
                         let patch = have.is_some() && base == have;
                         records::record_delta(s, records::inline_limit(mtu), patch)
                     });
-                    let n = match answer {
-                        Some(d) => {
-                            wire::encode_delta(buf, &d);
-                            1
-                        }
-                        None => 0,
-                    };
+                    let n = put_delta(buf, answer);
+                    (dst, at, n, false)
+                }
+                Out::Tree {
+                    dst,
+                    id,
+                    level,
+                    patches,
+                } => {
+                    let at = wire::encode_header(buf, &Message::Tree { level });
+                    let record = self.view.get(id).and_then(|s| {
+                        records::record_delta(s, records::inline_limit(mtu), patches)
+                    });
+                    let n = put_delta(buf, record);
                     (dst, at, n, false)
                 }
                 Out::Sync {
@@ -263,7 +264,11 @@ impl Core {
                     |item, sent, out| encode_item(view, me, (inline, sent, patches), item, out),
                 );
             }
-            if matches!(out, Out::Gossip { .. } | Out::PullReply { .. }) && count == 0 {
+            if matches!(
+                out,
+                Out::Gossip { .. } | Out::PullReply { .. } | Out::Tree { .. }
+            ) && count == 0
+            {
                 continue;
             }
             wire::set_count(buf, at, count as u16);
@@ -437,4 +442,12 @@ fn encode_item(
     };
     wire::encode_delta(out, &d);
     true
+}
+
+/// Appends `d`, if any; returns how many deltas that is.
+fn put_delta(buf: &mut Vec<u8>, d: Option<Delta<'_>>) -> usize {
+    d.map_or(0, |d| {
+        wire::encode_delta(buf, &d);
+        1
+    })
 }

@@ -35,6 +35,7 @@ mod exchange;
 mod membership;
 mod probing;
 mod records;
+mod tree;
 
 pub use self::errors::{ForceLeaveError, NewCoreError, UserEventError};
 pub use self::exchange::Merged;
@@ -187,6 +188,8 @@ pub struct Stats {
     pub dropped_implausible: u64,
     /// Member records (ours and others') installed.
     pub records_applied: u64,
+    /// Records handed on down the broadcast tree (one per datagram).
+    pub records_passed_down: u64,
     /// Record fetches asked of the driver.
     pub record_fetches: u64,
     /// Records about members this core does not know (dropped; a later exchange brings them).
@@ -336,6 +339,14 @@ enum Out {
         id: Id,
         have: Option<u32>,
     },
+    /// Member `id`'s record down the broadcast tree to `dst`, who serves the arc at `level` that holds
+    /// it; as a patch when `dst` takes patches.
+    Tree {
+        dst: SocketAddr,
+        id: Id,
+        level: u8,
+        patches: bool,
+    },
 }
 
 /// How an alive delta reached us.
@@ -375,7 +386,8 @@ fn announced_tags(cfg: &GossipConfig, app: Vec<u8>) -> Result<Vec<u8>, tags::Tag
     let features = on(cfg.coordinates, wire::FEATURE_COORDINATES)
         | on(cfg.record_patches, wire::FEATURE_RECORD_PATCHES)
         | on(cfg.record_news, wire::FEATURE_RECORD_NEWS)
-        | on(cfg.short_records, wire::FEATURE_SHORT_RECORDS);
+        | on(cfg.short_records, wire::FEATURE_SHORT_RECORDS)
+        | on(cfg.record_tree, wire::FEATURE_RECORD_TREE);
     if features == 0 {
         return Ok(app);
     }
@@ -666,8 +678,12 @@ impl Core {
             self.apply(now, d, is_sync.then_some(from));
         }
         self.records.exchanged = is_sync;
+        if let Message::Tree { level } = p.msg {
+            self.records.tree = Some(level);
+        }
         self.apply_records(now, from, p.deltas());
         self.records.exchanged = false;
+        self.records.tree = None;
         match p.msg {
             Message::Ping {
                 seq,
@@ -713,7 +729,7 @@ impl Core {
                     p.nacks += 1;
                 }
             }
-            Message::Gossip => {}
+            Message::Gossip | Message::Tree { .. } => {}
             Message::Pull {
                 requester,
                 name,

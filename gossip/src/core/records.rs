@@ -66,6 +66,8 @@ pub(super) struct Pending {
     whole: bool,
     /// Asked for after a full-state exchange: old news, not remembered for news lists.
     exchanged: bool,
+    /// Announced down the broadcast tree, to be passed on from the arc at this level once held.
+    tree: Option<u8>,
 }
 
 /// Where an installed record's patch comes from.
@@ -83,6 +85,8 @@ struct Installed {
     at: Instant,
     id: Id,
     version: u32,
+    /// Passed down the broadcast tree here.
+    passed_down: bool,
 }
 
 /// Record bookkeeping beyond the slots.
@@ -103,6 +107,8 @@ pub(super) struct Records {
     /// The records being applied came in a full-state exchange: not news, so not remembered for news
     /// lists (a join installs every record at once, and probers hold them from long before).
     pub(super) exchanged: bool,
+    /// The records being applied came down the broadcast tree to serve the arc at this level.
+    pub(super) tree: Option<u8>,
 }
 
 impl Core {
@@ -121,7 +127,7 @@ impl Core {
             .map(|r| r.version)
             .or(self.records.own_floor)
             .map_or(1, incarnation::next);
-        self.install_record(self.me_id, version, &body, PatchFrom::Held);
+        self.install_record(self.me_id, version, &body, PatchFrom::Held, Some(0));
         Ok(version)
     }
 
@@ -144,8 +150,17 @@ impl Core {
         self.apply_record(now, from, name, version, RecordBody::Inline(body));
     }
 
-    /// Installs `body` as member `id`'s record at `version`, with the patch `from` says.
-    fn install_record(&mut self, id: Id, version: u32, body: &[u8], from: PatchFrom) {
+    /// Installs `body` as member `id`'s record at `version`, with the patch `from` says, and passes it
+    /// on: down the broadcast tree from the arc at level `tree` when it came that way (or is ours) and
+    /// the tree is in use, else by gossip.
+    fn install_record(
+        &mut self,
+        id: Id,
+        version: u32,
+        body: &[u8],
+        from: PatchFrom,
+        tree: Option<u8>,
+    ) {
         let Some((ident, held)) = self
             .view
             .get(id)
@@ -168,14 +183,18 @@ impl Core {
             return;
         };
         self.stats.records_applied += 1;
-        self.note_installed(id, version);
-        self.broadcasts.push(Item::Record { id });
+        let tree = tree.filter(|_| self.tree_in_use());
+        self.note_installed(id, version, tree.is_some());
+        match tree {
+            Some(level) => self.pass_down(id, level),
+            None => self.broadcasts.push(Item::Record { id }),
+        }
         self.events.push_back(Event::Record { name, record });
     }
 
     /// Remembers member `id`'s record at `version` for our news lists and answers, unless it came in
     /// a full-state exchange.
-    fn note_installed(&mut self, id: Id, version: u32) {
+    fn note_installed(&mut self, id: Id, version: u32, passed_down: bool) {
         let Some(at) = self.records.clock else {
             return;
         };
@@ -194,7 +213,34 @@ impl Core {
                 break;
             }
         }
-        recent.push_back(Installed { at, id, version });
+        recent.push_back(Installed {
+            at,
+            id,
+            version,
+            passed_down,
+        });
+    }
+
+    /// The tree hands us member `id`'s record at `version`, which we already hold: if it reached us
+    /// another way first (a news answer racing the tree), we have not passed it on, and our arc would
+    /// go without it; pass it on now, once.
+    fn pass_down_late(&mut self, id: Id, version: u32, level: u8) {
+        if !self.tree_in_use() {
+            return;
+        }
+        let Some(n) = self
+            .records
+            .recent
+            .iter_mut()
+            .rev()
+            .find(|n| n.id == id && n.version == version)
+        else {
+            return;
+        };
+        if !n.passed_down {
+            n.passed_down = true;
+            self.pass_down(id, level);
+        }
     }
 
     /// True when a ping's news list can reach back [`NEWS_LISTED`] probe intervals (its reach is one
@@ -354,10 +400,13 @@ impl Core {
             self.refute_record(held, version, body);
             return;
         }
-        if held
+        if let Some(h) = held
             .as_ref()
-            .is_some_and(|h| incarnation::at_least(h.version, version))
+            .filter(|h| incarnation::at_least(h.version, version))
         {
+            if let Some(level) = self.records.tree.filter(|_| h.version == version) {
+                self.pass_down_late(id, version, level);
+            }
             return;
         }
         let name = s.ident.name().clone();
@@ -387,14 +436,16 @@ impl Core {
                     .pending
                     .get(&id)
                     .filter(|p| incarnation::at_least(version, p.version))
-                    .map(|p| p.exchanged);
+                    .copied();
                 if asked.is_some() {
                     self.records.pending.remove(&id);
                 }
-                // The answer to a pull an exchange started is as old as the exchange's news.
+                // The answer to a pull an exchange started is as old as the exchange's news; the
+                // answer to one the tree started goes on down the tree.
                 let was = self.records.exchanged;
-                self.records.exchanged |= asked == Some(true);
-                self.install_record(id, version, &b, patch);
+                self.records.exchanged |= asked.is_some_and(|p| p.exchanged);
+                let tree = self.records.tree.or(asked.and_then(|p| p.tree));
+                self.install_record(id, version, &b, patch, tree);
                 self.records.exchanged = was;
             }
             None => {
@@ -421,6 +472,7 @@ impl Core {
                     stream,
                     whole,
                     exchanged: self.records.exchanged,
+                    tree: self.records.tree,
                 };
                 self.records.pending.insert(id, pending);
                 if !stream {
@@ -468,7 +520,7 @@ impl Core {
             self.stats.records_refuted += 1;
             let version = incarnation::next(incarnation::later(version, mine.version));
             // Whole: the cluster holds another body under our old version, so no patch fits it.
-            self.install_record(self.me_id, version, &mine.body, PatchFrom::Without);
+            self.install_record(self.me_id, version, &mine.body, PatchFrom::Without, Some(0));
         }
     }
 

@@ -1,0 +1,88 @@
+//! The broadcast tree for records: a changed record reaches each member about once, passed down a tree
+//! laid over the ring, where gossip would have each holder send it to random members several times
+//! (most of them holding it already).
+//!
+//! The tree of member O's record is counted from O's ring position: an arc at level `l` is one of the
+//! `2^l` equal arcs of the ring starting there. O holds the level-0 arc, the whole ring. A member that
+//! holds an arc at level `l` splits it in two, hands the half it is not in to that half's first live
+//! member ([`Message::Tree`] at level `l + 1`), and goes on with its own half until that half holds no
+//! other live member. So each member is handed the record once, about `log2 N` hops from its owner,
+//! and sends about one datagram per change; the message names only the level, as the arc is the one at
+//! that level that holds the receiver.
+//!
+//! Every member splits its arc by its own view, so a member the sender's view lacks is still reached
+//! by whoever's arc holds it. What a failed hop or a disagreeing view drops, the news lists repair; a
+//! member repaired that way gossips the change as before, so even a large missed subtree is reached
+//! epidemically. The tree is used only while every live member passes records down it and reads news
+//! lists: an older member would drop the message and leave its arc unserved.
+
+use super::*;
+use crate::ring;
+
+/// Most ring entries one arc lookup visits: past it (a stretch of members that are not alive in this
+/// view) the arc is left to the news lists' repair, and the ring's lock is never held long.
+const ARC_LOOK_LIMIT: usize = 256;
+
+impl Core {
+    /// True when changed records go down the broadcast tree: it is on here, and every live member
+    /// passes records down it and repairs misses through news lists.
+    pub(super) fn tree_in_use(&self) -> bool {
+        self.cfg.record_tree
+            && self.news_repairs()
+            && self.view.live_without_news() == 0
+            && self.view.live_without_tree() == 0
+    }
+
+    /// Hands member `id`'s record on from the arc at `level` that holds us: an [`Out::Tree`] for the
+    /// first live member of each half we split off.
+    pub(super) fn pass_down(&mut self, id: Id, level: u8) {
+        let Some(owner) = self.view.get(id) else {
+            return;
+        };
+        let origin = ring::position(owner.ident.name());
+        let (me, view, ring) = (self.me_id, &self.view, self.roster.ring());
+        let alive =
+            |m: Id| m != me && m != id && view.get(m).is_some_and(|s| s.state == State::Alive);
+        // Offsets from the origin. Our arc holds another member while our nearest neighbours on either
+        // side (within the ring as counted from the origin) are inside it.
+        let x = self.me_pos.wrapping_sub(origin);
+        let offset = |(pos, _): (u64, Id)| pos.wrapping_sub(origin);
+        let after = ring
+            .first_in(self.me_pos.wrapping_add(1), !x, ARC_LOOK_LIMIT, alive)
+            .map(offset);
+        let before = ring.last_in(origin, x, ARC_LOOK_LIMIT, alive).map(offset);
+        let mut children = Vec::new();
+        for l in level..wire::MAX_TREE_LEVEL {
+            let half = 1u64 << (63 - l);
+            // Our arc at level `l`: `2 * half` offsets from `start`.
+            let start = if l == 0 { 0 } else { x & !(2 * half - 1) };
+            let inside = |o: u64| o >= start && (o - start) / 2 < half;
+            if !after.is_some_and(inside) && !before.is_some_and(inside) {
+                break;
+            }
+            let other = if x - start < half {
+                start + half
+            } else {
+                start
+            };
+            if let Some((_, child)) =
+                ring.first_in(origin.wrapping_add(other), half, ARC_LOOK_LIMIT, alive)
+            {
+                children.push((child, l + 1));
+            }
+        }
+        for (child, level) in children {
+            let Some(s) = self.view.get(child) else {
+                continue;
+            };
+            let (dst, patches) = (s.ident.addr, self.takes_patches(s));
+            self.stats.records_passed_down += 1;
+            self.out.push_back(Out::Tree {
+                dst,
+                id,
+                level,
+                patches,
+            });
+        }
+    }
+}
