@@ -1314,17 +1314,31 @@ fn a_change_goes_down_the_tree_once_to_each_member() {
 }
 
 /// A crashed member that the tree hands its half of the ring to (before anyone noticed the crash)
-/// drops the change for that whole half; the news lists repair it, and the repaired members gossip it
-/// on, so every live member has it within a few probe intervals.
+/// drops the change for that whole half. The first member there to be repaired (by a news answer;
+/// here by a datagram the test hands it) passes the change to its ring neighbours, and they to theirs:
+/// the half is walked end to end, stepping over another failed member inside it, long before probes
+/// could repair it member by member.
 #[test]
-fn what_a_failed_hop_drops_the_news_lists_repair() {
+fn what_a_failed_hop_drops_is_walked_from_the_first_repair() {
     let n = 40;
     let mut sim = cluster(n, 43, NetModel::default());
     publish(&mut sim, 9, &catalog_body(2, true));
     sim.run_for(Duration::from_secs(5));
     let (hop, far) = first_hand_off(n, 9);
     assert!(far > 10, "{far} members across the ring");
+    let origin = murmur_gossip::ring::position("node-9");
+    let mut across: Vec<(u64, usize)> = (0..n)
+        .map(|i| {
+            let pos = murmur_gossip::ring::position(&format!("node-{i}"));
+            (pos.wrapping_sub(origin), i)
+        })
+        .filter(|&(o, i)| o >= 1 << 63 && i != hop)
+        .collect();
+    across.sort();
+    // Another failed member inside the half, which the walk must step over.
+    let inner = across[across.len() / 4].1;
     sim.crash(hop);
+    sim.crash(inner);
     let body = catalog_body(2, false);
     let v = publish(&mut sim, 9, &body);
     sim.run_for(STEP);
@@ -1333,15 +1347,17 @@ fn what_a_failed_hop_drops_the_news_lists_repair() {
         n - 1 - far,
         "the tree served every arc but the crashed hop's"
     );
-    let repaired_before = stat(&sim, |s| s.record_news_sent);
-    assert!(everyone_holds(
-        &mut sim,
-        9,
-        v,
-        &body,
-        Duration::from_secs(5)
-    ));
-    assert!(stat(&sim, |s| s.record_news_sent) > repaired_before);
+    // A member in the middle of the missed half: its walk goes both ways.
+    let repaired = across[across.len() / 2].1;
+    let around = stat(&sim, |s| s.records_passed_around);
+    sim.deliver_raw(repaired, sim_addr(9), &record_packet("node-9", v, &body));
+    assert!(everyone_holds(&mut sim, 9, v, &body, STEP));
+    let walked = stat(&sim, |s| s.records_passed_around) - around;
+    // Each walked member hands it to up to 3 neighbours; the walk ends at members that had it.
+    assert!(
+        (far as u64 - 2..=3 * far as u64 + 6).contains(&walked),
+        "{walked} hand-offs for {far} members"
+    );
 }
 
 /// The owner's first hand-off in the tree of `owner`'s record, in a cluster of `n` (everyone alive): the

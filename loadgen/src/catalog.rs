@@ -91,6 +91,16 @@ pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     let (held_bytes, held_packets) = traffic_rate(c, rec, WINDOW);
 
     let mut rng = murmur_gossip::Rng::new(o.seed ^ 0xca7a);
+    // Failed members nobody has noticed yet: they neither flip nor count as observers.
+    let mut down = vec![false; n];
+    for _ in 0..o.crashed.min(n / 2) {
+        let i = (0..n)
+            .map(|_| rng.below(n))
+            .find(|&i| !down[i])
+            .unwrap_or(0);
+        down[i] = true;
+        c.crash(i);
+    }
     let mut version = vec![1u32; n];
     let mut passing = vec![true; n];
     let mut flips: Vec<(u32, u32, Duration)> = Vec::new();
@@ -102,7 +112,10 @@ pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     while c.now() < t0 + o.duration {
         while flipping && c.now() >= next {
             next += every;
-            let i = rng.below(n);
+            let i = (0..n)
+                .map(|_| rng.below(n))
+                .find(|&i| !down[i])
+                .unwrap_or(0);
             passing[i] = !passing[i];
             version[i] += 1;
             c.set_record(i, record_of(i, s, passing[i]));
@@ -118,7 +131,7 @@ pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     settle(c, rec, WINDOW);
     let (_, max_rss_kib) = rusage();
 
-    let observers = n - 1;
+    let observers = n - 1 - down.iter().filter(|&&d| d).count();
     let (mut r50, mut r99, mut r100) = (Vec::new(), Vec::new(), Vec::new());
     let mut incomplete = 0;
     for &(s, v, at) in &flips {
@@ -182,7 +195,7 @@ pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     Outcome {
         json: json!({
             "bootstrap": boot,
-            "flips": flips.len(), "flip_rate": o.flip_rate, "services": s, "record_bytes": record_bytes,
+            "flips": flips.len(), "flip_rate": o.flip_rate, "crashed": o.crashed.min(n / 2), "services": s, "record_bytes": record_bytes,
             "reach_50pct_p50_s": secs(quantile(&r50, 0.5)),
             "reach_99pct_p50_s": secs(quantile(&r99, 0.5)),
             "reach_99pct_p99_s": secs(quantile(&r99, 0.99)),

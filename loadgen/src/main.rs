@@ -74,6 +74,11 @@ const SPEC: &[Flag] = &[
         "Nodes killed by the crash scenario (default 1).",
     ),
     f(
+        "crashed",
+        Arity::One,
+        "Nodes the catalog scenario kills as the flips begin, so flips meet failed members nobody has noticed yet (default 0).",
+    ),
+    f(
         "loss",
         Arity::One,
         "Datagram loss for false-positives, 0..1 (default 0.05).",
@@ -236,6 +241,7 @@ fn run() -> Result<(), String> {
         join_rate: num(&p, "join-rate", default_rate)?,
         timeout: Duration::from_secs_f64(num(&p, "timeout", 300.0)?),
         crash: num(&p, "crash", 1)?,
+        crashed: num(&p, "crashed", 0)?,
         loss: num(&p, "loss", 0.05)?,
         stalled: num(&p, "stalled", 0)?,
         deaf: num(&p, "deaf", 0)?,

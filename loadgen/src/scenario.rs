@@ -20,6 +20,8 @@ pub struct Opts {
     pub timeout: Duration,
     /// Nodes killed in `crash`.
     pub crash: usize,
+    /// Nodes killed in `catalog` as the flips begin (undetected at first).
+    pub crashed: usize,
     /// Datagram loss during `false-positives`.
     pub loss: f64,
     /// Nodes stalling now and then during `false-positives`.

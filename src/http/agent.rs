@@ -63,6 +63,7 @@ pub(super) async fn agent_self(State(s): State<ApiState>) -> Response {
                 "record_patches_refused": c.record_patches_refused.to_string(),
                 "record_news_sent": c.record_news_sent.to_string(),
                 "records_passed_down": c.records_passed_down.to_string(),
+                "records_passed_around": c.records_passed_around.to_string(),
                 "pulls_answered": c.pulls_answered.to_string(),
                 "pulls_dropped": c.pulls_dropped.to_string(),
                 "record_fetches": c.record_fetches.to_string(),

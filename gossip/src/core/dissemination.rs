@@ -205,13 +205,17 @@ impl Core {
                     let n = put_delta(buf, answer);
                     (dst, at, n, false)
                 }
-                Out::Tree {
+                Out::Record {
                     dst,
                     id,
-                    level,
+                    tree,
                     patches,
                 } => {
-                    let at = wire::encode_header(buf, &Message::Tree { level });
+                    let msg = match tree {
+                        Some(level) => Message::Tree { level },
+                        None => Message::Gossip,
+                    };
+                    let at = wire::encode_header(buf, &msg);
                     let record = self.view.get(id).and_then(|s| {
                         records::record_delta(s, records::inline_limit(mtu), patches)
                     });
@@ -266,7 +270,7 @@ impl Core {
             }
             if matches!(
                 out,
-                Out::Gossip { .. } | Out::PullReply { .. } | Out::Tree { .. }
+                Out::Gossip { .. } | Out::PullReply { .. } | Out::Record { .. }
             ) && count == 0
             {
                 continue;

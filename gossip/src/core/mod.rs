@@ -190,6 +190,9 @@ pub struct Stats {
     pub records_applied: u64,
     /// Records handed on down the broadcast tree (one per datagram).
     pub records_passed_down: u64,
+    /// Records that reached us around the tree (a repair) handed on to a ring neighbour, which most
+    /// likely missed them too.
+    pub records_passed_around: u64,
     /// Record fetches asked of the driver.
     pub record_fetches: u64,
     /// Records about members this core does not know (dropped; a later exchange brings them).
@@ -339,12 +342,13 @@ enum Out {
         id: Id,
         have: Option<u32>,
     },
-    /// Member `id`'s record down the broadcast tree to `dst`, who serves the arc at `level` that holds
-    /// it; as a patch when `dst` takes patches.
-    Tree {
+    /// Member `id`'s record to `dst`, as a patch when `dst` takes patches: down the broadcast tree, for
+    /// `dst` to serve the arc at level `tree` that holds it, or else as gossip (a repair passed on to
+    /// a ring neighbour).
+    Record {
         dst: SocketAddr,
         id: Id,
-        level: u8,
+        tree: Option<u8>,
         patches: bool,
     },
 }

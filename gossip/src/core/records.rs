@@ -127,7 +127,7 @@ impl Core {
             .map(|r| r.version)
             .or(self.records.own_floor)
             .map_or(1, incarnation::next);
-        self.install_record(self.me_id, version, &body, PatchFrom::Held, Some(0));
+        self.install_record(self.me_id, version, &body, PatchFrom::Held, Some(0), None);
         Ok(version)
     }
 
@@ -160,6 +160,7 @@ impl Core {
         body: &[u8],
         from: PatchFrom,
         tree: Option<u8>,
+        heard_from: Option<SocketAddr>,
     ) {
         let Some((ident, held)) = self
             .view
@@ -187,7 +188,13 @@ impl Core {
         self.note_installed(id, version, tree.is_some());
         match tree {
             Some(level) => self.pass_down(id, level),
-            None => self.broadcasts.push(Item::Record { id }),
+            None => {
+                // News of others' records, not a full state's: the tree missed us.
+                if !self.records.exchanged && id != self.me_id && self.tree_in_use() {
+                    self.pass_around(id, heard_from);
+                }
+                self.broadcasts.push(Item::Record { id });
+            }
         }
         self.events.push_back(Event::Record { name, record });
     }
@@ -445,7 +452,7 @@ impl Core {
                 let was = self.records.exchanged;
                 self.records.exchanged |= asked.is_some_and(|p| p.exchanged);
                 let tree = self.records.tree.or(asked.and_then(|p| p.tree));
-                self.install_record(id, version, &b, patch, tree);
+                self.install_record(id, version, &b, patch, tree, Some(from));
                 self.records.exchanged = was;
             }
             None => {
@@ -520,7 +527,14 @@ impl Core {
             self.stats.records_refuted += 1;
             let version = incarnation::next(incarnation::later(version, mine.version));
             // Whole: the cluster holds another body under our old version, so no patch fits it.
-            self.install_record(self.me_id, version, &mine.body, PatchFrom::Without, Some(0));
+            self.install_record(
+                self.me_id,
+                version,
+                &mine.body,
+                PatchFrom::Without,
+                Some(0),
+                None,
+            );
         }
     }
 

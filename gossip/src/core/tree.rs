@@ -77,10 +77,65 @@ impl Core {
             };
             let (dst, patches) = (s.ident.addr, self.takes_patches(s));
             self.stats.records_passed_down += 1;
-            self.out.push_back(Out::Tree {
+            self.out.push_back(Out::Record {
                 dst,
                 id,
-                level,
+                tree: Some(level),
+                patches,
+            });
+        }
+    }
+
+    /// Member `id`'s record reached us around the tree (a news answer, gossip, a neighbour): the tree
+    /// most likely lost it at a failed hop, and that hop's whole arc, a stretch of the ring around us,
+    /// went without. Hands it to our live neighbours on the ring, bar the one it came from; each that
+    /// lacked it does the same, so the stretch is walked end to end, and the walk stops where members
+    /// hold it already. Two neighbours each way, so that a walk steps over one failed member nobody
+    /// has noticed yet (the stretch's own failed hop is at its start, but another may be inside).
+    pub(super) fn pass_around(&mut self, id: Id, heard_from: Option<SocketAddr>) {
+        let (me, view, ring) = (self.me_id, &self.view, self.roster.ring());
+        let alive =
+            |m: Id| m != me && m != id && view.get(m).is_some_and(|s| s.state == State::Alive);
+        let mut near = Vec::with_capacity(4);
+        // Clockwise: the arcs from just after us, then from just after the first found, up to us.
+        let mut from = self.me_pos.wrapping_add(1);
+        for _ in 0..2 {
+            let Some((pos, m)) =
+                ring.first_in(from, self.me_pos.wrapping_sub(from), ARC_LOOK_LIMIT, alive)
+            else {
+                break;
+            };
+            near.push(m);
+            from = pos.wrapping_add(1);
+        }
+        // Counter-clockwise: the arcs from just after us that end just before us, then before the first.
+        let mut until = self.me_pos;
+        for _ in 0..2 {
+            let len = until.wrapping_sub(self.me_pos).wrapping_sub(1);
+            let Some((pos, m)) =
+                ring.last_in(self.me_pos.wrapping_add(1), len, ARC_LOOK_LIMIT, alive)
+            else {
+                break;
+            };
+            near.push(m);
+            until = pos;
+        }
+        let mut sent = Vec::with_capacity(4);
+        for m in near {
+            let Some(s) = self.view.get(m) else {
+                continue;
+            };
+            let dst = s.ident.addr;
+            if Some(dst) == heard_from || sent.contains(&dst) {
+                continue;
+            }
+            sent.push(dst);
+            let patches = self.takes_patches(s);
+            self.stats.records_passed_around += 1;
+            self.out.push_back(Out::Record {
+                dst,
+                id,
+                tree: None,
                 patches,
             });
         }
