@@ -1391,8 +1391,80 @@ fn a_member_that_heard_of_a_change_first_still_passes_it_down() {
     assert_eq!(stat(&sim, |s| s.records_passed_down) - passed, n as u64 - 1);
 }
 
-/// Each member splits its arc by its own view: a member the sender skips (here the owner holds it
-/// suspect) is served by the member its half went to instead, as that member finds it before itself in
+/// A member already fetching a record when the tree hands it the same version (too large for a
+/// datagram, so as its version) passes it down once the fetch brings it: the tree's level is kept with
+/// the fetch, and the arc is served by the tree, not walked.
+#[test]
+fn a_fetch_under_way_keeps_the_trees_level() {
+    let n = 40;
+    let mut sim = cluster(n, 67, NetModel::default());
+    let big = |k: u32| -> Vec<u8> { (0..20_000u32).map(|i| ((i * k) % 251) as u8).collect() };
+    let v1 = publish(&mut sim, 9, &big(1));
+    assert!(everyone_holds(
+        &mut sim,
+        9,
+        v1,
+        &big(1),
+        Duration::from_secs(10)
+    ));
+    let (hop, far) = first_hand_off(n, 9);
+    assert!(far > 10, "{far} members across the ring");
+    let (down, around) = (
+        stat(&sim, |s| s.records_passed_down),
+        stat(&sim, |s| s.records_passed_around),
+    );
+    let v2 = publish(&mut sim, 9, &big(2));
+    // Before the tree's message lands, the hop hears of the version and starts fetching it.
+    let mut digest = Vec::new();
+    let at = wire::encode_header(&mut digest, &Message::Gossip);
+    let d = Delta::Record {
+        name: "node-9",
+        version: v2,
+        body: RecordBody::Digest(20_000),
+    };
+    wire::encode_delta(&mut digest, &d);
+    wire::set_count(&mut digest, at, 1);
+    let fetches = sim.node(hop).core.stats().record_fetches;
+    sim.deliver_raw(hop, sim_addr(9), &digest);
+    assert_eq!(sim.node(hop).core.stats().record_fetches, fetches + 1);
+    assert!(everyone_holds(
+        &mut sim,
+        9,
+        v2,
+        &big(2),
+        Duration::from_secs(1)
+    ));
+    assert_eq!(stat(&sim, |s| s.records_passed_down) - down, n as u64 - 1);
+    assert_eq!(stat(&sim, |s| s.records_passed_around) - around, 0);
+}
+
+/// A datagram from node 2 that says member `hop` is `state` (suspect or dead) at its incarnation.
+fn claim(sim: &Sim, hop: usize, dead: bool) -> Vec<u8> {
+    let incarnation = sim.node(hop).core.local_slot().incarnation;
+    let name = format!("node-{hop}");
+    let mut buf = Vec::new();
+    let at = wire::encode_header(&mut buf, &Message::Gossip);
+    let (name, from) = (name.as_str(), "node-2");
+    let d = if dead {
+        Delta::Dead {
+            name,
+            incarnation,
+            from,
+        }
+    } else {
+        Delta::Suspect {
+            name,
+            incarnation,
+            from,
+        }
+    };
+    wire::encode_delta(&mut buf, &d);
+    wire::set_count(&mut buf, at, 1);
+    buf
+}
+
+/// Each member splits its arc by its own view: a member the sender's view skips (here the owner holds
+/// it dead) is served by the member its half went to instead, as that member finds it before itself in
 /// its arc.
 #[test]
 fn a_member_the_senders_view_skips_is_served_by_its_arc() {
@@ -1401,24 +1473,48 @@ fn a_member_the_senders_view_skips_is_served_by_its_arc() {
     publish(&mut sim, 9, &catalog_body(2, true));
     sim.run_for(Duration::from_secs(5));
     let (hop, _) = first_hand_off(n, 9);
-    let incarnation = sim.node(hop).core.local_slot().incarnation;
+    let dead = claim(&sim, hop, true);
+    sim.deliver_raw(9, sim_addr(2), &dead);
     let name = format!("node-{hop}");
-    let mut buf = Vec::new();
-    let at = wire::encode_header(&mut buf, &Message::Gossip);
-    let suspect = Delta::Suspect {
-        name: &name,
-        incarnation,
-        from: "node-2",
-    };
-    wire::encode_delta(&mut buf, &suspect);
-    wire::set_count(&mut buf, at, 1);
-    sim.deliver_raw(9, sim_addr(2), &buf);
+    assert_eq!(sim.node(9).core.member(&name).unwrap().state, State::Dead);
     let seen = tally_record_sends(&mut sim, "node-9");
     let body = catalog_body(2, false);
     let v = publish(&mut sim, 9, &body);
     assert!(everyone_holds(&mut sim, 9, v, &body, STEP));
-    let (tree, _) = seen.borrow().clone();
-    assert_eq!(tree.len(), n - 1, "once each: {tree:?}");
+    let (mut tree, _) = seen.borrow().clone();
+    tree.sort();
+    let expected: Vec<usize> = (0..n).filter(|&i| i != 9).collect();
+    assert_eq!(tree, expected, "each member handed the change once");
+}
+
+/// A member every view holds suspect is not handed an arc (it may have failed) but gets the change as
+/// a leaf: if it is alive after all, it is not left to the repair.
+#[test]
+fn a_suspect_gets_the_change_as_a_leaf() {
+    let n = 40;
+    let mut sim = cluster(n, 61, NetModel::default());
+    publish(&mut sim, 9, &catalog_body(2, true));
+    sim.run_for(Duration::from_secs(5));
+    let (hop, far) = first_hand_off(n, 9);
+    assert!(far > 10, "{far} members across the ring");
+    let suspect = claim(&sim, hop, false);
+    let name = format!("node-{hop}");
+    for i in (0..n).filter(|&i| i != hop) {
+        sim.deliver_raw(i, sim_addr(2), &suspect);
+        assert_eq!(
+            sim.node(i).core.member(&name).unwrap().state,
+            State::Suspect
+        );
+    }
+    let seen = tally_record_sends(&mut sim, "node-9");
+    let body = catalog_body(2, false);
+    let v = publish(&mut sim, 9, &body);
+    assert!(everyone_holds(&mut sim, 9, v, &body, STEP));
+    let (mut tree, other) = seen.borrow().clone();
+    tree.sort();
+    let expected: Vec<usize> = (0..n).filter(|&i| i != 9).collect();
+    assert_eq!(tree, expected, "each member handed the change once");
+    assert_eq!(other, 0);
 }
 
 /// While a live member does not pass records down the tree (an older build), nobody uses it: that

@@ -188,9 +188,9 @@ pub struct Stats {
     pub dropped_implausible: u64,
     /// Member records (ours and others') installed.
     pub records_applied: u64,
-    /// Records handed on down the broadcast tree (one per datagram).
+    /// Records queued to hand on down the broadcast tree (one per datagram).
     pub records_passed_down: u64,
-    /// Records that reached us around the tree (a repair) handed on to a ring neighbour, which most
+    /// Records that reached us around the tree (a repair) queued for a ring neighbour, which most
     /// likely missed them too.
     pub records_passed_around: u64,
     /// Record fetches asked of the driver.

@@ -43,6 +43,10 @@ const NEWS_LISTED: u32 = 4;
 /// nodes install a version up to about a second apart, and one the prober installed before its
 /// list's reach would be sent again for nothing.
 const NEWS_ANSWERED: u32 = 3;
+/// How long after installing a version a node leaves it out of news answers while the broadcast tree
+/// is in use: the tree reaches every member well within it (a few hops of network latency), so a
+/// prober that lacks the version yet is most likely about to be handed it.
+const TREE_GRACE: Duration = Duration::from_millis(250);
 /// Most records one ack carries in answer to a news list.
 const NEWS_REPAIRS: usize = 8;
 
@@ -312,9 +316,20 @@ impl Core {
         let slack = self.cfg.probe_interval * (NEWS_LISTED - NEWS_ANSWERED);
         let window = (self.cfg.probe_interval * NEWS_ANSWERED).min(reach.saturating_sub(slack));
         let mut ids = Vec::new();
+        // The tree hands a change to everyone within moments; told of it sooner by a news answer, a
+        // prober would pass it around (and gossip it) for nothing.
+        let grace = if self.tree_in_use() {
+            TREE_GRACE
+        } else {
+            Duration::ZERO
+        };
         for n in self.records.recent.iter().rev() {
-            if now.saturating_duration_since(n.at) >= window || ids.len() == NEWS_REPAIRS {
+            let age = now.saturating_duration_since(n.at);
+            if age >= window || ids.len() == NEWS_REPAIRS {
                 break;
+            }
+            if age < grace {
+                continue;
             }
             let Some(s) = self.view.get(n.id) else {
                 continue;
@@ -457,6 +472,16 @@ impl Core {
             }
             None => {
                 let len = body.record_len();
+                let tree = self.records.tree;
+                let asked = self.records.pending.get_mut(&id);
+                // Whatever asked first, the answer goes on down the tree if the tree handed it.
+                let tree = match asked {
+                    Some(p) if p.version == version => {
+                        p.tree = p.tree.or(tree);
+                        p.tree
+                    }
+                    _ => tree,
+                };
                 if self.records.pending.get(&id).is_some_and(|p| {
                     incarnation::at_least(p.version, version)
                         && now < p.until
@@ -479,7 +504,7 @@ impl Core {
                     stream,
                     whole,
                     exchanged: self.records.exchanged,
-                    tree: self.records.tree,
+                    tree,
                 };
                 self.records.pending.insert(id, pending);
                 if !stream {

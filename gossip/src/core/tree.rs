@@ -33,24 +33,26 @@ impl Core {
             && self.view.live_without_tree() == 0
     }
 
-    /// Hands member `id`'s record on from the arc at `level` that holds us: an [`Out::Tree`] for the
-    /// first live member of each half we split off.
+    /// Hands member `id`'s record on from the arc at `level` that holds us: an [`Out::Record`] for the
+    /// first alive member of each half we split off, which serves the whole half. A half with only
+    /// suspects in it sends them the record as leaves: one that is alive after all (Lifeguard's false
+    /// positives) is not left to the repair, and one that has failed is not handed an arc to drop.
     pub(super) fn pass_down(&mut self, id: Id, level: u8) {
         let Some(owner) = self.view.get(id) else {
             return;
         };
         let origin = ring::position(owner.ident.name());
         let (me, view, ring) = (self.me_id, &self.view, self.roster.ring());
-        let alive =
-            |m: Id| m != me && m != id && view.get(m).is_some_and(|s| s.state == State::Alive);
+        let state = |m: Id| view.get(m).filter(|_| m != me && m != id).map(|s| s.state);
+        let live = |m: Id| state(m).is_some_and(State::is_live);
         // Offsets from the origin. Our arc holds another member while our nearest neighbours on either
         // side (within the ring as counted from the origin) are inside it.
         let x = self.me_pos.wrapping_sub(origin);
         let offset = |(pos, _): (u64, Id)| pos.wrapping_sub(origin);
         let after = ring
-            .first_in(self.me_pos.wrapping_add(1), !x, ARC_LOOK_LIMIT, alive)
+            .first_in(self.me_pos.wrapping_add(1), !x, ARC_LOOK_LIMIT, live)
             .map(offset);
-        let before = ring.last_in(origin, x, ARC_LOOK_LIMIT, alive).map(offset);
+        let before = ring.last_in(origin, x, ARC_LOOK_LIMIT, live).map(offset);
         let mut children = Vec::new();
         for l in level..wire::MAX_TREE_LEVEL {
             let half = 1u64 << (63 - l);
@@ -65,10 +67,24 @@ impl Core {
             } else {
                 start
             };
-            if let Some((_, child)) =
-                ring.first_in(origin.wrapping_add(other), half, ARC_LOOK_LIMIT, alive)
-            {
-                children.push((child, l + 1));
+            let mut suspects = Vec::new();
+            let first_alive = |m: Id| match state(m) {
+                Some(State::Alive) => true,
+                Some(State::Suspect) => {
+                    suspects.push(m);
+                    false
+                }
+                _ => false,
+            };
+            match ring.first_in(
+                origin.wrapping_add(other),
+                half,
+                ARC_LOOK_LIMIT,
+                first_alive,
+            ) {
+                // Its arc is the whole half, suspects before it included.
+                Some((_, child)) => children.push((child, l + 1)),
+                None => children.extend(suspects.into_iter().map(|m| (m, wire::MAX_TREE_LEVEL))),
             }
         }
         for (child, level) in children {
