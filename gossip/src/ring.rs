@@ -70,9 +70,9 @@ impl Ring {
         }
     }
 
-    /// The first member (and its position), clockwise from `from`, whose position lies in the arc of `len` positions
-    /// starting at `from` and for which `keep` holds; at most `limit` members of the arc are looked at,
-    /// so the lock is held for a bounded time whatever the view skips.
+    /// The first member (and its position), clockwise from `from`, whose position lies in the arc of
+    /// `len` positions starting at `from` and for which `keep` holds; at most `limit` members of the
+    /// arc are looked at, so the lock is held for a bounded time whatever the view skips.
     pub fn first_in(
         &self,
         from: u64,
@@ -92,8 +92,8 @@ impl Ring {
             .or_else(|| arc.scan(members.range(..(from, 0))))
     }
 
-    /// The last member (and its position) of the arc of `len` positions starting at `from` for which `keep` holds, looking
-    /// counter-clockwise from the arc's end at most `limit` members.
+    /// The last member (and its position) of the arc of `len` positions starting at `from` for which
+    /// `keep` holds, looking counter-clockwise from the arc's end at most `limit` members.
     pub fn last_in(
         &self,
         from: u64,

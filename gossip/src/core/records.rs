@@ -11,6 +11,10 @@
 //! Where every member reads them, pings carry news lists (fingerprints of the versions the prober
 //! learnt lately) and acks the records a list lacks: a node the push missed catches up at its next
 //! probe, so a push need not reach everyone, and each holder sends a change [`RECORD_SENDS`] times.
+//!
+//! Where every member also passes records down the broadcast tree (`tree.rs`), a change is not gossiped
+//! at all: the owner sends it down the tree, each member receiving it once, and only a member that got
+//! it around the tree (a repair) gossips it and walks it along the ring.
 
 use super::*;
 use std::borrow::Cow;

@@ -12,9 +12,15 @@
 //!
 //! Every member splits its arc by its own view, so a member the sender's view lacks is still reached
 //! by whoever's arc holds it. What a failed hop or a disagreeing view drops, the news lists repair; a
-//! member repaired that way gossips the change as before, so even a large missed subtree is reached
-//! epidemically. The tree is used only while every live member passes records down it and reads news
-//! lists: an older member would drop the message and leave its arc unserved.
+//! member repaired that way hands the change to its ring neighbours, which walk it through the rest of
+//! the failed hop's arc (a stretch of the ring), and gossips it as before. The tree is used only while
+//! every live member passes records down it and reads news lists: an older member would drop the
+//! message and leave its arc unserved.
+//!
+//! Not checked: that a tree message comes from the member whose half it hands on. A trusted sender
+//! can hand anyone any level; each member passes a version down once, so this costs at most one
+//! extra subtree's datagrams per version. A member that installed a version from a full-state exchange
+//! before the tree's message came does not pass it down (its arc is left to the repair).
 
 use super::*;
 use crate::ring;
