@@ -1289,14 +1289,20 @@ fn tally_record_sends(sim: &mut Sim, owner: &'static str) -> Rc<RefCell<(Vec<usi
     seen
 }
 
+/// A converged cluster of `n` where node 9 published its record (check passing) 5 s ago.
+fn node9_published(n: usize, seed: u64) -> Sim {
+    let mut sim = cluster(n, seed, NetModel::default());
+    publish(&mut sim, 9, &catalog_body(2, true));
+    sim.run_for(Duration::from_secs(5));
+    sim
+}
+
 /// A change goes down the broadcast tree: each member is handed it once, long before a gossip round
 /// could have carried it past the first hop, and no holder gossips it.
 #[test]
 fn a_change_goes_down_the_tree_once_to_each_member() {
     let n = 40;
-    let mut sim = cluster(n, 41, NetModel::default());
-    publish(&mut sim, 9, &catalog_body(2, true));
-    sim.run_for(Duration::from_secs(5));
+    let mut sim = node9_published(n, 41);
     let passed = stat(&sim, |s| s.records_passed_down);
     let seen = tally_record_sends(&mut sim, "node-9");
     let body = catalog_body(2, false);
@@ -1321,9 +1327,7 @@ fn a_change_goes_down_the_tree_once_to_each_member() {
 #[test]
 fn what_a_failed_hop_drops_is_walked_from_the_first_repair() {
     let n = 40;
-    let mut sim = cluster(n, 43, NetModel::default());
-    publish(&mut sim, 9, &catalog_body(2, true));
-    sim.run_for(Duration::from_secs(5));
+    let mut sim = node9_published(n, 43);
     let (hop, far) = first_hand_off(n, 9);
     assert!(far > 10, "{far} members across the ring");
     let origin = murmur_gossip::ring::position("node-9");
@@ -1376,9 +1380,7 @@ fn first_hand_off(n: usize, owner: usize) -> (usize, usize) {
 #[test]
 fn a_member_that_heard_of_a_change_first_still_passes_it_down() {
     let n = 40;
-    let mut sim = cluster(n, 53, NetModel::default());
-    publish(&mut sim, 9, &catalog_body(2, true));
-    sim.run_for(Duration::from_secs(5));
+    let mut sim = node9_published(n, 53);
     let (hop, far) = first_hand_off(n, 9);
     assert!(far > 10, "{far} members across the ring");
     let body = catalog_body(2, false);
@@ -1469,9 +1471,7 @@ fn claim(sim: &Sim, hop: usize, dead: bool) -> Vec<u8> {
 #[test]
 fn a_member_the_senders_view_skips_is_served_by_its_arc() {
     let n = 40;
-    let mut sim = cluster(n, 59, NetModel::default());
-    publish(&mut sim, 9, &catalog_body(2, true));
-    sim.run_for(Duration::from_secs(5));
+    let mut sim = node9_published(n, 59);
     let (hop, _) = first_hand_off(n, 9);
     let dead = claim(&sim, hop, true);
     sim.deliver_raw(9, sim_addr(2), &dead);
@@ -1492,9 +1492,7 @@ fn a_member_the_senders_view_skips_is_served_by_its_arc() {
 #[test]
 fn a_suspect_gets_the_change_as_a_leaf() {
     let n = 40;
-    let mut sim = cluster(n, 61, NetModel::default());
-    publish(&mut sim, 9, &catalog_body(2, true));
-    sim.run_for(Duration::from_secs(5));
+    let mut sim = node9_published(n, 61);
     let (hop, far) = first_hand_off(n, 9);
     assert!(far > 10, "{far} members across the ring");
     let suspect = claim(&sim, hop, false);

@@ -57,6 +57,15 @@ pub fn record_of(i: usize, services: usize, passing: bool) -> Vec<u8> {
     .encode()
 }
 
+/// A random node that is not `down` (at most `down.len()` draws; node 0 if all of them miss).
+fn pick_up(rng: &mut murmur_gossip::Rng, down: &[bool]) -> usize {
+    let n = down.len();
+    (0..n)
+        .map(|_| rng.below(n))
+        .find(|&i| !down[i])
+        .unwrap_or(0)
+}
+
 /// Advances the cluster by `d`.
 fn settle(c: &mut dyn Cluster, rec: &mut Recorder, d: Duration) {
     let until = c.now() + d;
@@ -94,10 +103,7 @@ pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     // Failed members nobody has noticed yet: they neither flip nor count as observers.
     let mut down = vec![false; n];
     for _ in 0..o.crashed.min(n / 2) {
-        let i = (0..n)
-            .map(|_| rng.below(n))
-            .find(|&i| !down[i])
-            .unwrap_or(0);
+        let i = pick_up(&mut rng, &down);
         down[i] = true;
         c.crash(i);
     }
@@ -112,10 +118,7 @@ pub fn run(c: &mut dyn Cluster, o: &Opts, rec: &mut Recorder) -> Outcome {
     while c.now() < t0 + o.duration {
         while flipping && c.now() >= next {
             next += every;
-            let i = (0..n)
-                .map(|_| rng.below(n))
-                .find(|&i| !down[i])
-                .unwrap_or(0);
+            let i = pick_up(&mut rng, &down);
             passing[i] = !passing[i];
             version[i] += 1;
             c.set_record(i, record_of(i, s, passing[i]));

@@ -192,13 +192,14 @@ impl Core {
             return;
         };
         self.stats.records_applied += 1;
-        let tree = tree.filter(|_| self.tree_in_use());
+        let in_use = self.tree_in_use();
+        let tree = tree.filter(|_| in_use);
         self.note_installed(id, version, tree.is_some());
         match tree {
             Some(level) => self.pass_down(id, level),
             None => {
                 // News of others' records, not a full state's: the tree missed us.
-                if !self.records.exchanged && id != self.me_id && self.tree_in_use() {
+                if in_use && !self.records.exchanged && id != self.me_id {
                     self.pass_around(id, heard_from);
                 }
                 self.broadcasts.push(Item::Record { id });

@@ -39,6 +39,12 @@ impl Core {
             && self.view.live_without_tree() == 0
     }
 
+    /// The state of member `m` in our view, unless it is us or `owner` (who hold the record already).
+    fn other_state(&self, m: Id, owner: Id) -> Option<State> {
+        let s = self.view.get(m).filter(|_| m != self.me_id && m != owner)?;
+        Some(s.state)
+    }
+
     /// Hands member `id`'s record on from the arc at `level` that holds us: an [`Out::Record`] for the
     /// first alive member of each half we split off, which serves the whole half. A half with only
     /// suspects in it sends them the record as leaves: one that is alive after all (Lifeguard's false
@@ -48,8 +54,8 @@ impl Core {
             return;
         };
         let origin = ring::position(owner.ident.name());
-        let (me, view, ring) = (self.me_id, &self.view, self.roster.ring());
-        let state = |m: Id| view.get(m).filter(|_| m != me && m != id).map(|s| s.state);
+        let ring = self.roster.ring();
+        let state = |m: Id| self.other_state(m, id);
         let live = |m: Id| state(m).is_some_and(State::is_live);
         // Offsets from the origin. Our arc holds another member while our nearest neighbours on either
         // side (within the ring as counted from the origin) are inside it.
@@ -115,9 +121,8 @@ impl Core {
     /// hold it already. Two neighbours each way, so that a walk steps over one failed member nobody
     /// has noticed yet (the stretch's own failed hop is at its start, but another may be inside).
     pub(super) fn pass_around(&mut self, id: Id, heard_from: Option<SocketAddr>) {
-        let (me, view, ring) = (self.me_id, &self.view, self.roster.ring());
-        let alive =
-            |m: Id| m != me && m != id && view.get(m).is_some_and(|s| s.state == State::Alive);
+        let ring = self.roster.ring();
+        let alive = |m: Id| self.other_state(m, id) == Some(State::Alive);
         let mut near = Vec::with_capacity(4);
         // Clockwise: the arcs from just after us, then from just after the first found, up to us.
         let mut from = self.me_pos.wrapping_add(1);
