@@ -763,12 +763,29 @@ fn a_later_server_joins_as_a_non_voter_and_a_wiped_server_rejoins() {
     servers[victim].crash();
     std::fs::remove_dir_all(dir.join(&servers[victim].name)).unwrap();
     servers[victim].restart();
+    // The peer list shows addresses only, and the old entry has the same address as the new one:
+    // wait for the configuration to hold the new node ID as a voter.
+    let new_id = servers[victim].get_json("/v1/agent/self")["Config"]["NodeID"].clone();
+    let victim_addr = format!("{}:8300", servers[victim].ip);
+    let mut config = Value::Null;
     assert!(
         wait_for(SETTLE, || {
-            let p = peers(&servers[0]);
-            p == addrs(&[0, 1, 2, 3]) && put(&servers[victim], "grow/after", "2")
+            config = servers[0]
+                .http("GET", "/v1/operator/raft/configuration")
+                .and_then(|(_, body)| serde_json::from_str(&body).ok())
+                .unwrap_or(Value::Null);
+            let list = config["Servers"].as_array().cloned().unwrap_or_default();
+            let mine: Vec<&Value> = list
+                .iter()
+                .filter(|s| s["Address"] == *victim_addr)
+                .collect();
+            list.len() == 4
+                && mine.len() == 1
+                && mine[0]["ID"] == new_id
+                && mine[0]["Voter"] == true
+                && put(&servers[victim], "grow/after", "2")
         }),
-        "the wiped server did not rejoin"
+        "the wiped server did not rejoin with its new node ID: {config}"
     );
     let (_, body) = servers[0].http("GET", "/v1/status/peers").unwrap();
     assert_eq!(serde_json::from_str::<Vec<String>>(&body).unwrap().len(), 4);
