@@ -207,13 +207,13 @@ fn dns(c: &mut Criterion) {
         b.iter(|| a.respond(&req, Transport::Udp, &mut rng))
     });
     let mut cache = AnswerCache::default();
-    cache.sync((1, 1));
+    cache.sync(1, 1, |_| None);
     let mut key = Vec::new();
     let sh = shape(&raw, &mut key).unwrap();
-    if let Some(murmur::dns::answer::Reply::Bytes(bytes, _)) =
+    if let Some(murmur::dns::answer::Reply::Bytes(bytes, reuse)) =
         a.respond(&req, Transport::Udp, &mut rng)
     {
-        cache.insert(&key, &bytes, false);
+        cache.insert(&key, &bytes, &reuse);
     }
     let mut out = Vec::with_capacity(512);
     g.bench_function("answer_cached", |b| {

@@ -2,20 +2,25 @@
 # murmur DNS vs NSD, side by side on this machine: queries answered per server CPU-second.
 # A murmur server agent learns 5000 members over real gossip from `loadgen --scenario announce` (one socket
 # that announces them and answers the agent's probes for all of them, so they stay alive without 5000 full
-# gossip nodes competing for the same two cores); NSD serves the same names from a static zone; dnsperf (90% node A, 10% SRV, EDNS) loads each in turn with the server
+# gossip nodes competing for the same two cores); NSD serves the same names from a static zone; dnsperf (EDNS) loads each in turn with the server
 # pinned to CPU 0 and dnsperf to CPU 1. Results are appended to perf/RESULTS.md.
 # Every announced member also publishes a catalog record of three services (member i runs web-K, api-K and
 # metrics-K, K = i/3: three instances per name), and a share of the queries asks for them (SRV, and A).
 # Every answer must be NOERROR and the agent must know all members first, or the script aborts: an NXDOMAIN
-# or SERVFAIL is cheaper to send than an answer and would count as speed. Five alternating rounds; the
-# table shows each round, then the medians, spreads and the ratio.
-# Usage: perf/dns-bench.sh [seconds per run, default 20]   (MURMUR_BIN=path benches another build)
+# or SERVFAIL is cheaper to send than an answer and would count as speed. Each round runs both servers on
+# two query sets: the service mix, and node lookups alone (the figure service lookups are held to), so
+# that both comparisons come from one sitting on the same load. Five alternating rounds; the table shows
+# each round, then the medians, spreads and the ratios.
+# Usage: perf/dns-bench.sh [seconds per run, default 20]   (MURMUR_BIN=path benches another build;
+# FLIPS=F has F members a second flip a check, so murmur's answers about their services change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
 rounds=5
 n=5000
 murmur_bin=${MURMUR_BIN:-./target/release/murmur}
+# Members whose check flips each second (FLIPS=10: the catalog scenario's rate); NSD's zone is static.
+flips=${FLIPS:-0}
 for p in dnsperf nsd; do
   command -v "$p" >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf nsd; break; }
 done
@@ -30,7 +35,7 @@ taskset -c 0 "$murmur_bin" agent -server -node agent -bind 127.0.20.1 -client 12
   -data-dir "$work/data" -log-level warn > "$work/agent.log" 2>&1 &
 sleep 1
 taskset -c 1 ./target/release/loadgen --nodes $n --scenario announce --join 127.0.20.1:8301 \
-  --duration 3600 --port 17990 > "$work/loadgen.log" 2>&1 &
+  --duration 3600 --port 17990 --flip-rate "$flips" > "$work/loadgen.log" 2>&1 &
 for _ in $(seq 1 300); do
   c=$(curl -s http://127.0.20.1:8500/v1/agent/members | grep -o '"Status":1' | wc -l || true)
   [ "$c" -ge $((n + 1)) ] && break
@@ -54,12 +59,15 @@ if [ "$s" -lt "$names" ]; then
 fi
 
 # 2. Queries: 60% node A, 20% SRV and 10% A of a catalog service (three instances each), 10% SRV of the
-# consul service.
+# consul service; and node A alone.
 python3 - "$work/queries" $n <<'PY'
 import random, sys
 random.seed(7)
 n = int(sys.argv[2])
 kinds = ["web", "api", "metrics"]
+with open(sys.argv[1] + "-node", "w") as f:
+    for _ in range(100000):
+        f.write(f"n{random.randrange(n)}.node.consul A\n")
 with open(sys.argv[1], "w") as f:
     for _ in range(100000):
         r = random.random()
@@ -142,44 +150,67 @@ check_rcodes() { # name dnsperf-output
     exit 1
   fi
 }
-bench() { # name process-pattern server; prints a table row and leaves the rate in $per
-  local name=$1 pid=$2 server=$3
-  local t0 t1 out q qps lat cpu
+# murmur's DNS counters: "queries cache_hits".
+dns_counts() {
+  curl -s http://127.0.20.1:8500/v1/agent/self |
+    python3 -c 'import json,sys; d=json.load(sys.stdin)["Stats"]["dns"]; print(d["queries"], d["cache_hits"])'
+}
+bench() { # name process-pattern server query-file; prints a table row and leaves the rate in $per
+  local name=$1 pid=$2 server=$3 queries=$4
+  local t0 t1 out q qps lat cpu q0 h0 q1 h1 hits=-
+  [ "$server" = 127.0.20.1 ] && read -r q0 h0 < <(dns_counts)
   t0=$(cpu_ticks "$pid")
-  out=$(taskset -c 1 dnsperf -s "$server" -p 8600 -d "$work/queries" -l "$secs" -c 8 -e -q 200 2>&1)
+  out=$(taskset -c 1 dnsperf -s "$server" -p 8600 -d "$queries" -l "$secs" -c 8 -e -q 200 2>&1)
   t1=$(cpu_ticks "$pid")
+  if [ "$server" = 127.0.20.1 ]; then
+    read -r q1 h1 < <(dns_counts)
+    hits="$(echo "scale=1; 100 * ($h1 - $h0) / ($q1 - $q0)" | bc)%"
+  fi
   check_rcodes "$name" "$out"
   q=$(echo "$out" | awk '/Queries completed/ {print $3}')
   qps=$(echo "$out" | awk '/Queries per second/ {print $4}')
   lat=$(echo "$out" | awk '/Average Latency/ {print $4, $5, $6, $7, $8}')
   cpu=$(echo "scale=3; ($t1 - $t0) / $tck" | bc)
   per=$(echo "scale=0; $q / $cpu" | bc 2>/dev/null || echo 0)
-  echo "| $name | $qps | $cpu | $per | $lat |"
+  echo "| $name | $qps | $cpu | $per | $hits | $lat |"
 }
 # Median, min and max of the numbers given.
 stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {printf "median %d (min %d, max %d)", v[int((NR+1)/2)], v[1], v[NR]}'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 {
   echo
-  echo "### DNS: murmur vs NSD, $(date -u +%F), $(nproc) cores, $n members and $names services (perf/dns-bench.sh $secs, $murmur_bin)"
+  echo "### DNS: murmur vs NSD, $(date -u +%F), $(nproc) cores, $n members and $names services, $flips check flips/s (FLIPS=$flips perf/dns-bench.sh $secs, $murmur_bin)"
   echo
-  echo "Queries: 60% node A, 20% service SRV, 10% service A (three instances per service), 10% consul SRV."
+  echo "Queries: the service mix (60% node A, 20% service SRV, 10% service A, three instances per service,"
+  echo "10% consul SRV), and node A alone."
   echo
-  echo "| server | QPS (dnsperf-bound) | server CPU s | queries per server CPU-second | latency avg (min max) |"
-  echo "| --- | --- | --- | --- | --- |"
-  # Alternate the servers round by round, so drift on the machine hits both alike.
-  m_rates=() n_rates=()
+  echo "| server, queries | QPS (dnsperf-bound) | server CPU s | queries per server CPU-second | answered from the cache | latency avg (min max) |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  # Alternate servers and query sets within each round, so drift on the machine hits all four alike.
+  m_rates=() n_rates=() m_node=() n_node=()
   nsd_name="NSD $(nsd -v 2>&1 | awk 'NR == 1 {print $3}')"
+  murmur_pat="agent -server -node agent -bind 127.0.20.1"
+  nsd_pat="nsd -d -c $work/nsd/nsd.conf"
   for round in $(seq 1 $rounds); do
-    bench "murmur (round $round)" "agent -server -node agent -bind 127.0.20.1" 127.0.20.1
+    bench "murmur, mix (round $round)" "$murmur_pat" 127.0.20.1 "$work/queries"
     m_rates+=("$per")
-    bench "$nsd_name (round $round)" "nsd -d -c $work/nsd/nsd.conf" 127.0.20.2
+    bench "$nsd_name, mix (round $round)" "$nsd_pat" 127.0.20.2 "$work/queries"
     n_rates+=("$per")
+    bench "murmur, nodes (round $round)" "$murmur_pat" 127.0.20.1 "$work/queries-node"
+    m_node+=("$per")
+    bench "$nsd_name, nodes (round $round)" "$nsd_pat" 127.0.20.2 "$work/queries-node"
+    n_node+=("$per")
   done
+  ratio() { echo "scale=2; $(median "${@:2:$1}") / $(median "${@:$(($1 + 2))}")" | bc; }
   echo
-  echo "murmur: $(stats "${m_rates[@]}") queries per server CPU-second"
-  echo "$nsd_name: $(stats "${n_rates[@]}") queries per server CPU-second"
-  echo "ratio of medians murmur/NSD: $(echo "scale=2; $(median "${m_rates[@]}") / $(median "${n_rates[@]}")" | bc)"
+  echo "murmur, mix: $(stats "${m_rates[@]}") queries per server CPU-second"
+  echo "$nsd_name, mix: $(stats "${n_rates[@]}") queries per server CPU-second"
+  echo "murmur, nodes: $(stats "${m_node[@]}") queries per server CPU-second"
+  echo "$nsd_name, nodes: $(stats "${n_node[@]}") queries per server CPU-second"
+  echo "ratio of medians, mix, murmur/NSD: $(ratio $rounds "${m_rates[@]}" "${n_rates[@]}")"
+  echo "ratio of medians, nodes, murmur/NSD: $(ratio $rounds "${m_node[@]}" "${n_node[@]}")"
+  echo "ratio of medians, murmur, mix/nodes: $(ratio $rounds "${m_rates[@]}" "${m_node[@]}")"
+  echo "ratio of medians, NSD, mix/nodes: $(ratio $rounds "${n_rates[@]}" "${n_node[@]}")"
   echo
   for target in "murmur 127.0.20.1" "NSD 127.0.20.2"; do
     set -- $target

@@ -3,18 +3,21 @@
 //! catalog with each member's record: member `i` runs `web-K`, `api-K` and `metrics-K` with K = i / 3,
 //! so every service name has three instances. Used by perf/dns-bench.sh, which needs an agent that knows
 //! thousands of members and services without the O(N^2) cost of running that many full gossip nodes on
-//! the same two cores.
+//! the same two cores. With `--flip-rate F`, F members a second (in turn, spread over the members) flip
+//! their node check between passing and warning and send their new record, as check flips reach every
+//! agent in a large cluster: DNS answers about those services change (SRV weights), the rest do not.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use murmur::state::node_record::{NodeRecord, ServiceRecord};
+use murmur::state::node_record::{CheckRecord, NodeRecord, ServiceRecord};
 use murmur_gossip::wire::{self, Delta, Message, RecordBody};
 
 use crate::measure::node_name;
 
-/// Member `i`'s catalog record: three services, each name shared by members 3K..3K+2.
-pub fn services_of(i: usize) -> Vec<u8> {
+/// Member `i`'s catalog record: three services, each name shared by members 3K..3K+2, and a node check
+/// (passing, or warning: never critical, so every name keeps its instances in DNS).
+pub fn services_of(i: usize, warning: bool) -> Vec<u8> {
     let k = i / 3;
     let service = |name: &str, port: u16| {
         let name = format!("{name}-{k}");
@@ -26,17 +29,39 @@ pub fn services_of(i: usize) -> Vec<u8> {
             service("api", 8080),
             service("metrics", 9100),
         ],
-        checks: Vec::new(),
+        checks: vec![CheckRecord {
+            id: "load".into(),
+            name: "load".into(),
+            status: u8::from(warning),
+            notes: String::new(),
+            output: String::new(),
+            service_id: String::new(),
+            kind: "ttl".into(),
+        }],
     }
     .encode()
 }
 
-/// Announces `n` members to `agent` from `bind`, then answers probes until `duration` has passed.
+/// Appends member `i`'s record at `version` to a gossip packet.
+fn put_record(buf: &mut Vec<u8>, i: usize, version: u32, warning: bool) {
+    wire::encode_delta(
+        buf,
+        &Delta::Record {
+            name: &node_name(i),
+            version,
+            body: RecordBody::Inline(&services_of(i, warning)),
+        },
+    );
+}
+
+/// Announces `n` members to `agent` from `bind`, then answers probes until `duration` has passed,
+/// flipping `flip_rate` members' checks a second.
 pub fn run(
     agent: SocketAddr,
     bind: SocketAddr,
     n: usize,
     duration: Duration,
+    flip_rate: f64,
 ) -> Result<String, String> {
     let sock = UdpSocket::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
     sock.set_read_timeout(Some(Duration::from_millis(100)))
@@ -44,7 +69,9 @@ pub fn run(
     let me = sock.local_addr().map_err(|e| e.to_string())?;
     let tags = murmur_gossip::tags::encode(&[("role", "node"), ("dc", "dc1")])
         .map_err(|e| e.to_string())?;
-    let announce = |sock: &UdpSocket| -> Result<usize, String> {
+    // Each member's record version and whether its check warns.
+    let mut records = vec![(1u32, false); n];
+    let announce = |sock: &UdpSocket, records: &[(u32, bool)]| -> Result<usize, String> {
         let mut sent = 0;
         let mut i = 0;
         while i < n {
@@ -63,14 +90,8 @@ pub fn run(
                     },
                 );
                 // After its member in the same packet, so the agent knows whose record it is.
-                wire::encode_delta(
-                    &mut buf,
-                    &Delta::Record {
-                        name: &name,
-                        version: 1,
-                        body: RecordBody::Inline(&services_of(i)),
-                    },
-                );
+                let (version, warning) = records[i];
+                put_record(&mut buf, i, version, warning);
                 i += 1;
                 count += 2;
             }
@@ -82,15 +103,42 @@ pub fn run(
         }
         Ok(sent)
     };
-    let packets = announce(&sock)?;
+    let packets = announce(&sock, &records)?;
     let end = Instant::now() + duration;
     let mut next_refresh = Instant::now() + Duration::from_secs(30);
     let (mut acks, mut buf, mut out) = (0u64, vec![0u8; 65536], Vec::with_capacity(64));
+    let every = (flip_rate > 0.0 && n > 0).then(|| Duration::from_secs_f64(1.0 / flip_rate));
+    let (mut next_flip, mut flips, mut turn) = (Instant::now(), 0u64, 0usize);
     while Instant::now() < end {
         if Instant::now() >= next_refresh {
             // Anything the agent lost (or suspected) is restated now and then.
-            announce(&sock)?;
+            announce(&sock, &records)?;
             next_refresh = Instant::now() + Duration::from_secs(30);
+        }
+        if let Some(every) = every {
+            // Bounded catch-up: a stall is not made up with a burst.
+            for _ in 0..64 {
+                if Instant::now() < next_flip {
+                    break;
+                }
+                // A stride coprime with most n walks every member before repeating one.
+                turn = (turn + 7919) % n;
+                let (version, warning) = &mut records[turn];
+                *version += 1;
+                *warning = !*warning;
+                out.clear();
+                let at = wire::encode_header(&mut out, &Message::Gossip);
+                put_record(&mut out, turn, *version, *warning);
+                wire::set_count(&mut out, at, 1);
+                sock.send_to(&out, agent).map_err(|e| e.to_string())?;
+                flips += 1;
+                next_flip += every;
+            }
+            let wait = next_flip.saturating_duration_since(Instant::now());
+            sock.set_read_timeout(Some(
+                wait.clamp(Duration::from_millis(1), Duration::from_millis(100)),
+            ))
+            .map_err(|e| e.to_string())?;
         }
         let Ok((len, from)) = sock.recv_from(&mut buf) else {
             continue;
@@ -114,6 +162,7 @@ pub fn run(
         acks += 1;
     }
     Ok(format!(
-        "announced {n} members in {packets} datagrams from {me}; answered {acks} probes"
+        "announced {n} members in {packets} datagrams from {me}; answered {acks} probes; flipped \
+         {flips} checks"
     ))
 }

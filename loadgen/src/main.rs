@@ -116,7 +116,7 @@ const SPEC: &[Flag] = &[
     f(
         "flip-rate",
         Arity::One,
-        "catalog: check flips per second cluster-wide (default 10).",
+        "catalog: check flips per second cluster-wide; announce: members whose check flips each second (default 10).",
     ),
     f(
         "services",
@@ -277,7 +277,10 @@ fn run() -> Result<(), String> {
     if scenario == "announce" {
         let agent = opts.join.ok_or("announce needs --join AGENT_ADDR")?;
         let bind = cluster::udp_addr(0, num(&p, "port", 17946)?);
-        println!("{}", announce::run(agent, bind, nodes, opts.duration)?);
+        println!(
+            "{}",
+            announce::run(agent, bind, nodes, opts.duration, opts.flip_rate)?
+        );
         return Ok(());
     }
     let mut cluster: Box<dyn Cluster> = match net.as_str() {

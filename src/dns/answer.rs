@@ -39,16 +39,28 @@ pub enum Reply {
     Remote(String),
 }
 
-/// Whether an answer may be served again for the same question (until the data behind it changes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether an answer may be served again for the same question, until the data in its [`Scope`]
+/// changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reuse {
     /// Always the same answer.
-    Always,
+    Always(Scope),
     /// One of several orders of the same instances (a shuffled service answer): a few of them may be
     /// kept and served in turn.
-    Shuffled,
+    Shuffled(Scope),
     /// Never (error answers).
     Never,
+}
+
+/// The data a reusable answer was built from: a cached copy is good until that changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The member table and the external nodes (node, reverse and apex lookups, and answers that
+    /// read no data at all).
+    Members,
+    /// One service name (lower case): its instances in the catalog, and the member table for their
+    /// nodes' addresses and health.
+    Service(String),
 }
 
 /// Answers queries from a consistent view of the cluster.
@@ -85,15 +97,24 @@ impl Answerer<'_> {
         // RFC 6891 6.1.3: a version we do not speak gets BADVERS and our own version (0) in the OPT.
         if req.edns.as_ref().is_some_and(|e| e.version() > 0) {
             resp.metadata.response_code = ResponseCode::BADVERS;
-            return Reply::Bytes(self.finish(resp, req, transport), Reuse::Always);
+            return Reply::Bytes(
+                self.finish(resp, req, transport),
+                Reuse::Always(Scope::Members),
+            );
         }
         if req.metadata.op_code != OpCode::Query {
             resp.metadata.response_code = ResponseCode::NotImp;
-            return Reply::Bytes(self.finish(resp, req, transport), Reuse::Always);
+            return Reply::Bytes(
+                self.finish(resp, req, transport),
+                Reuse::Always(Scope::Members),
+            );
         }
         let [q] = req.queries.as_slice() else {
             resp.metadata.response_code = ResponseCode::FormErr;
-            return Reply::Bytes(self.finish(resp, req, transport), Reuse::Always);
+            return Reply::Bytes(
+                self.finish(resp, req, transport),
+                Reuse::Always(Scope::Members),
+            );
         };
         resp.add_query(q.clone());
         let lookup = classify(&q.name().to_ascii(), &self.cfg.domain);
@@ -103,11 +124,17 @@ impl Answerer<'_> {
             }
             resp.metadata.authoritative = false;
             resp.metadata.response_code = ResponseCode::Refused;
-            return Reply::Bytes(self.finish(resp, req, transport), Reuse::Always);
+            return Reply::Bytes(
+                self.finish(resp, req, transport),
+                Reuse::Always(Scope::Members),
+            );
         }
         if q.query_type() == RecordType::AXFR || q.query_type() == RecordType::IXFR {
             resp.metadata.response_code = ResponseCode::NotImp;
-            return Reply::Bytes(self.finish(resp, req, transport), Reuse::Always);
+            return Reply::Bytes(
+                self.finish(resp, req, transport),
+                Reuse::Always(Scope::Members),
+            );
         }
         if let Lookup::Reverse(ip) = lookup {
             return match self.reverse(q, ip, &mut resp) {
@@ -115,13 +142,19 @@ impl Answerer<'_> {
                     if resp.answers.is_empty() {
                         resp.add_authority(self.soa());
                     }
-                    Reply::Bytes(self.finish(resp, req, transport), Reuse::Always)
+                    Reply::Bytes(
+                        self.finish(resp, req, transport),
+                        Reuse::Always(Scope::Members),
+                    )
                 }
                 None if !self.cfg.recursors.is_empty() => Reply::Forward,
                 None => {
                     resp.metadata.response_code = ResponseCode::NXDomain;
                     resp.add_authority(self.soa());
-                    Reply::Bytes(self.finish(resp, req, transport), Reuse::Always)
+                    Reply::Bytes(
+                        self.finish(resp, req, transport),
+                        Reuse::Always(Scope::Members),
+                    )
                 }
             };
         }
@@ -151,11 +184,12 @@ impl Answerer<'_> {
         if resp.answers.is_empty() {
             resp.add_authority(self.soa());
         }
-        let shuffled = matches!(lookup, Lookup::Service { .. }) && resp.answers.len() > 1;
-        let reuse = if shuffled {
-            Reuse::Shuffled
-        } else {
-            Reuse::Always
+        let reuse = match lookup {
+            Lookup::Service { name, .. } if resp.answers.len() > 1 => {
+                Reuse::Shuffled(Scope::Service(name))
+            }
+            Lookup::Service { name, .. } => Reuse::Always(Scope::Service(name)),
+            _ => Reuse::Always(Scope::Members),
         };
         Reply::Bytes(self.finish(resp, req, transport), reuse)
     }

@@ -1,11 +1,15 @@
 //! Pre-encoded answers for the UDP fast path. A query is recognised from its raw bytes (one question,
-//! optional plain OPT), its encoded answer is reused with the ID, RD bit and question case patched in,
-//! and the whole cache is dropped whenever the member table or the service catalog changes. A shuffled
-//! service answer is kept in [`SHUFFLES`] independently shuffled encodings served in turn: building one
-//! costs about ten times serving one (perf/dns-bench.sh, service mix), and clients still see the
-//! instances in changing orders.
+//! optional plain OPT), its encoded answer is reused with the ID, RD bit and question case patched in.
+//! The whole cache is dropped when the member table changes; a change to the services drops only the
+//! answers about the service names that changed (the catalog lists them), so check flips elsewhere in
+//! a large cluster, several a second, leave the other names' answers cached. A shuffled service answer
+//! is kept in [`SHUFFLES`] independently shuffled encodings served in turn: building one costs about
+//! ten times serving one (perf/dns-bench.sh, service mix), and clients still see the instances in
+//! changing orders.
 
 use std::collections::HashMap;
+
+use super::answer::{Reuse, Scope};
 
 /// Entries kept at most; beyond it the cache starts over (bounds memory under random-name floods).
 pub const MAX_ENTRIES: usize = 65_536;
@@ -88,16 +92,46 @@ struct Entry {
 #[derive(Default)]
 pub struct AnswerCache {
     map: HashMap<Vec<u8>, Entry>,
-    generation: (u64, u64),
+    /// The keys of service answers by service name (lower case), dropped when that service changes.
+    by_service: HashMap<String, Vec<Vec<u8>>>,
+    /// The member table's index the answers were built at.
+    members: u64,
+    /// The services' version the answers were built at.
+    services: u64,
 }
 
 impl AnswerCache {
-    /// Drops everything if the data behind the answers changed.
-    pub fn sync(&mut self, generation: (u64, u64)) {
-        if generation != self.generation {
-            self.map.clear();
-            self.generation = generation;
+    /// Drops the answers whose data changed: all of them when the member table's index is no longer
+    /// `members`; those of the service names `changed` lists (asked with the version synced last)
+    /// when the services' version is no longer `services`, or all when it cannot list them.
+    pub fn sync(
+        &mut self,
+        members: u64,
+        services: u64,
+        changed: impl FnOnce(u64) -> Option<Vec<String>>,
+    ) {
+        if members != self.members {
+            self.clear();
+        } else if services != self.services {
+            match changed(self.services) {
+                Some(names) => {
+                    for name in names {
+                        let keys = self.by_service.remove(&name.to_ascii_lowercase());
+                        for key in keys.into_iter().flatten() {
+                            self.map.remove(&key);
+                        }
+                    }
+                }
+                None => self.clear(),
+            }
         }
+        self.members = members;
+        self.services = services;
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.by_service.clear();
     }
 
     /// Writes the cached answer for `key` into `out`, patched for the query `raw`; false on a miss.
@@ -120,18 +154,32 @@ impl AnswerCache {
         true
     }
 
-    /// Remembers `resp` as the answer for `key` (with `shuffled`, as one of its encodings).
-    pub fn insert(&mut self, key: &[u8], resp: &[u8], shuffled: bool) {
+    /// Remembers `resp` as the answer for `key` as `reuse` allows (a shuffled one as one of its
+    /// encodings).
+    pub fn insert(&mut self, key: &[u8], resp: &[u8], reuse: &Reuse) {
+        let (shuffled, scope) = match reuse {
+            Reuse::Always(scope) => (false, scope),
+            Reuse::Shuffled(scope) => (true, scope),
+            Reuse::Never => return,
+        };
         if resp.len() < 12 || u16::from_be_bytes([resp[4], resp[5]]) != 1 {
             return;
         }
         if self.map.len() >= MAX_ENTRIES {
-            self.map.clear();
+            self.clear();
         }
-        let e = self.map.entry(key.to_vec()).or_insert_with(|| Entry {
-            variants: Vec::new(),
-            shuffled,
-            next: 0,
+        let e = self.map.entry(key.to_vec()).or_insert_with(|| {
+            if let Scope::Service(name) = scope {
+                self.by_service
+                    .entry(name.clone())
+                    .or_default()
+                    .push(key.to_vec());
+            }
+            Entry {
+                variants: Vec::new(),
+                shuffled,
+                next: 0,
+            }
         });
         if !shuffled {
             e.variants = vec![resp.to_vec()];
@@ -196,8 +244,8 @@ mod tests {
         resp.metadata.message_type = hickory_proto::op::MessageType::Response;
         let resp = resp.to_vec().unwrap();
         let mut c = AnswerCache::default();
-        c.sync((1, 1));
-        c.insert(&key, &resp, false);
+        c.sync(1, 1, |_| None);
+        c.insert(&key, &resp, &Reuse::Always(Scope::Members));
         let q2 = query("AGENT-two.node.consul.", 0xbeef, false);
         let s2 = shape(&q2, &mut key).unwrap();
         let mut out = Vec::new();
@@ -206,7 +254,7 @@ mod tests {
         assert_eq!(m.metadata.id, 0xbeef);
         assert!(!m.metadata.recursion_desired);
         assert_eq!(m.queries[0].name().to_ascii(), "AGENT-two.node.consul.");
-        c.sync((2, 1));
+        c.sync(2, 1, |_| None);
         assert!(
             !c.serve(&key, &q2, s2, &mut out),
             "a table change empties the cache"
@@ -232,7 +280,11 @@ mod tests {
                 !c.serve(&key, &q, sh, &mut out),
                 "served before all orders were built"
             );
-            c.insert(&key, &variant(k), true);
+            c.insert(
+                &key,
+                &variant(k),
+                &Reuse::Shuffled(Scope::Service("web".into())),
+            );
         }
         let mut seen = Vec::new();
         for _ in 0..SHUFFLES * 2 {
@@ -241,5 +293,59 @@ mod tests {
         }
         let expected: Vec<u8> = (0..SHUFFLES as u8).chain(0..SHUFFLES as u8).collect();
         assert_eq!(seen, expected, "every order in turn");
+    }
+
+    #[test]
+    fn a_service_change_drops_that_services_answers_only() {
+        let mut c = AnswerCache::default();
+        let mut out = Vec::new();
+        let cached = |c: &mut AnswerCache, name: &str, scope: Scope| {
+            let mut key = Vec::new();
+            let q = query(name, 1, false);
+            let sh = shape(&q, &mut key).unwrap();
+            let mut r = Message::from_vec(&q).unwrap();
+            r.metadata.message_type = hickory_proto::op::MessageType::Response;
+            c.insert(&key, &r.to_vec().unwrap(), &Reuse::Always(scope));
+            (key, q, sh)
+        };
+        c.sync(1, 10, |_| panic!("nothing to list at the start"));
+        let web = cached(&mut c, "web.service.consul.", Scope::Service("web".into()));
+        let web_tag = cached(
+            &mut c,
+            "v1.web.service.consul.",
+            Scope::Service("web".into()),
+        );
+        let db = cached(&mut c, "db.service.consul.", Scope::Service("db".into()));
+        let node = cached(&mut c, "agent-two.node.consul.", Scope::Members);
+        let hit = |c: &mut AnswerCache,
+                   (key, q, sh): &(Vec<u8>, Vec<u8>, Shape),
+                   out: &mut Vec<u8>| { c.serve(key, q, *sh, out) };
+
+        // "Web" changed at 11 (the catalog keeps its case): both of its answers go, the rest stay.
+        let mut asked = None;
+        c.sync(1, 11, |since| {
+            asked = Some(since);
+            Some(vec!["Web".into()])
+        });
+        assert_eq!(asked, Some(10), "asked from the version synced last");
+        assert!(!hit(&mut c, &web, &mut out));
+        assert!(!hit(&mut c, &web_tag, &mut out));
+        assert!(hit(&mut c, &db, &mut out));
+        assert!(hit(&mut c, &node, &mut out));
+
+        // The same versions again: nothing asked, nothing dropped.
+        c.sync(1, 11, |_| panic!("no change to list"));
+        assert!(hit(&mut c, &db, &mut out));
+
+        // A change the catalog can no longer list drops everything.
+        c.sync(1, 12, |_| None);
+        assert!(!hit(&mut c, &db, &mut out));
+        assert!(!hit(&mut c, &node, &mut out));
+
+        // A member change drops everything, service answers too.
+        let db = cached(&mut c, "db.service.consul.", Scope::Service("db".into()));
+        c.sync(2, 12, |_| panic!("members moved: no need to list"));
+        assert!(!hit(&mut c, &db, &mut out));
+        assert!(c.is_empty());
     }
 }

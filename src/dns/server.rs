@@ -72,10 +72,6 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    fn generation(&self) -> (u64, u64) {
-        (self.table.snapshot().index, self.services.version())
-    }
-
     fn answer(&self, raw: &[u8], transport: Transport, rng: &mut Rng) -> Option<Reply> {
         self.answer_with(&self.cfg, raw, transport, rng)
     }
@@ -121,7 +117,11 @@ impl DnsServer {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(_) => continue,
             };
-            cache.sync(self.generation());
+            cache.sync(
+                self.table.snapshot().index,
+                self.services.version(),
+                |since| self.services.changed_since(since),
+            );
             for i in 0..n {
                 let Some((from, raw, truncated)) = recv.get(i) else {
                     continue;
@@ -145,7 +145,7 @@ impl DnsServer {
                     Some(Reply::Bytes(bytes, reuse)) => {
                         tally.answer(&bytes);
                         if reuse != Reuse::Never && shape(raw, &mut key).is_some() {
-                            cache.insert(&key, &bytes, reuse == Reuse::Shuffled);
+                            cache.insert(&key, &bytes, &reuse);
                         }
                         send.next_buf(from).extend_from_slice(&bytes);
                     }
@@ -380,4 +380,89 @@ fn servfail(query: &[u8]) -> Vec<u8> {
     }
     m.metadata.recursion_available = true;
     m.to_vec().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::services::CatalogServices;
+    use crate::state::catalog::Catalog;
+    use crate::state::node_record::{NodeRecord, ServiceRecord};
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::{Name, RData, RecordType};
+    use murmur_gossip::{Event, Member, State, tags};
+
+    /// The port of the first SRV answer for `name` from the server at `to`.
+    async fn srv_port(client: &UdpSocket, to: SocketAddr, name: &str) -> u16 {
+        let mut q = Message::query();
+        q.add_query(Query::query(
+            Name::from_ascii(name).unwrap(),
+            RecordType::SRV,
+        ));
+        client.send_to(&q.to_vec().unwrap(), to).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        match &m.answers.first().expect("an SRV record").data {
+            RData::SRV(srv) => srv.port,
+            other => panic!("not SRV: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_changed_service_is_answered_anew_while_other_names_stay_cached() {
+        let table = Arc::new(MemberTable::new());
+        for (name, ip) in [("n1", "127.0.0.21"), ("n2", "127.0.0.22")] {
+            table.apply(&Event::Member(Member {
+                name: Arc::from(name),
+                addr: format!("{ip}:8301").parse().unwrap(),
+                incarnation: 1,
+                state: State::Alive,
+                tags: Arc::from(tags::encode(&[("role", "node"), ("dc", "dc1")]).unwrap()),
+            }));
+        }
+        table.publish();
+        let catalog = Arc::new(Catalog::new());
+        let publish = |node: &str, version: u32, service: &str, port: u16| {
+            let record = NodeRecord {
+                services: vec![ServiceRecord::plain(service, service, &[], port)],
+                checks: Vec::new(),
+            };
+            catalog.apply_record(&Arc::from(node), version, &record.encode());
+        };
+        publish("n1", 1, "web", 80);
+        publish("n2", 1, "db", 5432);
+        let stats = Arc::new(DnsStats::default());
+        let server = DnsServer {
+            cfg: Arc::new(DnsConfig::default()),
+            table: table.clone(),
+            services: Arc::new(CatalogServices::new(table, catalog.clone())),
+            stats: stats.clone(),
+            remote: None,
+        };
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let to = socket.local_addr().unwrap();
+        let serving = tokio::spawn(server.serve_udp(socket));
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let hits = || stats.cache_hits.load(Ordering::Relaxed);
+
+        // The first answers are built, the next ones served from the cache.
+        assert_eq!(srv_port(&client, to, "web.service.consul.").await, 80);
+        assert_eq!(srv_port(&client, to, "db.service.consul.").await, 5432);
+        assert_eq!(hits(), 0);
+        assert_eq!(srv_port(&client, to, "web.service.consul.").await, 80);
+        assert_eq!(srv_port(&client, to, "db.service.consul.").await, 5432);
+        assert_eq!(hits(), 2);
+
+        // web moves to another port: its next answer says so, and db's is still served cached.
+        publish("n1", 2, "web", 8080);
+        assert_eq!(srv_port(&client, to, "web.service.consul.").await, 8080);
+        assert_eq!(hits(), 2, "web's answer was built anew");
+        assert_eq!(srv_port(&client, to, "db.service.consul.").await, 5432);
+        assert_eq!(hits(), 3, "db's answer stayed cached");
+        serving.abort();
+    }
 }

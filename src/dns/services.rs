@@ -47,8 +47,15 @@ pub struct Instance {
 pub trait ServiceCatalog: Send + Sync {
     /// Instances of `service` (case-insensitive name) in any health.
     fn instances(&self, service: &str) -> Vec<Instance>;
-    /// Changes whenever any answer could change (drives the answer cache).
+    /// Moves with every change to the services (the member table has its own index): drives the
+    /// answer cache.
     fn version(&self) -> u64;
+    /// The service names changed since `version` (lower or mixed case; a name may repeat), or `None`
+    /// when that is not known: then every cached answer is dropped.
+    fn changed_since(&self, version: u64) -> Option<Vec<String>> {
+        let _ = version;
+        None
+    }
     /// External node `name` (case-insensitive), registered at the servers.
     fn external_node(&self, name: &str) -> Option<Arc<ExternalNode>> {
         let _ = name;
@@ -148,8 +155,11 @@ impl ServiceCatalog for CatalogServices {
     }
 
     fn version(&self) -> u64 {
-        // Either counter moving can change an answer; their sum moves whenever one does.
-        self.table.snapshot().index + self.catalog.index()
+        self.catalog.index()
+    }
+
+    fn changed_since(&self, version: u64) -> Option<Vec<String>> {
+        self.catalog.services_changed_since(version)
     }
 
     fn external_node(&self, name: &str) -> Option<Arc<ExternalNode>> {

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::changed_services::ChangedServices;
 use super::external::ExternalNode;
 use super::node_indexes::NodeIndexes;
 use super::node_record::{CheckRecord, NodeRecord, ServiceRecord};
@@ -92,6 +93,8 @@ pub struct Catalog {
     any: watch::Sender<u64>,
     /// Each node's own last change (reads of one node wait on it).
     node_indexes: NodeIndexes,
+    /// The service names changed lately (the DNS cache drops just those).
+    changed_services: ChangedServices,
     /// The member table's index as of the last member change applied here. A node's index is this
     /// catalog's plus this, so it is never below the `ModifyIndex` of the member or of anything it
     /// publishes, as Consul's `X-Consul-Index` never is.
@@ -123,6 +126,7 @@ impl Default for Catalog {
             watches: Mutex::new(HashMap::new()),
             any: watch::Sender::new(1),
             node_indexes: NodeIndexes::default(),
+            changed_services: ChangedServices::default(),
             members_index: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
             writer: Mutex::new(()),
@@ -331,6 +335,8 @@ impl Catalog {
     fn external_changed(&self) {
         let index = self.next_index();
         self.external_index.store(index, Ordering::Release);
+        // Node answers read external nodes too: readers of changed names start over.
+        self.changed_services.reset(index);
         self.published.store(index, Ordering::Release);
         self.any.send_replace(index);
     }
@@ -430,6 +436,9 @@ impl Catalog {
         if listing_changed {
             self.listing_index.store(index, Ordering::Release);
         }
+        for name in &changed {
+            self.changed_services.record(index, name);
+        }
         self.published.store(index, Ordering::Release);
         self.stamp_node(node, index, entry.is_none());
         let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
@@ -451,6 +460,12 @@ impl Catalog {
                 instances: Vec::new(),
             })
         })
+    }
+
+    /// The service names changed after catalog index `since` (the index of each change to a service's
+    /// instances, as [`Catalog::index`] reports them), or `None` when those are no longer all known.
+    pub fn services_changed_since(&self, since: u64) -> Option<Vec<String>> {
+        self.changed_services.since(since)
     }
 
     /// Waits until the index of service `name` passes `min` or `deadline` comes; returns its entries
