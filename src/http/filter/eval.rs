@@ -9,11 +9,11 @@
 use regex::Regex;
 use serde_json::Value;
 
-use super::FilterError;
 use super::parse::{Expr, Op};
+use super::{FilterError, go_quote};
 
 /// Regexes compiled once per request, in the order their `matches` appear.
-pub type Compiled = Vec<(String, Regex)>;
+pub type Compiled = Vec<(Vec<u8>, Regex)>;
 
 /// Distinct patterns one filter may compile, and what each may cost: a query string of a few KB must
 /// not buy hundreds of MB of automata (go-bexpr has no such bound; Consul's servers pay it).
@@ -52,7 +52,7 @@ pub fn eval(e: &Expr, v: &Value, re: &mut Compiled) -> Result<bool, FilterError>
 fn term(
     selector: &[String],
     op: Op,
-    value: &Option<String>,
+    value: &Option<Vec<u8>>,
     v: &Value,
     re: &mut Compiled,
 ) -> Result<bool, FilterError> {
@@ -81,7 +81,8 @@ pub fn check(e: &Expr, specimen: &Value, re: &mut Compiled) -> Result<(), Filter
 struct Match<'a> {
     path: &'a [String],
     op: Op,
-    value: Option<&'a str>,
+    /// The value's bytes: UTF-8, or not (from Go's byte escapes), as a Go string may be.
+    value: Option<&'a [u8]>,
 }
 
 /// Map-typed fields: any key may follow them in a selector.
@@ -168,7 +169,9 @@ impl Match<'_> {
             }
             (Op::Equal | Op::NotEqual, Value::Array(_) | Value::Object(_)) => Err(self.bad_op()),
             (Op::Equal | Op::NotEqual, _) => Ok(self.equals(v, raw)? == (self.op == Op::Equal)),
-            (Op::In | Op::NotIn, Value::String(s)) => Ok(s.contains(raw) == (self.op == Op::In)),
+            (Op::In | Op::NotIn, Value::String(s)) => {
+                Ok(contains(s.as_bytes(), raw) == (self.op == Op::In))
+            }
             (Op::In | Op::NotIn, Value::Array(items)) => {
                 let mut found = false;
                 for item in items {
@@ -183,7 +186,8 @@ impl Match<'_> {
                 Ok(found == (self.op == Op::In))
             }
             (Op::In | Op::NotIn, Value::Object(o)) => {
-                Ok(o.contains_key(raw) == (self.op == Op::In))
+                let found = std::str::from_utf8(raw).is_ok_and(|k| o.contains_key(k));
+                Ok(found == (self.op == Op::In))
             }
             // A null list or map holds nothing.
             (Op::In | Op::NotIn, Value::Null) => Ok(self.op == Op::NotIn),
@@ -196,31 +200,36 @@ impl Match<'_> {
     }
 
     /// `v` equals the written value coerced to `v`'s type (a null string field reads as "").
-    fn equals(&self, v: &Value, raw: &str) -> Result<bool, FilterError> {
-        let coerce = |why: String| FilterError::Coerce(raw.to_owned(), self.selector(), why);
+    fn equals(&self, v: &Value, raw: &[u8]) -> Result<bool, FilterError> {
+        let quoted = go_quote(raw);
+        let coerce = |why: String| FilterError::Coerce(raw.to_vec(), self.selector(), why);
+        // Bytes outside UTF-8 are no bool or number.
+        let text = std::str::from_utf8(raw).ok();
         Ok(match v {
-            Value::String(s) => s == raw,
+            Value::String(s) => s.as_bytes() == raw,
             Value::Null => raw.is_empty(),
             Value::Bool(b) => {
-                *b == parse_bool(raw).ok_or_else(|| {
+                *b == text.and_then(parse_bool).ok_or_else(|| {
                     coerce(format!(
-                        "strconv.ParseBool: parsing {raw:?}: invalid syntax"
+                        "strconv.ParseBool: parsing {quoted}: invalid syntax"
                     ))
                 })?
             }
             Value::Number(n) => match n.as_i64() {
                 Some(i) => {
-                    i == parse_int(raw).map_err(|why| {
-                        coerce(format!(
-                            "strconv.ParseInt: parsing {raw:?}: {}",
-                            why.go_text()
-                        ))
-                    })?
+                    i == text
+                        .map_or(Err(IntError::Syntax), parse_int)
+                        .map_err(|why| {
+                            coerce(format!(
+                                "strconv.ParseInt: parsing {quoted}: {}",
+                                why.go_text()
+                            ))
+                        })?
                 }
                 None => {
-                    let f: f64 = raw.parse().map_err(|_| {
+                    let f: f64 = text.and_then(|t| t.parse().ok()).ok_or_else(|| {
                         coerce(format!(
-                            "strconv.ParseFloat: parsing {raw:?}: invalid syntax"
+                            "strconv.ParseFloat: parsing {quoted}: invalid syntax"
                         ))
                     })?;
                     n.as_f64() == Some(f)
@@ -231,22 +240,36 @@ impl Match<'_> {
     }
 }
 
-fn compiled<'a>(re: &'a mut Compiled, pattern: &str) -> Result<&'a Regex, FilterError> {
+/// Whether `needle` occurs in `hay`, byte for byte (Go's `strings.Contains`; on UTF-8 text the same as
+/// a substring test, and a needle outside UTF-8 may still match part of a character).
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn compiled<'a>(re: &'a mut Compiled, pattern: &[u8]) -> Result<&'a Regex, FilterError> {
     let at = match re.iter().position(|(p, _)| p == pattern) {
         Some(i) => i,
         None => {
             if re.len() == MAX_PATTERNS {
                 return Err(FilterError::Regex(
-                    pattern.to_owned(),
+                    pattern.to_vec(),
                     format!("more than {MAX_PATTERNS} distinct patterns in one filter"),
                 ));
             }
-            let r = regex::RegexBuilder::new(pattern)
+            // Go's regexp refuses a pattern outside UTF-8, naming the rest of it from the first bad byte.
+            let text = std::str::from_utf8(pattern).map_err(|e| {
+                let rest = String::from_utf8_lossy(&pattern[e.valid_up_to()..]);
+                FilterError::Regex(
+                    pattern.to_vec(),
+                    format!("error parsing regexp: invalid UTF-8: `{rest}`"),
+                )
+            })?;
+            let r = regex::RegexBuilder::new(text)
                 .size_limit(PATTERN_BYTES)
                 .dfa_size_limit(PATTERN_BYTES)
                 .build()
-                .map_err(|e| FilterError::Regex(pattern.to_owned(), e.to_string()))?;
-            re.push((pattern.to_owned(), r));
+                .map_err(|e| FilterError::Regex(pattern.to_vec(), e.to_string()))?;
+            re.push((pattern.to_vec(), r));
             re.len() - 1
         }
     };

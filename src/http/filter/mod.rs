@@ -31,10 +31,10 @@ pub enum FilterError {
     Selector(String),
     /// The operator does not apply to the selected field's type.
     Operator(&'static str, String),
-    /// The value does not convert to the selected field's type.
-    Coerce(String, String, String),
-    /// A `matches` pattern that does not compile.
-    Regex(String, String),
+    /// The value (its bytes) does not convert to the selected field's type.
+    Coerce(Vec<u8>, String, String),
+    /// A `matches` pattern (its bytes) that does not compile.
+    Regex(Vec<u8>, String),
 }
 
 impl std::fmt::Display for FilterError {
@@ -46,13 +46,55 @@ impl std::fmt::Display for FilterError {
                 write!(f, "Invalid match operator {op:?} for selector {s:?}")
             }
             FilterError::Coerce(v, s, why) => {
-                write!(f, "Failed to coerce value {v:?} for selector {s:?}: {why}")
+                let v = go_quote(v);
+                write!(f, "Failed to coerce value {v} for selector {s:?}: {why}")
             }
             FilterError::Regex(p, why) => {
-                write!(f, "Failed to compile regular expression {p:?}: {why}")
+                let p = go_quote(p);
+                write!(f, "Failed to compile regular expression {p}: {why}")
             }
         }
     }
+}
+
+/// `bytes` quoted as Go's `%q` (`strconv.Quote`) writes a string: `\xHH` for a byte outside UTF-8 and
+/// for ASCII controls, the short escapes, and `\u`/`\U` for other characters that do not print. What
+/// prints is approximated with Rust's character classes (Go consults Unicode's categories).
+pub fn go_quote(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' | '\\' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                '\u{07}' => out.push_str("\\a"),
+                '\u{08}' => out.push_str("\\b"),
+                '\u{0c}' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{0b}' => out.push_str("\\v"),
+                c if c == ' ' || !(c.is_control() || c.is_whitespace()) => out.push(c),
+                c if (c as u32) < 0x80 => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if (c as u32) < 0x10000 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => {
+                    let _ = write!(out, "\\U{:08x}", c as u32);
+                }
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl From<FilterError> for ApiError {
@@ -319,6 +361,44 @@ mod tests {
             api.1,
             "Failed to create boolean expression evaluator: Selector \"X\" is not valid"
         );
+    }
+
+    #[test]
+    fn bytes_outside_utf8_are_kept_as_go_keeps_them() {
+        let node = |name: &str| json!({"Node": {"Node": name, "Meta": {"é": "1"}}});
+        let yes = |f: &str, v: &Value| Filter::new(f).unwrap().matches(v).unwrap();
+        // `\xff` is one byte, not U+FFFD: it equals no text, and its opposite holds.
+        assert!(!yes(r#"Node.Node == "\xff""#, &node("\u{fffd}")));
+        assert!(yes(r#"Node.Node != "\xff""#, &node("\u{fffd}")));
+        // A substring test is byte-wise: the first byte of "é" (c3 a9) is in it, as in Go.
+        assert!(yes(r#""\xc3" in Node.Node"#, &node("café")));
+        assert!(yes(r#"Node.Node contains "\251""#, &node("café")));
+        assert!(!yes(r#""\xc3" in Node.Node"#, &node("cafe")));
+        assert!(
+            !yes(r#""\xc3" in Node.Meta"#, &node("x")),
+            "no key is half a character"
+        );
+        assert!(yes(r#""\xc3\xa9" in Node.Meta"#, &node("x")));
+        // Go's regexp refuses such a pattern; a number or bool cannot be parsed from it.
+        let err = |f: &str, v: &Value| Filter::new(f).unwrap().matches(v).unwrap_err().to_string();
+        assert_eq!(
+            err(r#"Node.Node matches "a\xffb""#, &node("a")),
+            "Failed to compile regular expression \"a\\xffb\": error parsing regexp: invalid UTF-8: \
+             `\u{fffd}b`"
+        );
+        assert_eq!(
+            err(r#"Port == "1\xff""#, &json!({"Port": 1})),
+            r#"Failed to coerce value "1\xff" for selector "Port": strconv.ParseInt: parsing "1\xff": invalid syntax"#
+        );
+    }
+
+    #[test]
+    fn values_in_errors_are_quoted_as_go_quotes_them() {
+        assert_eq!(
+            go_quote("a\"\\\t\u{0}\u{7f}\u{80}é\u{a0}\u{1f600}".as_bytes()),
+            r#""a\"\\\t\x00\x7f\u0080é\u00a0😀""#
+        );
+        assert_eq!(go_quote(b"\xe2\x82 \xff"), r#""\xe2\x82 \xff""#);
     }
 
     #[test]

@@ -60,8 +60,9 @@ pub enum Expr {
         selector: Selector,
         /// The operator.
         op: Op,
-        /// The value's text (quotes removed, escapes decoded); coerced to the field's type later.
-        value: Option<String>,
+        /// The value's bytes (quotes removed, escapes decoded; Go's `\x` and octal escapes may leave
+        /// them outside UTF-8, as a Go string may be); coerced to the field's type later.
+        value: Option<Vec<u8>>,
     },
 }
 
@@ -92,7 +93,7 @@ struct Parser<'a> {
 /// An operand before the operator: a selector-shaped word may be either side of a match.
 enum Operand {
     Selector(Selector, String),
-    Literal(String),
+    Literal(Vec<u8>),
 }
 
 impl Parser<'_> {
@@ -251,7 +252,7 @@ impl Parser<'_> {
         let negated = self.keyword("not");
         if self.keyword("in") {
             let value = match first {
-                Operand::Selector(_, raw) => raw,
+                Operand::Selector(_, raw) => raw.into_bytes(),
                 Operand::Literal(v) => v,
             };
             let selector = self.selector()?;
@@ -290,7 +291,7 @@ impl Parser<'_> {
     fn operand(&mut self) -> Result<Operand, FilterError> {
         match self.peek() {
             Some(b'"' | b'`') => Ok(Operand::Literal(self.string()?)),
-            Some(b'-' | b'0'..=b'9') => Ok(Operand::Literal(self.number()?)),
+            Some(b'-' | b'0'..=b'9') => Ok(Operand::Literal(self.number()?.into_bytes())),
             Some(b) if b.is_ascii_alphabetic() => {
                 let start = self.at;
                 let sel = self.selector()?;
@@ -301,10 +302,10 @@ impl Parser<'_> {
     }
 
     /// A value: a quoted string, a number, or a bare selector-shaped word taken as text.
-    fn value(&mut self) -> Result<String, FilterError> {
+    fn value(&mut self) -> Result<Vec<u8>, FilterError> {
         match self.operand()? {
             Operand::Literal(v) => Ok(v),
-            Operand::Selector(_, raw) => Ok(raw),
+            Operand::Selector(_, raw) => Ok(raw.into_bytes()),
         }
     }
 
@@ -336,7 +337,9 @@ impl Parser<'_> {
                     if !matches!(self.peek(), Some(b'"' | b'`')) {
                         return Err(self.fail("rule \"index\": Invalid index"));
                     }
-                    parts.push(self.string()?);
+                    // Map keys come from JSON, always UTF-8: an index outside it reads with U+FFFD
+                    // in place of its bad bytes (in Go it names no key at all).
+                    parts.push(String::from_utf8_lossy(&self.string()?).into_owned());
                     self.ws();
                     if self.peek() != Some(b']') {
                         return Err(self.fail("rule \"index\": Invalid index"));
@@ -381,7 +384,7 @@ impl Parser<'_> {
 
     /// A double-quoted string with Go's escapes (a quote inside ends it, as in go-bexpr), or a raw
     /// backtick string.
-    fn string(&mut self) -> Result<String, FilterError> {
+    fn string(&mut self) -> Result<Vec<u8>, FilterError> {
         let quote = self.s[self.at];
         let start = self.at + 1;
         let Some(len) = self.s[start..].iter().position(|&b| b == quote) else {
@@ -393,7 +396,7 @@ impl Parser<'_> {
         if quote == b'`' {
             self.at = start + len + 1;
             // Go drops carriage returns from raw strings.
-            return Ok(body.replace('\r', ""));
+            return Ok(body.replace('\r', "").into_bytes());
         }
         // strconv.Unquote's error is reported where the literal starts.
         let value = unescape(body).ok_or_else(|| self.fail("rule \"string\": invalid syntax"))?;
@@ -414,11 +417,8 @@ fn join(mut terms: Vec<Expr>, make: fn(Vec<Expr>) -> Expr) -> Expr {
 /// A double-quoted string's body as Go's `strconv.Unquote` reads it (go-bexpr calls it): escapes
 /// `\n \t \r \\ \a \b \f \v \uHHHH \UHHHHHHHH` give characters, `\xHH` and `\OOO` (at most 255)
 /// give bytes, and a `\'` or a line break is a syntax error (`\"` cannot occur: a quote ends the
-/// literal). Bytes that do not form UTF-8 cannot be held in a Rust string and become U+FFFD, where Go
-/// keeps the raw bytes: such a value then equals a field holding U+FFFD, misses a substring test
-/// (`in`, `contains`) against part of a multi-byte character, and compiles as a `matches` pattern,
-/// where in Go it does not, does not, and is refused.
-fn unescape(s: &str) -> Option<String> {
+/// literal). The bytes are kept as they are, UTF-8 or not, as in a Go string.
+fn unescape(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
@@ -463,8 +463,5 @@ fn unescape(s: &str) -> Option<String> {
             out.push(u8::try_from(code).ok()?);
         }
     }
-    Some(
-        String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    )
+    Some(out)
 }
