@@ -3,9 +3,10 @@
 //! catalog with each member's record: member `i` runs `web-K`, `api-K` and `metrics-K` with K = i / 3,
 //! so every service name has three instances. Used by perf/dns-bench.sh, which needs an agent that knows
 //! thousands of members and services without the O(N^2) cost of running that many full gossip nodes on
-//! the same two cores. With `--flip-rate F`, F members a second (in turn, spread over the members) flip
-//! their node check between passing and warning and send their new record, as check flips reach every
-//! agent in a large cluster: DNS answers about those services change (SRV weights), the rest do not.
+//! the same two cores. With `--flip-rate F` (default 0 here), F members a second (in turn, spread over the
+//! members) flip their node check between passing and warning and send their new record, as check flips
+//! reach every agent in a large cluster: the agent's answers about those services are dropped and built
+//! again (their bytes stay the same, as weights are 1 passing and warning alike), the rest are not.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -107,7 +108,10 @@ pub fn run(
     let end = Instant::now() + duration;
     let mut next_refresh = Instant::now() + Duration::from_secs(30);
     let (mut acks, mut buf, mut out) = (0u64, vec![0u8; 65536], Vec::with_capacity(64));
-    let every = (flip_rate > 0.0 && n > 0).then(|| Duration::from_secs_f64(1.0 / flip_rate));
+    let every =
+        (flip_rate > 0.0 && n > 0).then(|| Duration::from_secs_f64(1.0 / flip_rate.max(0.01)));
+    // Primes: one of them is coprime with n, so the walk reaches every member before repeating one.
+    let stride = if n.is_multiple_of(7919) { 7907 } else { 7919 };
     let (mut next_flip, mut flips, mut turn) = (Instant::now(), 0u64, 0usize);
     while Instant::now() < end {
         if Instant::now() >= next_refresh {
@@ -116,13 +120,12 @@ pub fn run(
             next_refresh = Instant::now() + Duration::from_secs(30);
         }
         if let Some(every) = every {
-            // Bounded catch-up: a stall is not made up with a burst.
+            // Bounded: after a stall, at most 64 flips go at once and the rest are skipped.
             for _ in 0..64 {
                 if Instant::now() < next_flip {
                     break;
                 }
-                // A stride coprime with most n walks every member before repeating one.
-                turn = (turn + 7919) % n;
+                turn = (turn + stride) % n;
                 let (version, warning) = &mut records[turn];
                 *version += 1;
                 *warning = !*warning;
@@ -134,6 +137,7 @@ pub fn run(
                 flips += 1;
                 next_flip += every;
             }
+            next_flip = next_flip.max(Instant::now());
             let wait = next_flip.saturating_duration_since(Instant::now());
             sock.set_read_timeout(Some(
                 wait.clamp(Duration::from_millis(1), Duration::from_millis(100)),

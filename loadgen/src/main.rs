@@ -116,7 +116,7 @@ const SPEC: &[Flag] = &[
     f(
         "flip-rate",
         Arity::One,
-        "catalog: check flips per second cluster-wide; announce: members whose check flips each second (default 10).",
+        "catalog: check flips per second cluster-wide (default 10); announce: members whose check flips each second (default 0).",
     ),
     f(
         "services",
@@ -279,7 +279,13 @@ fn run() -> Result<(), String> {
         let bind = cluster::udp_addr(0, num(&p, "port", 17946)?);
         println!(
             "{}",
-            announce::run(agent, bind, nodes, opts.duration, opts.flip_rate)?
+            announce::run(
+                agent,
+                bind,
+                nodes,
+                opts.duration,
+                num(&p, "flip-rate", 0.0)?
+            )?
         );
         return Ok(());
     }

@@ -14,6 +14,11 @@ use super::answer::{Reuse, Scope};
 /// Entries kept at most; beyond it the cache starts over (bounds memory under random-name floods).
 pub const MAX_ENTRIES: usize = 65_536;
 
+/// Bytes of keys and answers kept at most; beyond it the cache starts over. Entries alone do not bound
+/// memory: one large service asked with every EDNS payload size fills 65 536 keys with eight answers of
+/// up to 4 KB each. 5000 nodes with three services each (perf/dns-bench.sh) hold about 50 MB.
+pub const MAX_BYTES: usize = 128 << 20;
+
 /// Where the question ends and whether recursion was desired, read off a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
@@ -88,6 +93,13 @@ struct Entry {
     next: usize,
 }
 
+impl Entry {
+    /// Bytes of its answers.
+    fn size(&self) -> usize {
+        self.variants.iter().map(Vec::len).sum()
+    }
+}
+
 /// The answer cache.
 #[derive(Default)]
 pub struct AnswerCache {
@@ -98,6 +110,8 @@ pub struct AnswerCache {
     members: u64,
     /// The services' version the answers were built at.
     services: u64,
+    /// Bytes held in keys (and their copies in `by_service`) and answers.
+    bytes: usize,
 }
 
 impl AnswerCache {
@@ -118,7 +132,10 @@ impl AnswerCache {
                     for name in names {
                         let keys = self.by_service.remove(&name.to_ascii_lowercase());
                         for key in keys.into_iter().flatten() {
-                            self.map.remove(&key);
+                            if let Some(e) = self.map.remove(&key) {
+                                // The map's key and this list's copy of it.
+                                self.bytes -= 2 * key.len() + e.size();
+                            }
                         }
                     }
                 }
@@ -132,6 +149,12 @@ impl AnswerCache {
     fn clear(&mut self) {
         self.map.clear();
         self.by_service.clear();
+        self.bytes = 0;
+    }
+
+    /// Bytes held in keys and answers.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Writes the cached answer for `key` into `out`, patched for the query `raw`; false on a miss.
@@ -165,11 +188,14 @@ impl AnswerCache {
         if resp.len() < 12 || u16::from_be_bytes([resp[4], resp[5]]) != 1 {
             return;
         }
-        if self.map.len() >= MAX_ENTRIES {
+        if self.map.len() >= MAX_ENTRIES || self.bytes + key.len() + resp.len() > MAX_BYTES {
             self.clear();
         }
+        let bytes = &mut self.bytes;
         let e = self.map.entry(key.to_vec()).or_insert_with(|| {
+            *bytes += key.len();
             if let Scope::Service(name) = scope {
+                *bytes += key.len();
                 self.by_service
                     .entry(name.clone())
                     .or_default()
@@ -182,11 +208,15 @@ impl AnswerCache {
             }
         });
         if !shuffled {
+            *bytes -= e.size();
             e.variants = vec![resp.to_vec()];
             e.shuffled = false;
         } else if e.variants.len() < SHUFFLES {
             e.variants.push(resp.to_vec());
+        } else {
+            return;
         }
+        *bytes += resp.len();
     }
 
     /// Cached answers.
@@ -347,5 +377,48 @@ mod tests {
         c.sync(2, 12, |_| panic!("members moved: no need to list"));
         assert!(!hit(&mut c, &db, &mut out));
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn memory_is_bounded_in_bytes_and_counted_as_answers_go() {
+        let mut c = AnswerCache::default();
+        c.sync(1, 1, |_| None);
+        // An answer of 4000 bytes with one question, under keys no real query would make.
+        let mut big = vec![0u8; 4000];
+        big[5] = 1;
+        let service = Reuse::Shuffled(Scope::Service("big".into()));
+        // The key counts twice: in the map, and in the service's list of keys.
+        for i in 0..SHUFFLES {
+            c.insert(b"k0", &big, &service);
+            assert_eq!(c.bytes(), 4 + 4000 * (i + 1));
+        }
+        c.insert(b"k0", &big, &service);
+        assert_eq!(c.bytes(), 4 + 4000 * SHUFFLES, "no ninth order kept");
+        c.insert(b"n0", &big[..100], &Reuse::Always(Scope::Members));
+        c.insert(b"n0", &big[..200], &Reuse::Always(Scope::Members));
+        assert_eq!(
+            c.bytes(),
+            4 + 4000 * SHUFFLES + 2 + 200,
+            "a replaced answer no longer counts"
+        );
+        c.sync(1, 2, |_| Some(vec!["BIG".into()]));
+        assert_eq!(
+            c.bytes(),
+            2 + 200,
+            "a dropped service's answers no longer count"
+        );
+
+        // One name asked with ever new keys (as every EDNS payload size would make) stays within the
+        // byte bound, far below the entry bound.
+        let flood = MAX_BYTES / (4000 * SHUFFLES) + 10;
+        for i in 0..flood {
+            let key = format!("k{i}");
+            for _ in 0..SHUFFLES {
+                c.insert(key.as_bytes(), &big, &service);
+            }
+            assert!(c.bytes() <= MAX_BYTES);
+        }
+        assert!(c.len() < flood, "the cache started over");
+        assert!(c.len() < MAX_ENTRIES);
     }
 }

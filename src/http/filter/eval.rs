@@ -201,7 +201,6 @@ impl Match<'_> {
 
     /// `v` equals the written value coerced to `v`'s type (a null string field reads as "").
     fn equals(&self, v: &Value, raw: &[u8]) -> Result<bool, FilterError> {
-        let quoted = go_quote(raw);
         let coerce = |why: String| FilterError::Coerce(raw.to_vec(), self.selector(), why);
         // Bytes outside UTF-8 are no bool or number.
         let text = std::str::from_utf8(raw).ok();
@@ -211,7 +210,8 @@ impl Match<'_> {
             Value::Bool(b) => {
                 *b == text.and_then(parse_bool).ok_or_else(|| {
                     coerce(format!(
-                        "strconv.ParseBool: parsing {quoted}: invalid syntax"
+                        "strconv.ParseBool: parsing {}: invalid syntax",
+                        go_quote(raw)
                     ))
                 })?
             }
@@ -221,7 +221,8 @@ impl Match<'_> {
                         .map_or(Err(IntError::Syntax), parse_int)
                         .map_err(|why| {
                             coerce(format!(
-                                "strconv.ParseInt: parsing {quoted}: {}",
+                                "strconv.ParseInt: parsing {}: {}",
+                                go_quote(raw),
                                 why.go_text()
                             ))
                         })?
@@ -229,7 +230,8 @@ impl Match<'_> {
                 None => {
                     let f: f64 = text.and_then(|t| t.parse().ok()).ok_or_else(|| {
                         coerce(format!(
-                            "strconv.ParseFloat: parsing {quoted}: invalid syntax"
+                            "strconv.ParseFloat: parsing {}: invalid syntax",
+                            go_quote(raw)
                         ))
                     })?;
                     n.as_f64() == Some(f)

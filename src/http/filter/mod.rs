@@ -41,13 +41,17 @@ impl std::fmt::Display for FilterError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FilterError::Parse(m) => write!(f, "{m}"),
-            FilterError::Selector(s) => write!(f, "Selector {s:?} is not valid"),
+            FilterError::Selector(s) => {
+                let s = go_quote(s.as_bytes());
+                write!(f, "Selector {s} is not valid")
+            }
             FilterError::Operator(op, s) => {
-                write!(f, "Invalid match operator {op:?} for selector {s:?}")
+                let s = go_quote(s.as_bytes());
+                write!(f, "Invalid match operator {op:?} for selector {s}")
             }
             FilterError::Coerce(v, s, why) => {
-                let v = go_quote(v);
-                write!(f, "Failed to coerce value {v} for selector {s:?}: {why}")
+                let (v, s) = (go_quote(v), go_quote(s.as_bytes()));
+                write!(f, "Failed to coerce value {v} for selector {s}: {why}")
             }
             FilterError::Regex(p, why) => {
                 let p = go_quote(p);
@@ -58,8 +62,8 @@ impl std::fmt::Display for FilterError {
 }
 
 /// `bytes` quoted as Go's `%q` (`strconv.Quote`) writes a string: `\xHH` for a byte outside UTF-8 and
-/// for ASCII controls, the short escapes, and `\u`/`\U` for other characters that do not print. What
-/// prints is approximated with Rust's character classes (Go consults Unicode's categories).
+/// for ASCII controls, the short escapes, and `\u`/`\U` for other characters that do not print (see
+/// [`prints`]).
 pub fn go_quote(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut out = String::from("\"");
@@ -77,7 +81,7 @@ pub fn go_quote(bytes: &[u8]) -> String {
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
                 '\u{0b}' => out.push_str("\\v"),
-                c if c == ' ' || !(c.is_control() || c.is_whitespace()) => out.push(c),
+                c if prints(c) => out.push(c),
                 c if (c as u32) < 0x80 => {
                     let _ = write!(out, "\\x{:02x}", c as u32);
                 }
@@ -95,6 +99,30 @@ pub fn go_quote(bytes: &[u8]) -> String {
     }
     out.push('"');
     out
+}
+
+/// Whether Go's `unicode.IsPrint` holds for `c`, closely: the space, and no control, other space,
+/// format character (soft hyphen, zero-width and direction marks, word joiners, BOM) or private-use
+/// character. Unassigned code points, which Go escapes too, print here: telling them apart needs
+/// Unicode's tables.
+fn prints(c: char) -> bool {
+    let format = matches!(
+        c,
+        '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+    );
+    let private = matches!(c, '\u{e000}'..='\u{f8ff}' | '\u{f0000}'..);
+    c == ' ' || !(c.is_control() || c.is_whitespace() || format || private)
 }
 
 impl From<FilterError> for ApiError {
@@ -395,8 +423,8 @@ mod tests {
     #[test]
     fn values_in_errors_are_quoted_as_go_quotes_them() {
         assert_eq!(
-            go_quote("a\"\\\t\u{0}\u{7f}\u{80}é\u{a0}\u{1f600}".as_bytes()),
-            r#""a\"\\\t\x00\x7f\u0080é\u00a0😀""#
+            go_quote("a\"\\\t\u{0}\u{7f}\u{80}é\u{a0}\u{200b}\u{feff}\u{e000}\u{1f600}".as_bytes()),
+            r#""a\"\\\t\x00\x7f\u0080é\u00a0\u200b\ufeff\ue000😀""#
         );
         assert_eq!(go_quote(b"\xe2\x82 \xff"), r#""\xe2\x82 \xff""#);
     }
