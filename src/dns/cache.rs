@@ -16,7 +16,8 @@ pub const MAX_ENTRIES: usize = 65_536;
 
 /// Bytes of keys and answers kept at most; beyond it the cache starts over. Entries alone do not bound
 /// memory: one large service asked with every EDNS payload size fills 65 536 keys with eight answers of
-/// up to 4 KB each. 5000 nodes with three services each (perf/dns-bench.sh) hold about 50 MB.
+/// up to 4 KB each. 5000 nodes with three services each (perf/dns-bench.sh) come to about 50 MB
+/// (counted from the answers' sizes, not measured).
 pub const MAX_BYTES: usize = 128 << 20;
 
 /// Where the question ends and whether recursion was desired, read off a query.
