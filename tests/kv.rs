@@ -759,7 +759,15 @@ fn a_later_server_joins_as_a_non_voter_and_a_wiped_server_rejoins() {
 
     // A server whose data dir is wiped comes back with a new node ID under its old name: the leader
     // replaces the old entry instead of counting a dead voter, and the cluster keeps taking writes.
-    let victim = follower(&servers);
+    // Not the first server: its -retry-join names itself, so wiped it would join only itself and hear
+    // of the others only when one of them next picks it for a periodic push/pull.
+    let victim = (1..servers.len())
+        .find(|&i| {
+            let s = &servers[i];
+            s.leader()
+                .is_some_and(|l| !l.starts_with(&format!("{}:", s.ip)))
+        })
+        .expect("a follower other than the first server");
     servers[victim].crash();
     std::fs::remove_dir_all(dir.join(&servers[victim].name)).unwrap();
     servers[victim].restart();
