@@ -46,15 +46,15 @@ fn entry(a: &Agent, key: &str, mode: &str) -> Option<(u64, String)> {
     Some((v[0]["ModifyIndex"].as_u64()?, String::from_utf8(raw).ok()?))
 }
 
+/// Whether `s` knows a leader other than itself.
+fn is_follower(s: &Agent) -> bool {
+    s.leader()
+        .is_some_and(|l| !l.starts_with(&format!("{}:", s.ip)))
+}
+
 /// The position of a server that knows a leader other than itself.
 fn follower(servers: &[Agent]) -> usize {
-    servers
-        .iter()
-        .position(|s| {
-            s.leader()
-                .is_some_and(|l| !l.starts_with(&format!("{}:", s.ip)))
-        })
-        .expect("a follower")
+    servers.iter().position(is_follower).expect("a follower")
 }
 
 #[test]
@@ -762,11 +762,7 @@ fn a_later_server_joins_as_a_non_voter_and_a_wiped_server_rejoins() {
     // Not the first server: its -retry-join names itself, so wiped it would join only itself and hear
     // of the others only when one of them next picks it for a periodic push/pull.
     let victim = (1..servers.len())
-        .find(|&i| {
-            let s = &servers[i];
-            s.leader()
-                .is_some_and(|l| !l.starts_with(&format!("{}:", s.ip)))
-        })
+        .find(|&i| is_follower(&servers[i]))
         .expect("a follower other than the first server");
     servers[victim].crash();
     std::fs::remove_dir_all(dir.join(&servers[victim].name)).unwrap();
