@@ -436,9 +436,7 @@ impl Catalog {
         if listing_changed {
             self.listing_index.store(index, Ordering::Release);
         }
-        for name in &changed {
-            self.changed_services.record(index, name);
-        }
+        self.changed_services.record(index, &changed);
         self.published.store(index, Ordering::Release);
         self.stamp_node(node, index, entry.is_none());
         let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());

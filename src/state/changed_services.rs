@@ -29,16 +29,18 @@ impl ChangedServices {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Service `name` changed at catalog index `index`. Called before the index is published, so a
+    /// Services `names` changed at catalog index `index`. Called before the index is published, so a
     /// reader that saw the index finds the change here.
-    pub fn record(&self, index: u64, name: &str) {
+    pub fn record(&self, index: u64, names: &[String]) {
         let mut inner = self.lock();
-        if inner.changes.len() == KEPT
-            && let Some((oldest, _)) = inner.changes.pop_front()
-        {
-            inner.floor = oldest;
+        for name in names {
+            if inner.changes.len() == KEPT
+                && let Some((oldest, _)) = inner.changes.pop_front()
+            {
+                inner.floor = oldest;
+            }
+            inner.changes.push_back((index, name.clone()));
         }
-        inner.changes.push_back((index, name.to_owned()));
     }
 
     /// Something every reader must take whole changed at `index` (the external nodes): readers from
@@ -75,16 +77,16 @@ mod tests {
     fn names_after_an_index_until_the_oldest_are_forgotten() {
         let log = ChangedServices::default();
         assert_eq!(log.since(0), Some(vec![]));
-        log.record(2, "web");
-        log.record(3, "db");
-        log.record(5, "web");
+        log.record(2, &["web".into()]);
+        log.record(3, &["db".into()]);
+        log.record(5, &["web".into()]);
         assert_eq!(log.since(0).unwrap(), ["web", "db", "web"]);
         assert_eq!(log.since(2).unwrap(), ["db", "web"]);
         assert_eq!(log.since(4).unwrap(), ["web"]);
         assert_eq!(log.since(5).unwrap(), Vec::<String>::new());
 
         for i in 0..KEPT as u64 + 2 {
-            log.record(10 + i, "api");
+            log.record(10 + i, &["api".into()]);
         }
         // The first three are gone, and changes 10 and 11: a reader from before 11 has missed some.
         assert_eq!(log.since(5), None);
