@@ -187,6 +187,44 @@ fn restarted_node_rejoins_alive_with_higher_incarnation() {
     assert!(converged(&sim));
 }
 
+/// A restart with a wiped state and no one to join but itself (its own address first in its join
+/// list): the others never noticed it was gone, so they keep probing it, and it answers. Their pings
+/// say they know more members than it does; that must bring it back long before the periodic
+/// exchange would, or the others keep its old tags (for a server, its old raft ID) for minutes.
+#[test]
+fn a_restarted_node_that_joined_only_itself_catches_up_with_those_who_probe_it() {
+    let mut sim = Sim::new(17, NetModel::default());
+    let cfg = GossipConfig {
+        push_pull_interval: Duration::from_secs(600),
+        ..GossipConfig::lan()
+    };
+    let old = tags::encode(&[("id", "old")]).unwrap();
+    for i in 0..4 {
+        sim.add_node(&format!("node-{i}"), cfg.clone(), old.clone());
+    }
+    for i in 1..4 {
+        sim.join(i, 0);
+    }
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(10), converged));
+    // Long enough for every join's news to have stopped travelling: nothing rides the probes now.
+    sim.run_for(Duration::from_secs(60));
+    let new = tags::encode(&[("id", "new")]).unwrap();
+    sim.restart_node(2, cfg, new.clone());
+    assert_eq!(sim.node(2).core.num_live(), 1);
+    let caught_up = |s: &Sim| {
+        s.node(2).core.num_live() == 4
+            && [0, 1, 3].iter().all(|&o| {
+                tags::get(&s.node(o).core.member("node-2").unwrap().tags, "id") == Some("new")
+            })
+    };
+    assert!(
+        sim.run_until_cond(STEP, Duration::from_secs(30), caught_up),
+        "still apart after 30 s: node-2 knows {} members",
+        sim.node(2).core.num_live()
+    );
+    assert!(sim.node(2).core.stats().catch_up_syncs >= 1);
+}
+
 #[test]
 fn force_leave_moves_failed_node_to_left() {
     let mut sim = cluster(4, 7);

@@ -170,8 +170,10 @@ impl Core {
     /// at most once per wait; news that is merely still spreading changes our view and restarts it.
     pub(super) fn compare_known(&mut self, now: Instant, from: SocketAddr, known: u32) {
         let mine = self.view.len();
-        // An unauthenticated count must not make us send our state anywhere.
-        if known == 0 || !self.trusted || self.view.live() <= 1 {
+        // An unauthenticated count must not make us send our state anywhere. A member that knows
+        // only itself still catches up: one restarted with a wiped state whose join list named only
+        // itself is probed by the others (to them it never left), and this is how it finds them.
+        if known == 0 || !self.trusted || self.leaving {
             return;
         }
         if known as usize <= mine {
