@@ -202,8 +202,13 @@ fn records_spread_through_heavy_loss() {
 }
 
 fn record_packet(name: &str, version: u32, body: &[u8]) -> Vec<u8> {
+    record_packet_in(&Message::Gossip, name, version, body)
+}
+
+/// A `msg` datagram carrying member `name`'s record at `version` whole.
+fn record_packet_in(msg: &Message<'_>, name: &str, version: u32, body: &[u8]) -> Vec<u8> {
     let mut buf = Vec::new();
-    let at = wire::encode_header(&mut buf, &Message::Gossip);
+    let at = wire::encode_header(&mut buf, msg);
     wire::encode_delta(
         &mut buf,
         &Delta::Record {
@@ -1391,6 +1396,38 @@ fn a_member_that_heard_of_a_change_first_still_passes_it_down() {
     assert!(everyone_holds(&mut sim, 9, 2, &body, STEP));
     sim.run_for(Duration::from_secs(2));
     assert_eq!(stat(&sim, |s| s.records_passed_down) - passed, n as u64 - 1);
+}
+
+/// Likewise for a member that installed the change from a full-state exchange (old news to it, so
+/// not listed in its pings) just before the tree's message came: it passes it down all the same.
+#[test]
+fn a_member_that_got_a_change_by_exchange_first_still_passes_it_down() {
+    let n = 40;
+    let mut sim = node9_published(n, 59);
+    let (hop, far) = first_hand_off(n, 9);
+    assert!(far > 10, "{far} members across the ring");
+    let body = catalog_body(2, false);
+    let sync = Message::Sync {
+        seq: 7,
+        want_reply: false,
+        is_reply: true,
+        whole_records: true,
+    };
+    sim.deliver_raw(
+        hop,
+        sim_addr(9),
+        &record_packet_in(&sync, "node-9", 2, &body),
+    );
+    assert_eq!(sim.node(hop).core.record("node-9").unwrap().version, 2);
+    let (down, around) = (
+        stat(&sim, |s| s.records_passed_down),
+        stat(&sim, |s| s.records_passed_around),
+    );
+    assert_eq!(publish(&mut sim, 9, &body), 2);
+    assert!(everyone_holds(&mut sim, 9, 2, &body, STEP));
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(stat(&sim, |s| s.records_passed_down) - down, n as u64 - 1);
+    assert_eq!(stat(&sim, |s| s.records_passed_around) - around, 0);
 }
 
 /// A member already fetching a record when the tree hands it the same version (too large for a

@@ -107,6 +107,10 @@ pub(super) struct Records {
     /// Versions of records (ours too, for answers) learnt as news within [`NEWS_LISTED`] probe
     /// intervals (at most [`wire::MAX_NEWS`], as only that many are listed), oldest first.
     recent: VecDeque<Installed>,
+    /// Versions installed from full-state exchanges within [`NEWS_LISTED`] probe intervals (at most
+    /// [`wire::MAX_NEWS`], oldest first), while the tree is in use: not news, but one that the tree
+    /// hands us after the exchange brought it must still be passed down.
+    exchanged_recent: VecDeque<Installed>,
     /// When the newest entry dropped from `recent` for room (not for age) was learnt: our news list
     /// reaches back no further.
     dropped: Option<Instant>,
@@ -209,15 +213,33 @@ impl Core {
     }
 
     /// Remembers member `id`'s record at `version` for our news lists and answers, unless it came in
-    /// a full-state exchange.
+    /// a full-state exchange (then only for a tree message that comes after it).
     fn note_installed(&mut self, id: Id, version: u32, passed_down: bool) {
         let Some(at) = self.records.clock else {
             return;
         };
-        if !self.cfg.record_news || self.records.exchanged {
+        let listed = self.cfg.probe_interval * NEWS_LISTED;
+        let installed = Installed {
+            at,
+            id,
+            version,
+            passed_down,
+        };
+        if self.records.exchanged {
+            if self.tree_in_use() {
+                let held = &mut self.records.exchanged_recent;
+                while held.front().is_some_and(|n| {
+                    held.len() >= wire::MAX_NEWS || at.saturating_duration_since(n.at) > listed
+                }) {
+                    held.pop_front();
+                }
+                held.push_back(installed);
+            }
             return;
         }
-        let listed = self.cfg.probe_interval * NEWS_LISTED;
+        if !self.cfg.record_news {
+            return;
+        }
         let recent = &mut self.records.recent;
         while let Some(n) = recent.front() {
             if at.saturating_duration_since(n.at) > listed {
@@ -229,25 +251,21 @@ impl Core {
                 break;
             }
         }
-        recent.push_back(Installed {
-            at,
-            id,
-            version,
-            passed_down,
-        });
+        recent.push_back(installed);
     }
 
     /// The tree hands us member `id`'s record at `version`, which we already hold: if it reached us
-    /// another way first (a news answer racing the tree), we have not passed it on, and our arc would
-    /// go without it; pass it on now, once.
+    /// another way first (a news answer or a full-state exchange racing the tree), we have not passed
+    /// it on, and our arc would go without it; pass it on now, once.
     fn pass_down_late(&mut self, id: Id, version: u32, level: u8) {
         if !self.tree_in_use() {
             return;
         }
-        let Some(n) = self
-            .records
+        let r = &mut self.records;
+        let Some(n) = r
             .recent
             .iter_mut()
+            .chain(r.exchanged_recent.iter_mut())
             .rev()
             .find(|n| n.id == id && n.version == version)
         else {

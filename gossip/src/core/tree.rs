@@ -17,10 +17,12 @@
 //! every live member passes records down it and reads news lists: an older member would drop the
 //! message and leave its arc unserved.
 //!
-//! Not checked: that a tree message comes from the member whose half it hands on. A trusted sender
-//! can hand anyone any level; each member passes a version down once, so this costs at most one
-//! extra subtree's datagrams per version. A member that installed a version from a full-state exchange
-//! before the tree's message came does not pass it down (its arc is left to the repair).
+//! A member that holds a version already when the tree's message comes (a news answer or a full-state
+//! exchange brought it first) passes it down then, once.
+//!
+//! Not checked: that a tree message comes from the member whose half it hands on (the core keeps no
+//! index of members by address). A trusted sender can hand anyone any level; each member passes a
+//! version down once, so this costs at most one extra subtree's datagrams per version.
 
 use super::*;
 use crate::ring;
