@@ -759,13 +759,14 @@ fn a_later_server_joins_as_a_non_voter_and_a_wiped_server_rejoins() {
 
     // A server whose data dir is wiped comes back with a new node ID under its old name: the leader
     // replaces the old entry instead of counting a dead voter, and the cluster keeps taking writes.
-    // Not the first server: its -retry-join names itself, so wiped it would join only itself and hear
-    // of the others only when one of them next picks it for a periodic push/pull.
-    let victim = (1..servers.len())
-        .find(|&i| is_follower(&servers[i]))
-        .expect("a follower other than the first server");
+    // It comes back with only itself to join, as the first server would (every -retry-join names
+    // it): it finds the others through their probes, which say they know more members than it does,
+    // not at their next periodic push/pull.
+    let victim = follower(&servers);
     servers[victim].crash();
     std::fs::remove_dir_all(dir.join(&servers[victim].name)).unwrap();
+    let at = servers[victim].args.iter().position(|a| a == join).unwrap();
+    servers[victim].args[at] = format!("-retry-join={}", servers[victim].ip);
     servers[victim].restart();
     // The peer list shows addresses only, and the old entry has the same address as the new one:
     // wait for the configuration to hold the new node ID as a voter.
