@@ -110,6 +110,21 @@ fn external_services_are_answered_by_every_agent() {
     )
     .trim()
         == "10.61.0.7"));
+    // A new address for the node: its node answer, cached since it was asked above, follows.
+    assert_eq!(
+        put(
+            &server,
+            "/v1/catalog/register",
+            r#"{"Node": "db1", "Address": "10.61.0.8"}"#
+        ),
+        (200, "true".into())
+    );
+    assert!(wait_for(SETTLE, || dig(
+        &client.ip,
+        &["+short", "db1.node.consul"]
+    )
+    .trim()
+        == "10.61.0.8"));
 
     // Refusals: a member's name, a check of a missing service, a broken body, another datacenter.
     let (code, body) = put(

@@ -2,7 +2,8 @@
 //! optional plain OPT), its encoded answer is reused with the ID, RD bit and question case patched in.
 //! The whole cache is dropped when the member table changes; a change to the services drops only the
 //! answers about the service names that changed (the catalog lists them), so check flips elsewhere in
-//! a large cluster, several a second, leave the other names' answers cached. A shuffled service answer
+//! a large cluster, several a second, leave the other names' answers cached. A change to the external
+//! nodes drops the answers not about a service (node lookups read them). A shuffled service answer
 //! is kept in [`SHUFFLES`] independently shuffled encodings served in turn: building one costs about
 //! ten times serving one (perf/dns-bench.sh, service mix), and clients still see the instances in
 //! changing orders.
@@ -10,6 +11,7 @@
 use std::collections::HashMap;
 
 use super::answer::{Reuse, Scope};
+use crate::state::changed_services::Changes;
 
 /// Entries kept at most; beyond it the cache starts over (bounds memory under random-name floods).
 pub const MAX_ENTRIES: usize = 65_536;
@@ -91,6 +93,8 @@ struct Entry {
     variants: Vec<Vec<u8>>,
     /// Shuffled: served only once all [`SHUFFLES`] encodings are built, in turn.
     shuffled: bool,
+    /// About a service (listed in `by_service`), not built from the member table and external nodes.
+    service: bool,
     next: usize,
 }
 
@@ -117,27 +121,37 @@ pub struct AnswerCache {
 
 impl AnswerCache {
     /// Drops the answers whose data changed: all of them when the member table's index is no longer
-    /// `members`; those of the service names `changed` lists (asked with the version synced last)
-    /// when the services' version is no longer `services`, or all when it cannot list them.
+    /// `members`; when the services' version is no longer `services`, those `changed` lists (asked
+    /// with the version synced last: service names in lower case, and whether the external nodes
+    /// changed), or all when it cannot list them.
     pub fn sync(
         &mut self,
         members: u64,
         services: u64,
-        changed: impl FnOnce(u64) -> Option<Vec<String>>,
+        changed: impl FnOnce(u64) -> Option<Changes>,
     ) {
         if members != self.members {
             self.clear();
         } else if services != self.services {
             match changed(self.services) {
-                Some(names) => {
-                    for name in names {
-                        let keys = self.by_service.remove(&name.to_ascii_lowercase());
+                Some(c) => {
+                    for name in c.services {
+                        let keys = self.by_service.remove(&name);
                         for key in keys.into_iter().flatten() {
                             if let Some(e) = self.map.remove(&key) {
                                 // The map's key and this list's copy of it.
                                 self.bytes -= 2 * key.len() + e.size();
                             }
                         }
+                    }
+                    if c.nodes {
+                        let bytes = &mut self.bytes;
+                        self.map.retain(|key, e| {
+                            if !e.service {
+                                *bytes -= key.len() + e.size();
+                            }
+                            e.service
+                        });
                     }
                 }
                 None => self.clear(),
@@ -189,7 +203,20 @@ impl AnswerCache {
         if resp.len() < 12 || u16::from_be_bytes([resp[4], resp[5]]) != 1 {
             return;
         }
-        if self.map.len() >= MAX_ENTRIES || self.bytes + key.len() + resp.len() > MAX_BYTES {
+        let held = self.map.get(key);
+        if shuffled && held.is_some_and(|e| e.variants.len() >= SHUFFLES) {
+            // All its orders are built: this one would add nothing, so it must not start the cache over.
+            return;
+        }
+        let service = matches!(scope, Scope::Service(_));
+        let new_key = if held.is_some() {
+            0
+        } else {
+            key.len() * (1 + usize::from(service))
+        };
+        if (held.is_none() && self.map.len() >= MAX_ENTRIES)
+            || self.bytes + new_key + resp.len() > MAX_BYTES
+        {
             self.clear();
         }
         let bytes = &mut self.bytes;
@@ -205,6 +232,7 @@ impl AnswerCache {
             Entry {
                 variants: Vec::new(),
                 shuffled,
+                service,
                 next: 0,
             }
         });
@@ -212,10 +240,8 @@ impl AnswerCache {
             *bytes -= e.size();
             e.variants = vec![resp.to_vec()];
             e.shuffled = false;
-        } else if e.variants.len() < SHUFFLES {
-            e.variants.push(resp.to_vec());
         } else {
-            return;
+            e.variants.push(resp.to_vec());
         }
         *bytes += resp.len();
     }
@@ -236,6 +262,13 @@ mod tests {
     use super::*;
     use hickory_proto::op::{Edns, Message, Query};
     use hickory_proto::rr::{Name, RecordType};
+
+    fn services(names: &[&str]) -> Changes {
+        Changes {
+            services: names.iter().map(|n| n.to_string()).collect(),
+            nodes: false,
+        }
+    }
 
     fn query(name: &str, id: u16, edns: bool) -> Vec<u8> {
         let mut m = Message::query();
@@ -348,15 +381,16 @@ mod tests {
         );
         let db = cached(&mut c, "db.service.consul.", Scope::Service("db".into()));
         let node = cached(&mut c, "agent-two.node.consul.", Scope::Members);
+        let node_answer_len = query("agent-two.node.consul.", 1, false).len();
         let hit = |c: &mut AnswerCache,
                    (key, q, sh): &(Vec<u8>, Vec<u8>, Shape),
                    out: &mut Vec<u8>| { c.serve(key, q, *sh, out) };
 
-        // "Web" changed at 11 (the catalog keeps its case): both of its answers go, the rest stay.
+        // Web changed at 11: both of its answers go, the rest stay.
         let mut asked = None;
         c.sync(1, 11, |since| {
             asked = Some(since);
-            Some(vec!["Web".into()])
+            Some(services(&["web"]))
         });
         assert_eq!(asked, Some(10), "asked from the version synced last");
         assert!(!hit(&mut c, &web, &mut out));
@@ -368,14 +402,29 @@ mod tests {
         c.sync(1, 11, |_| panic!("no change to list"));
         assert!(hit(&mut c, &db, &mut out));
 
+        // The external nodes changed: the answers not about a service go, the services' stay.
+        let web = cached(&mut c, "web.service.consul.", Scope::Service("web".into()));
+        let bytes = c.bytes();
+        c.sync(1, 12, |_| {
+            let mut c = services(&[]);
+            c.nodes = true;
+            Some(c)
+        });
+        assert!(!hit(&mut c, &node, &mut out));
+        assert!(hit(&mut c, &db, &mut out));
+        assert!(hit(&mut c, &web, &mut out));
+        assert_eq!(c.bytes(), bytes - node.0.len() - node_answer_len);
+
         // A change the catalog can no longer list drops everything.
-        c.sync(1, 12, |_| None);
+        let node = cached(&mut c, "agent-two.node.consul.", Scope::Members);
+        c.sync(1, 13, |_| None);
         assert!(!hit(&mut c, &db, &mut out));
         assert!(!hit(&mut c, &node, &mut out));
+        assert_eq!(c.bytes(), 0);
 
         // A member change drops everything, service answers too.
         let db = cached(&mut c, "db.service.consul.", Scope::Service("db".into()));
-        c.sync(2, 12, |_| panic!("members moved: no need to list"));
+        c.sync(2, 13, |_| panic!("members moved: no need to list"));
         assert!(!hit(&mut c, &db, &mut out));
         assert!(c.is_empty());
     }
@@ -402,7 +451,7 @@ mod tests {
             4 + 4000 * SHUFFLES + 2 + 200,
             "a replaced answer no longer counts"
         );
-        c.sync(1, 2, |_| Some(vec!["BIG".into()]));
+        c.sync(1, 2, |_| Some(services(&["big"])));
         assert_eq!(
             c.bytes(),
             2 + 200,
@@ -421,5 +470,19 @@ mod tests {
         }
         assert!(c.len() < flood, "the cache started over");
         assert!(c.len() < MAX_ENTRIES);
+
+        // At the bound, an order of a key that holds all its orders adds nothing and keeps the cache.
+        let mut i = 0;
+        while c.bytes() + 2 * 8 + 4000 <= MAX_BYTES {
+            c.insert(format!("f{i:07}").as_bytes(), &big, &service);
+            i += 1;
+        }
+        let (len, bytes) = (c.len(), c.bytes());
+        let full = c.map.keys().find(|k| c.map[*k].variants.len() == SHUFFLES);
+        let full = full.expect("a key with all its orders").clone();
+        c.insert(&full, &big, &service);
+        assert_eq!((c.len(), c.bytes()), (len, bytes));
+        c.insert(b"f-new", &big, &service);
+        assert_eq!(c.len(), 1, "a new key past the bound starts the cache over");
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::state::catalog::{self, Catalog};
 use crate::state::catalog_node::NodeView;
+use crate::state::changed_services::Changes;
 use crate::state::definitions::Status;
 use crate::state::external::ExternalNode;
 use crate::state::node_record::{NodeRecord, consul_service_record};
@@ -50,9 +51,9 @@ pub trait ServiceCatalog: Send + Sync {
     /// Moves with every change to the services (the member table has its own index): drives the
     /// answer cache.
     fn version(&self) -> u64;
-    /// The service names changed since `version` (lower or mixed case; a name may repeat), or `None`
-    /// when that is not known: then every cached answer is dropped.
-    fn changed_since(&self, version: u64) -> Option<Vec<String>> {
+    /// What changed since `version`, or `None` when that is not known: then every cached answer is
+    /// dropped.
+    fn changed_since(&self, version: u64) -> Option<Changes> {
         let _ = version;
         None
     }
@@ -158,8 +159,8 @@ impl ServiceCatalog for CatalogServices {
         self.catalog.index()
     }
 
-    fn changed_since(&self, version: u64) -> Option<Vec<String>> {
-        self.catalog.services_changed_since(version)
+    fn changed_since(&self, version: u64) -> Option<Changes> {
+        self.catalog.changed_since(version)
     }
 
     fn external_node(&self, name: &str) -> Option<Arc<ExternalNode>> {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::changed_services::ChangedServices;
+use super::changed_services::{ChangedServices, Changes};
 use super::external::ExternalNode;
 use super::node_indexes::NodeIndexes;
 use super::node_record::{CheckRecord, NodeRecord, ServiceRecord};
@@ -335,8 +335,8 @@ impl Catalog {
     fn external_changed(&self) {
         let index = self.next_index();
         self.external_index.store(index, Ordering::Release);
-        // Node answers read external nodes too: readers of changed names start over.
-        self.changed_services.reset(index);
+        // Node answers read external nodes too.
+        self.changed_services.record_nodes(index);
         self.published.store(index, Ordering::Release);
         self.any.send_replace(index);
     }
@@ -460,9 +460,10 @@ impl Catalog {
         })
     }
 
-    /// The service names changed after catalog index `since` (the index of each change to a service's
-    /// instances, as [`Catalog::index`] reports them), or `None` when those are no longer all known.
-    pub fn services_changed_since(&self, since: u64) -> Option<Vec<String>> {
+    /// The service names (and whether the external nodes) changed after catalog index `since` (the
+    /// index of each change, as [`Catalog::index`] reports them), or `None` when those are no longer
+    /// all known.
+    pub fn changed_since(&self, since: u64) -> Option<Changes> {
         self.changed_services.since(since)
     }
 

@@ -12,7 +12,8 @@
 //! - `maintenance.rs`: node and service maintenance mode (a critical check, kept in the data dir)
 //! - `node_record.rs`: the record a node publishes about its services and checks (gossip's bytes)
 //! - `catalog.rs`: every node's record, indexed by service, with a watch per service name
-//! - `changed_services.rs`: the service names the catalog changed lately (the DNS cache drops just those)
+//! - `changed_services.rs`: the service names (and external nodes) the catalog changed lately, so the
+//!   DNS cache drops just those answers
 //! - `kv.rs`: the servers' KV store, with a watch per key and per prefix
 //! - `external.rs`, `registration.rs`: the servers' external catalog (`/v1/catalog/register`) and the
 //!   bodies that write it
