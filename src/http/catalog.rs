@@ -13,6 +13,7 @@ use super::blocking::{Blocking, cached, with_index};
 use super::error::{ApiError, ApiResult};
 use super::filter::{self, Filter, Shape};
 use super::json::{catalog_node, node_service, service_node};
+use super::listing;
 use super::params::{Params, check_conflicts, check_dc};
 use crate::state::Snapshot;
 use crate::state::catalog::{Instance, ServiceEntries};
@@ -30,13 +31,7 @@ pub(super) async fn catalog_nodes(State(s): State<ApiState>, Query(q): Params) -
         .filter(|n| node_meta_matches(n, &q))
         .map(catalog_node)
         .collect();
-    let mut nodes = filter::keep(&filter, nodes)?;
-    super::near::sort(&s, &q, &mut nodes).await;
-    Ok(with_index(
-        index,
-        s.state.store.known_leader(),
-        Value::Array(nodes),
-    ))
+    listing::respond(&s, &q, filter, nodes, index).await
 }
 
 /// The node's published services as NodeService values.
@@ -177,13 +172,7 @@ pub(super) async fn catalog_service(
     let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .map(|(m, i)| service_node(&m, i))
         .collect();
-    let mut body = filter::keep(&filter, body)?;
-    super::near::sort(&s, &q, &mut body).await;
-    let response = with_index(
-        entries.index,
-        s.state.store.known_leader(),
-        Value::Array(body),
-    );
+    let response = listing::respond(&s, &q, filter, body, entries.index).await?;
     Ok(cached(&q, response))
 }
 

@@ -10,6 +10,7 @@ use super::catalog::{node_read, service_read, visible};
 use super::error::{ApiResult, bad_request};
 use super::filter::{self, Filter, Shape};
 use super::json::{catalog_node, health_check, node_service, serf_health};
+use super::listing;
 use super::params::{Params, check_conflicts, check_dc, flag};
 use crate::state::catalog::Instance;
 use crate::state::catalog_node::NodeView;
@@ -51,13 +52,7 @@ pub(super) async fn service(
             })
         })
         .collect();
-    let mut body = filter::keep(&filter, body)?;
-    super::near::sort(&s, &q, &mut body).await;
-    let response = with_index(
-        entries.index,
-        s.state.store.known_leader(),
-        Value::Array(body),
-    );
+    let response = listing::respond(&s, &q, filter, body, entries.index).await?;
     Ok(cached(&q, response))
 }
 
@@ -84,13 +79,7 @@ pub(super) async fn checks(
                 .collect::<Vec<_>>()
         })
         .collect();
-    let mut body = filter::keep(&filter, body)?;
-    super::near::sort(&s, &q, &mut body).await;
-    Ok(with_index(
-        entries.index,
-        s.state.store.known_leader(),
-        Value::Array(body),
-    ))
+    listing::respond(&s, &q, filter, body, entries.index).await
 }
 
 /// Every check of one node, a member's `serfHealth` first.
@@ -154,11 +143,5 @@ pub(super) async fn state(
         .flat_map(|n| node_checks(&s, n))
         .filter(|c| wanted.is_none_or(|w| c["Status"] == w.as_str()))
         .collect();
-    let mut body = filter::keep(&filter, body)?;
-    super::near::sort(&s, &q, &mut body).await;
-    Ok(with_index(
-        index,
-        s.state.store.known_leader(),
-        Value::Array(body),
-    ))
+    listing::respond(&s, &q, filter, body, index).await
 }

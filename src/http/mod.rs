@@ -21,6 +21,7 @@ mod health;
 mod internal_ui;
 pub mod json;
 mod kv;
+mod listing;
 pub mod metrics;
 mod monitor;
 mod near;
