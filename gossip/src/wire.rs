@@ -485,6 +485,20 @@ impl<'a> Reader<'a> {
     }
     /// The next delta; `prev` is the member named by the member-state delta just before (what a
     /// [`D_RECORD_SHORT`] delta is about), updated for the next one.
+    /// Checks that the rest is exactly `count` well-formed deltas; true when a record among them is
+    /// in the short form.
+    fn rest_of_deltas(&mut self, count: u32) -> Result<bool, DecodeError> {
+        let (mut prev, mut short_records) = (None, false);
+        for _ in 0..count {
+            short_records |= self.b.first() == Some(&D_RECORD_SHORT);
+            self.delta(&mut prev)?;
+        }
+        if !self.b.is_empty() {
+            return Err(DecodeError::Trailing);
+        }
+        Ok(short_records)
+    }
+
     fn delta(&mut self, prev: &mut Option<&'a str>) -> Result<Delta<'a>, DecodeError> {
         let kind = self.u8()?;
         if kind == D_RECORD_SHORT {
@@ -647,14 +661,7 @@ pub fn decode(buf: &[u8]) -> Result<Packet<'_>, DecodeError> {
     };
     let count = r.u16()?;
     let deltas = r.b;
-    let (mut prev, mut short_records) = (None, false);
-    for _ in 0..count {
-        short_records |= r.b.first() == Some(&D_RECORD_SHORT);
-        r.delta(&mut prev)?;
-    }
-    if !r.b.is_empty() {
-        return Err(DecodeError::Trailing);
-    }
+    let short_records = r.rest_of_deltas(count.into())?;
     // Only full states list records after their members; nothing else may lean on the delta before.
     if short_records && !matches!(msg, Message::Sync { .. }) {
         return Err(DecodeError::BadRecord);
@@ -732,14 +739,7 @@ pub fn decode_state(buf: &[u8]) -> Result<State<'_>, DecodeError> {
     let mut r = Reader { b: buf };
     let count = r.u32()?;
     let body = r.b;
-    let (mut prev, mut short_records) = (None, false);
-    for _ in 0..count {
-        short_records |= r.b.first() == Some(&D_RECORD_SHORT);
-        r.delta(&mut prev)?;
-    }
-    if !r.b.is_empty() {
-        return Err(DecodeError::Trailing);
-    }
+    let short_records = r.rest_of_deltas(count)?;
     Ok(State {
         count,
         body,
