@@ -120,7 +120,7 @@ fn definitions_from_the_config_dir_and_the_api() {
             "/v1/agent/check/update/service:api-1",
             r#"{"Status": "sick"}"#
         ),
-        (400, "Invalid check status: \"sick\"".into())
+        (400, "Invalid check status: 'sick'".into())
     );
     let (code, text) = a.http("PUT", "/v1/agent/check/pass/nope").unwrap();
     assert_eq!(code, 404);
@@ -129,7 +129,7 @@ fn definitions_from_the_config_dir_and_the_api() {
     let orphan = json!({"Name": "c", "TTL": "5s", "ServiceID": "gone"}).to_string();
     assert_eq!(
         bad("/v1/agent/check/register", &orphan),
-        (400, "ServiceID \"gone\" does not exist".into())
+        (404, "ServiceID \"gone\" does not exist".into())
     );
 
     // API registrations survive a restart; config-file ones come back from the files.
@@ -234,6 +234,97 @@ fn reload_applies_added_changed_and_removed_definitions() {
         "{err}"
     );
     assert_eq!(ids(&a), ["db"]);
+
+    // One that would register a service whose script check is refused (scripts are off) registers
+    // nothing at all, not the service without its check.
+    std::fs::remove_file(conf.join("zz.json")).unwrap();
+    std::fs::write(
+        conf.join("scr.json"),
+        r#"{"service": {"name": "scr", "check": {"args": ["/bin/true"], "interval": "10s"}}}"#,
+    )
+    .unwrap();
+    let out = a.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Scripts are disabled"), "{err}");
+    assert_eq!(ids(&a), ["db"]);
+    assert_eq!(a.get_json("/v1/agent/checks"), json!({}));
+}
+
+/// Consul validates a registration whole before it registers any of it; and a record too large for
+/// gossip is refused up front, where it used to be accepted and then held back every later change.
+#[test]
+fn a_refused_registration_changes_nothing() {
+    let dir = tmp("svc-refused");
+    let a = Agent::start("refused-a", "127.0.38.2", &dir, &[]);
+    let put = |body: &serde_json::Value| {
+        a.http_body("PUT", "/v1/agent/service/register", &body.to_string())
+            .unwrap()
+    };
+    let script = json!({"Name": "scr", "Checks": [{"TTL": "5s"},
+        {"Args": ["/bin/true"], "Interval": "10s"}]});
+    let (code, text) = put(&script);
+    assert_eq!(code, 500);
+    assert!(text.starts_with("Scripts are disabled"), "{text}");
+    assert_eq!(a.http("GET", "/v1/agent/service/scr").unwrap().0, 404);
+    assert_eq!(a.get_json("/v1/agent/checks"), json!({}));
+
+    let (code, text) = put(&json!({"Name": "m", "Meta": {"k": "v".repeat(2_000_000)}}));
+    assert_eq!(code, 400);
+    assert!(
+        text.starts_with("Invalid Service Meta: Couldn't load metadata pair")
+            && text.ends_with("Value is too long (limit: 512 characters)"),
+        "{}",
+        &text[text.len().saturating_sub(200)..]
+    );
+    assert_eq!(
+        put(&json!({"Name": "w", "Weights": {"Passing": -1, "Warning": 1}})),
+        (
+            400,
+            "Invalid Weights: Passing must be greater than 0".into()
+        )
+    );
+    assert_eq!(
+        put(&json!({"Name": "z", "Address": "0.0.0.0"})),
+        (400, "Invalid service address".into())
+    );
+
+    // Services with 200 KB of tags each: the sixth would not fit the node's record.
+    let big = |i: usize| {
+        let tags: Vec<String> = (0..200)
+            .map(|k| format!("{i}-{k}-{}", "t".repeat(1000)))
+            .collect();
+        json!({"Name": format!("big{i}"), "Tags": tags})
+    };
+    for i in 0..5 {
+        assert_eq!(put(&big(i)), (200, String::new()));
+    }
+    let (code, text) = put(&big(5));
+    assert_eq!(code, 400);
+    assert!(text.contains("more than the"), "{text}");
+    assert_eq!(a.http("GET", "/v1/agent/service/big5").unwrap().0, 404);
+    // What comes after is still published to the catalog.
+    assert_eq!(put(&json!({"Name": "after"})), (200, String::new()));
+    assert!(wait_for(Duration::from_secs(10), || {
+        a.get_json("/v1/catalog/service/after")
+            .as_array()
+            .is_some_and(|v| v.len() == 1)
+    }));
+
+    // Health reads parse ?passing as Consul does; a state it does not know matches nothing.
+    assert_eq!(
+        a.http("GET", "/v1/health/service/after?passing=bogus")
+            .unwrap(),
+        (400, "Invalid value for ?passing".into())
+    );
+    assert_eq!(
+        a.get_json("/v1/health/service/after?passing")
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "an empty ?passing is true, and the instance passes"
+    );
+    assert_eq!(a.get_json("/v1/health/state/bogus"), json!([]));
 }
 
 #[test]

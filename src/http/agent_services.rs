@@ -12,7 +12,7 @@ use super::ApiState;
 use super::body::Body;
 use super::error::{ApiError, ApiResult, bad_request, server_error};
 use super::filter::{self, Filter};
-use super::params::{Params, json_body};
+use super::params::{Params, go_bool, json_body};
 use crate::state::definitions::{self, ServiceDef, Status};
 use crate::state::local_services::{CheckState, RegistryError, Source, TtlError};
 use crate::state::maintenance::MaintenanceError;
@@ -142,10 +142,12 @@ pub(super) async fn deregister_check(
     Ok(StatusCode::OK.into_response())
 }
 
-/// A check naming a missing service is the caller's mistake; the rest are Consul's plain 500s.
+/// A check naming a missing service is a 404 (Consul's `AgentRegisterCheck`), one too large to
+/// publish the caller's mistake; the rest are Consul's plain 500s.
 fn registry_error(e: RegistryError) -> ApiError {
     match e {
-        RegistryError::NoService(_) => bad_request(e.to_string()),
+        RegistryError::NoService(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+        RegistryError::TooLarge(_) => bad_request(e.to_string()),
         _ => server_error(e.to_string()),
     }
 }
@@ -188,7 +190,7 @@ pub(super) async fn update(
     };
     let status_text = field("status").unwrap_or("");
     let status = Status::parse(status_text)
-        .ok_or_else(|| bad_request(format!("Invalid check status: {status_text:?}")))?;
+        .ok_or_else(|| bad_request(format!("Invalid check status: '{status_text}'")))?;
     s.state
         .services
         .report(&id, status, field("output").unwrap_or(""), Instant::now())
@@ -200,11 +202,9 @@ pub(super) async fn update(
 fn enable_param(q: &std::collections::HashMap<String, String>) -> Result<bool, ApiError> {
     match q.get("enable").map(String::as_str) {
         None | Some("") => Err(bad_request("Missing value for enable")),
-        Some(v) => match v {
-            "true" | "1" | "t" | "T" | "TRUE" | "True" => Ok(true),
-            "false" | "0" | "f" | "F" | "FALSE" | "False" => Ok(false),
-            other => Err(bad_request(format!("Invalid value for enable: {other:?}"))),
-        },
+        Some(v) => {
+            go_bool(v).ok_or_else(|| bad_request(format!("Invalid value for enable: {v:?}")))
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use super::error::{ApiResult, bad_request};
 use super::filter::{self, Filter, Shape};
 use super::json::{catalog_node, health_check, node_service, serf_health};
 use super::listing;
-use super::params::{Params, check_conflicts, check_dc, flag};
+use super::params::{Params, bool_param, check_conflicts, check_dc};
 use crate::state::catalog::Instance;
 use crate::state::catalog_node::NodeView;
 use crate::state::definitions::Status;
@@ -40,8 +40,9 @@ pub(super) async fn service(
 ) -> ApiResult {
     check_conflicts(&q)?;
     let filter = Filter::for_listing(&q, Shape::CheckServiceNode)?;
+    let passing =
+        bool_param(&q, "passing").ok_or_else(|| bad_request("Invalid value for ?passing"))?;
     let entries = service_read(&s, &name, &q).await?;
-    let passing = flag(&q, "passing");
     let body: Vec<Value> = visible(&s, &entries.instances, &q)
         .filter(|(m, i)| !passing || all_passing(m, i))
         .map(|(m, i)| {
@@ -127,11 +128,10 @@ pub(super) async fn state(
     Query(q): Params,
 ) -> ApiResult {
     check_dc(&s, &q)?;
+    // Consul does not check the state: one it does not know matches no check.
     let wanted = match state.as_str() {
         "any" => None,
-        other => Some(
-            Status::parse(other).ok_or_else(|| bad_request(format!("Invalid state: {other}")))?,
-        ),
+        other => Some(Status::parse(other)),
     };
     let filter = Filter::for_listing(&q, Shape::HealthCheck)?;
     let (index, snap) = Blocking::from_query(&q)?.nodes(&s.state).await;
@@ -141,7 +141,7 @@ pub(super) async fn state(
         .all(&snap)
         .iter()
         .flat_map(|n| node_checks(&s, n))
-        .filter(|c| wanted.is_none_or(|w| c["Status"] == w.as_str()))
+        .filter(|c| wanted.is_none_or(|w| w.is_some_and(|w| c["Status"] == w.as_str())))
         .collect();
     listing::respond(&s, &q, filter, body, index).await
 }

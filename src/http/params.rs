@@ -11,6 +11,25 @@ use crate::state::replicated::Consistency;
 /// The query string as a map.
 pub type Params = Query<HashMap<String, String>>;
 
+/// A boolean as Go's `strconv.ParseBool` reads it.
+pub fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "true" | "1" | "t" | "T" | "TRUE" | "True" => Some(true),
+        "false" | "0" | "f" | "F" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// A boolean query parameter as Consul's `getBoolQueryParam` reads it: absent is false, empty is
+/// true, else Go's booleans; `None` for anything else.
+pub fn bool_param(q: &HashMap<String, String>, k: &str) -> Option<bool> {
+    match q.get(k).map(String::as_str) {
+        None => Some(false),
+        Some("") => Some(true),
+        Some(v) => go_bool(v),
+    }
+}
+
 /// Consul treats a present key as true unless it is explicitly "0"/"false".
 pub fn flag(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v != "0" && v != "false")

@@ -224,10 +224,18 @@ pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError
             .and_then(|p| u16::try_from(p).ok())
             .ok_or_else(|| DefinitionError(format!("port: expected 0-65535, got {p}")))?,
     };
+    let address = string(&f, "address")?.unwrap_or_default();
+    // Consul's ipaddr.IsAny: a service cannot be reached at "any address".
+    if matches!(address.as_str(), "0.0.0.0" | "::" | "[::]") {
+        return err("Invalid service address");
+    }
     let meta = string_map(f.get("meta"), "meta")?;
     let tagged_addresses = match f.get("taggedaddresses") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(o)) => o.clone(),
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), service_address(k, v)?)))
+            .collect::<Result<_, DefinitionError>>()?,
         Some(other) => return err(format!("tagged_addresses: expected an object, got {other}")),
     };
     let enable_tag_override = match f.get("enabletagoverride") {
@@ -241,17 +249,14 @@ pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError
     };
     let weights = match f.get("weights") {
         None | Some(Value::Null) => (1, 1),
-        Some(w) => {
-            let w = fields(w, "weights")?;
-            let get = |k: &str, d: u32| w.get(k).and_then(Value::as_u64).map_or(d, |n| n as u32);
-            (get("passing", 1).max(1), get("warning", 1))
-        }
+        Some(w) => weights(&fields(w, "weights")?)?,
     };
+    validate_meta(&meta).map_err(|e| DefinitionError(format!("Invalid Service Meta: {e}")))?;
     let def = ServiceDef {
         id: id.clone(),
         name: name.clone(),
         tags,
-        address: string(&f, "address")?.unwrap_or_default(),
+        address,
         port,
         meta,
         tagged_addresses,
@@ -281,11 +286,90 @@ pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError
         checks.push(check_with(
             &fields(c, "check")?,
             Some(&id),
-            &default_id,
-            &default_name,
+            (&default_id, &default_name),
+            "Status for checks must 'passing', 'warning', 'critical'",
         )?);
     }
     Ok((def, checks))
+}
+
+/// A tagged address as Consul's `ServiceAddress` decodes it: `Address` and `Port` (any case, other
+/// fields ignored), written back in Consul's spelling.
+fn service_address(tag: &str, v: &Value) -> Result<Value, DefinitionError> {
+    let Value::Object(_) = v else {
+        return err(format!(
+            "tagged_addresses: {tag:?}: expected an object with Address and Port, got {v}"
+        ));
+    };
+    let f = fields(v, "tagged address")?;
+    let port = match f.get("port") {
+        None | Some(Value::Null) => 0,
+        Some(p) => p.as_i64().ok_or_else(|| {
+            DefinitionError(format!(
+                "tagged_addresses: {tag:?}: port: expected a number, got {p}"
+            ))
+        })?,
+    };
+    Ok(serde_json::json!({
+        "Address": string(&f, "address")?.unwrap_or_default(),
+        "Port": port,
+    }))
+}
+
+/// DNS SRV weights (passing, warning) as Consul's `ValidateWeights` allows them; a field left out is 1.
+fn weights(w: &BTreeMap<String, Value>) -> Result<(u32, u32), DefinitionError> {
+    let get = |k: &str| match w.get(k) {
+        None | Some(Value::Null) => Ok(1),
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| DefinitionError(format!("weights: {k}: expected a number, got {v}"))),
+    };
+    let (passing, warning) = (get("passing")?, get("warning")?);
+    let why = if passing < 1 {
+        "Passing must be greater than 0"
+    } else if warning < 0 {
+        "Warning must be greater or equal than 0"
+    } else if passing > 65535 || warning > 65535 {
+        "DNS Weight must be between 0 and 65535"
+    } else {
+        return Ok((passing as u32, warning as u32));
+    };
+    err(format!("Invalid Weights: {why}"))
+}
+
+/// Consul's limits on metadata: pairs per map, key and value lengths.
+const META_MAX_PAIRS: usize = 64;
+const META_KEY_MAX: usize = 128;
+const META_VALUE_MAX: usize = 512;
+
+/// Consul's `validateMetadata` on a service's meta, with its texts.
+fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
+    if meta.len() > META_MAX_PAIRS {
+        // Consul says "Node" for services too.
+        return Err(format!(
+            "Node metadata cannot contain more than {META_MAX_PAIRS} key/value pairs"
+        ));
+    }
+    for (k, v) in meta {
+        let why = if k.is_empty() {
+            "Key cannot be blank".to_owned()
+        } else if !k
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            "Key contains invalid characters".to_owned()
+        } else if k.len() > META_KEY_MAX {
+            format!("Key is too long (limit: {META_KEY_MAX} characters)")
+        } else if k.starts_with("consul-") {
+            "Key prefix 'consul-' is reserved for internal use".to_owned()
+        } else if v.len() > META_VALUE_MAX {
+            format!("Value is too long (limit: {META_VALUE_MAX} characters)")
+        } else {
+            continue;
+        };
+        return Err(format!("Couldn't load metadata pair ('{k}', '{v}'): {why}"));
+    }
+    Ok(())
 }
 
 /// A check definition (config file or `PUT /v1/agent/check/register`).
@@ -296,15 +380,21 @@ pub fn check(v: &Value) -> Result<CheckDef, DefinitionError> {
     };
     let service_id = string(&f, "serviceid")?.filter(|s| !s.is_empty());
     // A check's ID defaults to its name.
-    check_with(&f, service_id.as_deref(), &name, &name)
+    check_with(
+        &f,
+        service_id.as_deref(),
+        (&name, &name),
+        "Bad check status",
+    )
 }
 
-/// A check from its normalized fields; `default_id` and `default_name` stand where it gives none.
+/// A check from its normalized fields; the default ID and name stand where it gives none, and
+/// `bad_status` is Consul's text for a status it does not know (it differs by endpoint).
 fn check_with(
     f: &BTreeMap<String, Value>,
     service_id: Option<&str>,
-    default_id: &str,
-    default_name: &str,
+    (default_id, default_name): (&str, &str),
+    bad_status: &str,
 ) -> Result<CheckDef, DefinitionError> {
     const KNOWN: &[&str] = &[
         "id",
@@ -369,9 +459,10 @@ fn check_with(
     let deregister_after =
         duration_of(f, "deregistercriticalserviceafter")?.map(|d| d.max(DEREGISTER_MIN));
     let status = match string(f, "status")? {
+        // Consul: an empty status is the default.
         None => Status::Critical,
-        Some(s) => Status::parse(&s)
-            .ok_or_else(|| DefinitionError(format!("Invalid check status: {s:?}")))?,
+        Some(s) if s.is_empty() => Status::Critical,
+        Some(s) => Status::parse(&s).ok_or_else(|| DefinitionError(bad_status.to_owned()))?,
     };
     Ok(CheckDef {
         id: string(f, "checkid")?
@@ -529,12 +620,89 @@ mod tests {
             check(&json!({"ttl": "5s"})).unwrap_err().0,
             "Missing check name"
         );
-        assert!(check(&json!({"name": "c", "ttl": "5s", "status": "sick"})).is_err());
+        assert_eq!(
+            check(&json!({"name": "c", "ttl": "5s", "status": "sick"}))
+                .unwrap_err()
+                .0,
+            "Bad check status"
+        );
+        assert_eq!(
+            e(json!({"name": "w", "checks": [{"ttl": "5s", "status": "sick"}]})),
+            "Status for checks must 'passing', 'warning', 'critical'"
+        );
+        let fine = check(&json!({"name": "c", "ttl": "5s", "status": ""})).unwrap();
+        assert_eq!(
+            fine.status,
+            Status::Critical,
+            "an empty status is the default"
+        );
         let (s, c) = from_config(
             "services",
             &json!([{"name": "a"}, {"name": "b", "check": {"ttl": "5s"}}]),
         )
         .unwrap();
         assert_eq!((s.len(), c.len()), (2, 1));
+    }
+
+    /// What Consul's AgentRegisterService validates before it registers anything, with its texts.
+    #[test]
+    fn addresses_weights_and_meta_are_validated_as_consul_validates_them() {
+        let e = |v: Value| service(&v).unwrap_err().0;
+        for any in ["0.0.0.0", "::", "[::]"] {
+            assert_eq!(
+                e(json!({"name": "w", "address": any})),
+                "Invalid service address"
+            );
+        }
+        assert_eq!(
+            e(json!({"name": "w", "weights": {"passing": -1, "warning": -3}})),
+            "Invalid Weights: Passing must be greater than 0"
+        );
+        assert_eq!(
+            e(json!({"name": "w", "weights": {"passing": 0, "warning": 0}})),
+            "Invalid Weights: Passing must be greater than 0"
+        );
+        assert_eq!(
+            e(json!({"name": "w", "weights": {"passing": 3, "warning": -1}})),
+            "Invalid Weights: Warning must be greater or equal than 0"
+        );
+        assert_eq!(
+            e(json!({"name": "w", "weights": {"passing": 70000}})),
+            "Invalid Weights: DNS Weight must be between 0 and 65535"
+        );
+        let (ok, _) = service(&json!({"name": "w", "weights": {"warning": 0}})).unwrap();
+        assert_eq!(ok.weights, (1, 0), "a weight left out is 1");
+
+        let meta = |k: &str, v: &str| e(json!({"name": "w", "meta": {k: v}}));
+        assert_eq!(
+            meta("consul-foo", "b"),
+            "Invalid Service Meta: Couldn't load metadata pair ('consul-foo', 'b'): Key prefix \
+             'consul-' is reserved for internal use"
+        );
+        assert!(meta("a b", "b").ends_with("Key contains invalid characters"));
+        assert!(meta("", "b").ends_with("Key cannot be blank"));
+        assert!(meta(&"k".repeat(129), "b").ends_with("Key is too long (limit: 128 characters)"));
+        assert!(meta("k", &"v".repeat(513)).ends_with("Value is too long (limit: 512 characters)"));
+        let (ok, _) = service(&json!({"name": "w", "meta": {"k_1-x": "v".repeat(512)}})).unwrap();
+        assert_eq!(ok.meta["k_1-x"].len(), 512);
+        let many: Map<String, Value> = (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert_eq!(
+            e(json!({"name": "w", "meta": many})),
+            "Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs"
+        );
+
+        // Tagged addresses decode as Consul's ServiceAddress, whatever the case of their fields.
+        let (d, _) = service(&json!({"name": "w", "tagged_addresses":
+            {"lan": {"address": "127.0.0.5", "port": 81}, "wan": {"bogus": 1}}}))
+        .unwrap();
+        assert_eq!(
+            Value::Object(d.tagged_addresses),
+            json!({"lan": {"Address": "127.0.0.5", "Port": 81},
+                   "wan": {"Address": "", "Port": 0}})
+        );
+        assert!(e(json!({"name": "w", "tagged_addresses": {"lan": "1.2.3.4"}})).contains("lan"));
+        assert!(
+            e(json!({"name": "w", "tagged_addresses": {"lan": {"Port": "x"}}})).contains("port")
+        );
     }
 }

@@ -13,10 +13,15 @@ use tokio::sync::{Notify, watch};
 use super::definitions::{
     self, CheckDef, CheckKind, DefinitionError, ServiceDef, Status, check_json, service_json,
 };
+use super::node_record::NodeRecord;
 use crate::util::files::{Access, write_atomic};
 
 /// Longest check output kept (Consul's default `check_output_max_size`).
 pub const MAX_OUTPUT: usize = 4096;
+
+/// Most bytes the services and checks registered here may take in the published record: gossip's
+/// limit, less room for the services the agent adds itself (`consul` on a server).
+pub const RECORD_ROOM: usize = murmur_gossip::wire::MAX_RECORD - 4096;
 
 /// Where a registration came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +63,9 @@ pub enum RegistryError {
     },
     /// The data dir could not be written.
     Persist(String),
+    /// The record this agent publishes would take this many bytes, more than gossip carries: it would
+    /// not go out, and neither would any later change until this one was undone.
+    TooLarge(usize),
 }
 
 impl std::fmt::Display for RegistryError {
@@ -67,6 +75,11 @@ impl std::fmt::Display for RegistryError {
             RegistryError::ScriptsOff { remote: false } => f.write_str(SCRIPTS_OFF),
             RegistryError::ScriptsOff { remote: true } => f.write_str(SCRIPTS_OFF_REMOTE),
             RegistryError::Persist(e) => f.write_str(e),
+            RegistryError::TooLarge(n) => write!(
+                f,
+                "this agent's services and checks would take {n} bytes to publish, more than the \
+                 {RECORD_ROOM} bytes a node's record may hold"
+            ),
         }
     }
 }
@@ -182,7 +195,86 @@ impl LocalServices {
         }
     }
 
-    /// Registers (or replaces) a service and its checks.
+    /// Refuses check `def` from `source` unless script checks may come from there, and its service,
+    /// if it names one, is among `services`.
+    fn admit_check(
+        &self,
+        def: &CheckDef,
+        source: Source,
+        services: &[ServiceDef],
+    ) -> Result<(), RegistryError> {
+        if let Some(sid) = &def.service_id
+            && !services.iter().any(|s| &s.id == sid)
+        {
+            return Err(RegistryError::NoService(sid.clone()));
+        }
+        if matches!(def.kind, CheckKind::Script(_)) {
+            let p = self.lock().scripts;
+            match source {
+                _ if p.any => {}
+                Source::Config if p.local => {}
+                Source::Config => return Err(RegistryError::ScriptsOff { remote: false }),
+                Source::Api => return Err(RegistryError::ScriptsOff { remote: true }),
+            }
+        }
+        Ok(())
+    }
+
+    /// The registry as it would be with `services` put in (replacing those with their IDs) and
+    /// `checks` too, less the config-file definitions when `config` replaces them all (a reload).
+    fn after(
+        &self,
+        services: &[ServiceDef],
+        checks: &[CheckDef],
+        config: bool,
+        now: Instant,
+    ) -> (Vec<ServiceDef>, Vec<CheckState>) {
+        let inner = self.lock();
+        let kept = |src: Source| !(config && src == Source::Config);
+        let all_services = inner
+            .services
+            .values()
+            .filter(|(d, src)| kept(*src) && !services.iter().any(|n| n.id == d.id))
+            .map(|(d, _)| d.clone())
+            .chain(services.iter().cloned())
+            .collect();
+        let all_checks = inner
+            .checks
+            .values()
+            .filter(|c| kept(c.source) && !checks.iter().any(|n| n.id == c.def.id))
+            .cloned()
+            .chain(
+                checks
+                    .iter()
+                    .map(|c| CheckState::new(c.clone(), Source::Api, now)),
+            )
+            .collect();
+        (all_services, all_checks)
+    }
+
+    /// Refuses a change before any of it is made: each of its `checks` must be admitted (with
+    /// `services`, the services once it is made), and the record this agent publishes must still
+    /// fit, outputs left out as the publisher leaves them out when they do not.
+    fn admit(
+        &self,
+        services: &[ServiceDef],
+        states: &[CheckState],
+        checks: &[CheckDef],
+        source: Source,
+    ) -> Result<(), RegistryError> {
+        for c in checks {
+            self.admit_check(c, source, services)?;
+        }
+        let mut lean = NodeRecord::from_local(services, states);
+        lean.checks.iter_mut().for_each(|c| c.output.clear());
+        let len = lean.encode().len();
+        if len > RECORD_ROOM {
+            return Err(RegistryError::TooLarge(len));
+        }
+        Ok(())
+    }
+
+    /// Registers (or replaces) a service and its checks: all of them, or nothing.
     pub fn add_service(
         &self,
         def: ServiceDef,
@@ -190,15 +282,23 @@ impl LocalServices {
         source: Source,
         now: Instant,
     ) -> Result<(), RegistryError> {
+        let (services, states) = self.after(std::slice::from_ref(&def), &checks, false, now);
+        self.admit(&services, &states, &checks, source)?;
+        self.put_service(def, source)?;
+        for c in checks {
+            self.put_check(c, source, now)?;
+        }
+        Ok(())
+    }
+
+    /// Puts an admitted service in the registry (and the data dir).
+    fn put_service(&self, def: ServiceDef, source: Source) -> Result<(), RegistryError> {
         if source == Source::Api {
             self.persist("services", &def.id, Some(service_json(&def)))?;
         }
         let id = def.id.clone();
         self.lock().services.insert(id, (def, source));
         self.touched();
-        for c in checks {
-            self.add_check(c, source, now)?;
-        }
         Ok(())
     }
 
@@ -233,20 +333,13 @@ impl LocalServices {
         source: Source,
         now: Instant,
     ) -> Result<(), RegistryError> {
-        if let Some(sid) = &def.service_id
-            && !self.lock().services.contains_key(sid)
-        {
-            return Err(RegistryError::NoService(sid.clone()));
-        }
-        if matches!(def.kind, CheckKind::Script(_)) {
-            let p = self.lock().scripts;
-            match source {
-                _ if p.any => {}
-                Source::Config if p.local => {}
-                Source::Config => return Err(RegistryError::ScriptsOff { remote: false }),
-                Source::Api => return Err(RegistryError::ScriptsOff { remote: true }),
-            }
-        }
+        let (services, states) = self.after(&[], std::slice::from_ref(&def), false, now);
+        self.admit(&services, &states, std::slice::from_ref(&def), source)?;
+        self.put_check(def, source, now)
+    }
+
+    /// Puts an admitted check in the registry (and the data dir).
+    fn put_check(&self, def: CheckDef, source: Source, now: Instant) -> Result<(), RegistryError> {
         if source == Source::Api {
             self.persist("checks", &def.id, Some(check_json(&def)))?;
         }
@@ -275,13 +368,20 @@ impl LocalServices {
 
     /// Makes the config-file definitions exactly `services` and `checks` (a reload): those gone from the
     /// files are removed, new and changed ones registered; API registrations are left alone. A check
-    /// whose definition did not change keeps its status and deadline.
+    /// whose definition did not change keeps its status and deadline. Checked whole before anything
+    /// changes: a refusal leaves the running definitions as they were.
     pub fn replace_config(
         &self,
         services: Vec<ServiceDef>,
         checks: Vec<CheckDef>,
         now: Instant,
     ) -> Result<(), String> {
+        let (all_services, states) = self.after(&services, &checks, true, now);
+        for c in &checks {
+            self.admit_check(c, Source::Config, &all_services)
+                .map_err(|e| format!("check {:?}: {e}", c.id))?;
+        }
+        self.admit(&all_services, &states, &[], Source::Config)?;
         let (old_services, old_checks): (Vec<String>, Vec<CheckDef>) = {
             let inner = self.lock();
             (
@@ -310,14 +410,14 @@ impl LocalServices {
             }
         }
         for s in services {
-            self.add_service(s, Vec::new(), Source::Config, now)?;
+            self.put_service(s, Source::Config)?;
         }
         for c in checks {
             if old_checks.contains(&c) && self.lock().checks.contains_key(&c.id) {
                 continue;
             }
             let id = c.id.clone();
-            self.add_check(c, Source::Config, now)
+            self.put_check(c, Source::Config, now)
                 .map_err(|e| format!("check {id:?}: {e}"))?;
         }
         Ok(())
@@ -674,6 +774,61 @@ mod tests {
             (Status::Passing, "up"),
             "an unchanged check keeps its state"
         );
+    }
+
+    /// A registration, or a reload, that cannot be made whole changes nothing: no service left
+    /// without the checks that were refused, no record too large to publish (which would have held
+    /// back every later change too).
+    #[test]
+    fn a_refused_registration_or_reload_changes_nothing() {
+        let l = LocalServices::new(None);
+        let t0 = Instant::now();
+        let script = |name: &str| json!({"name": name, "checks": [{"ttl": "5s"}, {"args": ["/bin/true"], "interval": "10s"}]});
+        let (s, c) = definitions::service(&script("scr")).unwrap();
+        assert_eq!(
+            l.add_service(s, c, Source::Api, t0),
+            Err(RegistryError::ScriptsOff { remote: true })
+        );
+        assert!(l.services().is_empty() && l.checks().is_empty());
+
+        let (s, c) = definitions::from_config("services", &json!([{"name": "web"}])).unwrap();
+        l.replace_config(s, c, t0).unwrap();
+        let (s, c) = definitions::from_config(
+            "services",
+            &json!([script("scr"), {"name": "extra", "check": {"ttl": "5s"}}]),
+        )
+        .unwrap();
+        let e = l.replace_config(s, c, t0).unwrap_err();
+        assert!(e.contains("Scripts are disabled"), "{e}");
+        let ids: Vec<String> = l.services().into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["web"], "the running definitions stay");
+        assert!(l.checks().is_empty());
+
+        // Tags of 200 KB a service: the fifth would not fit a record.
+        let big = |i: usize| {
+            let tags: Vec<String> = (0..200)
+                .map(|k| format!("{i}-{k}-{}", "t".repeat(1000)))
+                .collect();
+            definitions::service(
+                &json!({"name": format!("big{i}"), "tags": tags, "check": {"ttl": "5s"}}),
+            )
+            .unwrap()
+        };
+        for i in 0..5 {
+            let (s, c) = big(i);
+            assert_eq!(l.add_service(s, c, Source::Api, t0), Ok(()));
+        }
+        let (s, c) = big(5);
+        assert!(
+            matches!(l.add_service(s, c, Source::Api, t0), Err(RegistryError::TooLarge(n)) if n > RECORD_ROOM)
+        );
+        assert_eq!(l.services().len(), 6, "web and big0..big4");
+        assert_eq!(l.checks().len(), 5);
+        let record = NodeRecord::from_local(&l.services(), &l.checks()).encode();
+        assert!(record.len() <= RECORD_ROOM, "{}", record.len());
+        // Small changes still go in.
+        let (s, c) = definitions::service(&json!({"name": "small"})).unwrap();
+        assert_eq!(l.add_service(s, c, Source::Api, t0), Ok(()));
     }
 
     #[test]
