@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use murmur::util::percent::encode as enc;
 use serde_json::json;
-use support::{Agent, tmp, wait_for};
+use support::{Agent, dig, tmp, wait_for};
 
 #[test]
 fn definitions_from_the_config_dir_and_the_api() {
@@ -550,4 +550,39 @@ fn cached_reads_are_hits_on_the_agents_own_replica() {
             "{path}"
         );
     }
+}
+
+/// A service whose address is a host name is answered by that name, not by its node's address: a
+/// CNAME to it for A lookups, and it as the SRV target (with no address of ours beside it).
+#[test]
+fn a_service_address_that_is_a_host_name_is_answered_by_name() {
+    let dir = tmp("svc-host");
+    let a = Agent::start("host-a", "127.0.38.3", &dir, &[]);
+    let reg = json!({"ID": "pg1", "Name": "pg", "Address": "db.example.com", "Port": 5433});
+    assert_eq!(
+        a.http_body("PUT", "/v1/agent/service/register", &reg.to_string()),
+        Some((200, String::new()))
+    );
+    let reg = json!({"Name": "web", "Address": "127.0.0.77", "Port": 80});
+    assert_eq!(
+        a.http_body("PUT", "/v1/agent/service/register", &reg.to_string()),
+        Some((200, String::new()))
+    );
+    assert!(wait_for(Duration::from_secs(10), || {
+        dig(&a.ip, &["+short", "pg.service.consul", "SRV"]).trim() == "1 1 5433 db.example.com."
+    }));
+    let out = dig(&a.ip, &["pg.service.consul", "A"]);
+    assert!(out.contains("CNAME\tdb.example.com."), "{out}");
+    assert_eq!(
+        dig(&a.ip, &["+short", "pg.service.consul", "A"]).trim(),
+        "db.example.com.",
+        "the CNAME alone, not the node's address"
+    );
+    let out = dig(&a.ip, &["pg.service.consul", "SRV"]);
+    assert!(!out.contains("ADDITIONAL SECTION"), "{out}");
+    // An IP address stays an address, the node's name aside.
+    assert_eq!(
+        dig(&a.ip, &["+short", "web.service.consul", "A"]).trim(),
+        "127.0.0.77"
+    );
 }

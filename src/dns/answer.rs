@@ -405,7 +405,7 @@ impl Answerer<'_> {
         match t {
             RecordType::A | RecordType::AAAA | RecordType::ANY => {
                 let mut seen: Vec<IpAddr> = Vec::new();
-                for ip in inst.iter().filter_map(|i| i.address.or(i.node.ip())) {
+                for ip in inst.iter().filter_map(Instance::ip) {
                     let fits = matches!(
                         (t, ip),
                         (RecordType::A, IpAddr::V4(_))
@@ -417,8 +417,9 @@ impl Answerer<'_> {
                         resp.add_answer(addr_record(owner.clone(), ip, ttl));
                     }
                 }
-                // Only host names (external services): one CNAME, as Consul answers them; a name that
-                // owns a CNAME owns nothing else, so addresses, when there are any, win.
+                // Only host names (a service's own, or an external node's): one CNAME, as Consul
+                // answers them; a name that owns a CNAME owns nothing else, so addresses, when there
+                // are any, win.
                 if seen.is_empty()
                     && let Some(target) = inst.iter().find_map(|i| fqdn(i.host.as_deref()?))
                 {
@@ -427,7 +428,7 @@ impl Answerer<'_> {
             }
             RecordType::SRV => {
                 for i in &inst {
-                    let ip = i.address.or(i.node.ip());
+                    let ip = i.ip();
                     let target = match (i.address, ip, &i.host) {
                         (Some(ip), _, _) => Name::from_ascii(format!(
                             "{}.addr.{}.{}",
@@ -436,8 +437,8 @@ impl Answerer<'_> {
                             self.cfg.domain
                         ))
                         .ok(),
-                        (None, Some(_), _) => self.node_fqdn(i.node.name()),
-                        (None, None, Some(host)) => fqdn(host),
+                        (None, _, Some(host)) => fqdn(host),
+                        (None, Some(_), None) => self.node_fqdn(i.node.name()),
                         (None, None, None) => None,
                     };
                     let Some(target) = target else { continue };

@@ -31,8 +31,9 @@ pub struct Instance {
     pub port: u16,
     /// Service address, if it has its own.
     pub address: Option<IpAddr>,
-    /// The host name answers point to when neither the service nor its node has an IP (an external
-    /// service registered as `www.example.com`).
+    /// The host name answers point to: the service's own address when it is a host name (it wins
+    /// over the node's, as in Consul), or its node's when the node has no IP (an external service
+    /// registered as `www.example.com`).
     pub host: Option<String>,
     /// Service tags.
     pub tags: Vec<String>,
@@ -42,6 +43,17 @@ pub struct Instance {
     pub weight_warning: u16,
     /// Aggregated health (service checks and the node's serfHealth).
     pub health: Health,
+}
+
+impl Instance {
+    /// The IP answers give: the service's own, else its node's unless the answer is a host name.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match (self.address, &self.host) {
+            (Some(ip), _) => Some(ip),
+            (None, Some(_)) => None,
+            (None, None) => self.node.ip(),
+        }
+    }
 }
 
 /// Source of service instances for DNS.
