@@ -586,3 +586,103 @@ fn a_service_address_that_is_a_host_name_is_answered_by_name() {
         "127.0.0.77"
     );
 }
+
+/// `murmur services register` from flags, and `murmur catalog nodes` as Consul's prints it: a row per
+/// instance with -service, full IDs and maps with -detailed, a note on stderr when nothing matches.
+#[test]
+fn the_cli_registers_from_flags_and_lists_nodes_as_consul_does() {
+    let dir = tmp("svc-cli");
+    let a = Agent::start("cli-a", "127.0.38.4", &dir, &["-node-meta", "rack:r1"]);
+    let text = |o: &std::process::Output| {
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        text(&a.cli(&["services", "register"])),
+        (
+            Some(1),
+            String::new(),
+            "Service registration requires at least one argument or flags.\n".into()
+        )
+    );
+    let out = a.cli(&[
+        "services",
+        "register",
+        "-name=web",
+        "-id=web-1",
+        "-port=80",
+        "-tag=v1",
+        "-tag=blue",
+        "-meta=team=a",
+        "-tagged-address=lan=10.0.0.1:8080",
+    ]);
+    assert_eq!(
+        text(&out),
+        (Some(0), "Registered service: web\n".into(), String::new())
+    );
+    let web = a.get_json("/v1/agent/service/web-1");
+    assert_eq!(web["Tags"], json!(["v1", "blue"]));
+    assert_eq!(web["Meta"], json!({"team": "a"}));
+    assert_eq!(
+        web["TaggedAddresses"],
+        json!({"lan": {"Address": "10.0.0.1", "Port": 8080}})
+    );
+    let out = a.cli(&["services", "register", "-name=web", "-id=web-2", "-port=81"]);
+    assert_eq!(out.status.code(), Some(0));
+    let (code, _, err) = text(&a.cli(&["services", "register", "-name=x", "-address=0.0.0.0"]));
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        "Error registering service \"x\": Unexpected response code: 400 (Invalid service address)\n"
+    );
+
+    assert!(wait_for(Duration::from_secs(10), || {
+        a.get_json("/v1/catalog/service/web")
+            .as_array()
+            .is_some_and(|v| v.len() == 2)
+    }));
+    let (code, out, _) = text(&a.cli(&["catalog", "nodes", "-service", "web"]));
+    assert_eq!(code, Some(0));
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 3, "a header and a row per instance: {out}");
+    assert!(
+        rows[1].starts_with("cli-a ") && rows[2].starts_with("cli-a "),
+        "{out}"
+    );
+    let (_, out, _) = text(&a.cli(&["catalog", "nodes", "-detailed"]));
+    let id = a.get_json("/v1/agent/self")["Config"]["NodeID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let row: Vec<&str> = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        out.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["Node", "ID", "Address", "DC", "TaggedAddresses", "Meta"]
+    );
+    assert_eq!(row[..4], ["cli-a", id.as_str(), "127.0.38.4", "dc1"]);
+    assert!(row[4].contains("lan=127.0.38.4"), "{out}");
+    // Consul's own key, as Consul's node meta carries it.
+    assert_eq!(row[5], "consul-network-segment=, rack=r1", "{out}");
+    assert_eq!(
+        text(&a.cli(&["catalog", "nodes", "-service", "nosuch"])),
+        (
+            Some(0),
+            String::new(),
+            "No nodes match the given query - try expanding your search.\n".into()
+        )
+    );
+}

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::ops::{parse, segment};
-use super::{HTTP_ADDR, boolean, one, target};
+use super::{HTTP_ADDR, boolean, many, one, target};
 use crate::http::client::Target;
 
 /// A call that must answer 200: the reply's JSON body, or the error printed as `what: ...`.
@@ -72,13 +72,73 @@ fn definitions_in(path: &str) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
-/// `murmur services register FILE...` / `murmur services deregister FILE... | -id ID`.
+/// The service `-name`, `-id`, `-address`, `-port`, `-tag`, `-meta` and `-tagged-address` describe
+/// (Consul's `services register` without a file).
+fn definition_from_flags(p: &crate::util::flags::Parsed) -> Result<Value, String> {
+    let pairs = |flag: &str| -> Result<serde_json::Map<String, Value>, String> {
+        p.all(flag)
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => Ok((k.to_owned(), Value::String(v.to_owned()))),
+                None => Err(format!(
+                    "Invalid -{flag}: {kv:?} is not of the form key=value"
+                )),
+            })
+            .collect()
+    };
+    let port: u16 = match p.get("port") {
+        None => 0,
+        Some(v) => v.parse().map_err(|_| format!("Invalid -port: {v:?}"))?,
+    };
+    let mut tagged = serde_json::Map::new();
+    for (k, v) in pairs("tagged-address")? {
+        let addr = v.as_str().unwrap_or_default();
+        // Consul's ParseServiceAddr: host or host:port.
+        let (host, port) = match addr.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') => (
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse::<u16>()
+                    .map_err(|_| format!("Invalid Tagged address: {addr:?}"))?,
+            ),
+            _ => (addr, 0),
+        };
+        tagged.insert(k, serde_json::json!({"Address": host, "Port": port}));
+    }
+    Ok(serde_json::json!({
+        "ID": p.get("id").unwrap_or(""),
+        "Name": p.get("name").unwrap_or(""),
+        "Address": p.get("address").unwrap_or(""),
+        "Port": port,
+        "Tags": p.all("tag"),
+        "Meta": pairs("meta")?,
+        "TaggedAddresses": tagged,
+    }))
+}
+
+/// `murmur services register (FILE... | -name NAME [-id -address -port -tag -meta -tagged-address])`
+/// / `murmur services deregister FILE... | -id ID`.
 pub fn services(args: &[String]) -> i32 {
     let Some((sub, rest)) = args.split_first() else {
         eprintln!("Usage: murmur services register FILE... | deregister (FILE... | -id ID)");
         return 1;
     };
-    let Some(p) = parse(rest, &[HTTP_ADDR, one("id", "Service ID to deregister.")]) else {
+    let spec = [
+        HTTP_ADDR,
+        one("id", "Service ID (to deregister: the service to remove)."),
+        one("name", "Name of the service to register (without a file)."),
+        one("address", "Address of the service to register."),
+        one("port", "Port of the service to register."),
+        many("tag", "Tag of the service to register (repeatable)."),
+        many(
+            "meta",
+            "Metadata of the service to register, key=value (repeatable).",
+        ),
+        many(
+            "tagged-address",
+            "Tagged address of the service to register, key=host:port (repeatable).",
+        ),
+    ];
+    let Some(p) = parse(rest, &spec) else {
         return 1;
     };
     let Some(t) = target(p.get("http-addr")) else {
@@ -102,9 +162,19 @@ pub fn services(args: &[String]) -> i32 {
     };
     match sub.as_str() {
         "register" => {
+            // As in Consul, files win over the flags.
             if defs.is_empty() {
-                eprintln!("At least one service definition file must be given.");
-                return 1;
+                if p.get("name").is_none_or(str::is_empty) {
+                    eprintln!("Service registration requires at least one argument or flags.");
+                    return 1;
+                }
+                match definition_from_flags(&p) {
+                    Ok(d) => defs.push(d),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return 1;
+                    }
+                }
             }
             for d in &defs {
                 let name = name_of(d, &["name", "Name"]);
@@ -113,7 +183,7 @@ pub fn services(args: &[String]) -> i32 {
                     &t,
                     "/v1/agent/service/register",
                     body.as_bytes(),
-                    "Error registering service",
+                    &format!("Error registering service {name:?}"),
                 ) {
                     return 1;
                 }
@@ -163,6 +233,10 @@ pub fn catalog(args: &[String]) -> i32 {
     let spec = [
         HTTP_ADDR,
         boolean("tags", "Show each service's tags."),
+        boolean(
+            "detailed",
+            "Show each node's full ID, tagged addresses and metadata.",
+        ),
         one("node", "Only the services of this node."),
         one("service", "Only the nodes serving this service."),
     ];
@@ -174,7 +248,7 @@ pub fn catalog(args: &[String]) -> i32 {
     };
     match sub.as_str() {
         "services" => catalog_services(&t, p.get("node"), p.is_set("tags")),
-        "nodes" => catalog_nodes(&t, p.get("service")),
+        "nodes" => catalog_nodes(&t, p.get("service"), p.is_set("detailed")),
         other => {
             eprintln!("Unknown catalog subcommand {other:?}: use services or nodes");
             1
@@ -226,7 +300,20 @@ fn catalog_services(t: &Target, node: Option<&str>, tags: bool) -> i32 {
     0
 }
 
-fn catalog_nodes(t: &Target, service: Option<&str>) -> i32 {
+/// A map as Consul's CLI prints one: `k=v` pairs in key order, joined by `, `.
+fn map_text(v: &Value) -> String {
+    let Some(m) = v.as_object() else {
+        return String::new();
+    };
+    let mut pairs: Vec<String> = m
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.sort();
+    pairs.join(", ")
+}
+
+fn catalog_nodes(t: &Target, service: Option<&str>, detailed: bool) -> i32 {
     let what = "Error listing nodes";
     let path = match service {
         None => "/v1/catalog/nodes".to_owned(),
@@ -235,18 +322,34 @@ fn catalog_nodes(t: &Target, service: Option<&str>) -> i32 {
     let Some(Value::Array(list)) = get_json(t, &path, what) else {
         return 1;
     };
-    let mut rows: Vec<[String; 4]> = list
+    if list.is_empty() {
+        eprintln!("No nodes match the given query - try expanding your search.");
+        return 0;
+    }
+    // One row per entry, as Consul's: with -service, a node with two instances shows twice.
+    let mut rows: Vec<Vec<String>> = list
         .iter()
         .map(|n| {
             let s = |k: &str| n[k].as_str().unwrap_or("").to_owned();
-            let id: String = s("ID").chars().take(8).collect();
-            [s("Node"), id, s("Address"), s("Datacenter")]
+            let mut id = s("ID");
+            if !detailed {
+                id.truncate(8);
+            }
+            let mut row = vec![s("Node"), id, s("Address"), s("Datacenter")];
+            if detailed {
+                // A node list says "Meta", a service's entries "NodeMeta".
+                let meta = n.get("NodeMeta").unwrap_or(&n["Meta"]);
+                row.extend([map_text(&n["TaggedAddresses"]), map_text(meta)]);
+            }
+            row
         })
         .collect();
     rows.sort();
-    rows.dedup();
-    let head = ["Node", "ID", "Address", "DC"].map(str::to_owned);
-    let mut widths = [0usize; 4];
+    let mut head: Vec<String> = ["Node", "ID", "Address", "DC"].map(str::to_owned).into();
+    if detailed {
+        head.extend(["TaggedAddresses", "Meta"].map(str::to_owned));
+    }
+    let mut widths = vec![0usize; head.len()];
     for r in std::iter::once(&head).chain(&rows) {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.len());
@@ -255,7 +358,7 @@ fn catalog_nodes(t: &Target, service: Option<&str>) -> i32 {
     for r in std::iter::once(&head).chain(&rows) {
         let cells: Vec<String> = r
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         println!("{}", cells.join("  ").trim_end());

@@ -27,6 +27,15 @@ pub(crate) const fn one(name: &'static str, help: &'static str) -> Flag {
     }
 }
 
+/// A repeatable flag.
+pub(crate) const fn many(name: &'static str, help: &'static str) -> Flag {
+    Flag {
+        name,
+        arity: Arity::Many,
+        help,
+    }
+}
+
 /// A boolean flag.
 pub(crate) const fn boolean(name: &'static str, help: &'static str) -> Flag {
     Flag {
