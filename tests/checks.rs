@@ -162,7 +162,7 @@ fn http_tcp_udp_script_and_alias_checks_run_as_in_consul() {
     // A refused UDP port and a script that hangs past its timeout stay critical.
     assert!(wait_for(SETTLE, || check(&a, "udp-closed")["Output"]
         .as_str()
-        .is_some_and(|o| o.contains("refused"))));
+        .is_some_and(|o| o.ends_with(": connection refused"))));
     assert_eq!(check(&a, "udp-closed")["Status"], "critical");
     assert!(wait_for(SETTLE, || check(&a, "script-hang")["Output"]
         == "Timed out (1s) running check"));
@@ -171,6 +171,14 @@ fn http_tcp_udp_script_and_alias_checks_run_as_in_consul() {
     web.stop();
     assert!(status_becomes(&a, "web-http", "critical"));
     assert!(status_becomes(&a, "web-tcp", "critical"));
+    // Go's words for the system's error, as Consul's output has them.
+    assert_eq!(
+        check(&a, "web-tcp")["Output"],
+        format!(
+            "dial tcp 127.0.51.9:{}: connect: connection refused",
+            web.port
+        )
+    );
     assert!(status_becomes(&a, "web-alias", "critical"));
     assert!(
         check(&a, "web-alias")["Output"]

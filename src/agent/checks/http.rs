@@ -141,7 +141,7 @@ async fn once(
     let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
     let tcp = TcpStream::connect((super::bare_host(&host), port))
         .await
-        .map_err(|e| format!("dial tcp {host}:{port}: connect: {e}"))?;
+        .map_err(|e| format!("dial tcp {host}:{port}: connect: {}", super::go_errno(&e)))?;
     if https {
         let tls = super::tls_connect(tcp, &host, p.tls_skip_verify, &[b"http/1.1"]).await?;
         exchange(tls, url, method, p, body, deadline).await

@@ -126,6 +126,23 @@ pub async fn run_once(kind: &CheckKind, timeout: Duration) -> Outcome {
     }
 }
 
+/// A system error as Go prints a syscall errno ("connection refused"), where Rust's text reads
+/// "Connection refused (os error 111)": check outputs keep Consul's words.
+pub fn go_errno(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let Some(code) = e.raw_os_error() else {
+        return text;
+    };
+    let bare = text
+        .strip_suffix(&format!(" (os error {code})"))
+        .unwrap_or(&text);
+    let mut chars = bare.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// `host` without the brackets of an IPv6 literal (`[::1]` -> `::1`).
 pub fn bare_host(host: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
@@ -176,5 +193,20 @@ impl Tail {
         let mut v = a.to_vec();
         v.extend_from_slice(b);
         String::from_utf8_lossy(&v).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_errors_read_as_go_prints_them() {
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(go_errno(&refused), "connection refused");
+        let unreachable = std::io::Error::from_raw_os_error(libc::ENETUNREACH);
+        assert_eq!(go_errno(&unreachable), "network is unreachable");
+        let other = std::io::Error::other("Something else");
+        assert_eq!(go_errno(&other), "Something else");
     }
 }

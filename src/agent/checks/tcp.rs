@@ -24,7 +24,10 @@ pub async fn check_tcp(addr: &str, deadline: Instant) -> Outcome {
     };
     match timeout_at(deadline, TcpStream::connect(to)).await {
         Ok(Ok(_)) => (Status::Passing, format!("TCP connect {addr}: Success")),
-        Ok(Err(e)) => (Status::Critical, format!("dial tcp {to}: connect: {e}")),
+        Ok(Err(e)) => (
+            Status::Critical,
+            format!("dial tcp {to}: connect: {}", super::go_errno(&e)),
+        ),
         Err(_) => (Status::Critical, format!("dial tcp {to}: i/o timeout")),
     }
 }
@@ -42,20 +45,34 @@ pub async fn check_udp(addr: &str, deadline: Instant) -> Outcome {
     };
     let sock = match UdpSocket::bind(local).await {
         Ok(s) => s,
-        Err(e) => return (Status::Critical, format!("dial udp {to}: {e}")),
+        Err(e) => {
+            return (
+                Status::Critical,
+                format!("dial udp {to}: {}", super::go_errno(&e)),
+            );
+        }
     };
     if let Err(e) = sock.connect(to).await {
-        return (Status::Critical, format!("dial udp {to}: {e}"));
+        return (
+            Status::Critical,
+            format!("dial udp {to}: {}", super::go_errno(&e)),
+        );
     }
     let ok = (Status::Passing, format!("UDP connect {addr}: Success"));
     if let Err(e) = sock.send(&[]).await {
-        return (Status::Critical, format!("write udp {to}: {e}"));
+        return (
+            Status::Critical,
+            format!("write udp {to}: {}", super::go_errno(&e)),
+        );
     }
     let mut b = [0u8; 1];
     // The check's deadline ends the wait: no answer within it counts as alive.
     let wait = deadline - (deadline - Instant::now()) / 2;
     match timeout_at(wait, sock.recv(&mut b)).await {
         Err(_) | Ok(Ok(_)) => ok,
-        Ok(Err(e)) => (Status::Critical, format!("read udp {to}: {e}")),
+        Ok(Err(e)) => (
+            Status::Critical,
+            format!("read udp {to}: {}", super::go_errno(&e)),
+        ),
     }
 }
