@@ -686,3 +686,53 @@ fn the_cli_registers_from_flags_and_lists_nodes_as_consul_does() {
         )
     );
 }
+
+/// `/v1/agent/service/:id` carries Consul's `ContentHash`; given it back with `?hash`, the read waits
+/// for the service to change (a check flip does not count), and returns at once with any other hash.
+#[test]
+fn a_service_read_blocks_on_its_content_hash() {
+    let dir = tmp("svc-hash");
+    let a = Agent::start("hash-a", "127.0.38.5", &dir, &[]);
+    let reg = |port: u16| {
+        let body = json!({"ID": "api-1", "Name": "api", "Port": port, "Check": {"TTL": "30s"}});
+        a.http_body("PUT", "/v1/agent/service/register", &body.to_string())
+    };
+    assert_eq!(reg(80), Some((200, String::new())));
+    let t = murmur::http::client::Target::parse(&a.http_addr()).unwrap();
+    let r = t.call("GET", "/v1/agent/service/api-1").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+    let hash = v["ContentHash"].as_str().unwrap().to_owned();
+    assert_eq!(hash.len(), 16);
+    assert_eq!(r.header("x-consul-contenthash"), Some(hash.as_str()));
+    let other = t
+        .call("GET", "/v1/agent/service/api-1?hash=0000&wait=30s")
+        .unwrap();
+    assert_eq!(other.header("x-consul-contenthash"), Some(hash.as_str()));
+
+    let blocked = {
+        let addr = a.http_addr();
+        let hash = hash.clone();
+        std::thread::spawn(move || {
+            let t = murmur::http::client::Target::parse(&addr).unwrap();
+            let r = t
+                .call(
+                    "GET",
+                    &format!("/v1/agent/service/api-1?hash={hash}&wait=30s"),
+                )
+                .unwrap();
+            serde_json::from_str::<serde_json::Value>(&r.text()).unwrap()
+        })
+    };
+    // A check flip changes the record, not the service: the read keeps waiting.
+    assert_eq!(
+        a.http("PUT", "/v1/agent/check/pass/service:api-1")
+            .map(|r| r.0),
+        Some(200)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!blocked.is_finished(), "woken by a check");
+    assert_eq!(reg(81), Some((200, String::new())));
+    let v = blocked.join().unwrap();
+    assert_eq!(v["Port"], 81);
+    assert_ne!(v["ContentHash"], hash.as_str());
+}

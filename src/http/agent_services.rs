@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
 
 use super::ApiState;
+use super::blocking::Blocking;
 use super::body::Body;
 use super::error::{ApiError, ApiResult, bad_request, server_error};
 use super::filter::{self, Filter};
@@ -78,13 +79,48 @@ pub(super) async fn services(State(s): State<ApiState>, Query(q): Params) -> Api
     Ok(axum::Json(filter::keep_values(&filter, map)?).into_response())
 }
 
-pub(super) async fn service(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult {
-    let d = s
-        .state
-        .services
-        .service(&id)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("unknown service ID: {id}")))?;
-    Ok(axum::Json(agent_service(&s, &d)).into_response())
+/// A hash of a service's JSON, as Consul's `ContentHash`: 16 hex digits that change with any field.
+fn content_hash(v: &Value) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, v.to_string().as_bytes());
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `GET /v1/agent/service/:id[?hash=&wait=]`: with `ContentHash` (and the `X-Consul-ContentHash`
+/// header); given the hash it has, the call blocks until the service changes or the wait runs out.
+pub(super) async fn service(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> ApiResult {
+    let wait = Blocking::from_query(&q)?;
+    let known = q.get("hash").filter(|h| !h.is_empty());
+    let deadline = wait.deadline();
+    let mut changes = s.state.services.generation.subscribe();
+    loop {
+        changes.mark_unchanged();
+        let d =
+            s.state.services.service(&id).ok_or_else(|| {
+                ApiError(StatusCode::NOT_FOUND, format!("unknown service ID: {id}"))
+            })?;
+        let mut v = agent_service(&s, &d);
+        let hash = content_hash(&v);
+        let now = tokio::time::Instant::now();
+        if known != Some(&hash) || now >= deadline {
+            v["ContentHash"] = Value::String(hash.clone());
+            let mut r = axum::Json(v).into_response();
+            if let Ok(h) = axum::http::HeaderValue::from_str(&hash) {
+                r.headers_mut().insert("X-Consul-ContentHash", h);
+            }
+            return Ok(r);
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return Err(server_error("agent shutting down")) },
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
 }
 
 pub(super) async fn register_service(State(s): State<ApiState>, Body(raw): Body) -> ApiResult {

@@ -83,7 +83,8 @@ impl Blocking {
         self.wait + Duration::from_millis(extra)
     }
 
-    fn deadline(&self) -> Instant {
+    /// When a wait that starts now ends (with the jitter).
+    pub fn deadline(&self) -> Instant {
         Instant::now() + self.wait_with_jitter()
     }
 
