@@ -483,8 +483,7 @@ impl<'a> Reader<'a> {
         };
         Ok(SocketAddr::new(ip, self.u16()?))
     }
-    /// The next delta; `prev` is the member named by the member-state delta just before (what a
-    /// [`D_RECORD_SHORT`] delta is about), updated for the next one.
+
     /// Checks that the rest is exactly `count` well-formed deltas; true when a record among them is
     /// in the short form.
     fn rest_of_deltas(&mut self, count: u32) -> Result<bool, DecodeError> {
@@ -499,6 +498,8 @@ impl<'a> Reader<'a> {
         Ok(short_records)
     }
 
+    /// The next delta; `prev` is the member named by the member-state delta just before (what a
+    /// [`D_RECORD_SHORT`] delta is about), updated for the next one.
     fn delta(&mut self, prev: &mut Option<&'a str>) -> Result<Delta<'a>, DecodeError> {
         let kind = self.u8()?;
         if kind == D_RECORD_SHORT {

@@ -784,6 +784,32 @@ fn a_node_peers_keep_outnumbering_catches_up_by_exchange() {
     assert_eq!(from_a(&mut w, t0 + s(40), 4), 0);
 }
 
+/// A node alone (a fresh agent, or one just restarted) catches up with members whose pings name it, but
+/// not on pings meant for whoever held its address before it: another cluster's member there must not
+/// draw it into that cluster.
+#[test]
+fn a_lone_node_catches_up_only_on_pings_that_name_it() {
+    let t0 = std::time::Instant::now();
+    let mut w = SyncOnly::new(&["a", "b", "x"], &quiet_config(), t0);
+    let (a, x) = (0, 2);
+    w.cores[1].join(t0, SyncOnly::addr(a));
+    w.pump(t0);
+    assert_eq!(w.cores[x].num_live(), 1);
+    let s = Duration::from_secs;
+    for at in [0, 10, 20, 40] {
+        w.cores[x].handle_packet(t0 + s(at), SyncOnly::addr(a), &ping_saying("old-x", 2));
+        assert_eq!(w.pump(t0 + s(at)), 0, "a ping for another name at {at} s");
+    }
+    assert_eq!(w.cores[x].stats().catch_up_syncs, 0);
+    assert_eq!(w.cores[x].num_live(), 1);
+    for at in [50, 60] {
+        w.cores[x].handle_packet(t0 + s(at), SyncOnly::addr(a), &ping_saying("x", 2));
+        w.pump(t0 + s(at));
+    }
+    assert_eq!(w.cores[x].stats().catch_up_syncs, 1);
+    assert_eq!(w.cores[x].num_live(), 3);
+}
+
 /// A ping to `target` carrying one forged delta.
 fn forged(target: &str, d: &Delta<'_>) -> Vec<u8> {
     let mut b = Vec::new();

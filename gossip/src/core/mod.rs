@@ -697,8 +697,11 @@ impl Core {
                 takes_patches,
                 news,
             } => {
-                self.compare_known(now, from, known);
                 if target == &*self.me {
+                    // Only a ping meant for us says anything about our cluster: one for whoever held
+                    // our address before us (another cluster's member) must not make us catch up with
+                    // it, least of all when we know no one else.
+                    self.compare_known(now, from, known);
                     let coord = want_coord && self.vivaldi.is_some();
                     // Records go only in authenticated answers, as everywhere else.
                     let repair = match news {
