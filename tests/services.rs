@@ -630,8 +630,29 @@ fn the_cli_registers_from_flags_and_lists_nodes_as_consul_does() {
         web["TaggedAddresses"],
         json!({"lan": {"Address": "10.0.0.1", "Port": 8080}})
     );
-    let out = a.cli(&["services", "register", "-name=web", "-id=web-2", "-port=81"]);
+    let out = a.cli(&[
+        "services",
+        "register",
+        "-name=web",
+        "-id=web-2",
+        "-port=81",
+        "-tagged-address=lan_ipv6=[::1]:8081",
+    ]);
     assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        a.get_json("/v1/agent/service/web-2")["TaggedAddresses"],
+        json!({"lan_ipv6": {"Address": "::1", "Port": 8081}})
+    );
+    let (code, _, err) = text(&a.cli(&[
+        "services",
+        "register",
+        "-name=v6",
+        "-tagged-address=wan=2001:db8::1",
+    ]));
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(1), "Invalid Tagged address: \"2001:db8::1\"\n")
+    );
     let (code, _, err) = text(&a.cli(&["services", "register", "-name=x", "-address=0.0.0.0"]));
     assert_eq!(code, Some(1));
     assert_eq!(

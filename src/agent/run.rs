@@ -183,7 +183,12 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         warn!("skipping a persisted registration that no longer reads: {problem}");
     }
     // The same path a reload takes, so start-up and reload cannot disagree.
-    services.replace_config(cfg.services.clone(), cfg.checks.clone(), Instant::now())?;
+    services.replace_config(
+        cfg.services.clone(),
+        cfg.checks.clone(),
+        cfg.scripts,
+        Instant::now(),
+    )?;
     for problem in services.load_maintenance(Instant::now()) {
         warn!("maintenance mode not restored: {problem}");
     }
@@ -615,10 +620,12 @@ fn member_tags(cfg: &Config, node_id: &str) -> Vec<(String, String)> {
 /// need a restart, as most of Consul's do. A bad file keeps the running definitions and says why.
 fn reload(flags: &flags::Parsed, services: &LocalServices) -> Result<(), String> {
     let applied = config::load(flags).and_then(|cfg| {
-        for id in services.set_script_policy(cfg.scripts) {
+        let removed =
+            services.replace_config(cfg.services, cfg.checks, cfg.scripts, Instant::now())?;
+        for id in removed {
             warn!("script check {id:?} removed: script checks are no longer enabled");
         }
-        services.replace_config(cfg.services, cfg.checks, Instant::now())
+        Ok(())
     });
     match &applied {
         Ok(()) => info!("Reload complete: service and check definitions applied"),

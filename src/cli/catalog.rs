@@ -93,14 +93,19 @@ fn definition_from_flags(p: &crate::util::flags::Parsed) -> Result<Value, String
     let mut tagged = serde_json::Map::new();
     for (k, v) in pairs("tagged-address")? {
         let addr = v.as_str().unwrap_or_default();
-        // Consul's ParseServiceAddr: host or host:port.
+        // Consul's ParseServiceAddr: host, host:port or [v6]:port; a bare IPv6 address has too many
+        // colons to tell its port.
+        let invalid = || format!("Invalid Tagged address: {addr:?}");
         let (host, port) = match addr.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(':') => (
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse::<u16>()
-                    .map_err(|_| format!("Invalid Tagged address: {addr:?}"))?,
-            ),
-            _ => (addr, 0),
+            None => (addr, 0),
+            Some((h, p)) => {
+                let host = match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                    Some(v6) => v6,
+                    None if h.contains(':') => return Err(invalid()),
+                    None => h,
+                };
+                (host, p.parse::<u16>().map_err(|_| invalid())?)
+            }
         };
         tagged.insert(k, serde_json::json!({"Address": host, "Port": port}));
     }

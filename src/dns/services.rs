@@ -147,7 +147,9 @@ impl ServiceCatalog for CatalogServices {
                 };
                 let health = health(&node, i);
                 let s = &i.service;
-                let address: Option<IpAddr> = s.address.parse().ok();
+                // An IPv6 literal may come in brackets ("[::1]"), as in a URL.
+                let bare = s.address.trim_start_matches('[').trim_end_matches(']');
+                let address: Option<IpAddr> = bare.parse().ok();
                 let host = match (&address, s.address.is_empty()) {
                     (Some(_), _) => None,
                     (None, false) => Some(s.address.clone()),

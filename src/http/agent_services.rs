@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
 
 use super::ApiState;
-use super::blocking::Blocking;
+use super::blocking::{Blocking, Held};
 use super::body::Body;
 use super::error::{ApiError, ApiResult, bad_request, server_error};
 use super::filter::{self, Filter};
@@ -116,6 +116,7 @@ pub(super) async fn service(
             }
             return Ok(r);
         }
+        let _held = Held::enter();
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return Err(server_error("agent shutting down")) },
             _ = tokio::time::sleep_until(deadline) => {}

@@ -135,6 +135,8 @@ pub struct ScriptPolicy {
 /// The agent's local services and checks.
 pub struct LocalServices {
     inner: Mutex<Inner>,
+    /// Serializes registrations and reloads ([`Self::admission`]).
+    admission: Mutex<()>,
     pub(super) dir: Option<PathBuf>,
     /// Wakes the TTL runner when a deadline may have moved.
     pub changed: Notify,
@@ -157,6 +159,7 @@ impl LocalServices {
     pub fn new(data_dir: Option<&Path>) -> Self {
         LocalServices {
             inner: Mutex::new(Inner::default()),
+            admission: Mutex::new(()),
             dir: data_dir.map(Path::to_path_buf),
             changed: Notify::new(),
             generation: watch::Sender::new(0),
@@ -171,6 +174,12 @@ impl LocalServices {
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Held from a registration's check to its last write, so two registrations (or one and a
+    /// reload) cannot each pass against the same registry and together exceed what it admits.
+    fn admission(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn persist(
@@ -195,13 +204,13 @@ impl LocalServices {
         }
     }
 
-    /// Refuses check `def` from `source` unless script checks may come from there, and its service,
-    /// if it names one, is among `services`.
+    /// Refuses check `def` from `source` unless script checks may come from there under policy `p`,
+    /// and its service, if it names one, is among `services`.
     fn admit_check(
-        &self,
         def: &CheckDef,
         source: Source,
         services: &[ServiceDef],
+        p: ScriptPolicy,
     ) -> Result<(), RegistryError> {
         if let Some(sid) = &def.service_id
             && !services.iter().any(|s| &s.id == sid)
@@ -209,7 +218,6 @@ impl LocalServices {
             return Err(RegistryError::NoService(sid.clone()));
         }
         if matches!(def.kind, CheckKind::Script(_)) {
-            let p = self.lock().scripts;
             match source {
                 _ if p.any => {}
                 Source::Config if p.local => {}
@@ -262,8 +270,9 @@ impl LocalServices {
         checks: &[CheckDef],
         source: Source,
     ) -> Result<(), RegistryError> {
+        let p = self.lock().scripts;
         for c in checks {
-            self.admit_check(c, source, services)?;
+            Self::admit_check(c, source, services, p)?;
         }
         let mut lean = NodeRecord::from_local(services, states);
         lean.checks.iter_mut().for_each(|c| c.output.clear());
@@ -282,6 +291,7 @@ impl LocalServices {
         source: Source,
         now: Instant,
     ) -> Result<(), RegistryError> {
+        let _one_at_a_time = self.admission();
         let (services, states) = self.after(std::slice::from_ref(&def), &checks, false, now);
         self.admit(&services, &states, &checks, source)?;
         self.put_service(def, source)?;
@@ -333,6 +343,7 @@ impl LocalServices {
         source: Source,
         now: Instant,
     ) -> Result<(), RegistryError> {
+        let _one_at_a_time = self.admission();
         let (services, states) = self.after(&[], std::slice::from_ref(&def), false, now);
         self.admit(&services, &states, std::slice::from_ref(&def), source)?;
         self.put_check(def, source, now)
@@ -368,20 +379,25 @@ impl LocalServices {
 
     /// Makes the config-file definitions exactly `services` and `checks` (a reload): those gone from the
     /// files are removed, new and changed ones registered; API registrations are left alone. A check
-    /// whose definition did not change keeps its status and deadline. Checked whole before anything
-    /// changes: a refusal leaves the running definitions as they were.
+    /// whose definition did not change keeps its status and deadline. `scripts` is the script-check
+    /// policy the files set; script checks it no longer allows are removed (their IDs returned).
+    /// Checked whole before anything changes: a refusal leaves the running definitions, and the
+    /// policy, as they were.
     pub fn replace_config(
         &self,
         services: Vec<ServiceDef>,
         checks: Vec<CheckDef>,
+        scripts: ScriptPolicy,
         now: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<String>, String> {
+        let _one_at_a_time = self.admission();
         let (all_services, states) = self.after(&services, &checks, true, now);
         for c in &checks {
-            self.admit_check(c, Source::Config, &all_services)
+            Self::admit_check(c, Source::Config, &all_services, scripts)
                 .map_err(|e| format!("check {:?}: {e}", c.id))?;
         }
         self.admit(&all_services, &states, &[], Source::Config)?;
+        let removed = self.set_script_policy(scripts);
         let (old_services, old_checks): (Vec<String>, Vec<CheckDef>) = {
             let inner = self.lock();
             (
@@ -420,7 +436,7 @@ impl LocalServices {
             self.put_check(c, Source::Config, now)
                 .map_err(|e| format!("check {id:?}: {e}"))?;
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// A TTL check's report: new status and output, and a fresh deadline.
@@ -757,14 +773,15 @@ mod tests {
         let t0 = Instant::now();
         let defs = |v: serde_json::Value| definitions::from_config("services", &v).unwrap();
         let (s, c) = defs(json!([{"name": "web", "check": {"ttl": "10s"}}, {"name": "old"}]));
-        l.replace_config(s, c, t0).unwrap();
+        l.replace_config(s, c, ScriptPolicy::default(), t0).unwrap();
         let (api, _) = definitions::service(&json!({"name": "api"})).unwrap();
         l.add_service(api, Vec::new(), Source::Api, t0).unwrap();
         l.report("service:web", Status::Passing, "up", t0).unwrap();
 
         let (s, c) =
             defs(json!([{"name": "web", "port": 81, "check": {"ttl": "10s"}}, {"name": "new"}]));
-        l.replace_config(s, c, t0 + Duration::from_secs(1)).unwrap();
+        l.replace_config(s, c, ScriptPolicy::default(), t0 + Duration::from_secs(1))
+            .unwrap();
         let ids: Vec<String> = l.services().into_iter().map(|s| s.id).collect();
         assert_eq!(ids, ["api", "new", "web"]);
         assert_eq!(l.service("web").unwrap().port, 81, "changed in place");
@@ -792,16 +809,44 @@ mod tests {
         assert!(l.services().is_empty() && l.checks().is_empty());
 
         let (s, c) = definitions::from_config("services", &json!([{"name": "web"}])).unwrap();
-        l.replace_config(s, c, t0).unwrap();
+        l.replace_config(s, c, ScriptPolicy::default(), t0).unwrap();
         let (s, c) = definitions::from_config(
             "services",
             &json!([script("scr"), {"name": "extra", "check": {"ttl": "5s"}}]),
         )
         .unwrap();
-        let e = l.replace_config(s, c, t0).unwrap_err();
+        let e = l
+            .replace_config(s, c, ScriptPolicy::default(), t0)
+            .unwrap_err();
         assert!(e.contains("Scripts are disabled"), "{e}");
         let ids: Vec<String> = l.services().into_iter().map(|s| s.id).collect();
         assert_eq!(ids, ["web"], "the running definitions stay");
+        assert!(l.checks().is_empty());
+
+        // Nor does a refused reload change which script checks may run, or remove any.
+        let local = ScriptPolicy {
+            any: false,
+            local: true,
+        };
+        let (s, c) = definitions::from_config("services", &json!([script("scr")])).unwrap();
+        assert_eq!(l.replace_config(s, c, local, t0), Ok(vec![]));
+        assert_eq!(l.checks().len(), 2);
+        let (s, mut c) = definitions::from_config("services", &json!([{"name": "web"}])).unwrap();
+        c.push(
+            definitions::check(&json!({"name": "o", "ttl": "5s", "service_id": "gone"})).unwrap(),
+        );
+        let e = l
+            .replace_config(s, c, ScriptPolicy::default(), t0)
+            .unwrap_err();
+        assert!(e.contains("\"gone\" does not exist"), "{e}");
+        assert_eq!(l.lock().scripts, local);
+        assert_eq!(l.checks().len(), 2, "the script check stays");
+        let (s, _) = definitions::from_config("services", &json!([{"name": "web"}])).unwrap();
+        assert_eq!(
+            l.replace_config(s, Vec::new(), ScriptPolicy::default(), t0),
+            Ok(vec!["service:scr:2".to_string()]),
+            "an accepted reload applies the policy"
+        );
         assert!(l.checks().is_empty());
 
         // Tags of 200 KB a service: the fifth would not fit a record.
