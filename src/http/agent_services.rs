@@ -13,10 +13,11 @@ use super::blocking::{Blocking, Held};
 use super::body::Body;
 use super::error::{ApiError, ApiResult, bad_request, server_error};
 use super::filter::{self, Filter};
-use super::params::{Params, go_bool, json_body};
+use super::params::{Params, json_body};
 use crate::state::definitions::{self, ServiceDef, Status};
 use crate::state::local_services::{CheckState, RegistryError, Source, TtlError};
 use crate::state::maintenance::MaintenanceError;
+use crate::util::flags::parse_go_bool;
 
 fn agent_service(s: &ApiState, d: &ServiceDef) -> Value {
     json!({
@@ -240,7 +241,7 @@ fn enable_param(q: &std::collections::HashMap<String, String>) -> Result<bool, A
     match q.get("enable").map(String::as_str) {
         None | Some("") => Err(bad_request("Missing value for enable")),
         Some(v) => {
-            go_bool(v).ok_or_else(|| bad_request(format!("Invalid value for enable: {v:?}")))
+            parse_go_bool(v).ok_or_else(|| bad_request(format!("Invalid value for enable: {v:?}")))
         }
     }
 }

@@ -7,18 +7,10 @@ use axum::extract::Query;
 use super::ApiState;
 use super::error::{ApiError, bad_request, server_error};
 use crate::state::replicated::Consistency;
+use crate::util::flags::parse_go_bool;
 
 /// The query string as a map.
 pub type Params = Query<HashMap<String, String>>;
-
-/// A boolean as Go's `strconv.ParseBool` reads it.
-pub fn go_bool(v: &str) -> Option<bool> {
-    match v {
-        "true" | "1" | "t" | "T" | "TRUE" | "True" => Some(true),
-        "false" | "0" | "f" | "F" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
 
 /// A boolean query parameter as Consul's `getBoolQueryParam` reads it: absent is false, empty is
 /// true, else Go's booleans; `None` for anything else.
@@ -26,7 +18,7 @@ pub fn bool_param(q: &HashMap<String, String>, k: &str) -> Option<bool> {
     match q.get(k).map(String::as_str) {
         None => Some(false),
         Some("") => Some(true),
-        Some(v) => go_bool(v),
+        Some(v) => parse_go_bool(v),
     }
 }
 

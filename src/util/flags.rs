@@ -1,5 +1,14 @@
 //! Go-style command-line flags as Consul spells them: `-flag`, `--flag`, `-flag=value`, `-flag value`.
 
+/// A boolean as Go's `strconv.ParseBool` reads it (flags, query parameters, filter values).
+pub fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// How a flag takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arity {
@@ -85,10 +94,9 @@ pub fn parse(args: &[String], spec: &[Flag]) -> Result<Parsed, String> {
         };
         let value = match (f.arity, inline) {
             (Arity::Bool, None) => "true".to_string(),
-            (Arity::Bool, Some(v)) => match v.as_str() {
-                "1" | "t" | "T" | "true" | "TRUE" | "True" => "true".into(),
-                "0" | "f" | "F" | "false" | "FALSE" | "False" => "false".into(),
-                _ => return Err(format!("invalid boolean value {v:?} for -{name}")),
+            (Arity::Bool, Some(v)) => match parse_go_bool(&v) {
+                Some(b) => b.to_string(),
+                None => return Err(format!("invalid boolean value {v:?} for -{name}")),
             },
             (_, Some(v)) => v,
             (_, None) => {

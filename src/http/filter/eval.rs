@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::parse::{Expr, Op};
 use super::{FilterError, go_quote};
+use crate::util::flags::parse_go_bool;
 
 /// Regexes compiled once per request, in the order their `matches` appear.
 pub type Compiled = Vec<(Vec<u8>, Regex)>;
@@ -208,7 +209,7 @@ impl Match<'_> {
             Value::String(s) => s.as_bytes() == raw,
             Value::Null => raw.is_empty(),
             Value::Bool(b) => {
-                *b == text.and_then(parse_bool).ok_or_else(|| {
+                *b == text.and_then(parse_go_bool).ok_or_else(|| {
                     coerce(format!(
                         "strconv.ParseBool: parsing {}: invalid syntax",
                         go_quote(raw)
@@ -276,15 +277,6 @@ fn compiled<'a>(re: &'a mut Compiled, pattern: &[u8]) -> Result<&'a Regex, Filte
         }
     };
     Ok(&re[at].1)
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// Why Go's `strconv.ParseInt` refuses a value.
