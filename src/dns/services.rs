@@ -10,6 +10,7 @@ use crate::state::definitions::Status;
 use crate::state::external::ExternalNode;
 use crate::state::node_record::{NodeRecord, consul_service_record};
 use crate::state::{MemberStatus, MemberTable};
+use crate::util::addr::bare_host;
 
 /// Health of an instance as DNS filters it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,8 +149,7 @@ impl ServiceCatalog for CatalogServices {
                 let health = health(&node, i);
                 let s = &i.service;
                 // An IPv6 literal may come in brackets ("[::1]"), as in a URL.
-                let bare = s.address.trim_start_matches('[').trim_end_matches(']');
-                let address: Option<IpAddr> = bare.parse().ok();
+                let address: Option<IpAddr> = bare_host(&s.address).parse().ok();
                 let host = match (&address, s.address.is_empty()) {
                     (Some(_), _) => None,
                     (None, false) => Some(s.address.clone()),

@@ -1,6 +1,11 @@
-//! Join addresses as operators write them: `host`, `host:port`, `ip`, `[v6]:port`.
+//! Addresses as operators write them: `host`, `host:port`, `ip`, `[v6]:port` (joins, checks, services).
 
 use std::net::SocketAddr;
+
+/// `host` without the brackets of an IPv6 literal (`[::1]` -> `::1`).
+pub fn bare_host(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
 
 /// Resolves `addr`; an address without a port gets `default_port` (the gossip port).
 pub async fn resolve(addr: &str, default_port: u16) -> Result<SocketAddr, String> {

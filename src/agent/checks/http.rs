@@ -14,6 +14,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::{Outcome, Tail};
 use crate::state::definitions::{HttpProbe, Status};
+use crate::util::addr::bare_host;
 
 /// Consul's User-Agent for checks.
 const USER_AGENT: &str = "Consul Health Check";
@@ -139,7 +140,7 @@ async fn once(
     };
     let host = url.host().ok_or("no Host in request URL")?.to_owned();
     let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = TcpStream::connect((super::bare_host(&host), port))
+    let tcp = TcpStream::connect((bare_host(&host), port))
         .await
         .map_err(|e| format!("dial tcp {host}:{port}: connect: {}", super::go_errno(&e)))?;
     if https {

@@ -23,6 +23,7 @@ use crate::state::catalog::Catalog;
 use crate::state::definitions::{CheckDef, CheckKind, Status};
 use crate::state::local_services::{LocalServices, MAX_OUTPUT};
 use crate::state::members::MemberTable;
+use crate::util::addr::bare_host;
 use crate::util::duration::go_string;
 
 /// What an alias check reads besides this agent's registry.
@@ -141,11 +142,6 @@ pub fn go_errno(e: &std::io::Error) -> String {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
     }
-}
-
-/// `host` without the brackets of an IPv6 literal (`[::1]` -> `::1`).
-pub fn bare_host(host: &str) -> &str {
-    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// TLS over a check's connection to `host`, verified against the system's roots unless `skip_verify`,
