@@ -64,9 +64,7 @@ async fn publish(gossip: &GossipHandle, record: &NodeRecord) -> Result<(), Stop>
     let mut bytes = record.encode();
     if bytes.len() > murmur_gossip::wire::MAX_RECORD {
         // Thousands of checks with long outputs: publish the statuses without the outputs.
-        let mut lean = record.clone();
-        lean.checks.iter_mut().for_each(|c| c.output.clear());
-        bytes = lean.encode();
+        bytes = record.clone().without_outputs().encode();
         tracing::warn!(
             "check outputs left out of the published record: with them it exceeds {} bytes",
             murmur_gossip::wire::MAX_RECORD

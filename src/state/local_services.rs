@@ -261,8 +261,7 @@ impl LocalServices {
     }
 
     /// Refuses a change before any of it is made: each of its `checks` must be admitted (with
-    /// `services`, the services once it is made), and the record this agent publishes must still
-    /// fit, outputs left out as the publisher leaves them out when they do not.
+    /// `services`, the services once it is made), and the registry must still [`Self::fit`].
     fn admit(
         &self,
         services: &[ServiceDef],
@@ -274,9 +273,16 @@ impl LocalServices {
         for c in checks {
             Self::admit_check(c, source, services, p)?;
         }
-        let mut lean = NodeRecord::from_local(services, states);
-        lean.checks.iter_mut().for_each(|c| c.output.clear());
-        let len = lean.encode().len();
+        Self::fit(services, states)
+    }
+
+    /// Refuses a registry of `services` and `states` whose record would not fit a gossip record,
+    /// outputs left out as the publisher leaves them out when they do not.
+    fn fit(services: &[ServiceDef], states: &[CheckState]) -> Result<(), RegistryError> {
+        let len = NodeRecord::from_local(services, states)
+            .without_outputs()
+            .encode()
+            .len();
         if len > RECORD_ROOM {
             return Err(RegistryError::TooLarge(len));
         }
@@ -396,7 +402,7 @@ impl LocalServices {
             Self::admit_check(c, Source::Config, &all_services, scripts)
                 .map_err(|e| format!("check {:?}: {e}", c.id))?;
         }
-        self.admit(&all_services, &states, &[], Source::Config)?;
+        Self::fit(&all_services, &states)?;
         let removed = self.set_script_policy(scripts);
         let (old_services, old_checks): (Vec<String>, Vec<CheckDef>) = {
             let inner = self.lock();

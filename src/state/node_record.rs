@@ -146,6 +146,13 @@ impl NodeRecord {
         }
     }
 
+    /// The record with every check's output left out: what is published when the whole one would
+    /// exceed a gossip record.
+    pub fn without_outputs(mut self) -> Self {
+        self.checks.iter_mut().for_each(|c| c.output.clear());
+        self
+    }
+
     /// The bytes published.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![FORMAT];
