@@ -11,6 +11,10 @@
 # two query sets: the service mix, and node lookups alone (the figure service lookups are held to), so
 # that both comparisons come from one sitting on the same load. Five alternating rounds; the table shows
 # each round, then the medians, spreads and the ratios.
+# murmur answers as Consul does by default (enable_additional_node_meta_txt): every node A answer and every
+# SRV answer also carries the node's meta as TXT records in the additional section, which NSD's zone has no
+# counterpart for. A second agent in the same cluster runs with that option off and answers exactly what
+# NSD answers: that row is the like-for-like one.
 # Usage: perf/dns-bench.sh [seconds per run, default 20]   (MURMUR_BIN=path benches another build;
 # FLIPS=F has F members a second flip a check, so murmur's answers about their services change)
 set -euo pipefail
@@ -33,30 +37,35 @@ trap cleanup EXIT
 # 1. murmur agent + 5000 gossiping members.
 taskset -c 0 "$murmur_bin" agent -server -node agent -bind 127.0.20.1 -client 127.0.20.1 \
   -data-dir "$work/data" -log-level warn > "$work/agent.log" 2>&1 &
+echo 'dns_config { enable_additional_node_meta_txt = false }' > "$work/lean.hcl"
+taskset -c 0 "$murmur_bin" agent -node agent-lean -bind 127.0.20.3 -client 127.0.20.3 -join 127.0.20.1 \
+  -data-dir "$work/data-lean" -config-file "$work/lean.hcl" -log-level warn > "$work/agent-lean.log" 2>&1 &
 sleep 1
 taskset -c 1 ./target/release/loadgen --nodes $n --scenario announce --join 127.0.20.1:8301 \
   --duration 3600 --port 17990 --flip-rate "$flips" > "$work/loadgen.log" 2>&1 &
-for _ in $(seq 1 300); do
-  c=$(curl -s http://127.0.20.1:8500/v1/agent/members | grep -o '"Status":1' | wc -l || true)
-  [ "$c" -ge $((n + 1)) ] && break
-  sleep 1
-done
-echo "agent knows $c alive members"
-if [ "$c" -lt $((n + 1)) ]; then
-  echo "aborting: the agent knows $c alive members, not $((n + 1)); see $work/agent.log and $work/loadgen.log" >&2
-  exit 1
-fi
 names=$((3 * ((n + 2) / 3)))
-for _ in $(seq 1 60); do
-  s=$(curl -s http://127.0.20.1:8500/v1/catalog/services | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
-  [ "$s" -ge "$names" ] && break
-  sleep 1
+for agent in 127.0.20.1 127.0.20.3; do
+  for _ in $(seq 1 300); do
+    c=$(curl -s http://$agent:8500/v1/agent/members | grep -o '"Status":1' | wc -l || true)
+    [ "$c" -ge $((n + 2)) ] && break
+    sleep 1
+  done
+  echo "agent $agent knows $c alive members"
+  if [ "$c" -lt $((n + 2)) ]; then
+    echo "aborting: agent $agent knows $c alive members, not $((n + 2)); see $work/agent*.log and $work/loadgen.log" >&2
+    exit 1
+  fi
+  for _ in $(seq 1 60); do
+    s=$(curl -s http://$agent:8500/v1/catalog/services | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+    [ "$s" -ge "$names" ] && break
+    sleep 1
+  done
+  echo "agent $agent's catalog holds $s service names"
+  if [ "$s" -lt "$names" ]; then
+    echo "aborting: agent $agent's catalog holds $s service names, not $names" >&2
+    exit 1
+  fi
 done
-echo "agent's catalog holds $s service names"
-if [ "$s" -lt "$names" ]; then
-  echo "aborting: the agent's catalog holds $s service names, not $names" >&2
-  exit 1
-fi
 
 # 2. Queries: 60% node A, 20% SRV and 10% A of a catalog service (three instances each), 10% SRV of the
 # consul service; and node A alone.
@@ -150,20 +159,20 @@ check_rcodes() { # name dnsperf-output
     exit 1
   fi
 }
-# murmur's DNS counters: "queries cache_hits".
-dns_counts() {
-  curl -s http://127.0.20.1:8500/v1/agent/self |
+# A murmur agent's DNS counters: "queries cache_hits".
+dns_counts() { # agent-address
+  curl -s "http://$1:8500/v1/agent/self" |
     python3 -c 'import json,sys; d=json.load(sys.stdin)["Stats"]["dns"]; print(d["queries"], d["cache_hits"])'
 }
 bench() { # name process-pattern server query-file; prints a table row and leaves the rate in $per
   local name=$1 pid=$2 server=$3 queries=$4
   local t0 t1 out q qps lat cpu q0 h0 q1 h1 hits=-
-  [ "$server" = 127.0.20.1 ] && read -r q0 h0 < <(dns_counts)
+  [ "$server" != 127.0.20.2 ] && read -r q0 h0 < <(dns_counts "$server")
   t0=$(cpu_ticks "$pid")
   out=$(taskset -c 1 dnsperf -s "$server" -p 8600 -d "$queries" -l "$secs" -c 8 -e -q 200 2>&1)
   t1=$(cpu_ticks "$pid")
-  if [ "$server" = 127.0.20.1 ]; then
-    read -r q1 h1 < <(dns_counts)
+  if [ "$server" != 127.0.20.2 ]; then
+    read -r q1 h1 < <(dns_counts "$server")
     hits="$(echo "scale=1; 100 * ($h1 - $h0) / ($q1 - $q0)" | bc)%"
   fi
   check_rcodes "$name" "$out"
@@ -182,14 +191,17 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1
   echo "### DNS: murmur vs NSD, $(date -u +%F), $(nproc) cores, $n members and $names services, $flips check flips/s (FLIPS=$flips perf/dns-bench.sh $secs, $murmur_bin)"
   echo
   echo "Queries: the service mix (60% node A, 20% service SRV, 10% service A, three instances per service,"
-  echo "10% consul SRV), and node A alone."
+  echo "10% consul SRV), and node A alone. \"murmur\" answers as Consul does by default, with node meta TXT"
+  echo "records in the additional section; \"murmur without meta TXT\" (enable_additional_node_meta_txt = false,"
+  echo "a second agent of the same cluster) answers the same records as NSD."
   echo
   echo "| server, queries | QPS (dnsperf-bound) | server CPU s | queries per server CPU-second | answered from the cache | latency avg (min max) |"
   echo "| --- | --- | --- | --- | --- | --- |"
   # Alternate servers and query sets within each round, so drift on the machine hits all four alike.
-  m_rates=() n_rates=() m_node=() n_node=()
+  m_rates=() n_rates=() m_node=() n_node=() l_rates=() l_node=()
   nsd_name="NSD $(nsd -v 2>&1 | awk 'NR == 1 {print $3}')"
   murmur_pat="agent -server -node agent -bind 127.0.20.1"
+  lean_pat="agent -node agent-lean -bind 127.0.20.3"
   nsd_pat="nsd -d -c $work/nsd/nsd.conf"
   for round in $(seq 1 $rounds); do
     bench "murmur, mix (round $round)" "$murmur_pat" 127.0.20.1 "$work/queries"
@@ -200,6 +212,10 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1
     m_node+=("$per")
     bench "$nsd_name, nodes (round $round)" "$nsd_pat" 127.0.20.2 "$work/queries-node"
     n_node+=("$per")
+    bench "murmur without meta TXT, mix (round $round)" "$lean_pat" 127.0.20.3 "$work/queries"
+    l_rates+=("$per")
+    bench "murmur without meta TXT, nodes (round $round)" "$lean_pat" 127.0.20.3 "$work/queries-node"
+    l_node+=("$per")
   done
   ratio() { echo "scale=2; $(median "${@:2:$1}") / $(median "${@:$(($1 + 2))}")" | bc; }
   echo
@@ -207,10 +223,15 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1
   echo "$nsd_name, mix: $(stats "${n_rates[@]}") queries per server CPU-second"
   echo "murmur, nodes: $(stats "${m_node[@]}") queries per server CPU-second"
   echo "$nsd_name, nodes: $(stats "${n_node[@]}") queries per server CPU-second"
+  echo "murmur without meta TXT, mix: $(stats "${l_rates[@]}") queries per server CPU-second"
+  echo "murmur without meta TXT, nodes: $(stats "${l_node[@]}") queries per server CPU-second"
   echo "ratio of medians, mix, murmur/NSD: $(ratio $rounds "${m_rates[@]}" "${n_rates[@]}")"
   echo "ratio of medians, nodes, murmur/NSD: $(ratio $rounds "${m_node[@]}" "${n_node[@]}")"
   echo "ratio of medians, murmur, mix/nodes: $(ratio $rounds "${m_rates[@]}" "${m_node[@]}")"
   echo "ratio of medians, NSD, mix/nodes: $(ratio $rounds "${n_rates[@]}" "${n_node[@]}")"
+  echo "ratio of medians, mix, murmur without meta TXT/NSD: $(ratio $rounds "${l_rates[@]}" "${n_rates[@]}")"
+  echo "ratio of medians, nodes, murmur without meta TXT/NSD: $(ratio $rounds "${l_node[@]}" "${n_node[@]}")"
+  echo "ratio of medians, murmur without meta TXT, mix/nodes: $(ratio $rounds "${l_rates[@]}" "${l_node[@]}")"
   echo
   for target in "murmur 127.0.20.1" "NSD 127.0.20.2"; do
     set -- $target

@@ -82,10 +82,12 @@ fn truncated_udp_answer_falls_back_to_tcp() {
         &dir,
         &["-config-file", cfg.to_str().unwrap()],
     );
-    // Without EDNS a UDP answer carries at most 3 records: TC is set, dig retries over TCP and gets all 5.
+    // Without EDNS a UDP answer carries at most 3 records: TC is set, dig retries over TCP and gets all 6
+    // (the five keys and the agent's network segment).
     let out = dig("127.0.7.1", &["+noedns", "TXT", "meta-node.node.consul"]);
     assert!(out.contains("Truncated, retrying in TCP mode"), "{out}");
-    assert!(out.contains("ANSWER: 5"), "{out}");
+    assert!(out.contains("ANSWER: 6"), "{out}");
+    assert!(out.contains("\"consul-network-segment=\""), "{out}");
     let out = dig(
         "127.0.7.1",
         &[

@@ -350,16 +350,15 @@ impl Answerer<'_> {
             }
             _ => {}
         }
-        let txt = meta_txt(n.meta());
         match t {
             RecordType::TXT | RecordType::ANY => {
-                for r in txt {
-                    resp.add_answer(Record::from_rdata(owner.clone(), ttl, RData::TXT(r)));
+                for r in meta_txt(&owner, &n.meta(), ttl) {
+                    resp.add_answer(r);
                 }
             }
             RecordType::A | RecordType::AAAA if self.cfg.additional_node_meta_txt => {
-                for r in txt {
-                    resp.add_additional(Record::from_rdata(owner.clone(), ttl, RData::TXT(r)));
+                for r in meta_txt(&owner, &n.meta(), ttl) {
+                    resp.add_additional(r);
                 }
             }
             _ => {}
@@ -427,6 +426,8 @@ impl Answerer<'_> {
                 }
             }
             RecordType::SRV => {
+                // Instances on one node share a target: its records go in once.
+                let mut targets: Vec<Name> = Vec::new();
                 for i in &inst {
                     let ip = i.ip();
                     let target = match (i.address, ip, &i.host) {
@@ -448,8 +449,25 @@ impl Answerer<'_> {
                     };
                     let srv = SRV::new(1, weight, i.port, target.clone());
                     resp.add_answer(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)));
+                    if targets.contains(&target) {
+                        continue;
+                    }
+                    targets.push(target.clone());
                     if let Some(ip) = ip {
                         resp.add_additional(addr_record(target, ip, ttl));
+                    }
+                    if self.cfg.additional_node_meta_txt {
+                        // Consul names the node's meta by the node, even when the target is the
+                        // service's own IP; for a service that is a host name, by the question.
+                        let meta_owner = match i.own_host {
+                            true => Some(owner.clone()),
+                            false => self.node_fqdn(i.node.name()),
+                        };
+                        if let Some(o) = meta_owner {
+                            for r in meta_txt(&o, &i.node.meta(), ttl) {
+                                resp.add_additional(r);
+                            }
+                        }
                     }
                 }
             }
@@ -530,10 +548,45 @@ fn addr_record(owner: Name, ip: IpAddr, ttl: u32) -> Record {
     Record::from_rdata(owner, ttl, rdata)
 }
 
-fn meta_txt(meta: &std::collections::BTreeMap<String, String>) -> Vec<TXT> {
-    meta.iter()
-        .map(|(k, v)| TXT::new(vec![format!("{k}={v}")]))
-        .collect()
+/// Node metadata as TXT records under `owner`: `key=value` quoted as RFC 1464 says, or the bare value
+/// for a key that starts with `rfc1035-` (Consul's way to publish any TXT string).
+fn meta_txt<'a>(
+    owner: &'a Name,
+    meta: &'a std::collections::BTreeMap<String, String>,
+    ttl: u32,
+) -> impl Iterator<Item = Record> + 'a {
+    meta.iter().map(move |(k, v)| {
+        let text = if k.to_ascii_lowercase().starts_with("rfc1035-") {
+            v.clone()
+        } else {
+            rfc1464(k, v)
+        };
+        Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::new(vec![text])))
+    })
+}
+
+/// `key=value` with the key's backquotes, equals signs and leading and trailing spaces quoted by a
+/// backquote, and the value's backquotes doubled (RFC 1464 section 2, as Consul encodes them).
+fn rfc1464(key: &str, value: &str) -> String {
+    let inner = key.trim_matches(' ');
+    let lead = key.len() - key.trim_start_matches(' ').len();
+    let trail = if inner.is_empty() {
+        0
+    } else {
+        key.len() - key.trim_end_matches(' ').len()
+    };
+    let mut out = "` ".repeat(lead);
+    for c in inner.chars() {
+        match c {
+            '`' => out.push_str("``"),
+            '=' => out.push_str("`="),
+            c => out.push(c),
+        }
+    }
+    out.push_str(&"` ".repeat(trail));
+    out.push('=');
+    out.push_str(&value.replace('`', "``"));
+    out
 }
 
 fn hex_ip(ip: IpAddr) -> String {
@@ -558,6 +611,7 @@ pub fn formerr(raw: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::dns::services::CatalogServices;
+    use crate::state::node_record::{NodeRecord, ServiceRecord};
     use murmur_gossip::{Event, Member, State, tags};
     use std::sync::Arc;
 
@@ -635,7 +689,11 @@ mod tests {
             Some("127.0.0.11".parse().unwrap())
         );
         assert_eq!(m.answers[0].ttl, 0);
-        assert_eq!(m.additionals.len(), 1, "node meta TXT in additional");
+        assert_eq!(
+            texts(&m.additionals, "agent-two.node.consul."),
+            ["consul-network-segment=", "rack=r1"],
+            "node meta TXT in additional, with the agent's segment"
+        );
 
         let m = ask(
             &t,
@@ -698,7 +756,10 @@ mod tests {
             false,
             Transport::Udp,
         );
-        assert_eq!(m.answers.len(), 1);
+        assert_eq!(
+            texts(&m.answers, "agent-two.node.consul."),
+            ["consul-network-segment=", "rack=r1"]
+        );
         let m = ask(
             &t,
             &cfg,
@@ -708,6 +769,103 @@ mod tests {
             Transport::Udp,
         );
         assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    }
+
+    /// The TXT strings under `owner`, in order.
+    fn texts(records: &[Record], owner: &str) -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| r.name.to_ascii() == owner)
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(t.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `web` twice on agent-two (two ports), and on agent-one at its own IP.
+    fn web_answer(cfg: &DnsConfig) -> Message {
+        let t = table();
+        let catalog = Arc::new(crate::state::catalog::Catalog::new());
+        let web = |id: &str, port: u16, address: &str| ServiceRecord {
+            address: address.to_owned(),
+            ..ServiceRecord::plain(id, "web", &[], port)
+        };
+        let record = |services| NodeRecord {
+            services,
+            checks: Vec::new(),
+        };
+        catalog.apply_record(
+            &Arc::from("agent-two"),
+            1,
+            &record(vec![web("web-a", 80, ""), web("web-b", 81, "")]).encode(),
+        );
+        catalog.apply_record(
+            &Arc::from("agent-one"),
+            1,
+            &record(vec![web("web", 80, "127.0.0.99")]).encode(),
+        );
+        let services = CatalogServices::new(t.clone(), catalog);
+        let a = Answerer {
+            cfg,
+            table: &t,
+            services: &services,
+        };
+        let mut req = Message::query();
+        req.add_query(Query::query(
+            Name::from_ascii("web.service.consul.").unwrap(),
+            RecordType::SRV,
+        ));
+        let Some(Reply::Bytes(b, _)) = a.respond(&req, Transport::Tcp, &mut Rng::new(1)) else {
+            panic!("forwarded or dropped")
+        };
+        Message::from_vec(&b).unwrap()
+    }
+
+    #[test]
+    fn srv_additionals_carry_each_target_once_with_its_nodes_meta() {
+        let m = web_answer(&DnsConfig::default());
+        assert_eq!(m.answers.len(), 3);
+        let addrs: Vec<String> = m
+            .additionals
+            .iter()
+            .filter(|r| r.record_type() == RecordType::A)
+            .map(|r| r.name.to_ascii())
+            .collect();
+        assert_eq!(addrs.len(), 2, "one A per target: {addrs:?}");
+        assert!(addrs.contains(&"agent-two.node.dc1.consul.".to_string()));
+        assert!(addrs.contains(&"7f000063.addr.dc1.consul.".to_string()));
+        let meta = ["consul-network-segment=", "rack=r1"];
+        assert_eq!(texts(&m.additionals, "agent-two.node.dc1.consul."), meta);
+        // Consul names the meta by the node even when the target is the service's own address.
+        assert_eq!(texts(&m.additionals, "agent-one.node.dc1.consul."), meta);
+        assert!(texts(&m.additionals, "7f000063.addr.dc1.consul.").is_empty());
+
+        let off = DnsConfig {
+            additional_node_meta_txt: false,
+            ..DnsConfig::default()
+        };
+        let m = web_answer(&off);
+        assert_eq!(m.answers.len(), 3);
+        assert_eq!(
+            m.additionals.len(),
+            2,
+            "addresses only: {:?}",
+            m.additionals
+        );
+    }
+
+    #[test]
+    fn meta_keys_are_quoted_as_rfc_1464_says() {
+        assert_eq!(rfc1464("rack", "r1"), "rack=r1");
+        assert_eq!(rfc1464("a=b", "c=d"), "a`=b=c=d");
+        assert_eq!(rfc1464("q`k", "v`w"), "q``k=v``w");
+        assert_eq!(rfc1464("  k ", "v"), "` ` k` =v");
+        assert_eq!(rfc1464("", "v"), "=v");
+        let owner = Name::from_ascii("n.node.dc1.consul.").unwrap();
+        let meta = [("rfc1035-x".to_string(), "v=1 spf".to_string())].into();
+        let r: Vec<Record> = meta_txt(&owner, &meta, 0).collect();
+        assert_eq!(texts(&r, "n.node.dc1.consul."), ["v=1 spf"]);
     }
 
     #[test]
@@ -819,7 +977,7 @@ mod tests {
             false,
             Transport::Tcp,
         );
-        assert_eq!(m.answers.len(), 8);
+        assert_eq!(m.answers.len(), 9, "eight keys and the segment");
         assert!(!m.metadata.truncation);
         let m = ask(
             &t,
@@ -829,7 +987,7 @@ mod tests {
             true,
             Transport::Udp,
         );
-        assert_eq!(m.answers.len(), 8, "EDNS raises the limit");
+        assert_eq!(m.answers.len(), 9, "EDNS raises the limit");
     }
 
     proptest::proptest! {

@@ -36,6 +36,8 @@ pub struct Instance {
     /// over the node's, as in Consul), or its node's when the node has no IP (an external service
     /// registered as `www.example.com`).
     pub host: Option<String>,
+    /// Whether `host` is the service's own address (not its node's).
+    pub own_host: bool,
     /// Service tags.
     pub tags: Vec<String>,
     /// SRV weight while passing.
@@ -158,6 +160,7 @@ impl ServiceCatalog for CatalogServices {
                 Some(Instance {
                     port: s.port,
                     address,
+                    own_host: host.is_some() && !s.address.is_empty(),
                     host,
                     tags: s.tags.clone(),
                     weight_passing: s.weights.0.min(u16::MAX as u32) as u16,

@@ -208,7 +208,7 @@ fn on_matching_nodes<'a>(
 fn node_meta_matches(n: &NodeView, q: &HashMap<String, String>) -> bool {
     q.get("node-meta").is_none_or(|kv| {
         let (k, v) = kv.split_once(':').unwrap_or((kv, ""));
-        n.meta().get(k).is_some_and(|x| x == v)
+        n.meta_value(k) == Some(v)
     })
 }
 

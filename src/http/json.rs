@@ -52,11 +52,7 @@ pub fn node_info(n: &NodeView, services: Vec<Value>, checks: Vec<Value>) -> Valu
 
 /// Catalog node (structs.Node).
 pub fn catalog_node(n: &NodeView) -> Value {
-    let mut meta = json!(n.meta());
-    if n.member().is_some() {
-        // Consul's agents put their network segment in their node's meta.
-        meta["consul-network-segment"] = json!("");
-    }
+    let meta = json!(n.meta());
     let (create, modify) = n.indexes();
     json!({
         "ID": n.id(),

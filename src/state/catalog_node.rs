@@ -1,6 +1,7 @@
 //! A node as catalog, health and DNS reads show it: a gossip member (its health includes `serfHealth`)
 //! or an external node registered at the servers (no agent: only its registered checks).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,6 +10,9 @@ use super::catalog::Catalog;
 use super::external::ExternalNode;
 use super::members::{MemberRecord, MemberStatus, MemberTable, Snapshot};
 use super::registration::node_tagged_addresses;
+
+/// The node meta key of an agent's network segment.
+pub const SEGMENT_KEY: &str = "consul-network-segment";
 
 /// One catalog node.
 #[derive(Debug, Clone)]
@@ -65,11 +69,26 @@ impl NodeView {
         }
     }
 
-    /// Node metadata.
-    pub fn meta(&self) -> &BTreeMap<String, String> {
+    /// Node metadata as the catalog shows it: an agent adds its network segment (empty: the default
+    /// one) under `consul-network-segment`, as every Consul agent does; an external node has only what
+    /// was registered.
+    pub fn meta(&self) -> Cow<'_, BTreeMap<String, String>> {
         match self {
-            NodeView::Member(m) => &m.meta,
-            NodeView::External(n) => &n.info.meta,
+            NodeView::Member(m) => {
+                let mut meta = m.meta.clone();
+                meta.insert(SEGMENT_KEY.to_string(), String::new());
+                Cow::Owned(meta)
+            }
+            NodeView::External(n) => Cow::Borrowed(&n.info.meta),
+        }
+    }
+
+    /// One value of [`NodeView::meta`], without building the map.
+    pub fn meta_value(&self, key: &str) -> Option<&str> {
+        match self {
+            NodeView::Member(_) if key == SEGMENT_KEY => Some(""),
+            NodeView::Member(m) => m.meta.get(key).map(String::as_str),
+            NodeView::External(n) => n.info.meta.get(key).map(String::as_str),
         }
     }
 
