@@ -288,6 +288,26 @@ fn a_refused_registration_changes_nothing() {
         put(&json!({"Name": "z", "Address": "0.0.0.0"})),
         (400, "Invalid service address".into())
     );
+    // Over the API a weight left out is Go's zero.
+    assert_eq!(
+        put(&json!({"Name": "w", "Weights": {"Warning": 1}})),
+        (
+            400,
+            "Invalid Weights: Passing must be greater than 0".into()
+        )
+    );
+    assert_eq!(
+        put(&json!({"Name": "t", "TaggedAddresses": {"lan_ipv4": {"Address": "db.example.com"}}})),
+        (
+            400,
+            "Service tagged address \"lan_ipv4\" must be a valid ipv4 address".into()
+        )
+    );
+    assert_eq!(
+        a.http("PUT", "/v1/agent/service/maintenance/?enable=true")
+            .unwrap(),
+        (400, "Missing service ID".into())
+    );
 
     // Services with 200 KB of tags each: the sixth would not fit the node's record.
     let big = |i: usize| {
@@ -578,8 +598,23 @@ fn a_service_address_that_is_a_host_name_is_answered_by_name() {
         "db.example.com.",
         "the CNAME alone, not the node's address"
     );
-    let out = dig(&a.ip, &["pg.service.consul", "SRV"]);
-    assert!(!out.contains("ADDITIONAL SECTION"), "{out}");
+    // No address for the host name in the additional section; only the node's meta, which Consul names
+    // by the question when the target is the service's own host name.
+    let out = dig(
+        &a.ip,
+        &["+noall", "+additional", "pg.service.consul", "SRV"],
+    );
+    let extra: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+        .collect();
+    assert!(!extra.is_empty(), "{out}");
+    assert!(
+        extra
+            .iter()
+            .all(|l| l.starts_with("pg.service.consul.") && l.contains("\tTXT\t")),
+        "{out}"
+    );
     // An IP address stays an address, the node's name aside.
     assert_eq!(
         dig(&a.ip, &["+short", "web.service.consul", "A"]).trim(),

@@ -126,7 +126,8 @@ pub(super) async fn service(
 }
 
 pub(super) async fn register_service(State(s): State<ApiState>, Body(raw): Body) -> ApiResult {
-    let (def, checks) = definitions::service(&json_body(&raw)?).map_err(|e| bad_request(e.0))?;
+    let (def, checks) =
+        definitions::api_service(&json_body(&raw)?).map_err(|e| bad_request(e.0))?;
     s.state
         .services
         .add_service(def, checks, Source::Api, Instant::now())

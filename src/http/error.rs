@@ -13,6 +13,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Consul's 405 names the method in its body (`method DELETE not allowed`); the router's own 405 is
+/// empty. A handler's own 405 text is left as it is.
+pub async fn name_refused_method(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::body::HttpBody;
+    let method = req.method().clone();
+    let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED && resp.body().size_hint().exact() == Some(0)
+    {
+        let text = format!("method {method} not allowed");
+        resp.headers_mut()
+            .remove(axum::http::header::CONTENT_LENGTH);
+        resp.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        *resp.body_mut() = axum::body::Body::from(text);
+    }
+    resp
+}
+
 /// 400 with `msg`.
 pub fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())

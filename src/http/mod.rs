@@ -134,6 +134,10 @@ pub fn router(state: ApiState) -> Router {
             "/v1/agent/service/maintenance/{id}",
             put(agent_services::service_maintenance),
         )
+        .route(
+            "/v1/agent/service/maintenance/",
+            put(async || error::bad_request("Missing service ID")),
+        )
         .route("/v1/catalog/register", put(catalog_write::register))
         .route("/v1/catalog/deregister", put(catalog_write::deregister))
         .route("/v1/catalog/nodes", get(catalog::catalog_nodes))
@@ -190,5 +194,6 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             metrics::record,
         ))
+        .layer(axum::middleware::from_fn(error::name_refused_method))
         .with_state(state)
 }

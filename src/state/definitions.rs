@@ -181,8 +181,22 @@ pub(super) fn string_map(
     }
 }
 
-/// A service definition (config file or `PUT /v1/agent/service/register`) and the checks it carries.
+/// A service definition in a config file and the checks it carries. A weight left out of `weights` is
+/// 1, as Consul's config builder fills it in.
 pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError> {
+    service_with(v, 1)
+}
+
+/// A service as the HTTP API (and this agent's own persisted registrations) gives it. A weight left out
+/// of `weights` is 0, as Go decodes it there: `{"Weights": {"Warning": 1}}` is refused, as in Consul.
+pub fn api_service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError> {
+    service_with(v, 0)
+}
+
+fn service_with(
+    v: &Value,
+    missing_weight: i64,
+) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError> {
     let f = fields(v, "service")?;
     const KNOWN: &[&str] = &[
         "id",
@@ -238,6 +252,7 @@ pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError
             .collect::<Result<_, DefinitionError>>()?,
         Some(other) => return err(format!("tagged_addresses: expected an object, got {other}")),
     };
+    ip_tagged_addresses(&tagged_addresses)?;
     let enable_tag_override = match f.get("enabletagoverride") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -249,7 +264,7 @@ pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError
     };
     let weights = match f.get("weights") {
         None | Some(Value::Null) => (1, 1),
-        Some(w) => weights(&fields(w, "weights")?)?,
+        Some(w) => weights(&fields(w, "weights")?, missing_weight)?,
     };
     validate_meta(&meta).map_err(|e| DefinitionError(format!("Invalid Service Meta: {e}")))?;
     let def = ServiceDef {
@@ -316,10 +331,38 @@ fn service_address(tag: &str, v: &Value) -> Result<Value, DefinitionError> {
     }))
 }
 
-/// DNS SRV weights (passing, warning) as Consul's `ValidateWeights` allows them; a field left out is 1.
-fn weights(w: &BTreeMap<String, Value>) -> Result<(u32, u32), DefinitionError> {
+/// Consul's agent refuses a service whose `lan_ipv4`/`wan_ipv4` tagged address is not an IPv4
+/// address, or whose `lan_ipv6` is not an IPv6 one, with these texts. Consul checks `lan_ipv6` twice
+/// and `wan_ipv6` never (a slip in its code); `wan_ipv6` is checked here too. Consul answers 500, as
+/// for any error from its agent; this is the caller's mistake, so it is a 400 here.
+fn ip_tagged_addresses(tagged: &Map<String, Value>) -> Result<(), DefinitionError> {
+    for (tag, v) in tagged {
+        let want_v4 = match tag.as_str() {
+            "lan_ipv4" | "wan_ipv4" => true,
+            "lan_ipv6" | "wan_ipv6" => false,
+            _ => continue,
+        };
+        // Go's To4 takes an IPv4-mapped IPv6 address as IPv4.
+        let is_v4 = match v["Address"].as_str().and_then(|a| a.parse().ok()) {
+            Some(std::net::IpAddr::V4(_)) => Some(true),
+            Some(std::net::IpAddr::V6(v6)) => Some(v6.to_ipv4_mapped().is_some()),
+            None => None,
+        };
+        if is_v4 != Some(want_v4) {
+            let family = if want_v4 { "ipv4" } else { "ipv6" };
+            return err(format!(
+                "Service tagged address {tag:?} must be a valid {family} address"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// DNS SRV weights (passing, warning) as Consul's `ValidateWeights` allows them; a field left out is
+/// `missing`.
+fn weights(w: &BTreeMap<String, Value>, missing: i64) -> Result<(u32, u32), DefinitionError> {
     let get = |k: &str| match w.get(k) {
-        None | Some(Value::Null) => Ok(1),
+        None | Some(Value::Null) => Ok(missing),
         Some(v) => v
             .as_i64()
             .ok_or_else(|| DefinitionError(format!("weights: {k}: expected a number, got {v}"))),
@@ -671,7 +714,46 @@ mod tests {
             "Invalid Weights: DNS Weight must be between 0 and 65535"
         );
         let (ok, _) = service(&json!({"name": "w", "weights": {"warning": 0}})).unwrap();
-        assert_eq!(ok.weights, (1, 0), "a weight left out is 1");
+        assert_eq!(ok.weights, (1, 0), "a weight left out of a file is 1");
+        assert_eq!(
+            api_service(&json!({"name": "w", "weights": {"warning": 1}}))
+                .unwrap_err()
+                .0,
+            "Invalid Weights: Passing must be greater than 0",
+            "over the API, Go reads a weight left out as 0"
+        );
+        let (ok, _) = api_service(&json!({"name": "w", "weights": {"passing": 4}})).unwrap();
+        assert_eq!(ok.weights, (4, 0));
+        let (ok, _) = api_service(&json!({"name": "w"})).unwrap();
+        assert_eq!(ok.weights, (1, 1), "no weights at all: 1 and 1");
+
+        let tagged = |tag: &str, addr: &str| {
+            api_service(
+                &json!({"name": "w", "tagged_addresses": {tag: {"address": addr, "port": 1}}}),
+            )
+            .map(|_| ())
+            .map_err(|e| e.0)
+        };
+        assert_eq!(tagged("lan_ipv4", "10.0.0.1"), Ok(()));
+        assert_eq!(tagged("wan_ipv4", "::ffff:10.0.0.1"), Ok(()), "Go's To4");
+        assert_eq!(tagged("lan_ipv6", "fe80::1"), Ok(()));
+        assert_eq!(
+            tagged("lan", "db.example.com"),
+            Ok(()),
+            "other tags are free"
+        );
+        assert_eq!(
+            tagged("lan_ipv4", "fe80::1"),
+            Err("Service tagged address \"lan_ipv4\" must be a valid ipv4 address".into())
+        );
+        assert_eq!(
+            tagged("wan_ipv4", "db.example.com"),
+            Err("Service tagged address \"wan_ipv4\" must be a valid ipv4 address".into())
+        );
+        assert_eq!(
+            tagged("wan_ipv6", "10.0.0.1"),
+            Err("Service tagged address \"wan_ipv6\" must be a valid ipv6 address".into())
+        );
 
         let meta = |k: &str, v: &str| e(json!({"name": "w", "meta": {k: v}}));
         assert_eq!(

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
-use super::definitions::{
-    self, CheckDef, CheckKind, DefinitionError, ServiceDef, Status, check_json, service_json,
-};
+use super::definitions::{self, CheckDef, CheckKind, ServiceDef, Status, check_json, service_json};
 use super::node_record::NodeRecord;
 use crate::util::files::{Access, write_atomic};
 
@@ -605,23 +603,64 @@ impl LocalServices {
                 })
                 .collect()
         };
+        let mut services = Vec::new();
         for (path, v) in read("services") {
-            let r = definitions::service(&v)
-                .map_err(|e: DefinitionError| e.to_string())
-                .and_then(|(s, _)| Ok(self.add_service(s, Vec::new(), Source::Api, now)?));
-            if let Err(e) = r {
+            match definitions::api_service(&v) {
+                Ok((s, _)) => services.push((path, s)),
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+            }
+        }
+        let mut checks = Vec::new();
+        for (path, v) in read("checks") {
+            match definitions::check(&v) {
+                Ok(c) => checks.push((path, c)),
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+            }
+        }
+        // All at once when they are admitted together, as they were when registered: one size check
+        // of the record instead of one per file. Else one at a time, so that only the files refused
+        // now are skipped.
+        let service_defs: Vec<ServiceDef> = services.iter().map(|(_, s)| s.clone()).collect();
+        let check_defs: Vec<CheckDef> = checks.iter().map(|(_, c)| c.clone()).collect();
+        if self.restore(&service_defs, &check_defs, now).is_ok() {
+            return problems;
+        }
+        for (path, s) in services {
+            if let Err(e) = self.add_service(s, Vec::new(), Source::Api, now) {
                 problems.push(format!("{}: {e}", path.display()));
             }
         }
-        for (path, v) in read("checks") {
-            let r = definitions::check(&v)
-                .map_err(|e| e.to_string())
-                .and_then(|c| Ok(self.add_check(c, Source::Api, now)?));
-            if let Err(e) = r {
+        for (path, c) in checks {
+            if let Err(e) = self.add_check(c, Source::Api, now) {
                 problems.push(format!("{}: {e}", path.display()));
             }
         }
         problems
+    }
+
+    /// Puts back registrations read from the data dir (so not written again), all or none.
+    fn restore(
+        &self,
+        services: &[ServiceDef],
+        checks: &[CheckDef],
+        now: Instant,
+    ) -> Result<(), RegistryError> {
+        let _one_at_a_time = self.admission();
+        let (all_services, states) = self.after(services, checks, false, now);
+        self.admit(&all_services, &states, checks, Source::Api)?;
+        {
+            let mut inner = self.lock();
+            for s in services {
+                inner
+                    .services
+                    .insert(s.id.clone(), (s.clone(), Source::Api));
+            }
+        }
+        self.touched();
+        for c in checks {
+            self.insert_check(CheckState::new(c.clone(), Source::Api, now));
+        }
+        Ok(())
     }
 }
 
@@ -950,6 +989,34 @@ mod tests {
         let third = LocalServices::new(Some(&d));
         assert!(third.load_persisted(t0).is_empty());
         assert!(third.services().is_empty() && third.checks().is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_persisted_registration_refused_now_is_skipped_alone() {
+        let d = std::env::temp_dir().join(format!("murmur-restore-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let t0 = Instant::now();
+        let l = LocalServices::new(Some(&d));
+        for name in ["a", "b", "gone"] {
+            let (s, c) =
+                definitions::service(&json!({"name": name, "check": {"ttl": "5s"}})).unwrap();
+            l.add_service(s, c, Source::Api, t0).unwrap();
+        }
+        // The service file goes (a hand edit, a full disk): its check's file names a service that
+        // is no longer there.
+        std::fs::remove_file(d.join("services").join(file_name("gone"))).unwrap();
+
+        let again = LocalServices::new(Some(&d));
+        let problems = again.load_persisted(t0);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("gone"), "{problems:?}");
+        let mut ids: Vec<String> = again.services().into_iter().map(|s| s.id).collect();
+        ids.sort();
+        assert_eq!(ids, ["a", "b"]);
+        let mut checks: Vec<String> = again.checks().into_iter().map(|c| c.def.id).collect();
+        checks.sort();
+        assert_eq!(checks, ["service:a", "service:b"]);
         let _ = std::fs::remove_dir_all(&d);
     }
 }
