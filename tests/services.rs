@@ -38,7 +38,7 @@ fn definitions_from_the_config_dir_and_the_api() {
         services["web"],
         json!({
             "ID": "web", "Service": "web", "Tags": ["rails"], "Meta": {}, "Port": 80, "Address": "",
-            "TaggedAddresses": {}, "Weights": {"Passing": 1, "Warning": 1},
+            "Weights": {"Passing": 1, "Warning": 1},
             "EnableTagOverride": false, "Datacenter": "dc1"
         })
     );

@@ -20,7 +20,7 @@ use crate::state::maintenance::MaintenanceError;
 use crate::util::flags::parse_go_bool;
 
 fn agent_service(s: &ApiState, d: &ServiceDef) -> Value {
-    json!({
+    let v = json!({
         "ID": d.id,
         "Service": d.name,
         "Tags": d.tags,
@@ -31,7 +31,8 @@ fn agent_service(s: &ApiState, d: &ServiceDef) -> Value {
         "Weights": {"Passing": d.weights.0, "Warning": d.weights.1},
         "EnableTagOverride": d.enable_tag_override,
         "Datacenter": s.state.local.datacenter,
-    })
+    });
+    super::json::omit_empty(v, "TaggedAddresses")
 }
 
 fn agent_check(s: &ApiState, c: &CheckState) -> Value {

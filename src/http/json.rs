@@ -123,9 +123,21 @@ fn tagged(s: &ServiceRecord) -> Value {
     serde_json::from_str(&s.tagged_addresses).unwrap_or_else(|_| json!({}))
 }
 
+/// Removes `key` from `v` when it holds an empty map: a service's tagged addresses are `omitempty` in
+/// Consul's JSON.
+pub fn omit_empty(mut v: Value, key: &str) -> Value {
+    if let Some(o) = v.as_object_mut()
+        && o.get(key)
+            .is_some_and(|m| m.as_object().is_some_and(|m| m.is_empty()))
+    {
+        o.remove(key);
+    }
+    v
+}
+
 /// A published service as a node's service (structs.NodeService: `/v1/catalog/node`, health entries).
 pub fn node_service(s: &ServiceRecord, (create, modify): (u64, u64)) -> Value {
-    json!({
+    let v = json!({
         "ID": s.id,
         "Service": s.name,
         "Tags": s.tags,
@@ -140,14 +152,15 @@ pub fn node_service(s: &ServiceRecord, (create, modify): (u64, u64)) -> Value {
         "Connect": {},
         "CreateIndex": create,
         "ModifyIndex": modify,
-    })
+    });
+    omit_empty(v, "TaggedAddresses")
 }
 
 /// A service instance with its node's fields (structs.ServiceNode: `/v1/catalog/service/:name`).
 pub fn service_node(n: &NodeView, i: &Instance) -> Value {
     let node = catalog_node(n);
     let s = &i.service;
-    json!({
+    let v = json!({
         "ID": node["ID"],
         "Node": node["Node"],
         "Address": node["Address"],
@@ -168,7 +181,8 @@ pub fn service_node(n: &NodeView, i: &Instance) -> Value {
         "ServiceConnect": {},
         "CreateIndex": i.create_index,
         "ModifyIndex": i.modify_index,
-    })
+    });
+    omit_empty(v, "ServiceTaggedAddresses")
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! and `!=` only, a string adds `in` (substring) and `matches` (an unanchored regex), a list takes
 //! `in` and the emptiness tests, and a map (fields named `...Meta` or `...TaggedAddresses`) takes the
 //! emptiness tests, `in` on its keys, and any key as a further selector. A selector through a list of
-//! objects is true when any element matches. A field the element does not have is an invalid selector.
+//! objects is true when any element matches. A field the element does not have is an invalid selector,
+//! unless it is a map: an empty one is left out of the JSON, as Consul leaves it out.
 
 use regex::Regex;
 use serde_json::Value;
@@ -139,6 +140,8 @@ impl Match<'_> {
                     }
                     self.at(x, i + 1, map, re)
                 }
+                // An empty map Consul leaves out of its JSON (omitempty) is still a map to go-bexpr.
+                None if is_map_field(name) => self.at(&Value::Null, i + 1, true, re),
                 None => Err(self.invalid()),
             },
             Value::Null if in_map => Ok(self.absent()),

@@ -322,6 +322,20 @@ mod tests {
     }
 
     #[test]
+    fn a_map_left_out_of_the_json_is_an_empty_map() {
+        let ok = |e: &str| nodes_passing(e).unwrap();
+        assert_eq!(ok("Service.TaggedAddresses is empty").len(), 3);
+        assert!(ok("Service.TaggedAddresses is not empty").is_empty());
+        assert!(ok("lan in Service.TaggedAddresses").is_empty());
+        assert!(ok("Service.TaggedAddresses.lan.Address == x").is_empty());
+        assert_eq!(ok("Service.TaggedAddresses.lan.Address != x").len(), 3);
+        assert!(
+            nodes_passing("Service.Nope == x").is_err(),
+            "other fields stay invalid"
+        );
+    }
+
+    #[test]
     fn errors_say_what_consul_says() {
         let err = |e: &str| nodes_passing(e).unwrap_err().to_string();
         assert_eq!(

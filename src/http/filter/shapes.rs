@@ -45,7 +45,11 @@ pub fn specimen(shape: Shape) -> Value {
         modify_index: 1,
     });
     let node = NodeView::Member(member.clone());
-    let service = ServiceRecord::plain("svc", "svc", &["tag"], 1);
+    // With a tagged address: an empty map is left out of the JSON.
+    let service = ServiceRecord {
+        tagged_addresses: json!({"lan": {"Address": "127.0.0.1", "Port": 1}}).to_string(),
+        ..ServiceRecord::plain("svc", "svc", &["tag"], 1)
+    };
     let check = CheckRecord {
         id: "check".into(),
         name: "check".into(),
