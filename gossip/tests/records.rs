@@ -364,6 +364,48 @@ fn anti_entropy_compares_versions_and_pulls_only_what_differs() {
     assert!((1..=2).contains(&pulled), "{pulled} pulls");
 }
 
+/// A node restarted with a wiped state and no one to join but itself catches up through the others'
+/// probes (their pings say they know more members). So far behind, it asks for every record whole, as a
+/// joiner does, instead of pulling each one from the peer it exchanged with: a burst that, at 5000
+/// records, would be thousands of datagrams to one member.
+#[test]
+fn a_catch_up_from_far_behind_brings_every_record_whole() {
+    let mut sim = Sim::new(23, NetModel::default());
+    let cfg = GossipConfig {
+        push_pull_interval: Duration::from_secs(600),
+        ..GossipConfig::lan()
+    };
+    for i in 0..12 {
+        sim.add_node(&format!("node-{i}"), cfg.clone(), Vec::new());
+    }
+    for i in 1..12 {
+        sim.join(i, 0);
+    }
+    let converged = |s: &Sim| (0..s.len()).all(|i| s.node(i).core.num_live() == s.len());
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), converged));
+    let versions: Vec<u32> = (0..12)
+        .map(|i| publish(&mut sim, i, format!("svc-{i}").as_bytes()))
+        .collect();
+    // Long enough for every record's news to have stopped travelling.
+    sim.run_for(Duration::from_secs(60));
+    sim.restart_node(5, cfg, Vec::new());
+    let holds_all = |s: &Sim| {
+        (0..12).filter(|&i| i != 5).all(|i| {
+            s.node(5)
+                .core
+                .record(&format!("node-{i}"))
+                .is_some_and(|r| r.version == versions[i])
+        })
+    };
+    assert!(sim.run_until_cond(STEP, Duration::from_secs(30), holds_all));
+    let st = sim.node(5).core.stats();
+    assert!(st.catch_up_syncs >= 1);
+    assert_eq!(
+        st.record_pulls, 0,
+        "every record came whole in the exchange"
+    );
+}
+
 #[test]
 fn an_unauthenticated_join_request_gets_versions_not_records() {
     let mut sim = cluster(3, 13, NetModel::default());

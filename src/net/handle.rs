@@ -134,12 +134,14 @@ impl GossipHandle {
         rx.await.map_err(|_| GONE.to_string())
     }
 
-    /// Full-state exchange with `addr` over QUIC (`short_records` when it reads records in the short
-    /// form); returns how many entries they sent.
+    /// Full-state exchange with `addr` over QUIC (`whole_records` to send and ask for every record
+    /// whole, as a join does; `short_records` when it reads records in the short form); returns how
+    /// many entries they sent.
     pub async fn push_pull(
         &self,
         addr: SocketAddr,
         peer: Peer,
+        whole_records: bool,
         short_records: bool,
     ) -> Result<usize, String> {
         let quic = self
@@ -147,11 +149,11 @@ impl GossipHandle {
             .get()
             .ok_or("QUIC push/pull is not enabled")?
             .clone();
-        // A join (an address an operator named) needs every record; periodic exchanges only compare
-        // versions and pull what differs.
-        let (kind, whole_records) = match peer {
-            Peer::Named => (Stream::Join, true),
-            Peer::Member => (Stream::PushPull, false),
+        // A join needs every record; periodic exchanges only compare versions and pull what differs.
+        let kind = if whole_records {
+            Stream::Join
+        } else {
+            Stream::PushPull
         };
         let ours = self
             .ask(|reply| Command::ExportState {
@@ -266,7 +268,7 @@ impl GossipHandle {
     pub async fn join(&self, addr: SocketAddr) -> Result<(), String> {
         if self.quic.get().is_some() {
             // A named address may run any build: the long form.
-            self.push_pull(addr, Peer::Named, false).await?;
+            self.push_pull(addr, Peer::Named, true, false).await?;
             return self
                 .tx
                 .send(Command::Joined)

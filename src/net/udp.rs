@@ -306,12 +306,15 @@ impl UdpDriver {
         });
     }
 
-    fn start_push_pull(&mut self, addr: SocketAddr, short_records: bool) {
+    fn start_push_pull(&mut self, addr: SocketAddr, whole_records: bool, short_records: bool) {
         let Some(handle) = self.own_handle() else {
             return;
         };
         tokio::spawn(async move {
-            if let Err(e) = handle.push_pull(addr, Peer::Member, short_records).await {
+            let r = handle
+                .push_pull(addr, Peer::Member, whole_records, short_records)
+                .await;
+            if let Err(e) = r {
                 tracing::debug!("periodic push/pull with {addr} failed: {e}");
             }
         });
@@ -469,8 +472,9 @@ impl UdpDriver {
                 }
                 Event::PushPull {
                     addr,
+                    whole_records,
                     short_records,
-                } => self.start_push_pull(addr, short_records),
+                } => self.start_push_pull(addr, whole_records, short_records),
                 Event::FetchRecord { name, from, .. } => self.start_fetch(&name, from),
                 Event::Member(_) | Event::Reaped(_) | Event::Record { .. } => {
                     changed |= self.sink.apply(&ev)

@@ -145,20 +145,28 @@ impl Core {
 
     pub(super) fn sync_with_random(&mut self, eligible: impl Fn(&Slot) -> bool) {
         if let Some(m) = self.pick_one(eligible) {
-            self.exchange_with(m.addr, self.short_records_for(&m));
+            self.exchange_with(m.addr, false, self.short_records_for(&m));
         }
     }
 
-    /// `short_records` when the peer reads records in the short form.
-    pub(super) fn exchange_with(&mut self, addr: SocketAddr, short_records: bool) {
+    /// Exchanges state with `addr`: record versions only (what differs is then pulled), or with
+    /// `whole_records` every record whole, as a join does. `short_records` when the peer reads records
+    /// in the short form.
+    pub(super) fn exchange_with(
+        &mut self,
+        addr: SocketAddr,
+        whole_records: bool,
+        short_records: bool,
+    ) {
         if self.cfg.external_push_pull {
             self.events.push_back(Event::PushPull {
                 addr,
+                whole_records,
                 short_records,
             });
         } else {
             // Periodic anti-entropy: one attempt, no retries (the next period tries again).
-            self.send_sync(addr, false, short_records);
+            self.send_sync(addr, whole_records, short_records);
         }
     }
 
@@ -185,8 +193,12 @@ impl Core {
         match &self.exchanges.behind {
             Some(b) if b.known == mine && now.saturating_duration_since(b.since) >= wait => {
                 self.stats.catch_up_syncs += 1;
-                // Only the address is known here: the long form, which every member reads.
-                self.exchange_with(from, false);
+                // Far behind (a wiped restart, a long partition): most records would differ, and
+                // pulling each from this one peer would be a burst of thousands of datagrams; ask
+                // for them whole instead. Only the address is known here: the long form, which
+                // every member reads.
+                let far_behind = known as usize > 2 * mine;
+                self.exchange_with(from, far_behind, false);
                 self.exchanges.behind = Some(Behind {
                     since: now,
                     known: mine,

@@ -105,6 +105,9 @@ pub enum Event {
     PushPull {
         /// Member to exchange with.
         addr: SocketAddr,
+        /// Ask for every record whole, as a join does (we are far behind): pass to
+        /// [`Core::encode_state`], and ask the peer for the same.
+        whole_records: bool,
         /// It reads records in the short form: pass to [`Core::encode_state`].
         short_records: bool,
     },

@@ -354,7 +354,7 @@ impl Core {
         if still_failed {
             self.stats.reconnects += 1;
             // What it announced may be out of date: it may be back as another build at this address.
-            self.exchange_with(target.addr, false);
+            self.exchange_with(target.addr, false, false);
         }
     }
 }
