@@ -8,8 +8,8 @@
 # metrics-K, K = i/3: three instances per name), and a share of the queries asks for them (SRV, and A).
 # Every answer must be NOERROR and the agent must know all members first, or the script aborts: an NXDOMAIN
 # or SERVFAIL is cheaper to send than an answer and would count as speed. Each round runs both servers on
-# two query sets: the service mix, and node lookups alone (the figure service lookups are held to), so
-# that both comparisons come from one sitting on the same load. Five alternating rounds; the table shows
+# three query sets: the service mix, node lookups alone (the figure service lookups are held to), and
+# service lookups alone, so that every comparison comes from one sitting on the same load. Five alternating rounds; the table shows
 # each round, then the medians, spreads and the ratios.
 # murmur answers as Consul does by default (enable_additional_node_meta_txt): every node A answer and every
 # SRV answer also carries the node's meta as TXT records in the additional section, which NSD's zone has no
@@ -81,6 +81,11 @@ kinds = ["web", "api", "metrics"]
 with open(sys.argv[1] + "-node", "w") as f:
     for _ in range(100000):
         f.write(f"n{random.randrange(n)}.node.consul A\n")
+# Service lookups alone, as in the mix: two SRV for one A.
+with open(sys.argv[1] + "-svc", "w") as f:
+    for _ in range(100000):
+        svc = f"{random.choice(kinds)}-{random.randrange((n + 2) // 3)}.service.consul"
+        f.write(f"{svc} {'A' if random.random() < 1 / 3 else 'SRV'}\n")
 with open(sys.argv[1], "w") as f:
     for _ in range(100000):
         r = random.random()
@@ -195,14 +200,14 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1
   echo "### DNS: murmur vs NSD, $(date -u +%F), $(nproc) cores, $n members and $names services, $flips check flips/s (FLIPS=$flips perf/dns-bench.sh $secs, $murmur_bin)"
   echo
   echo "Queries: the service mix (60% node A, 20% service SRV, 10% service A, three instances per service,"
-  echo "10% consul SRV), and node A alone. \"murmur\" answers as Consul does by default, with node meta TXT"
+  echo "10% consul SRV), node A alone, and service lookups alone (two SRV for one A). \"murmur\" answers as Consul does by default, with node meta TXT"
   echo "records in the additional section; \"murmur without meta TXT\" (enable_additional_node_meta_txt = false,"
   echo "a second agent of the same cluster) answers the same records as NSD."
   echo
   echo "| server, queries | QPS (dnsperf-bound) | server CPU s | queries per server CPU-second | answered from the cache | latency avg (min max) |"
   echo "| --- | --- | --- | --- | --- | --- |"
   # Alternate servers and query sets within each round, so drift on the machine hits all four alike.
-  m_rates=() n_rates=() m_node=() n_node=() l_rates=() l_node=()
+  m_rates=() n_rates=() m_node=() n_node=() l_rates=() l_node=() m_svc=() n_svc=() l_svc=()
   nsd_name="NSD $(nsd -v 2>&1 | awk 'NR == 1 {print $3}')"
   murmur_pat="agent -server -node agent -bind 127.0.20.1"
   lean_pat="agent -node agent-lean -bind 127.0.20.3"
@@ -220,6 +225,12 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1
     l_rates+=("$per")
     bench "murmur without meta TXT, nodes (round $round)" "$lean_pat" 127.0.20.3 "$work/queries-node"
     l_node+=("$per")
+    bench "murmur, services (round $round)" "$murmur_pat" 127.0.20.1 "$work/queries-svc"
+    m_svc+=("$per")
+    bench "$nsd_name, services (round $round)" "$nsd_pat" 127.0.20.2 "$work/queries-svc"
+    n_svc+=("$per")
+    bench "murmur without meta TXT, services (round $round)" "$lean_pat" 127.0.20.3 "$work/queries-svc"
+    l_svc+=("$per")
   done
   ratio() { echo "scale=2; $(median "${@:2:$1}") / $(median "${@:$(($1 + 2))}")" | bc; }
   echo
@@ -229,6 +240,9 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1
   echo "$nsd_name, nodes: $(stats "${n_node[@]}") queries per server CPU-second"
   echo "murmur without meta TXT, mix: $(stats "${l_rates[@]}") queries per server CPU-second"
   echo "murmur without meta TXT, nodes: $(stats "${l_node[@]}") queries per server CPU-second"
+  echo "murmur, services: $(stats "${m_svc[@]}") queries per server CPU-second"
+  echo "$nsd_name, services: $(stats "${n_svc[@]}") queries per server CPU-second"
+  echo "murmur without meta TXT, services: $(stats "${l_svc[@]}") queries per server CPU-second"
   echo "ratio of medians, mix, murmur/NSD: $(ratio $rounds "${m_rates[@]}" "${n_rates[@]}")"
   echo "ratio of medians, nodes, murmur/NSD: $(ratio $rounds "${m_node[@]}" "${n_node[@]}")"
   echo "ratio of medians, murmur, mix/nodes: $(ratio $rounds "${m_rates[@]}" "${m_node[@]}")"
@@ -236,6 +250,10 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1
   echo "ratio of medians, mix, murmur without meta TXT/NSD: $(ratio $rounds "${l_rates[@]}" "${n_rates[@]}")"
   echo "ratio of medians, nodes, murmur without meta TXT/NSD: $(ratio $rounds "${l_node[@]}" "${n_node[@]}")"
   echo "ratio of medians, murmur without meta TXT, mix/nodes: $(ratio $rounds "${l_rates[@]}" "${l_node[@]}")"
+  echo "ratio of medians, services, murmur/NSD: $(ratio $rounds "${m_svc[@]}" "${n_svc[@]}")"
+  echo "ratio of medians, services, murmur without meta TXT/NSD: $(ratio $rounds "${l_svc[@]}" "${n_svc[@]}")"
+  echo "ratio of medians, murmur without meta TXT, services/nodes: $(ratio $rounds "${l_svc[@]}" "${l_node[@]}")"
+  echo "ratio of medians, NSD, services/nodes: $(ratio $rounds "${n_svc[@]}" "${n_node[@]}")"
   echo
   for target in "murmur 127.0.20.1" "NSD 127.0.20.2"; do
     set -- $target

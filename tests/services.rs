@@ -688,6 +688,22 @@ fn the_cli_registers_from_flags_and_lists_nodes_as_consul_does() {
         (code, err.as_str()),
         (Some(1), "Invalid Tagged address: \"2001:db8::1\"\n")
     );
+    // A file reads as a config file: a weight it leaves out is 1 (over the API it would be 0).
+    let file = dir.join("weighted.hcl");
+    std::fs::write(
+        &file,
+        "service {\n  name = \"heavy\"\n  weights {\n    warning = 3\n  }\n}\n",
+    )
+    .unwrap();
+    let out = a.cli(&["services", "register", file.to_str().unwrap()]);
+    assert_eq!(
+        text(&out),
+        (Some(0), "Registered service: heavy\n".into(), String::new())
+    );
+    assert_eq!(
+        a.get_json("/v1/agent/service/heavy")["Weights"],
+        json!({"Passing": 1, "Warning": 3})
+    );
     let (code, _, err) = text(&a.cli(&["services", "register", "-name=x", "-address=0.0.0.0"]));
     assert_eq!(code, Some(1));
     assert_eq!(

@@ -183,7 +183,7 @@ pub fn services(args: &[String]) -> i32 {
             }
             for d in &defs {
                 let name = name_of(d, &["name", "Name"]);
-                let body = d.to_string();
+                let body = file_weights(d.clone()).to_string();
                 if !put(
                     &t,
                     "/v1/agent/service/register",
@@ -437,4 +437,22 @@ fn list_maintenance(t: &Target) -> i32 {
         }
     }
     0
+}
+
+/// A file's service as the API must read it: a weight the file leaves out is 1, as Consul reads its
+/// config files; the API, as Go decodes JSON, would read it as 0 and refuse a missing `passing`.
+fn file_weights(mut d: Value) -> Value {
+    let weights = d.as_object_mut().and_then(|o| {
+        o.iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case("weights"))
+            .and_then(|(_, w)| w.as_object_mut())
+    });
+    if let Some(w) = weights {
+        for key in ["Passing", "Warning"] {
+            if !w.keys().any(|k| k.eq_ignore_ascii_case(key)) {
+                w.insert(key.into(), Value::from(1));
+            }
+        }
+    }
+    d
 }

@@ -1,6 +1,7 @@
 //! Builds DNS responses for one query from the member table and the service catalog, and trims them to
 //! the transport's size limits the way Consul does.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -426,8 +427,12 @@ impl Answerer<'_> {
                 }
             }
             RecordType::SRV => {
-                // Instances on one node share a target: its records go in once.
-                let mut targets: Vec<Name> = Vec::new();
+                // Each target's address goes in once, and each node's meta once (a node's
+                // instances may have targets of their own, and nodes may share one); addresses
+                // first, so that trimming drops the meta before them.
+                let mut targets: HashSet<Name> = HashSet::new();
+                let mut meta_owners: HashSet<Name> = HashSet::new();
+                let mut metas: Vec<Record> = Vec::new();
                 for i in &inst {
                     let ip = i.ip();
                     let target = match (i.address, ip, &i.host) {
@@ -449,11 +454,9 @@ impl Answerer<'_> {
                     };
                     let srv = SRV::new(1, weight, i.port, target.clone());
                     resp.add_answer(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)));
-                    if targets.contains(&target) {
-                        continue;
-                    }
-                    targets.push(target.clone());
-                    if let Some(ip) = ip {
+                    if let Some(ip) = ip
+                        && targets.insert(target.clone())
+                    {
                         resp.add_additional(addr_record(target, ip, ttl));
                     }
                     if self.cfg.additional_node_meta_txt {
@@ -463,12 +466,15 @@ impl Answerer<'_> {
                             true => Some(owner.clone()),
                             false => self.node_fqdn(i.node.name()),
                         };
-                        if let Some(o) = meta_owner {
-                            for r in meta_txt(&o, &i.node.meta(), ttl) {
-                                resp.add_additional(r);
-                            }
+                        if let Some(o) = meta_owner
+                            && meta_owners.insert(o.clone())
+                        {
+                            metas.extend(meta_txt(&o, &i.node.meta(), ttl));
                         }
                     }
+                }
+                for r in metas {
+                    resp.add_additional(r);
                 }
             }
             _ => {}
@@ -507,14 +513,25 @@ impl Answerer<'_> {
                 trimmed = true;
             }
         }
+        if trimmed {
+            sync_extra(&mut resp);
+        }
         let mut bytes = encode(&resp);
-        while bytes.len() > max {
-            if resp.additionals.pop().is_none() {
-                if resp.answers.pop().is_none() {
-                    break;
-                }
+        if bytes.len() > max {
+            // The answers that fit on their own, then the additionals that fit with them: a binary
+            // search each, so that a large answer costs a few encodings, not one per record.
+            let extra = std::mem::take(&mut resp.additionals);
+            let answers = std::mem::take(&mut resp.answers);
+            let kept = longest_fit(&mut resp, max, &answers, |m| &mut m.answers);
+            if kept < answers.len() {
                 trimmed = true;
             }
+            resp.additionals = extra;
+            if trimmed {
+                sync_extra(&mut resp);
+            }
+            let extra = std::mem::take(&mut resp.additionals);
+            longest_fit(&mut resp, max, &extra, |m| &mut m.additionals);
             bytes = encode(&resp);
         }
         if trimmed && transport == Transport::Udp && self.cfg.enable_truncate {
@@ -523,6 +540,54 @@ impl Answerer<'_> {
         }
         bytes
     }
+}
+
+/// Sets `section(m)` to the longest prefix of `records` with which `m` encodes within `max` bytes;
+/// returns its length.
+fn longest_fit(
+    m: &mut Message,
+    max: usize,
+    records: &[Record],
+    section: fn(&mut Message) -> &mut Vec<Record>,
+) -> usize {
+    // Invariant: a prefix of `lo` fits (none at all is assumed to), one of `hi` does not.
+    let (mut lo, mut hi) = (0, records.len() + 1);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        *section(m) = records[..mid].to_vec();
+        if encode(m).len() <= max {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    *section(m) = records[..lo].to_vec();
+    lo
+}
+
+/// After answers were cut, keeps only the additional addresses of the SRV targets still answered, as
+/// Consul's `syncExtra` does (node meta TXT records go too).
+fn sync_extra(m: &mut Message) {
+    let targets: HashSet<&Name> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(srv) => Some(&srv.target),
+            _ => None,
+        })
+        .collect();
+    let kept: Vec<Record> = m
+        .additionals
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.record_type(),
+                RecordType::A | RecordType::AAAA | RecordType::CNAME
+            ) && targets.contains(&r.name)
+        })
+        .cloned()
+        .collect();
+    m.additionals = kept;
 }
 
 fn encode(m: &Message) -> Vec<u8> {
@@ -561,8 +626,29 @@ fn meta_txt<'a>(
         } else {
             rfc1464(k, v)
         };
-        Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::new(vec![text])))
+        Record::from_rdata(
+            owner.clone(),
+            ttl,
+            RData::TXT(TXT::new(character_strings(&text))),
+        )
     })
+}
+
+/// `text` as DNS character-strings of at most 255 bytes each (cut at character boundaries): one TXT
+/// record holds several, and clients join them. A longer single string would not encode at all.
+fn character_strings(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while rest.len() > 255 {
+        let mut cut = 255;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push(rest[..cut].to_string());
+        rest = &rest[cut..];
+    }
+    out.push(rest.to_string());
+    out
 }
 
 /// `key=value` with the key's backquotes, equals signs and leading and trailing spaces quoted by a
@@ -783,32 +869,33 @@ mod tests {
             .collect()
     }
 
-    /// `web` twice on agent-two (two ports), and on agent-one at its own IP.
-    fn web_answer(cfg: &DnsConfig) -> Message {
-        let t = table();
-        let catalog = Arc::new(crate::state::catalog::Catalog::new());
-        let web = |id: &str, port: u16, address: &str| ServiceRecord {
+    fn web(id: &str, port: u16, address: &str) -> ServiceRecord {
+        ServiceRecord {
             address: address.to_owned(),
             ..ServiceRecord::plain(id, "web", &[], port)
-        };
-        let record = |services| NodeRecord {
-            services,
-            checks: Vec::new(),
-        };
-        catalog.apply_record(
-            &Arc::from("agent-two"),
-            1,
-            &record(vec![web("web-a", 80, ""), web("web-b", 81, "")]).encode(),
-        );
-        catalog.apply_record(
-            &Arc::from("agent-one"),
-            1,
-            &record(vec![web("web", 80, "127.0.0.99")]).encode(),
-        );
+        }
+    }
+
+    /// The answer to `web.service.consul SRV` from nodes of `t` running `services`.
+    fn srv_answer(
+        t: &Arc<MemberTable>,
+        cfg: &DnsConfig,
+        services: Vec<(&str, Vec<ServiceRecord>)>,
+        edns: bool,
+        tr: Transport,
+    ) -> Message {
+        let catalog = Arc::new(crate::state::catalog::Catalog::new());
+        for (node, services) in services {
+            let record = NodeRecord {
+                services,
+                checks: Vec::new(),
+            };
+            catalog.apply_record(&Arc::from(node), 1, &record.encode());
+        }
         let services = CatalogServices::new(t.clone(), catalog);
         let a = Answerer {
             cfg,
-            table: &t,
+            table: t,
             services: &services,
         };
         let mut req = Message::query();
@@ -816,42 +903,182 @@ mod tests {
             Name::from_ascii("web.service.consul.").unwrap(),
             RecordType::SRV,
         ));
-        let Some(Reply::Bytes(b, _)) = a.respond(&req, Transport::Tcp, &mut Rng::new(1)) else {
+        if edns {
+            req.set_edns(Edns::new());
+        }
+        let Some(Reply::Bytes(b, _)) = a.respond(&req, tr, &mut Rng::new(1)) else {
             panic!("forwarded or dropped")
         };
         Message::from_vec(&b).unwrap()
     }
 
-    #[test]
-    fn srv_additionals_carry_each_target_once_with_its_nodes_meta() {
-        let m = web_answer(&DnsConfig::default());
-        assert_eq!(m.answers.len(), 3);
-        let addrs: Vec<String> = m
-            .additionals
+    /// Five instances: agent-one at two IPs of its own, agent-two at its node address twice and at
+    /// one of agent-one's IPs.
+    fn web_answer(cfg: &DnsConfig, edns: bool, tr: Transport) -> Message {
+        let services = vec![
+            (
+                "agent-one",
+                vec![web("web", 80, "127.0.0.99"), web("web-c", 82, "127.0.0.98")],
+            ),
+            (
+                "agent-two",
+                vec![
+                    web("web-a", 80, ""),
+                    web("web-b", 81, ""),
+                    web("web-d", 83, "127.0.0.99"),
+                ],
+            ),
+        ];
+        srv_answer(&table(), cfg, services, edns, tr)
+    }
+
+    fn owners(records: &[Record], t: RecordType) -> Vec<String> {
+        let mut v: Vec<String> = records
             .iter()
-            .filter(|r| r.record_type() == RecordType::A)
+            .filter(|r| r.record_type() == t)
             .map(|r| r.name.to_ascii())
             .collect();
-        assert_eq!(addrs.len(), 2, "one A per target: {addrs:?}");
-        assert!(addrs.contains(&"agent-two.node.dc1.consul.".to_string()));
-        assert!(addrs.contains(&"7f000063.addr.dc1.consul.".to_string()));
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn srv_additionals_carry_each_target_once_and_each_nodes_meta_once() {
+        let m = web_answer(&DnsConfig::default(), true, Transport::Tcp);
+        assert_eq!(m.answers.len(), 5);
+        assert_eq!(
+            owners(&m.additionals, RecordType::A),
+            [
+                "7f000062.addr.dc1.consul.",
+                "7f000063.addr.dc1.consul.",
+                "agent-two.node.dc1.consul."
+            ],
+            "one A per target, whichever nodes share it"
+        );
         let meta = ["consul-network-segment=", "rack=r1"];
-        assert_eq!(texts(&m.additionals, "agent-two.node.dc1.consul."), meta);
-        // Consul names the meta by the node even when the target is the service's own address.
+        // Consul names the meta by the node even when the target is the service's own address; each
+        // node's once, though agent-one has two targets and agent-two shares one with it.
         assert_eq!(texts(&m.additionals, "agent-one.node.dc1.consul."), meta);
-        assert!(texts(&m.additionals, "7f000063.addr.dc1.consul.").is_empty());
+        assert_eq!(texts(&m.additionals, "agent-two.node.dc1.consul."), meta);
+        assert_eq!(m.additionals.len(), 7);
+        let first_txt = m
+            .additionals
+            .iter()
+            .position(|r| r.record_type() == RecordType::TXT)
+            .unwrap();
+        assert!(
+            m.additionals[first_txt..]
+                .iter()
+                .all(|r| r.record_type() == RecordType::TXT),
+            "addresses first: trimming drops the meta before them"
+        );
 
         let off = DnsConfig {
             additional_node_meta_txt: false,
             ..DnsConfig::default()
         };
-        let m = web_answer(&off);
-        assert_eq!(m.answers.len(), 3);
+        let m = web_answer(&off, true, Transport::Tcp);
+        assert_eq!(m.answers.len(), 5);
         assert_eq!(
             m.additionals.len(),
-            2,
+            3,
             "addresses only: {:?}",
             m.additionals
+        );
+    }
+
+    #[test]
+    fn cut_answers_keep_only_their_targets_addresses() {
+        // No EDNS over UDP: three answers (udp_answer_limit), and as in Consul's syncExtra only the
+        // addresses of the targets kept, no meta.
+        let m = web_answer(&DnsConfig::default(), false, Transport::Udp);
+        assert_eq!(m.answers.len(), 3);
+        let mut targets: Vec<String> = m
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(srv) => Some(srv.target.to_ascii()),
+                _ => None,
+            })
+            .collect();
+        targets.sort();
+        targets.dedup();
+        assert_eq!(owners(&m.additionals, RecordType::A), targets);
+        assert_eq!(m.additionals.len(), targets.len(), "{:?}", m.additionals);
+    }
+
+    #[test]
+    fn long_meta_values_go_out_as_several_character_strings() {
+        // A 100-byte key and a 250-byte value (both within node_meta's limits) make a 351-byte
+        // pair, with a two-byte character across byte 255.
+        let t = Arc::new(MemberTable::new());
+        let key = "k".repeat(100);
+        let long = format!("{}é{}", "v".repeat(153), "v".repeat(95));
+        let meta_key = format!("m:{key}");
+        t.apply(&Event::Member(Member {
+            name: Arc::from("long"),
+            addr: "127.0.0.9:8301".parse().unwrap(),
+            incarnation: 1,
+            state: State::Alive,
+            tags: Arc::from(
+                tags::encode(&[
+                    ("role", "node"),
+                    ("dc", "dc1"),
+                    (meta_key.as_str(), long.as_str()),
+                ])
+                .unwrap(),
+            ),
+        }));
+        t.publish();
+        let cfg = DnsConfig::default();
+        let m = ask(
+            &t,
+            &cfg,
+            "long.node.consul.",
+            RecordType::TXT,
+            true,
+            Transport::Udp,
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        let strings: Vec<Vec<u8>> = m
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(t.txt_data.iter().map(|s| s.to_vec()).collect::<Vec<_>>()),
+                _ => None,
+            })
+            .find(|s| s.len() > 1)
+            .expect("the long pair, in pieces");
+        assert_eq!(strings.len(), 2);
+        assert_eq!(strings[0].len(), 254, "cut before the two-byte character");
+        assert_eq!(strings.concat(), format!("{key}={long}").into_bytes());
+        let m = srv_answer(
+            &t,
+            &cfg,
+            vec![("long", vec![web("web", 80, "")])],
+            true,
+            Transport::Udp,
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(m.answers.len(), 1);
+    }
+
+    #[test]
+    fn trimming_keeps_the_longest_prefix_that_fits() {
+        let mut m = Message::query();
+        let owner = Name::from_ascii("web.service.consul.").unwrap();
+        let records: Vec<Record> = (0..200u8)
+            .map(|i| addr_record(owner.clone(), IpAddr::from([10, 0, 0, i]), 0))
+            .collect();
+        let kept = longest_fit(&mut m, 512, &records, |m| &mut m.answers);
+        assert!(kept > 10 && kept < 200, "{kept}");
+        assert_eq!(m.answers.len(), kept);
+        assert!(encode(&m).len() <= 512);
+        m.answers = records[..kept + 1].to_vec();
+        assert!(encode(&m).len() > 512, "one more would not fit");
+        assert_eq!(
+            longest_fit(&mut m, 65_535, &records, |m| &mut m.answers),
+            200
         );
     }
 

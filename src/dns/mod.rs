@@ -36,7 +36,7 @@ pub struct DnsConfig {
     pub enable_truncate: bool,
     /// Omit warning instances as well as critical ones.
     pub only_passing: bool,
-    /// Node metadata TXT records in the additional section of A answers.
+    /// Node metadata TXT records in the additional section of node A/AAAA answers and of SRV answers.
     pub additional_node_meta_txt: bool,
     /// Upstream servers for names outside the domain.
     pub recursors: Vec<SocketAddr>,

@@ -184,18 +184,33 @@ pub(super) fn string_map(
 /// A service definition in a config file and the checks it carries. A weight left out of `weights` is
 /// 1, as Consul's config builder fills it in.
 pub fn service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError> {
-    service_with(v, 1)
+    service_with(v, Reading::File)
 }
 
-/// A service as the HTTP API (and this agent's own persisted registrations) gives it. A weight left out
-/// of `weights` is 0, as Go decodes it there: `{"Weights": {"Warning": 1}}` is refused, as in Consul.
+/// A service as the agent's HTTP API (and this agent's own persisted registrations) gives it. A weight
+/// left out of `weights` is 0, as Go decodes it there: `{"Weights": {"Warning": 1}}` is refused, as in
+/// Consul.
 pub fn api_service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError> {
-    service_with(v, 0)
+    service_with(v, Reading::AgentApi)
+}
+
+/// A service in a `/v1/catalog/register` body: the agent's own checks on it (tagged addresses that
+/// must be IPs) are not Consul's catalog's.
+pub fn catalog_service(v: &Value) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError> {
+    service_with(v, Reading::Catalog)
+}
+
+/// Where a service definition comes from: Consul reads each a little differently.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    File,
+    AgentApi,
+    Catalog,
 }
 
 fn service_with(
     v: &Value,
-    missing_weight: i64,
+    reading: Reading,
 ) -> Result<(ServiceDef, Vec<CheckDef>), DefinitionError> {
     let f = fields(v, "service")?;
     const KNOWN: &[&str] = &[
@@ -252,7 +267,6 @@ fn service_with(
             .collect::<Result<_, DefinitionError>>()?,
         Some(other) => return err(format!("tagged_addresses: expected an object, got {other}")),
     };
-    ip_tagged_addresses(&tagged_addresses)?;
     let enable_tag_override = match f.get("enabletagoverride") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -264,9 +278,16 @@ fn service_with(
     };
     let weights = match f.get("weights") {
         None | Some(Value::Null) => (1, 1),
-        Some(w) => weights(&fields(w, "weights")?, missing_weight)?,
+        Some(w) => {
+            let missing = if reading == Reading::AgentApi { 0 } else { 1 };
+            weights(&fields(w, "weights")?, missing)?
+        }
     };
     validate_meta(&meta).map_err(|e| DefinitionError(format!("Invalid Service Meta: {e}")))?;
+    // The agent's own check, after the API's (as Consul orders them).
+    if reading != Reading::Catalog {
+        ip_tagged_addresses(&tagged_addresses)?;
+    }
     let def = ServiceDef {
         id: id.clone(),
         name: name.clone(),

@@ -105,7 +105,7 @@ fn catalog_service(v: &Value) -> Result<crate::state::node_record::ServiceRecord
         };
         renamed.insert(key, v.clone());
     }
-    let (def, checks) = definitions::api_service(&Value::Object(renamed)).map_err(|e| {
+    let (def, checks) = definitions::catalog_service(&Value::Object(renamed)).map_err(|e| {
         DefinitionError(match e.0.as_str() {
             "Missing service name" => "Must provide service name".to_owned(),
             other => format!("Service: {other}"),

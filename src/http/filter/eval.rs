@@ -5,7 +5,8 @@
 //! `in` and the emptiness tests, and a map (fields named `...Meta` or `...TaggedAddresses`) takes the
 //! emptiness tests, `in` on its keys, and any key as a further selector. A selector through a list of
 //! objects is true when any element matches. A field the element does not have is an invalid selector,
-//! unless it is a map: an empty one is left out of the JSON, as Consul leaves it out.
+//! unless it is a service's tagged addresses: an empty map is left out of the JSON, as Consul leaves it
+//! out.
 
 use regex::Regex;
 use serde_json::Value;
@@ -141,7 +142,9 @@ impl Match<'_> {
                     self.at(x, i + 1, map, re)
                 }
                 // An empty map Consul leaves out of its JSON (omitempty) is still a map to go-bexpr.
-                None if is_map_field(name) => self.at(&Value::Null, i + 1, true, re),
+                None if matches!(name.as_str(), "TaggedAddresses" | "ServiceTaggedAddresses") => {
+                    self.at(&Value::Null, i + 1, true, re)
+                }
                 None => Err(self.invalid()),
             },
             Value::Null if in_map => Ok(self.absent()),
