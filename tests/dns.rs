@@ -172,3 +172,60 @@ fn recursors_forward_other_names_and_garbage_gets_formerr() {
     server.join().unwrap();
     drop(a);
 }
+
+/// `dns_config` is reloaded as Consul reloads it (`murmur reload`, SIGHUP): the next answers follow the
+/// new settings, those cached under the old ones included, over UDP and TCP.
+#[test]
+fn a_reload_applies_dns_config() {
+    let dir = tmp("dns-reload");
+    let cfg = dir.join("dns.json");
+    std::fs::write(
+        &cfg,
+        r#"{"dns_config": {"node_ttl": "0s"}, "node_meta": {"rack": "r1"}}"#,
+    )
+    .unwrap();
+    let a = Agent::start(
+        "reload-node",
+        "127.0.9.1",
+        &dir,
+        &["-config-file", cfg.to_str().unwrap()],
+    );
+    // dig's columns, one space apart.
+    let answer = |transport: &str| {
+        let out = dig(
+            "127.0.9.1",
+            &[
+                transport,
+                "+noall",
+                "+answer",
+                "+additional",
+                "reload-node.node.consul",
+            ],
+        );
+        out.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    // Twice over UDP: the second comes from the answer cache.
+    for _ in 0..2 {
+        let out = answer("+notcp");
+        assert!(
+            out.contains("reload-node.node.consul. 0 IN A 127.0.9.1"),
+            "{out}"
+        );
+        assert!(out.contains("\"rack=r1\""), "{out}");
+    }
+    std::fs::write(
+        &cfg,
+        r#"{"dns_config": {"node_ttl": "30s", "enable_additional_node_meta_txt": false}, "node_meta": {"rack": "r1"}}"#,
+    )
+    .unwrap();
+    let out = a.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for transport in ["+notcp", "+tcp"] {
+        let out = answer(transport);
+        assert!(
+            out.contains("reload-node.node.consul. 30 IN A 127.0.9.1"),
+            "{transport}: {out}"
+        );
+        assert!(!out.contains("TXT"), "{transport}: {out}");
+    }
+}

@@ -243,13 +243,13 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         logs,
     };
     let dns_addr = SocketAddr::new(cfg.client_addr, cfg.ports.dns);
-    let dns = DnsServer {
-        cfg: Arc::new(cfg.dns.clone()),
-        table: table.clone(),
-        services: Arc::new(CatalogServices::new(table.clone(), catalog.clone())),
-        stats: dns_stats,
-        remote: Some(Arc::new(RemoteDns::new(store.clone(), &cfg.dns))),
-    };
+    let dns = DnsServer::new(
+        cfg.dns.clone(),
+        table.clone(),
+        Arc::new(CatalogServices::new(table.clone(), catalog.clone())),
+        dns_stats,
+        Some(Arc::new(RemoteDns::new(store.clone(), &cfg.dns))),
+    );
     let dns_udp = UdpSocket::bind(dns_addr)
         .await
         .map_err(|e| format!("Failed to bind DNS (UDP) on {dns_addr}: {e}"))?;
@@ -258,6 +258,8 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
         .map_err(|e| format!("Failed to bind DNS (TCP) on {dns_addr}: {e}"))?;
     tokio::spawn(dns.clone().serve_udp(Arc::new(dns_udp)));
     tokio::spawn(dns.clone().serve_tcp(dns_tcp));
+    // The transports share its settings: a reload changes them for all.
+    let dns_settings = dns.clone();
     let router = http::router(api);
     if let Some(r) = &raft_server {
         r.federation().set_local(Arc::new(AgentAnswerer {
@@ -340,10 +342,10 @@ pub async fn run(cfg: Config, flags: flags::Parsed) -> Result<(), String> {
             },
             _ = sighup.recv() => {
                 info!("Caught signal: hangup, reloading the configuration");
-                let _ = reload(&flags, &services);
+                let _ = reload(&flags, &services, &dns_settings);
             }
             Some(reply) = reload_rx.recv() => {
-                let _ = reply.send(reload(&flags, &services));
+                let _ = reply.send(reload(&flags, &services, &dns_settings));
             }
         }
     };
@@ -616,14 +618,17 @@ fn member_tags(cfg: &Config, node_id: &str) -> Vec<(String, String)> {
 }
 
 /// Re-reads the config files and flags and applies their service and check definitions (and which script
-/// checks are allowed). Other settings
+/// checks are allowed), and `dns_config` and `recursors`, as Consul reloads them. Other settings
 /// need a restart, as most of Consul's do. A bad file keeps the running definitions and says why.
-fn reload(flags: &flags::Parsed, services: &LocalServices) -> Result<(), String> {
+fn reload(flags: &flags::Parsed, services: &LocalServices, dns: &DnsServer) -> Result<(), String> {
     let applied = config::load(flags).and_then(|cfg| {
         let removed =
             services.replace_config(cfg.services, cfg.checks, cfg.scripts, Instant::now())?;
         for id in removed {
             warn!("script check {id:?} removed: script checks are no longer enabled");
+        }
+        if dns.reconfigure(&cfg.dns) {
+            info!("DNS settings reloaded");
         }
         Ok(())
     });

@@ -161,7 +161,8 @@ impl AnswerCache {
         self.services = services;
     }
 
-    fn clear(&mut self) {
+    /// Drops every answer (the settings they were built with changed).
+    pub fn clear(&mut self) {
         self.map.clear();
         self.by_service.clear();
         self.bytes = 0;

@@ -59,6 +59,18 @@ impl Default for DnsConfig {
     }
 }
 
+impl DnsConfig {
+    /// `next` as a reload applies it: Consul reloads `dns_config` and `recursors`; the domain and the
+    /// datacenter stay as the agent started with them.
+    pub fn reloaded(&self, next: &DnsConfig) -> DnsConfig {
+        DnsConfig {
+            domain: self.domain.clone(),
+            datacenter: self.datacenter.clone(),
+            ..next.clone()
+        }
+    }
+}
+
 /// Service TTLs as Consul's `dns_config.service_ttl` map gives them: a service's own entry, else the
 /// longest `prefix*` pattern that matches, else `*`, else zero. (A bare duration, as earlier murmur
 /// versions took, sets `*`.)

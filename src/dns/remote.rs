@@ -70,7 +70,7 @@ struct Cached {
 pub struct RemoteDns {
     store: Arc<dyn Replicated>,
     /// This agent's settings as they travel with each query.
-    settings: Vec<u8>,
+    settings: Mutex<Arc<Vec<u8>>>,
     in_flight: Arc<tokio::sync::Semaphore>,
     cache: Mutex<(HashMap<Key, Cached>, usize)>,
 }
@@ -80,10 +80,24 @@ impl RemoteDns {
     pub fn new(store: Arc<dyn Replicated>, cfg: &DnsConfig) -> Self {
         RemoteDns {
             store,
-            settings: encode_settings(cfg),
+            settings: Mutex::new(Arc::new(encode_settings(cfg))),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
             cache: Mutex::new((HashMap::new(), 0)),
         }
+    }
+
+    /// Sends `cfg` with queries from now on, and forgets answers built with the settings before.
+    pub fn reconfigure(&self, cfg: &DnsConfig) {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(encode_settings(cfg));
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        *cache = (HashMap::new(), 0);
+    }
+
+    fn settings(&self) -> Arc<Vec<u8>> {
+        self.settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// `dc`'s answer to `req` (raw bytes `raw`), from the cache while its TTL lasts; true with it when
@@ -109,7 +123,7 @@ impl RemoteDns {
         let asked = RemoteRequest::Dns {
             query: raw.to_vec(),
             tcp,
-            settings: self.settings.clone(),
+            settings: self.settings().to_vec(),
         };
         let answered = tokio::time::timeout(TIMEOUT, self.store.remote(dc.to_string(), asked))
             .await

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, ResponseCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -59,8 +60,8 @@ pub struct DnsStats {
 /// Everything a DNS transport needs.
 #[derive(Clone)]
 pub struct DnsServer {
-    /// Settings.
-    pub cfg: Arc<DnsConfig>,
+    /// Settings, shared by every transport and swapped whole by a reload ([`DnsServer::reconfigure`]).
+    pub cfg: Arc<ArcSwap<DnsConfig>>,
     /// Member table.
     pub table: Arc<MemberTable>,
     /// Services.
@@ -72,8 +73,41 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
+    /// Serves with `cfg` until a reload changes it.
+    pub fn new(
+        cfg: DnsConfig,
+        table: Arc<MemberTable>,
+        services: Arc<dyn ServiceCatalog>,
+        stats: Arc<DnsStats>,
+        remote: Option<Arc<RemoteDns>>,
+    ) -> Self {
+        DnsServer {
+            cfg: Arc::new(ArcSwap::from_pointee(cfg)),
+            table,
+            services,
+            stats,
+            remote,
+        }
+    }
+
+    /// Applies the DNS settings of a reloaded configuration (Consul reloads `dns_config` and
+    /// `recursors`): answers built from now on follow them, and the answers cached under the old ones
+    /// are dropped. True when something changed.
+    pub fn reconfigure(&self, next: &DnsConfig) -> bool {
+        let running = self.cfg.load_full();
+        let cfg = running.reloaded(next);
+        if cfg == *running {
+            return false;
+        }
+        if let Some(r) = &self.remote {
+            r.reconfigure(&cfg);
+        }
+        self.cfg.store(Arc::new(cfg));
+        true
+    }
+
     fn answer(&self, raw: &[u8], transport: Transport, rng: &mut Rng) -> Option<Reply> {
-        self.answer_with(&self.cfg, raw, transport, rng)
+        self.answer_with(&self.cfg.load(), raw, transport, rng)
     }
 
     /// The answer to `raw` under `cfg` (this agent's settings, or those a forwarded query carries).
@@ -108,6 +142,7 @@ impl DnsServer {
         let mut key = Vec::with_capacity(300);
         let mut rng = Rng::new(crate::util::entropy::u64().unwrap_or(7));
         let mut tally = Tally::default();
+        let mut cfg = self.cfg.load_full();
         loop {
             if socket.readable().await.is_err() {
                 return;
@@ -117,6 +152,11 @@ impl DnsServer {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(_) => continue,
             };
+            // Answers cached under settings a reload has replaced are not answers any more.
+            if !Arc::ptr_eq(&cfg, &self.cfg.load()) {
+                cfg = self.cfg.load_full();
+                cache.clear();
+            }
             cache.sync(
                 self.table.snapshot().index,
                 self.services.version(),
@@ -141,7 +181,7 @@ impl DnsServer {
                     }
                     send.clear_last();
                 }
-                match self.answer(raw, Transport::Udp, &mut rng) {
+                match self.answer_with(&cfg, raw, Transport::Udp, &mut rng) {
                     Some(Reply::Bytes(bytes, reuse)) => {
                         tally.answer(&bytes);
                         if reuse != Reuse::Never && shape(raw, &mut key).is_some() {
@@ -294,7 +334,9 @@ impl DnsServer {
                 }
                 bytes
             }
-            Err(RemoteFailure::NoPath) => self.answerer().no_such_datacenter(&req, transport),
+            Err(RemoteFailure::NoPath) => self
+                .answerer_with(&self.cfg.load())
+                .no_such_datacenter(&req, transport),
             Err(RemoteFailure::Failed(e)) => {
                 tracing::debug!("DNS query for datacenter {dc} failed: {e}");
                 servfail(query)
@@ -308,13 +350,13 @@ impl DnsServer {
     pub fn answer_forwarded(&self, query: &[u8], tcp: bool, settings: &[u8]) -> Vec<u8> {
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let mut rng = Rng::new(crate::util::entropy::u64().unwrap_or(13));
-        let cfg =
-            super::remote::decode_settings(settings, &self.cfg.datacenter).unwrap_or_else(|| {
-                DnsConfig {
-                    recursors: Vec::new(),
-                    ..(*self.cfg).clone()
-                }
-            });
+        let own = self.cfg.load();
+        let cfg = super::remote::decode_settings(settings, &own.datacenter).unwrap_or_else(|| {
+            DnsConfig {
+                recursors: Vec::new(),
+                ..(**own).clone()
+            }
+        });
         match self.answer_with(&cfg, query, transport, &mut rng) {
             Some(Reply::Bytes(b, _)) => b,
             Some(Reply::Remote(_) | Reply::Forward) => match Message::from_vec(query) {
@@ -323,10 +365,6 @@ impl DnsServer {
             },
             None => servfail(query),
         }
-    }
-
-    fn answerer(&self) -> Answerer<'_> {
-        self.answerer_with(&self.cfg)
     }
 
     fn answerer_with<'a>(&'a self, cfg: &'a DnsConfig) -> Answerer<'a> {
@@ -339,7 +377,8 @@ impl DnsServer {
 
     /// Asks each recursor in turn; SERVFAIL if none answers in time.
     async fn forward(&self, query: &[u8]) -> Vec<u8> {
-        for r in &self.cfg.recursors {
+        let recursors = self.cfg.load().recursors.clone();
+        for r in &recursors {
             let bind: SocketAddr = if r.is_ipv4() {
                 "0.0.0.0:0".parse().expect("literal")
             } else {
@@ -436,13 +475,13 @@ mod tests {
         publish("n1", 1, "web", 80);
         publish("n2", 1, "db", 5432);
         let stats = Arc::new(DnsStats::default());
-        let server = DnsServer {
-            cfg: Arc::new(DnsConfig::default()),
-            table: table.clone(),
-            services: Arc::new(CatalogServices::new(table, catalog.clone())),
-            stats: stats.clone(),
-            remote: None,
-        };
+        let server = DnsServer::new(
+            DnsConfig::default(),
+            table.clone(),
+            Arc::new(CatalogServices::new(table, catalog.clone())),
+            stats.clone(),
+            None,
+        );
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let to = socket.local_addr().unwrap();
         let serving = tokio::spawn(server.serve_udp(socket));
