@@ -206,7 +206,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1
   echo
   echo "| server, queries | QPS (dnsperf-bound) | server CPU s | queries per server CPU-second | answered from the cache | latency avg (min max) |"
   echo "| --- | --- | --- | --- | --- | --- |"
-  # Alternate servers and query sets within each round, so drift on the machine hits all four alike.
+  # Alternate servers and query sets within each round, so drift on the machine hits all of them alike.
   m_rates=() n_rates=() m_node=() n_node=() l_rates=() l_node=() m_svc=() n_svc=() l_svc=()
   nsd_name="NSD $(nsd -v 2>&1 | awk 'NR == 1 {print $3}')"
   murmur_pat="agent -server -node agent -bind 127.0.20.1"

@@ -284,9 +284,11 @@ fn service_with(
         }
     };
     validate_meta(&meta).map_err(|e| DefinitionError(format!("Invalid Service Meta: {e}")))?;
-    // The agent's own check, after the API's (as Consul orders them).
+    // The agent's own check, after the API's (as Consul orders them), then its defaults.
+    let mut tagged_addresses = tagged_addresses;
     if reading != Reading::Catalog {
         ip_tagged_addresses(&tagged_addresses)?;
+        default_tagged_addresses(&mut tagged_addresses, &address, port);
     }
     let def = ServiceDef {
         id: id.clone(),
@@ -377,6 +379,22 @@ fn ip_tagged_addresses(tagged: &Map<String, Value>) -> Result<(), DefinitionErro
         }
     }
     Ok(())
+}
+
+/// Consul's agent gives a service with an IP address of its own `lan_ipv4` and `wan_ipv4` tagged
+/// addresses (`lan_ipv6` and `wan_ipv6` for IPv6) where it has none: that address and port.
+fn default_tagged_addresses(tagged: &mut Map<String, Value>, address: &str, port: u16) {
+    let tags = match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => ["lan_ipv4", "wan_ipv4"],
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => ["lan_ipv4", "wan_ipv4"],
+        Ok(std::net::IpAddr::V6(_)) => ["lan_ipv6", "wan_ipv6"],
+        Err(_) => return,
+    };
+    for tag in tags {
+        tagged
+            .entry(tag)
+            .or_insert_with(|| serde_json::json!({"Address": address, "Port": port}));
+    }
 }
 
 /// DNS SRV weights (passing, warning) as Consul's `ValidateWeights` allows them; a field left out is
@@ -755,6 +773,29 @@ mod tests {
             .map(|_| ())
             .map_err(|e| e.0)
         };
+        let (def, _) = api_service(&json!({"name": "w", "address": "10.0.0.5", "port": 80,
+            "tagged_addresses": {"wan_ipv4": {"address": "198.51.100.1", "port": 8080}}}))
+        .unwrap();
+        assert_eq!(
+            Value::Object(def.tagged_addresses),
+            json!({
+                "lan_ipv4": {"Address": "10.0.0.5", "Port": 80},
+                "wan_ipv4": {"Address": "198.51.100.1", "Port": 8080},
+            }),
+            "Consul's defaults fill in what was not given"
+        );
+        let (def, _) = service(&json!({"name": "w", "address": "fe80::2", "port": 81})).unwrap();
+        assert_eq!(
+            Value::Object(def.tagged_addresses),
+            json!({
+                "lan_ipv6": {"Address": "fe80::2", "Port": 81},
+                "wan_ipv6": {"Address": "fe80::2", "Port": 81},
+            })
+        );
+        for address in ["", "db.example.com"] {
+            let (def, _) = api_service(&json!({"name": "w", "address": address})).unwrap();
+            assert!(def.tagged_addresses.is_empty(), "{address:?}");
+        }
         assert_eq!(tagged("lan_ipv4", "10.0.0.1"), Ok(()));
         assert_eq!(tagged("wan_ipv4", "::ffff:10.0.0.1"), Ok(()), "Go's To4");
         assert_eq!(tagged("lan_ipv6", "fe80::1"), Ok(()));
