@@ -365,13 +365,7 @@ fn ip_tagged_addresses(tagged: &Map<String, Value>) -> Result<(), DefinitionErro
             "lan_ipv6" | "wan_ipv6" => false,
             _ => continue,
         };
-        // Go's To4 takes an IPv4-mapped IPv6 address as IPv4.
-        let is_v4 = match v["Address"].as_str().and_then(|a| a.parse().ok()) {
-            Some(std::net::IpAddr::V4(_)) => Some(true),
-            Some(std::net::IpAddr::V6(v6)) => Some(v6.to_ipv4_mapped().is_some()),
-            None => None,
-        };
-        if is_v4 != Some(want_v4) {
+        if v["Address"].as_str().and_then(is_ipv4) != Some(want_v4) {
             let family = if want_v4 { "ipv4" } else { "ipv6" };
             return err(format!(
                 "Service tagged address {tag:?} must be a valid {family} address"
@@ -381,14 +375,22 @@ fn ip_tagged_addresses(tagged: &Map<String, Value>) -> Result<(), DefinitionErro
     Ok(())
 }
 
+/// Whether `s` is an IPv4 address as Go's `ParseIP(s).To4()` reads it (an IPv4-mapped IPv6 address
+/// is one); `None` when it is no IP at all.
+fn is_ipv4(s: &str) -> Option<bool> {
+    match s.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(_) => Some(true),
+        std::net::IpAddr::V6(v6) => Some(v6.to_ipv4_mapped().is_some()),
+    }
+}
+
 /// Consul's agent gives a service with an IP address of its own `lan_ipv4` and `wan_ipv4` tagged
 /// addresses (`lan_ipv6` and `wan_ipv6` for IPv6) where it has none: that address and port.
 fn default_tagged_addresses(tagged: &mut Map<String, Value>, address: &str, port: u16) {
-    let tags = match address.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(_)) => ["lan_ipv4", "wan_ipv4"],
-        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => ["lan_ipv4", "wan_ipv4"],
-        Ok(std::net::IpAddr::V6(_)) => ["lan_ipv6", "wan_ipv6"],
-        Err(_) => return,
+    let tags = match is_ipv4(address) {
+        Some(true) => ["lan_ipv4", "wan_ipv4"],
+        Some(false) => ["lan_ipv6", "wan_ipv6"],
+        None => return,
     };
     for tag in tags {
         tagged
