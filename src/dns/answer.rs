@@ -431,7 +431,7 @@ impl Answerer<'_> {
                 // instances may have targets of their own, and nodes may share one); addresses
                 // first, so that trimming drops the meta before them.
                 let mut targets: HashSet<Name> = HashSet::new();
-                let mut meta_owners: HashSet<Name> = HashSet::new();
+                let mut meta_owners: HashSet<(&str, Name)> = HashSet::new();
                 let mut metas: Vec<Record> = Vec::new();
                 for i in &inst {
                     let ip = i.ip();
@@ -467,7 +467,7 @@ impl Answerer<'_> {
                             false => self.node_fqdn(i.node.name()),
                         };
                         if let Some(o) = meta_owner
-                            && meta_owners.insert(o.clone())
+                            && meta_owners.insert((i.node.name(), o.clone()))
                         {
                             metas.extend(meta_txt(&o, &i.node.meta(), ttl));
                         }
@@ -555,7 +555,8 @@ fn longest_fit(
     while hi - lo > 1 {
         let mid = (lo + hi) / 2;
         *section(m) = records[..mid].to_vec();
-        if encode(m).len() <= max {
+        // A prefix that does not encode at all does not fit either.
+        if m.to_vec().is_ok_and(|b| b.len() <= max) {
             lo = mid;
         } else {
             hi = mid;

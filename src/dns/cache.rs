@@ -201,7 +201,9 @@ impl AnswerCache {
             Reuse::Shuffled(scope) => (true, scope),
             Reuse::Never => return,
         };
-        if resp.len() < 12 || u16::from_be_bytes([resp[4], resp[5]]) != 1 {
+        // One question; and a SERVFAIL (an answer that would not encode) is not kept: it would stand
+        // until the data changes.
+        if resp.len() < 12 || u16::from_be_bytes([resp[4], resp[5]]) != 1 || resp[3] & 0x0f == 2 {
             return;
         }
         let held = self.map.get(key);
@@ -358,6 +360,24 @@ mod tests {
         }
         let expected: Vec<u8> = (0..SHUFFLES as u8).chain(0..SHUFFLES as u8).collect();
         assert_eq!(seen, expected, "every order in turn");
+    }
+
+    #[test]
+    fn a_servfail_is_not_kept() {
+        let mut c = AnswerCache::default();
+        c.sync(1, 10, |_| panic!("nothing to list at the start"));
+        let q = query("web.service.consul.", 1, false);
+        let mut key = Vec::new();
+        shape(&q, &mut key).unwrap();
+        let mut r = Message::from_vec(&q).unwrap();
+        r.metadata.message_type = hickory_proto::op::MessageType::Response;
+        r.metadata.response_code = hickory_proto::op::ResponseCode::ServFail;
+        let scope = Reuse::Always(Scope::Service("web".into()));
+        c.insert(&key, &r.to_vec().unwrap(), &scope);
+        assert!(c.is_empty());
+        r.metadata.response_code = hickory_proto::op::ResponseCode::NoError;
+        c.insert(&key, &r.to_vec().unwrap(), &scope);
+        assert_eq!(c.len(), 1);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! as its own; the answer is cached here for its smallest TTL, as Consul caches remote answers.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,9 @@ pub struct RemoteDns {
     store: Arc<dyn Replicated>,
     /// This agent's settings as they travel with each query.
     settings: Mutex<Arc<Vec<u8>>>,
+    /// Moves with each change of `settings`, under the cache's lock: an answer asked for with the
+    /// settings before is not kept.
+    generation: AtomicU64,
     in_flight: Arc<tokio::sync::Semaphore>,
     cache: Mutex<(HashMap<Key, Cached>, usize)>,
 }
@@ -81,6 +85,7 @@ impl RemoteDns {
         RemoteDns {
             store,
             settings: Mutex::new(Arc::new(encode_settings(cfg))),
+            generation: AtomicU64::new(0),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
             cache: Mutex::new((HashMap::new(), 0)),
         }
@@ -88,8 +93,9 @@ impl RemoteDns {
 
     /// Sends `cfg` with queries from now on, and forgets answers built with the settings before.
     pub fn reconfigure(&self, cfg: &DnsConfig) {
-        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(encode_settings(cfg));
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(encode_settings(cfg));
+        self.generation.fetch_add(1, Ordering::SeqCst);
         *cache = (HashMap::new(), 0);
     }
 
@@ -120,10 +126,14 @@ impl RemoteDns {
                 "too many queries for other datacenters in flight".into(),
             ));
         };
+        // The generation first: settings that change in between make the answer not kept, never
+        // kept under the wrong settings.
+        let generation = self.generation.load(Ordering::SeqCst);
+        let settings = self.settings();
         let asked = RemoteRequest::Dns {
             query: raw.to_vec(),
             tcp,
-            settings: self.settings().to_vec(),
+            settings: settings.to_vec(),
         };
         let answered = tokio::time::timeout(TIMEOUT, self.store.remote(dc.to_string(), asked))
             .await
@@ -136,7 +146,7 @@ impl RemoteDns {
         };
         let resp = check_answer(req, &bytes, tcp)?;
         if let (Some(k), Some(ttl)) = (key, cache_for(&resp)) {
-            self.keep(k, ttl, &bytes);
+            self.keep(k, ttl, &bytes, generation);
         }
         Ok((bytes, false))
     }
@@ -166,9 +176,13 @@ impl RemoteDns {
         m.to_vec().ok()
     }
 
-    fn keep(&self, k: Key, ttl: Duration, bytes: &[u8]) {
+    fn keep(&self, k: Key, ttl: Duration, bytes: &[u8], generation: u64) {
         let now = Instant::now();
         let mut guard = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::SeqCst) != generation {
+            // Asked with settings a reload has replaced since.
+            return;
+        }
         let (cache, size) = &mut *guard;
         if *size + bytes.len() > MAX_CACHE_BYTES {
             cache.retain(|_, c| c.until > now);

@@ -60,8 +60,9 @@ pub struct DnsStats {
 /// Everything a DNS transport needs.
 #[derive(Clone)]
 pub struct DnsServer {
-    /// Settings, shared by every transport and swapped whole by a reload ([`DnsServer::reconfigure`]).
-    pub cfg: Arc<ArcSwap<DnsConfig>>,
+    /// Settings, shared by every transport and swapped whole by a reload: only through
+    /// [`DnsServer::reconfigure`], which updates the remote path's copy too.
+    cfg: Arc<ArcSwap<DnsConfig>>,
     /// Member table.
     pub table: Arc<MemberTable>,
     /// Services.
@@ -95,6 +96,13 @@ impl DnsServer {
     /// are dropped. True when something changed.
     pub fn reconfigure(&self, next: &DnsConfig) -> bool {
         let running = self.cfg.load_full();
+        if (&next.domain, &next.datacenter) != (&running.domain, &running.datacenter) {
+            tracing::warn!(
+                "DNS domain and datacenter changes need a restart; still {} in {}",
+                running.domain,
+                running.datacenter
+            );
+        }
         let cfg = running.reloaded(next);
         if cfg == *running {
             return false;

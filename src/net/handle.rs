@@ -190,7 +190,8 @@ impl GossipHandle {
                         reply,
                     })
                     .await??;
-                let whole_records = kind == Stream::Join;
+                // Whole records only to a peer whose state came authenticated, as over datagrams.
+                let whole_records = kind == Stream::Join && merged.trusted;
                 self.ask(|reply| Command::ExportState {
                     whole_records,
                     // A peer that wrote the short form reads it.

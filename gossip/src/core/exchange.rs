@@ -27,11 +27,17 @@ pub(super) struct Behind {
     pub(super) known: usize,
 }
 
+/// Members missing from our view past which a catch-up exchange asks for records whole, however
+/// large the cluster (two halves healing from a partition are each "only" half behind).
+const FAR_BEHIND: usize = 64;
+
 /// What a merged full state held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Merged {
     /// Member entries (the records riding along are not counted).
     pub members: usize,
+    /// It came authenticated: only then may the answer carry records whole.
+    pub trusted: bool,
     /// Its sender wrote records in the short form, so it reads them too: the `short_records` to
     /// answer with ([`Core::encode_state`]).
     pub short_records: bool,
@@ -197,7 +203,8 @@ impl Core {
                 // pulling each from this one peer would be a burst of thousands of datagrams; ask
                 // for them whole instead. Only the address is known here: the long form, which
                 // every member reads.
-                let far_behind = known as usize > 2 * mine;
+                let (known, behind) = (known as usize, known as usize - mine);
+                let far_behind = known > 2 * mine || behind > FAR_BEHIND;
                 self.exchange_with(from, far_behind, false);
                 self.exchanges.behind = Some(Behind {
                     since: now,
@@ -285,6 +292,7 @@ impl Core {
                 .deltas()
                 .filter(|d| !matches!(d, Delta::Record { .. }))
                 .count(),
+            trusted: self.trusted,
             short_records: st.has_short_records(),
         })
     }
