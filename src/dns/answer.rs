@@ -678,8 +678,8 @@ fn rfc1464(key: &str, value: &str) -> String {
 
 fn hex_ip(ip: IpAddr) -> String {
     match ip {
-        IpAddr::V4(v4) => v4.octets().iter().map(|b| format!("{b:02x}")).collect(),
-        IpAddr::V6(v6) => v6.octets().iter().map(|b| format!("{b:02x}")).collect(),
+        IpAddr::V4(v4) => crate::util::hex::lower(&v4.octets()),
+        IpAddr::V6(v6) => crate::util::hex::lower(&v6.octets()),
     }
 }
 

@@ -84,10 +84,7 @@ pub(super) async fn services(State(s): State<ApiState>, Query(q): Params) -> Api
 /// A hash of a service's JSON, as Consul's `ContentHash`: 16 hex digits that change with any field.
 fn content_hash(v: &Value) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, v.to_string().as_bytes());
-    digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::util::hex::lower(&digest.as_ref()[..8])
 }
 
 /// `GET /v1/agent/service/:id[?hash=&wait=]`: with `ContentHash` (and the `X-Consul-ContentHash`

@@ -59,7 +59,7 @@ pub fn key_text(raw: &[u8]) -> String {
 /// Short public fingerprint of a key (first 4 bytes of its SHA-256, hex), safe to gossip in tags.
 pub fn fingerprint(raw: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, raw);
-    d.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect()
+    crate::util::hex::lower(&d.as_ref()[..4])
 }
 
 /// A fresh random 32-byte key in base64 (`murmur keygen`).

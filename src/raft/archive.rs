@@ -122,11 +122,7 @@ impl From<std::io::Error> for ArchiveError {
 }
 
 fn sha256_hex(b: &[u8]) -> String {
-    digest(&SHA256, b)
-        .as_ref()
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
+    crate::util::hex::lower(digest(&SHA256, b).as_ref())
 }
 
 fn append(t: &mut tar::Builder<impl Write>, name: &str, data: &[u8]) -> std::io::Result<()> {

@@ -148,8 +148,7 @@ pub struct LocalServices {
 
 /// A file name for an ID (IDs may hold any character; the hex of its bytes never clashes).
 fn file_name(id: &str) -> String {
-    let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{hex}.json")
+    format!("{}.json", crate::util::hex::lower(id.as_bytes()))
 }
 
 impl LocalServices {
@@ -310,10 +309,15 @@ impl LocalServices {
         if source == Source::Api {
             self.persist("services", &def.id, Some(service_json(&def)))?;
         }
+        self.insert_service(def, source);
+        Ok(())
+    }
+
+    /// Puts a service in the registry (the data dir aside).
+    fn insert_service(&self, def: ServiceDef, source: Source) {
         let id = def.id.clone();
         self.lock().services.insert(id, (def, source));
         self.touched();
-        Ok(())
     }
 
     /// Removes a service and its checks; false if there was none.
@@ -648,15 +652,9 @@ impl LocalServices {
         let _one_at_a_time = self.admission();
         let (all_services, states) = self.after(services, checks, false, now);
         self.admit(&all_services, &states, checks, Source::Api)?;
-        {
-            let mut inner = self.lock();
-            for s in services {
-                inner
-                    .services
-                    .insert(s.id.clone(), (s.clone(), Source::Api));
-            }
+        for s in services {
+            self.insert_service(s.clone(), Source::Api);
         }
-        self.touched();
         for c in checks {
             self.insert_check(CheckState::new(c.clone(), Source::Api, now));
         }
